@@ -1,0 +1,1 @@
+"""Kafka I/O: decoding and validating events, the ingestion loop, offsets, dead letters."""

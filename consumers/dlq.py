@@ -1,0 +1,100 @@
+"""The dead-letter topic: rejected events, with the reason, never dropped silently.
+
+Delivery is at-least-once: an envelope is published before the offsets that
+skip its event are stored, so a crash in between publishes it again. The
+envelope carries topic, partition and offset, which identify duplicates.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+from kafka.errors import KafkaError
+
+from consumers.errors import DeadLetterError
+
+
+class DeadLetter(msgspec.Struct, frozen=True):
+    reason: str
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value_b64: str | None
+    seen_at: str
+
+
+def envelope(
+    reason: str,
+    topic: str,
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    seen_at: float,
+) -> bytes:
+    return msgspec.json.encode(
+        DeadLetter(
+            reason=reason,
+            topic=topic,
+            partition=partition,
+            offset=offset,
+            key=None if key is None else key.decode("utf-8", "replace"),
+            value_b64=None if value is None else base64.b64encode(value).decode("ascii"),
+            seen_at=datetime.fromtimestamp(seen_at, UTC).isoformat().replace("+00:00", "Z"),
+        )
+    )
+
+
+@dataclass(slots=True)
+class _Pending:
+    key: bytes | None
+    value: bytes
+    future: Any
+
+
+class DeadLetterPublisher:
+    """Publishes envelopes and confirms them all before a flush may proceed."""
+
+    def __init__(self, producer: Any, topic: str) -> None:
+        self._producer = producer
+        self.topic = topic
+        self._pending: list[_Pending] = []
+
+    def publish(self, key: bytes | None, value: bytes) -> None:
+        self._pending.append(_Pending(key, value, self._send(key, value)))
+
+    def confirm(self, timeout: float) -> None:
+        """Block until every envelope is acknowledged; resend the failed ones.
+
+        Raises DeadLetterError (retriable) if some could not be delivered; they
+        stay pending and are sent again on the next call.
+        """
+        if not self._pending:
+            return
+        try:
+            self._producer.flush(timeout=timeout)
+        except KafkaError as exc:
+            raise DeadLetterError(f"dead-letter topic unreachable: {exc}") from exc
+        failed: list[_Pending] = []
+        for p in self._pending:
+            if p.future is None or not p.future.is_done or p.future.failed():
+                p.future = self._send(p.key, p.value)
+                failed.append(p)
+        self._pending = failed
+        if failed:
+            raise DeadLetterError(f"{len(failed)} dead letters not yet acknowledged")
+
+    def _send(self, key: bytes | None, value: bytes) -> Any:
+        try:
+            return self._producer.send(self.topic, key=key, value=value)
+        except KafkaError:
+            # Kept pending with no future: the next confirm() sends it again.
+            return None
+
+    def close(self, timeout: float) -> None:
+        self._producer.close(timeout=timeout)

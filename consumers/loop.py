@@ -1,0 +1,300 @@
+"""The ingestion loop: poll, decode, aggregate, and flush exactly once.
+
+Exactly-once effect without Kafka transactions: the aggregates and the next
+offsets of every owned partition are written in one SQL transaction, and on
+every assignment the consumer seeks to the offsets stored in SQL. Kafka's own
+committed offsets are written afterwards, only for lag tooling. Whatever the
+moment of a crash, the state in SQL is that of some prefix of every partition,
+and processing resumes exactly after it.
+
+While the database is unreachable the loop pauses its partitions, keeps its
+group membership by polling, and retries the same flush with backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
+
+from consumers.checkpoint import CheckpointStore
+from consumers.dlq import DeadLetterPublisher, envelope
+from consumers.errors import ConsumerError, InvalidEvent, InvalidReason
+from consumers.events import EventDecoder, PredictionEvent
+from consumers.offsets import OffsetBook
+from consumers.stats import IngestStats
+from consumers.window import WindowAccumulator
+from db.errors import OffsetConflict, StoreError
+from db.repositories import StoredOffset
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    topic: str
+    flush_events: int = 20_000
+    flush_interval: float = 2.0
+    max_clock_skew: float = 3600.0
+    start_from_earliest: bool = True
+    poll_timeout: float = 0.2
+    max_backoff: float = 10.0
+    shutdown_budget: float = 8.0
+
+
+class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, loop: IngestLoop) -> None:
+        self._loop = loop
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._loop.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._loop.on_assigned(assigned)
+
+
+class IngestLoop:
+    def __init__(
+        self,
+        consumer: Any,
+        decoder: EventDecoder,
+        store: CheckpointStore,
+        dead_letters: DeadLetterPublisher,
+        settings: IngestSettings,
+        stats: IngestStats,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.consumer = consumer
+        self.decoder = decoder
+        self.store = store
+        self.dlq = dead_letters
+        self.settings = settings
+        self.stats = stats
+        self.clock = clock
+        self.book = OffsetBook()
+        self.acc = WindowAccumulator(decoder.codecs)
+        self._stop = threading.Event()
+        self._last_flush = clock()
+        self._last_lag = 0.0
+
+    # -- main loop ---------------------------------------------------------
+    def run(self, stop: threading.Event | None = None) -> None:
+        """Consume until ``stop`` is set, then flush what is buffered and close."""
+        self._stop = stop or threading.Event()
+        self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
+        try:
+            while not self._stop.is_set():
+                batch = self.consumer.poll(timeout_ms=int(self.settings.poll_timeout * 1000))
+                if batch:
+                    self._process(batch)
+                if self._flush_due():
+                    self._flush_with_retry(deadline=None)
+                self._report_lag()
+            self._flush_with_retry(deadline=self.clock() + self.settings.shutdown_budget)
+        finally:
+            self.consumer.close(autocommit=False)
+
+    def _process(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
+        now = self.clock()
+        for tp, records in batch.items():
+            key = (tp.topic, tp.partition)
+            if not self.book.owns(key):
+                continue  # revoked while this batch was in flight
+            events: list[PredictionEvent] = []
+            for rec in records:
+                try:
+                    ev = self.decoder.decode_prediction(rec.value)
+                    if ev.event_time > now + self.settings.max_clock_skew:
+                        raise InvalidEvent(
+                            InvalidReason.TIMESTAMP,
+                            f"timestamp is more than {self.settings.max_clock_skew:.0f}s "
+                            "ahead of the consumer's clock",
+                        )
+                except InvalidEvent as exc:
+                    self._dead_letter(rec, exc, now)
+                    continue
+                events.append(ev)
+            watermark = self.acc.add_partition_batch(
+                tp.partition, events, self.book.watermark(key), self.stats.late
+            )
+            self.book.advance(key, records[-1].offset + 1, watermark)
+            for model, n in _count_models(events).items():
+                self.stats.consumed(model, n)
+
+    def _dead_letter(self, rec: Any, exc: InvalidEvent, now: float) -> None:
+        self.dlq.publish(
+            rec.key,
+            envelope(str(exc), rec.topic, rec.partition, rec.offset, rec.key, rec.value, now),
+        )
+        self.stats.invalid(exc.kind.value)
+
+    # -- flushing ----------------------------------------------------------
+    def _flush_due(self) -> bool:
+        if self.acc.events >= self.settings.flush_events:
+            return True
+        return self.clock() - self._last_flush >= self.settings.flush_interval
+
+    def flush_once(self) -> None:
+        """Make buffered work durable: dead letters first, then one SQL transaction."""
+        self._last_flush = self.clock()
+        advances = self.book.pending()
+        if not advances:
+            return
+        started = time.perf_counter()
+        self.dlq.confirm(timeout=10.0)
+        events = self.acc.events
+        try:
+            self.store.commit(advances, self.acc.deltas)
+        except OffsetConflict as conflict:
+            self._resolve_conflict(conflict)
+            return self.flush_once()
+        self.acc.take()
+        self.book.confirm(advances)
+        self.stats.flushed(time.perf_counter() - started, events)
+        self._commit_kafka(advances)
+
+    def _flush_with_retry(self, deadline: float | None) -> bool:
+        """Flush, retrying retriable failures with backoff until done or ``deadline``."""
+        backoff = 0.5
+        # Inside a rebalance callback (deadline set) polling again is not allowed.
+        may_poll = deadline is None
+        try:
+            while True:
+                try:
+                    self.flush_once()
+                    self.stats.healthy(True)
+                    return True
+                except (StoreError, ConsumerError) as exc:
+                    if not exc.retriable:
+                        raise
+                    self.stats.healthy(False)
+                    self.stats.flush_failed(type(exc).__name__)
+                    log.warning("flush failed, retrying in %.1fs: %s", backoff, exc)
+                if deadline is not None and self.clock() + backoff > deadline:
+                    log.error("giving up flushing; unflushed events will be read again")
+                    return False
+                self._wait(backoff, may_poll)
+                backoff = min(backoff * 2, self.settings.max_backoff)
+        finally:
+            if may_poll:
+                self.consumer.resume(*self.consumer.assignment())
+
+    def _wait(self, seconds: float, may_poll: bool) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            if not may_poll or self._stop.is_set():
+                time.sleep(min(left, 0.1))
+                continue
+            # Paused partitions fetch nothing; polling keeps heartbeats and rebalances
+            # going. A rebalance may hand us new, unpaused partitions, so pause again
+            # each time and process whatever such a poll returned rather than skip it.
+            self.consumer.pause(*self.consumer.assignment())
+            batch = self.consumer.poll(timeout_ms=int(min(left, 0.5) * 1000))
+            if batch:
+                self._process(batch)
+
+    def _resolve_conflict(self, conflict: OffsetConflict) -> None:
+        """Reconcile with SQL after a compare-and-set failed for some partitions.
+
+        Stored == our position means an earlier attempt did commit (its
+        acknowledgement was lost); anything else means another consumer moved
+        the partition. Either way our buffer for it is dropped and we continue
+        from what SQL holds.
+        """
+        self.stats.offset_conflicts(len(conflict.partitions))
+        by_topic: dict[str, list[int]] = {}
+        for topic, partition in conflict.partitions:
+            by_topic.setdefault(topic, []).append(partition)
+        for topic, partitions in by_topic.items():
+            stored = self.store.load(topic, partitions)
+            self.acc.drop_partitions(set(partitions))
+            for p in partitions:
+                self._restart_from(topic, p, stored.get(p))
+        log.warning("%s; continuing from the stored offsets", conflict)
+
+    def _restart_from(self, topic: str, partition: int, stored: StoredOffset | None) -> None:
+        key = (topic, partition)
+        if self.book.owns(key):
+            already = self.book.position(key)
+            self.book.reset(key, stored)
+            tp = TopicPartition(topic, partition)
+            if stored is not None and stored.next_offset != already:
+                self.consumer.seek(tp, stored.next_offset)
+
+    def _commit_kafka(self, advances: list[Any]) -> None:
+        offsets = {
+            TopicPartition(a.topic, a.partition): OffsetAndMetadata(a.next_offset, "", -1)
+            for a in advances
+        }
+        try:
+            self.consumer.commit_async(offsets)
+        except KafkaError as exc:
+            log.debug("kafka offset commit skipped (lag tooling only): %s", exc)
+
+    # -- rebalancing -------------------------------------------------------
+    def on_revoked(self, revoked: list[TopicPartition]) -> None:
+        if revoked and self.book.pending():
+            flushed = self._flush_with_retry(deadline=self.clock() + self.settings.shutdown_budget)
+            if not flushed:
+                self.acc.drop_partitions({tp.partition for tp in revoked})
+        for tp in revoked:
+            self.book.revoke((tp.topic, tp.partition))
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None:
+        by_topic: dict[str, list[int]] = {}
+        for tp in assigned:
+            by_topic.setdefault(tp.topic, []).append(tp.partition)
+        for topic, partitions in by_topic.items():
+            stored = self._load_offsets(topic, partitions)
+            self.acc.drop_partitions(set(partitions))
+            for p in partitions:
+                tp = TopicPartition(topic, p)
+                self.book.assign((topic, p), stored.get(p))
+                if p in stored:
+                    self.consumer.seek(tp, stored[p].next_offset)
+                elif self.settings.start_from_earliest:
+                    self.consumer.seek_to_beginning(tp)
+                else:
+                    self.consumer.seek_to_end(tp)
+        log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
+
+    def _load_offsets(self, topic: str, partitions: list[int]) -> dict[int, StoredOffset]:
+        backoff = 0.5
+        while True:
+            try:
+                stored = self.store.load(topic, partitions)
+                self.stats.healthy(True)
+                return stored
+            except StoreError as exc:
+                if not exc.retriable:
+                    raise
+                self.stats.healthy(False)
+                log.warning("cannot read stored offsets, retrying in %.1fs: %s", backoff, exc)
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self.settings.max_backoff)
+
+    # -- observability -----------------------------------------------------
+    def _report_lag(self) -> None:
+        now = self.clock()
+        if now - self._last_lag < 5.0:
+            return
+        self._last_lag = now
+        for topic, partition in self.book.owned():
+            position = self.book.position((topic, partition))
+            high = self.consumer.highwater(TopicPartition(topic, partition))
+            if high is not None and position is not None:
+                self.stats.lag(topic, partition, max(high - position, 0))
+
+
+def _count_models(events: list[PredictionEvent]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for ev in events:
+        counts[ev.model] = counts.get(ev.model, 0) + 1
+    return counts

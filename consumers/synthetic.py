@@ -1,0 +1,184 @@
+"""A synthetic producer of prediction and label events with a known drift point.
+
+Used by ``make demo``, the tests and the benchmarks. Everything is seeded, so
+a run is reproducible, and it reports exactly what it sent per window so that
+what lands in SQL can be checked against it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import numpy as np
+
+from drift.schema import FeatureKind, ModelSpec, PredictionKind
+
+CATEGORIES = ("a", "b", "c", "d", "e")
+_BASE_P = np.array([0.4, 0.3, 0.15, 0.1, 0.05])
+_DRIFT_P = np.array([0.1, 0.15, 0.15, 0.3, 0.3])
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticPlan:
+    """What to generate. Event time advances by ``1 / rate`` seconds per event."""
+
+    model: ModelSpec
+    model_version: str = "v1"
+    rate: float = 100.0
+    start: float = 0.0
+    drift_at: float | None = None  # seconds of event time after ``start``
+    drift_share: float = 0.5  # share of features that move at the drift point
+    null_share: float = 0.02
+    seed: int = 7
+
+
+@dataclass(frozen=True, slots=True)
+class SyntheticEvent:
+    key: bytes
+    prediction: bytes
+    label: bytes
+    event_time: float
+
+
+@dataclass
+class SendReport:
+    sent: int = 0
+    labels: int = 0
+    windows: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "sent": self.sent,
+            "labels": self.labels,
+            "windows": [
+                {"model": m, "model_version": v, "window_start": _iso(s), "count": n}
+                for (m, v, s), n in sorted(self.windows.items(), key=lambda kv: kv[0][2])
+            ],
+        }
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat().replace("+00:00", "Z")
+
+
+class SyntheticStream:
+    """Generates events for one model; features drift at ``plan.drift_at``."""
+
+    def __init__(self, plan: SyntheticPlan) -> None:
+        self.plan = plan
+        self._rng = np.random.default_rng(plan.seed)
+        n = len(plan.model.features)
+        self._means = self._rng.uniform(-5, 50, n)
+        self._stds = self._rng.uniform(1, 10, n)
+        drifting = self._rng.permutation(n)[: math.ceil(n * plan.drift_share)]
+        self._drifting = set(int(i) for i in drifting)
+        self._weights = self._rng.normal(0, 1, n) / np.maximum(self._stds, 1.0)
+
+    def events(self, count: int, first_index: int = 0) -> Iterator[SyntheticEvent]:
+        plan = self.plan
+        for i in range(first_index, first_index + count):
+            t = plan.start + i / plan.rate
+            yield self.event(i, t)
+
+    def event(self, index: int, event_time: float) -> SyntheticEvent:
+        plan = self.plan
+        drifted = plan.drift_at is not None and event_time >= plan.start + plan.drift_at
+        rng = self._rng
+        features: dict[str, Any] = {}
+        score = 0.0
+        for j, f in enumerate(plan.model.features):
+            moved = drifted and j in self._drifting
+            if f.nullable and rng.random() < plan.null_share:
+                features[f.name] = None
+                continue
+            if f.kind is FeatureKind.NUMERICAL:
+                shift = 2.0 * self._stds[j] if moved else 0.0
+                x = float(rng.normal(self._means[j] + shift, self._stds[j]))
+                features[f.name] = round(x, 4)
+                score += self._weights[j] * (x - self._means[j])
+            else:
+                p = _DRIFT_P if moved else _BASE_P
+                features[f.name] = CATEGORIES[int(rng.choice(len(CATEGORIES), p=p))]
+        prob = 1.0 / (1.0 + math.exp(-score))
+        # After the drift point the model's score no longer explains the outcome.
+        truth_p = 0.5 if drifted else prob
+        label = int(rng.random() < truth_p)
+        event_id = f"{plan.seed:04x}-{index:012d}"
+        ts = _iso(event_time)
+        pred = {
+            "event_id": event_id,
+            "model": plan.model.name,
+            "model_version": plan.model_version,
+            "timestamp": ts,
+            "features": features,
+            "prediction": _prediction(plan, prob),
+            "latency_ms": round(float(rng.gamma(2.0, 2.0)), 3),
+        }
+        lab = {"event_id": event_id, "model": plan.model.name, "label": label, "timestamp": ts}
+        return SyntheticEvent(
+            event_id.encode(), msgspec.json.encode(pred), msgspec.json.encode(lab), event_time
+        )
+
+
+def _prediction(plan: SyntheticPlan, prob: float) -> Any:
+    kind = plan.model.prediction.kind
+    if kind is PredictionKind.NUMERICAL:
+        return round(prob, 5)
+    if kind is PredictionKind.CATEGORICAL:
+        return "1" if prob >= 0.5 else "0"
+    return [round(1 - prob, 5), round(prob, 5)]
+
+
+def produce(
+    producer: Any,
+    streams: list[SyntheticStream],
+    count: int,
+    predictions_topic: str,
+    labels_topic: str | None,
+    realtime: bool = False,
+    clock: Callable[[], float] = time.time,
+) -> SendReport:
+    """Send ``count`` events per stream, interleaved; return what was sent.
+
+    With ``realtime`` the producer paces itself to each plan's rate and stamps
+    events with the wall clock, as a live model would.
+    """
+    report = SendReport()
+    began = clock()
+    futures: list[Any] = []
+    for i in range(count):
+        for stream in streams:
+            plan = stream.plan
+            if realtime:
+                due = began + i / plan.rate
+                while (wait := due - clock()) > 0:
+                    time.sleep(min(wait, 0.2))
+                ev = stream.event(i, clock())
+            else:
+                ev = stream.event(i, plan.start + i / plan.rate)
+            futures.append(producer.send(predictions_topic, key=ev.key, value=ev.prediction))
+            if labels_topic:
+                futures.append(producer.send(labels_topic, key=ev.key, value=ev.label))
+                report.labels += 1
+            report.sent += 1
+            spec = plan.model
+            report.windows[(spec.name, plan.model_version, spec.window_start(ev.event_time))] += 1
+        if len(futures) >= 10_000:
+            _confirm(producer, futures)
+    _confirm(producer, futures)
+    return report
+
+
+def _confirm(producer: Any, futures: list[Any]) -> None:
+    """Wait for acknowledgements, so the report never counts an event that was lost."""
+    producer.flush()
+    for f in futures:
+        f.get(timeout=30)  # re-raises the send's error, if any
+    futures.clear()

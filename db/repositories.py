@@ -1,0 +1,189 @@
+"""Repositories: one per aggregate, each flushes and leaves the commit to its caller."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
+
+from db.models import ConsumerOffset, WindowAggregate
+from drift.sketch import WindowSketch
+
+
+@dataclass(frozen=True, slots=True)
+class StoredOffset:
+    next_offset: int
+    watermark: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetAdvance:
+    """Move a partition from ``expected`` (None: never stored) to ``next_offset``."""
+
+    topic: str
+    partition: int
+    expected: int | None
+    next_offset: int
+    watermark: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowKey:
+    model: str
+    model_version: str
+    window_start: int
+    window_seconds: int
+    partition: int
+
+
+@dataclass(slots=True)
+class WindowDelta:
+    """What one flush adds to one window row."""
+
+    sketch: WindowSketch
+    late: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class WindowCount:
+    model: str
+    model_version: str
+    window_start: datetime
+    window_end: datetime
+    events: int
+    late: int
+    partitions: int
+
+
+def _utc(epoch: int) -> datetime:
+    return datetime.fromtimestamp(epoch, UTC)
+
+
+class OffsetRepository:
+    def __init__(self, session: Session, consumer_group: str) -> None:
+        self.session = session
+        self.group = consumer_group
+
+    def load(self, topic: str, partitions: Iterable[int]) -> dict[int, StoredOffset]:
+        rows = self.session.scalars(
+            select(ConsumerOffset).where(
+                ConsumerOffset.consumer_group == self.group,
+                ConsumerOffset.topic == topic,
+                ConsumerOffset.partition.in_(list(partitions)),
+            )
+        )
+        return {r.partition: StoredOffset(r.next_offset, r.watermark) for r in rows}
+
+    def advance(self, move: OffsetAdvance, now: datetime) -> bool:
+        """Compare-and-set the stored offset; False when it was not ``expected``.
+
+        The WHERE on the old value fences out a consumer that lost its
+        partition but still flushes: PostgreSQL re-checks it after the row lock,
+        SQLite serialises writers, so only one of two racing writers wins.
+        """
+        if move.expected is None:
+            if self.session.get(ConsumerOffset, (self.group, move.topic, move.partition)):
+                return False
+            self.session.add(
+                ConsumerOffset(
+                    consumer_group=self.group,
+                    topic=move.topic,
+                    partition=move.partition,
+                    next_offset=move.next_offset,
+                    watermark=move.watermark,
+                    updated_at=now,
+                )
+            )
+            self.session.flush()
+            return True
+        result = self.session.execute(
+            update(ConsumerOffset)
+            .where(
+                ConsumerOffset.consumer_group == self.group,
+                ConsumerOffset.topic == move.topic,
+                ConsumerOffset.partition == move.partition,
+                ConsumerOffset.next_offset == move.expected,
+            )
+            .values(next_offset=move.next_offset, watermark=move.watermark, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+class WindowAggregateRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def add(self, key: WindowKey, delta: WindowDelta, now: datetime) -> None:
+        """Merge ``delta`` into the stored row of ``key`` (created if absent)."""
+        start = _utc(key.window_start)
+        row = self.session.scalars(
+            select(WindowAggregate).where(
+                WindowAggregate.model == key.model,
+                WindowAggregate.model_version == key.model_version,
+                WindowAggregate.window_start == start,
+                WindowAggregate.partition == key.partition,
+            )
+        ).one_or_none()
+        if row is None:
+            self.session.add(
+                WindowAggregate(
+                    model=key.model,
+                    model_version=key.model_version,
+                    window_start=start,
+                    window_end=_utc(key.window_start + key.window_seconds),
+                    partition=key.partition,
+                    event_count=delta.sketch.events,
+                    late_count=delta.late,
+                    sketch=delta.sketch.to_bytes(),
+                    updated_at=now,
+                )
+            )
+            return
+        merged = WindowSketch.from_bytes(row.sketch)
+        merged.merge(delta.sketch)
+        row.sketch = merged.to_bytes()
+        row.event_count = merged.events
+        row.late_count += delta.late
+        row.updated_at = now
+
+    def window_counts(self, model: str | None = None) -> list[WindowCount]:
+        """Per-window totals over partitions, oldest first."""
+        wa = WindowAggregate
+        stmt = select(
+            wa.model,
+            wa.model_version,
+            wa.window_start,
+            wa.window_end,
+            func.sum(wa.event_count),
+            func.sum(wa.late_count),
+            func.count(wa.partition),
+        ).group_by(wa.model, wa.model_version, wa.window_start, wa.window_end)
+        if model is not None:
+            stmt = stmt.where(wa.model == model)
+        stmt = stmt.order_by(wa.window_start, wa.model, wa.model_version)
+        return [
+            WindowCount(m, v, s, e, int(n), int(late), int(p))
+            for m, v, s, e, n, late, p in self.session.execute(stmt)
+        ]
+
+    def window_sketch(self, model: str, model_version: str, window_start: datetime) -> WindowSketch:
+        """The whole window: the merge of every partition's sketch."""
+        sketches = self.session.scalars(
+            select(WindowAggregate.sketch)
+            .where(
+                WindowAggregate.model == model,
+                WindowAggregate.model_version == model_version,
+                WindowAggregate.window_start == window_start,
+            )
+            .order_by(WindowAggregate.partition)
+        ).all()
+        if not sketches:
+            raise LookupError(f"no window {model}/{model_version} at {window_start.isoformat()}")
+        merged = WindowSketch.from_bytes(sketches[0])
+        for raw in sketches[1:]:
+            merged.merge(WindowSketch.from_bytes(raw))
+        return merged

@@ -1,0 +1,1 @@
+"""Process wiring: configuration, CLI, metrics, and the long-running service."""

@@ -1,0 +1,203 @@
+"""The ``driftwatch`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from db.errors import StoreError, translate
+from service.config import Config, load_config
+from service.errors import ConfigError, ServiceError
+
+log = logging.getLogger("driftwatch")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    return load_config(args.config)
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.file)
+    print(f"{args.file}: ok ({len(cfg.models)} model(s): {', '.join(cfg.models)})")
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from db.migrate import current_revision, upgrade
+    from db.session import make_engine
+
+    cfg = _config(args)
+    engine = make_engine(cfg.database.url)
+    upgrade(engine)
+    print(f"database at revision {current_revision(engine)}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from service.runner import run
+
+    cfg = _config(args)
+    _logging(cfg.log_level)
+    run(cfg)
+    return 0
+
+
+def cmd_windows(args: argparse.Namespace) -> int:
+    from db.repositories import WindowAggregateRepository
+    from db.session import make_engine, make_session_factory
+
+    cfg = _config(args)
+    sessions = make_session_factory(make_engine(cfg.database.url))
+    with sessions() as session:
+        rows = WindowAggregateRepository(session).window_counts(args.model)
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {
+                        "model": r.model,
+                        "model_version": r.model_version,
+                        "window_start": r.window_start.isoformat(),
+                        "events": r.events,
+                        "late": r.late,
+                    }
+                    for r in rows
+                ]
+            )
+        )
+        return 0
+    print(f"{'model':<12} {'version':<8} {'window start (UTC)':<20} {'events':>9} {'late':>6}")
+    for r in rows:
+        start = r.window_start.strftime("%Y-%m-%d %H:%M:%S")
+        print(f"{r.model:<12} {r.model_version:<8} {start:<20} {r.events:>9} {r.late:>6}")
+    print(f"{'total':<42} {sum(r.events for r in rows):>9} {sum(r.late for r in rows):>6}")
+    return 0
+
+
+def cmd_produce_demo(args: argparse.Namespace) -> int:
+    from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
+    from service.durations import parse_duration
+    from service.kafka_clients import make_producer
+
+    cfg = _config(args)
+    specs = cfg.model_specs()
+    models = args.model or list(specs)
+    unknown = [m for m in models if m not in specs]
+    if unknown:
+        raise ConfigError([f"--model: {unknown} not in the config (have {list(specs)})"])
+    drift_at = parse_duration(args.drift_at) if args.drift_at else None
+    count = int(parse_duration(args.duration) * args.rate) if args.count is None else args.count
+    span = count / args.rate
+    # Simulated event time ends now, so no event is rejected as from the future.
+    start = time.time() if args.realtime else (args.start if args.start else time.time() - span)
+    streams = [
+        SyntheticStream(
+            SyntheticPlan(
+                model=specs[m],
+                model_version=args.model_version,
+                rate=args.rate,
+                start=start,
+                drift_at=drift_at,
+                seed=args.seed + i,
+            )
+        )
+        for i, m in enumerate(models)
+    ]
+    producer = make_producer(cfg.kafka)
+    try:
+        report = produce(
+            producer,
+            streams,
+            count,
+            cfg.kafka.topics.predictions,
+            None if args.no_labels else cfg.kafka.topics.labels,
+            realtime=args.realtime,
+        )
+    finally:
+        producer.close(timeout=10)
+    text = json.dumps(report.to_json(), indent=2)
+    if args.report:
+        Path(args.report).write_text(text, encoding="utf-8")
+    print(
+        f"sent {report.sent} prediction events and {report.labels} labels "
+        f"in {len(report.windows)} window(s)"
+    )
+    return 0
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    # kafka-python logs every reconnect attempt; its warnings are enough.
+    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="driftwatch", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the service (consumer, metrics)")
+    run.add_argument("--config", help="YAML config (default: $DRIFTWATCH_CONFIG)")
+    run.set_defaults(func=cmd_run)
+
+    db = sub.add_parser("db", help="database schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="migrate the database to this version's schema")
+    up.add_argument("--config")
+    up.set_defaults(func=cmd_db_upgrade)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file")
+    check.set_defaults(func=cmd_check_config)
+
+    win = sub.add_parser("windows", help="print per-window event counts from SQL")
+    win.add_argument("--config")
+    win.add_argument("--model")
+    win.add_argument("--json", action="store_true")
+    win.set_defaults(func=cmd_windows)
+
+    prod = sub.add_parser("produce-demo", help="produce synthetic events with a drift point")
+    prod.add_argument("--config")
+    prod.add_argument("--rate", type=float, default=100.0, help="events per second per model")
+    prod.add_argument("--drift-at", help="event-time offset of the drift point, e.g. 30s")
+    group = prod.add_mutually_exclusive_group()
+    group.add_argument("--duration", default="60s", help="event-time span to produce")
+    group.add_argument("--count", type=int, help="events per model")
+    prod.add_argument("--realtime", action="store_true", help="pace to --rate, wall-clock times")
+    prod.add_argument("--start", type=float, help="first event time (epoch seconds)")
+    prod.add_argument("--model", action="append", help="model to produce for (repeatable)")
+    prod.add_argument("--model-version", default="v1")
+    prod.add_argument("--seed", type=int, default=7)
+    prod.add_argument("--no-labels", action="store_true")
+    prod.add_argument("--report", help="write what was sent, per window, as JSON")
+    prod.set_defaults(func=cmd_produce_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+        return code
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(line, file=sys.stderr)
+        return 2
+    except (ServiceError, StoreError) as exc:
+        print(f"driftwatch: {exc}", file=sys.stderr)
+        return 1
+    except SQLAlchemyError as exc:
+        print(f"driftwatch: database error: {translate(exc)}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,293 @@
+"""Configuration: one YAML file, overridable by ``DRIFTWATCH_*`` variables, validated.
+
+``DRIFTWATCH_KAFKA__GROUP_ID=x`` overrides ``kafka.group_id``; ``__`` separates
+levels and keys match case-insensitively, so ``DRIFTWATCH_MODELS__FRAUD__WINDOW``
+reaches ``models.fraud.window``. Only variables whose first level is a
+top-level key are read, so ``DRIFTWATCH_CONFIG`` and friends never collide.
+"""
+
+from __future__ import annotations
+
+import os
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+
+from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
+from service.durations import parse_duration
+from service.errors import ConfigError
+
+ENV_PREFIX = "DRIFTWATCH_"
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+_SECURITY_KEYS = frozenset(
+    {
+        "security_protocol",
+        "ssl_context",
+        "ssl_check_hostname",
+        "ssl_cafile",
+        "ssl_certfile",
+        "ssl_keyfile",
+        "ssl_password",
+        "ssl_crlfile",
+        "ssl_ciphers",
+        "sasl_mechanism",
+        "sasl_plain_username",
+        "sasl_plain_password",
+        "sasl_kerberos_service_name",
+        "sasl_kerberos_domain_name",
+        "sasl_oauth_token_provider",
+    }
+)
+# Settings the service owns itself; letting users override them would break exactly-once.
+_RESERVED_CONSUMER_KEYS = frozenset(
+    {"bootstrap_servers", "group_id", "enable_auto_commit", "api_version", "auto_offset_reset"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Topics(_Strict):
+    predictions: str = "predictions"
+    labels: str = "labels"
+    dead_letter: str = "driftwatch-dead-letter"
+
+
+class KafkaConfig(_Strict):
+    bootstrap_servers: list[str] = Field(description="a list of host:port strings")
+    group_id: str = "driftwatch"
+    api_version: tuple[int, ...] | None = Field(
+        default=None, description="a broker version such as '0.9' or '2.8.1'; unset = probe"
+    )
+    topics: Topics = Topics()
+    security: dict[str, Any] = {}
+    consumer: dict[str, Any] = {}
+    producer: dict[str, Any] = {}
+
+    @field_validator("bootstrap_servers", mode="before")
+    @classmethod
+    def _split_servers(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            v = [s.strip() for s in v.split(",") if s.strip()]
+        if isinstance(v, list) and not v:
+            raise ValueError("expected at least one host:port")
+        if isinstance(v, list):
+            for s in v:
+                if not isinstance(s, str) or ":" not in s:
+                    raise ValueError(f"expected host:port, got {s!r}")
+        return v
+
+    @field_validator("api_version", mode="before")
+    @classmethod
+    def _parse_version(cls, v: Any) -> Any:
+        if v is None or isinstance(v, list | tuple):
+            return v
+        if isinstance(v, float):
+            raise ValueError("write the version as a quoted string, e.g. '0.9' or '0.10.2'")
+        text = str(v).strip()
+        try:
+            return tuple(int(part) for part in text.split("."))
+        except ValueError:
+            raise ValueError(f"expected a version such as '0.9', got {text!r}") from None
+
+    @field_validator("security")
+    @classmethod
+    def _known_security(cls, v: dict[str, Any]) -> dict[str, Any]:
+        unknown = sorted(set(v) - _SECURITY_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {unknown}; expected some of {sorted(_SECURITY_KEYS)}"
+            )
+        return v
+
+    @field_validator("consumer")
+    @classmethod
+    def _known_consumer(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from kafka import KafkaConsumer
+
+        return _check_client_options(v, set(KafkaConsumer.DEFAULT_CONFIG), "KafkaConsumer")
+
+    @field_validator("producer")
+    @classmethod
+    def _known_producer(cls, v: dict[str, Any]) -> dict[str, Any]:
+        from kafka import KafkaProducer
+
+        return _check_client_options(v, set(KafkaProducer.DEFAULT_CONFIG), "KafkaProducer")
+
+
+def _check_client_options(v: dict[str, Any], known: set[str], client: str) -> dict[str, Any]:
+    reserved = sorted(set(v) & _RESERVED_CONSUMER_KEYS)
+    if reserved:
+        raise ValueError(f"{reserved} are set by driftwatch itself and cannot be overridden")
+    unknown = sorted(set(v) - known)
+    if unknown:
+        raise ValueError(f"unknown {client} option(s) {unknown}")
+    return v
+
+
+class DatabaseConfig(_Strict):
+    url: str = "sqlite:///driftwatch.db"
+
+    @field_validator("url")
+    @classmethod
+    def _known_dialect(cls, v: str) -> str:
+        if not v.startswith(("sqlite", "postgresql")):
+            raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
+        return v
+
+
+class IngestConfig(_Strict):
+    flush_events: int = Field(default=20_000, gt=0)
+    flush_interval: Duration = 2.0
+    max_clock_skew: Duration = 3600.0
+    start_from: Literal["earliest", "latest"] = "earliest"
+
+
+class MetricsConfig(_Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(default=9108, ge=0, le=65535, description="a TCP port; 0 turns metrics off")
+
+
+Bins = Annotated[list[float] | None, Field(min_length=2)]
+
+
+class FeatureConfig(_Strict):
+    type: FeatureKind = Field(description="numerical or categorical")
+    nullable: bool = False
+    bins: Bins = None
+
+
+class PredictionConfig(_Strict):
+    type: PredictionKind = PredictionKind.NUMERICAL
+    bins: Bins = None
+
+
+class ModelConfig(_Strict):
+    features: dict[str, FeatureConfig] = Field(min_length=1, description="a mapping of features")
+    prediction: PredictionConfig = PredictionConfig()
+    window: Duration = Field(description="a window length such as 5m or 1h")
+    allowed_lateness: Duration = 0.0
+
+    @field_validator("window")
+    @classmethod
+    def _whole_seconds(cls, v: float) -> float:
+        if v < 1 or v != int(v):
+            raise ValueError("expected a whole number of seconds, at least 1s")
+        return v
+
+    def spec(self, name: str) -> ModelSpec:
+        features = tuple(
+            FeatureSpec(fname, f.type, f.nullable, tuple(f.bins or ()))
+            for fname, f in self.features.items()
+        )
+        return ModelSpec(
+            name=name,
+            features=features,
+            prediction=PredictionSpec(self.prediction.type, tuple(self.prediction.bins or ())),
+            window_seconds=int(self.window),
+            allowed_lateness_seconds=int(self.allowed_lateness),
+        )
+
+
+class Config(_Strict):
+    kafka: KafkaConfig
+    database: DatabaseConfig = DatabaseConfig()
+    ingest: IngestConfig = IngestConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")
+
+    def model_specs(self) -> dict[str, ModelSpec]:
+        return {name: m.spec(name) for name, m in self.models.items()}
+
+
+def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment and validate; ConfigError names each bad key."""
+    env = os.environ if env is None else env
+    if path is None:
+        path = env.get(f"{ENV_PREFIX}CONFIG")
+    if not path:
+        raise ConfigError(["config: no file given (use --config FILE or DRIFTWATCH_CONFIG)"])
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"config: {path} is not valid YAML: {exc}".replace("\n", " ")]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError([f"config: {path} must hold a mapping at the top level"])
+    apply_env_overrides(raw, env)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError([_describe(err) for err in exc.errors()]) from None
+
+
+def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
+    top = set(Config.model_fields)
+    for name, value in sorted(env.items()):
+        if not name.startswith(ENV_PREFIX):
+            continue
+        path = name[len(ENV_PREFIX) :].split("__")
+        if path[0].lower() not in top:
+            continue
+        node = raw
+        for i, part in enumerate(path):
+            key = _match_key(node, part)
+            if i == len(path) - 1:
+                # YAML typing gives numbers and booleans to client options; versions
+                # stay text because 0.10 would read as the number 0.1.
+                node[key] = value if key == "api_version" else yaml.safe_load(value)
+            else:
+                child = node.get(key)
+                if not isinstance(child, dict):
+                    child = node[key] = {}
+                node = child
+
+
+def _match_key(node: dict[str, Any], part: str) -> str:
+    for key in node:
+        if isinstance(key, str) and key.lower() == part.lower():
+            return key
+    return part.lower()
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    key = ".".join(str(p) for p in err["loc"]) or "(top level)"
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "missing":
+        expected = _expected(err["loc"])
+        return f"config: {key}: missing" + (f"; expected {expected}" if expected else "")
+    if err["type"] == "extra_forbidden":
+        return f"config: {key}: unknown key"
+    return f"config: {key}: {msg}"
+
+
+def _expected(loc: tuple[Any, ...]) -> str | None:
+    model: Any = Config
+    field = None
+    for part in loc:
+        if typing.get_origin(model) is dict:
+            model = typing.get_args(model)[1]  # ``part`` is a user's key, e.g. a model name
+            continue
+        fields = getattr(model, "model_fields", None)
+        if not fields or part not in fields:
+            return None
+        field = fields[part]
+        model = field.annotation
+    return None if field is None else field.description

@@ -1,0 +1,95 @@
+"""Every Prometheus metric of the service, and the adapters that feed them."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+
+class Metrics:
+    """One registry per service instance, so tests can run several side by side."""
+
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "driftwatch_events_consumed_total",
+            "Valid prediction events processed",
+            ["model"],
+            registry=r,
+        )
+        self.events_invalid = Counter(
+            "driftwatch_events_invalid_total",
+            "Events sent to the dead-letter topic",
+            ["reason"],
+            registry=r,
+        )
+        self.events_late = Counter(
+            "driftwatch_events_late_total",
+            "Events whose window had closed (counted, not aggregated)",
+            ["model"],
+            registry=r,
+        )
+        self.flush_seconds = Histogram(
+            "driftwatch_flush_duration_seconds",
+            "Time to make one flush durable (dead letters and SQL transaction)",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r,
+        )
+        self.flushed_events = Counter(
+            "driftwatch_flushed_events_total", "Events made durable in SQL", registry=r
+        )
+        self.flush_failures = Counter(
+            "driftwatch_flush_failures_total",
+            "Failed flush attempts (retried)",
+            ["error"],
+            registry=r,
+        )
+        self.offset_conflicts = Counter(
+            "driftwatch_offset_conflicts_total",
+            "Partitions whose stored offset moved under this consumer",
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "driftwatch_consumer_lag_messages",
+            "Messages behind the partition's high watermark",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.healthy = Gauge(
+            "driftwatch_healthy", "1 while the service can make progress, 0 otherwise", registry=r
+        )
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)
+
+
+class IngestMetrics:
+    """:class:`consumers.stats.IngestStats` on top of :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def consumed(self, model: str, n: int) -> None:
+        self.m.events_consumed.labels(model).inc(n)
+
+    def invalid(self, reason: str) -> None:
+        self.m.events_invalid.labels(reason).inc()
+
+    def late(self, model: str, n: int) -> None:
+        self.m.events_late.labels(model).inc(n)
+
+    def flushed(self, seconds: float, events: int) -> None:
+        self.m.flush_seconds.observe(seconds)
+        self.m.flushed_events.inc(events)
+
+    def flush_failed(self, reason: str) -> None:
+        self.m.flush_failures.labels(reason).inc()
+
+    def offset_conflicts(self, n: int) -> None:
+        self.m.offset_conflicts.inc(n)
+
+    def lag(self, topic: str, partition: int, lag: int) -> None:
+        self.m.consumer_lag.labels(topic, str(partition)).set(lag)
+
+    def healthy(self, ok: bool) -> None:
+        self.m.healthy.set(1 if ok else 0)
