@@ -1,0 +1,1 @@
+"""Test infrastructure: a real Kafka broker, a real PostgreSQL, and helpers around them."""

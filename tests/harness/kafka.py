@@ -1,0 +1,84 @@
+"""One interface over the harness's own broker and an externally provided one."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.errors import TopicAlreadyExistsError
+
+from service.localkafka import API_VERSION, LocalKafka
+
+
+class TestKafka:
+    """A broker for tests: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local 0.9 broker."""
+
+    __test__ = False
+
+    def __init__(self, workdir: Path) -> None:
+        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        self.local: LocalKafka | None = None
+        if external:
+            self.bootstrap_servers = external
+            self.api_version: tuple[int, ...] | None = None
+        else:
+            self.local = LocalKafka(workdir=workdir, partitions=3)
+            self.local.start()
+            self.bootstrap_servers = self.local.bootstrap_servers
+            self.api_version = API_VERSION
+
+    @property
+    def client_options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap_servers}
+        if self.api_version is not None:
+            options["api_version"] = self.api_version
+        return options
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        if self.local is not None:
+            self.local.create_topic(name, partitions)
+            return
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
+        try:
+            admin.create_topics([NewTopic(name, partitions, 1)])
+        except TopicAlreadyExistsError:
+            pass
+        finally:
+            admin.close()
+
+    def producer(self, **extra: Any) -> KafkaProducer:
+        return KafkaProducer(acks="all", linger_ms=5, **self.client_options, **extra)
+
+    def read_all(self, topic: str, timeout: float = 20.0) -> list[Any]:
+        """Every record of ``topic`` up to its current end, in no group."""
+        consumer = KafkaConsumer(**self.client_options, enable_auto_commit=False)
+        try:
+            deadline = time.monotonic() + timeout
+            parts = None
+            while not parts and time.monotonic() < deadline:
+                parts = consumer.partitions_for_topic(topic)
+                if not parts:
+                    time.sleep(0.2)
+            if not parts:
+                return []
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            consumer.seek_to_beginning(*tps)
+            end = consumer.end_offsets(tps)
+            records: list[Any] = []
+            while time.monotonic() < deadline and any(
+                consumer.position(tp) < end[tp] for tp in tps
+            ):
+                for batch in consumer.poll(timeout_ms=500).values():
+                    records.extend(batch)
+            return records
+        finally:
+            consumer.close(autocommit=False)
+
+    def close(self) -> None:
+        if self.local is not None:
+            self.local.stop()

@@ -1,0 +1,160 @@
+"""Runs ``driftwatch`` as a real process against the harness's broker and database.
+
+Shared by the integration tests, the benchmarks and ``make demo``'s checks, so
+that a chaos test and the chaos benchmark exercise the very same scenario.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from sqlalchemy import text
+
+from db.session import make_engine
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wide_model(numerical: int = 16, categorical: int = 4, window: str = "1m") -> dict[str, Any]:
+    """A model with many features, like the ones the performance targets speak of."""
+    features: dict[str, Any] = {}
+    for i in range(numerical):
+        features[f"num_{i:02d}"] = {"type": "numerical", "nullable": i % 4 == 0}
+    for i in range(categorical):
+        features[f"cat_{i}"] = {"type": "categorical", "nullable": i == 0}
+    return {
+        "window": window,
+        "allowed_lateness": "1m",
+        "prediction": {"type": "numerical"},
+        "features": features,
+    }
+
+
+def write_config(
+    path: Path,
+    *,
+    bootstrap_servers: str,
+    api_version: tuple[int, ...] | None,
+    database_url: str,
+    topic: str,
+    group_id: str,
+    models: dict[str, Any] | None = None,
+    flush_events: int = 5000,
+    flush_interval: str = "500ms",
+    extra_consumer: dict[str, Any] | None = None,
+) -> Path:
+    consumer = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
+    consumer.update(extra_consumer or {})
+    cfg: dict[str, Any] = {
+        "kafka": {
+            "bootstrap_servers": bootstrap_servers,
+            "group_id": group_id,
+            "topics": {
+                "predictions": topic,
+                "labels": f"{topic}-labels",
+                "dead_letter": f"{topic}-dlq",
+            },
+            "consumer": consumer,
+        },
+        "database": {"url": database_url},
+        "ingest": {"flush_events": flush_events, "flush_interval": flush_interval},
+        "metrics": {"port": 0},
+        "log_level": "INFO",
+        "models": models or {"wide": wide_model()},
+    }
+    if api_version is not None:
+        cfg["kafka"]["api_version"] = ".".join(str(p) for p in api_version)
+    path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    return path
+
+
+class ServiceProcess:
+    """``driftwatch run`` in a child process that a test may SIGKILL."""
+
+    def __init__(self, config: Path, log_path: Path, env: dict[str, str] | None = None) -> None:
+        self.config = config
+        self.log_path = log_path
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "service.cli", "run", "--config", str(self.config)],
+            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def terminate(self, timeout: float = 15.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout=timeout)
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(encoding="utf-8", errors="replace")
+
+
+def stored_counts(database_url: str) -> Counter[tuple[str, str, int]]:
+    """Events in SQL per (model, version, window start epoch), summed over partitions."""
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text(
+                    "select model, model_version, window_start, sum(event_count) "
+                    "from window_aggregates group by model, model_version, window_start"
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    counts: Counter[tuple[str, str, int]] = Counter()
+    for model, version, start, n in rows:
+        if isinstance(start, str):
+            start = datetime.fromisoformat(start)
+        if start.tzinfo is None:
+            start = start.replace(tzinfo=UTC)
+        counts[(model, version, int(start.timestamp()))] += int(n)
+    return counts
+
+
+def wait_for_total(database_url: str, expected: int, timeout: float) -> int:
+    """Poll SQL until ``expected`` events are stored (or more, or time runs out)."""
+    deadline = time.monotonic() + timeout
+    total = 0
+    while time.monotonic() < deadline:
+        total = sum(stored_counts(database_url).values())
+        if total >= expected:
+            return total
+        time.sleep(0.5)
+    return total
+
+
+def compare(
+    sent: Counter[tuple[str, str, int]], stored: Counter[tuple[str, str, int]]
+) -> tuple[int, int]:
+    """(lost, duplicated) events, window by window."""
+    lost = dup = 0
+    for key in sent.keys() | stored.keys():
+        diff = stored.get(key, 0) - sent.get(key, 0)
+        if diff > 0:
+            dup += diff
+        else:
+            lost -= diff
+    return lost, dup

@@ -1,0 +1,81 @@
+"""Shared pieces of the integration tests: topics, configs, producing, services."""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
+from service.config import load_config
+from tests.harness.kafka import TestKafka
+from tests.harness.scenario import ServiceProcess, write_config
+
+_names = itertools.count()
+
+
+@pytest.fixture
+def topic(kafka: TestKafka) -> str:
+    name = f"predictions-{os.getpid()}-{next(_names)}"
+    kafka.create_topic(name, 3)
+    kafka.create_topic(f"{name}-dlq", 1)
+    return name
+
+
+@pytest.fixture
+def make_config(kafka: TestKafka, tmp_path: Path, topic: str) -> Callable[..., Path]:
+    def _make(database_url: str, **kw: Any) -> Path:
+        return write_config(
+            tmp_path / f"config-{next(_names)}.yaml",
+            bootstrap_servers=kafka.bootstrap_servers,
+            api_version=kafka.api_version,
+            database_url=database_url,
+            topic=topic,
+            group_id=f"group-{topic}",
+            **kw,
+        )
+
+    return _make
+
+
+@pytest.fixture
+def send(kafka: TestKafka) -> Callable[..., Counter[tuple[str, str, int]]]:
+    """Produce ``count`` synthetic events per model of a config; return per-window counts."""
+
+    def _send(
+        config: Path, count: int, *, seed: int = 1, start: float = 1_795_000_000.0
+    ) -> Counter[tuple[str, str, int]]:
+        cfg = load_config(config, env={})
+        streams = [
+            SyntheticStream(SyntheticPlan(model=spec, rate=200.0, start=start, seed=seed + i))
+            for i, spec in enumerate(cfg.model_specs().values())
+        ]
+        producer = kafka.producer()
+        try:
+            report = produce(producer, streams, count, cfg.kafka.topics.predictions, None)
+        finally:
+            producer.close()
+        return report.windows
+
+    return _send
+
+
+@pytest.fixture
+def services(tmp_path: Path) -> Iterator[Callable[[Path], ServiceProcess]]:
+    started: list[ServiceProcess] = []
+
+    def _start(config: Path) -> ServiceProcess:
+        svc = ServiceProcess(config, tmp_path / f"service-{len(started)}.log")
+        svc.start()
+        started.append(svc)
+        return svc
+
+    yield _start
+    for svc in started:
+        if svc.alive():
+            svc.kill()
