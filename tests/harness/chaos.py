@@ -1,0 +1,63 @@
+"""The crash scenario shared by the chaos test and ``bench/chaos_ingest.py``.
+
+Events are produced up front; ``driftwatch run`` is started, SIGKILLed at random
+moments while it makes progress, and restarted; at the end SQL is compared,
+window by window, with what the producer had acknowledged.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.harness.scenario import ServiceProcess, compare, stored_counts, wait_for_total
+
+
+@dataclass(frozen=True)
+class ChaosResult:
+    sent: int
+    stored: int
+    lost: int
+    duplicated: int
+    kills: int
+    seconds: float
+    stored_at_kills: tuple[int, ...]  # SQL totals right after each kill
+
+
+def run_chaos(
+    config: Path,
+    database_url: str,
+    sent: Counter[tuple[str, str, int]],
+    workdir: Path,
+    kills: int,
+    seed: int = 0,
+    timeout: float = 600.0,
+) -> ChaosResult:
+    rng = random.Random(seed)
+    expected = sum(sent.values())
+    started = time.monotonic()
+    at_kills: list[int] = []
+    for i in range(kills + 1):
+        svc = ServiceProcess(config, workdir / f"chaos-{i}.log")
+        svc.start()
+        if i == kills:
+            wait_for_total(database_url, expected, timeout)
+            svc.terminate()
+            break
+        # Kill only once this run has made progress, at a random point after it,
+        # so every kill lands mid-stream rather than during start-up.
+        before = sum(stored_counts(database_url).values())
+        target = before + max(1, (expected - before) // (kills - i + 1))
+        wait_for_total(database_url, min(target, expected), timeout, interval=0.02)
+        time.sleep(rng.uniform(0.0, 0.05))
+        svc.kill()
+        at_kills.append(sum(stored_counts(database_url).values()))
+    stored = stored_counts(database_url)
+    lost, dup = compare(sent, stored)
+    return ChaosResult(
+        expected, sum(stored.values()), lost, dup, len(at_kills), time.monotonic() - started,
+        tuple(at_kills),
+    )
