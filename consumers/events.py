@@ -147,13 +147,23 @@ def _event_time(ts: datetime) -> float:
         raise InvalidEvent(
             InvalidReason.TIMESTAMP, "timestamp has no UTC offset (use e.g. 2026-11-21T14:00:00Z)"
         )
-    return ts.timestamp()
+    seconds = ts.timestamp()
+    if seconds < 0:
+        # Windows and SQL timestamps start at the epoch; earlier times are data errors.
+        raise InvalidEvent(InvalidReason.TIMESTAMP, "timestamp is before 1970-01-01T00:00:00Z")
+    return seconds
 
 
 def _prediction(kind: PredictionKind, value: Any) -> float | str:
     if kind is PredictionKind.NUMERICAL:
-        if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
-            return float(value)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            try:
+                number = float(value)  # JSON integers may be too large for a float
+            except OverflowError:
+                number = math.inf
+            if math.isfinite(number):
+                return number
+            raise InvalidEvent(InvalidReason.PREDICTION, "number is out of range")
         raise InvalidEvent(InvalidReason.PREDICTION, f"expected a number, got {_type(value)}")
     if kind is PredictionKind.CATEGORICAL:
         if isinstance(value, str | int | bool):

@@ -21,7 +21,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import (
+    CommitFailedError,
+    KafkaConnectionError,
+    KafkaError,
+)
 from kafka.structs import OffsetAndMetadata
 
 from consumers.checkpoint import CheckpointStore
@@ -35,6 +39,7 @@ from db.errors import OffsetConflict, StoreError
 from db.repositories import StoredOffset
 
 log = logging.getLogger(__name__)
+_TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +88,9 @@ class IngestLoop:
         self._stop = threading.Event()
         self._last_flush = clock()
         self._last_lag = 0.0
+        self._kafka_ok = True
+        self._store_ok = True
+        self._kafka_backoff = 0.5
 
     # -- main loop ---------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
@@ -91,7 +99,7 @@ class IngestLoop:
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         try:
             while not self._stop.is_set():
-                batch = self.consumer.poll(timeout_ms=int(self.settings.poll_timeout * 1000))
+                batch = self._poll(int(self.settings.poll_timeout * 1000))
                 if batch:
                     self._process(batch)
                 if self._flush_due():
@@ -99,7 +107,36 @@ class IngestLoop:
                 self._report_lag()
             self._flush_with_retry(deadline=self.clock() + self.settings.shutdown_budget)
         finally:
-            self.consumer.close(autocommit=False)
+            try:
+                self.consumer.close(autocommit=False)
+            except KafkaError as exc:
+                log.warning("kafka consumer did not close cleanly: %s", exc)
+
+    def _poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[Any]]:
+        """Poll, riding out broker outages: the client reconnects on the next call."""
+        try:
+            batch: Mapping[TopicPartition, list[Any]] = self.consumer.poll(timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            if not (exc.retriable or isinstance(exc, _TRANSIENT_KAFKA_ERRORS)):
+                raise ConsumerError(f"kafka consumer failed: {exc}") from exc
+            if self._kafka_ok:
+                log.warning("kafka unreachable, retrying: %s", exc)
+            self._set_health(kafka=False)
+            self._stop.wait(self._kafka_backoff)
+            self._kafka_backoff = min(self._kafka_backoff * 2, self.settings.max_backoff)
+            return {}
+        if not self._kafka_ok:
+            log.info("kafka reachable again")
+        self._kafka_backoff = 0.5
+        self._set_health(kafka=True)
+        return batch
+
+    def _set_health(self, *, kafka: bool | None = None, store: bool | None = None) -> None:
+        if kafka is not None:
+            self._kafka_ok = kafka
+        if store is not None:
+            self._store_ok = store
+        self.stats.healthy(self._kafka_ok and self._store_ok)
 
     def _process(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         now = self.clock()
@@ -169,12 +206,12 @@ class IngestLoop:
             while True:
                 try:
                     self.flush_once()
-                    self.stats.healthy(True)
+                    self._set_health(store=True)
                     return True
                 except (StoreError, ConsumerError) as exc:
                     if not exc.retriable:
                         raise
-                    self.stats.healthy(False)
+                    self._set_health(store=False)
                     self.stats.flush_failed(type(exc).__name__)
                     log.warning("flush failed, retrying in %.1fs: %s", backoff, exc)
                 if deadline is not None and self.clock() + backoff > deadline:
@@ -196,7 +233,7 @@ class IngestLoop:
             # going. A rebalance may hand us new, unpaused partitions, so pause again
             # each time and process whatever such a poll returned rather than skip it.
             self.consumer.pause(*self.consumer.assignment())
-            batch = self.consumer.poll(timeout_ms=int(min(left, 0.5) * 1000))
+            batch = self._poll(int(min(left, 0.5) * 1000))
             if batch:
                 self._process(batch)
 
@@ -270,12 +307,12 @@ class IngestLoop:
         while True:
             try:
                 stored = self.store.load(topic, partitions)
-                self.stats.healthy(True)
+                self._set_health(store=True)
                 return stored
             except StoreError as exc:
                 if not exc.retriable:
                     raise
-                self.stats.healthy(False)
+                self._set_health(store=False)
                 log.warning("cannot read stored offsets, retrying in %.1fs: %s", backoff, exc)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.max_backoff)

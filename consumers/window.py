@@ -50,7 +50,9 @@ class WindowAccumulator:
                 watermark = ev.event_time
         for (model, version, start), group in groups.items():
             codec = self._codecs[model]
-            key = WindowKey(model, version, start, codec.spec.window_seconds, partition)
+            key = WindowKey(
+                model, version, start, codec.spec.window_seconds, partition, codec.spec.layout
+            )
             delta = self.deltas.get(key)
             if delta is None:
                 delta = self.deltas[key] = WindowDelta(WindowSketch.empty(codec.spec))

@@ -81,7 +81,16 @@ class WindowAggregate(Base):
     """One partition's share of one window of one model version."""
 
     __tablename__ = "window_aggregates"
-    __table_args__ = (UniqueConstraint("model", "model_version", "window_start", "partition"),)
+    __table_args__ = (
+        UniqueConstraint(
+            "model",
+            "model_version",
+            "window_start",
+            "partition",
+            "layout",
+            name="uq_window_aggregates_key",
+        ),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     model: Mapped[str] = mapped_column(String(200))
@@ -89,6 +98,7 @@ class WindowAggregate(Base):
     window_start: Mapped[datetime] = mapped_column(UTCDateTime)
     window_end: Mapped[datetime] = mapped_column(UTCDateTime)
     partition: Mapped[int] = mapped_column(Integer)
+    layout: Mapped[str] = mapped_column(String(32))
     event_count: Mapped[int] = mapped_column(BigInteger)
     late_count: Mapped[int] = mapped_column(BigInteger)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)

@@ -32,11 +32,15 @@ class OffsetAdvance:
 
 @dataclass(frozen=True, slots=True)
 class WindowKey:
+    """A stored window row. ``layout`` fingerprints the sketch's bins and schema
+    (:attr:`drift.schema.ModelSpec.layout`); rows of different layouts never merge."""
+
     model: str
     model_version: str
     window_start: int
     window_seconds: int
     partition: int
+    layout: str = ""
 
 
 @dataclass(slots=True)
@@ -126,6 +130,7 @@ class WindowAggregateRepository:
                 WindowAggregate.model_version == key.model_version,
                 WindowAggregate.window_start == start,
                 WindowAggregate.partition == key.partition,
+                WindowAggregate.layout == key.layout,
             )
         ).one_or_none()
         if row is None:
@@ -136,6 +141,7 @@ class WindowAggregateRepository:
                     window_start=start,
                     window_end=_utc(key.window_start + key.window_seconds),
                     partition=key.partition,
+                    layout=key.layout,
                     event_count=delta.sketch.events,
                     late_count=delta.late,
                     sketch=delta.sketch.to_bytes(),
@@ -160,7 +166,7 @@ class WindowAggregateRepository:
             wa.window_end,
             func.sum(wa.event_count),
             func.sum(wa.late_count),
-            func.count(wa.partition),
+            func.count(wa.partition.distinct()),
         ).group_by(wa.model, wa.model_version, wa.window_start, wa.window_end)
         if model is not None:
             stmt = stmt.where(wa.model == model)
@@ -170,16 +176,25 @@ class WindowAggregateRepository:
             for m, v, s, e, n, late, p in self.session.execute(stmt)
         ]
 
-    def window_sketch(self, model: str, model_version: str, window_start: datetime) -> WindowSketch:
-        """The whole window: the merge of every partition's sketch."""
+    def window_sketch(
+        self, model: str, model_version: str, window_start: datetime, layout: str | None = None
+    ) -> WindowSketch:
+        """The whole window: the merge of every partition's sketch of one layout.
+
+        Without ``layout`` the most recently written layout of the window is used.
+        """
+        wa = WindowAggregate
+        where = [
+            wa.model == model,
+            wa.model_version == model_version,
+            wa.window_start == window_start,
+        ]
+        if layout is None:
+            layout = self.session.scalars(
+                select(wa.layout).where(*where).order_by(wa.updated_at.desc()).limit(1)
+            ).first()
         sketches = self.session.scalars(
-            select(WindowAggregate.sketch)
-            .where(
-                WindowAggregate.model == model,
-                WindowAggregate.model_version == model_version,
-                WindowAggregate.window_start == window_start,
-            )
-            .order_by(WindowAggregate.partition)
+            select(wa.sketch).where(*where, wa.layout == layout).order_by(wa.partition)
         ).all()
         if not sketches:
             raise LookupError(f"no window {model}/{model_version} at {window_start.isoformat()}")

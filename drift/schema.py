@@ -7,6 +7,7 @@ the sketches allocate their state from them.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -80,6 +81,7 @@ class ModelSpec:
     window_seconds: int
     allowed_lateness_seconds: int = 0
     feature_index: dict[str, FeatureSpec] = field(init=False, repr=False, compare=False)
+    layout: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.window_seconds <= 0:
@@ -90,6 +92,7 @@ class ModelSpec:
         if len(set(names)) != len(names):
             raise ValueError(f"model {self.name!r}: feature names must be unique")
         object.__setattr__(self, "feature_index", {f.name: f for f in self.features})
+        object.__setattr__(self, "layout", _layout(self))
 
     def window_start(self, event_time: float) -> int:
         """Start (epoch seconds) of the tumbling window holding ``event_time``."""
@@ -101,6 +104,19 @@ class ModelSpec:
             return False
         closes_at = self.window_start(event_time) + self.window_seconds
         return closes_at + self.allowed_lateness_seconds <= watermark
+
+
+def _layout(spec: ModelSpec) -> str:
+    """A fingerprint of what a window sketch of ``spec`` holds (features, kinds, bins).
+
+    Sketches of different layouts cannot be merged, so stored window rows are
+    keyed by it: changing bins mid-window starts new rows instead of failing.
+    """
+    parts = [
+        f"{f.name}|{f.kind}|{f.nullable}|{','.join(map(repr, f.edges))}" for f in spec.features
+    ]
+    parts.append(f"prediction|{spec.prediction.kind}|{','.join(map(repr, spec.prediction.edges))}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
 
 def _check_edges(name: str, edges: tuple[float, ...]) -> None:

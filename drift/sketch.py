@@ -2,8 +2,9 @@
 
 Every sketch supports ``update(values)``, ``merge(other)`` and a lossless
 ``to_bytes()`` / ``from_bytes()``. Merging the sketches of two partitions gives
-exactly the sketch of both fed in sequence, which is what lets several consumer
-replicas (and several flushes of one replica) share a window.
+the sketch of both fed in sequence (counts and histograms exactly, float sums
+up to rounding), which is what lets several consumer replicas, and several
+flushes of one replica, share a window.
 
 >>> from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 >>> spec = ModelSpec("m", (FeatureSpec("x", FeatureKind.NUMERICAL, edges=(0.0, 1.0, 2.0)),),
@@ -143,10 +144,11 @@ class CategoricalSketch:
 
     def update(self, values: Sequence[Any]) -> None:
         counted = Counter(values)
-        missing = counted.pop(None, 0)
-        self.nulls += missing
-        for value, n in counted.items():
-            self.counts[value if isinstance(value, str) else str(value)] += n
+        if any(type(k) is not str for k in counted if k is not None):
+            # True == 1 in a Counter, so non-strings are turned to text before counting.
+            counted = Counter(v if v is None or type(v) is str else str(v) for v in values)
+        self.nulls += counted.pop(None, 0)
+        self.counts.update(counted)
 
     def merge(self, other: CategoricalSketch) -> None:
         self.counts.update(other.counts)
@@ -214,8 +216,17 @@ class WindowSketch:
         self.prediction.update(batch.predictions)
 
     def merge(self, other: WindowSketch) -> None:
+        """Add ``other`` in; raises SketchMismatch, changing nothing, if incompatible."""
         if self.features.keys() != other.features.keys():
             raise SketchMismatch("window sketches describe different features")
+        for name, sketch in [*self.features.items(), ("prediction", self.prediction)]:
+            theirs = other.prediction if name == "prediction" else other.features[name]
+            if type(sketch) is not type(theirs) or (
+                isinstance(sketch, NumericSketch)
+                and isinstance(theirs, NumericSketch)
+                and sketch.edges != theirs.edges
+            ):
+                raise SketchMismatch(f"{name}: sketches have different kinds or bin edges")
         for name, sketch in self.features.items():
             _merge_column(sketch, other.features[name])
         _merge_column(self.prediction, other.prediction)
@@ -242,7 +253,15 @@ class WindowSketch:
                 features={k: _column_from_state(s) for k, s in state["features"].items()},
                 prediction=_column_from_state(state["prediction"]),
             )
-        except (zlib.error, msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+        except (
+            zlib.error,
+            msgspec.DecodeError,
+            KeyError,
+            TypeError,
+            ValueError,
+            AttributeError,
+            IndexError,
+        ) as exc:
             raise SketchCorrupt(f"cannot decode window sketch: {exc}") from exc
 
     def __eq__(self, other: object) -> bool:

@@ -8,6 +8,7 @@ top-level key are read, so ``DRIFTWATCH_CONFIG`` and friends never collide.
 
 from __future__ import annotations
 
+import itertools
 import os
 import typing
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -161,7 +163,13 @@ class MetricsConfig(_Strict):
     port: int = Field(default=9108, ge=0, le=65535, description="a TCP port; 0 turns metrics off")
 
 
-Bins = Annotated[list[float] | None, Field(min_length=2)]
+def _increasing(v: list[float] | None) -> list[float] | None:
+    if v is not None and any(b <= a for a, b in itertools.pairwise(v)):
+        raise ValueError("expected strictly increasing bin edges")
+    return v
+
+
+Bins = Annotated[list[float] | None, Field(min_length=2), AfterValidator(_increasing)]
 
 
 class FeatureConfig(_Strict):
@@ -186,6 +194,13 @@ class ModelConfig(_Strict):
     def _whole_seconds(cls, v: float) -> float:
         if v < 1 or v != int(v):
             raise ValueError("expected a whole number of seconds, at least 1s")
+        return v
+
+    @field_validator("allowed_lateness")
+    @classmethod
+    def _whole_lateness(cls, v: float) -> float:
+        if v != int(v):
+            raise ValueError("expected a whole number of seconds")
         return v
 
     def spec(self, name: str) -> ModelSpec:
@@ -225,6 +240,8 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except OSError as exc:
         raise ConfigError([f"config: cannot read {path}: {exc.strerror}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"config: {path} is not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
         raise ConfigError([f"config: {path} is not valid YAML: {exc}".replace("\n", " ")]) from None
     if raw is None:
@@ -250,14 +267,23 @@ def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
         for i, part in enumerate(path):
             key = _match_key(node, part)
             if i == len(path) - 1:
-                # YAML typing gives numbers and booleans to client options; versions
-                # stay text because 0.10 would read as the number 0.1.
-                node[key] = value if key == "api_version" else yaml.safe_load(value)
+                node[key] = _env_value(path, value)
             else:
                 child = node.get(key)
                 if not isinstance(child, dict):
                     child = node[key] = {}
                 node = child
+
+
+def _env_value(path: list[str], value: str) -> Any:
+    """Typed fields are coerced by validation; free-form client options get YAML typing."""
+    lowered = [p.lower() for p in path]
+    if lowered[:1] == ["kafka"] and lowered[1:2] in (["consumer"], ["producer"], ["security"]):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
 
 
 def _match_key(node: dict[str, Any], part: str) -> str:

@@ -396,6 +396,7 @@ def _serve(args: argparse.Namespace) -> int:
         for topic in filter(None, (t.strip() for t in args.topics.split(","))):
             kafka.create_topic(topic, args.partitions)
         # Readers poll for the file, so it must never be seen half-written.
+        bootstrap_file.parent.mkdir(parents=True, exist_ok=True)
         partial = bootstrap_file.with_name(f".{bootstrap_file.name}.{os.getpid()}")
         partial.write_text(kafka.bootstrap_servers + "\n")
         partial.replace(bootstrap_file)

@@ -58,6 +58,11 @@ def run_chaos(
     stored = stored_counts(database_url)
     lost, dup = compare(sent, stored)
     return ChaosResult(
-        expected, sum(stored.values()), lost, dup, len(at_kills), time.monotonic() - started,
+        expected,
+        sum(stored.values()),
+        lost,
+        dup,
+        len(at_kills),
+        time.monotonic() - started,
         tuple(at_kills),
     )

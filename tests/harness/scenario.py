@@ -12,14 +12,13 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import text
 
-from db.session import make_engine
+from db.repositories import WindowAggregateRepository
+from db.session import make_engine, make_session_factory
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -90,7 +89,10 @@ class ServiceProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "service.cli", "run", "--config", str(self.config)],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         log.close()
 
@@ -115,28 +117,16 @@ def stored_counts(database_url: str) -> Counter[tuple[str, str, int]]:
     """Events in SQL per (model, version, window start epoch), summed over partitions."""
     engine = make_engine(database_url)
     try:
-        with engine.connect() as conn:
-            rows = conn.execute(
-                text(
-                    "select model, model_version, window_start, sum(event_count) "
-                    "from window_aggregates group by model, model_version, window_start"
-                )
-            ).all()
+        with make_session_factory(engine)() as session:
+            rows = WindowAggregateRepository(session).window_counts()
     finally:
         engine.dispose()
-    counts: Counter[tuple[str, str, int]] = Counter()
-    for model, version, start, n in rows:
-        if isinstance(start, str):
-            start = datetime.fromisoformat(start)
-        if start.tzinfo is None:
-            start = start.replace(tzinfo=UTC)
-        counts[(model, version, int(start.timestamp()))] += int(n)
-    return counts
+    return Counter(
+        {(r.model, r.model_version, int(r.window_start.timestamp())): r.events for r in rows}
+    )
 
 
-def wait_for_total(
-    database_url: str, expected: int, timeout: float, interval: float = 0.5
-) -> int:
+def wait_for_total(database_url: str, expected: int, timeout: float, interval: float = 0.5) -> int:
     """Poll SQL until ``expected`` events are stored (or more, or time runs out)."""
     deadline = time.monotonic() + timeout
     total = 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -48,8 +49,10 @@ def send(kafka: TestKafka) -> Callable[..., Counter[tuple[str, str, int]]]:
     """Produce ``count`` synthetic events per model of a config; return per-window counts."""
 
     def _send(
-        config: Path, count: int, *, seed: int = 1, start: float = 1_795_000_000.0
+        config: Path, count: int, *, seed: int = 1, days_ago: float = 3.0
     ) -> Counter[tuple[str, str, int]]:
+        # Event time in the past: the consumer rejects events from its future.
+        start = time.time() - days_ago * 86400
         cfg = load_config(config, env={})
         streams = [
             SyntheticStream(SyntheticPlan(model=spec, rate=200.0, start=start, seed=seed + i))

@@ -9,12 +9,12 @@ from tests.harness.chaos import run_chaos
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
-def test_sigkill_mid_stream_loses_and_duplicates_nothing(
-    pg_url, make_config, send, tmp_path
-):
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(pg_url, make_config, send, tmp_path):
     # Small polls and frequent flushes: many commit points for the kills to fall between.
     config = make_config(
-        pg_url, flush_events=500, flush_interval="200ms",
+        pg_url,
+        flush_events=500,
+        flush_interval="200ms",
         extra_consumer={"max_poll_records": 100},
     )
     sent = send(config, 30_000)

@@ -30,7 +30,7 @@ def test_restart_resumes_from_sql_offsets(kafka: TestKafka, db_url, make_config,
     wait_for_total(db_url, 2000, timeout=90)
     assert svc.terminate() == 0
 
-    second = send(config, 2000, seed=2, start=1_795_100_000.0)
+    second = send(config, 2000, seed=2, days_ago=2.0)
     svc = services(config)
     wait_for_total(db_url, 4000, timeout=90)
     assert svc.terminate() == 0

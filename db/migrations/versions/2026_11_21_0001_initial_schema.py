@@ -42,6 +42,7 @@ def upgrade() -> None:
         sa.Column("window_start", UTCDateTime(), nullable=False),
         sa.Column("window_end", UTCDateTime(), nullable=False),
         sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("layout", sa.String(32), nullable=False),
         sa.Column("event_count", sa.BigInteger(), nullable=False),
         sa.Column("late_count", sa.BigInteger(), nullable=False),
         sa.Column("sketch", sa.LargeBinary(), nullable=False),
@@ -52,7 +53,8 @@ def upgrade() -> None:
             "model_version",
             "window_start",
             "partition",
-            name="uq_window_aggregates_model_model_version_window_start_partition",
+            "layout",
+            name="uq_window_aggregates_key",
         ),
     )
 

@@ -17,7 +17,7 @@ from drift.errors import SketchCorrupt, SketchMismatch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import CategoricalSketch, NumericSketch, WindowBatch, WindowSketch
 
-PROPERTY = settings(deadline=None, max_examples=150)
+PROPERTY = settings(deadline=None, max_examples=100)
 
 EDGES = (-10.0, 0.0, 2.5, 10.0)
 
@@ -224,21 +224,12 @@ def test_categorical_counts_and_nulls_concrete() -> None:
     assert s.to_state() == ["c", {"3": 1, "de": 2, "fr": 1}, 1]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CategoricalSketch.update counts with a Counter keyed by the raw values, so "
-    "True==1 and False==0 collapse into whichever came first in the batch",
-)
 def test_categorical_keeps_bools_and_ints_apart() -> None:
     s = CategoricalSketch()
     s.update([True, 1, False, 0])
     assert s.counts == Counter({"True": 1, "1": 1, "False": 1, "0": 1})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="CategoricalSketch.update: one batch [1, True] differs from two batches [1], [True]",
-)
 def test_categorical_one_batch_equals_two_batches() -> None:
     one, two = CategoricalSketch(), CategoricalSketch()
     one.update([1, True])
@@ -403,7 +394,7 @@ def test_window_merge_with_different_features_raises() -> None:
 
 
 def test_window_merge_numerical_with_categorical_prediction_raises() -> None:
-    with pytest.raises(SketchMismatch, match="numerical with a categorical"):
+    with pytest.raises(SketchMismatch, match="prediction: sketches have different kinds"):
         WindowSketch.empty(SPEC_NUM_PRED).merge(WindowSketch.empty(SPEC_CAT_PRED))
 
 
@@ -466,11 +457,6 @@ def test_from_bytes_of_bad_state_raises_sketch_corrupt(data: bytes) -> None:
         WindowSketch.from_bytes(data)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="WindowSketch.from_bytes does not catch AttributeError/IndexError: a payload that "
-    "decodes to a non-map, or with a non-map 'features' or an empty column state, escapes",
-)
 @pytest.mark.parametrize(
     "state",
     [

@@ -1,0 +1,181 @@
+"""Malformed events go to the dead-letter topic with a reason; nothing else is disturbed."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from consumers.synthetic import SyntheticPlan, SyntheticStream
+from db.migrate import upgrade
+from db.session import make_engine
+from service.config import load_config
+from tests.harness.inprocess import InProcessService
+from tests.harness.kafka import TestKafka
+from tests.harness.scenario import stored_counts, wait_for_total, write_config
+
+pytestmark = pytest.mark.kafka
+_START = time.time() - 3 * 86400  # in the past: future events are rejected
+
+
+@pytest.fixture(scope="module")
+def running(kafka: TestKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    workdir = tmp_path_factory.mktemp("dlq")
+    topic = f"dlq-test-{time.time_ns()}"
+    kafka.create_topic(topic, 3)
+    kafka.create_topic(f"{topic}-dlq", 1)
+    db = f"sqlite:///{workdir / 'db.sqlite'}"
+    upgrade(make_engine(db))
+    config = write_config(
+        workdir / "c.yaml",
+        bootstrap_servers=kafka.bootstrap_servers,
+        api_version=kafka.api_version,
+        database_url=db,
+        topic=topic,
+        group_id=topic,
+        flush_interval="200ms",
+    )
+    spec = load_config(config, env={}).model_specs()["wide"]
+    service = InProcessService(config)
+    state = {
+        "db": db,
+        "topic": topic,
+        "service": service,
+        "sent_valid": 0,
+        "invalid": [],
+        "stream": SyntheticStream(SyntheticPlan(model=spec, rate=50.0, start=_START)),
+        "index": itertools.count(),
+        "producer": kafka.producer(),
+    }
+    yield state
+    state["producer"].close()
+    service.stop()
+
+
+def _valid_event(state: dict[str, Any]) -> dict[str, Any]:
+    i = next(state["index"])
+    ev = state["stream"].event(i, _START + i / 50.0)
+    return json.loads(ev.prediction)
+
+
+REQUIRED = ["event_id", "model", "model_version", "timestamp", "features", "prediction"]
+wrong_scalar = st.one_of(
+    st.integers(),
+    st.booleans(),
+    st.none(),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@st.composite
+def malformed(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
+    """A payload that is invalid by construction, never by luck."""
+    event = json.loads(json.dumps(base))
+    kind = draw(
+        st.sampled_from(
+            [
+                "bytes",
+                "not_object",
+                "missing",
+                "wrong_type",
+                "unknown_model",
+                "feature_type",
+                "timestamp",
+                "missing_feature",
+            ]
+        )
+    )
+    if kind == "bytes":
+        return b"\xff" + draw(st.binary(max_size=64))  # never valid UTF-8 JSON
+    if kind == "not_object":
+        return json.dumps(draw(st.lists(st.integers(), max_size=3))).encode()
+    if kind == "missing":
+        del event[draw(st.sampled_from(REQUIRED))]
+    elif kind == "wrong_type":
+        field = draw(st.sampled_from(["event_id", "model", "model_version"]))
+        event[field] = draw(st.one_of(st.integers(), st.booleans(), st.none()))
+    elif kind == "unknown_model":
+        event["model"] = "no-such-" + draw(st.text(max_size=8))
+    elif kind == "feature_type":
+        name = draw(st.sampled_from(["num_01", "num_02", "num_03"]))
+        event["features"][name] = draw(
+            st.one_of(
+                st.text(max_size=5),
+                st.booleans(),
+                wrong_scalar.filter(lambda v: not isinstance(v, int) or isinstance(v, bool)),
+            )
+        )
+    elif kind == "timestamp":
+        event["timestamp"] = draw(
+            st.sampled_from(["yesterday", "2026-13-40T00:00:00Z", "", "2026-11-21T14:00:00"])
+        )
+    else:
+        del event["features"]["num_01"]  # not nullable
+    return json.dumps(event).encode()
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_malformed_events_are_dead_lettered_and_valid_ones_counted(
+    running: dict[str, Any], kafka: TestKafka, data: st.DataObject
+) -> None:
+    producer = running["producer"]
+    futures = []
+    for _ in range(data.draw(st.integers(20, 60))):
+        valid = _valid_event(running)
+        producer.send(
+            running["topic"], key=valid["event_id"].encode(), value=json.dumps(valid).encode()
+        )
+        running["sent_valid"] += 1
+        bad = data.draw(malformed(valid))
+        futures.append((bad, producer.send(running["topic"], key=b"bad", value=bad)))
+    producer.flush()
+    for payload, fut in futures:
+        meta = fut.get(timeout=10)
+        running["invalid"].append((meta.partition, meta.offset, payload))
+
+    assert wait_for_total(running["db"], running["sent_valid"], timeout=60) == running["sent_valid"]
+    assert running["service"].alive
+
+    letters = _read_dead_letters(kafka, running["topic"] + "-dlq", len(running["invalid"]))
+    by_position = {(d["partition"], d["offset"]): d for d in letters}
+    assert len(by_position) == len(letters), "no dead letter was published twice"
+    for partition, offset, payload in running["invalid"]:
+        letter = by_position[(partition, offset)]
+        assert letter["topic"] == running["topic"]
+        assert base64.b64decode(letter["value_b64"]) == payload
+        assert letter["reason"]
+        assert letter["seen_at"].endswith("Z")
+    assert sum(stored_counts(running["db"]).values()) == running["sent_valid"]
+
+
+def _read_dead_letters(kafka: TestKafka, topic: str, expected: int) -> list[dict[str, Any]]:
+    deadline = time.monotonic() + 30
+    letters: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        letters = [msgspec.json.decode(r.value) for r in kafka.read_all(topic)]
+        if len(letters) >= expected:
+            break
+        time.sleep(0.5)
+    return letters
+
+
+def test_dead_letter_reasons_are_counted(running: dict[str, Any]) -> None:
+    registry = running["service"].metrics.registry
+    total = sum(
+        s.value
+        for m in registry.collect()
+        if m.name == "driftwatch_events_invalid"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    assert total >= len(running["invalid"]) > 0

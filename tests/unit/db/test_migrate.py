@@ -1,0 +1,83 @@
+"""Migrations driven from code and the start-up revision check."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect, select
+
+from db.errors import DatabaseNotMigrated
+from db.migrate import current_revision, head_revision, require_current, upgrade
+from db.models import ConsumerOffset
+from db.session import make_engine, make_session_factory
+
+HINT = "driftwatch db upgrade --config <your config file>"
+
+
+@pytest.fixture
+def empty_sqlite(tmp_path: Path) -> Iterator[Engine]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'empty.db'}")
+    yield engine
+    engine.dispose()
+
+
+def test_require_current_refuses_an_empty_database(empty_sqlite: Engine) -> None:
+    with pytest.raises(DatabaseNotMigrated) as info:
+        require_current(empty_sqlite, HINT)
+    message = str(info.value)
+    assert "driftwatch db upgrade" in message
+    assert message == (
+        "database schema is at revision none (empty database), "
+        f"this version needs {head_revision()}; run: {HINT}"
+    )
+    assert info.value.retriable is False
+
+
+def test_current_revision_of_an_empty_database_is_none(empty_sqlite: Engine) -> None:
+    assert current_revision(empty_sqlite) is None
+
+
+def test_upgrade_creates_the_schema(empty_sqlite: Engine) -> None:
+    upgrade(empty_sqlite)
+    assert current_revision(empty_sqlite) == head_revision()
+    require_current(empty_sqlite, HINT)  # does not raise
+    tables = set(inspect(empty_sqlite).get_table_names())
+    assert {"alembic_version", "consumer_offsets", "window_aggregates"} <= tables
+
+
+def test_require_current_names_an_unknown_revision(empty_sqlite: Engine) -> None:
+    upgrade(empty_sqlite)
+    with empty_sqlite.begin() as conn:
+        conn.exec_driver_sql("UPDATE alembic_version SET version_num = 'zzzz'")
+    with pytest.raises(DatabaseNotMigrated, match="at revision zzzz, this version needs"):
+        require_current(empty_sqlite, HINT)
+
+
+def test_upgrade_is_idempotent_and_keeps_data(db_url: str) -> None:
+    engine = make_engine(db_url)
+    try:
+        assert current_revision(engine) == head_revision()
+        now = datetime(2026, 11, 21, tzinfo=UTC)
+        sessions = make_session_factory(engine)
+        with sessions.begin() as s:
+            s.add(
+                ConsumerOffset(
+                    consumer_group="g",
+                    topic="t",
+                    partition=0,
+                    next_offset=3,
+                    watermark=None,
+                    updated_at=now,
+                )
+            )
+        upgrade(engine)
+        upgrade(engine)
+        assert current_revision(engine) == head_revision()
+        require_current(engine, HINT)
+        with sessions() as s:
+            assert s.scalars(select(ConsumerOffset.next_offset)).all() == [3]
+    finally:
+        engine.dispose()
