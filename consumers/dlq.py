@@ -8,6 +8,7 @@ envelope carries topic, partition and offset, which identify duplicates.
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -60,8 +61,11 @@ class _Pending:
 class DeadLetterPublisher:
     """Publishes envelopes and confirms them all before a flush may proceed."""
 
-    def __init__(self, producer: Any, topic: str) -> None:
-        self._producer = producer
+    def __init__(self, make_producer: Callable[[], Any], topic: str) -> None:
+        # Created on the first dead letter: a healthy stream never pays for the
+        # producer's network thread competing with the consumer for the GIL.
+        self._make_producer = make_producer
+        self._producer: Any = None
         self.topic = topic
         self._pending: list[_Pending] = []
 
@@ -77,7 +81,7 @@ class DeadLetterPublisher:
         if not self._pending:
             return
         try:
-            self._producer.flush(timeout=timeout)
+            self._ensure_producer().flush(timeout=timeout)
         except KafkaError as exc:
             raise DeadLetterError(f"dead-letter topic unreachable: {exc}") from exc
         failed: list[_Pending] = []
@@ -91,10 +95,17 @@ class DeadLetterPublisher:
 
     def _send(self, key: bytes | None, value: bytes) -> Any:
         try:
-            return self._producer.send(self.topic, key=key, value=value)
+            return self._ensure_producer().send(self.topic, key=key, value=value)
         except KafkaError:
             # Kept pending with no future: the next confirm() sends it again.
             return None
 
     def close(self, timeout: float) -> None:
-        self._producer.close(timeout=timeout)
+        if self._producer is not None:
+            self._producer.close(timeout=timeout)
+            self._producer = None
+
+    def _ensure_producer(self) -> Any:
+        if self._producer is None:
+            self._producer = self._make_producer()
+        return self._producer

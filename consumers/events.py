@@ -8,11 +8,10 @@ becomes :class:`InvalidEvent` with a reason a person can act on.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from datetime import datetime
 from operator import attrgetter
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar, Union
 
 import msgspec
 
@@ -20,27 +19,29 @@ from consumers.errors import InvalidEvent, InvalidReason
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 
 Category = str | int | bool
+# Timezone-aware timestamps only: a naive one is ambiguous, and msgspec checks it in C.
+AwareDatetime = Annotated[datetime, msgspec.Meta(tz=True)]
+# Prediction types checked by the decoder; probabilities get a range check after it.
+_PREDICTION_TYPES: dict[PredictionKind, Any] = {
+    PredictionKind.NUMERICAL: float,
+    PredictionKind.CATEGORICAL: Category,
+    PredictionKind.PROBABILITIES: list[float] | dict[str, float],
+}
 T = TypeVar("T")
 
 
-class _PredictionEnvelope(msgspec.Struct, frozen=True):
-    event_id: str
-    model: str
-    model_version: str
-    timestamp: datetime
-    features: msgspec.Raw
-    prediction: Any
-    latency_ms: float | None = None
+class _NoModel(msgspec.Struct, frozen=True, tag_field="model", tag="\x00"):
+    pass
 
 
 class _LabelEnvelope(msgspec.Struct, frozen=True):
     event_id: str
     model: str
     label: float | str | int | bool
-    timestamp: datetime
+    timestamp: AwareDatetime
 
 
-class PredictionEvent(msgspec.Struct, frozen=True):
+class PredictionEvent(msgspec.Struct, frozen=True, gc=False):
     """A valid prediction. ``features`` is the model's generated struct."""
 
     event_id: str
@@ -74,25 +75,30 @@ class ModelCodec:
             fields.append((attr, base | None, None) if f.nullable else (attr, base))
         # Required fields must precede optional ones in a struct definition.
         fields.sort(key=len)
-        struct = msgspec.defstruct(
+        features = msgspec.defstruct(
             f"Features_{spec.name}", fields, rename=rename, frozen=True, gc=False
         )
-        self._decoder = msgspec.json.Decoder(struct)
+        # The envelope is tagged by ``model``: one decoder call picks the model's
+        # struct and type-checks its features in C, with no second pass.
+        self.envelope: type[msgspec.Struct] = msgspec.defstruct(
+            f"Prediction_{spec.name}",
+            [
+                ("event_id", str),
+                ("model_version", str),
+                ("timestamp", AwareDatetime),
+                ("features", features),
+                ("prediction", _PREDICTION_TYPES[spec.prediction.kind]),
+                ("latency_ms", float | None, None),
+            ],
+            tag_field="model",
+            tag=spec.name,
+            frozen=True,
+            gc=False,
+        )
         self._getters = [(f.name, attrgetter(f"f{i}")) for i, f in enumerate(spec.features)]
 
-    def decode_features(self, raw: msgspec.Raw) -> Any:
-        try:
-            return self._decoder.decode(raw)
-        except msgspec.ValidationError as exc:
-            text = str(exc)
-            detail = (
-                text.replace("`$", "`$.features", 1)
-                if "`$" in text
-                else f"{text} - at `$.features`"
-            )
-            raise InvalidEvent(InvalidReason.FEATURE, detail) from None
-
     def columns(self, features: list[Any]) -> dict[str, list[Any]]:
+        """Column-wise values of decoded feature structs, keyed by feature name."""
         return {name: list(map(get, features)) for name, get in self._getters}
 
 
@@ -101,19 +107,26 @@ class EventDecoder:
 
     def __init__(self, models: Mapping[str, ModelSpec]) -> None:
         self.codecs = {name: ModelCodec(spec) for name, spec in models.items()}
-        self._predictions = msgspec.json.Decoder(_PredictionEnvelope)
+        self._by_type = {c.envelope: c for c in self.codecs.values()}
+        # A union of one tagged struct would accept a missing tag; the sentinel,
+        # whose tag no event can carry, keeps ``model`` required.
+        union: Any = Union[(*self._by_type, _NoModel)]
+        self._predictions: msgspec.json.Decoder[Any] = msgspec.json.Decoder(union)
         self._labels = msgspec.json.Decoder(_LabelEnvelope)
 
     def decode_prediction(self, value: bytes | None) -> PredictionEvent:
         env = _decode(self._predictions, value)
-        codec = self._codec(env.model)
+        codec = self._by_type[type(env)]
+        prediction = env.prediction
+        if type(prediction) is not float and type(prediction) is not str:
+            prediction = _prediction(codec.spec.prediction.kind, prediction)
         return PredictionEvent(
             event_id=env.event_id,
-            model=env.model,
+            model=codec.spec.name,
             model_version=env.model_version,
             event_time=_event_time(env.timestamp),
-            features=codec.decode_features(env.features),
-            prediction=_prediction(codec.spec.prediction.kind, env.prediction),
+            features=env.features,
+            prediction=prediction,
             latency_ms=env.latency_ms,
         )
 
@@ -136,17 +149,30 @@ def _decode(decoder: msgspec.json.Decoder[T], value: bytes | None) -> T:
         return decoder.decode(value)
     except msgspec.ValidationError as exc:
         text = str(exc)
-        kind = InvalidReason.TIMESTAMP if "$.timestamp" in text else InvalidReason.SCHEMA
-        raise InvalidEvent(kind, text) from None
+        raise InvalidEvent(_classify(text), _explain(text)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(InvalidReason.MALFORMED, f"not valid JSON: {exc}") from None
 
 
+def _classify(text: str) -> InvalidReason:
+    if "`$.features" in text:
+        return InvalidReason.FEATURE
+    if "`$.prediction" in text:
+        return InvalidReason.PREDICTION
+    if "`$.timestamp`" in text:
+        return InvalidReason.TIMESTAMP
+    if text.startswith("Invalid value") and text.endswith("`$.model`"):
+        return InvalidReason.UNKNOWN_MODEL
+    return InvalidReason.SCHEMA
+
+
+def _explain(text: str) -> str:
+    if text.startswith("Invalid value") and text.endswith("`$.model`"):
+        return f"model {text.split(chr(39))[1]!r} is not configured"
+    return text
+
+
 def _event_time(ts: datetime) -> float:
-    if ts.tzinfo is None:
-        raise InvalidEvent(
-            InvalidReason.TIMESTAMP, "timestamp has no UTC offset (use e.g. 2026-11-21T14:00:00Z)"
-        )
     seconds = ts.timestamp()
     if seconds < 0:
         # Windows and SQL timestamps start at the epoch; earlier times are data errors.
@@ -154,22 +180,11 @@ def _event_time(ts: datetime) -> float:
     return seconds
 
 
-def _prediction(kind: PredictionKind, value: Any) -> float | str:
-    if kind is PredictionKind.NUMERICAL:
-        if isinstance(value, int | float) and not isinstance(value, bool):
-            try:
-                number = float(value)  # JSON integers may be too large for a float
-            except OverflowError:
-                number = math.inf
-            if math.isfinite(number):
-                return number
-            raise InvalidEvent(InvalidReason.PREDICTION, "number is out of range")
-        raise InvalidEvent(InvalidReason.PREDICTION, f"expected a number, got {_type(value)}")
-    if kind is PredictionKind.CATEGORICAL:
-        if isinstance(value, str | int | bool):
-            return value if isinstance(value, str) else str(value)
-        raise InvalidEvent(InvalidReason.PREDICTION, f"expected a class label, got {_type(value)}")
-    return _top_class(value)
+def _prediction(kind: PredictionKind, value: Any) -> str:
+    """Class labels as text, probabilities as their top class; types are checked already."""
+    if kind is PredictionKind.PROBABILITIES:
+        return _top_class(value)
+    return str(value)
 
 
 def _top_class(value: Any) -> str:
@@ -179,14 +194,9 @@ def _top_class(value: Any) -> str:
     if isinstance(value, dict) and value and all(_is_prob(v) for v in value.values()):
         return str(max(value, key=value.__getitem__))
     raise InvalidEvent(
-        InvalidReason.PREDICTION,
-        f"expected a non-empty list or object of probabilities, got {_type(value)}",
+        InvalidReason.PREDICTION, "expected a non-empty list or object of probabilities in [0, 1]"
     )
 
 
-def _is_prob(v: Any) -> bool:
-    return isinstance(v, int | float) and not isinstance(v, bool) and 0.0 <= v <= 1.0
-
-
-def _type(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
+def _is_prob(v: float) -> bool:
+    return 0.0 <= v <= 1.0

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -22,6 +22,11 @@ class WindowAccumulator:
 
     def __init__(self, codecs: Mapping[str, ModelCodec]) -> None:
         self._codecs = codecs
+        # Per model: window width, and how long after a window's start it closes.
+        self._timing = {
+            name: (c.spec.window_seconds, c.spec.window_seconds + c.spec.allowed_lateness_seconds)
+            for name, c in codecs.items()
+        }
         self.deltas: dict[WindowKey, WindowDelta] = {}
         self.events = 0
 
@@ -38,16 +43,11 @@ class WindowAccumulator:
         the watermark, the latest event time seen before it) is counted as late
         and not aggregated.
         """
-        groups: defaultdict[tuple[str, str, int], _Group] = defaultdict(_Group)
-        for ev in events:
-            spec = self._codecs[ev.model].spec
-            group = groups[(ev.model, ev.model_version, spec.window_start(ev.event_time))]
-            if spec.is_late(ev.event_time, watermark):
-                group.late += 1
-            else:
-                group.events.append(ev)
-            if watermark is None or ev.event_time > watermark:
-                watermark = ev.event_time
+        wm = -math.inf if watermark is None else watermark
+        times = [e.event_time for e in events]
+        groups = self._one_group(events, times, wm) or self._group(events, wm)
+        if times:
+            wm = max(wm, *times)
         for (model, version, start), group in groups.items():
             codec = self._codecs[model]
             key = WindowKey(
@@ -68,7 +68,49 @@ class WindowAccumulator:
             if group.late:
                 delta.late += group.late
                 on_late(model, group.late)
-        return watermark
+        return None if wm == -math.inf else wm
+
+    def _one_group(
+        self, events: list[PredictionEvent], times: list[float], wm: float
+    ) -> dict[tuple[str, str, int], _Group] | None:
+        """The common case in one pass of C-level builtins: one model version, one
+        open window. None when the batch needs the per-event walk."""
+        if not events:
+            return {}
+        first = events[0]
+        width, closes_after = self._timing[first.model]
+        start = int(min(times) // width) * width
+        # Within one window the watermark never passes the window's close, so
+        # checking lateness against the batch's starting watermark suffices.
+        if max(times) >= start + width or start + closes_after <= wm:
+            return None
+        if len({(e.model, e.model_version) for e in events}) != 1:
+            return None
+        return {(first.model, first.model_version, start): _Group(events)}
+
+    def _group(
+        self, events: list[PredictionEvent], wm: float
+    ) -> dict[tuple[str, str, int], _Group]:
+        """Group by (model, version, window), counting events whose window had closed."""
+        groups: dict[tuple[str, str, int], _Group] = {}
+        timing = self._timing
+        last_key: tuple[str, str, int] | None = None
+        group = _Group()
+        for ev in events:
+            t = ev.event_time
+            width, closes_after = timing[ev.model]
+            start = int(t // width) * width
+            group_key = (ev.model, ev.model_version, start)
+            if group_key != last_key:
+                group = groups.get(group_key) or groups.setdefault(group_key, _Group())
+                last_key = group_key
+            if start + closes_after <= wm:
+                group.late += 1
+            else:
+                group.events.append(ev)
+            if t > wm:  # noqa: PLR1730 -- a branch is cheaper than a call here
+                wm = t
+        return groups
 
     def take(self) -> dict[WindowKey, WindowDelta]:
         deltas, self.deltas, self.events = self.deltas, {}, 0

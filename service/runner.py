@@ -24,7 +24,6 @@ log = logging.getLogger(__name__)
 def build_ingest_loop(cfg: Config, metrics: Metrics) -> IngestLoop:
     engine = make_engine(cfg.database.url)
     require_current(engine, "driftwatch db upgrade --config <your config file>")
-    producer = make_producer(cfg.kafka)
     consumer = make_consumer(cfg.kafka, cfg.ingest.start_from)
     settings = IngestSettings(
         topic=cfg.kafka.topics.predictions,
@@ -37,7 +36,9 @@ def build_ingest_loop(cfg: Config, metrics: Metrics) -> IngestLoop:
         consumer=consumer,
         decoder=EventDecoder(cfg.model_specs()),
         store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
-        dead_letters=DeadLetterPublisher(producer, cfg.kafka.topics.dead_letter),
+        dead_letters=DeadLetterPublisher(
+            lambda: make_producer(cfg.kafka), cfg.kafka.topics.dead_letter
+        ),
         settings=settings,
         stats=IngestMetrics(metrics),
     )

@@ -51,7 +51,10 @@ class TestKafka:
             admin.close()
 
     def producer(self, **extra: Any) -> KafkaProducer:
-        return KafkaProducer(acks="all", linger_ms=5, **self.client_options, **extra)
+        options: dict[str, Any] = {"acks": "all", "linger_ms": 5, **self.client_options, **extra}
+        if self.api_version is not None and self.api_version < (0, 11):
+            options.setdefault("enable_idempotence", False)  # the old broker cannot
+        return KafkaProducer(**options)
 
     def read_all(self, topic: str, timeout: float = 20.0) -> list[Any]:
         """Every record of ``topic`` up to its current end, in no group."""

@@ -177,8 +177,14 @@ def test_columns_follow_the_spec_order_whatever_the_struct_order() -> None:
         PredictionSpec(PredictionKind.NUMERICAL),
         60,
     )
-    codec = ModelCodec(spec)
-    rows = [codec.decode_features(b'{"req": 1}'), codec.decode_features(b'{"opt": "a", "req": 2}')]
+    decoder = EventDecoder({"m": spec})
+    codec = decoder.codecs["m"]
+    base = '{"event_id": "e", "model": "m", "model_version": "v1", '
+    base += '"timestamp": "2026-11-21T14:00:00Z", "prediction": 0.5, "features": '
+    rows = [
+        decoder.decode_prediction(f'{base}{{"req": 1}}}}'.encode()).features,
+        decoder.decode_prediction(f'{base}{{"opt": "a", "req": 2}}}}'.encode()).features,
+    ]
     assert codec.columns(rows) == {"opt": [None, "a"], "req": [1.0, 2.0]}
     assert list(codec.columns(rows)) == ["opt", "req"]
 
@@ -231,7 +237,7 @@ def test_missing_timestamp_is_a_schema_error(decoder: EventDecoder) -> None:
     [
         ("event_id", 5, "Expected `str`, got `int` - at `$.event_id`"),
         ("event_id", None, "Expected `str`, got `null` - at `$.event_id`"),
-        ("model", ["fraud"], "Expected `str`, got `array` - at `$.model`"),
+        ("model", ["fraud"], "Expected `str` - at `$.model`"),
         ("model_version", 1.5, "Expected `str`, got `float` - at `$.model_version`"),
         ("latency_ms", "fast", "Expected `float | null`, got `str` - at `$.latency_ms`"),
     ],
@@ -300,7 +306,7 @@ def test_unparsable_timestamp(decoder: EventDecoder, timestamp: Any) -> None:
 def test_timestamp_without_offset(decoder: EventDecoder, timestamp: str) -> None:
     exc = rejected(decoder, encode(prediction(timestamp=timestamp)))
     assert exc.kind is InvalidReason.TIMESTAMP
-    assert exc.detail == "timestamp has no UTC offset (use e.g. 2026-11-21T14:00:00Z)"
+    assert exc.detail == "Expected `datetime` with a timezone component - at `$.timestamp`"
 
 
 def test_timestamp_before_year_one_utc_is_rejected(decoder: EventDecoder) -> None:
@@ -314,24 +320,27 @@ def test_timestamp_before_year_one_utc_is_rejected(decoder: EventDecoder) -> Non
         _utc(MODELS["fraud"].window_start(ev.event_time))
 
 
+PROBS = "expected a non-empty list or object of probabilities in [0, 1]"
+
+
 @pytest.mark.parametrize(
     ("model", "value", "detail"),
     [
-        ("fraud", "0.5", "expected a number, got str"),
-        ("fraud", True, "expected a number, got bool"),
-        ("fraud", None, "expected a number, got null"),
-        ("fraud", [0.5], "expected a number, got list"),
-        ("churn", 0.5, "expected a class label, got float"),
-        ("churn", None, "expected a class label, got null"),
-        ("churn", {"a": 1}, "expected a class label, got dict"),
-        ("topic", [], "expected a non-empty list or object of probabilities, got list"),
-        ("topic", {}, "expected a non-empty list or object of probabilities, got dict"),
-        ("topic", [0.5, 1.5], "expected a non-empty list or object of probabilities, got list"),
-        ("topic", [-0.1], "expected a non-empty list or object of probabilities, got list"),
-        ("topic", [True, 0.1], "expected a non-empty list or object of probabilities, got list"),
-        ("topic", {"a": "0.5"}, "expected a non-empty list or object of probabilities, got dict"),
-        ("topic", 0.5, "expected a non-empty list or object of probabilities, got float"),
-        ("topic", "a", "expected a non-empty list or object of probabilities, got str"),
+        ("fraud", "0.5", "Expected `float`, got `str` - at `$.prediction`"),
+        ("fraud", True, "Expected `float`, got `bool` - at `$.prediction`"),
+        ("fraud", None, "Expected `float`, got `null` - at `$.prediction`"),
+        ("fraud", [0.5], "Expected `float`, got `array` - at `$.prediction`"),
+        ("churn", 0.5, "Expected `bool | int | str`, got `float` - at `$.prediction`"),
+        ("churn", None, "Expected `bool | int | str`, got `null` - at `$.prediction`"),
+        ("churn", {"a": 1}, "Expected `bool | int | str`, got `object` - at `$.prediction`"),
+        ("topic", [], PROBS),
+        ("topic", {}, PROBS),
+        ("topic", [0.5, 1.5], PROBS),
+        ("topic", [-0.1], PROBS),
+        ("topic", [True, 0.1], "Expected `float`, got `bool` - at `$.prediction[0]`"),
+        ("topic", {"a": "0.5"}, "Expected `float`, got `str` - at `$.prediction[...]`"),
+        ("topic", 0.5, "Expected `object | array`, got `float` - at `$.prediction`"),
+        ("topic", "a", "Expected `object | array`, got `str` - at `$.prediction`"),
     ],
 )
 def test_bad_prediction(decoder: EventDecoder, model: str, value: Any, detail: str) -> None:

@@ -1,0 +1,129 @@
+"""Ingestion throughput: driftwatch's full path against a bare kafka-python loop.
+
+Both read the same 3-partition topic of 20-feature prediction events in this
+one process run: (a) a consumer that only polls, (b) driftwatch's ingestion
+loop (decode, validate, aggregate, transactional SQL flush with offsets).
+Each is timed from its first record to its last, best of ``--rounds``.
+
+Last line: ``ingest: <events/s> events/s (<ratio> of bare consumer)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from _common import broker, fill_topic
+from kafka import KafkaConsumer, TopicPartition
+
+from consumers.checkpoint import CheckpointStore
+from consumers.dlq import DeadLetterPublisher
+from consumers.events import EventDecoder
+from consumers.loop import IngestLoop, IngestSettings
+from consumers.stats import NullStats
+from db.migrate import upgrade
+from db.session import make_engine, make_session_factory
+from service.config import KafkaConfig
+from service.kafka_clients import consumer_options
+from tests.harness.kafka import TestKafka
+from tests.harness.scenario import wide_model
+
+
+def _spec() -> Any:
+    from service.config import ModelConfig
+
+    return ModelConfig.model_validate(wide_model()).spec("wide")
+
+
+def bare(kafka: TestKafka, topic: str, count: int) -> float:
+    opts = consumer_options(KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers]), "earliest")
+    opts.update(kafka.client_options, group_id=None)
+    consumer = KafkaConsumer(**opts)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    seen, first = 0, 0.0
+    while seen < count:
+        for records in consumer.poll(timeout_ms=500).values():
+            if not first:
+                first = time.perf_counter()
+            seen += len(records)
+    elapsed = time.perf_counter() - first
+    consumer.close()
+    return count / elapsed
+
+
+class _Timed:
+    """Times the full path from its first record, as the bare loop is timed, and
+    stops it once everything is read (checked per batch, so it costs nothing)."""
+
+    def __init__(self, loop: IngestLoop, count: int, stop: threading.Event) -> None:
+        self.first = 0.0
+        original = loop._process
+
+        def timed(batch: Any) -> None:
+            if not self.first:
+                self.first = time.perf_counter()
+            original(batch)
+            if sum(loop.book.position(tp) or 0 for tp in loop.book.owned()) >= count:
+                stop.set()
+
+        loop._process = timed  # type: ignore[method-assign]
+
+
+def full(kafka: TestKafka, topic: str, count: int, workdir: Path, round_no: int) -> float:
+    spec = _spec()
+    url = f"sqlite:///{workdir / f'ingest-{round_no}.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    cfg = KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers])
+    opts = consumer_options(cfg, "earliest")
+    opts.update(kafka.client_options, group_id=f"bench-{topic}-{round_no}")
+    loop = IngestLoop(
+        consumer=KafkaConsumer(**opts),
+        decoder=EventDecoder({"wide": spec}),
+        store=CheckpointStore(make_session_factory(engine), f"bench-{round_no}", time.time),
+        dead_letters=DeadLetterPublisher(kafka.producer, f"{topic}-dlq"),
+        settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
+        stats=NullStats(),
+    )
+    stop = threading.Event()
+    clock = _Timed(loop, count, stop)
+    loop.run(stop)
+    elapsed = time.perf_counter() - clock.first
+    loop.dlq.close(timeout=2)
+    stored = CheckpointStore(make_session_factory(engine), f"bench-{round_no}", time.time)
+    offsets = stored.load(topic, range(3))
+    assert sum(o.next_offset for o in offsets.values()) == count, "full path did not store all"
+    engine.dispose()
+    return count / elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
+        topic = f"bench-ingest-{int(time.time())}"
+        fill_topic(kafka, topic, _spec(), args.events)
+        sample = kafka.read_all(topic, timeout=30)[:1000]
+        size = sum(len(r.value) for r in sample) / max(len(sample), 1)
+        print(f"event size: {size:.0f} bytes, 20 features", flush=True)
+        bare_best = full_best = 0.0
+        for r in range(args.rounds):
+            b = bare(kafka, topic, args.events)
+            f = full(kafka, topic, args.events, Path(tmp), r)
+            print(
+                f"round {r + 1}: bare {b:,.0f} events/s, driftwatch {f:,.0f} events/s", flush=True
+            )
+            bare_best, full_best = max(bare_best, b), max(full_best, f)
+        print(f"ingest: {full_best:.0f} events/s ({full_best / bare_best:.2f} of bare consumer)")
+
+
+if __name__ == "__main__":
+    main()
