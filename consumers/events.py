@@ -1,17 +1,21 @@
 """The event contract: bytes from Kafka to frozen, validated records.
 
-Decoding is two-step so that type checks run inside msgspec's C decoder: the
-envelope is decoded first, leaving ``features`` raw, then the features are
-decoded with a struct generated from the named model's schema. Every failure
-becomes :class:`InvalidEvent` with a reason a person can act on.
+Each configured model gets its own struct, a subclass of
+:class:`PredictionEvent` tagged by the model's name, whose ``features`` and
+``prediction`` carry that model's types. One msgspec call therefore picks the
+model and type-checks the whole event in C, and the decoded struct is the
+record itself: ingestion builds no further Python object per event.
+
+Every failure becomes :class:`InvalidEvent` with a reason a person can act on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
-from typing import Annotated, Any, TypeVar, Union
+from typing import Annotated, Any, ClassVar, TypeVar, Union
 
 import msgspec
 
@@ -27,11 +31,31 @@ _PREDICTION_TYPES: dict[PredictionKind, Any] = {
     PredictionKind.CATEGORICAL: Category,
     PredictionKind.PROBABILITIES: list[float] | dict[str, float],
 }
+_DECODE_ERRORS = (msgspec.MsgspecError, TypeError)
 T = TypeVar("T")
 
 
-class _NoModel(msgspec.Struct, frozen=True, tag_field="model", tag="\x00"):
-    pass
+class PredictionEvent(msgspec.Struct, frozen=True, gc=False, tag_field="model", kw_only=True):
+    """A valid prediction; ``model`` is the class's tag, ``features`` its model's struct."""
+
+    event_id: str
+    model_version: str
+    timestamp: AwareDatetime
+    latency_ms: float | None = None
+    model: ClassVar[str]
+    features: Any
+    prediction: Any
+
+    @property
+    def event_time(self) -> float:
+        """Event time in epoch seconds."""
+        return self.timestamp.timestamp()
+
+
+class _NoModel(PredictionEvent, frozen=True, tag="\x00"):
+    """Never decoded: with one model the union would otherwise accept a missing tag."""
+
+    model: ClassVar[str] = ""
 
 
 class _LabelEnvelope(msgspec.Struct, frozen=True):
@@ -41,18 +65,6 @@ class _LabelEnvelope(msgspec.Struct, frozen=True):
     timestamp: AwareDatetime
 
 
-class PredictionEvent(msgspec.Struct, frozen=True, gc=False):
-    """A valid prediction. ``features`` is the model's generated struct."""
-
-    event_id: str
-    model: str
-    model_version: str
-    event_time: float
-    features: Any
-    prediction: float | str
-    latency_ms: float | None
-
-
 class LabelEvent(msgspec.Struct, frozen=True):
     event_id: str
     model: str
@@ -60,8 +72,21 @@ class LabelEvent(msgspec.Struct, frozen=True):
     event_time: float
 
 
+@dataclass(slots=True)
+class DecodedBatch:
+    """The outcome of decoding one partition's poll, in offset order.
+
+    ``events`` and ``times`` are the valid events and their event times;
+    ``invalid`` pairs each rejected value's index in the input with the reason.
+    """
+
+    events: list[PredictionEvent] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    invalid: list[tuple[int, InvalidEvent]] = field(default_factory=list)
+
+
 class ModelCodec:
-    """Decodes the ``features`` of one model and reads them back as columns."""
+    """One model's event struct, and how to read its events back as columns."""
 
     def __init__(self, spec: ModelSpec) -> None:
         self.spec = spec
@@ -78,28 +103,34 @@ class ModelCodec:
         features = msgspec.defstruct(
             f"Features_{spec.name}", fields, rename=rename, frozen=True, gc=False
         )
-        # The envelope is tagged by ``model``: one decoder call picks the model's
-        # struct and type-checks its features in C, with no second pass.
-        self.envelope: type[msgspec.Struct] = msgspec.defstruct(
+        self.event_type: type[PredictionEvent] = msgspec.defstruct(  # type: ignore[assignment]
             f"Prediction_{spec.name}",
-            [
-                ("event_id", str),
-                ("model_version", str),
-                ("timestamp", AwareDatetime),
-                ("features", features),
-                ("prediction", _PREDICTION_TYPES[spec.prediction.kind]),
-                ("latency_ms", float | None, None),
-            ],
-            tag_field="model",
+            [("features", features), ("prediction", _PREDICTION_TYPES[spec.prediction.kind])],
+            bases=(PredictionEvent,),
             tag=spec.name,
+            namespace={"model": spec.name},
+            kw_only=True,
             frozen=True,
             gc=False,
         )
         self._getters = [(f.name, attrgetter(f"f{i}")) for i, f in enumerate(spec.features)]
+        self.checks_predictions = spec.prediction.kind is PredictionKind.PROBABILITIES
 
     def columns(self, features: list[Any]) -> dict[str, list[Any]]:
         """Column-wise values of decoded feature structs, keyed by feature name."""
         return {name: list(map(get, features)) for name, get in self._getters}
+
+    def predictions(self, events: list[PredictionEvent]) -> list[Any]:
+        """The summarised prediction of each event: a number, or a class label as text
+        (for probabilities, the most probable class)."""
+        kind = self.spec.prediction.kind
+        if kind is PredictionKind.PROBABILITIES:
+            return [_top_class(e.prediction) for e in events]
+        if kind is PredictionKind.CATEGORICAL:
+            return [
+                e.prediction if type(e.prediction) is str else str(e.prediction) for e in events
+            ]
+        return [e.prediction for e in events]
 
 
 class EventDecoder:
@@ -107,39 +138,53 @@ class EventDecoder:
 
     def __init__(self, models: Mapping[str, ModelSpec]) -> None:
         self.codecs = {name: ModelCodec(spec) for name, spec in models.items()}
-        self._by_type = {c.envelope: c for c in self.codecs.values()}
-        # A union of one tagged struct would accept a missing tag; the sentinel,
-        # whose tag no event can carry, keeps ``model`` required.
+        self._by_type = {c.event_type: c for c in self.codecs.values()}
         union: Any = Union[(*self._by_type, _NoModel)]
-        self._predictions: msgspec.json.Decoder[Any] = msgspec.json.Decoder(union)
+        self._predictions: msgspec.json.Decoder[PredictionEvent] = msgspec.json.Decoder(union)
         self._labels = msgspec.json.Decoder(_LabelEnvelope)
+        self._post_checks = any(c.checks_predictions for c in self.codecs.values())
+
+    def codec(self, event: PredictionEvent) -> ModelCodec:
+        return self._by_type[type(event)]
 
     def decode_prediction(self, value: bytes | None) -> PredictionEvent:
-        env = _decode(self._predictions, value)
-        codec = self._by_type[type(env)]
-        prediction = env.prediction
-        if type(prediction) is not float and type(prediction) is not str:
-            prediction = _prediction(codec.spec.prediction.kind, prediction)
-        return PredictionEvent(
-            event_id=env.event_id,
-            model=codec.spec.name,
-            model_version=env.model_version,
-            event_time=_event_time(env.timestamp),
-            features=env.features,
-            prediction=prediction,
-            latency_ms=env.latency_ms,
-        )
+        event = _decode(self._predictions, value)
+        _event_time(event)
+        if self._post_checks and self._by_type[type(event)].checks_predictions:
+            _top_class(event.prediction)
+        return event
+
+    def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
+        """Decode a poll's values; valid ones in one tight pass, the rest one by one."""
+        decode = self._predictions.decode
+        try:
+            events = [decode(v) for v in values]  # type: ignore[arg-type]
+        except _DECODE_ERRORS:
+            return self._decode_each(values)
+        times = [e.timestamp.timestamp() for e in events]
+        if self._post_checks or (times and min(times) < 0):
+            return self._decode_each(values)
+        return DecodedBatch(events, times)
+
+    def _decode_each(self, values: Sequence[bytes | None]) -> DecodedBatch:
+        batch = DecodedBatch()
+        for i, value in enumerate(values):
+            try:
+                event = self.decode_prediction(value)
+            except InvalidEvent as exc:
+                batch.invalid.append((i, exc))
+                continue
+            batch.events.append(event)
+            batch.times.append(event.event_time)
+        return batch
 
     def decode_label(self, value: bytes | None) -> LabelEvent:
         env = _decode(self._labels, value)
-        self._codec(env.model)
-        return LabelEvent(env.event_id, env.model, env.label, _event_time(env.timestamp))
-
-    def _codec(self, model: str) -> ModelCodec:
-        codec = self.codecs.get(model)
-        if codec is None:
-            raise InvalidEvent(InvalidReason.UNKNOWN_MODEL, f"model {model!r} is not configured")
-        return codec
+        if env.model not in self.codecs:
+            raise InvalidEvent(
+                InvalidReason.UNKNOWN_MODEL, f"model {env.model!r} is not configured"
+            )
+        return LabelEvent(env.event_id, env.model, env.label, env.timestamp.timestamp())
 
 
 def _decode(decoder: msgspec.json.Decoder[T], value: bytes | None) -> T:
@@ -172,31 +217,22 @@ def _explain(text: str) -> str:
     return text
 
 
-def _event_time(ts: datetime) -> float:
-    seconds = ts.timestamp()
+def _event_time(event: PredictionEvent) -> float:
+    seconds = event.timestamp.timestamp()
     if seconds < 0:
         # Windows and SQL timestamps start at the epoch; earlier times are data errors.
         raise InvalidEvent(InvalidReason.TIMESTAMP, "timestamp is before 1970-01-01T00:00:00Z")
     return seconds
 
 
-def _prediction(kind: PredictionKind, value: Any) -> str:
-    """Class labels as text, probabilities as their top class; types are checked already."""
-    if kind is PredictionKind.PROBABILITIES:
-        return _top_class(value)
-    return str(value)
-
-
-def _top_class(value: Any) -> str:
+def _top_class(value: list[float] | dict[str, float]) -> str:
     """The most probable class of a probability list (its index) or mapping (its key)."""
-    if isinstance(value, list) and value and all(_is_prob(v) for v in value):
+    if value and all(
+        0.0 <= v <= 1.0 for v in (value.values() if isinstance(value, dict) else value)
+    ):
+        if isinstance(value, dict):
+            return str(max(value, key=value.__getitem__))
         return str(max(range(len(value)), key=value.__getitem__))
-    if isinstance(value, dict) and value and all(_is_prob(v) for v in value.values()):
-        return str(max(value, key=value.__getitem__))
     raise InvalidEvent(
         InvalidReason.PREDICTION, "expected a non-empty list or object of probabilities in [0, 1]"
     )
-
-
-def _is_prob(v: float) -> bool:
-    return 0.0 <= v <= 1.0

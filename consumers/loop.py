@@ -31,7 +31,7 @@ from kafka.structs import OffsetAndMetadata
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher, envelope
 from consumers.errors import ConsumerError, InvalidEvent, InvalidReason
-from consumers.events import EventDecoder, PredictionEvent
+from consumers.events import DecodedBatch, EventDecoder
 from consumers.offsets import OffsetBook
 from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
@@ -39,6 +39,7 @@ from db.errors import OffsetConflict, StoreError
 from db.repositories import StoredOffset
 
 log = logging.getLogger(__name__)
+_TIMESTAMP = InvalidReason.TIMESTAMP
 _TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
 
 
@@ -139,36 +140,48 @@ class IngestLoop:
         self.stats.healthy(self._kafka_ok and self._store_ok)
 
     def _process(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
-        now = self.clock()
+        limit = self.clock() + self.settings.max_clock_skew
         for tp, records in batch.items():
             key = (tp.topic, tp.partition)
             if not self.book.owns(key):
                 continue  # revoked while this batch was in flight
-            events: list[PredictionEvent] = []
-            for rec in records:
-                try:
-                    ev = self.decoder.decode_prediction(rec.value)
-                    if ev.event_time > now + self.settings.max_clock_skew:
-                        raise InvalidEvent(
-                            InvalidReason.TIMESTAMP,
-                            f"timestamp is more than {self.settings.max_clock_skew:.0f}s "
-                            "ahead of the consumer's clock",
-                        )
-                except InvalidEvent as exc:
-                    self._dead_letter(rec, exc, now)
-                    continue
-                events.append(ev)
+            decoded = self.decoder.decode_batch([r.value for r in records])
+            if decoded.times and max(decoded.times) > limit:
+                self._reject_future(decoded, limit)
+            for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
+                self._dead_letter(records[index], exc)
             watermark = self.acc.add_partition_batch(
-                tp.partition, events, self.book.watermark(key), self.stats.late
+                tp.partition,
+                decoded.events,
+                self.book.watermark(key),
+                self.stats.late,
+                times=decoded.times,
+                on_consumed=self.stats.consumed,
             )
             self.book.advance(key, records[-1].offset + 1, watermark)
-            for model, n in _count_models(events).items():
-                self.stats.consumed(model, n)
 
-    def _dead_letter(self, rec: Any, exc: InvalidEvent, now: float) -> None:
+    def _reject_future(self, decoded: DecodedBatch, limit: float) -> None:
+        """Move events stamped beyond the clock skew allowance to the invalid list."""
+        positions = _valid_positions(len(decoded.events) + len(decoded.invalid), decoded)
+        reason = (
+            f"timestamp is more than {self.settings.max_clock_skew:.0f}s "
+            "ahead of the consumer's clock"
+        )
+        kept: list[tuple[Any, float]] = []
+        for position, event, t in zip(positions, decoded.events, decoded.times, strict=True):
+            if t > limit:
+                decoded.invalid.append((position, InvalidEvent(_TIMESTAMP, reason)))
+            else:
+                kept.append((event, t))
+        decoded.events = [event for event, _ in kept]
+        decoded.times = [t for _, t in kept]
+
+    def _dead_letter(self, rec: Any, exc: InvalidEvent) -> None:
         self.dlq.publish(
             rec.key,
-            envelope(str(exc), rec.topic, rec.partition, rec.offset, rec.key, rec.value, now),
+            envelope(
+                str(exc), rec.topic, rec.partition, rec.offset, rec.key, rec.value, self.clock()
+            ),
         )
         self.stats.invalid(exc.kind.value)
 
@@ -330,8 +343,7 @@ class IngestLoop:
                 self.stats.lag(topic, partition, max(high - position, 0))
 
 
-def _count_models(events: list[PredictionEvent]) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for ev in events:
-        counts[ev.model] = counts.get(ev.model, 0) + 1
-    return counts
+def _valid_positions(total: int, decoded: DecodedBatch) -> list[int]:
+    """Input index of each valid event: the indices not taken by invalid ones."""
+    taken = {i for i, _ in decoded.invalid}
+    return [i for i in range(total) if i not in taken]

@@ -36,16 +36,19 @@ class WindowAccumulator:
         events: list[PredictionEvent],
         watermark: float | None,
         on_late: Callable[[str, int], None],
+        times: list[float] | None = None,
+        on_consumed: Callable[[str, int], None] | None = None,
     ) -> float | None:
         """Fold one partition's events in offset order; return the new watermark.
 
         An event whose window closed (window end + allowed lateness at or before
         the watermark, the latest event time seen before it) is counted as late
-        and not aggregated.
+        and not aggregated. ``times`` are the events' times when already known.
         """
         wm = -math.inf if watermark is None else watermark
-        times = [e.event_time for e in events]
-        groups = self._one_group(events, times, wm) or self._group(events, wm)
+        if times is None:
+            times = [e.event_time for e in events]
+        groups = self._one_group(events, times, wm) or self._group(events, times, wm)
         if times:
             wm = max(wm, *times)
         for (model, version, start), group in groups.items():
@@ -61,10 +64,12 @@ class WindowAccumulator:
                     WindowBatch(
                         len(group.events),
                         codec.columns([e.features for e in group.events]),
-                        [e.prediction for e in group.events],
+                        codec.predictions(group.events),
                     )
                 )
                 self.events += len(group.events)
+                if on_consumed is not None:
+                    on_consumed(model, len(group.events))
             if group.late:
                 delta.late += group.late
                 on_late(model, group.late)
@@ -89,15 +94,14 @@ class WindowAccumulator:
         return {(first.model, first.model_version, start): _Group(events)}
 
     def _group(
-        self, events: list[PredictionEvent], wm: float
+        self, events: list[PredictionEvent], times: list[float], wm: float
     ) -> dict[tuple[str, str, int], _Group]:
         """Group by (model, version, window), counting events whose window had closed."""
         groups: dict[tuple[str, str, int], _Group] = {}
         timing = self._timing
         last_key: tuple[str, str, int] | None = None
         group = _Group()
-        for ev in events:
-            t = ev.event_time
+        for ev, t in zip(events, times, strict=True):
             width, closes_after = timing[ev.model]
             start = int(t // width) * width
             group_key = (ev.model, ev.model_version, start)

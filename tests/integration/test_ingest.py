@@ -5,19 +5,20 @@ from __future__ import annotations
 import pytest
 
 from tests.harness.kafka import TestKafka
-from tests.harness.scenario import compare, stored_counts, wait_for_total
+from tests.harness.scenario import compare, stored_counts, wait_for_total, wide_model
 
 pytestmark = pytest.mark.kafka
 
 
 def test_every_event_lands_in_its_window(kafka: TestKafka, db_url, make_config, send, services):
-    config = make_config(db_url)
+    config = make_config(db_url, models={"wide": wide_model(window="10s")})
     sent = send(config, 6000)
     svc = services(config)
 
     total = wait_for_total(db_url, sum(sent.values()), timeout=90)
 
-    assert svc.terminate() == 0, svc.log_text()
+    # SIGTERM: flush and leave within the 10 s shutdown budget.
+    assert svc.terminate(timeout=10) == 0, svc.log_text()
     assert total == 6000
     assert compare(sent, stored_counts(db_url)) == (0, 0)
     assert len(sent) > 1, "the scenario should span several windows"

@@ -102,7 +102,7 @@ def test_integer_feature_becomes_float(decoder: EventDecoder) -> None:
 )
 def test_valid_class_label_prediction(decoder: EventDecoder, value: Any, label: str) -> None:
     ev = decoder.decode_prediction(encode(prediction(model="churn", prediction=value)))
-    assert ev.prediction == label
+    assert decoder.codec(ev).predictions([ev]) == [label]
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_valid_class_label_prediction(decoder: EventDecoder, value: Any, label: 
 )
 def test_valid_probability_prediction(decoder: EventDecoder, value: Any, top: str) -> None:
     ev = decoder.decode_prediction(encode(prediction(model="topic", prediction=value)))
-    assert ev.prediction == top
+    assert decoder.codec(ev).predictions([ev]) == [top]
 
 
 def test_unknown_extra_fields_are_ignored(decoder: EventDecoder) -> None:
@@ -483,3 +483,28 @@ def test_near_valid_envelopes_decode_or_are_invalid(
     for field in dropped:
         del event[field]
     _decodes_or_rejects(decoder, json.dumps(event).encode())
+
+
+def test_batch_decoding_matches_one_by_one(decoder: EventDecoder) -> None:
+    good = [encode(prediction(event_id=f"e{i}")) for i in range(3)]
+    bad = [b"", encode(prediction(model="nope")), b"{"]
+    mixed = [good[0], bad[0], good[1], bad[1], bad[2], good[2]]
+    fast = decoder.decode_batch(good)
+    assert [e.event_id for e in fast.events] == ["e0", "e1", "e2"] and not fast.invalid
+    assert fast.times == [T0_EPOCH] * 3
+    slow = decoder.decode_batch(mixed)
+    assert [e.event_id for e in slow.events] == ["e0", "e1", "e2"]
+    assert [(i, exc.kind) for i, exc in slow.invalid] == [
+        (1, InvalidReason.EMPTY),
+        (3, InvalidReason.UNKNOWN_MODEL),
+        (4, InvalidReason.MALFORMED),
+    ]
+
+
+def test_batch_with_a_probability_model_still_checks_ranges() -> None:
+    decoder = EventDecoder({"topic": MODELS["topic"]})
+    ok = encode(prediction(model="topic", prediction=[0.2, 0.8]))
+    out_of_range = encode(prediction(model="topic", prediction=[0.2, 1.8]))
+    batch = decoder.decode_batch([ok, out_of_range])
+    assert len(batch.events) == 1
+    assert [(i, exc.kind) for i, exc in batch.invalid] == [(1, InvalidReason.PREDICTION)]
