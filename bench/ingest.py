@@ -106,7 +106,7 @@ def full(kafka: TestKafka, topic: str, count: int, workdir: Path, round_no: int)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
         topic = f"bench-ingest-{int(time.time())}"

@@ -18,6 +18,7 @@ from operator import attrgetter
 from typing import Annotated, Any, ClassVar, TypeVar, Union
 
 import msgspec
+import numpy as np
 
 from consumers.errors import InvalidEvent, InvalidReason
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
@@ -114,11 +115,21 @@ class ModelCodec:
             gc=False,
         )
         self._getters = [(f.name, attrgetter(f"f{i}")) for i, f in enumerate(spec.features)]
+        # Never-null numbers go straight into an array, skipping an intermediate list.
+        self._dense = {
+            f.name for f in spec.features if f.kind is FeatureKind.NUMERICAL and not f.nullable
+        }
         self.checks_predictions = spec.prediction.kind is PredictionKind.PROBABILITIES
 
-    def columns(self, features: list[Any]) -> dict[str, list[Any]]:
+    def columns(self, features: list[Any]) -> dict[str, Any]:
         """Column-wise values of decoded feature structs, keyed by feature name."""
-        return {name: list(map(get, features)) for name, get in self._getters}
+        n, dense = len(features), self._dense
+        return {
+            name: np.fromiter(map(get, features), np.float64, n)
+            if name in dense
+            else list(map(get, features))
+            for name, get in self._getters
+        }
 
     def predictions(self, events: list[PredictionEvent]) -> list[Any]:
         """The summarised prediction of each event: a number, or a class label as text

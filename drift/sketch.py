@@ -59,7 +59,7 @@ class NumericSketch:
         if self.hist.size == 0:
             self.hist = np.zeros(len(self.edges) + 1, dtype=np.int64)
 
-    def update(self, values: Sequence[Any]) -> None:
+    def update(self, values: Sequence[Any] | np.ndarray) -> None:
         # None becomes NaN under a float dtype, so nulls are counted with one pass.
         arr = np.asarray(values, dtype=np.float64)
         if arr.size == 0:
@@ -142,7 +142,7 @@ class CategoricalSketch:
     counts: Counter[str] = field(default_factory=Counter)
     nulls: int = 0
 
-    def update(self, values: Sequence[Any]) -> None:
+    def update(self, values: Sequence[Any] | np.ndarray) -> None:
         counted = Counter(values)
         if any(type(k) is not str for k in counted if k is not None):
             # True == 1 in a Counter, so non-strings are turned to text before counting.
@@ -183,7 +183,7 @@ class WindowBatch:
     """Column-wise values of some events of one window, ready for ``update``."""
 
     events: int
-    columns: dict[str, list[Scalar]]
+    columns: dict[str, Sequence[Scalar] | np.ndarray]
     predictions: list[Scalar]
 
 

@@ -23,7 +23,7 @@ def consumer_options(cfg: KafkaConfig, start_from: str) -> dict[str, Any]:
         # Batches large enough to amortise per-poll overhead on the hot path.
         "max_poll_records": 5000,
         "fetch_max_bytes": 16 * 1024 * 1024,
-        "max_partition_fetch_bytes": 4 * 1024 * 1024,
+        "max_partition_fetch_bytes": 8 * 1024 * 1024,
         **cfg.consumer,
         **_common(cfg),
         "group_id": cfg.group_id,

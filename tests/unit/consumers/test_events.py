@@ -57,7 +57,7 @@ def encode(event: Any) -> bytes:
 
 def features_of(ev: PredictionEvent, model: str = "fraud") -> dict[str, Any]:
     codec = ModelCodec(MODELS[model])
-    return {name: values[0] for name, values in codec.columns([ev.features]).items()}
+    return {name: list(values)[0] for name, values in codec.columns([ev.features]).items()}
 
 
 def rejected(decoder: EventDecoder, value: bytes | None) -> InvalidEvent:
@@ -93,7 +93,7 @@ def test_integer_numerical_prediction_becomes_float(decoder: EventDecoder) -> No
 def test_integer_feature_becomes_float(decoder: EventDecoder) -> None:
     ev = decoder.decode_prediction(encode(prediction(features={"amount": 7, "country": "de"})))
     assert features_of(ev)["amount"] == 7.0
-    assert type(features_of(ev)["amount"]) is float
+    assert isinstance(features_of(ev)["amount"], float)
 
 
 @pytest.mark.parametrize(
@@ -185,7 +185,8 @@ def test_columns_follow_the_spec_order_whatever_the_struct_order() -> None:
         decoder.decode_prediction(f'{base}{{"req": 1}}}}'.encode()).features,
         decoder.decode_prediction(f'{base}{{"opt": "a", "req": 2}}}}'.encode()).features,
     ]
-    assert codec.columns(rows) == {"opt": [None, "a"], "req": [1.0, 2.0]}
+    columns = {name: list(values) for name, values in codec.columns(rows).items()}
+    assert columns == {"opt": [None, "a"], "req": [1.0, 2.0]}
     assert list(codec.columns(rows)) == ["opt", "req"]
 
 
