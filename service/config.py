@@ -97,6 +97,8 @@ class KafkaConfig(_Strict):
     def _parse_version(cls, v: Any) -> Any:
         if v is None or isinstance(v, list | tuple):
             return v
+        if v == "":
+            return None  # lets DRIFTWATCH_KAFKA__API_VERSION= restore probing
         if isinstance(v, float):
             raise ValueError("write the version as a quoted string, e.g. '0.9' or '0.10.2'")
         text = str(v).strip()

@@ -116,7 +116,16 @@ def malformed(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
         )
     elif kind == "timestamp":
         event["timestamp"] = draw(
-            st.sampled_from(["yesterday", "2026-13-40T00:00:00Z", "", "2026-11-21T14:00:00"])
+            st.sampled_from(
+                [
+                    "yesterday",
+                    "2026-13-40T00:00:00Z",
+                    "",
+                    "2026-11-21T14:00:00",  # no UTC offset
+                    "1969-12-31T23:59:59Z",  # before the epoch
+                    "2099-01-01T00:00:00Z",  # beyond the allowed clock skew
+                ]
+            )
         )
     else:
         del event["features"]["num_01"]  # not nullable

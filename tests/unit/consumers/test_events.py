@@ -57,7 +57,7 @@ def encode(event: Any) -> bytes:
 
 def features_of(ev: PredictionEvent, model: str = "fraud") -> dict[str, Any]:
     codec = ModelCodec(MODELS[model])
-    return {name: list(values)[0] for name, values in codec.columns([ev.features]).items()}
+    return {name: next(iter(values)) for name, values in codec.columns([ev.features]).items()}
 
 
 def rejected(decoder: EventDecoder, value: bytes | None) -> InvalidEvent:

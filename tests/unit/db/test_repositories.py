@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ConsumerOffset, WindowAggregate
@@ -19,7 +18,6 @@ from db.repositories import (
     WindowDelta,
     WindowKey,
 )
-from db.session import make_engine, make_session_factory
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import WindowBatch, WindowSketch
 
@@ -38,18 +36,6 @@ SPEC = ModelSpec(
 )
 START = 1_800_000_000  # a multiple of 60
 START_DT = datetime.fromtimestamp(START, UTC)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    yield engine
-    engine.dispose()
-
-
-@pytest.fixture
-def sessions(engine: Engine) -> sessionmaker[Session]:
-    return make_session_factory(engine)
 
 
 def sketch(amounts: list[float | None], countries: list[str], preds: list[str]) -> WindowSketch:
