@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -45,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = _config(args)
     _logging(cfg.log_level)
-    run(cfg)
+    run(cfg, args.config or os.environ.get("DRIFTWATCH_CONFIG"))
     return 0
 
 

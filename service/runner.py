@@ -21,9 +21,9 @@ from service.metrics import IngestMetrics, Metrics
 log = logging.getLogger(__name__)
 
 
-def build_ingest_loop(cfg: Config, metrics: Metrics) -> IngestLoop:
+def build_ingest_loop(cfg: Config, metrics: Metrics, config_path: str | None = None) -> IngestLoop:
     engine = make_engine(cfg.database.url)
-    require_current(engine, "driftwatch db upgrade --config <your config file>")
+    require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     consumer = make_consumer(cfg.kafka, cfg.ingest.start_from)
     settings = IngestSettings(
         topic=cfg.kafka.topics.predictions,
@@ -44,11 +44,11 @@ def build_ingest_loop(cfg: Config, metrics: Metrics) -> IngestLoop:
     )
 
 
-def run(cfg: Config) -> None:
+def run(cfg: Config, config_path: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then flush and exit within the shutdown budget."""
     metrics = Metrics()
     metrics.healthy.set(0)
-    loop = build_ingest_loop(cfg, metrics)
+    loop = build_ingest_loop(cfg, metrics, config_path)
     if cfg.metrics.port:
         metrics.serve(cfg.metrics.host, cfg.metrics.port)
         log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, cfg.metrics.port)

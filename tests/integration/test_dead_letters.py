@@ -188,3 +188,20 @@ def test_dead_letter_reasons_are_counted(running: dict[str, Any]) -> None:
         if s.name.endswith("_total")
     )
     assert total >= len(running["invalid"]) > 0
+
+
+def test_consumer_lag_is_reported_per_partition(running: dict[str, Any]) -> None:
+    registry = running["service"].metrics.registry
+    deadline = time.monotonic() + 20
+    lags: dict[str, float] = {}
+    while time.monotonic() < deadline and len(lags) < 3:
+        lags = {
+            s.labels["partition"]: s.value
+            for m in registry.collect()
+            if m.name == "driftwatch_consumer_lag_messages"
+            for s in m.samples
+            if s.labels.get("topic") == running["topic"]
+        }
+        time.sleep(0.5)
+    assert sorted(lags) == ["0", "1", "2"]
+    assert all(v == 0 for v in lags.values()), lags

@@ -194,3 +194,13 @@ def test_commands_without_a_config_report_it(capsys: pytest.CaptureFixture[str])
     assert capsys.readouterr().err == (
         "config: no file given (use --config FILE or DRIFTWATCH_CONFIG)\n"
     )
+
+
+def test_run_refuses_an_unmigrated_database_and_names_the_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write(tmp_path, config(f"sqlite:///{tmp_path / 'empty.db'}"))
+    assert main(["run", "--config", path]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("driftwatch: database schema is at revision none")
+    assert err.endswith(f"run: driftwatch db upgrade --config {path}")
