@@ -36,7 +36,7 @@ from consumers.offsets import OffsetBook
 from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
 from db.errors import OffsetConflict, StoreError
-from db.repositories import StoredOffset
+from db.repositories import OffsetAdvance, StoredOffset
 
 log = logging.getLogger(__name__)
 _TIMESTAMP = InvalidReason.TIMESTAMP
@@ -53,6 +53,10 @@ class IngestSettings:
     poll_timeout: float = 0.2
     max_backoff: float = 10.0
     shutdown_budget: float = 8.0
+
+
+class _Stopping(Exception):
+    """Shutdown was asked for while an assignment waited for the database."""
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -107,6 +111,8 @@ class IngestLoop:
                     self._flush_with_retry(deadline=None)
                 self._report_lag()
             self._flush_with_retry(deadline=self.clock() + self.settings.shutdown_budget)
+        except _Stopping as exc:
+            log.warning("%s; nothing was lost, unflushed events will be read again", exc)
         finally:
             try:
                 self.consumer.close(autocommit=False)
@@ -203,7 +209,7 @@ class IngestLoop:
         try:
             self.store.commit(advances, self.acc.deltas)
         except OffsetConflict as conflict:
-            self._resolve_conflict(conflict)
+            self._resolve_conflict(conflict, advances)
             return self.flush_once()
         self.acc.take()
         self.book.confirm(advances)
@@ -250,7 +256,7 @@ class IngestLoop:
             if batch:
                 self._process(batch)
 
-    def _resolve_conflict(self, conflict: OffsetConflict) -> None:
+    def _resolve_conflict(self, conflict: OffsetConflict, advances: list[OffsetAdvance]) -> None:
         """Reconcile with SQL after a compare-and-set failed for some partitions.
 
         Stored == our position means an earlier attempt did commit (its
@@ -258,7 +264,8 @@ class IngestLoop:
         the partition. Either way our buffer for it is dropped and we continue
         from what SQL holds.
         """
-        self.stats.offset_conflicts(len(conflict.partitions))
+        ours = {(a.topic, a.partition): a for a in advances}
+        recovered: list[OffsetAdvance] = []
         by_topic: dict[str, list[int]] = {}
         for topic, partition in conflict.partitions:
             by_topic.setdefault(topic, []).append(partition)
@@ -266,17 +273,33 @@ class IngestLoop:
             stored = self.store.load(topic, partitions)
             self.acc.drop_partitions(set(partitions))
             for p in partitions:
+                mine = ours.get((topic, p))
+                if mine is not None and p in stored and stored[p].next_offset == mine.next_offset:
+                    recovered.append(mine)
                 self._restart_from(topic, p, stored.get(p))
-        log.warning("%s; continuing from the stored offsets", conflict)
+        moved = len(conflict.partitions) - len(recovered)
+        if moved:
+            self.stats.offset_conflicts(moved)
+            log.warning("%s; continuing from the stored offsets", conflict)
+        if recovered:
+            self._commit_kafka(recovered)
 
     def _restart_from(self, topic: str, partition: int, stored: StoredOffset | None) -> None:
         key = (topic, partition)
         if self.book.owns(key):
             already = self.book.position(key)
             self.book.reset(key, stored)
-            tp = TopicPartition(topic, partition)
-            if stored is not None and stored.next_offset != already:
-                self.consumer.seek(tp, stored.next_offset)
+            if stored is None or stored.next_offset != already:
+                self._seek_start(TopicPartition(topic, partition), stored)
+
+    def _seek_start(self, tp: TopicPartition, stored: StoredOffset | None) -> None:
+        """Position ``tp`` where SQL says processing continues."""
+        if stored is not None:
+            self.consumer.seek(tp, stored.next_offset)
+        elif self.settings.start_from_earliest:
+            self.consumer.seek_to_beginning(tp)
+        else:
+            self.consumer.seek_to_end(tp)
 
     def _commit_kafka(self, advances: list[Any]) -> None:
         offsets = {
@@ -305,19 +328,13 @@ class IngestLoop:
             stored = self._load_offsets(topic, partitions)
             self.acc.drop_partitions(set(partitions))
             for p in partitions:
-                tp = TopicPartition(topic, p)
                 self.book.assign((topic, p), stored.get(p))
-                if p in stored:
-                    self.consumer.seek(tp, stored[p].next_offset)
-                elif self.settings.start_from_earliest:
-                    self.consumer.seek_to_beginning(tp)
-                else:
-                    self.consumer.seek_to_end(tp)
+                self._seek_start(TopicPartition(topic, p), stored.get(p))
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
     def _load_offsets(self, topic: str, partitions: list[int]) -> dict[int, StoredOffset]:
         backoff = 0.5
-        while True:
+        while not self._stop.is_set():
             try:
                 stored = self.store.load(topic, partitions)
                 self._set_health(store=True)
@@ -327,8 +344,9 @@ class IngestLoop:
                     raise
                 self._set_health(store=False)
                 log.warning("cannot read stored offsets, retrying in %.1fs: %s", backoff, exc)
-                time.sleep(backoff)
+                self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.settings.max_backoff)
+        raise _Stopping("stopped while waiting for the database to read stored offsets")
 
     # -- observability -----------------------------------------------------
     def _report_lag(self) -> None:

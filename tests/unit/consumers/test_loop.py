@@ -1,0 +1,567 @@
+"""IngestLoop, driven step by step over a fake consumer and a fake clock, against real SQL."""
+
+from __future__ import annotations
+
+import json
+from collections import namedtuple
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from kafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import consumers.loop as loop_module
+from consumers.checkpoint import CheckpointStore
+from consumers.dlq import DeadLetterPublisher
+from consumers.errors import ConsumerError
+from consumers.events import EventDecoder
+from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from consumers.stats import IngestStats
+from db.errors import StoreUnavailable
+from db.models import ConsumerOffset, WindowAggregate
+from db.repositories import OffsetAdvance, OffsetRepository, WindowAggregateRepository
+from db.session import make_engine, make_session_factory
+from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
+
+Rec = namedtuple("Rec", "topic partition offset key value")
+TOPIC, GROUP = "predictions", "g1"
+T = 1_800_000_000  # a multiple of 60: windows line up at T
+FRAUD = ModelSpec(
+    "fraud",
+    (FeatureSpec("amount", FeatureKind.NUMERICAL, edges=(0.0, 10.0, 100.0)),),
+    PredictionSpec(PredictionKind.NUMERICAL, (0.0, 0.5, 1.0)),
+    window_seconds=60,
+    allowed_lateness_seconds=10,
+)
+DECODER = EventDecoder({"fraud": FRAUD})
+
+
+def tp(partition: int) -> TopicPartition:
+    return TopicPartition(TOPIC, partition)
+
+
+def ev(t: float, amount: float = 1.0) -> bytes:
+    raw = {
+        "event_id": f"e{t}",
+        "model": "fraud",
+        "model_version": "v1",
+        "timestamp": datetime.fromtimestamp(t, UTC).isoformat(),
+        "features": {"amount": amount},
+        "prediction": 0.25,
+    }
+    return json.dumps(raw).encode()
+
+
+def spaced(n: int, first: int = 0) -> list[bytes]:
+    """Events i = first..n-1 at T + 20 i: three per 60 s window."""
+    return [ev(T + 20 * i) for i in range(first, n)]
+
+
+class FakeTime:
+    """Stands in for the ``time`` module of consumers.loop and for the loop's stop event."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def time(self) -> float:
+        return self.now
+
+    monotonic = perf_counter = time
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+    def wait(self, seconds: float) -> bool:
+        self.sleep(seconds)
+        return False
+
+    def is_set(self) -> bool:
+        return False
+
+
+class FakeConsumer:
+    """Enough of kafka-python's KafkaConsumer: eager rebalances run inside poll()."""
+
+    def __init__(self, clock: FakeTime, parts: dict[int, list[bytes]], max_records: int) -> None:
+        self.clock, self.max_records = clock, max_records
+        self.log: dict[TopicPartition, list[Rec]] = {tp(p): [] for p in parts}
+        for p, values in parts.items():
+            self.append(p, *values)
+        self.listener: Any = None
+        self.assigned: set[TopicPartition] = set()
+        self.position: dict[TopicPartition, int] = {}
+        self.paused: set[TopicPartition] = set()
+        self.seeks: list[tuple[TopicPartition, int]] = []  # every seek, in order
+        self.commits: list[dict[TopicPartition, int]] = []  # commit_async offsets
+        self.paused_at_poll: list[frozenset[TopicPartition]] = []
+        self.errors: list[Exception] = []  # raised by the next polls, one each
+        self.closed: bool | None = None  # close()'s autocommit argument
+        self._next: set[TopicPartition] | None = None  # assignment due in the next poll
+
+    def append(self, partition: int, *values: bytes) -> None:
+        log = self.log[tp(partition)]
+        for v in values:
+            log.append(Rec(TOPIC, partition, len(log), f"k{len(log)}".encode(), v))
+
+    def rebalance(self, *partitions: int) -> None:
+        """Revoke everything and assign ``partitions`` during the next poll."""
+        self._next = {tp(p) for p in partitions}
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+        assert topics == [TOPIC]
+        self.listener, self._next = listener, set(self.log)
+
+    def poll(self, timeout_ms: int = 0, **_: Any) -> dict[TopicPartition, list[Rec]]:
+        if self.errors:
+            raise self.errors.pop(0)
+        if self._next is not None:
+            new, self._next = self._next, None
+            if self.assigned:
+                self.listener.on_partitions_revoked(sorted(self.assigned))
+            self.assigned, self.paused = new, self.paused & new
+            for part in new:
+                self.position.pop(part, None)
+            self.listener.on_partitions_assigned(sorted(new))
+        self.paused_at_poll.append(frozenset(self.paused))
+        batch = {}
+        for part in sorted(self.assigned - self.paused):
+            pos = self.position.setdefault(part, 0)
+            records = self.log[part][pos : pos + self.max_records]
+            if records:
+                batch[part] = records
+                self.position[part] = pos + len(records)
+        if not batch:  # an empty poll waits out its timeout
+            self.clock.sleep(max(timeout_ms / 1000, 0.001))
+        return batch
+
+    def seek(self, part: TopicPartition, offset: int) -> None:
+        assert part in self.assigned
+        self.seeks.append((part, offset))
+        self.position[part] = offset
+
+    def seek_to_beginning(self, *parts: TopicPartition) -> None:
+        for part in parts:
+            self.seek(part, 0)
+
+    def seek_to_end(self, *parts: TopicPartition) -> None:
+        for part in parts:
+            self.seek(part, len(self.log[part]))
+
+    def pause(self, *parts: TopicPartition) -> None:
+        self.paused |= set(parts)
+
+    def resume(self, *parts: TopicPartition) -> None:
+        self.paused -= set(parts)
+
+    def assignment(self) -> set[TopicPartition]:
+        return set(self.assigned)
+
+    def commit_async(self, offsets: dict[TopicPartition, Any]) -> None:
+        self.commits.append({part: meta.offset for part, meta in offsets.items()})
+
+    def highwater(self, part: TopicPartition) -> int:
+        return len(self.log[part])
+
+    def close(self, autocommit: bool = True) -> None:
+        self.closed = autocommit
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, bytes]] = []
+        self.failing = 0  # how many of the next sends the broker rejects
+
+    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> Any:
+        self.sent.append((topic, key, value))
+        failed, self.failing = self.failing > 0, max(self.failing - 1, 0)
+        return SimpleNamespace(is_done=True, failed=lambda: failed)
+
+    def flush(self, timeout: float | None = None) -> None: ...
+
+    close = flush
+
+    def letters(self) -> list[dict[str, Any]]:
+        return [json.loads(value) for _, _, value in self.sent]
+
+
+class FlakyStore(CheckpointStore):
+    """The real store, told to fail the next commits/loads or to lose acknowledgements."""
+
+    def __init__(self, sessions: sessionmaker[Session], clock: FakeTime) -> None:
+        super().__init__(sessions, GROUP, clock.time)
+        self.fail_commits = self.fail_loads = self.lose_acks = self.commit_calls = 0
+
+    def commit(self, advances: Any, deltas: Any) -> None:
+        self.commit_calls += 1
+        if self.fail_commits:
+            self.fail_commits -= 1
+            raise StoreUnavailable("database down")
+        super().commit(advances, deltas)
+        if self.lose_acks:
+            self.lose_acks -= 1
+            raise StoreUnavailable("connection lost before the commit was acknowledged")
+
+    def load(self, topic: str, partitions: Any) -> Any:
+        if self.fail_loads:
+            self.fail_loads -= 1
+            raise StoreUnavailable("database down")
+        return super().load(topic, partitions)
+
+
+def _recorder(name: str) -> Any:
+    def record(self: Stats, *args: Any) -> None:
+        self.calls.append((name, args))
+
+    return record
+
+
+class Stats:
+    """Implements consumers.stats.IngestStats by recording every call as (method, args)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple[Any, ...]]] = []
+
+    def of(self, name: str) -> list[Any]:
+        return [args[0] if len(args) == 1 else args for n, args in self.calls if n == name]
+
+
+for _name in [name for name in vars(IngestStats) if not name.startswith("_")]:
+    setattr(Stats, _name, _recorder(_name))
+
+
+@dataclass
+class Rig:
+    loop: IngestLoop
+    consumer: FakeConsumer
+    store: FlakyStore
+    producer: FakeProducer
+    stats: Stats
+
+    def drain(self) -> None:
+        while batch := self.loop._poll(0):
+            self.loop._process(batch)
+
+    def flush(self) -> None:
+        assert self.loop._flush_with_retry(deadline=None) is True
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime(T + 100.0)
+    monkeypatch.setattr(loop_module, "time", fake)  # backoff sleeps advance the fake clock
+    return fake
+
+
+@pytest.fixture
+def sql(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(sqlite_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def rig(
+    sql: sessionmaker[Session],
+    clock: FakeTime,
+    parts: dict[int, list[bytes]],
+    max_records: int = 2,
+    subscribe: bool = True,
+    **settings: Any,
+) -> Rig:
+    consumer, store = FakeConsumer(clock, parts, max_records), FlakyStore(sql, clock)
+    producer, stats = FakeProducer(), Stats()
+    loop = IngestLoop(
+        consumer,
+        DECODER,
+        store,
+        DeadLetterPublisher(lambda: producer, "dead-letters"),
+        IngestSettings(TOPIC, max_backoff=1.0, **settings),
+        stats,
+        clock=clock.time,
+    )
+    loop._stop = clock  # type: ignore[assignment]  # waits advance the fake clock
+    if subscribe:
+        loop.consumer.subscribe([TOPIC], listener=_Rebalance(loop))
+    return Rig(loop, consumer, store, producer, stats)
+
+
+def windows(sql: sessionmaker[Session]) -> dict[int, tuple[int, int]]:
+    """(events, late) per window, keyed by the window's start minus T."""
+    with sql() as s:
+        counts = WindowAggregateRepository(s).window_counts("fraud")
+    return {int(c.window_start.timestamp()) - T: (c.events, c.late) for c in counts}
+
+
+def per_partition(sql: sessionmaker[Session]) -> dict[int, int]:
+    wa = WindowAggregate
+    with sql() as s:
+        rows = s.execute(select(wa.partition, func.sum(wa.event_count)).group_by(wa.partition))
+        return {p: int(n) for p, n in rows}
+
+
+def offsets(sql: sessionmaker[Session]) -> dict[int, tuple[int, float | None]]:
+    with sql() as s:
+        stored = OffsetRepository(s, GROUP).load(TOPIC, range(8))
+    return {p: (o.next_offset, o.watermark) for p, o in stored.items()}
+
+
+def test_three_partitions_flush_counts_and_next_offsets(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {0: spaced(4), 1: spaced(5), 2: spaced(6)})
+    r.drain()
+    assert r.consumer.seeks == [(tp(0), 0), (tp(1), 0), (tp(2), 0)]  # nothing stored yet
+    assert windows(sql) == {}
+    r.flush()
+    assert windows(sql) == {0: (9, 0), 60: (6, 0)}
+    assert per_partition(sql) == {0: 4, 1: 5, 2: 6}
+    assert offsets(sql) == {0: (4, T + 60), 1: (5, T + 80), 2: (6, T + 100)}
+    assert r.consumer.commits == [{tp(0): 4, tp(1): 5, tp(2): 6}]
+    assert [events for _, events in r.stats.of("flushed")] == [15]
+    assert r.loop.acc.events == 0
+    assert r.loop.book.pending() == []
+
+
+def test_invalid_events_are_dead_lettered_and_skipped(sql: Any, clock: FakeTime) -> None:
+    unknown = json.dumps({"model": "nope", "event_id": "x"}).encode()
+    r = rig(sql, clock, {0: [ev(T + 1), b"{not json", ev(T + 2), b"", unknown, ev(T + 3)]})
+    r.drain()
+    r.flush()
+    letters = r.producer.letters()
+    assert [(d["topic"], d["partition"], d["offset"]) for d in letters] == [
+        (TOPIC, 0, 1),
+        (TOPIC, 0, 3),
+        (TOPIC, 0, 4),
+    ]
+    assert [d["key"] for d in letters] == ["k1", "k3", "k4"]
+    assert "not valid JSON" in letters[0]["reason"]
+    assert "no value" in letters[1]["reason"]
+    assert "'nope' is not configured" in letters[2]["reason"]
+    assert {topic for topic, _, _ in r.producer.sent} == {"dead-letters"}
+    assert r.stats.of("invalid") == ["malformed", "empty", "unknown_model"]
+    assert windows(sql) == {0: (3, 0)}
+    assert offsets(sql) == {0: (6, T + 3)}
+
+
+def test_offsets_wait_for_every_dead_letter_to_be_acknowledged(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {0: [ev(T + 1), b"", ev(T + 2)]})
+    r.producer.failing = 1
+    r.drain()
+    r.flush()
+    assert r.stats.of("flush_failed") == ["DeadLetterError"]
+    assert r.store.commit_calls == 1  # no SQL commit while a dead letter was unconfirmed
+    assert [d["offset"] for d in r.producer.letters()] == [1, 1]  # sent again
+    assert windows(sql) == {0: (2, 0)}
+    assert offsets(sql) == {0: (3, T + 2)}
+
+
+def test_restart_seeks_to_stored_offsets_without_double_counting(sql: Any, clock: FakeTime) -> None:
+    parts = {0: spaced(4), 1: spaced(5), 2: spaced(6)}
+    first = rig(sql, clock, parts)
+    first.drain()
+    first.flush()
+    second = rig(sql, clock, parts)
+    second.consumer.append(0, *spaced(6, first=4))
+    second.store.fail_loads = 2  # the assignment retries reading the offsets
+    second.drain()
+    assert second.consumer.seeks == [(tp(0), 4), (tp(1), 5), (tp(2), 6)]
+    assert second.stats.of("healthy")[:3] == [False, False, True]
+    second.flush()
+    assert windows(sql) == {0: (9, 0), 60: (8, 0)}
+    assert per_partition(sql) == {0: 6, 1: 5, 2: 6}
+    assert offsets(sql)[0] == (6, T + 100)
+    assert second.consumer.commits == [{tp(0): 6}]
+
+
+def test_database_outage_pauses_retries_and_commits_once(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {0: spaced(3), 1: spaced(3), 2: spaced(3)})
+    r.drain()
+    r.store.fail_commits = 3
+    r.consumer.append(1, ev(T + 70))  # arrives during the outage: not fetched while paused
+    polls, healths = len(r.consumer.paused_at_poll), len(r.stats.of("healthy"))
+    r.flush()
+    assert r.store.commit_calls == 4
+    everything = frozenset(map(tp, range(3)))
+    assert set(r.consumer.paused_at_poll[polls:]) == {everything}
+    assert r.consumer.paused == set()  # resumed once the flush went through
+    assert r.stats.of("flush_failed") == ["StoreUnavailable"] * 3
+    health = r.stats.of("healthy")[healths:]
+    assert health[0] is False
+    assert health[-1] is True
+    assert windows(sql) == {0: (9, 0)}
+    assert offsets(sql) == {p: (3, T + 40) for p in range(3)}
+    r.drain()
+    r.flush()
+    assert windows(sql) == {0: (9, 0), 60: (1, 0)}
+    assert per_partition(sql) == {0: 3, 1: 4, 2: 3}
+
+
+def test_lost_acknowledgement_is_recognised_as_own_commit(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {0: spaced(3), 1: spaced(4), 2: spaced(5)})
+    r.drain()
+    seeks = list(r.consumer.seeks)
+    r.store.lose_acks = 1
+    r.flush()
+    assert r.store.commit_calls == 2
+    assert r.stats.of("offset_conflicts") == []  # our own commit is no conflict
+    assert r.consumer.commits[-1] == {tp(0): 3, tp(1): 4, tp(2): 5}  # lag tools catch up
+    assert windows(sql) == {0: (9, 0), 60: (3, 0)}
+    assert offsets(sql) == {0: (3, T + 40), 1: (4, T + 60), 2: (5, T + 80)}
+    assert r.consumer.seeks == seeks  # positions already match SQL: no re-seek
+    assert (r.loop.acc.deltas, r.loop.acc.events, r.loop.book.pending()) == ({}, 0, [])
+    r.consumer.append(0, ev(T + 61))
+    r.drain()
+    r.flush()  # the book expects what SQL holds: the next commit chains on
+    assert windows(sql) == {0: (9, 0), 60: (4, 0)}
+    assert offsets(sql)[0] == (4, T + 61)
+
+
+def test_fenced_partition_is_dropped_and_reseeked(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {p: spaced(4) for p in range(3)})
+    r.drain()
+    r.flush()
+    for p in range(3):
+        r.consumer.append(p, *spaced(8, first=4))
+    r.drain()
+    # Another consumer, owning partition 1 meanwhile, stored offsets 4 and 5.
+    CheckpointStore(sql, GROUP, clock.time).commit([OffsetAdvance(TOPIC, 1, 4, 6, T + 100.0)], {})
+    r.flush()
+    assert r.stats.of("offset_conflicts") == [1]
+    assert r.consumer.seeks[-1] == (tp(1), 6)
+    assert offsets(sql) == {0: (8, T + 140), 1: (6, T + 100), 2: (8, T + 140)}
+    assert per_partition(sql) == {0: 8, 1: 4, 2: 8}
+    assert r.consumer.commits[-1] == {tp(0): 8, tp(2): 8}
+    r.drain()  # partition 1 resumes at 6
+    r.flush()
+    assert offsets(sql)[1] == (8, T + 140)
+    assert per_partition(sql) == {0: 8, 1: 6, 2: 8}
+
+
+def test_revocation_flushes_first_or_drops_buffers_if_database_down(
+    sql: Any, clock: FakeTime
+) -> None:
+    r = rig(sql, clock, {p: spaced(3) for p in range(3)})
+    r.drain()
+    r.consumer.rebalance(0, 1)
+    assert r.loop._poll(0) == {}  # revoke (flushes) + assign (seeks to SQL) inside poll
+    assert offsets(sql) == {p: (3, T + 40) for p in range(3)}
+    assert windows(sql) == {0: (9, 0)}
+    assert r.consumer.seeks[-2:] == [(tp(0), 3), (tp(1), 3)]
+    assert r.loop.book.owned() == [(TOPIC, 0), (TOPIC, 1)]
+    for p in range(3):
+        r.consumer.append(p, *spaced(5, first=3))
+    r.drain()
+    r.store.fail_commits = 1000
+    r.consumer.rebalance(0)  # partition 1 goes to another consumer
+    batch = r.loop._poll(0)
+    assert r.store.commit_calls > 2  # retried until the shutdown budget ran out
+    assert r.loop.acc.events == 0  # every revoked partition's buffer was dropped
+    assert offsets(sql) == {p: (3, T + 40) for p in range(3)}
+    assert r.consumer.seeks[-1] == (tp(0), 3)
+    assert r.loop.book.owned() == [(TOPIC, 0)]
+    r.store.fail_commits = 0
+    r.loop._process(batch)
+    r.consumer.rebalance(0, 1, 2)  # the revocation flushes partition 0 this time
+    r.drain()
+    assert r.consumer.seeks[-3:] == [(tp(0), 5), (tp(1), 3), (tp(2), 3)]
+    r.flush()
+    assert windows(sql) == {0: (9, 0), 60: (6, 0)}
+    assert offsets(sql) == {p: (5, T + 80) for p in range(3)}
+
+
+def test_late_events_and_watermark_survive_restart(sql: Any, clock: FakeTime) -> None:
+    # The watermark T+200 is past window T's close (T+60) plus lateness (10 s).
+    values = [ev(T + 5), ev(T + 200), ev(T + 10)]
+    first = rig(sql, clock, {0: values}, max_records=10)
+    first.drain()
+    first.flush()
+    assert windows(sql) == {0: (1, 1), 180: (1, 0)}
+    assert offsets(sql) == {0: (3, T + 200)}
+    assert first.stats.of("late") == [("fraud", 1)]
+    second = rig(sql, clock, {0: [*values, ev(T + 30), ev(T + 215)]})
+    second.drain()
+    second.flush()
+    # T+30 is late only because the stored watermark was restored.
+    assert windows(sql) == {0: (1, 2), 180: (2, 0)}
+    assert offsets(sql) == {0: (5, T + 215)}
+
+
+def test_events_from_the_future_are_dead_lettered(sql: Any, clock: FakeTime) -> None:
+    skew = 3600.0
+    ahead = clock.now + skew + 1
+    values = [ev(T + 10), ev(ahead), ev(T + 20), b"{", ev(ahead + 1000)]
+    r = rig(sql, clock, {0: values}, max_records=10, max_clock_skew=skew)
+    r.drain()
+    r.flush()
+    letters = r.producer.letters()
+    assert [d["offset"] for d in letters] == [1, 3, 4]
+    assert ["ahead of the consumer's clock" in d["reason"] for d in letters] == [True, False, True]
+    assert r.stats.of("invalid") == ["timestamp", "malformed", "timestamp"]
+    assert windows(sql) == {0: (2, 0)}
+    assert offsets(sql) == {0: (5, T + 20)}  # rejected events do not move the watermark
+
+
+def test_kafka_errors_from_poll(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {0: spaced(2)})
+    r.consumer.errors.append(KafkaConnectionError("broker down"))
+    before = clock.now
+    assert r.loop._poll(0) == {}
+    assert clock.now == before + 0.5  # backed off on the stop event, not on the wall clock
+    assert r.stats.of("healthy") == [False]
+    assert r.loop._poll(0) == {tp(0): r.consumer.log[tp(0)]}
+    assert r.stats.of("healthy")[-1] is True
+    r.consumer.errors.append(TopicAuthorizationFailedError("no access"))
+    with pytest.raises(ConsumerError, match="kafka consumer failed"):
+        r.loop._poll(0)
+
+
+def test_run_consumes_until_stopped_then_flushes_and_closes(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {0: spaced(3), 1: spaced(2)}, subscribe=False)
+
+    class StopWhenDrained(FakeTime):
+        def is_set(self) -> bool:
+            c = r.consumer
+            return bool(c.assigned) and all(c.position.get(p) == len(c.log[p]) for p in c.assigned)
+
+    r.loop.run(StopWhenDrained(0.0))  # type: ignore[arg-type]
+    assert len(r.stats.of("flushed")) == 1  # no flush was due before the shutdown flush
+    assert r.consumer.closed is False  # closed without Kafka's autocommit
+    assert windows(sql) == {0: (5, 0)}
+    assert offsets(sql) == {0: (3, T + 40), 1: (2, T + 20)}
+    assert r.stats.of("lag") == [(TOPIC, 0, 1), (TOPIC, 1, 0)]
+
+
+def test_conflict_with_no_stored_offset_rewinds(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {p: spaced(4) for p in range(2)})
+    r.drain()
+    r.flush()
+    r.consumer.append(1, *spaced(8, first=4))
+    r.drain()
+    with sql() as s, s.begin():  # an operator resets partition 1: SQL holds nothing for it
+        s.execute(delete(ConsumerOffset).where(ConsumerOffset.partition == 1))
+    r.flush()
+    assert r.stats.of("offset_conflicts") == [1]
+    # Offsets 4..7 were dropped from the buffer; processing must restart from what
+    # SQL holds (nothing: the beginning, as on assignment), not skip past them.
+    assert r.consumer.position[tp(1)] == 0
+
+
+def test_shutdown_while_assignment_waits_for_the_database_does_not_hang(
+    sql: Any, clock: FakeTime
+) -> None:
+    r = rig(sql, clock, {0: spaced(3)}, subscribe=False)
+    r.store.fail_loads = 10**6  # the database never comes back
+
+    class StopAfterAMinute(FakeTime):  # its wait() advances its own clock
+        def is_set(self) -> bool:
+            return self.now > 60
+
+    stop = StopAfterAMinute(0.0)
+    r.loop.run(stop)  # type: ignore[arg-type]
+    assert stop.now > 60, "the assignment waited for the database until shutdown"
+    assert r.consumer.closed is False
+    assert windows(sql) == {} and offsets(sql) == {}
+    assert r.stats.of("healthy")[-1] is False
