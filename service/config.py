@@ -75,6 +75,9 @@ class KafkaConfig(_Strict):
         default=None, description="a broker version such as '0.9' or '2.8.1'; unset = probe"
     )
     topics: Topics = Topics()
+    startup_timeout: Duration = Field(
+        default=60.0, description="how long start-up waits for the brokers, e.g. 60s"
+    )
     security: dict[str, Any] = {}
     consumer: dict[str, Any] = {}
     producer: dict[str, Any] = {}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import time
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
@@ -31,6 +33,30 @@ def consumer_options(cfg: KafkaConfig, start_from: str) -> dict[str, Any]:
         "enable_auto_commit": False,
         "auto_offset_reset": start_from,
     }
+
+
+def wait_for_brokers(cfg: KafkaConfig) -> None:
+    """Fail start-up loudly when no bootstrap server accepts connections in time.
+
+    kafka-python retries unreachable brokers forever in the background, which
+    would leave a misconfigured service running and consuming nothing.
+    """
+    deadline = time.monotonic() + cfg.startup_timeout
+    last: OSError | None = None
+    while True:
+        for server in cfg.bootstrap_servers:
+            host, _, port = server.rpartition(":")
+            try:
+                with socket.create_connection((host.strip("[]"), int(port)), timeout=2):
+                    return
+            except (OSError, ValueError) as exc:
+                last = exc if isinstance(exc, OSError) else OSError(str(exc))
+        if time.monotonic() >= deadline:
+            raise ServiceError(
+                f"cannot reach Kafka at {','.join(cfg.bootstrap_servers)} within "
+                f"kafka.startup_timeout ({cfg.startup_timeout:g}s): {last}"
+            )
+        time.sleep(1.0)
 
 
 def make_consumer(cfg: KafkaConfig, start_from: str) -> Any:

@@ -15,7 +15,7 @@ from consumers.loop import IngestLoop, IngestSettings
 from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from service.config import Config
-from service.kafka_clients import make_consumer, make_producer
+from service.kafka_clients import make_consumer, make_producer, wait_for_brokers
 from service.metrics import IngestMetrics, Metrics
 
 log = logging.getLogger(__name__)
@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 def build_ingest_loop(cfg: Config, metrics: Metrics, config_path: str | None = None) -> IngestLoop:
     engine = make_engine(cfg.database.url)
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
+    wait_for_brokers(cfg.kafka)
     consumer = make_consumer(cfg.kafka, cfg.ingest.start_from)
     settings = IngestSettings(
         topic=cfg.kafka.topics.predictions,

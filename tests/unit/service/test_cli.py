@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -204,3 +205,18 @@ def test_run_refuses_an_unmigrated_database_and_names_the_command(
     err = capsys.readouterr().err.strip()
     assert err.startswith("driftwatch: database schema is at revision none")
     assert err.endswith(f"run: driftwatch db upgrade --config {path}")
+
+
+def test_run_stops_when_no_broker_answers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kafka = {"bootstrap_servers": [f"127.0.0.1:{port}"], "startup_timeout": "1s"}
+    path = write(tmp_path, config(f"sqlite:///{tmp_path / 'db.sqlite'}", kafka=kafka))
+    assert main(["db", "upgrade", "--config", path]) == 0
+    assert main(["run", "--config", path]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"driftwatch: cannot reach Kafka at 127.0.0.1:{port} within")
+    assert "kafka.startup_timeout (1s)" in err
