@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from consumers.errors import ConsumerError
 from db.errors import StoreError, translate
 from service.config import Config, load_config
 from service.errors import ConfigError, ServiceError
@@ -192,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2
-    except (ServiceError, StoreError) as exc:
+    except (ServiceError, StoreError, ConsumerError) as exc:
         print(f"driftwatch: {exc}", file=sys.stderr)
         return 1
     except SQLAlchemyError as exc:
