@@ -1,0 +1,342 @@
+"""The reference profile: what drift tests need to remember about training data.
+
+Per numerical feature a :class:`NumericalProfile` keeps quantile bin edges
+(the reference's own :class:`~drift.sketch.NumericSketch` on them), the
+population standard deviation, the distinct values when there are at most 20,
+and a seeded uniform sample of at most ``sample_size`` values. Per categorical
+feature a :class:`CategoricalProfile` keeps the category counts and a sample.
+Current windows are summarised on the same edges by :func:`current_sketch`, so
+a window sketch and the profile can be compared bucket by bucket.
+
+Edges (see :mod:`drift.edges`) are sample quantiles in the body, the data's own
+order statistics in the tails and a few steps past the extremes, or one bucket
+per value for discrete features; with the default 500 body buckets the binned
+Kolmogorov-Smirnov statistic and normed Wasserstein distance stay within 0.01
+of the exact ones on normal, lognormal and bimodal data.
+
+>>> rng = np.random.default_rng(0)
+>>> ref = {"x": rng.normal(size=2000), "colour": ["red", "blue"] * 1000}
+>>> profile = ReferenceProfile.from_columns(ref, {"x": "numerical", "colour": "categorical"})
+>>> x, colour = profile.features["x"], profile.features["colour"]
+>>> profile.rows, len(x.edges) > 100, sorted(colour.categories)
+(2000, True, ['blue', 'red'])
+>>> ReferenceProfile.from_bytes(profile.to_bytes()) == profile
+True
+>>> window = current_sketch(profile, {"x": [0.1, None], "colour": ["red", "green"]})
+>>> x, colour = window.features["x"], window.features["colour"]
+>>> x.count, x.nulls, colour.counts["green"]
+(1, 1, 1)
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from drift import columns as col
+from drift.binning import MIN_VALUES_FOR_GRID, EdgeIndex, histogram, thinned
+from drift.edges import numeric_edges
+from drift.errors import SketchCorrupt
+from drift.schema import FeatureKind, FeatureSpec
+from drift.sketch import CategoricalSketch, NumericSketch, WindowSketch
+
+FloatArray = npt.NDArray[np.float64]
+
+_FORMAT_VERSION = 1
+DEFAULT_BINS = 500
+DEFAULT_SAMPLE_SIZE = 5_000
+
+
+@dataclass(frozen=True, eq=False)
+class NumericalProfile:
+    """One numerical feature of the reference. ``sample`` is sorted."""
+
+    name: str
+    sketch: NumericSketch
+    std: float
+    sample: FloatArray
+    values: tuple[float, ...] | None = None
+    kind: ClassVar[FeatureKind] = FeatureKind.NUMERICAL
+    _cache: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    @property
+    def edges(self) -> tuple[float, ...]:
+        return self.sketch.edges
+
+    @property
+    def edge_array(self) -> FloatArray:
+        if "edges" not in self._cache:
+            self._cache["edges"] = np.asarray(self.sketch.edges, dtype=np.float64)
+        arr: FloatArray = self._cache["edges"]
+        return arr
+
+    @property
+    def count(self) -> int:
+        return self.sketch.count
+
+    @property
+    def nulls(self) -> int:
+        return self.sketch.nulls
+
+    @property
+    def holds_all(self) -> bool:
+        """Whether ``sample`` is every non-null reference value, not a subset."""
+        return self.sample.size == self.sketch.count
+
+    def histogram(
+        self, x: FloatArray, extent: tuple[float, float] | None = None
+    ) -> npt.NDArray[np.int64]:
+        """Bucket counts of finite values ``x`` (whose min and max may be given)."""
+        index = self._grid() if x.size >= MIN_VALUES_FOR_GRID else None
+        return histogram(self.edge_array, x, index, extent)
+
+    def _grid(self) -> EdgeIndex | None:
+        if "grid" not in self._cache:
+            # The grid covers the reference's range, not the edges reaching past it.
+            span = (self.sketch.minimum, self.sketch.maximum)
+            grid = EdgeIndex(self.edge_array, span=span if span[0] < span[1] else None)
+            self._cache["grid"] = grid if grid.worthwhile(self.sample) else None
+        found: EdgeIndex | None = self._cache["grid"]
+        return found
+
+
+@dataclass(frozen=True, eq=False)
+class CategoricalProfile:
+    """One categorical feature of the reference; categories are kept as text."""
+
+    name: str
+    sketch: CategoricalSketch
+    sample: tuple[str, ...]
+    kind: ClassVar[FeatureKind] = FeatureKind.CATEGORICAL
+
+    @property
+    def categories(self) -> frozenset[str]:
+        return frozenset(self.sketch.counts)
+
+    @property
+    def count(self) -> int:
+        return self.sketch.count
+
+    @property
+    def nulls(self) -> int:
+        return self.sketch.nulls
+
+
+FeatureProfile = NumericalProfile | CategoricalProfile
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceProfile:
+    """Every feature of a reference data set, ready to be compared with windows."""
+
+    features: Mapping[str, FeatureProfile]
+    rows: int
+    bins: int = DEFAULT_BINS
+    sample_size: int = DEFAULT_SAMPLE_SIZE
+    seed: int = 0
+
+    @classmethod
+    def from_columns(
+        cls,
+        columns: Mapping[str, Any],
+        kinds: Mapping[str, FeatureKind | str],
+        *,
+        bins: int = DEFAULT_BINS,
+        sample_size: int = DEFAULT_SAMPLE_SIZE,
+        seed: int = 0,
+    ) -> ReferenceProfile:
+        """Profile the columns named in ``kinds`` (all of equal length)."""
+        features = {
+            name: profile_feature(name, columns[name], kind, bins, sample_size, seed)
+            for name, kind in kinds.items()
+        }
+        rows = max((len(columns[name]) for name in kinds), default=0)
+        return cls(features, rows, bins, sample_size, seed)
+
+    def feature_specs(self) -> tuple[FeatureSpec, ...]:
+        """Feature specs whose window sketches line up with this profile."""
+        return tuple(
+            FeatureSpec(f.name, f.kind, nullable=f.nulls > 0, edges=_edges_of(f))
+            for f in self.features.values()
+        )
+
+    def to_bytes(self) -> bytes:
+        state = {
+            "v": _FORMAT_VERSION,
+            "rows": self.rows,
+            "bins": self.bins,
+            "sample_size": self.sample_size,
+            "seed": self.seed,
+            "features": [_feature_state(f) for f in self.features.values()],
+        }
+        return zlib.compress(msgspec.msgpack.encode(state), 1)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ReferenceProfile:
+        try:
+            state = msgspec.msgpack.decode(zlib.decompress(data))
+            if state.get("v") != _FORMAT_VERSION:
+                raise SketchCorrupt(f"unsupported profile format {state.get('v')!r}")
+            features = [_feature_from_state(s) for s in state["features"]]
+            return cls(
+                {f.name: f for f in features},
+                state["rows"],
+                state["bins"],
+                state["sample_size"],
+                state["seed"],
+            )
+        except (zlib.error, msgspec.DecodeError, KeyError, TypeError, ValueError) as exc:
+            raise SketchCorrupt(f"cannot decode reference profile: {exc}") from exc
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, ReferenceProfile):
+            return NotImplemented
+        return self.to_bytes() == other.to_bytes()
+
+
+@dataclass(frozen=True)
+class CurrentColumn:
+    """A current window's summary of one feature, with its exact values when known."""
+
+    sketch: NumericSketch | CategoricalSketch
+    values: FloatArray | None = None
+
+
+def profile_feature(
+    name: str,
+    column: Any,
+    kind: FeatureKind | str,
+    bins: int = DEFAULT_BINS,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> FeatureProfile:
+    """Profile one reference column."""
+    if bins < 1 or sample_size < 1:
+        raise ValueError("bins and sample_size must be positive")
+    # Seeded per feature name, so a feature's sample does not depend on the others.
+    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+    if FeatureKind(kind) is FeatureKind.NUMERICAL:
+        return _numerical(name, column, bins, sample_size, rng)
+    return _categorical(name, column, sample_size, rng)
+
+
+def summarise(feature: FeatureProfile, column: Any) -> CurrentColumn:
+    """One current column on the feature's edges, keeping its exact values."""
+    if isinstance(feature, NumericalProfile):
+        scan = col.scan_numeric(column)
+        return CurrentColumn(_numeric_sketch(feature, scan), scan.values)
+    counts, nulls = col.category_counts(column)
+    return CurrentColumn(CategoricalSketch(counts, nulls))
+
+
+def current_columns(
+    profile: ReferenceProfile, columns: Mapping[str, Any]
+) -> dict[str, CurrentColumn]:
+    """Summaries of the current columns on the profile's edges, keeping exact values."""
+    missing = sorted(set(profile.features) - set(columns))
+    if missing:
+        raise ValueError(f"the current data lacks features {missing}")
+    return {name: summarise(f, columns[name]) for name, f in profile.features.items()}
+
+
+def current_sketch(
+    profile: ReferenceProfile, columns: Mapping[str, Any], events: int | None = None
+) -> WindowSketch:
+    """The window sketch of column data on the profile's edges (prediction left empty).
+
+    ``events`` defaults to the length of the longest column.
+    """
+    summaries = current_columns(profile, columns)
+    rows = max((len(columns[n]) for n in profile.features), default=0)
+    return WindowSketch(
+        events=rows if events is None else events,
+        features={name: c.sketch for name, c in summaries.items()},
+        prediction=CategoricalSketch(),
+    )
+
+
+def _numerical(
+    name: str, column: Any, bins: int, sample_size: int, rng: np.random.Generator
+) -> NumericalProfile:
+    scan = col.scan_numeric(column)
+    x, n = scan.values, scan.count
+    picked = x if n <= sample_size else x[rng.choice(n, sample_size, replace=False)]
+    sample = np.sort(picked)
+    std = scan.std()
+    edges, values = numeric_edges(x, sample, bins, std)
+    if values is None and n >= MIN_VALUES_FOR_GRID:
+        edges = thinned(edges, (scan.minimum, scan.maximum))
+    sketch = _moments(NumericSketch(tuple(edges.tolist())), scan)
+    profile = NumericalProfile(
+        name,
+        sketch,
+        std,
+        sample,
+        None if values is None else tuple(values.tolist()),
+        _cache={"edges": np.ascontiguousarray(edges, dtype=np.float64)},
+    )
+    # The histogram comes last: its fast path is laid out over the extremes just set.
+    sketch.hist = profile.histogram(x, (scan.minimum, scan.maximum))
+    return profile
+
+
+def _numeric_sketch(profile: NumericalProfile, scan: col.NumericScan) -> NumericSketch:
+    sketch = _moments(NumericSketch(profile.edges), scan)
+    if scan.count:
+        sketch.hist = profile.histogram(scan.values, (scan.minimum, scan.maximum))
+    return sketch
+
+
+def _moments(sketch: NumericSketch, scan: col.NumericScan) -> NumericSketch:
+    sketch.nulls = scan.nulls
+    if scan.count:
+        sketch.count = scan.count
+        sketch.total = scan.total
+        sketch.total_sq = scan.total_sq
+        sketch.minimum = scan.minimum
+        sketch.maximum = scan.maximum
+    return sketch
+
+
+def _categorical(
+    name: str, column: Any, sample_size: int, rng: np.random.Generator
+) -> CategoricalProfile:
+    counts, nulls = col.category_counts(column)
+    n = len(column)
+    rows = None if n <= sample_size else np.sort(rng.choice(n, sample_size, replace=False))
+    return CategoricalProfile(
+        name, CategoricalSketch(counts, nulls), col.category_sample(column, rows)
+    )
+
+
+def _edges_of(feature: FeatureProfile) -> tuple[float, ...]:
+    return feature.edges if isinstance(feature, NumericalProfile) else ()
+
+
+def _feature_state(f: FeatureProfile) -> list[Any]:
+    if isinstance(f, NumericalProfile):
+        values = None if f.values is None else list(f.values)
+        return [f.name, f.sketch.to_state(), f.std, values, f.sample.astype("<f8").tobytes()]
+    return [f.name, f.sketch.to_state(), list(f.sample)]
+
+
+def _feature_from_state(state: list[Any]) -> FeatureProfile:
+    name, sketch_state = state[0], state[1]
+    if sketch_state[0] == "n":
+        _, _, std, values, sample = state
+        return NumericalProfile(
+            name,
+            NumericSketch.from_state(sketch_state),
+            std,
+            np.frombuffer(sample, dtype="<f8").astype(np.float64),
+            None if values is None else tuple(values),
+        )
+    if sketch_state[0] == "c":
+        return CategoricalProfile(name, CategoricalSketch.from_state(sketch_state), tuple(state[2]))
+    raise SketchCorrupt(f"unknown feature kind {sketch_state[0]!r}")
