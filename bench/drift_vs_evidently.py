@@ -29,12 +29,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from drift.evaluate import evaluate  # noqa: E402
-
-with warnings.catch_warnings():
-    # Evidently's own imports warn about numpy and litestar deprecations.
-    warnings.simplefilter("ignore", DeprecationWarning)
-    from evidently import Report
-    from evidently.presets import DataDriftPreset
+from tests.harness.evidently import run_evidently  # noqa: E402
 
 CATEGORIES = {
     "channel": (["web", "app", "store", "phone"], [0.5, 0.3, 0.15, 0.05]),
@@ -71,26 +66,6 @@ def make_frame(rng: np.random.Generator, n: int, current: bool) -> pd.DataFrame:
     return pd.DataFrame(data)
 
 
-def evidently_decisions(
-    reference: pd.DataFrame, current: pd.DataFrame
-) -> tuple[dict[str, bool], bool]:
-    """Per-column drift verdicts and the dataset-drift flag from Evidently's own tests."""
-    snapshot = Report([DataDriftPreset()], include_tests=True).run(
-        current_data=current, reference_data=reference
-    )
-    result = snapshot.dict()
-    columns: dict[str, bool] = {}
-    dataset_drift = False
-    for test in result["tests"]:
-        params = test["metric_config"]["params"]
-        failed = test["status"] == "FAIL"
-        if params["type"].endswith("ValueDrift"):
-            columns[params["column"]] = failed
-        elif params["type"].endswith("DriftedColumnsCount"):
-            dataset_drift = failed
-    return columns, dataset_drift
-
-
 def best_of(rounds: int, fn: Any) -> tuple[float, Any]:
     best, out = float("inf"), None
     for _ in range(rounds):
@@ -113,9 +88,10 @@ def main() -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ev_seconds, (ev_columns, ev_dataset) = best_of(
-            args.evidently_rounds, lambda: evidently_decisions(reference, current)
+        ev_seconds, theirs = best_of(
+            args.evidently_rounds, lambda: run_evidently(reference, current)
         )
+    ev_columns, ev_dataset = theirs.drifted, theirs.dataset_drift
     print(f"evidently:  {ev_seconds:8.3f} s (best of {args.evidently_rounds})", flush=True)
     dw_seconds, report = best_of(args.driftwatch_rounds, lambda: evaluate(reference, current))
     print(f"driftwatch: {dw_seconds:8.3f} s (best of {args.driftwatch_rounds})", flush=True)

@@ -23,11 +23,11 @@ from drift.evaluate import evaluate, profile_frame
 from drift.profile import current_sketch
 from drift.report import DriftReport
 from drift.stats import Method
+from tests.harness.evidently import EvidentlyResult, run_evidently
 
 with warnings.catch_warnings():
     # Evidently's own imports warn about numpy and litestar deprecations.
     warnings.simplefilter("ignore", DeprecationWarning)
-    from evidently import Report
     from evidently.legacy.calculations.stattests import (
         chi_stat_test,
         hellinger_stat_test,
@@ -39,7 +39,6 @@ with warnings.catch_warnings():
         z_stat_test,
     )
     from evidently.legacy.core import ColumnType
-    from evidently.presets import DataDriftPreset
 
 # Evidently's display names of its default tests, as they appear in the snapshot.
 EVIDENTLY_NAMES = {
@@ -142,41 +141,6 @@ def make_frame(
         else:
             frame.loc[missing, name] = np.nan
     return frame
-
-
-@dataclass(frozen=True)
-class EvidentlyResult:
-    drifted: dict[str, bool]
-    method: dict[str, str]
-    score: dict[str, float]
-    dataset_drift: bool
-
-
-def run_evidently(reference: pd.DataFrame, current: pd.DataFrame) -> EvidentlyResult:
-    """Run the preset and read verdicts from the snapshot's tests, scores from its metrics."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        snapshot = Report([DataDriftPreset()], include_tests=True).run(
-            current_data=current, reference_data=reference
-        )
-    result = snapshot.dict()
-    drifted: dict[str, bool] = {}
-    dataset_drift = None
-    for test in result["tests"]:
-        params = test["metric_config"]["params"]
-        failed = test["status"] == "FAIL"
-        if params["type"].endswith("ValueDrift"):
-            drifted[params["column"]] = failed
-        elif params["type"].endswith("DriftedColumnsCount"):
-            dataset_drift = failed
-    assert dataset_drift is not None, "no DriftedColumnsCount test in the snapshot"
-    method, score = {}, {}
-    for metric in result["metrics"]:
-        config = metric["config"]
-        if config["type"].endswith("ValueDrift"):
-            method[config["column"]] = config["method"]
-            score[config["column"]] = float(metric["value"])
-    return EvidentlyResult(drifted, method, score, dataset_drift)
 
 
 @dataclass(frozen=True)
