@@ -15,6 +15,7 @@ from consumers.loop import IngestLoop, IngestSettings
 from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from service.config import Config
+from service.errors import ServiceError
 from service.kafka_clients import make_consumer, make_producer, wait_for_brokers
 from service.metrics import IngestMetrics, Metrics
 
@@ -49,10 +50,16 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then flush and exit within the shutdown budget."""
     metrics = Metrics()
     metrics.healthy.set(0)
-    loop = build_ingest_loop(cfg, metrics, config_path)
     if cfg.metrics.port:
-        metrics.serve(cfg.metrics.host, cfg.metrics.port)
+        try:
+            metrics.serve(cfg.metrics.host, cfg.metrics.port)
+        except OSError as exc:
+            raise ServiceError(
+                f"cannot serve metrics on {cfg.metrics.host}:{cfg.metrics.port} "
+                f"(metrics.host, metrics.port): {exc.strerror or exc}"
+            ) from exc
         log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, cfg.metrics.port)
+    loop = build_ingest_loop(cfg, metrics, config_path)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:

@@ -33,6 +33,7 @@ def config(url: str = "sqlite:///unused.db", **extra: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {
         "kafka": {"bootstrap_servers": ["127.0.0.1:9092"]},
         "database": {"url": url},
+        "metrics": {"port": 0},
         "models": {
             "fraud": {"window": "1m", "features": {"amount": {"type": "numerical"}}},
             "churn": {"window": "1h", "features": {"plan": {"type": "categorical"}}},
@@ -220,3 +221,18 @@ def test_run_stops_when_no_broker_answers(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"driftwatch: cannot reach Kafka at 127.0.0.1:{port} within")
     assert "kafka.startup_timeout (1s)" in err
+
+
+def test_run_stops_when_the_metrics_port_is_taken(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        metrics = {"host": "127.0.0.1", "port": port}
+        path = write(tmp_path, config(f"sqlite:///{tmp_path / 'db.sqlite'}", metrics=metrics))
+        assert main(["run", "--config", path]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"driftwatch: cannot serve metrics on 127.0.0.1:{port}")
+    assert "(metrics.host, metrics.port)" in err
