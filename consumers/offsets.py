@@ -18,7 +18,6 @@ TopicPartitionKey = tuple[str, int]
 @dataclass(slots=True)
 class PartitionProgress:
     stored: int | None
-    stored_watermark: float | None
     position: int | None
     watermark: float | None
 
@@ -34,10 +33,10 @@ class OffsetBook:
     def assign(self, tp: TopicPartitionKey, stored: StoredOffset | None) -> None:
         """Start tracking ``tp`` from what SQL holds for it (None: nothing yet)."""
         if stored is None:
-            self._parts[tp] = PartitionProgress(None, None, None, None)
+            self._parts[tp] = PartitionProgress(None, None, None)
         else:
             self._parts[tp] = PartitionProgress(
-                stored.next_offset, stored.watermark, stored.next_offset, stored.watermark
+                stored.next_offset, stored.next_offset, stored.watermark
             )
 
     def revoke(self, tp: TopicPartitionKey) -> None:
@@ -73,7 +72,7 @@ class OffsetBook:
         for a in advances:
             part = self._parts.get((a.topic, a.partition))
             if part is not None:
-                part.stored, part.stored_watermark = a.next_offset, a.watermark
+                part.stored = a.next_offset
 
     def reset(self, tp: TopicPartitionKey, stored: StoredOffset | None) -> None:
         """Forget unflushed progress: processing restarts from what SQL holds."""

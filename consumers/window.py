@@ -22,10 +22,9 @@ class WindowAccumulator:
 
     def __init__(self, codecs: Mapping[str, ModelCodec]) -> None:
         self._codecs = codecs
-        # Per model: window width, and how long after a window's start it closes.
+        # The hot loops inline ModelSpec.window_start and ModelSpec.is_late from these.
         self._timing = {
-            name: (c.spec.window_seconds, c.spec.window_seconds + c.spec.allowed_lateness_seconds)
-            for name, c in codecs.items()
+            name: (c.spec.window_seconds, c.spec.closes_after_seconds) for name, c in codecs.items()
         }
         self.deltas: dict[WindowKey, WindowDelta] = {}
         self.events = 0

@@ -98,12 +98,16 @@ class ModelSpec:
         """Start (epoch seconds) of the tumbling window holding ``event_time``."""
         return int(event_time // self.window_seconds) * self.window_seconds
 
+    @property
+    def closes_after_seconds(self) -> int:
+        """How long after its start a window stops taking events: its length plus lateness."""
+        return self.window_seconds + self.allowed_lateness_seconds
+
     def is_late(self, event_time: float, watermark: float | None) -> bool:
         """True when the event's window closed before the event arrived."""
         if watermark is None:
             return False
-        closes_at = self.window_start(event_time) + self.window_seconds
-        return closes_at + self.allowed_lateness_seconds <= watermark
+        return self.window_start(event_time) + self.closes_after_seconds <= watermark
 
 
 def _layout(spec: ModelSpec) -> str:

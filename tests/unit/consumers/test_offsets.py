@@ -87,12 +87,12 @@ def test_confirm_of_an_older_advance_keeps_later_progress_pending() -> None:
     assert book.pending() == [OffsetAdvance("predictions", 0, 10, 20, 3.0)]
 
 
-def test_confirm_records_the_stored_watermark() -> None:
+def test_confirm_records_the_stored_offset() -> None:
     book = OffsetBook()
     book.assign(TP0, None)
     book.advance(TP0, 10, 1.5)
     book.confirm(book.pending())
-    assert book._parts[TP0] == PartitionProgress(10, 1.5, 10, 1.5)
+    assert book._parts[TP0] == PartitionProgress(10, 10, 1.5)
 
 
 def test_confirm_ignores_revoked_partitions() -> None:
@@ -157,4 +157,4 @@ def test_reassign_replaces_progress() -> None:
     [(None, None, False), (None, 0, True), (0, 0, False), (0, 1, True), (5, None, False)],
 )
 def test_partition_progress_dirty(stored: int | None, position: int | None, dirty: bool) -> None:
-    assert PartitionProgress(stored, None, position, None).dirty is dirty
+    assert PartitionProgress(stored, position, None).dirty is dirty
