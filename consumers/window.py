@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from consumers.events import ModelCodec, PredictionEvent
 from db.repositories import WindowDelta, WindowKey
-from drift.sketch import WindowBatch, WindowSketch
+from drift.sketch import WindowBatch, WindowSketch, sample_key
 
 
 @dataclass(slots=True)
@@ -59,11 +59,13 @@ class WindowAccumulator:
             if delta is None:
                 delta = self.deltas[key] = WindowDelta(WindowSketch.empty(codec.spec))
             if group.events:
+                sampled = codec.spec.sample_size > 0
                 delta.sketch.update(
                     WindowBatch(
                         len(group.events),
                         codec.columns([e.features for e in group.events]),
                         codec.predictions(group.events),
+                        [sample_key(e.event_id) for e in group.events] if sampled else None,
                     )
                 )
                 self.events += len(group.events)

@@ -73,19 +73,26 @@ class PredictionSpec:
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """A monitored model. Window and lateness are in seconds of event time."""
+    """A monitored model. Window and lateness are in seconds of event time.
+
+    ``sample_size`` is how many whole events each window keeps as a row sample
+    (0: none); it is not part of the layout because samples of any sizes merge.
+    """
 
     name: str
     features: tuple[FeatureSpec, ...]
     prediction: PredictionSpec
     window_seconds: int
     allowed_lateness_seconds: int = 0
+    sample_size: int = 0
     feature_index: dict[str, FeatureSpec] = field(init=False, repr=False, compare=False)
     layout: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.window_seconds <= 0:
             raise ValueError(f"model {self.name!r}: window must be positive")
+        if self.sample_size < 0:
+            raise ValueError(f"model {self.name!r}: sample size must not be negative")
         if self.allowed_lateness_seconds < 0:
             raise ValueError(f"model {self.name!r}: allowed lateness must not be negative")
         names = [f.name for f in self.features]

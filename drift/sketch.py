@@ -17,6 +17,11 @@ flushes of one replica, share a window.
 (3, 1, 2)
 >>> WindowSketch.from_bytes(a.to_bytes()) == a
 True
+
+A window may also keep a bounded :class:`RowSample` of whole events (for exact
+small-window tests and for rendering reports); it is chosen by a stable hash of
+each event's id, so it is the same whatever the partitioning, flush boundaries
+or replays that produced it.
 """
 
 from __future__ import annotations
@@ -33,7 +38,8 @@ import numpy as np
 from drift.errors import SketchCorrupt, SketchMismatch
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 
-_FORMAT_VERSION = 1
+_FORMAT_VERSION = 2
+_READABLE_VERSIONS = frozenset({1, 2})
 Scalar = float | int | str | bool | None
 
 
@@ -170,6 +176,76 @@ class CategoricalSketch:
 ColumnSketch = NumericSketch | CategoricalSketch
 
 
+def sample_key(event_id: str) -> int:
+    """A stable 64-bit hash of an event id that orders events for :class:`RowSample`.
+
+    CRC-32 and Adler-32 are C-speed and identical in every process (Python's
+    ``hash`` is salted per process, which would make replays sample differently).
+    """
+    raw = event_id.encode()
+    return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
+
+
+@dataclass
+class RowSample:
+    """A bottom-k sample: the ``capacity`` events with the smallest :func:`sample_key`.
+
+    Keeping the smallest keys of a hash is a uniform sample of the events that
+    is mergeable exactly: the bottom-k of a union is the bottom-k of the parts'
+    bottom-k sets, so partition samples merge into the window's sample and the
+    result does not depend on arrival order. ``rows`` hold the feature values
+    in the model's feature order followed by the prediction.
+
+    >>> a, b = RowSample(2), RowSample(2)
+    >>> a.update([5, 1], [("x", 1.0), ("y", 2.0)])
+    >>> b.update([3], [("z", 3.0)])
+    >>> a.merge(b)
+    >>> a.keys, a.rows
+    ([1, 3], [('y', 2.0), ('z', 3.0)])
+    """
+
+    capacity: int
+    keys: list[int] = field(default_factory=list)
+    rows: list[tuple[Any, ...]] = field(default_factory=list)
+
+    @property
+    def threshold(self) -> int | None:
+        """Keys at or above this cannot enter (None while there is room)."""
+        return self.keys[-1] if len(self.keys) >= self.capacity else None
+
+    def update(self, keys: Sequence[int], rows: Sequence[tuple[Any, ...]]) -> None:
+        if self.capacity <= 0 or not keys:
+            return
+        pairs = sorted(zip(keys, rows, strict=True), key=_first)
+        self._absorb(pairs)
+
+    def merge(self, other: RowSample) -> None:
+        # Samples of different capacities merge at the smaller one, which is still exact.
+        self.capacity = min(self.capacity, other.capacity)
+        self._absorb(list(zip(other.keys, other.rows, strict=True)))
+
+    def _absorb(self, pairs: list[tuple[int, tuple[Any, ...]]]) -> None:
+        merged = sorted([*zip(self.keys, self.rows, strict=True), *pairs], key=_first)
+        merged = merged[: max(self.capacity, 0)]
+        self.keys = [k for k, _ in merged]
+        self.rows = [r for _, r in merged]
+
+    def column(self, index: int) -> list[Any]:
+        return [r[index] for r in self.rows]
+
+    def to_state(self) -> list[Any]:
+        return [self.capacity, self.keys, [list(r) for r in self.rows]]
+
+    @classmethod
+    def from_state(cls, state: list[Any]) -> RowSample:
+        capacity, keys, rows = state
+        return cls(capacity, list(keys), [tuple(r) for r in rows])
+
+
+def _first(pair: tuple[int, tuple[Any, ...]]) -> int:
+    return pair[0]
+
+
 def _column_from_state(state: list[Any]) -> ColumnSketch:
     if state[0] == "n":
         return NumericSketch.from_state(state)
@@ -180,11 +256,16 @@ def _column_from_state(state: list[Any]) -> ColumnSketch:
 
 @dataclass(slots=True)
 class WindowBatch:
-    """Column-wise values of some events of one window, ready for ``update``."""
+    """Column-wise values of some events of one window, ready for ``update``.
+
+    ``keys`` are the events' :func:`sample_key` values, needed only when the
+    window keeps a row sample.
+    """
 
     events: int
     columns: dict[str, Sequence[Scalar] | np.ndarray]
     predictions: list[Scalar]
+    keys: list[int] | None = None
 
 
 @dataclass
@@ -194,6 +275,7 @@ class WindowSketch:
     events: int
     features: dict[str, ColumnSketch]
     prediction: ColumnSketch
+    sample: RowSample = field(default_factory=lambda: RowSample(0))
 
     @classmethod
     def empty(cls, spec: ModelSpec) -> WindowSketch:
@@ -207,13 +289,41 @@ class WindowSketch:
             if spec.prediction.kind is PredictionKind.NUMERICAL
             else CategoricalSketch()
         )
-        return cls(events=0, features=features, prediction=prediction)
+        return cls(
+            events=0,
+            features=features,
+            prediction=prediction,
+            sample=RowSample(spec.sample_size),
+        )
 
     def update(self, batch: WindowBatch) -> None:
         self.events += batch.events
         for name, values in batch.columns.items():
             self.features[name].update(values)
         self.prediction.update(batch.predictions)
+        if self.sample.capacity and batch.keys:
+            self._sample(batch)
+
+    def _sample(self, batch: WindowBatch) -> None:
+        keys, limit = batch.keys or [], self.sample.threshold
+        # Once the sample is full only keys below its largest can enter; this
+        # filter keeps the per-event cost to one comparison.
+        picked = range(len(keys)) if limit is None else [i for i, k in enumerate(keys) if k < limit]
+        if not picked:
+            return
+        cols = [batch.columns[name] for name in self.features]
+        rows = [(*(_plain(c[i]) for c in cols), _plain(batch.predictions[i])) for i in picked]
+        self.sample.update([keys[i] for i in picked], rows)
+
+    def sample_frame(self) -> dict[str, list[Any]]:
+        """The sampled events column-wise, features and ``prediction``."""
+        names = [*self.features, "prediction"]
+        return {name: self.sample.column(i) for i, name in enumerate(names)}
+
+    @property
+    def sample_is_complete(self) -> bool:
+        """Whether the sample holds every event of the window."""
+        return self.sample.capacity > 0 and len(self.sample.rows) == self.events
 
     def merge(self, other: WindowSketch) -> None:
         """Add ``other`` in; raises SketchMismatch, changing nothing, if incompatible."""
@@ -230,14 +340,17 @@ class WindowSketch:
         for name, sketch in self.features.items():
             _merge_column(sketch, other.features[name])
         _merge_column(self.prediction, other.prediction)
+        self.sample.merge(other.sample)
         self.events += other.events
 
     def to_bytes(self) -> bytes:
+        # Features keep their model order: sample rows are laid out in it.
         state = {
             "v": _FORMAT_VERSION,
             "events": self.events,
-            "features": {k: s.to_state() for k, s in sorted(self.features.items())},
+            "features": [[k, s.to_state()] for k, s in self.features.items()],
             "prediction": self.prediction.to_state(),
+            "sample": self.sample.to_state(),
         }
         # Histograms are mostly zeros, so even the fastest zlib level halves the rows.
         return zlib.compress(msgspec.msgpack.encode(state), 1)
@@ -246,12 +359,15 @@ class WindowSketch:
     def from_bytes(cls, data: bytes) -> WindowSketch:
         try:
             state = msgspec.msgpack.decode(zlib.decompress(data))
-            if state.get("v") != _FORMAT_VERSION:
+            if state.get("v") not in _READABLE_VERSIONS:
                 raise SketchCorrupt(f"unsupported sketch format {state.get('v')!r}")
+            features = state["features"]
+            pairs = features.items() if isinstance(features, dict) else features
             return cls(
                 events=state["events"],
-                features={k: _column_from_state(s) for k, s in state["features"].items()},
+                features={k: _column_from_state(s) for k, s in pairs},
                 prediction=_column_from_state(state["prediction"]),
+                sample=RowSample.from_state(state.get("sample", [0, [], []])),
             )
         except (
             zlib.error,
@@ -268,6 +384,11 @@ class WindowSketch:
         if not isinstance(other, WindowSketch):
             return NotImplemented
         return self.to_bytes() == other.to_bytes()
+
+
+def _plain(value: Any) -> Any:
+    """A sampled value as msgpack stores it: numpy scalars become Python numbers."""
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _merge_column(target: ColumnSketch, other: ColumnSketch) -> None:

@@ -15,7 +15,13 @@ from hypothesis import strategies as st
 
 from drift.errors import SketchCorrupt, SketchMismatch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
-from drift.sketch import CategoricalSketch, NumericSketch, WindowBatch, WindowSketch
+from drift.sketch import (
+    CategoricalSketch,
+    NumericSketch,
+    WindowBatch,
+    WindowSketch,
+    sample_key,
+)
 
 PROPERTY = settings(deadline=None, max_examples=100)
 
@@ -435,7 +441,7 @@ def test_from_bytes_of_good_state_decodes() -> None:
         pytest.param(b"not a sketch", id="text"),
         pytest.param(WindowSketch.empty(SPEC_NUM_PRED).to_bytes()[:-3], id="truncated"),
         pytest.param(zlib.compress(b"\xc1"), id="msgpack-invalid"),
-        pytest.param(_packed({**GOOD_STATE, "v": 2}), id="future-version"),
+        pytest.param(_packed({**GOOD_STATE, "v": 99}), id="future-version"),
         pytest.param(_packed({"events": 0}), id="no-version"),
         pytest.param(_packed({**GOOD_STATE, "prediction": ["z", 1]}), id="unknown-kind"),
         pytest.param(
@@ -462,10 +468,75 @@ def test_from_bytes_of_bad_state_raises_sketch_corrupt(data: bytes) -> None:
     [
         pytest.param([1, 2], id="top-level-list"),
         pytest.param(5, id="top-level-int"),
-        pytest.param({**GOOD_STATE, "features": []}, id="features-list"),
+        pytest.param({**GOOD_STATE, "features": [["x"]]}, id="features-short-pair"),
         pytest.param({**GOOD_STATE, "features": {"x": []}}, id="empty-column-state"),
     ],
 )
 def test_from_bytes_of_wrongly_shaped_state_raises_sketch_corrupt(state: Any) -> None:
     with pytest.raises(SketchCorrupt):
         WindowSketch.from_bytes(_packed(state))
+
+
+SAMPLED = ModelSpec(
+    "sampled",
+    (
+        FeatureSpec("amount", FeatureKind.NUMERICAL, nullable=True, edges=EDGES),
+        FeatureSpec("country", FeatureKind.CATEGORICAL, nullable=True),
+    ),
+    PredictionSpec(PredictionKind.CATEGORICAL),
+    window_seconds=60,
+    sample_size=5,
+)
+
+
+def _keyed(batch: WindowBatch, first_id: int) -> WindowBatch:
+    keys = [sample_key(f"event-{first_id + i}") for i in range(batch.events)]
+    return WindowBatch(batch.events, batch.columns, batch.predictions, keys)
+
+
+@PROPERTY
+@given(data=st.data())
+def test_row_sample_is_the_same_however_the_events_are_split(data: st.DataObject) -> None:
+    parts = data.draw(st.lists(batches(SAMPLED), min_size=1, max_size=5), label="parts")
+    keyed, first = [], 0
+    for p in parts:
+        keyed.append(_keyed(p, first))
+        first += p.events
+    merged = WindowSketch.empty(SAMPLED)
+    for p in keyed:
+        merged.merge(window_of(SAMPLED, p))
+    assert merged == window_of(SAMPLED, *keyed)
+    assert merged.sample.rows == window_of(SAMPLED, *reversed(keyed)).sample.rows
+    # The sample is the five events with the smallest keys, whole.
+    everything = [
+        (k, (*row, pred))
+        for p in keyed
+        for k, *row, pred in zip(
+            p.keys or [], p.columns["amount"], p.columns["country"], p.predictions, strict=True
+        )
+    ]
+    expected = sorted(everything, key=lambda kv: kv[0])[:5]
+    assert merged.sample.keys == [k for k, _ in expected]
+    assert merged.sample.rows == [r for _, r in expected]
+    assert merged.sample_is_complete == (first <= 5)
+
+
+def test_row_sample_survives_bytes_and_gives_columns() -> None:
+    batch = _keyed(
+        WindowBatch(
+            3, {"amount": [1.0, None, 2.5], "country": ["de", "fr", None]}, ["yes", "no", "yes"]
+        ),
+        0,
+    )
+    w = window_of(SAMPLED, batch)
+    back = WindowSketch.from_bytes(w.to_bytes())
+    assert back == w and back.sample_is_complete
+    frame = back.sample_frame()
+    assert sorted(frame) == ["amount", "country", "prediction"]
+    assert sorted(frame["amount"], key=str) == sorted([1.0, None, 2.5], key=str)
+
+
+def test_unsampled_sketches_read_from_format_1() -> None:
+    state = {"v": 1, "events": 0, "features": {}, "prediction": ["c", {}, 0]}
+    w = WindowSketch.from_bytes(zlib.compress(msgspec.msgpack.encode(state)))
+    assert w.sample.capacity == 0 and w.sample.rows == []
