@@ -37,6 +37,7 @@ from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
 from db.errors import OffsetConflict, StoreError
 from db.repositories import OffsetAdvance, StoredOffset
+from drift.schema import ModelSpec
 
 log = logging.getLogger(__name__)
 _TIMESTAMP = InvalidReason.TIMESTAMP
@@ -96,6 +97,24 @@ class IngestLoop:
         self._kafka_ok = True
         self._store_ok = True
         self._kafka_backoff = 0.5
+        self._new_specs: Mapping[str, ModelSpec] | None = None
+
+    def replace_models(self, specs: Mapping[str, ModelSpec]) -> None:
+        """Switch to new model specs (e.g. a new profile's bins) at the next iteration.
+
+        Safe from another thread: the loop flushes what it holds under the old
+        specs first. Windows then get rows of the new layout beside the old.
+        """
+        self._new_specs = dict(specs)
+
+    def _apply_new_specs(self) -> None:
+        specs, self._new_specs = self._new_specs, None
+        if specs is None:
+            return
+        self._flush_with_retry(deadline=None)
+        self.decoder = EventDecoder(specs)
+        self.acc = WindowAccumulator(self.decoder.codecs)
+        log.info("model specs replaced: %s", ", ".join(sorted(specs)))
 
     # -- main loop ---------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
@@ -104,6 +123,8 @@ class IngestLoop:
         self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
         try:
             while not self._stop.is_set():
+                if self._new_specs is not None:
+                    self._apply_new_specs()
                 batch = self._poll(int(self.settings.poll_timeout * 1000))
                 if batch:
                     self._process(batch)

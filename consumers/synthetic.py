@@ -48,6 +48,9 @@ class SyntheticPlan:
     drift_share: float = 0.5  # share of features that move at the drift point
     null_share: float = 0.02
     seed: int = 7
+    # Other draws from the same distributions (e.g. a reference data set); the
+    # seed alone fixes the distributions.
+    draw_seed: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,8 @@ class SyntheticStream:
         drifting = self._rng.permutation(n)[: math.ceil(n * plan.drift_share)]
         self._drifting = set(int(i) for i in drifting)
         self._weights = self._rng.normal(0, 1, n) / np.maximum(self._stds, 1.0)
+        if plan.draw_seed is not None:
+            self._rng = np.random.default_rng([plan.seed, plan.draw_seed])
         self._block = _Draws([], [], [], [], [])
         self._means_l: list[float] = self._means.tolist()
         self._stds_l: list[float] = self._stds.tolist()
@@ -160,6 +165,23 @@ class SyntheticStream:
         return SyntheticEvent(
             event_id.encode(), msgspec.json.encode(pred), msgspec.json.encode(lab), event_time
         )
+
+
+def write_reference_csv(plan: SyntheticPlan, rows: int, path: Any) -> None:
+    """Write ``rows`` undrifted events of ``plan`` as a reference CSV (features, prediction)."""
+    import csv
+
+    stream = SyntheticStream(plan)
+    names = [f.name for f in plan.model.features]
+    with open(path, "w", newline="", encoding="utf-8") as out:
+        writer = csv.writer(out)
+        writer.writerow([*names, "prediction"])
+        for i in range(rows):
+            event = msgspec.json.decode(stream.event(i, plan.start).prediction)
+            features = event["features"]
+            writer.writerow(
+                [*("" if features[n] is None else features[n] for n in names), event["prediction"]]
+            )
 
 
 def _prediction(plan: SyntheticPlan, prob: float) -> Any:

@@ -7,12 +7,16 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     DateTime,
     Float,
+    ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
     String,
+    Text,
     TypeDecorator,
     UniqueConstraint,
 )
@@ -103,3 +107,100 @@ class WindowAggregate(Base):
     late_count: Mapped[int] = mapped_column(BigInteger)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ReferenceProfileRow(Base):
+    """One version of a model's reference profile; the highest version is current.
+
+    ``profile`` is :meth:`drift.profile.ReferenceProfile.to_bytes` of the
+    features, ``prediction`` the same for the prediction column when the
+    reference had one.
+    """
+
+    __tablename__ = "reference_profiles"
+    __table_args__ = (UniqueConstraint("model", "version", name="uq_reference_profiles_version"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(1000))
+    rows: Mapped[int] = mapped_column(BigInteger)
+    profile: Mapped[bytes] = mapped_column(LargeBinary)
+    prediction: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DriftReportRow(Base):
+    """The data-drift verdict on one closed window of one model version.
+
+    Unique per (model, version, window, profile): replicas evaluating the same
+    window race on the insert and exactly one report survives.
+    ``current_sample`` is the window's row sample (msgpack, zlib), kept so the
+    report can be rendered for people after window rows are pruned.
+    """
+
+    __tablename__ = "drift_reports"
+    __table_args__ = (
+        UniqueConstraint(
+            "model", "model_version", "window_start", "profile_id", name="uq_drift_reports_window"
+        ),
+        Index("ix_drift_reports_model_window", "model", "window_start"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("reference_profiles.id"))
+    profile_version: Mapped[int] = mapped_column(Integer)
+    source: Mapped[str] = mapped_column(String(16))
+    events: Mapped[int] = mapped_column(BigInteger)
+    reference_rows: Mapped[int] = mapped_column(BigInteger)
+    features_drifted: Mapped[int] = mapped_column(Integer)
+    features_judged: Mapped[int] = mapped_column(Integer)
+    drifted_share: Mapped[float | None] = mapped_column(Float(precision=53))
+    dataset_drift: Mapped[bool | None] = mapped_column(Boolean)
+    confirmed: Mapped[bool] = mapped_column(Boolean)
+    prediction_method: Mapped[str | None] = mapped_column(String(32))
+    prediction_score: Mapped[float | None] = mapped_column(Float(precision=53))
+    prediction_p_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    prediction_drifted: Mapped[bool | None] = mapped_column(Boolean)
+    current_sample: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class DriftFeatureRow(Base):
+    """One feature's verdict within a drift report."""
+
+    __tablename__ = "drift_feature_results"
+
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("drift_reports.id", ondelete="CASCADE"), primary_key=True
+    )
+    feature: Mapped[str] = mapped_column(String(200), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    kind: Mapped[str] = mapped_column(String(16))
+    method: Mapped[str | None] = mapped_column(String(32))
+    score: Mapped[float | None] = mapped_column(Float(precision=53))
+    p_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    p_value_adjusted: Mapped[float | None] = mapped_column(Float(precision=53))
+    threshold: Mapped[float | None] = mapped_column(Float(precision=53))
+    drifted: Mapped[bool | None] = mapped_column(Boolean)
+    reference_count: Mapped[int] = mapped_column(BigInteger)
+    current_count: Mapped[int] = mapped_column(BigInteger)
+    reference_null_share: Mapped[float] = mapped_column(Float(precision=53))
+    current_null_share: Mapped[float] = mapped_column(Float(precision=53))
+    # JSON list of categories never seen in the reference.
+    unseen_categories: Mapped[str] = mapped_column(Text)
+
+
+class ReportHtmlRow(Base):
+    """The latest rendered Evidently report per model (gzip-compressed HTML)."""
+
+    __tablename__ = "report_html"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("drift_reports.id", ondelete="CASCADE"))
+    html: Mapped[bytes] = mapped_column(LargeBinary)
+    rendered_at: Mapped[datetime] = mapped_column(UTCDateTime)

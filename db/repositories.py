@@ -66,10 +66,26 @@ def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionWatermark:
+    partition: int
+    watermark: float | None
+    updated_at: datetime
+
+
 class OffsetRepository:
     def __init__(self, session: Session, consumer_group: str) -> None:
         self.session = session
         self.group = consumer_group
+
+    def watermarks(self, topic: str) -> list[PartitionWatermark]:
+        """Every stored partition's event-time watermark and when it last moved."""
+        rows = self.session.execute(
+            select(ConsumerOffset.partition, ConsumerOffset.watermark, ConsumerOffset.updated_at)
+            .where(ConsumerOffset.consumer_group == self.group, ConsumerOffset.topic == topic)
+            .order_by(ConsumerOffset.partition)
+        )
+        return [PartitionWatermark(p, w, u) for p, w, u in rows]
 
     def load(self, topic: str, partitions: Iterable[int]) -> dict[int, StoredOffset]:
         rows = self.session.scalars(
@@ -175,6 +191,29 @@ class WindowAggregateRepository:
             WindowCount(m, v, s, e, int(n), int(late), int(p))
             for m, v, s, e, n, late, p in self.session.execute(stmt)
         ]
+
+    def window_layouts(
+        self, model: str, since: datetime, ended_by: datetime
+    ) -> dict[tuple[str, datetime], dict[str, int]]:
+        """Windows of ``model`` starting at ``since`` or later and ending by ``ended_by``:
+        per (version, start), the events stored under each layout."""
+        wa = WindowAggregate
+        rows = self.session.execute(
+            select(wa.model_version, wa.window_start, wa.layout, func.sum(wa.event_count))
+            .where(wa.model == model, wa.window_start >= since, wa.window_end <= ended_by)
+            .group_by(wa.model_version, wa.window_start, wa.layout)
+        )
+        out: dict[tuple[str, datetime], dict[str, int]] = {}
+        for version, start, layout, events in rows:
+            out.setdefault((version, start), {})[layout] = int(events)
+        return out
+
+    def newest_window_start(self, model: str) -> datetime | None:
+        wa = WindowAggregate
+        newest: datetime | None = self.session.scalar(
+            select(func.max(wa.window_start)).where(wa.model == model)
+        )
+        return newest
 
     def window_sketch(
         self, model: str, model_version: str, window_start: datetime, layout: str | None = None

@@ -2,7 +2,8 @@
 
 DriftError
 ├── SketchMismatch   two sketches that cannot be merged (other bins, features)
-└── SketchCorrupt    bytes that do not decode to a sketch
+├── SketchCorrupt    bytes that do not decode to a sketch
+└── ProfileMismatch  a reference profile that does not describe the model's features
 """
 
 
@@ -16,3 +17,7 @@ class SketchMismatch(DriftError):
 
 class SketchCorrupt(DriftError):
     """Raised when serialised sketch bytes cannot be decoded."""
+
+
+class ProfileMismatch(DriftError):
+    """Raised when a reference profile's features differ from a model's."""

@@ -3,7 +3,8 @@
 ``reference`` is a data frame or a :class:`~drift.profile.ReferenceProfile`;
 ``current`` a data frame or a :class:`~drift.sketch.WindowSketch` built on the
 profile's edges. Frames are duck-typed (``frame.columns``, ``frame[name]``),
-so pandas is never imported here. By default every feature gets Evidently
+so pandas is never imported here; a plain mapping of column name to values
+works too. By default every feature gets Evidently
 0.7's test and threshold (see :mod:`drift.compare`) and the data set drifts
 when at least half of the features with a verdict drift.
 
@@ -114,10 +115,21 @@ def profile_frame(
     return ReferenceProfile.from_columns(columns, kinds, **options)
 
 
+def _column_names(frame: Any) -> dict[str, Any]:
+    labels = frame.columns if hasattr(frame, "columns") else frame
+    return {str(c): c for c in labels}
+
+
+def _rows(frame: Any) -> int:
+    if hasattr(frame, "columns"):
+        return len(frame)
+    return max((len(v) for v in frame.values()), default=0)
+
+
 def _frame_columns(
     frame: Any, schema: Mapping[str, FeatureKind | str] | None
 ) -> tuple[dict[str, Any], dict[str, FeatureKind]]:
-    names = {str(c): c for c in frame.columns}
+    names = _column_names(frame)
     given = dict(schema or {})
     unknown = sorted(set(given) - set(names))
     if unknown:
@@ -142,7 +154,7 @@ def _prepare(
         )
         return profile, *_current(profile, current)
     profile, summaries = _profile_and_summarise(columns, kinds, _current_frame(current, kinds))
-    return profile, summaries, len(current)
+    return profile, summaries, _rows(current)
 
 
 def _profile_and_summarise(
@@ -186,11 +198,11 @@ def _current(profile: ReferenceProfile, current: Any) -> tuple[dict[str, Current
     if isinstance(current, WindowSketch):
         return _from_window(profile, current), current.events
     columns = _current_frame(current, profile.features)
-    return current_columns(profile, columns), len(current)
+    return current_columns(profile, columns), _rows(current)
 
 
 def _current_frame(frame: Any, features: Iterable[str]) -> dict[str, Any]:
-    names = {str(c): c for c in frame.columns}
+    names = _column_names(frame)
     missing = sorted(set(features) - set(names))
     if missing:
         raise ValueError(f"the current data lacks features {missing}")

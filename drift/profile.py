@@ -30,6 +30,7 @@ True
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -42,8 +43,8 @@ import numpy.typing as npt
 from drift import columns as col
 from drift.binning import MIN_VALUES_FOR_GRID, EdgeIndex, histogram, thinned
 from drift.edges import numeric_edges
-from drift.errors import SketchCorrupt
-from drift.schema import FeatureKind, FeatureSpec
+from drift.errors import ProfileMismatch, SketchCorrupt
+from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import CategoricalSketch, NumericSketch, WindowSketch
 
 FloatArray = npt.NDArray[np.float64]
@@ -340,3 +341,43 @@ def _feature_from_state(state: list[Any]) -> FeatureProfile:
     if sketch_state[0] == "c":
         return CategoricalProfile(name, CategoricalSketch.from_state(sketch_state), tuple(state[2]))
     raise SketchCorrupt(f"unknown feature kind {sketch_state[0]!r}")
+
+
+def align_spec(
+    spec: ModelSpec, features: ReferenceProfile, prediction: ReferenceProfile | None = None
+) -> ModelSpec:
+    """``spec`` with its numerical bins replaced by the profile's edges.
+
+    Window sketches of the returned spec line up bucket by bucket with the
+    profile, so a window is judged on its sketch alone. Nullability and
+    everything else stay as configured. Raises ProfileMismatch, naming the
+    features, when the profile describes other features or kinds.
+    """
+    problems = []
+    missing = sorted(set(spec.feature_index) - set(features.features))
+    extra = sorted(set(features.features) - set(spec.feature_index))
+    if missing:
+        problems.append(f"the profile lacks features {missing}")
+    if extra:
+        problems.append(f"the profile has features the model lacks {extra}")
+    for f in spec.features:
+        ref = features.features.get(f.name)
+        if ref is not None and ref.kind is not f.kind:
+            problems.append(f"{f.name} is {f.kind} in the model but {ref.kind} in the profile")
+    if problems:
+        raise ProfileMismatch(f"model {spec.name!r}: " + "; ".join(problems))
+    aligned = tuple(
+        dataclasses.replace(f, edges=_edges_of(features.features[f.name]))
+        if f.kind is FeatureKind.NUMERICAL
+        else f
+        for f in spec.features
+    )
+    pred = spec.prediction
+    ref_pred = None if prediction is None else prediction.features.get("prediction")
+    if (
+        pred.kind is PredictionKind.NUMERICAL
+        and isinstance(ref_pred, NumericalProfile)
+        and len(ref_pred.edges) >= 2
+    ):
+        pred = PredictionSpec(pred.kind, ref_pred.edges)
+    return dataclasses.replace(spec, features=aligned, prediction=pred)

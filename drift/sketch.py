@@ -320,6 +320,11 @@ class WindowSketch:
         names = [*self.features, "prediction"]
         return {name: self.sample.column(i) for i, name in enumerate(names)}
 
+    def sample_bytes(self) -> bytes:
+        """The row sample with its column names, for storing beside a report."""
+        names = [*self.features, "prediction"]
+        return zlib.compress(msgspec.msgpack.encode([names, self.sample.to_state()[2]]), 1)
+
     @property
     def sample_is_complete(self) -> bool:
         """Whether the sample holds every event of the window."""
@@ -384,6 +389,15 @@ class WindowSketch:
         if not isinstance(other, WindowSketch):
             return NotImplemented
         return self.to_bytes() == other.to_bytes()
+
+
+def decode_sample(data: bytes) -> dict[str, list[Any]]:
+    """Columns of :meth:`WindowSketch.sample_bytes` output, keyed by name."""
+    try:
+        names, rows = msgspec.msgpack.decode(zlib.decompress(data))
+        return {name: [r[i] for r in rows] for i, name in enumerate(names)}
+    except (zlib.error, msgspec.DecodeError, TypeError, ValueError, IndexError) as exc:
+        raise SketchCorrupt(f"cannot decode a window sample: {exc}") from exc
 
 
 def _plain(value: Any) -> Any:

@@ -23,10 +23,13 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
+from drift.compare import NUMERICAL_ONLY
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
+from drift.stats import Method
 from service.durations import parse_duration
 from service.errors import ConfigError
 
@@ -181,6 +184,29 @@ class FeatureConfig(_Strict):
     type: FeatureKind = Field(description="numerical or categorical")
     nullable: bool = False
     bins: Bins = None
+    drift_method: Method | None = Field(
+        default=None, description="a drift test such as ks, wasserstein, psi, chisquare"
+    )
+    drift_threshold: float | None = Field(default=None, gt=0)
+
+    @field_validator("drift_method", mode="after")
+    @classmethod
+    def _method_fits(cls, v: Method | None, info: ValidationInfo) -> Method | None:
+        if v in NUMERICAL_ONLY and info.data.get("type") is FeatureKind.CATEGORICAL:
+            raise ValueError(f"{v} applies to numerical features only")
+        return v
+
+
+class DriftConfig(_Strict):
+    """How a model's windows are judged (Evidently's defaults unless set)."""
+
+    min_rows: int = Field(default=30, ge=1)
+    drift_share: float = Field(default=0.5, gt=0, le=1)
+    bh_correction: bool = False
+    confirm_windows: int = Field(default=1, ge=1, description="consecutive drifted windows")
+    window_sample: int = Field(default=2000, ge=0, description="events kept whole per window")
+    reference_bins: int = Field(default=500, ge=10)
+    reference_sample: int = Field(default=5000, ge=100)
 
 
 class PredictionConfig(_Strict):
@@ -193,6 +219,7 @@ class ModelConfig(_Strict):
     prediction: PredictionConfig = PredictionConfig()
     window: Duration = Field(description="a window length such as 5m or 1h")
     allowed_lateness: Duration = 0.0
+    drift: DriftConfig = DriftConfig()
 
     @field_validator("window")
     @classmethod
@@ -219,13 +246,34 @@ class ModelConfig(_Strict):
             prediction=PredictionSpec(self.prediction.type, tuple(self.prediction.bins or ())),
             window_seconds=int(self.window),
             allowed_lateness_seconds=int(self.allowed_lateness),
+            sample_size=self.drift.window_sample,
         )
+
+    def drift_methods(self) -> dict[str, Method]:
+        return {n: f.drift_method for n, f in self.features.items() if f.drift_method}
+
+    def drift_thresholds(self) -> dict[str, float]:
+        return {n: f.drift_threshold for n, f in self.features.items() if f.drift_threshold}
+
+
+class EvaluationConfig(_Strict):
+    """When closed windows are evaluated (a scheduler job inside ``driftwatch run``)."""
+
+    interval: Duration = Field(default=10.0, gt=0, description="a period such as 10s")
+    idle_partition_timeout: Duration = Field(
+        default=60.0, gt=0, description="how long a silent partition may hold windows open"
+    )
+    backfill: Duration = Field(
+        default=86400.0, gt=0, description="how far back unreported windows are evaluated"
+    )
+    render_html: bool = True
 
 
 class Config(_Strict):
     kafka: KafkaConfig
     database: DatabaseConfig = DatabaseConfig()
     ingest: IngestConfig = IngestConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     metrics: MetricsConfig = MetricsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")

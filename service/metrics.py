@@ -59,6 +59,37 @@ class Metrics:
             "driftwatch_healthy", "1 while the service can make progress, 0 otherwise", registry=r
         )
 
+        self.drift_reports = Counter(
+            "driftwatch_drift_reports_total",
+            "Drift reports written, by model and dataset-drift verdict",
+            ["model", "dataset_drift"],
+            registry=r,
+        )
+        self.drifted_share = Gauge(
+            "driftwatch_drifted_feature_share",
+            "Share of drifted features in the newest evaluated window",
+            ["model", "model_version"],
+            registry=r,
+        )
+        self.dataset_drift = Gauge(
+            "driftwatch_dataset_drift",
+            "1 when the newest evaluated window drifted (confirmed), 0 otherwise",
+            ["model", "model_version"],
+            registry=r,
+        )
+        self.evaluated_window_end = Gauge(
+            "driftwatch_evaluated_window_end_seconds",
+            "End (epoch seconds) of the newest window with a drift report",
+            ["model"],
+            registry=r,
+        )
+        self.evaluation_failures = Counter(
+            "driftwatch_evaluation_failures_total",
+            "Scheduler ticks of window evaluation or report rendering that failed",
+            ["job"],
+            registry=r,
+        )
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
 

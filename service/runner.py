@@ -6,23 +6,80 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Mapping
 from types import FrameType
+from typing import Any
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
+from db.errors import StoreError
 from db.migrate import require_current
 from db.session import make_engine, make_session_factory
+from drift.errors import ProfileMismatch
+from drift.schema import ModelSpec
 from service.config import Config
 from service.errors import ServiceError
+from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import make_consumer, make_producer, wait_for_brokers
 from service.metrics import IngestMetrics, Metrics
+from service.rendering import LatestHtml
 
 log = logging.getLogger(__name__)
 
 
-def build_ingest_loop(cfg: Config, metrics: Metrics, config_path: str | None = None) -> IngestLoop:
+def judging(cfg: Config) -> dict[str, Judging]:
+    """Each model's evaluation settings from its config."""
+    specs = cfg.model_specs()
+    return {
+        name: Judging(
+            spec=specs[name],
+            methods=m.drift_methods(),
+            thresholds=m.drift_thresholds(),
+            min_rows=m.drift.min_rows,
+            drift_share=m.drift.drift_share,
+            bh_correction=m.drift.bh_correction,
+            confirm_windows=m.drift.confirm_windows,
+        )
+        for name, m in cfg.models.items()
+    }
+
+
+def build_evaluator(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+) -> WindowEvaluator:
+    """The window evaluator, with every model's current profile loaded and checked."""
+    evaluator = WindowEvaluator(
+        sessions,
+        judging(cfg),
+        EvaluationSettings(
+            topic=cfg.kafka.topics.predictions,
+            consumer_group=cfg.kafka.group_id,
+            idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
+            backfill=cfg.evaluation.backfill,
+        ),
+        metrics,
+    )
+    try:
+        evaluator.refresh_profiles()
+    except ProfileMismatch as exc:
+        raise ServiceError(
+            f"{exc}; rebuild it with driftwatch reference build, or fix models.*.features"
+        ) from exc
+    return evaluator
+
+
+def build_ingest_loop(
+    cfg: Config,
+    metrics: Metrics,
+    config_path: str | None = None,
+    specs: Mapping[str, ModelSpec] | None = None,
+) -> IngestLoop:
+    """The consumer loop; ``specs`` (default: the config's) decide each model's bins."""
     engine = make_engine(cfg.database.url)
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     wait_for_brokers(cfg.kafka)
@@ -36,7 +93,7 @@ def build_ingest_loop(cfg: Config, metrics: Metrics, config_path: str | None = N
     )
     return IngestLoop(
         consumer=consumer,
-        decoder=EventDecoder(cfg.model_specs()),
+        decoder=EventDecoder(specs or cfg.model_specs()),
         store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
         dead_letters=DeadLetterPublisher(
             lambda: make_producer(cfg.kafka), cfg.kafka.topics.dead_letter
@@ -59,7 +116,12 @@ def run(cfg: Config, config_path: str | None = None) -> None:
                 f"(metrics.host, metrics.port): {exc.strerror or exc}"
             ) from exc
         log.info("metrics on http://%s:%d/metrics", cfg.metrics.host, cfg.metrics.port)
-    loop = build_ingest_loop(cfg, metrics, config_path)
+    engine = make_engine(cfg.database.url)
+    require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
+    sessions = make_session_factory(engine)
+    evaluator = build_evaluator(cfg, sessions, metrics)
+    loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs())
+    scheduler = _scheduler(cfg, evaluator, loop, sessions, metrics)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -70,8 +132,58 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     metrics.healthy.set(1)
     log.info("consuming %s as group %s", cfg.kafka.topics.predictions, cfg.kafka.group_id)
+    scheduler.start()
     try:
         loop.run(stop)
     finally:
+        scheduler.shutdown(wait=True)
         loop.dlq.close(timeout=2.0)
     log.info("stopped cleanly")
+
+
+def _scheduler(
+    cfg: Config,
+    evaluator: WindowEvaluator,
+    loop: IngestLoop,
+    sessions: sessionmaker[Session],
+    metrics: Metrics,
+) -> Any:
+    """Periodic work beside the consumer: window evaluation and report rendering."""
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    current = dict(evaluator.specs())
+
+    def evaluate() -> None:
+        try:
+            evaluator.tick()
+        except (StoreError, SQLAlchemyError) as exc:
+            metrics.evaluation_failures.labels("evaluate").inc()
+            log.warning("window evaluation failed, retrying next tick: %s", exc)
+        except ProfileMismatch as exc:
+            metrics.evaluation_failures.labels("evaluate").inc()
+            log.error("new reference profile ignored: %s", exc)
+        specs = evaluator.specs()
+        if specs != current:
+            current.update(specs)
+            loop.replace_models(specs)
+
+    # Every job runs at most once at a time; a late tick is skipped, not queued.
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+    scheduler.add_job(
+        evaluate, "interval", seconds=cfg.evaluation.interval, id="evaluate", **common
+    )
+    if cfg.evaluation.render_html:
+        html = LatestHtml(sessions)
+
+        def render() -> None:
+            try:
+                html.tick()
+            except Exception as exc:  # a report that cannot be rendered must not stop the loop
+                metrics.evaluation_failures.labels("render").inc()
+                log.warning("rendering the latest report failed: %s", exc)
+
+        scheduler.add_job(
+            render, "interval", seconds=max(cfg.evaluation.interval, 5.0), id="render", **common
+        )
+    return scheduler

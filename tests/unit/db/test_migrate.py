@@ -81,3 +81,34 @@ def test_upgrade_is_idempotent_and_keeps_data(db_url: str) -> None:
             assert s.scalars(select(ConsumerOffset.next_offset)).all() == [3]
     finally:
         engine.dispose()
+
+
+def test_migrations_build_exactly_what_the_models_describe(db_url: str) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from db.models import Base
+
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    finally:
+        engine.dispose()
+    assert diff == []
+
+
+def test_downgrade_to_the_first_revision_drops_the_report_tables(empty_sqlite: Engine) -> None:
+    from alembic import command
+
+    from db.migrate import _config
+
+    upgrade(empty_sqlite)
+    cfg = _config()
+    with empty_sqlite.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0001")
+    tables = set(inspect(empty_sqlite).get_table_names())
+    assert "drift_reports" not in tables and "window_aggregates" in tables
+    upgrade(empty_sqlite)
+    assert current_revision(empty_sqlite) == head_revision()

@@ -1,0 +1,322 @@
+"""Window evaluation: when a window has closed, judge it against the model's profile.
+
+A window closes when the event-time watermark passes its end plus the allowed
+lateness. The watermark that matters is the *lowest* over the partitions of
+the predictions topic, because any partition may still deliver events of the
+window until its own watermark passes; a partition that has delivered nothing
+for ``evaluation.idle_partition_timeout`` is treated as idle and ignored, or a
+quiet partition would hold every window open forever. Watermarks are read from
+SQL, where they are committed with the offsets and the aggregates, so a window
+judged closed has had every on-time event flushed.
+
+Evaluation is idempotent: a report is unique per (model, version, window,
+profile), so replicas racing on one window store exactly one report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.profiles import ProfileInfo, ProfileRepository, StoredProfile
+from db.reports import DriftReportRepository, WindowVerdict
+from db.repositories import OffsetRepository, PartitionWatermark, WindowAggregateRepository
+from drift.evaluate import evaluate
+from drift.profile import align_spec
+from drift.report import DriftReport, FeatureDrift
+from drift.schema import ModelSpec
+from drift.sketch import CategoricalSketch, RowSample, WindowSketch
+from drift.stats import Method
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Judging:
+    """How one model's windows are judged (from its ``drift`` config)."""
+
+    spec: ModelSpec
+    methods: Mapping[str, Method] = field(default_factory=dict)
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    min_rows: int = 30
+    drift_share: float = 0.5
+    bh_correction: bool = False
+    confirm_windows: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class EvaluationSettings:
+    topic: str
+    consumer_group: str
+    idle_partition_timeout: float = 60.0
+    backfill: float = 86400.0
+
+
+def closing_watermark(
+    marks: list[PartitionWatermark], now: float, idle_after: float
+) -> float | None:
+    """The event time up to which every partition has been flushed.
+
+    The minimum over partitions that moved within ``idle_after`` seconds; when
+    every partition is idle, nothing more is arriving, so the maximum.
+
+    >>> t = datetime(2026, 1, 1, tzinfo=UTC)
+    >>> marks = [PartitionWatermark(0, 100.0, t), PartitionWatermark(1, 90.0, t)]
+    >>> closing_watermark(marks, t.timestamp() + 5, idle_after=60)
+    90.0
+    >>> closing_watermark(marks, t.timestamp() + 120, idle_after=60)
+    100.0
+    """
+    known = [m for m in marks if m.watermark is not None]
+    if not known:
+        return None
+    active = [m.watermark for m in known if now - m.updated_at.timestamp() < idle_after]
+    if active:
+        return min(w for w in active if w is not None)
+    return max(m.watermark for m in known if m.watermark is not None)
+
+
+@dataclass(slots=True)
+class _Current:
+    """A window as it will be judged: what it is read from and how many events it had."""
+
+    source: str
+    data: WindowSketch | dict[str, list[Any]]
+    events: int
+    sample: bytes | None
+
+
+class WindowEvaluator:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        models: Mapping[str, Judging],
+        settings: EvaluationSettings,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._models = models
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+        self._profiles: dict[str, StoredProfile] = {}
+        self._warned: set[str] = set()
+
+    # -- profiles ------------------------------------------------------------
+    def refresh_profiles(self) -> dict[str, ModelSpec]:
+        """Load changed current profiles; return every model's spec on its profile's edges.
+
+        A model without a profile keeps its configured bins and is not evaluated.
+        """
+        with self._sessions() as session:
+            repo = ProfileRepository(session)
+            for model, info in repo.current_versions().items():
+                if model not in self._models:
+                    continue
+                held = self._profiles.get(model)
+                if held is None or held.info.id != info.id:
+                    stored = repo.by_id(info.id)
+                    if stored is not None:
+                        # Raises ProfileMismatch before anything uses a profile of other features.
+                        align_spec(self._models[model].spec, stored.features, stored.prediction)
+                        self._profiles[model] = stored
+                        log.info("model %s: reference profile v%d", model, info.version)
+        return self.specs()
+
+    def specs(self) -> dict[str, ModelSpec]:
+        out = {}
+        for model, judging in self._models.items():
+            stored = self._profiles.get(model)
+            out[model] = (
+                judging.spec
+                if stored is None
+                else align_spec(judging.spec, stored.features, stored.prediction)
+            )
+        return out
+
+    def profile_info(self, model: str) -> ProfileInfo | None:
+        stored = self._profiles.get(model)
+        return None if stored is None else stored.info
+
+    # -- evaluation ------------------------------------------------------------
+    def tick(self) -> list[int]:
+        """Evaluate every closed, unreported window; return the new reports' ids."""
+        self.refresh_profiles()
+        with self._sessions() as session:
+            marks = OffsetRepository(session, self._settings.consumer_group).watermarks(
+                self._settings.topic
+            )
+        close = closing_watermark(marks, self._clock(), self._settings.idle_partition_timeout)
+        if close is None:
+            return []
+        written: list[int] = []
+        for model in self._models:
+            if model not in self._profiles:
+                if model not in self._warned:
+                    self._warned.add(model)
+                    log.warning(
+                        "model %s has no reference profile; its windows are not evaluated "
+                        "(driftwatch reference build --model %s FILE)",
+                        model,
+                        model,
+                    )
+                continue
+            written.extend(self._evaluate_model(model, close))
+        return written
+
+    def _evaluate_model(self, model: str, close: float) -> list[int]:
+        judging, stored = self._models[model], self._profiles[model]
+        lateness = judging.spec.allowed_lateness_seconds
+        ended_by = datetime.fromtimestamp(close - lateness, UTC)
+        with self._sessions() as session:
+            windows = WindowAggregateRepository(session)
+            newest = windows.newest_window_start(model)
+            if newest is None:
+                return []
+            since = newest - timedelta(seconds=self._settings.backfill)
+            todo = windows.window_layouts(model, since, ended_by)
+            done = DriftReportRepository(session).reported(model, stored.info.id, since)
+        written = []
+        for (version, start), layouts in sorted(todo.items(), key=lambda kv: kv[0][1]):
+            if (version, start) in done:
+                continue
+            report_id = self._evaluate_window(model, version, start, layouts)
+            if report_id is not None:
+                written.append(report_id)
+        return written
+
+    def _evaluate_window(
+        self, model: str, version: str, start: datetime, layouts: dict[str, int]
+    ) -> int | None:
+        judging, stored = self._models[model], self._profiles[model]
+        spec = align_spec(judging.spec, stored.features, stored.prediction)
+        with self._sessions() as session, session.begin():
+            current = self._current(
+                WindowAggregateRepository(session), spec, version, start, layouts
+            )
+            if current is None:
+                log.warning(
+                    "window %s/%s at %s has no sketch on the profile's bins and no sample; skipped",
+                    model,
+                    version,
+                    start.isoformat(),
+                )
+                return None
+            report = evaluate(
+                stored.features,
+                current.data,
+                methods=judging.methods,
+                thresholds=judging.thresholds,
+                min_rows=judging.min_rows,
+                bh_correction=judging.bh_correction,
+                drift_share=judging.drift_share,
+            )
+            prediction = self._prediction_drift(stored, current, judging.min_rows)
+            repo = DriftReportRepository(session)
+            confirmed = bool(report.dataset_drift)
+            if confirmed and judging.confirm_windows > 1:
+                flags = repo.previous_flags(
+                    model, version, stored.info.id, start, judging.confirm_windows - 1
+                )
+                confirmed = len(flags) == judging.confirm_windows - 1 and all(flags)
+            verdict = WindowVerdict(
+                model=model,
+                model_version=version,
+                window_start=int(start.timestamp()),
+                window_seconds=spec.window_seconds,
+                profile_id=stored.info.id,
+                profile_version=stored.info.version,
+                source=current.source,
+                events=current.events,
+                report=report,
+                prediction=prediction,
+                confirmed=confirmed,
+                sample=current.sample,
+            )
+            report_id = repo.add(verdict, datetime.fromtimestamp(self._clock(), UTC))
+        if report_id is not None:
+            self._observe(verdict)
+            log.info(
+                "drift report %d: %s/%s window %s drifted share %s%s",
+                report_id,
+                model,
+                version,
+                start.isoformat(),
+                "n/a" if report.drifted_share is None else f"{report.drifted_share:.2f}",
+                " DATASET DRIFT" if report.dataset_drift else "",
+            )
+        return report_id
+
+    def _current(
+        self,
+        windows: WindowAggregateRepository,
+        spec: ModelSpec,
+        version: str,
+        start: datetime,
+        layouts: dict[str, int],
+    ) -> _Current | None:
+        events = sum(layouts.values())
+        if set(layouts) == {spec.layout}:
+            sketch = windows.window_sketch(spec.name, version, start, spec.layout)
+            sample = sketch.sample_bytes() if sketch.sample.rows else None
+            if sketch.sample_is_complete and sketch.events:
+                # Small enough to be held whole: p-value tests get the exact values.
+                return _Current("exact", sketch.sample_frame(), events, sample)
+            return _Current("sketch", sketch, events, sample)
+        # Part of the window was ingested on other bins (before the profile existed
+        # or changed): its row samples still merge, so the window is judged on them.
+        merged: WindowSketch | None = None
+        for layout in layouts:
+            sketch = windows.window_sketch(spec.name, version, start, layout)
+            if list(sketch.features) != [f.name for f in spec.features]:
+                continue
+            if merged is None:
+                merged = sketch
+            else:
+                merged.sample.merge(sketch.sample)
+        if merged is None or not merged.sample.rows:
+            return None
+        source = "exact" if len(merged.sample.rows) == events else "sample"
+        return _Current(source, merged.sample_frame(), events, merged.sample_bytes())
+
+    @staticmethod
+    def _prediction_drift(
+        stored: StoredProfile, current: _Current, min_rows: int
+    ) -> FeatureDrift | None:
+        if stored.prediction is None:
+            return None
+        data = current.data
+        if isinstance(data, WindowSketch):
+            window = WindowSketch(
+                data.events, {"prediction": data.prediction}, CategoricalSketch(), RowSample(0)
+            )
+            result: DriftReport = evaluate(stored.prediction, window, min_rows=min_rows)
+        else:
+            result = evaluate(
+                stored.prediction, {"prediction": data["prediction"]}, min_rows=min_rows
+            )
+        return result.features[0]
+
+    def _observe(self, verdict: WindowVerdict) -> None:
+        m = self._metrics
+        if m is None:
+            return
+        report = verdict.report
+        m.drift_reports.labels(verdict.model, str(bool(report.dataset_drift)).lower()).inc()
+        m.drifted_share.labels(verdict.model, verdict.model_version).set(
+            report.drifted_share or 0.0
+        )
+        m.dataset_drift.labels(verdict.model, verdict.model_version).set(
+            1 if verdict.confirmed else 0
+        )
+        m.evaluated_window_end.labels(verdict.model).set(
+            verdict.window_start + verdict.window_seconds
+        )

@@ -1,0 +1,145 @@
+"""Evidently HTML for stored drift reports: on demand, and the latest per model.
+
+Rendering takes seconds of CPU (Evidently re-tests every column from rows and
+inlines its JavaScript), so the service renders in a separate process: the
+ingestion loop and the evaluator never wait for it, and do not share its GIL.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.profiles import ProfileRepository
+from db.reports import DriftReportRepository, ReportDetail
+
+log = logging.getLogger(__name__)
+
+
+class ReportNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class RenderJob:
+    """Everything one rendering needs, as plain picklable values."""
+
+    title: str
+    profile: bytes
+    sample: bytes
+    kinds: dict[str, str]
+    methods: dict[str, str]
+    thresholds: dict[str, float]
+
+
+def render(job: RenderJob) -> str:
+    """The HTML of one report (runs wherever it is called, in or out of process)."""
+    import pandas as pd
+
+    from drift.html import reference_frame, render_drift_html
+    from drift.profile import ReferenceProfile
+    from drift.sketch import decode_sample
+
+    profile = ReferenceProfile.from_bytes(job.profile)
+    sample = decode_sample(job.sample)
+    current = pd.DataFrame({name: sample[name] for name in job.kinds})
+    return render_drift_html(
+        reference_frame(profile),
+        current,
+        kinds=job.kinds,
+        methods=job.methods,
+        thresholds=job.thresholds,
+        title=job.title,
+    )
+
+
+def render_compressed(job: RenderJob) -> bytes:
+    from drift.html import compress_html
+
+    return compress_html(render(job))
+
+
+def job_for(sessions: sessionmaker[Session], report_id: int) -> RenderJob:
+    """Read a stored report and its profile; raise ReportNotFound with the reason."""
+    with sessions() as session:
+        detail = DriftReportRepository(session).get(report_id)
+        if detail is None:
+            raise ReportNotFound(f"no drift report with id {report_id}")
+        stored = ProfileRepository(session).by_id(detail.profile_id)
+    if stored is None:
+        raise ReportNotFound(f"report {report_id}: its reference profile is gone")
+    if not detail.sample:
+        raise ReportNotFound(
+            f"report {report_id}: the window kept no row sample (models.*.drift.window_sample is 0)"
+        )
+    return RenderJob(
+        title=_title(detail),
+        profile=stored.features.to_bytes(),
+        sample=detail.sample,
+        kinds={f.feature: f.kind for f in detail.features},
+        methods={f.feature: f.method for f in detail.features if f.method},
+        thresholds={f.feature: f.threshold for f in detail.features if f.threshold is not None},
+    )
+
+
+def _title(detail: ReportDetail) -> str:
+    s = detail.summary
+    return (
+        f"driftwatch report {s.id}: {s.model} {s.model_version}, window "
+        f"{s.window_start:%Y-%m-%d %H:%M:%S}Z, profile v{s.profile_version}"
+    )
+
+
+class LatestHtml:
+    """Keeps the stored HTML of each model's newest report current.
+
+    One worker process renders one report at a time; a tick waits for it in
+    the scheduler's own thread, never in the ingestion loop or the evaluator.
+    """
+
+    def __init__(
+        self, sessions: sessionmaker[Session], clock: Callable[[], float] = time.time
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._pool: ProcessPoolExecutor | None = None
+
+    def tick(self) -> list[str]:
+        """Render and store what is missing; return the models whose HTML changed."""
+        with self._sessions() as session:
+            repo = DriftReportRepository(session)
+            latest, rendered = repo.latest_ids(), repo.rendered()
+        changed = []
+        for model, report_id in sorted(latest.items()):
+            if rendered.get(model) == report_id:
+                continue
+            try:
+                job = job_for(self._sessions, report_id)
+            except ReportNotFound as exc:
+                log.info("latest report of %s not rendered: %s", model, exc)
+                continue
+            html = self._executor().submit(render_compressed, job).result()
+            with self._sessions() as session, session.begin():
+                DriftReportRepository(session).store_html(
+                    model, report_id, html, datetime.fromtimestamp(self._clock(), UTC)
+                )
+            changed.append(model)
+        return changed
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            # spawn, not fork: the parent runs Kafka client threads.
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None

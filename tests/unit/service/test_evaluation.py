@@ -1,0 +1,217 @@
+"""Window evaluation against stored profiles, fed through the real ingestion path.
+
+Events go through the decoder, the window accumulator and the checkpoint
+store exactly as in the service, only without Kafka, so these tests cover the
+whole path from event bytes to stored drift reports on both databases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.checkpoint import CheckpointStore
+from consumers.events import EventDecoder
+from consumers.synthetic import SyntheticPlan, SyntheticStream, write_reference_csv
+from consumers.window import WindowAccumulator
+from db.models import DriftReportRow
+from db.reports import DriftReportRepository
+from db.repositories import OffsetAdvance
+from drift.errors import ProfileMismatch
+from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
+from service import reference
+from service.config import ModelConfig
+from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
+
+T0 = 1_800_000_000.0
+WINDOW = 10
+TOPIC = "predictions"
+MODEL_CONFIG = ModelConfig.model_validate(
+    {
+        "window": WINDOW,
+        "prediction": {"type": "numerical"},
+        "features": {
+            "amount": {"type": "numerical"},
+            "age_days": {"type": "numerical"},
+            "txn_per_hour": {"type": "numerical"},
+            "distance_km": {"type": "numerical", "nullable": True},
+            "country": {"type": "categorical"},
+            "channel": {"type": "categorical", "nullable": True},
+        },
+    }
+)
+SPEC = MODEL_CONFIG.spec("fraud")
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def build_profile(sessions: sessionmaker[Session], tmp_path: Path, spec: ModelSpec = SPEC) -> int:
+    path = tmp_path / "reference.csv"
+    write_reference_csv(SyntheticPlan(spec, draw_seed=99), 5000, path)
+    columns = reference.read_reference(path, spec, progress=False)
+    built = reference.profile_columns(columns, spec, MODEL_CONFIG, "test")
+    return reference.store(sessions, spec.name, built, datetime.now(UTC)).version
+
+
+def ingest(
+    sessions: sessionmaker[Session],
+    spec: ModelSpec,
+    windows: int,
+    drift_at: float | None,
+    rate: float = 150.0,
+    partitions: int = 2,
+) -> None:
+    """Stream ``windows`` windows of synthetic events into SQL, spread over partitions."""
+    decoder = EventDecoder({spec.name: spec})
+    stream = SyntheticStream(SyntheticPlan(spec, rate=rate, start=T0, drift_at=drift_at))
+    store = CheckpointStore(sessions, "g", lambda: T0)
+    events = list(stream.events(int(windows * WINDOW * rate)))
+    offsets = dict.fromkeys(range(partitions), 0)
+    marks: dict[int, float | None] = dict.fromkeys(range(partitions))
+    acc = WindowAccumulator(decoder.codecs)
+    for start in range(0, len(events), 500):
+        chunk = events[start : start + 500]
+        advances = []
+        for p in range(partitions):
+            mine = [e.prediction for i, e in enumerate(chunk) if (start + i) % partitions == p]
+            decoded = decoder.decode_batch(mine)
+            marks[p] = acc.add_partition_batch(p, decoded.events, marks[p], lambda *_: None)
+            expected = offsets[p] or None
+            offsets[p] += len(mine)
+            advances.append(OffsetAdvance(TOPIC, p, expected, offsets[p], marks[p]))
+        store.commit(advances, acc.take())
+
+
+def evaluator(sessions: sessionmaker[Session], clock: Clock, **judging: object) -> WindowEvaluator:
+    return WindowEvaluator(
+        sessions,
+        {"fraud": Judging(spec=SPEC, **judging)},  # type: ignore[arg-type]
+        EvaluationSettings(topic=TOPIC, consumer_group="g", idle_partition_timeout=60),
+        clock=clock,
+    )
+
+
+def aligned(sessions: sessionmaker[Session]) -> ModelSpec:
+    return evaluator(sessions, Clock(T0)).refresh_profiles()["fraud"]
+
+
+def test_a_stable_stream_raises_no_flag_and_a_shift_is_flagged_in_its_first_window(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    build_profile(sessions, tmp_path)
+    spec = replace(aligned(sessions), sample_size=500)
+    ingest(sessions, spec, windows=53, drift_at=50 * WINDOW)
+    written = evaluator(sessions, Clock(T0)).tick()
+    with sessions() as s:
+        reports = DriftReportRepository(s).summaries("fraud", limit=1000)
+        first_drifted = DriftReportRepository(s).get(reports[50].id)
+    # The last window is still open: its successor has not pushed the watermark past it.
+    assert len(written) == len(reports) == 52
+    assert all(r.source == "sketch" for r in reports)
+    assert [r.dataset_drift for r in reports[:50]] == [False] * 50
+    assert reports[50].window_start.timestamp() == T0 + 50 * WINDOW
+    assert reports[50].dataset_drift is True and reports[51].dataset_drift is True
+    assert first_drifted is not None and first_drifted.sample is not None
+    assert len(first_drifted.top_drifted()) == 3
+    assert first_drifted.prediction_method is not None
+
+
+def test_evaluation_is_idempotent_and_waits_for_the_slowest_partition(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    build_profile(sessions, tmp_path)
+    ingest(sessions, aligned(sessions), windows=3, drift_at=None)
+    # A third partition lags far behind: nothing closes until it is idle.
+    CheckpointStore(sessions, "g", lambda: T0).commit(
+        [OffsetAdvance(TOPIC, 2, None, 1, T0 - 100)], {}
+    )
+    clock = Clock(T0)
+    assert evaluator(sessions, clock).tick() == []
+    clock.now = T0 + 61  # the lagging partition has been silent past the idle timeout
+    first = evaluator(sessions, clock).tick()
+    again = evaluator(sessions, clock).tick()
+    assert len(first) == 2 and again == []
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(DriftReportRow)) == 2
+
+
+def test_small_windows_held_whole_use_exact_values(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    build_profile(sessions, tmp_path)
+    spec = replace(aligned(sessions), sample_size=2000)
+    ingest(sessions, spec, windows=3, drift_at=None, rate=20.0)
+    evaluator(sessions, Clock(T0)).tick()
+    with sessions() as s:
+        reports = DriftReportRepository(s).summaries("fraud")
+    assert [r.source for r in reports] == ["exact", "exact"]
+    assert all(r.events == 200 for r in reports)
+
+
+def test_windows_ingested_on_other_bins_are_judged_on_their_sample(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    # Ingested before any profile existed: the configured (default) bins.
+    ingest(sessions, replace(SPEC, sample_size=300), windows=3, drift_at=None)
+    build_profile(sessions, tmp_path)
+    evaluator(sessions, Clock(T0)).tick()
+    with sessions() as s:
+        reports = DriftReportRepository(s).summaries("fraud")
+    assert [r.source for r in reports] == ["sample", "sample"]
+    assert [r.dataset_drift for r in reports] == [False, False]
+
+
+def test_confirmation_needs_consecutive_drifted_windows(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    build_profile(sessions, tmp_path)
+    ingest(sessions, aligned(sessions), windows=6, drift_at=2 * WINDOW)
+    evaluator(sessions, Clock(T0), confirm_windows=3).tick()
+    with sessions() as s:
+        reports = DriftReportRepository(s).summaries("fraud")
+    assert [r.dataset_drift for r in reports] == [False, False, True, True, True]
+    assert [r.confirmed for r in reports] == [False, False, False, False, True]
+
+
+def test_per_feature_overrides_reach_the_report(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    build_profile(sessions, tmp_path)
+    ingest(sessions, aligned(sessions), windows=2, drift_at=None)
+    evaluator(sessions, Clock(T0), methods={"amount": "psi"}, thresholds={"amount": 0.5}).tick()
+    with sessions() as s:
+        repo = DriftReportRepository(s)
+        detail = repo.get(repo.summaries("fraud")[0].id)
+    assert detail is not None
+    amount = next(f for f in detail.features if f.feature == "amount")
+    assert (amount.method, amount.threshold) == ("psi", 0.5)
+
+
+def test_a_model_without_a_profile_is_not_evaluated(sessions: sessionmaker[Session]) -> None:
+    ingest(sessions, SPEC, windows=3, drift_at=None)
+    assert evaluator(sessions, Clock(T0)).tick() == []
+
+
+def test_a_profile_of_other_features_is_refused(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    other = ModelSpec(
+        "fraud",
+        (FeatureSpec("amount", FeatureKind.NUMERICAL),),
+        PredictionSpec(PredictionKind.NUMERICAL),
+        window_seconds=WINDOW,
+    )
+    build_profile(sessions, tmp_path, other)
+    with pytest.raises(ProfileMismatch, match="lacks features"):
+        evaluator(sessions, Clock(T0)).refresh_profiles()
