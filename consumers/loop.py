@@ -56,6 +56,19 @@ class IngestSettings:
     shutdown_budget: float = 8.0
 
 
+@dataclass(frozen=True, slots=True)
+class ConsumerProgress:
+    """What this replica knows about the predictions topic, for deciding idleness.
+
+    ``partitions`` are all of the topic's partitions (empty until metadata
+    arrives); ``busy`` are the owned ones with events read but not yet flushed,
+    or not yet read, or whose end is not known yet.
+    """
+
+    partitions: frozenset[int] = frozenset()
+    busy: frozenset[int] = frozenset()
+
+
 class _Stopping(Exception):
     """Shutdown was asked for while an assignment waited for the database."""
 
@@ -98,6 +111,8 @@ class IngestLoop:
         self._store_ok = True
         self._kafka_backoff = 0.5
         self._new_specs: Mapping[str, ModelSpec] | None = None
+        # Replaced whole (never mutated), so other threads may read it without a lock.
+        self.progress = ConsumerProgress()
 
     def replace_models(self, specs: Mapping[str, ModelSpec]) -> None:
         """Switch to new model specs (e.g. a new profile's bins) at the next iteration.
@@ -351,6 +366,12 @@ class IngestLoop:
             for p in partitions:
                 self.book.assign((topic, p), stored.get(p))
                 self._seek_start(TopicPartition(topic, p), stored.get(p))
+        # Until their ends are known, new partitions count as having unread events.
+        self.progress = ConsumerProgress(
+            self.progress.partitions,
+            self.progress.busy | {tp.partition for tp in assigned},
+        )
+        self._last_lag = 0.0
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
 
     def _load_offsets(self, topic: str, partitions: list[int]) -> dict[int, StoredOffset]:
@@ -372,14 +393,20 @@ class IngestLoop:
     # -- observability -----------------------------------------------------
     def _report_lag(self) -> None:
         now = self.clock()
-        if now - self._last_lag < 5.0:
+        if now - self._last_lag < 1.0:
             return
         self._last_lag = now
+        busy = set()
         for topic, partition in self.book.owned():
             position = self.book.position((topic, partition))
             high = self.consumer.highwater(TopicPartition(topic, partition))
             if high is not None and position is not None:
                 self.stats.lag(topic, partition, max(high - position, 0))
+            if high is None or position is None or position < high:
+                busy.add(partition)
+        busy.update(a.partition for a in self.book.pending())
+        known = self.consumer.partitions_for_topic(self.settings.topic) or set()
+        self.progress = ConsumerProgress(frozenset(known), frozenset(busy))
 
 
 def _valid_positions(total: int, decoded: DecodedBatch) -> list[int]:

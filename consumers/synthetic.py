@@ -66,11 +66,13 @@ class SendReport:
     sent: int = 0
     labels: int = 0
     windows: Counter[tuple[str, str, int]] = field(default_factory=Counter)
+    first_event_time: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
             "sent": self.sent,
             "labels": self.labels,
+            "first_event_time": self.first_event_time,
             "windows": [
                 {"model": m, "model_version": v, "window_start": _iso(s), "count": n}
                 for (m, v, s), n in sorted(self.windows.items(), key=lambda kv: kv[0][2])
@@ -225,6 +227,8 @@ def produce(
                 futures.append(producer.send(labels_topic, key=ev.key, value=ev.label))
                 report.labels += 1
             report.sent += 1
+            if report.first_event_time is None:
+                report.first_event_time = ev.event_time
             spec = plan.model
             report.windows[(spec.name, plan.model_version, spec.window_start(ev.event_time))] += 1
         if len(futures) >= 10_000:

@@ -277,6 +277,11 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
     drift_at = parse_duration(args.drift_at) if args.drift_at else None
     count = int(parse_duration(args.duration) * args.rate) if args.count is None else args.count
     span = count / args.rate
+    if args.realtime and args.align:
+        # Begin on a window boundary, so a drift point at a whole number of windows
+        # starts a window of its own.
+        width = specs[models[0]].window_seconds
+        time.sleep(width - time.time() % width)
     # Simulated event time ends now, so no event is rejected as from the future.
     start = time.time() if args.realtime else (args.start if args.start else time.time() - span)
     streams = [
@@ -355,6 +360,9 @@ def parser() -> argparse.ArgumentParser:
     group.add_argument("--count", type=int, help="events per model")
     prod.add_argument("--realtime", action="store_true", help="pace to --rate, wall-clock times")
     prod.add_argument("--start", type=float, help="first event time (epoch seconds)")
+    prod.add_argument(
+        "--align", action="store_true", help="with --realtime, start on a window boundary"
+    )
     prod.add_argument("--model", action="append", help="model to produce for (repeatable)")
     prod.add_argument("--model-version", default="v1")
     prod.add_argument("--seed", type=int, default=7)

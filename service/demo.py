@@ -1,10 +1,12 @@
-"""``make demo``: the whole ingestion loop on one machine, end to end.
+"""``make demo``: the whole monitoring loop on one machine, end to end.
 
-Starts a local Kafka broker, migrates a SQLite database, runs ``driftwatch
-run`` with the example config while the synthetic producer streams live events
-for about a minute (plus a few malformed ones), then prints the per-window
-counts read back from SQL next to what the producer sent, and stops everything.
-Exits non-zero if they differ.
+Starts a local Kafka broker, migrates a SQLite database, builds the model's
+reference profile from a reference CSV, runs ``driftwatch run`` with the
+example config while the synthetic producer streams live events for a minute
+(half of the features shift after 30 s; a few malformed events go in too),
+then prints per window what was sent, what SQL holds and the drift report,
+writes the latest Evidently HTML report, and stops everything. Exits non-zero
+if counts differ, a window is unreported, or the drift point is missed.
 """
 
 from __future__ import annotations
@@ -24,13 +26,19 @@ from pathlib import Path
 
 from kafka import KafkaProducer
 
+from consumers.synthetic import SyntheticPlan, write_reference_csv
+from db.reports import DriftReportRepository, ReportSummary
 from db.repositories import WindowAggregateRepository, WindowCount
 from db.session import make_engine, make_session_factory
+from drift.html import decompress_html
+from service.config import load_config
 from service.localkafka import API_VERSION, LocalKafka
 
 CONFIG = Path(__file__).parent / "examples" / "demo.yaml"
 WORKDIR = Path("demo")
 MALFORMED = [b"not json", b'{"event_id": "x", "model": "fraud"}', b'{"model": "nope"}']
+WINDOW = 10
+DRIFT_AT = 30
 
 
 def _free_port() -> int:
@@ -73,23 +81,73 @@ def _metric(port: int, name: str) -> float:
     )
 
 
-def _report(windows: list[WindowCount], sent: Counter[str]) -> bool:
-    print(f"\n{'window start (UTC)':<21} {'version':<8} {'sent':>6} {'in SQL':>7} {'late':>5}")
-    ok = True
+def _reports(url: str) -> tuple[list[ReportSummary], dict[int, list[str]], bytes | None]:
+    engine = make_engine(url)
+    try:
+        with make_session_factory(engine)() as session:
+            repo = DriftReportRepository(session)
+            reports = repo.summaries("fraud", limit=1000)
+            top = {}
+            for r in reports:
+                detail = repo.get(r.id)
+                top[r.id] = [f.feature for f in detail.top_drifted()] if detail else []
+            stored = repo.html("fraud")
+            html = None if stored is None or stored[0] != reports[-1].id else stored[1]
+            return reports, top, html
+    finally:
+        engine.dispose()
+
+
+def _wait_for_reports(url: str, windows: int, timeout: float) -> None:
+    """Until every window has a report and the newest one's HTML is stored."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        reports, _, html = _reports(url)
+        if len(reports) >= windows and html is not None:
+            return
+        time.sleep(1)
+
+
+def _key(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _summary(
+    windows: list[WindowCount], sent: Counter[str], url: str, drift_point: float
+) -> tuple[bool, bool]:
+    """Print the per-window table; return (counts match, drift found where it starts)."""
+    reports, top, _ = _reports(url)
+    by_window = {_key(r.window_start): r for r in reports}
+    print(
+        f"\n{'window start (UTC)':<21} {'sent':>5} {'in SQL':>6} {'late':>4}  "
+        f"{'drifted':>7} {'dataset':>7}  top drifted features"
+    )
+    counts_ok, detected = True, True
     for w in windows:
-        key = w.window_start.strftime("%Y-%m-%dT%H:%M:%SZ")
+        key = _key(w.window_start)
         match = sent.get(key, 0) == w.events
-        ok &= match
-        mark = "" if match else "  <-- differs"
+        counts_ok &= match
+        r = by_window.get(key)
+        share = "-" if r is None or r.drifted_share is None else f"{r.drifted_share:.0%}"
+        flag = "none" if r is None else {None: "n/a", True: "DRIFT", False: "-"}[r.dataset_drift]
+        # The window holding the drift point is the first that must be flagged.
+        after = w.window_start.timestamp() + WINDOW > drift_point
+        if r is None or r.dataset_drift is not after:
+            detected = False
+        start = w.window_start.timestamp()
+        marker = "  <-- drift point" if start <= drift_point < start + WINDOW else ""
+        wrong = "" if match else "  <-- count differs"
+        features = ", ".join(top.get(r.id, [])) if r else ""
         print(
-            f"{key:<21} {w.model_version:<8} {sent.get(key, 0):>6} {w.events:>7} {w.late:>5}{mark}"
+            f"{key:<21} {sent.get(key, 0):>5} {w.events:>6} {w.late:>4}  {share:>7} {flag:>7}  "
+            f"{features}{marker}{wrong}"
         )
-    missing = set(sent) - {w.window_start.strftime("%Y-%m-%dT%H:%M:%SZ") for w in windows}
+    missing = set(sent) - {_key(w.window_start) for w in windows}
     for key in sorted(missing):
-        ok = False
-        print(f"{key:<21} {'':<8} {sent[key]:>6} {0:>7}  <-- missing in SQL")
-    print(f"{'total':<30} {sum(sent.values()):>6} {sum(w.events for w in windows):>7}")
-    return ok
+        counts_ok = False
+        print(f"{key:<21} {sent[key]:>5} {0:>6}  <-- missing in SQL")
+    print(f"{'total':<21} {sum(sent.values()):>5} {sum(w.events for w in windows):>6}")
+    return counts_ok, detected
 
 
 def main() -> int:
@@ -108,10 +166,19 @@ def main() -> int:
             "DRIFTWATCH_METRICS__PORT": str(metrics_port),
         }
         subprocess.run(_driftwatch("db", "upgrade"), env=env, check=True)
+        reference = WORKDIR / "reference.csv"
+        spec = load_config(CONFIG).model_specs()["fraud"]
+        # Same distributions as the live stream before its drift point, other draws.
+        write_reference_csv(SyntheticPlan(spec, draw_seed=1), 20_000, reference)
+        subprocess.run(
+            _driftwatch("reference", "build", "--model", "fraud", str(reference)),
+            env=env,
+            check=True,
+        )
         log = (WORKDIR / "driftwatch.log").open("wb")
         service = subprocess.Popen(_driftwatch("run"), env=env, stdout=log, stderr=log)
         try:
-            print("streaming live events for 60s (drift at 30s) ...", flush=True)
+            print(f"streaming live events for 60s (drift at {DRIFT_AT}s) ...", flush=True)
             report_path = WORKDIR / "sent.json"
             subprocess.run(
                 [
@@ -121,8 +188,9 @@ def main() -> int:
                     "--duration",
                     "60s",
                     "--drift-at",
-                    "30s",
+                    f"{DRIFT_AT}s",
                     "--realtime",
+                    "--align",
                     "--report",
                     str(report_path),
                 ],
@@ -138,6 +206,7 @@ def main() -> int:
                 producer.send("predictions", value=value)
             producer.close()
             sent_report = json.loads(report_path.read_text())
+            drift_point = sent_report["first_event_time"] + DRIFT_AT
             sent = Counter(
                 {
                     datetime.fromisoformat(w["window_start"].replace("Z", "+00:00"))
@@ -149,17 +218,30 @@ def main() -> int:
             stored_total = _wait_for(url, sent_report["sent"], timeout=60)
             time.sleep(2)  # let the malformed events reach the dead-letter topic
             invalid = _metric(metrics_port, "driftwatch_events_invalid_total")
+            print("waiting for the last windows to close and their reports ...", flush=True)
+            _wait_for_reports(url, len(sent), timeout=90)
         finally:
             service.send_signal(signal.SIGTERM)
             code = service.wait(timeout=30)
             log.close()
-    ok = _report(_stored(url), sent) and stored_total == sent_report["sent"]
+    counts_ok, detected = _summary(_stored(url), sent, url, drift_point)
+    counts_ok &= stored_total == sent_report["sent"]
+    _, _, html = _reports(url)
+    html_path = WORKDIR / "latest_report.html"
+    if html is not None:
+        html_path.write_text(decompress_html(html), encoding="utf-8")
     print(f"\ndead-lettered: {invalid:.0f} malformed events (of {len(MALFORMED)} sent)")
+    print(f"drift point at {_key(datetime.fromtimestamp(drift_point, UTC))}: ", end="")
+    print("detected in its first window, no flag before it" if detected else "NOT as expected")
+    print(f"latest Evidently report: {html_path if html else 'NOT rendered'}")
     print(f"service exit code after SIGTERM: {code}; its log: {WORKDIR / 'driftwatch.log'}")
-    if ok and code == 0 and invalid == len(MALFORMED):
-        print(f"demo: OK - {stored_total} events in SQL, every window matches what was sent")
+    if counts_ok and detected and html and code == 0 and invalid == len(MALFORMED):
+        print(
+            f"demo: OK - {stored_total} events in SQL, every window matches what was sent "
+            "and has its drift report"
+        )
         return 0
-    print("demo: FAILED - SQL does not match what was sent (see above)")
+    print("demo: FAILED - see the table above")
     return 1
 
 

@@ -16,6 +16,7 @@ profile), so replicas racing on one window store exactly one report.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from consumers.loop import ConsumerProgress
 from db.profiles import ProfileInfo, ProfileRepository, StoredProfile
 from db.reports import DriftReportRepository, WindowVerdict
 from db.repositories import OffsetRepository, PartitionWatermark, WindowAggregateRepository
@@ -36,6 +38,7 @@ from drift.stats import Method
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
+_FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,27 +63,51 @@ class EvaluationSettings:
 
 
 def closing_watermark(
-    marks: list[PartitionWatermark], now: float, idle_after: float
+    marks: list[PartitionWatermark],
+    now: float,
+    idle_after: float,
+    progress: ConsumerProgress | None = None,
+    missing_since: Mapping[int, float] | None = None,
 ) -> float | None:
-    """The event time up to which every partition has been flushed.
+    """The event time up to which every partition has been flushed (None: nothing yet).
 
-    The minimum over partitions that moved within ``idle_after`` seconds; when
-    every partition is idle, nothing more is arriving, so the maximum.
+    The minimum over partitions that are active: flushed within ``idle_after``
+    seconds, or known to this replica to have events not yet flushed
+    (``progress.busy``). A partition of the topic with nothing stored yet
+    holds every window open while it is busy or until it has been missing
+    for ``idle_after`` (``missing_since``), as a partition whose backlog has
+    not been read yet would. When every partition is idle the stream has
+    stopped, and waiting longer would never close its last windows, so
+    everything counts as closed (infinity).
 
     >>> t = datetime(2026, 1, 1, tzinfo=UTC)
     >>> marks = [PartitionWatermark(0, 100.0, t), PartitionWatermark(1, 90.0, t)]
     >>> closing_watermark(marks, t.timestamp() + 5, idle_after=60)
     90.0
     >>> closing_watermark(marks, t.timestamp() + 120, idle_after=60)
+    inf
+    >>> busy = ConsumerProgress(frozenset({0, 1}), frozenset({0}))
+    >>> closing_watermark(marks, t.timestamp() + 120, idle_after=60, progress=busy)
     100.0
+    >>> unseen = ConsumerProgress(frozenset({0, 1, 2}), frozenset())
+    >>> print(closing_watermark(marks, t.timestamp() + 120, 60, unseen, {2: t.timestamp() + 100}))
+    None
     """
-    known = [m for m in marks if m.watermark is not None]
-    if not known:
+    progress = progress or ConsumerProgress()
+    missing_since = missing_since or {}
+    stored = {m.partition for m in marks}
+    for p in progress.partitions - stored:
+        if p in progress.busy or now - missing_since.get(p, now) < idle_after:
+            return None
+    if not any(m.watermark is not None for m in marks):
         return None
-    active = [m.watermark for m in known if now - m.updated_at.timestamp() < idle_after]
-    if active:
-        return min(w for w in active if w is not None)
-    return max(m.watermark for m in known if m.watermark is not None)
+    active = [
+        m.watermark
+        for m in marks
+        if m.watermark is not None
+        and (now - m.updated_at.timestamp() < idle_after or m.partition in progress.busy)
+    ]
+    return min(active) if active else math.inf
 
 
 @dataclass(slots=True)
@@ -101,14 +128,21 @@ class WindowEvaluator:
         settings: EvaluationSettings,
         metrics: Metrics | None = None,
         clock: Callable[[], float] = time.time,
+        progress: Callable[[], ConsumerProgress] | None = None,
     ) -> None:
         self._sessions = sessions
+        self._progress = progress
+        self._missing_since: dict[int, float] = {}
         self._models = models
         self._settings = settings
         self._metrics = metrics
         self._clock = clock
         self._profiles: dict[str, StoredProfile] = {}
         self._warned: set[str] = set()
+
+    def follow(self, progress: Callable[[], ConsumerProgress]) -> None:
+        """Read this replica's consumer progress when deciding which partitions are idle."""
+        self._progress = progress
 
     # -- profiles ------------------------------------------------------------
     def refresh_profiles(self) -> dict[str, ModelSpec]:
@@ -154,7 +188,15 @@ class WindowEvaluator:
             marks = OffsetRepository(session, self._settings.consumer_group).watermarks(
                 self._settings.topic
             )
-        close = closing_watermark(marks, self._clock(), self._settings.idle_partition_timeout)
+        now = self._clock()
+        progress = self._progress() if self._progress else None
+        if progress is not None:
+            stored = {m.partition for m in marks}
+            for p in progress.partitions - stored:
+                self._missing_since.setdefault(p, now)
+        close = closing_watermark(
+            marks, now, self._settings.idle_partition_timeout, progress, self._missing_since
+        )
         if close is None:
             return []
         written: list[int] = []
@@ -175,7 +217,9 @@ class WindowEvaluator:
     def _evaluate_model(self, model: str, close: float) -> list[int]:
         judging, stored = self._models[model], self._profiles[model]
         lateness = judging.spec.allowed_lateness_seconds
-        ended_by = datetime.fromtimestamp(close - lateness, UTC)
+        ended_by = (
+            _FAR_FUTURE if math.isinf(close) else datetime.fromtimestamp(close - lateness, UTC)
+        )
         with self._sessions() as session:
             windows = WindowAggregateRepository(session)
             newest = windows.newest_window_start(model)

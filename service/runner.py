@@ -121,6 +121,7 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     sessions = make_session_factory(engine)
     evaluator = build_evaluator(cfg, sessions, metrics)
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs())
+    evaluator.follow(lambda: loop.progress)
     scheduler = _scheduler(cfg, evaluator, loop, sessions, metrics)
     stop = threading.Event()
 

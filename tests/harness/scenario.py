@@ -50,6 +50,7 @@ def write_config(
     flush_events: int = 5000,
     flush_interval: str = "500ms",
     extra_consumer: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
 ) -> Path:
     consumer = {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000}
     consumer.update(extra_consumer or {})
@@ -70,6 +71,7 @@ def write_config(
         "log_level": "INFO",
         "models": models or {"wide": wide_model()},
     }
+    cfg.update(extra or {})
     if api_version is not None:
         cfg["kafka"]["api_version"] = ".".join(str(p) for p in api_version)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")

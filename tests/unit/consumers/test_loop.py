@@ -168,6 +168,9 @@ class FakeConsumer:
     def highwater(self, part: TopicPartition) -> int:
         return len(self.log[part])
 
+    def partitions_for_topic(self, topic: str) -> set[int]:
+        return {p.partition for p in self.log if p.topic == topic}
+
     def close(self, autocommit: bool = True) -> None:
         self.closed = autocommit
 
@@ -565,3 +568,19 @@ def test_shutdown_while_assignment_waits_for_the_database_does_not_hang(
     assert r.consumer.closed is False
     assert windows(sql) == {} and offsets(sql) == {}
     assert r.stats.of("healthy")[-1] is False
+
+
+def test_progress_marks_partitions_with_unflushed_or_unread_events_busy(
+    sql: Any, clock: FakeTime
+) -> None:
+    r = rig(sql, clock, {0: spaced(4), 1: spaced(5), 2: spaced(6)})
+    r.drain()
+    clock.now += 2
+    r.loop._report_lag()
+    assert r.loop.progress.partitions == {0, 1, 2}
+    assert r.loop.progress.busy == {0, 1, 2}  # read but not flushed
+    r.flush()
+    r.consumer.log[tp(1)].append(r.consumer.log[tp(1)][-1])  # a new event arrives
+    clock.now += 2
+    r.loop._report_lag()
+    assert r.loop.progress.busy == {1}

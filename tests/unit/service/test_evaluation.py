@@ -131,19 +131,21 @@ def test_evaluation_is_idempotent_and_waits_for_the_slowest_partition(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
     build_profile(sessions, tmp_path)
-    ingest(sessions, aligned(sessions), windows=3, drift_at=None)
-    # A third partition lags far behind: nothing closes until it is idle.
-    CheckpointStore(sessions, "g", lambda: T0).commit(
+    ingest(sessions, aligned(sessions), windows=3, drift_at=None)  # partitions 0, 1 at T0
+    # A third partition lags far behind in event time; it last moved at T0 - 100.
+    CheckpointStore(sessions, "g", lambda: T0 - 100).commit(
         [OffsetAdvance(TOPIC, 2, None, 1, T0 - 100)], {}
     )
-    clock = Clock(T0)
-    assert evaluator(sessions, clock).tick() == []
-    clock.now = T0 + 61  # the lagging partition has been silent past the idle timeout
+    clock = Clock(T0 - 50)
+    assert evaluator(sessions, clock).tick() == []  # it still counts: nothing has closed
+    clock.now = T0 + 30  # it is idle now; the others have passed two windows
     first = evaluator(sessions, clock).tick()
     again = evaluator(sessions, clock).tick()
     assert len(first) == 2 and again == []
+    clock.now = T0 + 61  # every partition is idle: the stream stopped, the last window closes
+    assert len(evaluator(sessions, clock).tick()) == 1
     with sessions() as s:
-        assert s.scalar(select(func.count()).select_from(DriftReportRow)) == 2
+        assert s.scalar(select(func.count()).select_from(DriftReportRow)) == 3
 
 
 def test_small_windows_held_whole_use_exact_values(
