@@ -280,6 +280,31 @@ class LocalKafka:
                 raise LocalKafkaError(f"topic {name!r} has no leader for some partition after 30 s")
             time.sleep(0.2)
 
+    def produce_file(self, topic: str, path: Path) -> None:
+        """Send every ``key<TAB>value`` line of ``path`` to ``topic`` with Kafka's own
+        console producer, which loads millions of events far faster than a Python client."""
+        command = [
+            *self._jvm("console-producer", "512m"),
+            "kafka.tools.ConsoleProducer",
+            "--broker-list",
+            self.bootstrap_servers,
+            "--topic",
+            topic,
+            "--batch-size",
+            "2000",
+            "--request-required-acks",
+            "1",
+            "--property",
+            "parse.key=true",
+            "--property",
+            "key.separator=\t",
+        ]
+        with open(path, "rb") as lines:
+            result = subprocess.run(command, stdin=lines, capture_output=True, check=False)
+        if result.returncode != 0:
+            output = (result.stdout + result.stderr).decode(errors="replace").strip()
+            raise LocalKafkaError(f"loading {path} into {topic!r} failed: {output[-2000:]}")
+
     def _configure(self) -> tuple[int, int]:
         if self._ports is None:
             zk_port, broker_port = _free_ports(2)
