@@ -6,7 +6,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
 from typing import Any
 
@@ -122,7 +122,8 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     evaluator = build_evaluator(cfg, sessions, metrics)
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs())
     evaluator.follow(lambda: loop.progress)
-    scheduler = _scheduler(cfg, evaluator, loop, sessions, metrics)
+    closers: list[Callable[[], None]] = []
+    scheduler = _scheduler(cfg, evaluator, loop, sessions, metrics, closers)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -137,7 +138,10 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     try:
         loop.run(stop)
     finally:
-        scheduler.shutdown(wait=True)
+        # A rendering in flight is abandoned, not awaited: it is redone after a restart.
+        scheduler.shutdown(wait=False)
+        for close in closers:
+            close()
         loop.dlq.close(timeout=2.0)
     log.info("stopped cleanly")
 
@@ -148,6 +152,7 @@ def _scheduler(
     loop: IngestLoop,
     sessions: sessionmaker[Session],
     metrics: Metrics,
+    closers: list[Callable[[], None]],
 ) -> Any:
     """Periodic work beside the consumer: window evaluation and report rendering."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -164,6 +169,9 @@ def _scheduler(
         except ProfileMismatch as exc:
             metrics.evaluation_failures.labels("evaluate").inc()
             log.error("new reference profile ignored: %s", exc)
+        except Exception:  # a bug in one tick must not end evaluation for good
+            metrics.evaluation_failures.labels("evaluate").inc()
+            log.exception("window evaluation failed, retrying next tick")
         specs = evaluator.specs()
         if specs != current:
             current.update(specs)
@@ -176,6 +184,7 @@ def _scheduler(
     )
     if cfg.evaluation.render_html:
         html = LatestHtml(sessions)
+        closers.append(html.close)
 
         def render() -> None:
             try:
