@@ -322,8 +322,7 @@ class WindowSketch:
 
     def sample_bytes(self) -> bytes:
         """The row sample with its column names, for storing beside a report."""
-        names = [*self.features, "prediction"]
-        return zlib.compress(msgspec.msgpack.encode([names, self.sample.to_state()[2]]), 1)
+        return encode_sample([*self.features, "prediction"], self.sample.rows)
 
     @property
     def sample_is_complete(self) -> bool:
@@ -389,6 +388,11 @@ class WindowSketch:
         if not isinstance(other, WindowSketch):
             return NotImplemented
         return self.to_bytes() == other.to_bytes()
+
+
+def encode_sample(names: Sequence[str], rows: Sequence[Sequence[Any]]) -> bytes:
+    """Sampled rows with their column names, compressed (see :func:`decode_sample`)."""
+    return zlib.compress(msgspec.msgpack.encode([list(names), [list(r) for r in rows]]), 1)
 
 
 def decode_sample(data: bytes) -> dict[str, list[Any]]:

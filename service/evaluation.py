@@ -33,7 +33,7 @@ from drift.evaluate import evaluate
 from drift.profile import align_spec
 from drift.report import DriftReport, FeatureDrift
 from drift.schema import ModelSpec
-from drift.sketch import CategoricalSketch, RowSample, WindowSketch
+from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_sample
 from drift.stats import Method
 from service.metrics import Metrics
 
@@ -316,20 +316,28 @@ class WindowEvaluator:
                 return _Current("exact", sketch.sample_frame(), events, sample)
             return _Current("sketch", sketch, events, sample)
         # Part of the window was ingested on other bins (before the profile existed
-        # or changed): its row samples still merge, so the window is judged on them.
-        merged: WindowSketch | None = None
+        # or changed). Row samples are bottom-k by event-id hash whatever the bins,
+        # so the window's sample is the smallest keys over all its rows.
+        names = [*(f.name for f in spec.features), "prediction"]
+        keyed: list[tuple[int, dict[str, Any]]] = []
+        capacity = None
         for layout in layouts:
             sketch = windows.window_sketch(spec.name, version, start, layout)
-            if list(sketch.features) != [f.name for f in spec.features]:
-                continue
-            if merged is None:
-                merged = sketch
-            else:
-                merged.sample.merge(sketch.sample)
-        if merged is None or not merged.sample.rows:
+            if set(sketch.features) != set(names[:-1]) or not sketch.sample.capacity:
+                continue  # rows of another feature set, or without a sample
+            columns = [*sketch.features, "prediction"]
+            keyed += [
+                (k, dict(zip(columns, row, strict=True)))
+                for k, row in zip(sketch.sample.keys, sketch.sample.rows, strict=True)
+            ]
+            capacity = min(capacity or sketch.sample.capacity, sketch.sample.capacity)
+        if not keyed or capacity is None:
             return None
-        source = "exact" if len(merged.sample.rows) == events else "sample"
-        return _Current(source, merged.sample_frame(), events, merged.sample_bytes())
+        keyed.sort(key=lambda pair: pair[0])
+        rows = [[row[n] for n in names] for _, row in keyed[:capacity]]
+        frame = {n: [r[i] for r in rows] for i, n in enumerate(names)}
+        source = "exact" if len(rows) == events else "sample"
+        return _Current(source, frame, events, encode_sample(names, rows))
 
     @staticmethod
     def _prediction_drift(
