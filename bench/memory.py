@@ -39,6 +39,7 @@ from db.repositories import WindowAggregateRepository
 from db.session import make_engine, make_session_factory
 from service.config import KafkaConfig, ModelConfig
 from service.kafka_clients import consumer_options
+from service.process import limit_malloc_arenas
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model
 
@@ -169,6 +170,7 @@ def full(kafka: TestKafka, topic: str, count: int, workdir: Path, track: RssTrac
 
 
 def main() -> None:
+    limit_malloc_arenas()  # as `driftwatch run` does before it starts any thread
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--warmup", type=int, default=200_000)

@@ -27,6 +27,7 @@ from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import make_consumer, make_producer, wait_for_brokers
 from service.metrics import IngestMetrics, Metrics
+from service.process import limit_malloc_arenas
 from service.rendering import LatestHtml
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,7 @@ def build_ingest_loop(
 
 def run(cfg: Config, config_path: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then flush and exit within the shutdown budget."""
+    limit_malloc_arenas()
     metrics = Metrics()
     metrics.healthy.set(0)
     if cfg.metrics.port:
