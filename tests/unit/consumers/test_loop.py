@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections import namedtuple
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -580,7 +580,27 @@ def test_progress_marks_partitions_with_unflushed_or_unread_events_busy(
     assert r.loop.progress.partitions == {0, 1, 2}
     assert r.loop.progress.busy == {0, 1, 2}  # read but not flushed
     r.flush()
-    r.consumer.log[tp(1)].append(r.consumer.log[tp(1)][-1])  # a new event arrives
+    r.consumer.append(1, ev(T + 200))  # a new event arrives
     clock.now += 2
     r.loop._report_lag()
     assert r.loop.progress.busy == {1}
+
+
+def test_replacing_models_flushes_then_writes_rows_of_the_new_layout(
+    sql: Any, clock: FakeTime
+) -> None:
+    r = rig(sql, clock, {0: spaced(2)})
+    r.drain()
+    rebinned = replace(
+        FRAUD, features=(FeatureSpec("amount", FeatureKind.NUMERICAL, edges=(0.0, 5.0, 50.0)),)
+    )
+    r.loop.replace_models({"fraud": rebinned})
+    r.loop._apply_new_specs()
+    assert windows(sql) == {0: (2, 0)}  # what was buffered went out under the old specs
+    r.consumer.append(0, ev(T + 41))
+    r.drain()
+    r.flush()
+    with sql() as s:
+        layouts = s.execute(select(WindowAggregate.layout, WindowAggregate.event_count)).all()
+    assert sorted(n for _, n in layouts) == [1, 2]
+    assert {layout for layout, _ in layouts} == {FRAUD.layout, rebinned.layout}
