@@ -25,7 +25,12 @@ from drift.schema import ModelSpec
 from service.config import Config
 from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
-from service.kafka_clients import make_consumer, make_producer, wait_for_brokers
+from service.kafka_clients import (
+    check_copartitioned,
+    make_consumer,
+    make_producer,
+    wait_for_brokers,
+)
 from service.metrics import IngestMetrics, Metrics
 from service.rendering import LatestHtml
 
@@ -84,8 +89,17 @@ def build_ingest_loop(
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     wait_for_brokers(cfg.kafka)
     consumer = make_consumer(cfg.kafka, cfg.ingest.start_from)
+    label_specs = cfg.label_specs()
+    topics = cfg.kafka.topics
+    if label_specs:
+        try:
+            check_copartitioned(consumer, topics.predictions, topics.labels)
+        except ServiceError:
+            consumer.close(autocommit=False)
+            raise
     settings = IngestSettings(
-        topic=cfg.kafka.topics.predictions,
+        topic=topics.predictions,
+        labels_topic=topics.labels if label_specs else None,
         flush_events=cfg.ingest.flush_events,
         flush_interval=cfg.ingest.flush_interval,
         max_clock_skew=cfg.ingest.max_clock_skew,
@@ -100,6 +114,7 @@ def build_ingest_loop(
         ),
         settings=settings,
         stats=IngestMetrics(metrics),
+        label_specs=label_specs,
     )
 
 
