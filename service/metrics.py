@@ -103,6 +103,19 @@ class Metrics:
             registry=r,
         )
 
+        self.performance_reports = Counter(
+            "driftwatch_performance_reports_total",
+            "Performance reports written, by model and degradation verdict (true, false, unknown)",
+            ["model", "degraded"],
+            registry=r,
+        )
+        self.label_coverage = Gauge(
+            "driftwatch_label_coverage_ratio",
+            "Labelled share of the predictions of the newest reported window",
+            ["model", "model_version"],
+            registry=r,
+        )
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
 

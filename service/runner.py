@@ -32,6 +32,12 @@ from service.kafka_clients import (
     wait_for_brokers,
 )
 from service.metrics import IngestMetrics, Metrics
+from service.performance import (
+    PerformanceEvaluator,
+    PerformanceJudging,
+    PerformanceSettings,
+    ReferenceValue,
+)
 from service.rendering import LatestHtml
 
 log = logging.getLogger(__name__)
@@ -76,6 +82,34 @@ def build_evaluator(
             f"{exc}; rebuild it with driftwatch reference build, or fix models.*.features"
         ) from exc
     return evaluator
+
+
+def build_performance_evaluator(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+) -> PerformanceEvaluator:
+    """The evaluator of labelled windows, for every model whose labels are joined."""
+    models = {}
+    for name, spec in cfg.label_specs().items():
+        m = cfg.models[name]
+        ref = m.labels.reference
+        models[name] = PerformanceJudging(
+            spec=spec,
+            window_seconds=int(m.window),
+            allowed_lateness=int(m.allowed_lateness),
+            reference=None
+            if ref is None
+            else ReferenceValue(ref.accuracy, ref.mse, ref.n, ref.mse_variance),
+            min_labeled=m.labels.min_labeled,
+            alpha=m.labels.alpha,
+        )
+    settings = PerformanceSettings(
+        predictions_topic=cfg.kafka.topics.predictions,
+        labels_topic=cfg.kafka.topics.labels,
+        consumer_group=cfg.kafka.group_id,
+        idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
+        backfill=cfg.evaluation.backfill,
+    )
+    return PerformanceEvaluator(sessions, models, settings, metrics)
 
 
 def build_ingest_loop(
@@ -168,6 +202,7 @@ def _scheduler(
 
     scheduler = BackgroundScheduler(timezone="UTC")
     current = dict(evaluator.specs())
+    performance = build_performance_evaluator(cfg, sessions, metrics)
 
     def evaluate() -> None:
         try:
@@ -182,6 +217,11 @@ def _scheduler(
         if specs != current:
             current.update(specs)
             loop.replace_models(specs)
+        try:
+            performance.tick()
+        except (StoreError, SQLAlchemyError) as exc:
+            metrics.evaluation_failures.labels("performance").inc()
+            log.warning("performance evaluation failed, retrying next tick: %s", exc)
 
     # Every job runs at most once at a time; a late tick is skipped, not queued.
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
