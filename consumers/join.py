@@ -28,7 +28,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy.orm import Session
 
@@ -59,13 +59,34 @@ class LabelOutcome(StrEnum):
     IGNORED = "ignored"  # the model's labels are disabled
 
 
+class JoinedPair(NamedTuple):
+    """A prediction and the label it was joined with."""
+
+    prediction: PredictionRecord
+    actual: str
+    label_time: float
+
+
+class PartitionObserver(Protocol):
+    """Sees each partition's newly joined pairs, in join order, inside the flush transaction.
+
+    The hook for per-partition streaming detectors on the error stream: state
+    they write through ``session`` is committed with the offsets of both
+    topics that produced it, so it is exactly-once like the aggregates, and a
+    replay after a crash feeds them the same pairs again from that state.
+    """
+
+    def joined(self, session: Session, partition: int, pairs: list[JoinedPair]) -> None: ...
+
+
 @dataclass(slots=True)
 class JoinBatch:
     """What one flush hands to the join: buffered events and the watermarks that moved.
 
     ``label_watermarks`` expire predictions, ``prediction_watermarks`` parked labels,
     each for the partitions listed. ``specs`` are the joined models' settings,
-    ``windows`` every model's window length in seconds.
+    ``windows`` every model's window length in seconds; ``observer`` sees the
+    joined pairs.
     """
 
     predictions: list[PredictionRecord] = field(default_factory=list)
@@ -74,6 +95,7 @@ class JoinBatch:
     prediction_watermarks: dict[int, float] = field(default_factory=dict)
     specs: Mapping[str, LabelSpec] = field(default_factory=dict)
     windows: Mapping[str, int] = field(default_factory=dict)
+    observer: PartitionObserver | None = None
 
     def partitions(self) -> set[int]:
         return (
@@ -101,6 +123,7 @@ class JoinPlan:
     labeled: list[tuple[JoinKey, float]] = field(default_factory=list)
     removed_labels: list[JoinKey] = field(default_factory=list)
     deltas: dict[PerformanceKey, PerformanceDelta] = field(default_factory=dict)
+    joined: dict[int, list[JoinedPair]] = field(default_factory=dict)
     counts: JoinCounts = field(default_factory=JoinCounts)
     duplicate_predictions: int = 0
 
@@ -146,61 +169,87 @@ def resolve(
     ``stored_*`` are the rows SQL holds for the keys in ``batch``. A prediction
     whose key is already known (a duplicated prediction event) is not joined twice.
     """
-    specs, windows = batch.specs, batch.windows
-    plan = JoinPlan()
-    pairs = _Pairs()
-    known: dict[JoinKey, PredictionRecord] = dict(stored_predictions)
-    labeled: set[JoinKey] = {k for k, p in known.items() if p.labeled_at is not None}
-    parked: dict[JoinKey, LabelRecord] = dict(stored_labels)
-    new_parked: dict[JoinKey, LabelRecord] = {}
-    new_index: dict[JoinKey, int] = {}
+    r = _Resolver(batch, stored_predictions, stored_labels)
+    for p in batch.predictions:
+        r.prediction(p)
+    for label in batch.labels:
+        r.label(label)
+    return r.finish()
 
-    def join(p: PredictionRecord, label: LabelRecord) -> None:
-        spec = specs[p.model]
-        key = _perf_key(spec, windows[p.model], p)
-        pairs.add(key, spec, p, label.actual)
+
+class _Resolver:
+    """The state of one :func:`resolve` call."""
+
+    def __init__(
+        self,
+        batch: JoinBatch,
+        stored_predictions: Mapping[JoinKey, PredictionRecord],
+        stored_labels: Mapping[JoinKey, LabelRecord],
+    ) -> None:
+        self.specs, self.windows = batch.specs, batch.windows
+        self.plan = JoinPlan()
+        self.pairs = _Pairs()
+        self.known: dict[JoinKey, PredictionRecord] = dict(stored_predictions)
+        self.labeled = {k for k, p in self.known.items() if p.labeled_at is not None}
+        self.parked: dict[JoinKey, LabelRecord] = dict(stored_labels)
+        self.new_parked: dict[JoinKey, LabelRecord] = {}
+        self.new_index: dict[JoinKey, int] = {}
+
+    def prediction(self, p: PredictionRecord) -> None:
+        plan, key = self.plan, p.key
+        if key in self.known or p.model not in self.specs:
+            plan.duplicate_predictions += key in self.known
+            return
+        self.known[key] = p
+        self.new_index[key] = len(plan.new_predictions)
+        plan.new_predictions.append(p)
+        spec = self.specs[p.model]
+        _delta(plan, _perf_key(spec, self.windows[p.model], p), spec).predicted += 1
+        early = self.parked.pop(key, None)
+        if early is not None:  # its label came first, in an earlier flush
+            plan.removed_labels.append(key)
+            self.join(p, early)
+
+    def label(self, label: LabelRecord) -> None:
+        if label.model not in self.specs:
+            return
+        key, counts = label.key, self.plan.counts.labels
+        stored = self.known.get(key)
+        if stored is None:
+            if key in self.parked or key in self.new_parked:
+                counts[(label.model, LabelOutcome.DUPLICATE)] += 1
+            else:
+                self.new_parked[key] = label
+                counts[(label.model, LabelOutcome.EARLY)] += 1
+        elif key in self.labeled:
+            counts[(label.model, LabelOutcome.DUPLICATE)] += 1
+        else:
+            self.join(stored, label)
+
+    def join(self, p: PredictionRecord, label: LabelRecord) -> None:
+        plan = self.plan
+        spec = self.specs[p.model]
+        key = _perf_key(spec, self.windows[p.model], p)
+        self.pairs.add(key, spec, p, label.actual)
         _delta(plan, key, spec).labeled += 1
-        labeled.add(p.key)
+        self.labeled.add(p.key)
+        plan.joined.setdefault(p.partition, []).append(
+            JoinedPair(p, label.actual, label.event_time)
+        )
         plan.counts.labels[(p.model, LabelOutcome.JOINED)] += 1
-        if p.key in new_index:
-            i = new_index[p.key]
+        i = self.new_index.get(p.key)
+        if i is not None:
             plan.new_predictions[i] = plan.new_predictions[i]._replace(labeled_at=label.event_time)
         else:
             plan.labeled.append((p.key, label.event_time))
 
-    for p in batch.predictions:
-        if p.key in known or p.model not in specs:
-            plan.duplicate_predictions += p.key in known
-            continue
-        known[p.key] = p
-        new_index[p.key] = len(plan.new_predictions)
-        plan.new_predictions.append(p)
-        spec = specs[p.model]
-        _delta(plan, _perf_key(spec, windows[p.model], p), spec).predicted += 1
-        early = parked.pop(p.key, None)
-        if early is not None:  # its label came first, in an earlier flush
-            plan.removed_labels.append(p.key)
-            join(p, early)
-    for label in batch.labels:
-        if label.model not in specs:
-            continue
-        key = label.key
-        stored = known.get(key)
-        if stored is None:
-            if key in parked or key in new_parked:
-                plan.counts.labels[(label.model, LabelOutcome.DUPLICATE)] += 1
-            else:
-                new_parked[key] = label
-                plan.counts.labels[(label.model, LabelOutcome.EARLY)] += 1
-        elif key in labeled:
-            plan.counts.labels[(label.model, LabelOutcome.DUPLICATE)] += 1
-        else:
-            join(stored, label)
-    plan.new_labels = list(new_parked.values())
-    for perf_key, actual in pairs.actual.items():
-        scores = pairs.scores.get(perf_key)
-        plan.deltas[perf_key].sketch.update(actual, pairs.predicted[perf_key], scores)
-    return plan
+    def finish(self) -> JoinPlan:
+        plan, pairs = self.plan, self.pairs
+        plan.new_labels = list(self.new_parked.values())
+        for perf_key, actual in pairs.actual.items():
+            scores = pairs.scores.get(perf_key)
+            plan.deltas[perf_key].sketch.update(actual, pairs.predicted[perf_key], scores)
+        return plan
 
 
 def apply_join(session: Session, batch: JoinBatch, now: datetime) -> JoinCounts:
@@ -234,4 +283,7 @@ def apply_join(session: Session, batch: JoinBatch, now: datetime) -> JoinCounts:
     aggregates = PerformanceAggregateRepository(session)
     for key, delta in plan.deltas.items():
         aggregates.add(key, delta, now)
+    if batch.observer is not None:
+        for partition, pairs in sorted(plan.joined.items()):
+            batch.observer.joined(session, partition, pairs)
     return counts

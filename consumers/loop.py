@@ -38,7 +38,7 @@ from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher, envelope
 from consumers.errors import ConsumerError, InvalidEvent, InvalidReason
 from consumers.events import DecodedBatch, EventDecoder
-from consumers.join import JoinBatch, JoinCounts, LabelOutcome
+from consumers.join import JoinBatch, JoinCounts, LabelOutcome, PartitionObserver
 from consumers.labels import JoinBuffer, LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.stats import IngestStats
@@ -92,6 +92,7 @@ class IngestLoop:
         stats: IngestStats,
         clock: Callable[[], float] = time.time,
         label_specs: Mapping[str, LabelSpec] | None = None,
+        join_observer: PartitionObserver | None = None,
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
@@ -106,6 +107,7 @@ class IngestLoop:
         joined = bool(settings.labels_topic and label_specs)
         self.labels_topic = settings.labels_topic if joined else None
         self.join = JoinBuffer(dict(label_specs or {}))
+        self.join_observer = join_observer  # e.g. streaming detectors, checkpointed per partition
         self._stop = threading.Event()
         self._last_flush = clock()
         self._last_lag = 0.0
@@ -323,6 +325,7 @@ class IngestLoop:
             [r for records in self.join.labels.values() for r in records],
             specs=self.join.specs,
             windows={m: c.spec.window_seconds for m, c in self.decoder.codecs.items()},
+            observer=self.join_observer,
         )
         for a in advances:
             if a.watermark is not None:

@@ -296,3 +296,18 @@ def test_a_fenced_flush_writes_no_join_state(sql: Any, clock: Any) -> None:
     )
     with sql() as s:
         assert s.scalar(select(func.count()).select_from(PendingPrediction)) == 1
+
+
+def test_the_observer_sees_joined_pairs_in_the_flush_transaction(sql: Any, clock: Any) -> None:
+    seen: list[tuple[int, list[tuple[str, str]]]] = []
+
+    class Observer:
+        def joined(self, session: Session, partition: int, pairs: list[Any]) -> None:
+            assert session.in_transaction()
+            seen.append((partition, [(p.prediction.event_id, p.actual) for p in pairs]))
+
+    r = JoinRig(sql, clock)
+    r.loop.join_observer = Observer()
+    r.step(labels=[label(T + 9, "b", 1)])
+    r.step(preds=[pred(T + 5, "a"), pred(T + 6, "b")], labels=[label(T + 10, "a", 0)])
+    assert seen == [(0, [("b", "1"), ("a", "0")])]
