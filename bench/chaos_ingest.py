@@ -1,11 +1,14 @@
 """Crash safety at scale: SIGKILL ``driftwatch run`` five times mid-stream.
 
-Produces 200,000 events to a 3-partition topic, runs the service as a child
-process against a SQLite database, kills it with SIGKILL at five random moments
-while it makes progress, restarts it each time, and finally compares SQL with
-what the producer had acknowledged, window by window.
+Produces 200,000 events to a 3-partition topic and labels for about 90% of
+them to a 3-partition labels topic (delayed 0-10 minutes of event time,
+shuffled, 2% sent twice), runs the service as a child process against a
+SQLite database, kills it with SIGKILL at five random moments while it makes
+progress, restarts it each time, and finally compares SQL with what the
+producer had acknowledged: events window by window, and the joined labelled
+outcomes confusion cell by confusion cell.
 
-Last line: ``chaos_ingest: lost=0 duplicated=0 kills=5``.
+Last line: ``chaos_ingest: lost=0 duplicated=0 kills=5 labels_lost=0 labels_duplicated=0``.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import broker, fill_topic
+from _common import broker
 
+from consumers.synthetic import SyntheticPlan, SyntheticStream
 from db.migrate import upgrade
 from db.session import make_engine
 from service.config import load_config
 from tests.harness.chaos import run_chaos
-from tests.harness.scenario import write_config
+from tests.harness.labels import produce_labeled
+from tests.harness.scenario import wide_model, write_config
 
 
 def main() -> None:
@@ -36,7 +41,8 @@ def main() -> None:
         url = args.database_url or f"sqlite:///{workdir / 'chaos.db'}"
         upgrade(make_engine(url))
         topic = f"bench-chaos-{int(time.time())}"
-        kafka.create_topic(f"{topic}-dlq", 1)
+        for name, partitions in ((topic, 3), (f"{topic}-labels", 3), (f"{topic}-dlq", 1)):
+            kafka.create_topic(name, partitions)
         config = write_config(
             workdir / "config.yaml",
             bootstrap_servers=kafka.bootstrap_servers,
@@ -47,15 +53,43 @@ def main() -> None:
             flush_events=2000,
             flush_interval="250ms",
             extra_consumer={"max_poll_records": 500},
+            models={"wide": wide_model(labels={"task": "classification", "join_ttl": "1d"})},
         )
-        spec = load_config(config, env={}).model_specs()["wide"]
-        report = fill_topic(kafka, topic, spec, args.events)
+        cfg = load_config(config, env={})
+        plan = SyntheticPlan(
+            model=cfg.model_specs()["wide"],
+            rate=1000.0,
+            start=time.time() - args.events / 1000.0 - 60,
+            seed=args.seed % 10_000,
+        )
+        producer = kafka.producer(batch_size=256 * 1024, linger_ms=20)
+        started = time.perf_counter()
+        try:
+            sent = produce_labeled(
+                producer,
+                [SyntheticStream(plan)],
+                args.events,
+                cfg.kafka.topics.predictions,
+                cfg.kafka.topics.labels,
+                seed=args.seed,
+            )
+        finally:
+            producer.close()
+        print(
+            f"produced {args.events} events and {sent.labels_sent} labels "
+            f"({sent.labeled} distinct) in {time.perf_counter() - started:.1f}s",
+            flush=True,
+        )
         print(f"seed {args.seed}; killing {args.kills} times", flush=True)
-        result = run_chaos(config, url, report.windows, workdir, kills=args.kills, seed=args.seed)
+        result = run_chaos(
+            config, url, sent.windows, workdir, kills=args.kills, seed=args.seed, cells=sent.cells
+        )
         print(f"SQL totals right after each kill: {list(result.stored_at_kills)}")
         print(f"stored {result.stored} of {result.sent} events in {result.seconds:.1f}s")
+        print(f"joined {result.labeled_stored} of {result.labeled_sent} labelled outcomes")
         print(
-            f"chaos_ingest: lost={result.lost} duplicated={result.duplicated} kills={result.kills}"
+            f"chaos_ingest: lost={result.lost} duplicated={result.duplicated} kills={result.kills} "
+            f"labels_lost={result.labels_lost} labels_duplicated={result.labels_duplicated}"
         )
 
 

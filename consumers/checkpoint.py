@@ -1,16 +1,25 @@
-"""One SQL transaction per flush: aggregate deltas and the offsets that produced them."""
+"""One SQL transaction per flush: the offsets, and every state they produced.
+
+That is the window aggregates and, with labels, the join state and the
+performance aggregates. Offsets move by compare-and-set; with labels, the
+partitions whose join state the flush touches are also fenced on the offset
+of the other topic, so a replica that lost a partition on either topic
+cannot write join state for it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from consumers.join import JoinBatch, JoinCounts, apply_join
 from db.errors import OffsetConflict, translate
 from db.repositories import (
     OffsetAdvance,
+    OffsetFence,
     OffsetRepository,
     StoredOffset,
     WindowAggregateRepository,
@@ -38,29 +47,41 @@ class CheckpointStore:
             raise translate(exc) from exc
 
     def commit(
-        self, advances: list[OffsetAdvance], deltas: Mapping[WindowKey, WindowDelta]
-    ) -> None:
-        """Apply ``deltas`` and move offsets atomically.
+        self,
+        advances: list[OffsetAdvance],
+        deltas: Mapping[WindowKey, WindowDelta],
+        join: JoinBatch | None = None,
+        fences: Sequence[OffsetFence] = (),
+    ) -> JoinCounts:
+        """Apply ``deltas`` and ``join`` and move offsets atomically.
 
         Raises OffsetConflict (nothing applied) when a stored offset is not the
-        expected one, StoreUnavailable when the database cannot be reached.
+        expected one (``advances``' ``expected``, or a fence's), StoreUnavailable
+        when the database cannot be reached.
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
         try:
             with self._sessions() as session, session.begin():
                 offsets = OffsetRepository(session, self.group)
+                if join is not None:
+                    offsets.lock_partitions(join.partitions())
                 conflicts = [
                     (a.topic, a.partition) for a in advances if not offsets.advance(a, now)
                 ]
+                conflicts += offsets.check(fences)
                 if conflicts:
                     raise OffsetConflict(conflicts)
                 windows = WindowAggregateRepository(session)
                 for key, delta in deltas.items():
                     windows.add(key, delta, now)
+                if join is not None:
+                    return apply_join(session, join, now)
+                return JoinCounts()
         except sa_exc.IntegrityError as exc:
             # Two first-ever flushes of one partition raced on the insert.
-            raise OffsetConflict(
-                [(a.topic, a.partition) for a in advances if a.expected is None]
-            ) from exc
+            first = [(a.topic, a.partition) for a in advances if a.expected is None]
+            if not first:
+                raise translate(exc) from exc
+            raise OffsetConflict(first) from exc
         except sa_exc.SQLAlchemyError as exc:
             raise translate(exc) from exc

@@ -23,6 +23,7 @@ class InvalidReason(StrEnum):
     UNKNOWN_MODEL = "unknown_model"
     FEATURE = "feature"
     PREDICTION = "prediction"
+    LABEL = "label"
 
 
 class ConsumerError(Exception):
@@ -32,10 +33,13 @@ class ConsumerError(Exception):
 
 
 class InvalidEvent(ConsumerError):
-    def __init__(self, kind: InvalidReason, detail: str) -> None:
+    """``model`` is the event's model name where one was read (for unknown models)."""
+
+    def __init__(self, kind: InvalidReason, detail: str, model: str | None = None) -> None:
         super().__init__(f"{kind}: {detail}")
         self.kind = kind
         self.detail = detail
+        self.model = model
 
 
 class DeadLetterError(ConsumerError):

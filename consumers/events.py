@@ -193,9 +193,12 @@ class EventDecoder:
         env = _decode(self._labels, value)
         if env.model not in self.codecs:
             raise InvalidEvent(
-                InvalidReason.UNKNOWN_MODEL, f"model {env.model!r} is not configured"
+                InvalidReason.UNKNOWN_MODEL, f"model {env.model!r} is not configured", env.model
             )
-        return LabelEvent(env.event_id, env.model, env.label, env.timestamp.timestamp())
+        seconds = env.timestamp.timestamp()
+        if seconds < 0:
+            raise InvalidEvent(InvalidReason.TIMESTAMP, "timestamp is before 1970-01-01T00:00:00Z")
+        return LabelEvent(env.event_id, env.model, env.label, seconds)
 
 
 def _decode(decoder: msgspec.json.Decoder[T], value: bytes | None) -> T:

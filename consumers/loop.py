@@ -9,6 +9,12 @@ and processing resumes exactly after it.
 
 While the database is unreachable the loop pauses its partitions, keeps its
 group membership by polling, and retries the same flush with backoff.
+
+With labels, the loop subscribes to the labels topic too, in the same group
+and with the range assignor, so partition p of both topics (keyed by
+event_id, same partition count) belongs to the same replica. The join state of
+p is written in the flush transaction with both topics' offsets, and whatever
+moves one topic's p back to SQL (a conflict, a revocation) moves both.
 """
 
 from __future__ import annotations
@@ -32,21 +38,25 @@ from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher, envelope
 from consumers.errors import ConsumerError, InvalidEvent, InvalidReason
 from consumers.events import DecodedBatch, EventDecoder
+from consumers.join import JoinBatch, JoinCounts, LabelOutcome, PartitionObserver
+from consumers.labels import JoinBuffer, LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
 from db.errors import OffsetConflict, StoreError
-from db.repositories import OffsetAdvance, StoredOffset
+from db.repositories import OffsetAdvance, OffsetFence, StoredOffset
 from drift.schema import ModelSpec
 
 log = logging.getLogger(__name__)
 _TIMESTAMP = InvalidReason.TIMESTAMP
+_UNKNOWN_MODEL = InvalidReason.UNKNOWN_MODEL
 _TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
 
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
     topic: str
+    labels_topic: str | None = None  # None: no label join
     flush_events: int = 20_000
     flush_interval: float = 2.0
     max_clock_skew: float = 3600.0
@@ -94,6 +104,8 @@ class IngestLoop:
         settings: IngestSettings,
         stats: IngestStats,
         clock: Callable[[], float] = time.time,
+        label_specs: Mapping[str, LabelSpec] | None = None,
+        join_observer: PartitionObserver | None = None,
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
@@ -104,6 +116,11 @@ class IngestLoop:
         self.clock = clock
         self.book = OffsetBook()
         self.acc = WindowAccumulator(decoder.codecs)
+        # The join runs only with a labels topic and at least one model whose labels count.
+        joined = bool(settings.labels_topic and label_specs)
+        self.labels_topic = settings.labels_topic if joined else None
+        self.join = JoinBuffer(dict(label_specs or {}))
+        self.join_observer = join_observer  # e.g. streaming detectors, checkpointed per partition
         self._stop = threading.Event()
         self._last_flush = clock()
         self._last_lag = 0.0
@@ -135,7 +152,10 @@ class IngestLoop:
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set, then flush what is buffered and close."""
         self._stop = stop or threading.Event()
-        self.consumer.subscribe([self.settings.topic], listener=_Rebalance(self))
+        topics = [self.settings.topic]
+        if self.labels_topic is not None:
+            topics.append(self.labels_topic)
+        self.consumer.subscribe(topics, listener=_Rebalance(self))
         try:
             while not self._stop.is_set():
                 if self._new_specs is not None:
@@ -187,6 +207,9 @@ class IngestLoop:
             key = (tp.topic, tp.partition)
             if not self.book.owns(key):
                 continue  # revoked while this batch was in flight
+            if tp.topic == self.labels_topic:
+                self._process_labels(key, records, limit)
+                continue
             decoded = self.decoder.decode_batch([r.value for r in records])
             if decoded.times and max(decoded.times) > limit:
                 self._reject_future(decoded, limit)
@@ -199,8 +222,50 @@ class IngestLoop:
                 self.stats.late,
                 times=decoded.times,
                 on_consumed=self.stats.consumed,
+                on_accepted=self._join_hook(tp.partition),
             )
             self.book.advance(key, records[-1].offset + 1, watermark)
+
+    def _join_hook(self, partition: int) -> Callable[[str, str, int, list[Any]], None] | None:
+        if self.labels_topic is None:
+            return None
+        add = self.join.add_predictions
+
+        def register(model: str, version: str, start: int, events: list[Any]) -> None:
+            add(partition, model, version, start, events)
+
+        return register
+
+    def _process_labels(self, key: tuple[str, int], records: list[Any], limit: float) -> None:
+        """Decode and buffer one partition's labels; the label watermark is their latest time.
+
+        Invalid labels are dead-lettered; labels of unconfigured models, or of
+        models whose labels are disabled, are only counted.
+        """
+        wm = self.book.watermark(key)
+        specs = self.join.specs
+        for rec in records:
+            try:
+                label = self.decoder.decode_label(rec.value)
+                if label.event_time > limit:
+                    raise InvalidEvent(
+                        _TIMESTAMP,
+                        f"timestamp is more than {self.settings.max_clock_skew:.0f}s "
+                        "ahead of the consumer's clock",
+                    )
+                if label.model in specs:
+                    self.join.add_label(key[1], label)
+                else:
+                    self.stats.labels(label.model, LabelOutcome.IGNORED, 1)
+            except InvalidEvent as exc:
+                if exc.kind is _UNKNOWN_MODEL and exc.model is not None:
+                    self.stats.labels(exc.model, LabelOutcome.UNKNOWN_MODEL, 1)
+                else:
+                    self._dead_letter(rec, exc)
+                continue
+            if wm is None or label.event_time > wm:
+                wm = label.event_time
+        self.book.advance(key, records[-1].offset + 1, wm)
 
     def _reject_future(self, decoded: DecodedBatch, limit: float) -> None:
         """Move events stamped beyond the clock skew allowance to the invalid list."""
@@ -229,7 +294,7 @@ class IngestLoop:
 
     # -- flushing ----------------------------------------------------------
     def _flush_due(self) -> bool:
-        if self.acc.events >= self.settings.flush_events:
+        if self.acc.events + self.join.count >= self.settings.flush_events:
             return True
         return self.clock() - self._last_flush >= self.settings.flush_interval
 
@@ -242,15 +307,55 @@ class IngestLoop:
         started = time.perf_counter()
         self.dlq.confirm(timeout=10.0)
         events = self.acc.events
+        join, fences = self._join_batch(advances)
         try:
-            self.store.commit(advances, self.acc.deltas)
+            if join is None:
+                self.store.commit(advances, self.acc.deltas)
+                counts = JoinCounts()
+            else:
+                counts = self.store.commit(advances, self.acc.deltas, join, fences)
         except OffsetConflict as conflict:
             self._resolve_conflict(conflict, advances)
             return self.flush_once()
         self.acc.take()
+        self.join.take()
         self.book.confirm(advances)
         self.stats.flushed(time.perf_counter() - started, events)
+        for (model, outcome), n in counts.labels.items():
+            self.stats.labels(model, outcome, n)
+        for model, n in counts.unlabeled.items():
+            self.stats.unlabeled(model, n)
         self._commit_kafka(advances)
+
+    def _join_batch(
+        self, advances: list[OffsetAdvance]
+    ) -> tuple[JoinBatch | None, list[OffsetFence]]:
+        """The buffered join work, and the fences on the offsets this flush does not move."""
+        labels_topic = self.labels_topic
+        if labels_topic is None:
+            return None, []
+        topic = self.settings.topic
+        batch = JoinBatch(
+            [r for records in self.join.predictions.values() for r in records],
+            [r for records in self.join.labels.values() for r in records],
+            specs=self.join.specs,
+            windows={m: c.spec.window_seconds for m, c in self.decoder.codecs.items()},
+            observer=self.join_observer,
+        )
+        for a in advances:
+            if a.watermark is not None:
+                if a.topic == labels_topic:
+                    batch.label_watermarks[a.partition] = a.watermark
+                elif a.topic == topic:
+                    batch.prediction_watermarks[a.partition] = a.watermark
+        moving = {(a.topic, a.partition) for a in advances}
+        fences = [
+            OffsetFence(t, p, self.book.stored((t, p)))
+            for p in sorted(batch.partitions())
+            for t in (topic, labels_topic)
+            if (t, p) not in moving and self.book.owns((t, p))
+        ]
+        return batch, fences
 
     def _flush_with_retry(self, deadline: float | None) -> bool:
         """Flush, retrying retriable failures with backoff until done or ``deadline``."""
@@ -305,15 +410,20 @@ class IngestLoop:
         by_topic: dict[str, list[int]] = {}
         for topic, partition in conflict.partitions:
             by_topic.setdefault(topic, []).append(partition)
+        if self.labels_topic is not None:
+            # Join state is per partition number: both topics' p go back to SQL together.
+            numbers = sorted({p for _, p in conflict.partitions})
+            by_topic = {t: numbers for t in (self.settings.topic, self.labels_topic)}
         for topic, partitions in by_topic.items():
             stored = self.store.load(topic, partitions)
-            self.acc.drop_partitions(set(partitions))
+            self._drop_buffers(topic, set(partitions))
             for p in partitions:
                 mine = ours.get((topic, p))
                 if mine is not None and p in stored and stored[p].next_offset == mine.next_offset:
                     recovered.append(mine)
                 self._restart_from(topic, p, stored.get(p))
-        moved = len(conflict.partitions) - len(recovered)
+        landed = {(a.topic, a.partition) for a in recovered}
+        moved = sum(1 for tp in conflict.partitions if tp not in landed)
         if moved:
             self.stats.offset_conflicts(moved)
             log.warning("%s; continuing from the stored offsets", conflict)
@@ -348,11 +458,20 @@ class IngestLoop:
             log.debug("kafka offset commit skipped (lag tooling only): %s", exc)
 
     # -- rebalancing -------------------------------------------------------
+    def _drop_buffers(self, topic: str, partitions: set[int]) -> None:
+        """Forget what was buffered from ``topic``'s ``partitions`` (not yet in SQL)."""
+        if topic == self.labels_topic:
+            self.join.drop_partitions(partitions, predictions=False, labels=True)
+        else:
+            self.acc.drop_partitions(partitions)
+            self.join.drop_partitions(partitions, predictions=True, labels=False)
+
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         if revoked and self.book.pending():
             flushed = self._flush_with_retry(deadline=self.clock() + self.settings.shutdown_budget)
             if not flushed:
-                self.acc.drop_partitions({tp.partition for tp in revoked})
+                for tp in revoked:
+                    self._drop_buffers(tp.topic, {tp.partition})
         for tp in revoked:
             self.book.revoke((tp.topic, tp.partition))
 
@@ -362,14 +481,15 @@ class IngestLoop:
             by_topic.setdefault(tp.topic, []).append(tp.partition)
         for topic, partitions in by_topic.items():
             stored = self._load_offsets(topic, partitions)
-            self.acc.drop_partitions(set(partitions))
+            self._drop_buffers(topic, set(partitions))
             for p in partitions:
                 self.book.assign((topic, p), stored.get(p))
                 self._seek_start(TopicPartition(topic, p), stored.get(p))
         # Until their ends are known, new partitions count as having unread events.
         self.progress = ConsumerProgress(
             self.progress.partitions,
-            self.progress.busy | {tp.partition for tp in assigned},
+            self.progress.busy
+            | {tp.partition for tp in assigned if tp.topic == self.settings.topic},
         )
         self._last_lag = 0.0
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -402,9 +522,10 @@ class IngestLoop:
             high = self.consumer.highwater(TopicPartition(topic, partition))
             if high is not None and position is not None:
                 self.stats.lag(topic, partition, max(high - position, 0))
-            if high is None or position is None or position < high:
+            busy_here = high is None or position is None or position < high
+            if busy_here and topic == self.settings.topic:
                 busy.add(partition)
-        busy.update(a.partition for a in self.book.pending())
+        busy.update(a.partition for a in self.book.pending() if a.topic == self.settings.topic)
         known = self.consumer.partitions_for_topic(self.settings.topic) or set()
         self.progress = ConsumerProgress(frozenset(known), frozenset(busy))
 

@@ -51,6 +51,10 @@ class OffsetBook:
     def watermark(self, tp: TopicPartitionKey) -> float | None:
         return self._parts[tp].watermark
 
+    def stored(self, tp: TopicPartitionKey) -> int | None:
+        """The next offset SQL holds for ``tp`` as far as this book knows (None: none)."""
+        return self._parts[tp].stored
+
     def position(self, tp: TopicPartitionKey) -> int | None:
         part = self._parts.get(tp)
         return None if part is None else part.position

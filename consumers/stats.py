@@ -14,6 +14,8 @@ class IngestStats(Protocol):
     def offset_conflicts(self, n: int) -> None: ...
     def lag(self, topic: str, partition: int, lag: int) -> None: ...
     def healthy(self, ok: bool) -> None: ...
+    def labels(self, model: str, outcome: str, n: int) -> None: ...
+    def unlabeled(self, model: str, n: int) -> None: ...
 
 
 class NullStats:
@@ -41,4 +43,10 @@ class NullStats:
         pass
 
     def healthy(self, ok: bool) -> None:
+        pass
+
+    def labels(self, model: str, outcome: str, n: int) -> None:
+        pass
+
+    def unlabeled(self, model: str, n: int) -> None:
         pass

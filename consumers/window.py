@@ -37,12 +37,15 @@ class WindowAccumulator:
         on_late: Callable[[str, int], None],
         times: list[float] | None = None,
         on_consumed: Callable[[str, int], None] | None = None,
+        on_accepted: Callable[[str, str, int, list[PredictionEvent]], None] | None = None,
     ) -> float | None:
         """Fold one partition's events in offset order; return the new watermark.
 
         An event whose window closed (window end + allowed lateness at or before
         the watermark, the latest event time seen before it) is counted as late
         and not aggregated. ``times`` are the events' times when already known.
+        ``on_accepted(model, version, window_start, events)`` sees the aggregated
+        events of each window (the label join registers them).
         """
         wm = -math.inf if watermark is None else watermark
         if times is None:
@@ -71,6 +74,8 @@ class WindowAccumulator:
                 self.events += len(group.events)
                 if on_consumed is not None:
                     on_consumed(model, len(group.events))
+                if on_accepted is not None:
+                    on_accepted(model, version, start, group.events)
             if group.late:
                 delta.late += group.late
                 on_late(model, group.late)

@@ -204,3 +204,130 @@ class ReportHtmlRow(Base):
     report_id: Mapped[int] = mapped_column(ForeignKey("drift_reports.id", ondelete="CASCADE"))
     html: Mapped[bytes] = mapped_column(LargeBinary)
     rendered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PendingPrediction(Base):
+    """A prediction waiting for its label, or labelled and kept to spot duplicate labels.
+
+    Keyed by the partition number (shared by the predictions and labels topics)
+    so that only the replica owning that partition ever reads or writes the
+    row. Times are epoch seconds of event time; ``expires_at`` is the event time
+    plus the model's join TTL, compared with the partition's label watermark.
+    ``labeled_at`` is the joined label's event time (None while unlabelled).
+    """
+
+    __tablename__ = "pending_predictions"
+    __table_args__ = (Index("ix_pending_predictions_expiry", "partition", "expires_at"),)
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[int] = mapped_column(BigInteger)
+    event_time: Mapped[float] = mapped_column(Float(precision=53))
+    predicted: Mapped[str | None] = mapped_column(Text)
+    value: Mapped[float | None] = mapped_column(Float(precision=53))
+    score: Mapped[float | None] = mapped_column(Float(precision=53))
+    expires_at: Mapped[float] = mapped_column(Float(precision=53))
+    labeled_at: Mapped[float | None] = mapped_column(Float(precision=53))
+
+
+class PendingLabel(Base):
+    """A label that arrived before its prediction, kept until the join TTL runs out.
+
+    ``expires_at`` (label event time plus the join TTL) is compared with the
+    partition's prediction watermark.
+    """
+
+    __tablename__ = "pending_labels"
+    __table_args__ = (Index("ix_pending_labels_expiry", "partition", "expires_at"),)
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    actual: Mapped[str] = mapped_column(Text)
+    event_time: Mapped[float] = mapped_column(Float(precision=53))
+    expires_at: Mapped[float] = mapped_column(Float(precision=53))
+
+
+class PerformanceAggregate(Base):
+    """One partition's share of the labelled outcomes of one window of one model version.
+
+    The window is the predictions' (by prediction event time). ``predicted``
+    counts predictions registered for the join, ``labeled`` those joined,
+    ``unlabeled`` those whose TTL ran out without a label; ``sketch`` is a
+    :class:`drift.performance.PerformanceSketch` of the joined pairs.
+    """
+
+    __tablename__ = "performance_aggregates"
+    __table_args__ = (
+        UniqueConstraint(
+            "model",
+            "model_version",
+            "window_start",
+            "partition",
+            "layout",
+            name="uq_performance_aggregates_key",
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    partition: Mapped[int] = mapped_column(Integer)
+    layout: Mapped[str] = mapped_column(String(32))
+    predicted: Mapped[int] = mapped_column(BigInteger)
+    labeled: Mapped[int] = mapped_column(BigInteger)
+    unlabeled: Mapped[int] = mapped_column(BigInteger)
+    sketch: Mapped[bytes] = mapped_column(LargeBinary)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PerformanceReportRow(Base):
+    """Concept-drift results of one window whose labels are all in (or expired).
+
+    Linked to the window by (model, version, window start) and to its drift
+    report when one exists. Metric columns are None where undefined or not of
+    the task; the degradation columns are None without a configured reference.
+    """
+
+    __tablename__ = "performance_reports"
+    __table_args__ = (
+        UniqueConstraint(
+            "model", "model_version", "window_start", name="uq_performance_reports_window"
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(200))
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    drift_report_id: Mapped[int | None] = mapped_column(
+        ForeignKey("drift_reports.id", ondelete="SET NULL")
+    )
+    task: Mapped[str] = mapped_column(String(16))
+    predicted: Mapped[int] = mapped_column(BigInteger)
+    labeled: Mapped[int] = mapped_column(BigInteger)
+    unlabeled: Mapped[int] = mapped_column(BigInteger)
+    label_coverage: Mapped[float | None] = mapped_column(Float(precision=53))
+    accuracy: Mapped[float | None] = mapped_column(Float(precision=53))
+    precision: Mapped[float | None] = mapped_column(Float(precision=53))
+    recall: Mapped[float | None] = mapped_column(Float(precision=53))
+    f1: Mapped[float | None] = mapped_column(Float(precision=53))
+    roc_auc: Mapped[float | None] = mapped_column(Float(precision=53))
+    log_loss: Mapped[float | None] = mapped_column(Float(precision=53))
+    rmse: Mapped[float | None] = mapped_column(Float(precision=53))
+    mae: Mapped[float | None] = mapped_column(Float(precision=53))
+    mape: Mapped[float | None] = mapped_column(Float(precision=53))
+    degradation_metric: Mapped[str | None] = mapped_column(String(16))
+    reference_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    current_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    statistic: Mapped[float | None] = mapped_column(Float(precision=53))
+    p_value: Mapped[float | None] = mapped_column(Float(precision=53))
+    degraded: Mapped[bool | None] = mapped_column(Boolean)
+    verdict: Mapped[str] = mapped_column(Text)
+    sketch: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,15 @@ class OffsetAdvance:
     expected: int | None
     next_offset: int
     watermark: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetFence:
+    """Require the stored offset of a partition to still be ``expected`` (None: no row)."""
+
+    topic: str
+    partition: int
+    expected: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,35 @@ class OffsetRepository:
             )
         )
         return {r.partition: StoredOffset(r.next_offset, r.watermark) for r in rows}
+
+    def lock_partitions(self, partitions: Iterable[int]) -> None:
+        """Serialise transactions on the same partition numbers of this group.
+
+        The join state of partition p belongs to both topics' partition p, so a
+        flush checks both offsets of p; on PostgreSQL a transaction-scoped
+        advisory lock per (group, p) makes that check and the writes after it
+        atomic even where no offset row exists yet. SQLite has one writer at
+        a time already.
+        """
+        if self.session.get_bind().dialect.name != "postgresql":
+            return
+        group_key = zlib.crc32(self.group.encode()) & 0x7FFFFFFF
+        for p in sorted(set(partitions)):
+            self.session.execute(select(func.pg_advisory_xact_lock(group_key, p)))
+
+    def check(self, fences: Iterable[OffsetFence]) -> list[tuple[str, int]]:
+        """The fenced partitions whose stored offset is not the expected one."""
+        by_topic: dict[str, list[OffsetFence]] = {}
+        for f in fences:
+            by_topic.setdefault(f.topic, []).append(f)
+        moved: list[tuple[str, int]] = []
+        for topic, group in by_topic.items():
+            stored = self.load(topic, [f.partition for f in group])
+            for f in group:
+                held = stored.get(f.partition)
+                if (None if held is None else held.next_offset) != f.expected:
+                    moved.append((topic, f.partition))
+        return moved
 
     def advance(self, move: OffsetAdvance, now: datetime) -> bool:
         """Compare-and-set the stored offset; False when it was not ``expected``.

@@ -156,11 +156,56 @@ def cmd_reference_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from service.runner import build_evaluator
+    from service.runner import build_evaluator, build_performance_evaluator
 
     cfg = _config(args)
-    written = build_evaluator(cfg, _sessions(cfg), None).tick()
-    print(f"{len(written)} new drift report(s)")
+    sessions = _sessions(cfg)
+    written = build_evaluator(cfg, sessions, None).tick()
+    judged = build_performance_evaluator(cfg, sessions, None).tick()
+    print(f"{len(written)} new drift report(s), {len(judged)} new performance report(s)")
+    return 0
+
+
+def cmd_performance(args: argparse.Namespace) -> int:
+    from db.performance_reports import PerformanceReportRepository
+
+    cfg = _config(args)
+    with _sessions(cfg)() as session:
+        rows = PerformanceReportRepository(session).rows(args.model, args.limit)
+    fields = ("accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "mape")
+    if args.json:
+        out = [
+            {
+                "id": r.id,
+                "model": r.model,
+                "model_version": r.model_version,
+                "window_start": r.window_start.isoformat(),
+                "drift_report_id": r.drift_report_id,
+                "predicted": r.predicted,
+                "labeled": r.labeled,
+                "unlabeled": r.unlabeled,
+                "label_coverage": r.label_coverage,
+                **{f: getattr(r, f) for f in fields},
+                "degraded": r.degraded,
+                "verdict": r.verdict,
+            }
+            for r in rows
+        ]
+        print(json.dumps(out))
+        return 0
+    print(
+        f"{'id':>5} {'model':<10} {'version':<8} {'window start (UTC)':<19} {'labeled':>8} "
+        f"{'coverage':>8} {'metric':>8} {'degraded':>9}"
+    )
+    for r in rows:
+        metric = r.accuracy if r.task == "classification" else r.rmse
+        shown = "n/a" if metric is None else f"{metric:.4f}"
+        coverage = "n/a" if r.label_coverage is None else f"{r.label_coverage:.0%}"
+        flag = {None: "n/a", True: "DEGRADED", False: "-"}[r.degraded]
+        print(
+            f"{r.id:>5} {r.model:<10} {r.model_version:<8} {r.window_start:%Y-%m-%d %H:%M:%S} "
+            f"{r.labeled:>8} {coverage:>8} {shown:>8} {flag:>9}"
+        )
     return 0
 
 
@@ -411,6 +456,15 @@ def _drift_commands(sub: Any) -> None:
     reps.add_argument("--limit", type=int, default=50)
     reps.add_argument("--json", action="store_true")
     reps.set_defaults(func=cmd_reports)
+
+    perf = sub.add_parser(
+        "performance", help="list performance reports (accuracy or RMSE per labelled window)"
+    )
+    perf.add_argument("--config")
+    perf.add_argument("--model")
+    perf.add_argument("--limit", type=int, default=50)
+    perf.add_argument("--json", action="store_true")
+    perf.set_defaults(func=cmd_performance)
 
     rep = sub.add_parser("report", help="one drift report")
     rep_sub = rep.add_subparsers(dest="report_command", required=True)

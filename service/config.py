@@ -25,9 +25,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from consumers.labels import LabelSpec
 from drift.compare import NUMERICAL_ONLY
+from drift.performance import Task
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.stats import Method
 from service.durations import parse_duration
@@ -57,7 +60,14 @@ _SECURITY_KEYS = frozenset(
 )
 # Settings the service owns itself; letting users override them would break exactly-once.
 _RESERVED_CONSUMER_KEYS = frozenset(
-    {"bootstrap_servers", "group_id", "enable_auto_commit", "api_version", "auto_offset_reset"}
+    {
+        "bootstrap_servers",
+        "group_id",
+        "enable_auto_commit",
+        "api_version",
+        "auto_offset_reset",
+        "partition_assignment_strategy",
+    }
 )
 
 
@@ -214,12 +224,92 @@ class PredictionConfig(_Strict):
     bins: Bins = None
 
 
+def _text(v: Any) -> Any:
+    """Class labels may be written as numbers in YAML; they are compared as text."""
+    return str(v) if isinstance(v, int | float) and not isinstance(v, bool) else v
+
+
+ClassLabel = Annotated[str, BeforeValidator(_text)]
+
+
+class ReferencePerformance(_Strict):
+    """The performance a window is tested against: accuracy, or MSE for regression."""
+
+    accuracy: float | None = Field(default=None, ge=0, le=1)
+    mse: float | None = Field(default=None, ge=0)
+    n: int | None = Field(default=None, ge=2, description="labelled events behind the value")
+    mse_variance: float | None = Field(
+        default=None, ge=0, description="variance of the reference's squared errors"
+    )
+
+    @model_validator(mode="after")
+    def _one_metric(self) -> ReferencePerformance:
+        if (self.accuracy is None) == (self.mse is None):
+            raise ValueError("give exactly one of accuracy (classification) or mse (regression)")
+        if self.mse_variance is not None and (self.mse is None or self.n is None):
+            raise ValueError("mse_variance needs mse and n")
+        return self
+
+
+class LabelsConfig(_Strict):
+    """How the model's labels join its predictions and how its performance is judged."""
+
+    enabled: bool = True
+    join_ttl: Duration = Field(
+        default=86400.0, gt=0, description="how long (event time) a side waits, e.g. 1d"
+    )
+    task: Task | None = Field(
+        default=None, description="classification or regression; default from prediction.type"
+    )
+    positive_label: ClassLabel = "1"
+    negative_label: ClassLabel = "0"
+    threshold: float = Field(default=0.5, ge=0, le=1)
+    reference: ReferencePerformance | None = None
+    min_labeled: int = Field(default=200, ge=1)
+    alpha: float = Field(default=0.05, gt=0, lt=1)
+
+
 class ModelConfig(_Strict):
     features: dict[str, FeatureConfig] = Field(min_length=1, description="a mapping of features")
     prediction: PredictionConfig = PredictionConfig()
     window: Duration = Field(description="a window length such as 5m or 1h")
     allowed_lateness: Duration = 0.0
     drift: DriftConfig = DriftConfig()
+    labels: LabelsConfig = LabelsConfig()
+
+    @model_validator(mode="after")
+    def _labels_fit(self) -> ModelConfig:
+        task = self.task
+        if task is Task.REGRESSION and self.prediction.type is not PredictionKind.NUMERICAL:
+            raise ValueError("labels.task: regression needs prediction.type numerical")
+        ref = self.labels.reference
+        if ref is not None and (ref.mse is None) == (task is Task.REGRESSION):
+            wanted = "mse" if task is Task.REGRESSION else "accuracy"
+            raise ValueError(f"labels.reference: a {task} model is judged on {wanted}")
+        return self
+
+    @property
+    def task(self) -> Task:
+        """The configured task, else regression for numerical predictions, else classification."""
+        if self.labels.task is not None:
+            return self.labels.task
+        if self.prediction.type is PredictionKind.NUMERICAL:
+            return Task.REGRESSION
+        return Task.CLASSIFICATION
+
+    def label_spec(self, name: str) -> LabelSpec | None:
+        """How the model's labels join, or None when its labels are disabled."""
+        if not self.labels.enabled:
+            return None
+        return LabelSpec(
+            model=name,
+            prediction=self.prediction.type,
+            task=self.task,
+            join_ttl=self.labels.join_ttl,
+            positive_label=self.labels.positive_label,
+            negative_label=self.labels.negative_label,
+            threshold=self.labels.threshold,
+        )
 
     @field_validator("window")
     @classmethod
@@ -280,6 +370,11 @@ class Config(_Strict):
 
     def model_specs(self) -> dict[str, ModelSpec]:
         return {name: m.spec(name) for name, m in self.models.items()}
+
+    def label_specs(self) -> dict[str, LabelSpec]:
+        """The models whose labels are joined, and how."""
+        specs = {name: m.label_spec(name) for name, m in self.models.items()}
+        return {name: spec for name, spec in specs.items() if spec is not None}
 
 
 def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -> Config:

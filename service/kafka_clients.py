@@ -7,6 +7,7 @@ import time
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 
 from service.config import KafkaConfig
@@ -29,6 +30,9 @@ def consumer_options(cfg: KafkaConfig, start_from: str) -> dict[str, Any]:
         **cfg.consumer,
         **_common(cfg),
         "group_id": cfg.group_id,
+        # Partition p of the predictions and the labels topic go to the same replica,
+        # which the label join relies on (both topics keyed by event_id, same count).
+        "partition_assignment_strategy": [RangePartitionAssignor],
         # Offsets live in SQL with the aggregates; Kafka's are written for lag tools only.
         "enable_auto_commit": False,
         "auto_offset_reset": start_from,
@@ -76,3 +80,31 @@ def make_producer(cfg: KafkaConfig) -> Any:
         raise ServiceError(
             f"cannot connect to Kafka at {','.join(cfg.bootstrap_servers)}: {exc}"
         ) from exc
+
+
+def check_copartitioned(consumer: Any, predictions: str, labels: str) -> None:
+    """Fail start-up unless the labels topic exists with the predictions topic's partition count.
+
+    The label join finds a label's prediction on the same partition number,
+    which holds only when both topics are keyed by event_id and have as many
+    partitions. A predictions topic that does not exist yet is not checked.
+    """
+    try:
+        pred_parts = consumer.partitions_for_topic(predictions) or set()
+        label_parts = consumer.partitions_for_topic(labels) or set()
+    except KafkaError as exc:
+        raise ServiceError(
+            f"cannot read the partitions of {predictions!r} and {labels!r}: {exc}"
+        ) from exc
+    if not label_parts:
+        raise ServiceError(
+            f"kafka.topics.labels: topic {labels!r} does not exist; create it with "
+            f"{len(pred_parts) or 'as many'} partitions as {predictions!r}, keyed by event_id, "
+            "or set models.<model>.labels.enabled: false"
+        )
+    if pred_parts and len(pred_parts) != len(label_parts):
+        raise ServiceError(
+            f"kafka.topics: {predictions!r} has {len(pred_parts)} partitions and {labels!r} "
+            f"has {len(label_parts)}; the label join needs the same count on both (keyed by "
+            "event_id)"
+        )

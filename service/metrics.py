@@ -55,6 +55,19 @@ class Metrics:
             ["topic", "partition"],
             registry=r,
         )
+        self.labels = Counter(
+            "driftwatch_labels_total",
+            "Label events by what became of them: joined, duplicate, early (parked before "
+            "their prediction, counted again when resolved), orphaned, unknown_model, ignored",
+            ["model", "outcome"],
+            registry=r,
+        )
+        self.predictions_unlabeled = Counter(
+            "driftwatch_predictions_unlabeled_total",
+            "Predictions whose join TTL ran out without a label",
+            ["model"],
+            registry=r,
+        )
         self.healthy = Gauge(
             "driftwatch_healthy", "1 while the service can make progress, 0 otherwise", registry=r
         )
@@ -87,6 +100,19 @@ class Metrics:
             "driftwatch_evaluation_failures_total",
             "Scheduler ticks of window evaluation or report rendering that failed",
             ["job"],
+            registry=r,
+        )
+
+        self.performance_reports = Counter(
+            "driftwatch_performance_reports_total",
+            "Performance reports written, by model and degradation verdict (true, false, unknown)",
+            ["model", "degraded"],
+            registry=r,
+        )
+        self.label_coverage = Gauge(
+            "driftwatch_label_coverage_ratio",
+            "Labelled share of the predictions of the newest reported window",
+            ["model", "model_version"],
             registry=r,
         )
 
@@ -124,3 +150,9 @@ class IngestMetrics:
 
     def healthy(self, ok: bool) -> None:
         self.m.healthy.set(1 if ok else 0)
+
+    def labels(self, model: str, outcome: str, n: int) -> None:
+        self.m.labels.labels(model, outcome).inc(n)
+
+    def unlabeled(self, model: str, n: int) -> None:
+        self.m.predictions_unlabeled.labels(model).inc(n)

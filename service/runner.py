@@ -25,8 +25,19 @@ from drift.schema import ModelSpec
 from service.config import Config
 from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
-from service.kafka_clients import make_consumer, make_producer, wait_for_brokers
+from service.kafka_clients import (
+    check_copartitioned,
+    make_consumer,
+    make_producer,
+    wait_for_brokers,
+)
 from service.metrics import IngestMetrics, Metrics
+from service.performance import (
+    PerformanceEvaluator,
+    PerformanceJudging,
+    PerformanceSettings,
+    ReferenceValue,
+)
 from service.process import limit_malloc_arenas
 from service.rendering import LatestHtml
 
@@ -74,6 +85,34 @@ def build_evaluator(
     return evaluator
 
 
+def build_performance_evaluator(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+) -> PerformanceEvaluator:
+    """The evaluator of labelled windows, for every model whose labels are joined."""
+    models = {}
+    for name, spec in cfg.label_specs().items():
+        m = cfg.models[name]
+        ref = m.labels.reference
+        models[name] = PerformanceJudging(
+            spec=spec,
+            window_seconds=int(m.window),
+            allowed_lateness=int(m.allowed_lateness),
+            reference=None
+            if ref is None
+            else ReferenceValue(ref.accuracy, ref.mse, ref.n, ref.mse_variance),
+            min_labeled=m.labels.min_labeled,
+            alpha=m.labels.alpha,
+        )
+    settings = PerformanceSettings(
+        predictions_topic=cfg.kafka.topics.predictions,
+        labels_topic=cfg.kafka.topics.labels,
+        consumer_group=cfg.kafka.group_id,
+        idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
+        backfill=cfg.evaluation.backfill,
+    )
+    return PerformanceEvaluator(sessions, models, settings, metrics)
+
+
 def build_ingest_loop(
     cfg: Config,
     metrics: Metrics,
@@ -85,8 +124,17 @@ def build_ingest_loop(
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     wait_for_brokers(cfg.kafka)
     consumer = make_consumer(cfg.kafka, cfg.ingest.start_from)
+    label_specs = cfg.label_specs()
+    topics = cfg.kafka.topics
+    if label_specs:
+        try:
+            check_copartitioned(consumer, topics.predictions, topics.labels)
+        except ServiceError:
+            consumer.close(autocommit=False)
+            raise
     settings = IngestSettings(
-        topic=cfg.kafka.topics.predictions,
+        topic=topics.predictions,
+        labels_topic=topics.labels if label_specs else None,
         flush_events=cfg.ingest.flush_events,
         flush_interval=cfg.ingest.flush_interval,
         max_clock_skew=cfg.ingest.max_clock_skew,
@@ -101,6 +149,7 @@ def build_ingest_loop(
         ),
         settings=settings,
         stats=IngestMetrics(metrics),
+        label_specs=label_specs,
     )
 
 
@@ -161,6 +210,7 @@ def _scheduler(
 
     scheduler = BackgroundScheduler(timezone="UTC")
     current = dict(evaluator.specs())
+    performance = build_performance_evaluator(cfg, sessions, metrics)
 
     def evaluate() -> None:
         try:
@@ -178,6 +228,11 @@ def _scheduler(
         if specs != current:
             current.update(specs)
             loop.replace_models(specs)
+        try:
+            performance.tick()
+        except (StoreError, SQLAlchemyError) as exc:
+            metrics.evaluation_failures.labels("performance").inc()
+            log.warning("performance evaluation failed, retrying next tick: %s", exc)
 
     # Every job runs at most once at a time; a late tick is skipped, not queued.
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}

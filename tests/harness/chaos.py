@@ -1,8 +1,9 @@
-"""The crash scenario shared by the chaos test and ``bench/chaos_ingest.py``.
+"""The crash scenario shared by the chaos tests and ``bench/chaos_ingest.py``.
 
 Events are produced up front; ``driftwatch run`` is started, SIGKILLed at random
 moments while it makes progress, and restarted; at the end SQL is compared,
-window by window, with what the producer had acknowledged.
+window by window, with what the producer had acknowledged. With labels, the
+joined outcomes are compared too, confusion cell by confusion cell.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness.labels import Cell, compare_cells, stored_cells
 from tests.harness.scenario import ServiceProcess, compare, stored_counts, wait_for_total
 
 
@@ -25,6 +27,21 @@ class ChaosResult:
     kills: int
     seconds: float
     stored_at_kills: tuple[int, ...]  # SQL totals right after each kill
+    labeled_sent: int = 0
+    labeled_stored: int = 0
+    labels_lost: int = 0
+    labels_duplicated: int = 0
+
+
+def _wait_for_labeled(database_url: str, expected: int, timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    total = 0
+    while time.monotonic() < deadline:
+        total = sum(stored_cells(database_url).values())
+        if total >= expected:
+            return total
+        time.sleep(0.5)
+    return total
 
 
 def run_chaos(
@@ -35,9 +52,11 @@ def run_chaos(
     kills: int,
     seed: int = 0,
     timeout: float = 600.0,
+    cells: Counter[Cell] | None = None,
 ) -> ChaosResult:
     rng = random.Random(seed)
     expected = sum(sent.values())
+    labeled = sum(cells.values()) if cells else 0
     started = time.monotonic()
     at_kills: list[int] = []
     for i in range(kills + 1):
@@ -45,6 +64,8 @@ def run_chaos(
         svc.start()
         if i == kills:
             wait_for_total(database_url, expected, timeout)
+            if labeled:
+                _wait_for_labeled(database_url, labeled, timeout)
             svc.terminate()
             break
         # Kill only once this run has made progress, at a random point after it,
@@ -57,6 +78,11 @@ def run_chaos(
         at_kills.append(sum(stored_counts(database_url).values()))
     stored = stored_counts(database_url)
     lost, dup = compare(sent, stored)
+    labels_lost = labels_dup = labeled_stored = 0
+    if cells is not None:
+        in_sql = stored_cells(database_url)
+        labeled_stored = sum(in_sql.values())
+        labels_lost, labels_dup = compare_cells(cells, in_sql)
     return ChaosResult(
         expected,
         sum(stored.values()),
@@ -65,4 +91,8 @@ def run_chaos(
         len(at_kills),
         time.monotonic() - started,
         tuple(at_kills),
+        labeled,
+        labeled_stored,
+        labels_lost,
+        labels_dup,
     )

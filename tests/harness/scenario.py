@@ -23,19 +23,30 @@ from db.session import make_engine, make_session_factory
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wide_model(numerical: int = 16, categorical: int = 4, window: str = "1m") -> dict[str, Any]:
-    """A model with many features, like the ones the performance targets speak of."""
+def wide_model(
+    numerical: int = 16,
+    categorical: int = 4,
+    window: str = "1m",
+    labels: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A model with many features, like the ones the performance targets speak of.
+
+    ``labels`` is its ``labels`` config (default: joined, as a regression).
+    """
     features: dict[str, Any] = {}
     for i in range(numerical):
         features[f"num_{i:02d}"] = {"type": "numerical", "nullable": i % 4 == 0}
     for i in range(categorical):
         features[f"cat_{i}"] = {"type": "categorical", "nullable": i == 0}
-    return {
+    model: dict[str, Any] = {
         "window": window,
         "allowed_lateness": "1m",
         "prediction": {"type": "numerical"},
         "features": features,
     }
+    if labels is not None:
+        model["labels"] = labels
+    return model
 
 
 def write_config(

@@ -24,6 +24,7 @@ _names = itertools.count()
 def topic(kafka: TestKafka) -> str:
     name = f"predictions-{os.getpid()}-{next(_names)}"
     kafka.create_topic(name, 3)
+    kafka.create_topic(f"{name}-labels", 3)  # keyed like the predictions, same partition count
     kafka.create_topic(f"{name}-dlq", 1)
     return name
 

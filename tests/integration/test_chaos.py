@@ -1,27 +1,53 @@
-"""kill -9 mid-stream, several times: nothing lost, nothing counted twice."""
+"""kill -9 mid-stream, several times: no event and no labelled outcome lost or counted twice."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from consumers.synthetic import SyntheticPlan, SyntheticStream
+from service.config import load_config
 from tests.harness.chaos import run_chaos
+from tests.harness.kafka import TestKafka
+from tests.harness.labels import produce_labeled
+from tests.harness.scenario import wide_model
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 
 
-def test_sigkill_mid_stream_loses_and_duplicates_nothing(pg_url, make_config, send, tmp_path):
+def test_sigkill_mid_stream_loses_and_duplicates_nothing(
+    kafka: TestKafka, pg_url, make_config, tmp_path
+):
     # Small polls and frequent flushes: many commit points for the kills to fall between.
     config = make_config(
         pg_url,
         flush_events=500,
         flush_interval="200ms",
         extra_consumer={"max_poll_records": 100},
+        models={"wide": wide_model(labels={"task": "classification", "join_ttl": "1d"})},
     )
-    sent = send(config, 30_000)
+    cfg = load_config(config, env={})
+    plan = SyntheticPlan(model=cfg.model_specs()["wide"], rate=200.0, start=time.time() - 3 * 86400)
+    producer = kafka.producer()
+    try:
+        sent = produce_labeled(
+            producer,
+            [SyntheticStream(plan)],
+            30_000,
+            cfg.kafka.topics.predictions,
+            cfg.kafka.topics.labels,
+            seed=5,
+        )
+    finally:
+        producer.close()
+    assert sent.labels_sent > sent.labeled > 25_000  # some labels twice, some never
 
-    result = run_chaos(config, pg_url, sent, tmp_path, kills=3, seed=11)
+    result = run_chaos(config, pg_url, sent.windows, tmp_path, kills=3, seed=11, cells=sent.cells)
 
     assert result.kills == 3
     assert all(0 < n < 30_000 for n in result.stored_at_kills), result
     assert (result.lost, result.duplicated) == (0, 0), result
     assert result.stored == 30_000
+    assert (result.labels_lost, result.labels_duplicated) == (0, 0), result
+    assert result.labeled_stored == sent.labeled

@@ -31,6 +31,7 @@ def running(kafka: TestKafka, tmp_path_factory: pytest.TempPathFactory) -> Itera
     workdir = tmp_path_factory.mktemp("dlq")
     topic = f"dlq-test-{time.time_ns()}"
     kafka.create_topic(topic, 3)
+    kafka.create_topic(f"{topic}-labels", 3)
     kafka.create_topic(f"{topic}-dlq", 1)
     db = f"sqlite:///{workdir / 'db.sqlite'}"
     upgrade(make_engine(db))

@@ -200,15 +200,16 @@ class FlakyStore(CheckpointStore):
         super().__init__(sessions, GROUP, clock.time)
         self.fail_commits = self.fail_loads = self.lose_acks = self.commit_calls = 0
 
-    def commit(self, advances: Any, deltas: Any) -> None:
+    def commit(self, advances: Any, deltas: Any, *join: Any) -> Any:
         self.commit_calls += 1
         if self.fail_commits:
             self.fail_commits -= 1
             raise StoreUnavailable("database down")
-        super().commit(advances, deltas)
+        counts = super().commit(advances, deltas, *join)
         if self.lose_acks:
             self.lose_acks -= 1
             raise StoreUnavailable("connection lost before the commit was acknowledged")
+        return counts
 
     def load(self, topic: str, partitions: Any) -> Any:
         if self.fail_loads:

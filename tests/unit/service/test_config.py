@@ -401,3 +401,71 @@ def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
         load_config(path, {})
     (line,) = info.value.problems
     assert line == f"config: {path} is not UTF-8 text"
+
+
+# -- labels ---------------------------------------------------------------------
+
+
+def test_labels_default_to_joined_with_the_task_from_the_prediction_type(tmp_path: Path) -> None:
+    spec = load(tmp_path).label_specs()["fraud"]
+    assert (spec.task, spec.join_ttl, spec.positive_label) == ("regression", 86400.0, "1")
+    raw = mutated("models.fraud.labels", {"task": "classification", "positive_label": 1})
+    spec = load(tmp_path, raw).label_specs()["fraud"]
+    assert (spec.task, spec.positive_label) == ("classification", "1")
+    assert load(tmp_path, mutated("models.fraud.labels", {"enabled": False})).label_specs() == {}
+
+
+@pytest.mark.parametrize(
+    ("labels", "prediction", "expected"),
+    [
+        (
+            {"task": "regression"},
+            {"type": "categorical"},
+            "config: models.fraud: labels.task: regression needs prediction.type numerical",
+        ),
+        (
+            {"reference": {"accuracy": 0.9}},
+            None,
+            "config: models.fraud: labels.reference: a regression model is judged on mse",
+        ),
+        (
+            {"reference": {"accuracy": 0.9, "mse": 1.0}},
+            None,
+            "config: models.fraud.labels.reference: give exactly one of accuracy "
+            "(classification) or mse (regression)",
+        ),
+        ({"join_ttl": "soon"}, None, "config: models.fraud.labels.join_ttl: expected a duration"),
+    ],
+)
+def test_bad_labels_settings_name_the_key(
+    tmp_path: Path, labels: dict[str, Any], prediction: Any, expected: str
+) -> None:
+    raw = mutated("models.fraud.labels", labels)
+    if prediction is not None:
+        raw["models"]["fraud"]["prediction"] = prediction
+    [line] = problems(tmp_path, raw)
+    assert line.startswith(expected)
+
+
+def test_the_assignment_strategy_is_driftwatchs_own(tmp_path: Path) -> None:
+    raw = mutated("kafka.consumer", {"partition_assignment_strategy": []})
+    [line] = problems(tmp_path, raw)
+    assert "partition_assignment_strategy" in line and "cannot be overridden" in line
+
+
+def test_start_up_checks_that_both_topics_have_one_partition_count() -> None:
+    from service.errors import ServiceError
+    from service.kafka_clients import check_copartitioned
+
+    class Topics:
+        def __init__(self, **parts: int) -> None:
+            self.parts = parts
+
+        def partitions_for_topic(self, topic: str) -> set[int]:
+            return set(range(self.parts.get(topic, 0)))
+
+    check_copartitioned(Topics(p=3, l=3), "p", "l")
+    with pytest.raises(ServiceError, match="'p' has 3 partitions and 'l' has 2"):
+        check_copartitioned(Topics(p=3, l=2), "p", "l")
+    with pytest.raises(ServiceError, match=r"kafka\.topics\.labels: topic 'l' does not exist"):
+        check_copartitioned(Topics(p=3), "p", "l")

@@ -1,0 +1,209 @@
+"""Concept drift per window: once a window's labels are in, judge its performance.
+
+A window's performance is final when no prediction of it can still arrive and
+none can still be joined: the predictions' closing watermark has passed the
+window's end plus the allowed lateness, and the labels' closing watermark its
+end plus the join TTL (by then every prediction of the window was joined or
+swept as unlabelled). Both closing watermarks are computed as for data drift
+(:func:`service.evaluation.closing_watermark`), from the offsets in SQL.
+
+The report holds the metrics of the merged partition sketches, the sample
+sizes, the label coverage (labelled / predicted) and the window-level
+degradation verdict against the model's configured reference performance.
+Reports are unique per (model, version, window): replicas racing store one.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.labels import LabelSpec
+from db.join import PerformanceAggregateRepository, PerformanceWindow
+from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
+from db.repositories import OffsetRepository
+from drift.performance import ClassificationSketch
+from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
+from service.evaluation import closing_watermark
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class ReferenceValue:
+    """A model's reference performance: accuracy or MSE, with the events behind it."""
+
+    accuracy: float | None = None
+    mse: float | None = None
+    n: int | None = None
+    mse_variance: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceJudging:
+    """How one model's windows are judged once labelled (from ``models.*.labels``)."""
+
+    spec: LabelSpec
+    window_seconds: int
+    allowed_lateness: int
+    reference: ReferenceValue | None = None
+    min_labeled: int = 200
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class PerformanceSettings:
+    predictions_topic: str
+    labels_topic: str
+    consumer_group: str
+    idle_partition_timeout: float = 60.0
+    backfill: float = 86400.0
+
+
+def degradation(
+    judging: PerformanceJudging, window: PerformanceWindow
+) -> DegradationVerdict | None:
+    """The window's verdict against the reference; None without a reference."""
+    ref = judging.reference
+    if ref is None:
+        return None
+    sketch = window.sketch.sketch
+    if isinstance(sketch, ClassificationSketch):
+        assert ref.accuracy is not None
+        return accuracy_drop(
+            ref.accuracy,
+            ref.n,
+            sketch.correct,
+            sketch.count,
+            alpha=judging.alpha,
+            min_labeled=judging.min_labeled,
+        )
+    assert ref.mse is not None
+    with_var = ref.n is not None and ref.mse_variance is not None
+    return error_increase(
+        ref.mse,
+        ref.n if with_var else None,
+        ref.mse_variance if with_var else None,
+        sketch.sum_sq_err,
+        sketch.sum_sq_sq_err,
+        sketch.count,
+        alpha=judging.alpha,
+        min_labeled=judging.min_labeled,
+    )
+
+
+class PerformanceEvaluator:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        models: Mapping[str, PerformanceJudging],
+        settings: PerformanceSettings,
+        metrics: Metrics | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._sessions = sessions
+        self._models = models
+        self._settings = settings
+        self._metrics = metrics
+        self._clock = clock
+
+    def tick(self) -> list[int]:
+        """Report every window whose labels are final and that has no report yet."""
+        if not self._models:
+            return []
+        s = self._settings
+        now = self._clock()
+        with self._sessions() as session:
+            offsets = OffsetRepository(session, s.consumer_group)
+            predictions = closing_watermark(
+                offsets.watermarks(s.predictions_topic), now, s.idle_partition_timeout
+            )
+            labels = closing_watermark(
+                offsets.watermarks(s.labels_topic), now, s.idle_partition_timeout
+            )
+        if predictions is None or labels is None:
+            return []
+        written: list[int] = []
+        for model, judging in self._models.items():
+            ended_by = min(predictions - judging.allowed_lateness, labels - judging.spec.join_ttl)
+            written.extend(self._evaluate_model(model, judging, ended_by))
+        return written
+
+    def _evaluate_model(
+        self, model: str, judging: PerformanceJudging, ended_by: float
+    ) -> list[int]:
+        with self._sessions() as session:
+            aggregates = PerformanceAggregateRepository(session)
+            newest = aggregates.newest_window_start(model)
+            if newest is None:
+                return []
+            since = newest - timedelta(seconds=self._settings.backfill + judging.spec.join_ttl)
+            todo = aggregates.windows(model, since, datetime.fromtimestamp(ended_by, UTC))
+            done = PerformanceReportRepository(session).reported(model, since)
+        written = []
+        for version, start, _ in todo:
+            if (version, start) not in done:
+                report_id = self._evaluate_window(model, judging, version, start)
+                if report_id is not None:
+                    written.append(report_id)
+        return written
+
+    def _evaluate_window(
+        self, model: str, judging: PerformanceJudging, version: str, start: datetime
+    ) -> int | None:
+        with self._sessions() as session, session.begin():
+            window = PerformanceAggregateRepository(session).window(
+                model, version, start, judging.spec.layout
+            )
+            if window is None:
+                return None
+            verdict = degradation(judging, window)
+            if verdict is not None:
+                text = verdict.reason
+            else:
+                text = f"no reference performance configured (models.{model}.labels.reference)"
+            result = PerformanceVerdict(
+                model=model,
+                model_version=version,
+                window_start=int(start.timestamp()),
+                window_seconds=judging.window_seconds,
+                predicted=window.predicted,
+                labeled=window.labeled,
+                unlabeled=window.unlabeled,
+                sketch=window.sketch,
+                metrics=window.sketch.metrics(),
+                degradation=verdict,
+                verdict=text,
+            )
+            report_id = PerformanceReportRepository(session).add(
+                result, datetime.fromtimestamp(self._clock(), UTC)
+            )
+        if report_id is not None:
+            self._observe(result)
+            log.info(
+                "performance report %d: %s/%s window %s, %d of %d labelled: %s",
+                report_id,
+                model,
+                version,
+                start.isoformat(),
+                result.labeled,
+                result.predicted,
+                text,
+            )
+        return report_id
+
+    def _observe(self, result: PerformanceVerdict) -> None:
+        m = self._metrics
+        if m is None:
+            return
+        degraded = None if result.degradation is None else result.degradation.degraded
+        flag = {None: "unknown", True: "true", False: "false"}[degraded]
+        m.performance_reports.labels(result.model, flag).inc()
+        if result.coverage is not None:
+            m.label_coverage.labels(result.model, result.model_version).set(result.coverage)

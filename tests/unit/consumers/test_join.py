@@ -1,0 +1,313 @@
+"""The label join, driven through IngestLoop over a fake two-topic consumer, on both databases.
+
+Each case of the join's state machine asserts its counter and what SQL holds:
+the performance aggregate of the prediction's window and the pending rows.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+import consumers.loop as loop_module
+from consumers.checkpoint import CheckpointStore
+from consumers.dlq import DeadLetterPublisher
+from consumers.join import JoinBatch
+from consumers.labels import LabelSpec
+from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from db.errors import OffsetConflict
+from db.join import PerformanceAggregateRepository, PredictionRecord
+from db.models import PendingLabel, PendingPrediction, PerformanceAggregate
+from db.repositories import OffsetAdvance, OffsetFence
+from db.session import make_engine, make_session_factory
+from drift.performance import ClassificationSketch, Task
+from drift.schema import PredictionKind
+from tests.unit.consumers.test_loop import (
+    DECODER,
+    GROUP,
+    TOPIC,
+    FakeConsumer,
+    FakeProducer,
+    FakeTime,
+    FlakyStore,
+    Rec,
+    Stats,
+    T,
+)
+
+LABELS = "labels"
+TTL = 600.0
+SPEC = LabelSpec("fraud", PredictionKind.NUMERICAL, Task.CLASSIFICATION, TTL)
+
+
+def pred(t: float, eid: str, score: float = 0.25) -> bytes:
+    return json.dumps(
+        {
+            "event_id": eid,
+            "model": "fraud",
+            "model_version": "v1",
+            "timestamp": datetime.fromtimestamp(t, UTC).isoformat(),
+            "features": {"amount": 1.0},
+            "prediction": score,
+        }
+    ).encode()
+
+
+def label(t: float, eid: str, value: Any, model: str = "fraud") -> bytes:
+    ts = datetime.fromtimestamp(t, UTC).isoformat()
+    return json.dumps({"event_id": eid, "model": model, "label": value, "timestamp": ts}).encode()
+
+
+class TwoTopics(FakeConsumer):
+    """The fake consumer with a labels topic beside the predictions topic."""
+
+    def __init__(self, clock: FakeTime, preds: dict[int, list[bytes]], max_records: int) -> None:
+        super().__init__(clock, preds, max_records)
+        for p in preds:
+            self.log[TopicPartition(LABELS, p)] = []
+
+    def add_labels(self, partition: int, *values: bytes) -> None:
+        log = self.log[TopicPartition(LABELS, partition)]
+        for v in values:
+            log.append(Rec(LABELS, partition, len(log), f"k{len(log)}".encode(), v))
+
+    def subscribe(self, topics: list[str], listener: Any = None) -> None:
+        assert topics == [TOPIC, LABELS]
+        self.listener, self._next = listener, set(self.log)
+
+
+class JoinRig:
+    def __init__(self, sql: sessionmaker[Session], clock: FakeTime, partitions: int = 1) -> None:
+        self.sql = sql
+        self.consumer = TwoTopics(clock, {p: [] for p in range(partitions)}, max_records=50)
+        self.store = FlakyStore(sql, clock)
+        self.producer, self.stats = FakeProducer(), Stats()
+        self.loop = IngestLoop(
+            self.consumer,
+            DECODER,
+            self.store,
+            DeadLetterPublisher(lambda: self.producer, "dead-letters"),
+            IngestSettings(TOPIC, labels_topic=LABELS, max_backoff=1.0),
+            self.stats,  # type: ignore[arg-type]
+            clock=clock.time,
+            label_specs={"fraud": SPEC},
+        )
+        self.loop._stop = clock  # type: ignore[assignment]
+        self.consumer.subscribe([TOPIC, LABELS], listener=_Rebalance(self.loop))
+
+    def step(self, preds: list[bytes] = (), labels: list[bytes] = (), partition: int = 0) -> None:  # type: ignore[assignment]
+        """Append, read everything and flush once."""
+        self.consumer.append(partition, *preds)
+        self.consumer.add_labels(partition, *labels)
+        while batch := self.loop._poll(0):
+            self.loop._process(batch)
+        assert self.loop._flush_with_retry(deadline=None) is True
+
+    def outcomes(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for model, outcome, n in self.stats.of("labels"):
+            assert model == "fraud"
+            out[outcome] = out.get(outcome, 0) + n
+        return out
+
+    def unlabeled(self) -> int:
+        return sum(n for _, n in self.stats.of("unlabeled"))
+
+    def window(self, start: int = T) -> tuple[int, int, int, ClassificationSketch]:
+        """(predicted, labeled, unlabeled, sketch) of the window starting at ``start``."""
+        with self.sql() as s:
+            w = PerformanceAggregateRepository(s).window(
+                "fraud", "v1", datetime.fromtimestamp(start, UTC), SPEC.layout
+            )
+        assert w is not None
+        assert isinstance(w.sketch.sketch, ClassificationSketch)
+        return w.predicted, w.labeled, w.unlabeled, w.sketch.sketch
+
+    def pending(self) -> tuple[int, int, int]:
+        """(unlabelled predictions, labelled predictions, parked labels) in SQL."""
+        pp = PendingPrediction
+        with self.sql() as s:
+            unlabeled = s.scalar(select(func.count()).where(pp.labeled_at.is_(None)))
+            labeled = s.scalar(select(func.count()).where(pp.labeled_at.is_not(None)))
+            parked = s.scalar(select(func.count()).select_from(PendingLabel))
+        return int(unlabeled or 0), int(labeled or 0), int(parked or 0)
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    fake = FakeTime(T + 100.0)
+    monkeypatch.setattr(loop_module, "time", fake)
+    return fake
+
+
+@pytest.fixture
+def sql(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def test_label_after_prediction_joins_into_the_predictions_window(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.step(preds=[pred(T + 5, "a"), pred(T + 25, "b", 0.75), pred(T + 65, "c")])
+    assert r.pending() == (3, 0, 0)
+    assert r.window()[:3] == (2, 0, 0)
+    # Labels come minutes later: still joined to the predictions' windows.
+    r.step(labels=[label(T + 300, "a", 0), label(T + 301, "b", 0), label(T + 302, "c", 1)])
+    assert r.outcomes() == {"joined": 3}
+    predicted, labeled, unlabeled, sketch = r.window()
+    assert (predicted, labeled, unlabeled) == (2, 2, 0)
+    assert sketch.confusion == {("0", "0"): 1, ("0", "1"): 1}
+    assert sketch.scored == 2
+    assert r.window(T + 60)[3].confusion == {("1", "0"): 1}
+    assert r.pending() == (0, 3, 0)  # kept, labelled, to recognise duplicates
+
+
+def test_label_before_prediction_is_parked_then_joined(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.step(labels=[label(T + 30, "a", 1)])
+    assert r.outcomes() == {"early": 1}
+    assert r.pending() == (0, 0, 1)
+    r.step(preds=[pred(T + 10, "a", 0.9)])
+    assert r.outcomes() == {"early": 1, "joined": 1}
+    assert r.pending() == (0, 1, 0)
+    predicted, labeled, _, sketch = r.window()
+    assert (predicted, labeled) == (1, 1)
+    assert sketch.confusion == {("1", "1"): 1}
+
+
+def test_both_sides_in_one_flush_join_whatever_their_order(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.step(preds=[pred(T + 10, "a")], labels=[label(T + 5, "a", 0), label(T + 6, "b", 0)])
+    r.step(preds=[pred(T + 11, "b")])
+    assert r.outcomes() == {"joined": 2, "early": 1}
+    assert r.window()[:2] == (2, 2)
+
+
+def test_duplicate_labels_are_counted_once(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    # Two labels before the prediction: one is parked, the other is a duplicate.
+    r.step(labels=[label(T + 20, "a", 1), label(T + 21, "a", 0)])
+    assert r.outcomes() == {"early": 1, "duplicate": 1}
+    r.step(preds=[pred(T + 5, "a", 0.9), pred(T + 6, "b")], labels=[label(T + 22, "b", 0)])
+    r.step(labels=[label(T + 40, "b", 1), label(T + 41, "a", 1)])  # within the TTL
+    assert r.outcomes() == {"early": 1, "duplicate": 3, "joined": 2}
+    predicted, labeled, _, sketch = r.window()
+    assert (predicted, labeled) == (2, 2)
+    assert sketch.confusion == {("1", "1"): 1, ("0", "0"): 1}  # the first label of each
+
+
+def test_labels_of_unknown_models_are_counted_and_invalid_ones_dead_lettered(
+    sql: Any, clock: Any
+) -> None:
+    r = JoinRig(sql, clock)
+    r.step(
+        labels=[
+            label(T + 1, "a", 1, model="nope"),
+            b"{not json",
+            json.dumps({"event_id": "x", "model": "fraud"}).encode(),
+            label(clock.now + 7200, "f", 1),  # beyond the clock skew allowance
+            label(T + 2, "b", 1),
+        ]
+    )
+    assert r.stats.of("labels") == [("nope", "unknown_model", 1), ("fraud", "early", 1)]
+    letters = r.producer.letters()
+    assert [(d["topic"], d["offset"]) for d in letters] == [(LABELS, 1), (LABELS, 2), (LABELS, 3)]
+    assert r.stats.of("invalid") == ["malformed", "schema", "timestamp"]
+    assert r.pending() == (0, 0, 1)
+    with sql() as s:
+        stored = s.execute(select(PendingLabel.event_id, PendingLabel.actual)).all()
+    assert stored == [("b", "1")]
+
+
+def test_expired_prediction_is_counted_unlabeled_in_its_window(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.step(preds=[pred(T + 5, "a"), pred(T + 50, "b")])
+    # The label watermark passes a's event time + TTL, not yet b's.
+    r.step(labels=[label(T + 5 + TTL + 1, "other", 0)])
+    assert r.unlabeled() == 1
+    assert r.window()[:3] == (2, 0, 1)
+    assert r.pending() == (1, 0, 1)
+    r.step(labels=[label(T + 40, "b", 1)])  # a late label still joins b
+    r.step(labels=[label(T + 50 + TTL + 1, "other2", 0)])
+    assert r.unlabeled() == 1  # b was labelled: dropped silently
+    assert r.window()[:3] == (2, 1, 1)
+    assert r.pending() == (0, 0, 2)
+
+
+def test_expired_label_is_an_orphan(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.step(labels=[label(T + 5, "gone", 1), label(T + 100, "later", 0)])
+    # The prediction watermark passes the first label's time + TTL.
+    r.step(preds=[pred(T + 5 + TTL + 1, "x")])
+    assert r.outcomes() == {"early": 2, "orphaned": 1}
+    assert r.pending() == (1, 0, 1)
+    # A label arriving after its prediction expired is parked and orphaned in turn.
+    r.step(labels=[label(T + 200, "x", 0)])
+    assert r.outcomes() == {"early": 2, "orphaned": 1, "joined": 1}
+
+
+def test_a_replayed_flush_joins_exactly_once(sql: Any, clock: Any) -> None:
+    first = JoinRig(sql, clock)
+    first.step(preds=[pred(T + 5, "a"), pred(T + 6, "b")], labels=[label(T + 7, "a", 0)])
+    # Crash after reading more but before flushing it: a second process reads it again.
+    first.consumer.append(0, pred(T + 8, "c"))
+    first.consumer.add_labels(0, label(T + 9, "b", 1), label(T + 9, "c", 0))
+    while batch := first.loop._poll(0):
+        first.loop._process(batch)
+    second = JoinRig(sql, clock)
+    second.step(
+        preds=[pred(T + 5, "a"), pred(T + 6, "b"), pred(T + 8, "c")],
+        labels=[label(T + 7, "a", 0), label(T + 9, "b", 1), label(T + 9, "c", 0)],
+    )
+    predicted, labeled, _, sketch = second.window()
+    assert (predicted, labeled) == (3, 3)
+    assert sketch.confusion == {("0", "0"): 2, ("1", "0"): 1}
+    assert second.outcomes() == {"joined": 2}
+    assert set(second.consumer.seeks) == {
+        (TopicPartition(TOPIC, 0), 2),
+        (TopicPartition(LABELS, 0), 1),
+    }
+
+
+def test_a_fenced_flush_writes_no_join_state(sql: Any, clock: Any) -> None:
+    """A replica that lost partition 0 of the predictions topic may not join on it."""
+    store = CheckpointStore(sql, GROUP, clock.time)
+    store.commit([OffsetAdvance(TOPIC, 0, None, 5, T + 5.0)], {})
+    record = PredictionRecord(0, "fraud", "a", "v1", T, T + 1.0, "0", None, 0.1, T + TTL)
+    batch = JoinBatch(predictions=[record], specs={"fraud": SPEC}, windows={"fraud": 60})
+    with pytest.raises(OffsetConflict) as info:
+        store.commit(
+            [OffsetAdvance(LABELS, 0, None, 3, T + 2.0)], {}, batch, [OffsetFence(TOPIC, 0, 4)]
+        )
+    assert info.value.partitions == [(TOPIC, 0)]
+    with sql() as s:
+        assert s.scalar(select(func.count()).select_from(PendingPrediction)) == 0
+        assert s.scalar(select(func.count()).select_from(PerformanceAggregate)) == 0
+    store.commit(
+        [OffsetAdvance(LABELS, 0, None, 3, T + 2.0)], {}, batch, [OffsetFence(TOPIC, 0, 5)]
+    )
+    with sql() as s:
+        assert s.scalar(select(func.count()).select_from(PendingPrediction)) == 1
+
+
+def test_the_observer_sees_joined_pairs_in_the_flush_transaction(sql: Any, clock: Any) -> None:
+    seen: list[tuple[int, list[tuple[str, str]]]] = []
+
+    class Observer:
+        def joined(self, session: Session, partition: int, pairs: list[Any]) -> None:
+            assert session.in_transaction()
+            seen.append((partition, [(p.prediction.event_id, p.actual) for p in pairs]))
+
+    r = JoinRig(sql, clock)
+    r.loop.join_observer = Observer()
+    r.step(labels=[label(T + 9, "b", 1)])
+    r.step(preds=[pred(T + 5, "a"), pred(T + 6, "b")], labels=[label(T + 10, "a", 0)])
+    assert seen == [(0, [("b", "1"), ("a", "0")])]

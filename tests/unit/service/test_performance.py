@@ -1,0 +1,123 @@
+"""Performance reports: written once a window's labels are final, against the reference."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.checkpoint import CheckpointStore
+from consumers.join import JoinBatch
+from consumers.labels import LabelSpec
+from db.join import LabelRecord, PredictionRecord
+from db.performance_reports import PerformanceReportRepository
+from db.repositories import OffsetAdvance
+from db.session import make_engine, make_session_factory
+from drift.performance import Task
+from drift.schema import PredictionKind
+from service.performance import (
+    PerformanceEvaluator,
+    PerformanceJudging,
+    PerformanceSettings,
+    ReferenceValue,
+)
+
+T = 1_800_000_000
+TTL = 600.0
+SPEC = LabelSpec("fraud", PredictionKind.CATEGORICAL, Task.CLASSIFICATION, TTL)
+SETTINGS = PerformanceSettings("predictions", "labels", "g1", idle_partition_timeout=1e9)
+
+
+@pytest.fixture
+def sql(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def fill(sql: sessionmaker[Session], correct: int, wrong: int, unlabeled: int) -> None:
+    """One window at T: predictions, labels for some, offsets with the given watermarks."""
+    n = correct + wrong + unlabeled
+    preds = [
+        PredictionRecord(0, "fraud", f"e{i}", "v1", T, T + 1.0, "1", None, None, T + 1.0 + TTL)
+        for i in range(n)
+    ]
+    labels = [
+        LabelRecord(0, "fraud", f"e{i}", "1" if i < correct else "0", T + 5.0, T + 5.0 + TTL)
+        for i in range(correct + wrong)
+    ]
+    store = CheckpointStore(sql, "g1", lambda: T + 10.0)
+    batch = JoinBatch(preds, labels, specs={"fraud": SPEC}, windows={"fraud": 60})
+    store.commit(
+        [
+            OffsetAdvance("predictions", 0, None, n, T + 1.0),
+            OffsetAdvance("labels", 0, None, len(labels), T + 5.0),
+        ],
+        {},
+        batch,
+    )
+
+
+def advance(sql: sessionmaker[Session], predictions: float, labels: float) -> None:
+    """Move both watermarks (and sweep, as a flush does)."""
+    store = CheckpointStore(sql, "g1", lambda: T + 10.0)
+    with sql() as s:
+        from db.repositories import OffsetRepository
+
+        held = {
+            t: OffsetRepository(s, "g1").load(t, [0])[0].next_offset
+            for t in ("predictions", "labels")
+        }
+    batch = JoinBatch(
+        label_watermarks={0: labels},
+        prediction_watermarks={0: predictions},
+        specs={"fraud": SPEC},
+        windows={"fraud": 60},
+    )
+    store.commit(
+        [
+            OffsetAdvance(
+                "predictions", 0, held["predictions"], held["predictions"] + 1, predictions
+            ),
+            OffsetAdvance("labels", 0, held["labels"], held["labels"] + 1, labels),
+        ],
+        {},
+        batch,
+    )
+
+
+def evaluator(sql: Any, reference: ReferenceValue | None) -> PerformanceEvaluator:
+    judging = PerformanceJudging(SPEC, 60, 10, reference, min_labeled=100)
+    return PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, clock=lambda: T + 10.0)
+
+
+def test_a_window_is_reported_once_its_labels_are_final(sql: Any) -> None:
+    fill(sql, correct=150, wrong=50, unlabeled=20)
+    ev = evaluator(sql, ReferenceValue(accuracy=0.9))
+    advance(sql, predictions=T + 200, labels=T + 300)  # labels may still come (TTL)
+    assert ev.tick() == []
+    advance(sql, predictions=T + 700, labels=T + 700)  # past window end + TTL
+    [report_id] = ev.tick()
+    assert ev.tick() == []  # once per window
+    with sql() as s:
+        [row] = PerformanceReportRepository(s).rows("fraud")
+    assert row.id == report_id
+    assert (row.predicted, row.labeled, row.unlabeled) == (220, 200, 20)
+    assert row.label_coverage == pytest.approx(200 / 220)
+    assert row.accuracy == pytest.approx(0.75)
+    assert row.degradation_metric == "accuracy"
+    assert row.degraded is True
+    assert row.verdict.startswith("degraded: accuracy 0.75 vs reference 0.9")
+
+
+def test_too_few_labels_or_no_reference_give_no_verdict(sql: Any) -> None:
+    fill(sql, correct=40, wrong=10, unlabeled=0)
+    advance(sql, predictions=T + 700, labels=T + 700)
+    evaluator(sql, ReferenceValue(accuracy=0.9)).tick()
+    with sql() as s:
+        [row] = PerformanceReportRepository(s).rows("fraud")
+    assert row.degraded is None
+    assert row.verdict.startswith("insufficient labels: 50 labelled events")
+    assert row.accuracy == pytest.approx(0.8)
