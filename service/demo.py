@@ -3,10 +3,11 @@
 Starts a local Kafka broker, migrates a SQLite database, builds the model's
 reference profile from a reference CSV, runs ``driftwatch run`` with the
 example config while the synthetic producer streams live events for a minute
-(half of the features shift after 30 s; a few malformed events go in too),
-then prints per window what was sent, what SQL holds and the drift report,
-writes the latest Evidently HTML report, and stops everything. Exits non-zero
-if counts differ, a window is unreported, or the drift point is missed.
+(half of the features shift after 30 s and the labels stop following the
+model's scores; a few malformed events go in too), then prints per window what
+was sent, what SQL holds, the drift report and the accuracy from the joined
+labels, writes the latest Evidently HTML report, and stops everything. Exits
+non-zero if counts differ, a window is unreported, or the drift point is missed.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ import sys
 import time
 import urllib.request
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from kafka import KafkaProducer
 
 from consumers.synthetic import SyntheticPlan, write_reference_csv
+from db.models import PerformanceReportRow
+from db.performance_reports import PerformanceReportRepository
 from db.reports import DriftReportRepository, ReportSummary
 from db.repositories import WindowAggregateRepository, WindowCount
 from db.session import make_engine, make_session_factory
@@ -81,7 +85,15 @@ def _metric(port: int, name: str) -> float:
     )
 
 
-def _reports(url: str) -> tuple[list[ReportSummary], dict[int, list[str]], bytes | None]:
+@dataclass
+class _Reports:
+    drift: list[ReportSummary]
+    top: dict[int, list[str]]
+    performance: dict[tuple[str, str], PerformanceReportRow]
+    html: bytes | None
+
+
+def _reports(url: str) -> _Reports:
     engine = make_engine(url)
     try:
         with make_session_factory(engine)() as session:
@@ -92,18 +104,28 @@ def _reports(url: str) -> tuple[list[ReportSummary], dict[int, list[str]], bytes
                 detail = repo.get(r.id)
                 top[r.id] = [f.feature for f in detail.top_drifted()] if detail else []
             stored = repo.html("fraud")
-            html = None if stored is None or stored[0] != reports[-1].id else stored[1]
-            return reports, top, html
+            html = (
+                None if stored is None or not reports or stored[0] != reports[-1].id else stored[1]
+            )
+            performance = {
+                (_key(p.window_start), p.model_version): p
+                for p in PerformanceReportRepository(session).rows("fraud", limit=1000)
+            }
+            return _Reports(reports, top, performance, html)
     finally:
         engine.dispose()
 
 
 def _wait_for_reports(url: str, windows: int, timeout: float) -> None:
-    """Until every window has a report and the newest one's HTML is stored."""
+    """Until every window has its drift and performance reports and the HTML is stored."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        reports, _, html = _reports(url)
-        if len(reports) >= windows and html is not None:
+        found = _reports(url)
+        if (
+            len(found.drift) >= windows
+            and len(found.performance) >= windows
+            and found.html is not None
+        ):
             return
         time.sleep(1)
 
@@ -116,37 +138,40 @@ def _summary(
     windows: list[WindowCount], sent: Counter[str], url: str, drift_point: float
 ) -> tuple[bool, bool]:
     """Print the per-window table; return (counts match, drift found where it starts)."""
-    reports, top, _ = _reports(url)
-    by_window = {_key(r.window_start): r for r in reports}
+    found = _reports(url)
+    by_window = {(_key(r.window_start), r.model_version): r for r in found.drift}
     print(
-        f"\n{'window start (UTC)':<21} {'sent':>5} {'in SQL':>6} {'late':>4}  "
-        f"{'drifted':>7} {'dataset':>7}  top drifted features"
+        f"\n{'window start (UTC)':<21} {'version':<7} {'sent':>5} {'in SQL':>6} {'late':>4}  "
+        f"{'drifted':>7} {'dataset':>7}  {'accuracy':>8} {'degraded':>8}  top drifted features"
     )
     counts_ok, detected = True, True
     for w in windows:
         key = _key(w.window_start)
         match = sent.get(key, 0) == w.events
         counts_ok &= match
-        r = by_window.get(key)
+        r = by_window.get((key, w.model_version))
+        p = found.performance.get((key, w.model_version))
         share = "-" if r is None or r.drifted_share is None else f"{r.drifted_share:.0%}"
         flag = "none" if r is None else {None: "n/a", True: "DRIFT", False: "-"}[r.dataset_drift]
+        accuracy = "-" if p is None or p.accuracy is None else f"{p.accuracy:.1%}"
+        degraded = "none" if p is None else {None: "n/a", True: "YES", False: "-"}[p.degraded]
         # The window holding the drift point is the first that must be flagged.
-        after = w.window_start.timestamp() + WINDOW > drift_point
-        if r is None or r.dataset_drift is not after:
-            detected = False
         start = w.window_start.timestamp()
+        after = start + WINDOW > drift_point
+        if r is None or r.dataset_drift is not after or p is None or p.degraded is not after:
+            detected = False
         marker = "  <-- drift point" if start <= drift_point < start + WINDOW else ""
         wrong = "" if match else "  <-- count differs"
-        features = ", ".join(top.get(r.id, [])) if r else ""
+        features = ", ".join(found.top.get(r.id, [])) if r else ""
         print(
-            f"{key:<21} {sent.get(key, 0):>5} {w.events:>6} {w.late:>4}  {share:>7} {flag:>7}  "
-            f"{features}{marker}{wrong}"
+            f"{key:<21} {w.model_version:<7} {sent.get(key, 0):>5} {w.events:>6} {w.late:>4}  "
+            f"{share:>7} {flag:>7}  {accuracy:>8} {degraded:>8}  {features}{marker}{wrong}"
         )
     missing = set(sent) - {_key(w.window_start) for w in windows}
     for key in sorted(missing):
         counts_ok = False
-        print(f"{key:<21} {sent[key]:>5} {0:>6}  <-- missing in SQL")
-    print(f"{'total':<21} {sum(sent.values()):>5} {sum(w.events for w in windows):>6}")
+        print(f"{key:<21} {'':<7} {sent[key]:>5} {0:>6}  <-- missing in SQL")
+    print(f"{'total':<29} {sum(sent.values()):>5} {sum(w.events for w in windows):>6}")
     return counts_ok, detected
 
 
@@ -226,13 +251,17 @@ def main() -> int:
             log.close()
     counts_ok, detected = _summary(_stored(url), sent, url, drift_point)
     counts_ok &= stored_total == sent_report["sent"]
-    _, _, html = _reports(url)
+    html = _reports(url).html
     html_path = WORKDIR / "latest_report.html"
     if html is not None:
         html_path.write_text(decompress_html(html), encoding="utf-8")
     print(f"\ndead-lettered: {invalid:.0f} malformed events (of {len(MALFORMED)} sent)")
     print(f"drift point at {_key(datetime.fromtimestamp(drift_point, UTC))}: ", end="")
-    print("detected in its first window, no flag before it" if detected else "NOT as expected")
+    print(
+        "data drift and the accuracy drop flagged from its window on, nothing before"
+        if detected
+        else "NOT as expected"
+    )
     print(f"latest Evidently report: {html_path if html else 'NOT rendered'}")
     print(f"service exit code after SIGTERM: {code}; its log: {WORKDIR / 'driftwatch.log'}")
     if counts_ok and detected and html and code == 0 and invalid == len(MALFORMED):
