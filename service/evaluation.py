@@ -62,6 +62,11 @@ class EvaluationSettings:
     backfill: float = 86400.0
 
 
+def as_bound(epoch: float) -> datetime:
+    """An event time as a datetime bound; infinity (every window closed) as the far future."""
+    return _FAR_FUTURE if math.isinf(epoch) else datetime.fromtimestamp(epoch, UTC)
+
+
 def closing_watermark(
     marks: list[PartitionWatermark],
     now: float,

@@ -29,7 +29,7 @@ from db.performance_reports import PerformanceReportRepository, PerformanceVerdi
 from db.repositories import OffsetRepository
 from drift.performance import ClassificationSketch
 from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
-from service.evaluation import closing_watermark
+from service.evaluation import as_bound, closing_watermark
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -144,7 +144,7 @@ class PerformanceEvaluator:
             if newest is None:
                 return []
             since = newest - timedelta(seconds=self._settings.backfill + judging.spec.join_ttl)
-            todo = aggregates.windows(model, since, datetime.fromtimestamp(ended_by, UTC))
+            todo = aggregates.windows(model, since, as_bound(ended_by))
             done = PerformanceReportRepository(session).reported(model, since)
         written = []
         for version, start, _ in todo:

@@ -233,6 +233,9 @@ def _scheduler(
         except (StoreError, SQLAlchemyError) as exc:
             metrics.evaluation_failures.labels("performance").inc()
             log.warning("performance evaluation failed, retrying next tick: %s", exc)
+        except Exception:  # a bug in one tick must not end evaluation for good
+            metrics.evaluation_failures.labels("performance").inc()
+            log.exception("performance evaluation failed, retrying next tick")
 
     # Every job runs at most once at a time; a late tick is skipped, not queued.
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}

@@ -121,3 +121,12 @@ def test_too_few_labels_or_no_reference_give_no_verdict(sql: Any) -> None:
     assert row.degraded is None
     assert row.verdict.startswith("insufficient labels: 50 labelled events")
     assert row.accuracy == pytest.approx(0.8)
+
+
+def test_windows_are_final_once_every_partition_is_idle(sql: Any) -> None:
+    fill(sql, correct=150, wrong=50, unlabeled=20)
+    advance(sql, predictions=T + 200, labels=T + 300)  # the stream stops here
+    judging = PerformanceJudging(SPEC, 60, 10, ReferenceValue(accuracy=0.9), min_labeled=100)
+    later = T + 10.0 + SETTINGS.idle_partition_timeout + 1
+    idle = PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, clock=lambda: later)
+    assert len(idle.tick()) == 1
