@@ -267,7 +267,7 @@ def main() -> int:
     if counts_ok and detected and html and code == 0 and invalid == len(MALFORMED):
         print(
             f"demo: OK - {stored_total} events in SQL, every window matches what was sent "
-            "and has its drift report"
+            "and has its drift and performance reports"
         )
         return 0
     print("demo: FAILED - see the table above")
