@@ -269,8 +269,13 @@ def apply_join(session: Session, batch: JoinBatch, now: datetime) -> JoinCounts:
     repo.remove_labels(plan.removed_labels)
     repo.add_labels(plan.new_labels)
     counts = plan.counts
-    for partition, watermark in sorted(batch.label_watermarks.items()):
-        for (model, version, start), n in repo.expire_predictions(partition, watermark).items():
+    # Predictions expire on the labels' watermark, or, should the labels stall,
+    # on the predictions' own watermark two TTLs on.
+    expiries = [(p, w, False) for p, w in batch.label_watermarks.items()]
+    expiries += [(p, w, True) for p, w in batch.prediction_watermarks.items()]
+    for partition, watermark, stalled in sorted(expiries):
+        expired = repo.expire_predictions(partition, watermark, stalled)
+        for (model, version, start), n in expired.items():
             counts.unlabeled[model] += n
             spec = specs.get(model)
             if spec is None or model not in windows:

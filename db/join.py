@@ -203,11 +203,20 @@ class JoinStateRepository:
             ],
         )
 
-    def expire_predictions(self, partition: int, watermark: float) -> Counter[tuple[str, str, int]]:
+    def expire_predictions(
+        self, partition: int, watermark: float, stalled: bool = False
+    ) -> Counter[tuple[str, str, int]]:
         """Drop the partition's predictions that expired before ``watermark``; return the
-        unlabelled ones among them per (model, version, window start)."""
+        unlabelled ones among them per (model, version, window start).
+
+        ``watermark`` is the labels' watermark; with ``stalled`` it is the
+        predictions' watermark instead, which expires a prediction only two TTLs
+        after its time (``2 * expires_at - event_time``), so pending predictions
+        stay bounded when the labels stop without cutting off merely late ones.
+        """
         pp = PendingPrediction
-        where = (pp.partition == partition, pp.expires_at < watermark)
+        deadline = pp.expires_at * 2 - pp.event_time if stalled else pp.expires_at
+        where = (pp.partition == partition, deadline < watermark)
         rows = self.session.execute(
             select(pp.model, pp.model_version, pp.window_start, func.count())
             .where(*where, pp.labeled_at.is_(None))

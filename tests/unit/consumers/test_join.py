@@ -311,3 +311,14 @@ def test_the_observer_sees_joined_pairs_in_the_flush_transaction(sql: Any, clock
     r.step(labels=[label(T + 9, "b", 1)])
     r.step(preds=[pred(T + 5, "a"), pred(T + 6, "b")], labels=[label(T + 10, "a", 0)])
     assert seen == [(0, [("b", "1"), ("a", "0")])]
+
+
+def test_predictions_expire_two_ttls_on_when_the_labels_stall(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.step(preds=[pred(T + 5, "a"), pred(T + 50, "b")])
+    # No label ever arrives; the predictions' own watermark moves on.
+    r.step(preds=[pred(T + 5 + TTL + 1, "c")])
+    assert r.unlabeled() == 0  # one TTL on, a's label may still be on its way
+    r.step(preds=[pred(T + 5 + 2 * TTL + 1, "d")])
+    assert r.unlabeled() == 1
+    assert r.window()[:3] == (2, 0, 1)
