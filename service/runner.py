@@ -14,7 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.checkpoint import CheckpointStore
-from consumers.detectors import DetectorObserver
+from consumers.detectors import ALARM_RULE, DetectorObserver
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
@@ -103,6 +103,7 @@ def build_performance_evaluator(
             else ReferenceValue(ref.accuracy, ref.mse, ref.n, ref.mse_variance),
             min_labeled=m.labels.min_labeled,
             alpha=m.labels.alpha,
+            alarm_rule=ALARM_RULE in m.detectors(),
         )
     settings = PerformanceSettings(
         predictions_topic=cfg.kafka.topics.predictions,
