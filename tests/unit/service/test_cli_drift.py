@@ -142,7 +142,7 @@ def test_report_commands_on_missing_reports_fail_cleanly(
     assert main(["reports", "--config", cfg, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == []
     assert main(["evaluate", "--config", cfg]) == 0
-    assert capsys.readouterr().out.strip() == "0 new drift report(s)"
+    assert capsys.readouterr().out.strip() == "0 new drift report(s), 0 new performance report(s)"
 
 
 def test_evaluate_then_list_show_and_render_reports(
@@ -173,7 +173,7 @@ def test_evaluate_then_list_show_and_render_reports(
     # The partitions are active (flushed "at" T0, which is ahead of the clock),
     # so the newest window is still open.
     assert main(["evaluate", "--config", cfg]) == 0
-    assert capsys.readouterr().out.strip() == "2 new drift report(s)"
+    assert capsys.readouterr().out.strip() == "2 new drift report(s), 0 new performance report(s)"
     assert main(["reports", "--config", cfg]) == 0
     table = capsys.readouterr().out.splitlines()
     assert [line.split()[7] for line in table[1:]] == ["-", "DRIFT"]
