@@ -103,7 +103,11 @@ class DetectorSpec:
             return None if p.predicted is None else zero_one_loss(p.predicted, pair.actual)
         if p.value is None or self.scale is None:
             return None
-        return clipped_absolute_loss(p.value, float(pair.actual), self.scale)
+        try:
+            actual = float(pair.actual)
+        except ValueError:  # a class label parked before the model became a regression
+            return None
+        return clipped_absolute_loss(p.value, actual, self.scale)
 
 
 def _rates(detector: Detector) -> tuple[float | None, float | None]:

@@ -222,6 +222,9 @@ def test_models_without_detectors_and_unjudgeable_pairs_are_skipped(sql: Any) ->
     assert stored_states(sql) == {}
     record = PredictionRecord(0, "fraud", "x", "v1", T, T, None, None, None, T)
     assert CLASSIFIER.loss_of(JoinedPair(record, "1", T)) is None
+    regression = DetectorSpec("fraud", Task.REGRESSION, scale=1.0)
+    assert regression.loss_of(JoinedPair(record._replace(value=1.0), "yes", T)) is None
+    assert regression.loss_of(JoinedPair(record._replace(value=1.0), "1.5", T)) == 0.5
 
 
 @pytest.mark.parametrize(
