@@ -24,7 +24,7 @@ topic's watermark can expire state the other topic has not caught up with.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -33,6 +33,7 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy.orm import Session
 
 from consumers.labels import LabelSpec
+from db.detectors import Alarm
 from db.join import (
     JoinKey,
     JoinStateRepository,
@@ -70,13 +71,18 @@ class JoinedPair(NamedTuple):
 class PartitionObserver(Protocol):
     """Sees each partition's newly joined pairs, in join order, inside the flush transaction.
 
-    The hook for per-partition streaming detectors on the error stream: state
-    they write through ``session`` is committed with the offsets of both
-    topics that produced it, so it is exactly-once like the aggregates, and a
-    replay after a crash feeds them the same pairs again from that state.
+    The hook for per-partition streaming detectors on the error stream
+    (:class:`consumers.detectors.DetectorObserver`): state they write through
+    ``session`` is committed with the offsets of both topics that produced it,
+    so it is exactly-once like the aggregates, and a replay after a crash feeds
+    them the same pairs again from that state. Called once per flush with
+    every partition's pairs, so it can read and write its state in batches; it
+    returns the alarms it raised, which the loop reports once committed.
     """
 
-    def joined(self, session: Session, partition: int, pairs: list[JoinedPair]) -> None: ...
+    def joined(
+        self, session: Session, pairs: Mapping[int, Sequence[JoinedPair]]
+    ) -> list[Alarm]: ...
 
 
 @dataclass(slots=True)
@@ -112,6 +118,7 @@ class JoinCounts:
 
     labels: Counter[tuple[str, LabelOutcome]] = field(default_factory=Counter)
     unlabeled: Counter[str] = field(default_factory=Counter)
+    alarms: list[Alarm] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -288,7 +295,6 @@ def apply_join(session: Session, batch: JoinBatch, now: datetime) -> JoinCounts:
     aggregates = PerformanceAggregateRepository(session)
     for key, delta in plan.deltas.items():
         aggregates.add(key, delta, now)
-    if batch.observer is not None:
-        for partition, pairs in sorted(plan.joined.items()):
-            batch.observer.joined(session, partition, pairs)
+    if batch.observer is not None and plan.joined:
+        counts.alarms.extend(batch.observer.joined(session, plan.joined))
     return counts

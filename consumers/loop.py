@@ -43,6 +43,7 @@ from consumers.labels import JoinBuffer, LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
+from db.detectors import Alarm
 from db.errors import OffsetConflict, StoreError
 from db.repositories import OffsetAdvance, OffsetFence, StoredOffset
 from drift.schema import ModelSpec
@@ -325,7 +326,14 @@ class IngestLoop:
             self.stats.labels(model, outcome, n)
         for model, n in counts.unlabeled.items():
             self.stats.unlabeled(model, n)
+        self._report_alarms(counts.alarms)
         self._commit_kafka(advances)
+
+    def _report_alarms(self, alarms: list[Alarm]) -> None:
+        """Count and log the concept-drift alarms of a committed flush."""
+        for a in alarms:
+            self.stats.alarms(a.model, a.model_version, a.detector, 1)
+            log.warning("concept drift alarm: %s", a.describe())
 
     def _join_batch(
         self, advances: list[OffsetAdvance]

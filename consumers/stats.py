@@ -16,6 +16,7 @@ class IngestStats(Protocol):
     def healthy(self, ok: bool) -> None: ...
     def labels(self, model: str, outcome: str, n: int) -> None: ...
     def unlabeled(self, model: str, n: int) -> None: ...
+    def alarms(self, model: str, model_version: str, detector: str, n: int) -> None: ...
 
 
 class NullStats:
@@ -49,4 +50,7 @@ class NullStats:
         pass
 
     def unlabeled(self, model: str, n: int) -> None:
+        pass
+
+    def alarms(self, model: str, model_version: str, detector: str, n: int) -> None:
         pass

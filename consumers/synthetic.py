@@ -3,6 +3,12 @@
 Used by ``make demo``, the tests and the benchmarks. Everything is seeded, so
 a run is reproducible, and it reports exactly what it sent per window so that
 what lands in SQL can be checked against it.
+
+Labels follow the model's score by default (the outcome is drawn with the
+predicted probability, and at random after the data-drift point). With
+``accuracy`` set, the label is instead the predicted class with exactly that
+probability, and ``accuracy_after`` from ``concept_drift_at`` on: concept
+drift of a known size, with the features unchanged.
 """
 
 from __future__ import annotations
@@ -51,6 +57,29 @@ class SyntheticPlan:
     # Other draws from the same distributions (e.g. a reference data set); the
     # seed alone fixes the distributions.
     draw_seed: int | None = None
+    # Concept drift: the share of labels equal to the predicted class, before and
+    # from ``concept_drift_at`` (seconds of event time after ``start``) on.
+    accuracy: float | None = None
+    accuracy_after: float | None = None
+    concept_drift_at: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("accuracy", "accuracy_after"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {value}")
+        after = (self.accuracy_after, self.concept_drift_at)
+        if self.accuracy is None and after != (None, None):
+            raise ValueError("accuracy_after and concept_drift_at need accuracy")
+        if (after[0] is None) != (after[1] is None):
+            raise ValueError("give accuracy_after and concept_drift_at together")
+
+    def accuracy_at(self, event_time: float) -> float | None:
+        """The share of correct predictions at ``event_time``; None: labels follow the score."""
+        drift_at = self.concept_drift_at
+        if drift_at is not None and event_time >= self.start + drift_at:
+            return self.accuracy_after
+        return self.accuracy
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,9 +178,14 @@ class SyntheticStream:
                 cdf = _DRIFT_CDF if moved else _BASE_CDF
                 features[f.name] = CATEGORIES[bisect.bisect_right(cdf, d.u_cat[j])]
         prob = 1.0 / (1.0 + math.exp(-score))
-        # After the drift point the model's score no longer explains the outcome.
-        truth_p = 0.5 if drifted else prob
-        label = int(d.u_label[0] < truth_p)
+        accuracy = plan.accuracy_at(event_time)
+        if accuracy is None:
+            # After the drift point the model's score no longer explains the outcome.
+            truth_p = 0.5 if drifted else prob
+            label = int(d.u_label[0] < truth_p)
+        else:
+            predicted = _predicted_class(plan, prob)
+            label = predicted if d.u_label[0] < accuracy else 1 - predicted
         event_id = f"{plan.seed:04x}-{index:012d}"
         ts = _iso(event_time)
         pred = {
@@ -184,6 +218,16 @@ def write_reference_csv(plan: SyntheticPlan, rows: int, path: Any) -> None:
             writer.writerow(
                 [*("" if features[n] is None else features[n] for n in names), event["prediction"]]
             )
+
+
+def _predicted_class(plan: SyntheticPlan, prob: float) -> int:
+    """The class the join reads from :func:`_prediction` (threshold 0.5, class 1 positive)."""
+    kind = plan.model.prediction.kind
+    if kind is PredictionKind.NUMERICAL:
+        return int(round(prob, 5) >= 0.5)
+    if kind is PredictionKind.CATEGORICAL:
+        return int(prob >= 0.5)
+    return int(round(prob, 5) > round(1 - prob, 5))  # the first of equal probabilities wins
 
 
 def _prediction(plan: SyntheticPlan, prob: float) -> Any:

@@ -331,3 +331,58 @@ class PerformanceReportRow(Base):
     verdict: Mapped[str] = mapped_column(Text)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Streaming detectors: alarms raised by pairs whose prediction lies in the window,
+    # their detectors (comma-separated, sorted) and degraded OR an alarm of the rule.
+    alarms: Mapped[int] = mapped_column(Integer, server_default="0")
+    alarm_detectors: Mapped[str] = mapped_column(String(200), server_default="")
+    concept_drift: Mapped[bool | None] = mapped_column(Boolean)
+
+
+class DetectorStateRow(Base):
+    """One streaming detector of one model version on one partition's joined pairs.
+
+    Written in the flush transaction with both topics' offsets, like the join
+    state, so a replay continues from exactly the state its offsets produced.
+    ``state`` is the detector's ``to_state()`` as JSON; ``loss`` names the
+    per-event loss it was fed (a detector fed another loss starts over);
+    ``labeled`` counts the pairs fed since the row was created.
+    """
+
+    __tablename__ = "detector_states"
+
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    detector: Mapped[str] = mapped_column(String(32), primary_key=True)
+    loss: Mapped[str] = mapped_column(String(64))
+    labeled: Mapped[int] = mapped_column(BigInteger)
+    state: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConceptDriftAlarmRow(Base):
+    """A streaming detector's drift on a model version's error stream.
+
+    ``prediction_time`` and ``label_time`` are the event times of the pair
+    whose error raised it; the alarm belongs to the window of the prediction.
+    ``labeled`` is the detector's pair count at the alarm; ``baseline_rate``
+    and ``alarm_rate`` the error rate (mean loss) before and after the change,
+    where the detector knows them.
+    """
+
+    __tablename__ = "concept_drift_alarms"
+    __table_args__ = (
+        Index("ix_concept_drift_alarms_window", "model", "model_version", "prediction_time"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    model: Mapped[str] = mapped_column(String(200))
+    model_version: Mapped[str] = mapped_column(String(200))
+    partition: Mapped[int] = mapped_column(Integer)
+    detector: Mapped[str] = mapped_column(String(32))
+    prediction_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    label_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    labeled: Mapped[int] = mapped_column(BigInteger)
+    baseline_rate: Mapped[float | None] = mapped_column(Float(precision=53))
+    alarm_rate: Mapped[float | None] = mapped_column(Float(precision=53))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
@@ -29,6 +30,8 @@ class PerformanceVerdict:
     metrics: PerformanceMetrics
     degradation: DegradationVerdict | None
     verdict: str
+    alarms: Mapping[str, int] = field(default_factory=dict)  # detector -> alarms in the window
+    concept_drift: bool | None = None
 
     @property
     def coverage(self) -> float | None:
@@ -84,6 +87,9 @@ class PerformanceReportRepository:
             verdict=v.verdict,
             sketch=v.sketch.to_bytes(),
             created_at=now,
+            alarms=sum(v.alarms.values()),
+            alarm_detectors=",".join(sorted(name for name, n in v.alarms.items() if n)),
+            concept_drift=v.concept_drift,
         )
         try:
             with self.session.begin_nested():

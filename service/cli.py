@@ -187,6 +187,9 @@ def cmd_performance(args: argparse.Namespace) -> int:
                 "label_coverage": r.label_coverage,
                 **{f: getattr(r, f) for f in fields},
                 "degraded": r.degraded,
+                "alarms": r.alarms,
+                "alarm_detectors": [d for d in r.alarm_detectors.split(",") if d],
+                "concept_drift": r.concept_drift,
                 "verdict": r.verdict,
             }
             for r in rows
@@ -195,16 +198,18 @@ def cmd_performance(args: argparse.Namespace) -> int:
         return 0
     print(
         f"{'id':>5} {'model':<10} {'version':<8} {'window start (UTC)':<19} {'labeled':>8} "
-        f"{'coverage':>8} {'metric':>8} {'degraded':>9}"
+        f"{'coverage':>8} {'metric':>8} {'degraded':>9} {'concept':>7}  alarms"
     )
     for r in rows:
         metric = r.accuracy if r.task == "classification" else r.rmse
         shown = "n/a" if metric is None else f"{metric:.4f}"
         coverage = "n/a" if r.label_coverage is None else f"{r.label_coverage:.0%}"
         flag = {None: "n/a", True: "DEGRADED", False: "-"}[r.degraded]
+        concept = {None: "n/a", True: "DRIFT", False: "-"}[r.concept_drift]
+        alarms = f"{r.alarms} ({r.alarm_detectors})" if r.alarms else "-"
         print(
             f"{r.id:>5} {r.model:<10} {r.model_version:<8} {r.window_start:%Y-%m-%d %H:%M:%S} "
-            f"{r.labeled:>8} {coverage:>8} {shown:>8} {flag:>9}"
+            f"{r.labeled:>8} {coverage:>8} {shown:>8} {flag:>9} {concept:>7}  {alarms}"
         )
     return 0
 

@@ -28,8 +28,10 @@ from pydantic import (
     model_validator,
 )
 
+from consumers.detectors import ALARM_RULE, DETECTOR_NAMES, ZERO_ONE_ONLY, DetectorSpec
 from consumers.labels import LabelSpec
 from drift.compare import NUMERICAL_ONLY
+from drift.detectors.losses import regression_scale
 from drift.performance import Task
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.stats import Method
@@ -267,6 +269,24 @@ class LabelsConfig(_Strict):
     reference: ReferencePerformance | None = None
     min_labeled: int = Field(default=200, ge=1)
     alpha: float = Field(default=0.05, gt=0, lt=1)
+    detectors: list[str] | None = Field(
+        default=None,
+        description=f"a list of streaming detectors from {', '.join(DETECTOR_NAMES)}",
+    )
+
+    @field_validator("detectors")
+    @classmethod
+    def _known_detectors(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        unknown = [name for name in v if name not in DETECTOR_NAMES]
+        if unknown:
+            raise ValueError(
+                f"unknown detector(s) {unknown}; expected some of {list(DETECTOR_NAMES)}"
+            )
+        if len(set(v)) != len(v):
+            raise ValueError("a detector is listed twice")
+        return v
 
 
 class ModelConfig(_Strict):
@@ -286,6 +306,19 @@ class ModelConfig(_Strict):
         if ref is not None and (ref.mse is None) == (task is Task.REGRESSION):
             wanted = "mse" if task is Task.REGRESSION else "accuracy"
             raise ValueError(f"labels.reference: a {task} model is judged on {wanted}")
+        chosen = self.labels.detectors
+        if task is Task.REGRESSION and chosen:
+            if ref is None:
+                raise ValueError(
+                    "labels.detectors: a regression's detectors need labels.reference.mse "
+                    "(their loss is the absolute error over 3 reference RMSEs)"
+                )
+            binary = sorted(ZERO_ONE_ONLY.intersection(chosen))
+            if binary:
+                raise ValueError(
+                    f"labels.detectors: {', '.join(binary)} take 0/1 errors; "
+                    "a regression is watched with rule, adwin or page_hinkley"
+                )
         return self
 
     @property
@@ -310,6 +343,32 @@ class ModelConfig(_Strict):
             negative_label=self.labels.negative_label,
             threshold=self.labels.threshold,
         )
+
+    def detectors(self) -> tuple[str, ...]:
+        """The streaming detectors that run: as configured, else the alarm rule.
+
+        By default a regression without a reference runs none: its loss needs
+        the reference MSE as a scale.
+        """
+        if not self.labels.enabled:
+            return ()
+        if self.labels.detectors is not None:
+            return tuple(self.labels.detectors)
+        if self.task is Task.REGRESSION and self.labels.reference is None:
+            return ()
+        return (ALARM_RULE,)
+
+    def detector_spec(self, name: str) -> DetectorSpec | None:
+        """What the model's detectors watch, or None when none run."""
+        names = self.detectors()
+        if not names:
+            return None
+        ref = self.labels.reference
+        scale = None
+        if self.task is Task.REGRESSION:
+            assert ref is not None and ref.mse is not None
+            scale = regression_scale(ref.mse)
+        return DetectorSpec(name, self.task, names, scale)
 
     @field_validator("window")
     @classmethod
@@ -370,6 +429,11 @@ class Config(_Strict):
 
     def model_specs(self) -> dict[str, ModelSpec]:
         return {name: m.spec(name) for name, m in self.models.items()}
+
+    def detector_specs(self) -> dict[str, DetectorSpec]:
+        """The models watched by streaming detectors, and how."""
+        specs = {name: m.detector_spec(name) for name, m in self.models.items()}
+        return {name: spec for name, spec in specs.items() if spec is not None}
 
     def label_specs(self) -> dict[str, LabelSpec]:
         """The models whose labels are joined, and how."""

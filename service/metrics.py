@@ -109,6 +109,12 @@ class Metrics:
             ["model", "degraded"],
             registry=r,
         )
+        self.concept_drift_alarms = Counter(
+            "driftwatch_concept_drift_alarms_total",
+            "Concept-drift alarms of the streaming detectors on the joined error stream",
+            ["model", "model_version", "detector"],
+            registry=r,
+        )
         self.label_coverage = Gauge(
             "driftwatch_label_coverage_ratio",
             "Labelled share of the predictions of the newest reported window",
@@ -156,3 +162,6 @@ class IngestMetrics:
 
     def unlabeled(self, model: str, n: int) -> None:
         self.m.predictions_unlabeled.labels(model).inc(n)
+
+    def alarms(self, model: str, model_version: str, detector: str, n: int) -> None:
+        self.m.concept_drift_alarms.labels(model, model_version, detector).inc(n)

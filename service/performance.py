@@ -23,7 +23,9 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from consumers.detectors import ALARM_RULE
 from consumers.labels import LabelSpec
+from db.detectors import AlarmRepository
 from db.join import PerformanceAggregateRepository, PerformanceWindow
 from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
 from db.repositories import OffsetRepository
@@ -55,6 +57,7 @@ class PerformanceJudging:
     reference: ReferenceValue | None = None
     min_labeled: int = 200
     alpha: float = 0.05
+    alarm_rule: bool = False  # the default alarm rule watches the model's joined pairs
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +99,31 @@ def degradation(
         alpha=judging.alpha,
         min_labeled=judging.min_labeled,
     )
+
+
+def concept_drift(
+    degradation: DegradationVerdict | None, alarms: Mapping[str, int], alarm_rule: bool
+) -> bool | None:
+    """The window's concept-drift verdict: degraded OR an alarm of the default rule in it.
+
+    Three-valued: True when either says so, False when the window test says
+    "not degraded" and the rule watched without an alarm, None (unknown)
+    otherwise: without a reference, with too few labels, or without the rule,
+    no alarm is not evidence of no drift.
+
+    >>> concept_drift(None, {"rule": 1}, True), concept_drift(None, {}, True)
+    (True, None)
+    """
+    degraded = None if degradation is None else degradation.degraded
+    if alarms.get(ALARM_RULE, 0) > 0:
+        alarmed: bool | None = True
+    else:
+        alarmed = False if alarm_rule else None
+    if degraded or alarmed:
+        return True
+    if degraded is False and alarmed is False:
+        return False
+    return None
 
 
 class PerformanceEvaluator:
@@ -168,6 +196,11 @@ class PerformanceEvaluator:
                 text = verdict.reason
             else:
                 text = f"no reference performance configured (models.{model}.labels.reference)"
+            end = start + timedelta(seconds=judging.window_seconds)
+            alarms = AlarmRepository(session).in_window(model, version, start, end)
+            if alarms:
+                names = ", ".join(f"{name} {n}" for name, n in sorted(alarms.items()))
+                text += f"; detector alarms: {names}"
             result = PerformanceVerdict(
                 model=model,
                 model_version=version,
@@ -180,6 +213,8 @@ class PerformanceEvaluator:
                 metrics=window.sketch.metrics(),
                 degradation=verdict,
                 verdict=text,
+                alarms=alarms,
+                concept_drift=concept_drift(verdict, alarms, judging.alarm_rule),
             )
             report_id = PerformanceReportRepository(session).add(
                 result, datetime.fromtimestamp(self._clock(), UTC)

@@ -14,6 +14,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.checkpoint import CheckpointStore
+from consumers.detectors import ALARM_RULE, DetectorObserver
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
@@ -102,6 +103,7 @@ def build_performance_evaluator(
             else ReferenceValue(ref.accuracy, ref.mse, ref.n, ref.mse_variance),
             min_labeled=m.labels.min_labeled,
             alpha=m.labels.alpha,
+            alarm_rule=ALARM_RULE in m.detectors(),
         )
     settings = PerformanceSettings(
         predictions_topic=cfg.kafka.topics.predictions,
@@ -132,6 +134,7 @@ def build_ingest_loop(
         except ServiceError:
             consumer.close(autocommit=False)
             raise
+    observer = build_detectors(cfg) if label_specs else None
     settings = IngestSettings(
         topic=topics.predictions,
         labels_topic=topics.labels if label_specs else None,
@@ -150,7 +153,22 @@ def build_ingest_loop(
         settings=settings,
         stats=IngestMetrics(metrics),
         label_specs=label_specs,
+        join_observer=observer,
     )
+
+
+def build_detectors(cfg: Config) -> DetectorObserver | None:
+    """The streaming detectors on the joined pairs, or None when no model has any."""
+    for name, m in cfg.models.items():
+        if m.labels.enabled and m.labels.detectors is None and not m.detectors():
+            log.info(
+                "model %s: no concept-drift detectors; a regression's need "
+                "models.%s.labels.reference.mse as their loss scale",
+                name,
+                name,
+            )
+    specs = cfg.detector_specs()
+    return DetectorObserver(specs) if specs else None
 
 
 def run(cfg: Config, config_path: str | None = None) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy import func, select
 
 from consumers.synthetic import SyntheticPlan, SyntheticStream
+from db.models import DetectorStateRow
+from db.session import make_engine, make_session_factory
 from service.config import load_config
 from tests.harness.chaos import run_chaos
 from tests.harness.kafka import TestKafka
@@ -51,3 +54,17 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     assert result.stored == 30_000
     assert (result.labels_lost, result.labels_duplicated) == (0, 0), result
     assert result.labeled_stored == sent.labeled
+    # The alarm rule ran on every partition and was fed each joined pair exactly once.
+    assert fed_to_detectors(pg_url) == {"rule": sent.labeled}
+
+
+def fed_to_detectors(url: str) -> dict[str, int]:
+    """Joined pairs fed per detector, summed over model versions and partitions."""
+    engine = make_engine(url)
+    d = DetectorStateRow
+    try:
+        with make_session_factory(engine)() as s:
+            rows = s.execute(select(d.detector, func.sum(d.labeled)).group_by(d.detector))
+            return {name: int(n) for name, n in rows}
+    finally:
+        engine.dispose()

@@ -7,7 +7,7 @@ the performance aggregate of the prediction's window and the pending rows.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -302,9 +302,11 @@ def test_the_observer_sees_joined_pairs_in_the_flush_transaction(sql: Any, clock
     seen: list[tuple[int, list[tuple[str, str]]]] = []
 
     class Observer:
-        def joined(self, session: Session, partition: int, pairs: list[Any]) -> None:
+        def joined(self, session: Session, pairs: Mapping[int, list[Any]]) -> list[Any]:
             assert session.in_transaction()
-            seen.append((partition, [(p.prediction.event_id, p.actual) for p in pairs]))
+            for partition, joined in sorted(pairs.items()):
+                seen.append((partition, [(p.prediction.event_id, p.actual) for p in joined]))
+            return []
 
     r = JoinRig(sql, clock)
     r.loop.join_observer = Observer()

@@ -447,6 +447,54 @@ def test_bad_labels_settings_name_the_key(
     assert line.startswith(expected)
 
 
+def test_detectors_default_to_the_alarm_rule_where_a_loss_is_defined(tmp_path: Path) -> None:
+    # A regression without a reference has no loss scale: no detectors by default.
+    assert load(tmp_path).detector_specs() == {}
+    raw = mutated("models.fraud.labels", {"reference": {"mse": 4.0}})
+    spec = load(tmp_path, raw).detector_specs()["fraud"]
+    assert (spec.task, spec.detectors, spec.scale, spec.loss) == (
+        "regression",
+        ("rule",),
+        6.0,
+        "abs/6.0",
+    )
+    raw = mutated("models.fraud.labels", {"task": "classification", "detectors": ["ddm", "rule"]})
+    spec = load(tmp_path, raw).detector_specs()["fraud"]
+    assert (spec.task, spec.detectors, spec.scale) == ("classification", ("ddm", "rule"), None)
+    raw = mutated("models.fraud.labels", {"task": "classification", "detectors": []})
+    assert load(tmp_path, raw).detector_specs() == {}
+    raw = mutated("models.fraud.labels", {"task": "classification", "enabled": False})
+    assert load(tmp_path, raw).detector_specs() == {}
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (
+            {"task": "classification", "detectors": ["rule", "cusum"]},
+            "config: models.fraud.labels.detectors: unknown detector(s) ['cusum']; expected "
+            "some of ['rule', 'adwin', 'ddm', 'eddm', 'page_hinkley']",
+        ),
+        (
+            {"task": "classification", "detectors": ["rule", "rule"]},
+            "config: models.fraud.labels.detectors: a detector is listed twice",
+        ),
+        (
+            {"detectors": ["rule"]},
+            "config: models.fraud: labels.detectors: a regression's detectors need "
+            "labels.reference.mse",
+        ),
+        (
+            {"detectors": ["eddm", "rule"], "reference": {"mse": 1.0}},
+            "config: models.fraud: labels.detectors: eddm take 0/1 errors",
+        ),
+    ],
+)
+def test_bad_detectors_name_the_key(tmp_path: Path, labels: dict[str, Any], expected: str) -> None:
+    [line] = problems(tmp_path, mutated("models.fraud.labels", labels))
+    assert line.startswith(expected)
+
+
 def test_the_assignment_strategy_is_driftwatchs_own(tmp_path: Path) -> None:
     raw = mutated("kafka.consumer", {"partition_assignment_strategy": []})
     [line] = problems(tmp_path, raw)

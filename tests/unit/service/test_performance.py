@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -123,10 +124,94 @@ def test_too_few_labels_or_no_reference_give_no_verdict(sql: Any) -> None:
     assert row.accuracy == pytest.approx(0.8)
 
 
-def test_windows_are_final_once_every_partition_is_idle(sql: Any) -> None:
-    fill(sql, correct=150, wrong=50, unlabeled=20)
-    advance(sql, predictions=T + 200, labels=T + 300)  # the stream stops here
-    judging = PerformanceJudging(SPEC, 60, 10, ReferenceValue(accuracy=0.9), min_labeled=100)
-    later = T + 10.0 + SETTINGS.idle_partition_timeout + 1
-    idle = PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, clock=lambda: later)
-    assert len(idle.tick()) == 1
+def alarm(sql: sessionmaker[Session], detector: str, prediction_time: float) -> None:
+    from db.detectors import Alarm, AlarmRepository
+
+    with sql.begin() as s:
+        AlarmRepository(s).add(
+            [Alarm("fraud", "v1", 0, detector, prediction_time, prediction_time + 9, 1, 0.1, 0.2)],
+            datetime.fromtimestamp(T, UTC),
+        )
+
+
+def report(sql: sessionmaker[Session], reference: ReferenceValue | None, rule: bool) -> Any:
+    judging = PerformanceJudging(SPEC, 60, 10, reference, min_labeled=100, alarm_rule=rule)
+    PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, clock=lambda: T + 10.0).tick()
+    with sql() as s:
+        [row] = PerformanceReportRepository(s).rows("fraud")
+    return row
+
+
+@pytest.mark.parametrize(
+    ("correct", "alarms", "rule", "expected"),
+    [
+        (150, [], True, True),  # degraded, no alarm
+        (190, [], True, False),  # neither
+        (190, ["adwin"], True, False),  # only the default rule's alarms count
+        (190, ["rule", "adwin", "rule"], True, True),
+        (190, [], False, None),  # without the rule, no alarm is no evidence
+    ],
+)
+def test_the_concept_drift_verdict_is_degraded_or_an_alarm_of_the_rule_in_the_window(
+    sql: Any, correct: int, alarms: list[str], rule: bool, expected: bool | None
+) -> None:
+    fill(sql, correct=correct, wrong=200 - correct, unlabeled=0)
+    for detector in alarms:
+        alarm(sql, detector, T + 1.5)
+    alarm(sql, "rule", T + 60.0)  # the next window's
+    alarm(sql, "rule", T - 0.5)  # the previous window's
+    advance(sql, predictions=T + 700, labels=T + 700)
+    row = report(sql, ReferenceValue(accuracy=0.9), rule)
+    assert row.concept_drift is expected
+    assert row.alarms == len(alarms)
+    assert row.alarm_detectors == ",".join(sorted(set(alarms)))
+    if alarms:
+        assert row.verdict.endswith(
+            "; detector alarms: " + ", ".join(f"{d} {alarms.count(d)}" for d in sorted(set(alarms)))
+        )
+
+
+def test_without_a_reference_only_an_alarm_decides(sql: Any) -> None:
+    fill(sql, correct=150, wrong=50, unlabeled=0)
+    alarm(sql, "rule", T + 59.999)
+    advance(sql, predictions=T + 700, labels=T + 700)
+    row = report(sql, None, True)
+    assert (row.degraded, row.concept_drift, row.alarms) == (None, True, 1)
+
+
+def test_the_performance_command_shows_alarms_and_the_verdict(
+    sql: Any, db_url: str, tmp_path: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    import yaml
+
+    from service.cli import main
+
+    fill(sql, correct=190, wrong=10, unlabeled=0)
+    alarm(sql, "rule", T + 2.0)
+    alarm(sql, "ddm", T + 3.0)
+    advance(sql, predictions=T + 700, labels=T + 700)
+    report(sql, ReferenceValue(accuracy=0.9), True)
+    config = tmp_path / "driftwatch.yaml"
+    model = {"window": "1m", "features": {"amount": {"type": "numerical"}}}
+    raw = {"kafka": {"bootstrap_servers": "k:9092"}, "database": {"url": db_url}}
+    config.write_text(yaml.safe_dump({**raw, "models": {"fraud": model}}), encoding="utf-8")
+    assert main(["performance", "--config", str(config), "--json"]) == 0
+    [shown] = json.loads(capsys.readouterr().out)
+    assert (shown["degraded"], shown["concept_drift"]) == (False, True)
+    assert (shown["alarms"], shown["alarm_detectors"]) == (2, ["ddm", "rule"])
+    assert main(["performance", "--config", str(config)]) == 0
+    header, line = capsys.readouterr().out.splitlines()
+    assert header.split()[-3:] == ["degraded", "concept", "alarms"]
+    assert line.split()[-4:] == ["-", "DRIFT", "2", "(ddm,rule)"]
+
+
+def test_once_every_partition_is_idle_every_window_is_final(sql: Any) -> None:
+    fill(sql, correct=150, wrong=50, unlabeled=0)  # watermarks far from closing the window
+    judging = PerformanceJudging(SPEC, 60, 10, None, min_labeled=100)
+    idle = PerformanceSettings("predictions", "labels", "g1", idle_partition_timeout=30.0)
+    busy = PerformanceEvaluator(sql, {"fraud": judging}, idle, clock=lambda: T + 20.0)
+    assert busy.tick() == []
+    stopped = PerformanceEvaluator(sql, {"fraud": judging}, idle, clock=lambda: T + 100.0)
+    assert len(stopped.tick()) == 1

@@ -1,0 +1,35 @@
+"""The service's wiring: which streaming detectors run, and how windows are judged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.detectors import DetectorObserver
+from service.runner import build_detectors, build_performance_evaluator
+from tests.unit.service.test_config import load, mutated
+
+
+def test_detectors_run_for_the_models_that_have_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="service.runner"):
+        assert build_detectors(load(tmp_path)) is None
+    assert "model fraud: no concept-drift detectors" in caplog.text
+    cfg = load(tmp_path, mutated("models.fraud.labels", {"task": "classification"}))
+    observer = build_detectors(cfg)
+    assert isinstance(observer, DetectorObserver)
+    assert observer.specs["fraud"].detectors == ("rule",)
+
+
+def test_the_window_verdict_knows_whether_the_rule_watches(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    cfg = load(tmp_path, mutated("models.fraud.labels", {"task": "classification"}))
+    judging = build_performance_evaluator(cfg, sessions, None)._models["fraud"]
+    assert judging.alarm_rule is True
+    raw = mutated("models.fraud.labels", {"task": "classification", "detectors": ["ddm"]})
+    judging = build_performance_evaluator(load(tmp_path, raw), sessions, None)._models["fraud"]
+    assert judging.alarm_rule is False
