@@ -14,7 +14,9 @@ drift of a known size, with the features unchanged.
 from __future__ import annotations
 
 import bisect
+import heapq
 import math
+import random
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -247,16 +249,24 @@ def produce(
     labels_topic: str | None,
     realtime: bool = False,
     clock: Callable[[], float] = time.time,
+    label_delay: float = 0.0,
+    seed: int = 0,
 ) -> SendReport:
     """Send ``count`` events per stream, interleaved; return what was sent.
 
     With ``realtime`` the producer paces itself to each plan's rate and stamps
-    events with the wall clock, as a live model would.
+    events with the wall clock, as a live model would. With ``label_delay``
+    each label is observed a seeded uniform 0..``label_delay`` seconds after its
+    prediction: it is stamped with that time and sent once the stream (or, in
+    real time, the clock) gets there, so labels arrive late and out of order.
     """
     report = SendReport()
     began = clock()
     futures: list[Any] = []
+    delays = random.Random(seed)
+    held: list[tuple[float, int, bytes, bytes]] = []  # labels not yet due, by due time
     for i in range(count):
+        now = 0.0
         for stream in streams:
             plan = stream.plan
             if realtime:
@@ -266,19 +276,40 @@ def produce(
                 ev = stream.event(i, clock())
             else:
                 ev = stream.event(i, plan.start + i / plan.rate)
+            now = max(now, ev.event_time)
             futures.append(producer.send(predictions_topic, key=ev.key, value=ev.prediction))
             if labels_topic:
-                futures.append(producer.send(labels_topic, key=ev.key, value=ev.label))
+                if label_delay > 0:
+                    seen = ev.event_time + delays.uniform(0.0, label_delay)
+                    heapq.heappush(held, (seen, len(futures), ev.key, _stamped(ev.label, seen)))
+                else:
+                    futures.append(producer.send(labels_topic, key=ev.key, value=ev.label))
                 report.labels += 1
             report.sent += 1
             if report.first_event_time is None:
                 report.first_event_time = ev.event_time
             spec = plan.model
             report.windows[(spec.name, plan.model_version, spec.window_start(ev.event_time))] += 1
+        while held and held[0][0] <= now:
+            _, _, key, value = heapq.heappop(held)
+            futures.append(producer.send(labels_topic, key=key, value=value))
         if len(futures) >= 10_000:
             _confirm(producer, futures)
+    while held:
+        seen, _, key, value = heapq.heappop(held)
+        if realtime:
+            while (wait := seen - clock()) > 0:
+                time.sleep(min(wait, 0.2))
+        futures.append(producer.send(labels_topic, key=key, value=value))
     _confirm(producer, futures)
     return report
+
+
+def _stamped(label: bytes, event_time: float) -> bytes:
+    """The label event re-stamped with the time it was observed."""
+    body = msgspec.json.decode(label)
+    body["timestamp"] = _iso(event_time)
+    return msgspec.json.encode(body)
 
 
 def _confirm(producer: Any, futures: list[Any]) -> None:

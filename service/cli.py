@@ -356,6 +356,8 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
             cfg.kafka.topics.predictions,
             None if args.no_labels else cfg.kafka.topics.labels,
             realtime=args.realtime,
+            label_delay=parse_duration(args.label_delay) if args.label_delay else 0.0,
+            seed=args.seed,
         )
     finally:
         producer.close(timeout=10)
@@ -417,6 +419,9 @@ def parser() -> argparse.ArgumentParser:
     prod.add_argument("--model-version", default="v1")
     prod.add_argument("--seed", type=int, default=7)
     prod.add_argument("--no-labels", action="store_true")
+    prod.add_argument(
+        "--label-delay", help="labels come a random 0..this after their predictions, e.g. 5s"
+    )
     prod.add_argument("--report", help="write what was sent, per window, as JSON")
     prod.set_defaults(func=cmd_produce_demo)
     _drift_commands(sub)

@@ -216,6 +216,8 @@ def main() -> int:
                     f"{DRIFT_AT}s",
                     "--realtime",
                     "--align",
+                    "--label-delay",
+                    "5s",
                     "--report",
                     str(report_path),
                 ],

@@ -63,3 +63,54 @@ def test_inconsistent_concept_drift_settings_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         SyntheticPlan(_spec(PredictionKind.NUMERICAL), **kwargs)  # type: ignore[arg-type]
+
+
+class _Recorder:
+    """A producer that records what was sent, in order."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes]] = []
+
+    def send(self, topic: str, key: bytes, value: bytes) -> _Done:
+        self.sent.append((topic, value))
+        return _Done()
+
+    def flush(self) -> None: ...
+
+
+class _Done:
+    def get(self, timeout: float) -> None: ...
+
+
+def test_delayed_labels_come_after_their_predictions_stamped_when_observed() -> None:
+    from datetime import datetime
+
+    from consumers.synthetic import produce
+
+    spec = ModelSpec(
+        "m",
+        (FeatureSpec("x", FeatureKind.NUMERICAL),),
+        PredictionSpec(PredictionKind.NUMERICAL),
+        window_seconds=60,
+    )
+    stream = SyntheticStream(SyntheticPlan(spec, rate=10.0, start=1_800_000_000.0))
+    producer = _Recorder()
+    report = produce(producer, [stream], 500, "p", "l", label_delay=5.0, seed=3)
+    assert report.sent == report.labels == 500
+
+    def seconds(value: bytes) -> float:
+        return datetime.fromisoformat(msgspec.json.decode(value)["timestamp"]).timestamp()
+
+    predicted_at: dict[str, tuple[int, float]] = {}
+    label_order = []
+    for position, (topic, value) in enumerate(producer.sent):
+        event_id = msgspec.json.decode(value)["event_id"]
+        if topic == "p":
+            predicted_at[event_id] = (position, seconds(value))
+            continue
+        label_order.append(event_id)
+        sent_at, t = predicted_at[event_id]
+        assert sent_at < position
+        assert t <= seconds(value) <= t + 5.0
+    assert sorted(label_order) == sorted(predicted_at)
+    assert label_order != sorted(label_order)  # late and out of order
