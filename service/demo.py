@@ -142,7 +142,8 @@ def _summary(
     by_window = {(_key(r.window_start), r.model_version): r for r in found.drift}
     print(
         f"\n{'window start (UTC)':<21} {'version':<7} {'sent':>5} {'in SQL':>6} {'late':>4}  "
-        f"{'drifted':>7} {'dataset':>7}  {'accuracy':>8} {'degraded':>8}  top drifted features"
+        f"{'drifted':>7} {'dataset':>7}  {'accuracy':>8} {'degraded':>8} {'concept':>7}  "
+        "top drifted features"
     )
     counts_ok, detected = True, True
     for w in windows:
@@ -155,6 +156,7 @@ def _summary(
         flag = "none" if r is None else {None: "n/a", True: "DRIFT", False: "-"}[r.dataset_drift]
         accuracy = "-" if p is None or p.accuracy is None else f"{p.accuracy:.1%}"
         degraded = "none" if p is None else {None: "n/a", True: "YES", False: "-"}[p.degraded]
+        concept = "none" if p is None else {None: "n/a", True: "DRIFT", False: "-"}[p.concept_drift]
         # The window holding the drift point is the first that must be flagged.
         start = w.window_start.timestamp()
         after = start + WINDOW > drift_point
@@ -165,7 +167,8 @@ def _summary(
         features = ", ".join(found.top.get(r.id, [])) if r else ""
         print(
             f"{key:<21} {w.model_version:<7} {sent.get(key, 0):>5} {w.events:>6} {w.late:>4}  "
-            f"{share:>7} {flag:>7}  {accuracy:>8} {degraded:>8}  {features}{marker}{wrong}"
+            f"{share:>7} {flag:>7}  {accuracy:>8} {degraded:>8} {concept:>7}  "
+            f"{features}{marker}{wrong}"
         )
     missing = set(sent) - {_key(w.window_start) for w in windows}
     for key in sorted(missing):
