@@ -28,6 +28,8 @@ class WindowAccumulator:
         }
         self.deltas: dict[WindowKey, WindowDelta] = {}
         self.events = 0
+        # Per window row: the row-sample threshold reached before the last flush.
+        self._ceilings: dict[WindowKey, int] = {}
 
     def add_partition_batch(
         self,
@@ -61,6 +63,7 @@ class WindowAccumulator:
             delta = self.deltas.get(key)
             if delta is None:
                 delta = self.deltas[key] = WindowDelta(WindowSketch.empty(codec.spec))
+                delta.sketch.sample.ceiling = self._ceilings.get(key)
             if group.events:
                 sampled = codec.spec.sample_size > 0
                 delta.sketch.update(
@@ -124,10 +127,19 @@ class WindowAccumulator:
 
     def take(self) -> dict[WindowKey, WindowDelta]:
         deltas, self.deltas, self.events = self.deltas, {}, 0
+        # The stored row's sample is the bottom-k of these and earlier events, so
+        # later events with keys above this flush's threshold can never enter it.
+        # Only windows active in this flush are remembered, which bounds the map.
+        self._ceilings = {
+            key: limit
+            for key, delta in deltas.items()
+            if (limit := delta.sketch.sample.threshold) is not None
+        }
         return deltas
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Discard what was buffered for partitions this consumer no longer trusts."""
         kept = {k: d for k, d in self.deltas.items() if k.partition not in partitions}
+        self._ceilings = {k: v for k, v in self._ceilings.items() if k.partition not in partitions}
         self.events = sum(d.sketch.events for d in kept.values())
         self.deltas = kept

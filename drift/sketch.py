@@ -26,6 +26,7 @@ or replays that produced it.
 
 from __future__ import annotations
 
+import heapq
 import zlib
 from collections import Counter
 from collections.abc import Sequence
@@ -186,7 +187,6 @@ def sample_key(event_id: str) -> int:
     return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
 
 
-@dataclass
 class RowSample:
     """A bottom-k sample: the ``capacity`` events with the smallest :func:`sample_key`.
 
@@ -204,31 +204,68 @@ class RowSample:
     ([1, 3], [('y', 2.0), ('z', 3.0)])
     """
 
-    capacity: int
-    keys: list[int] = field(default_factory=list)
-    rows: list[tuple[Any, ...]] = field(default_factory=list)
+    def __init__(
+        self,
+        capacity: int,
+        keys: Sequence[int] = (),
+        rows: Sequence[tuple[Any, ...]] = (),
+    ) -> None:
+        self.capacity = capacity
+        # A max-heap by key (keys negated) of at most ``capacity`` entries; the
+        # sequence number breaks ties so rows are never compared.
+        self._heap: list[tuple[int, int, tuple[Any, ...]]] = []
+        self._seq = 0
+        self._sorted: tuple[list[int], list[tuple[Any, ...]]] | None = None
+        # Not stored: keys at or above it are known to lose to rows sampled elsewhere
+        # (an earlier flush of the same window), so they are not even built.
+        self.ceiling: int | None = None
+        self.update(keys, rows)
 
     @property
     def threshold(self) -> int | None:
         """Keys at or above this cannot enter (None while there is room)."""
-        return self.keys[-1] if len(self.keys) >= self.capacity else None
+        heap = self._heap
+        full = -heap[0][0] if heap and len(heap) >= self.capacity else None
+        if full is None or self.ceiling is None:
+            return self.ceiling if full is None else full
+        return min(full, self.ceiling)
 
     def update(self, keys: Sequence[int], rows: Sequence[tuple[Any, ...]]) -> None:
         if self.capacity <= 0 or not keys:
             return
-        pairs = sorted(zip(keys, rows, strict=True), key=_first)
-        self._absorb(pairs)
+        heap, capacity = self._heap, self.capacity
+        for key, row in zip(keys, rows, strict=True):
+            self._seq += 1
+            if len(heap) < capacity:
+                heapq.heappush(heap, (-key, self._seq, row))
+            elif -key > heap[0][0]:
+                heapq.heapreplace(heap, (-key, self._seq, row))
+        self._sorted = None
 
     def merge(self, other: RowSample) -> None:
         # Samples of different capacities merge at the smaller one, which is still exact.
-        self.capacity = min(self.capacity, other.capacity)
-        self._absorb(list(zip(other.keys, other.rows, strict=True)))
+        if other.capacity < self.capacity:
+            self.capacity = max(other.capacity, 0)
+            while len(self._heap) > self.capacity:
+                heapq.heappop(self._heap)
+            self._sorted = None
+        self.update(other.keys, other.rows)
 
-    def _absorb(self, pairs: list[tuple[int, tuple[Any, ...]]]) -> None:
-        merged = sorted([*zip(self.keys, self.rows, strict=True), *pairs], key=_first)
-        merged = merged[: max(self.capacity, 0)]
-        self.keys = [k for k, _ in merged]
-        self.rows = [r for _, r in merged]
+    def _order(self) -> tuple[list[int], list[tuple[Any, ...]]]:
+        if self._sorted is None:
+            ordered = sorted(self._heap, key=lambda e: -e[0])
+            self._sorted = ([-k for k, _, _ in ordered], [r for _, _, r in ordered])
+        return self._sorted
+
+    @property
+    def keys(self) -> list[int]:
+        """The sampled keys, smallest first."""
+        return self._order()[0]
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The sampled rows in key order."""
+        return self._order()[1]
 
     def column(self, index: int) -> list[Any]:
         return [r[index] for r in self.rows]
@@ -241,9 +278,13 @@ class RowSample:
         capacity, keys, rows = state
         return cls(capacity, list(keys), [tuple(r) for r in rows])
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, RowSample):
+            return NotImplemented
+        return self.to_state() == other.to_state()
 
-def _first(pair: tuple[int, tuple[Any, ...]]) -> int:
-    return pair[0]
+    def __repr__(self) -> str:
+        return f"RowSample(capacity={self.capacity}, rows={len(self._heap)})"
 
 
 def _column_from_state(state: list[Any]) -> ColumnSketch:
@@ -275,7 +316,7 @@ class WindowSketch:
     events: int
     features: dict[str, ColumnSketch]
     prediction: ColumnSketch
-    sample: RowSample = field(default_factory=lambda: RowSample(0))
+    sample: RowSample = field(default_factory=lambda: RowSample(0), compare=False)
 
     @classmethod
     def empty(cls, spec: ModelSpec) -> WindowSketch:
@@ -308,12 +349,15 @@ class WindowSketch:
         keys, limit = batch.keys or [], self.sample.threshold
         # Once the sample is full only keys below its largest can enter; this
         # filter keeps the per-event cost to one comparison.
-        picked = range(len(keys)) if limit is None else [i for i, k in enumerate(keys) if k < limit]
+        if limit is None:
+            picked = list(range(len(keys)))
+        else:
+            picked = [i for i, k in enumerate(keys) if k < limit]
         if not picked:
             return
-        cols = [batch.columns[name] for name in self.features]
-        rows = [(*(_plain(c[i]) for c in cols), _plain(batch.predictions[i])) for i in picked]
-        self.sample.update([keys[i] for i in picked], rows)
+        columns = [_pick(batch.columns[name], picked) for name in self.features]
+        columns.append(_pick(batch.predictions, picked))
+        self.sample.update([keys[i] for i in picked], list(zip(*columns, strict=True)))
 
     def sample_frame(self) -> dict[str, list[Any]]:
         """The sampled events column-wise, features and ``prediction``."""
@@ -404,9 +448,16 @@ def decode_sample(data: bytes) -> dict[str, list[Any]]:
         raise SketchCorrupt(f"cannot decode a window sample: {exc}") from exc
 
 
-def _plain(value: Any) -> Any:
-    """A sampled value as msgpack stores it: numpy scalars become Python numbers."""
-    return value.item() if isinstance(value, np.generic) else value
+def _pick(values: Sequence[Any] | np.ndarray, picked: list[int]) -> list[Any]:
+    """``values`` at ``picked`` as plain Python values (numpy scalars as numbers)."""
+    if isinstance(values, np.ndarray):
+        out: list[Any] = values[picked].tolist()
+        return out
+    # Decoded events hold plain Python values; anything numpy is made plain.
+    got = list(map(values.__getitem__, picked))
+    if any(isinstance(v, np.generic) for v in got[:1]):
+        got = [v.item() if isinstance(v, np.generic) else v for v in got]
+    return got
 
 
 def _merge_column(target: ColumnSketch, other: ColumnSketch) -> None:

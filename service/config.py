@@ -216,7 +216,7 @@ class DriftConfig(_Strict):
     drift_share: float = Field(default=0.5, gt=0, le=1)
     bh_correction: bool = False
     confirm_windows: int = Field(default=1, ge=1, description="consecutive drifted windows")
-    window_sample: int = Field(default=2000, ge=0, description="events kept whole per window")
+    window_sample: int = Field(default=500, ge=0, description="events kept whole per window")
     reference_bins: int = Field(default=500, ge=10)
     reference_sample: int = Field(default=5000, ge=100)
 
