@@ -145,14 +145,14 @@ def report(sql: sessionmaker[Session], reference: ReferenceValue | None, rule: b
 @pytest.mark.parametrize(
     ("correct", "alarms", "rule", "expected"),
     [
-        (150, [], True, True),  # degraded, no alarm
+        (150, [], True, False),  # degraded, but no alarm: the rule decides
         (190, [], True, False),  # neither
         (190, ["adwin"], True, False),  # only the default rule's alarms count
         (190, ["rule", "adwin", "rule"], True, True),
         (190, [], False, None),  # without the rule, no alarm is no evidence
     ],
 )
-def test_the_concept_drift_verdict_is_degraded_or_an_alarm_of_the_rule_in_the_window(
+def test_the_concept_drift_verdict_is_an_alarm_of_the_rule_in_the_window(
     sql: Any, correct: int, alarms: list[str], rule: bool, expected: bool | None
 ) -> None:
     fill(sql, correct=correct, wrong=200 - correct, unlabeled=0)
