@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from typing import Any, NamedTuple, Self
 
+from drift.detectors.base import DetectorBase
+
 
 class Split(NamedTuple):
     """Sizes and means of the older and newer parts of a window split in two."""
@@ -15,7 +17,7 @@ class Split(NamedTuple):
     mean_after: float
 
 
-class ADWIN:
+class ADWIN(DetectorBase):
     """Adaptive windowing: a change in the mean of a stream of values in [0, 1].
 
     ADWIN keeps the longest window of recent values that is consistent with
@@ -108,8 +110,7 @@ class ADWIN:
         self._reset()
 
     def _reset(self) -> None:
-        self._n = 0
-        self._drift = False
+        super()._reset()
         self._last_split: Split | None = None
         self._clear_window()
 
@@ -120,20 +121,6 @@ class ADWIN:
         self._width = 0
         self._total = 0.0
         self._total_sq = 0.0
-
-    def reset(self) -> None:
-        """Forget everything, as if newly constructed."""
-        self._reset()
-
-    @property
-    def n(self) -> int:
-        """Events seen since construction or :meth:`reset`."""
-        return self._n
-
-    @property
-    def drift_detected(self) -> bool:
-        """Whether the last update shrank the window."""
-        return self._drift
 
     @property
     def warning_detected(self) -> bool:

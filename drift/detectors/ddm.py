@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Self
 
+from drift.detectors.base import DetectorBase
 
-class DDM:
+
+class DDM(DetectorBase):
     """Drift Detection Method: a rise of the error rate above its best level so far.
 
     DDM models the errors of a classifier as Bernoulli trials. After ``i``
@@ -88,8 +90,7 @@ class DDM:
         self._reset()
 
     def _reset(self) -> None:
-        self._n = 0
-        self._drift = False
+        super()._reset()
         self._warning = False
         self._restart()
 
@@ -99,20 +100,6 @@ class DDM:
         self._p_min = 0.0
         self._s_min = 0.0
         self._ps_min: float | None = None
-
-    def reset(self) -> None:
-        """Forget everything, as if newly constructed."""
-        self._reset()
-
-    @property
-    def n(self) -> int:
-        """Events seen since construction or :meth:`reset` (drifts do not reset it)."""
-        return self._n
-
-    @property
-    def drift_detected(self) -> bool:
-        """Whether the last event was detected as a drift."""
-        return self._drift
 
     @property
     def warning_detected(self) -> bool:

@@ -5,8 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any, Self
 
+from drift.detectors.base import DetectorBase
 
-class EDDM:
+
+class EDDM(DetectorBase):
     """Early Drift Detection Method: errors coming closer together than they used to.
 
     EDDM watches the distance, in events, between consecutive errors. It keeps
@@ -83,8 +85,7 @@ class EDDM:
         self._reset()
 
     def _reset(self) -> None:
-        self._n = 0
-        self._drift = False
+        super()._reset()
         self._warning = False
         self._last_error = 0
         self._restart()
@@ -94,20 +95,6 @@ class EDDM:
         self._mean = 0.0
         self._m2 = 0.0
         self._max: float | None = None
-
-    def reset(self) -> None:
-        """Forget everything, as if newly constructed."""
-        self._reset()
-
-    @property
-    def n(self) -> int:
-        """Events seen since construction or :meth:`reset` (drifts do not reset it)."""
-        return self._n
-
-    @property
-    def drift_detected(self) -> bool:
-        """Whether the last event was detected as a drift."""
-        return self._drift
 
     @property
     def warning_detected(self) -> bool:

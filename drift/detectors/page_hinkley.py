@@ -5,11 +5,13 @@ from __future__ import annotations
 import math
 from typing import Any, Literal, Self, cast
 
+from drift.detectors.base import DetectorBase
+
 Mode = Literal["up", "down", "both"]
 _MODES: tuple[Mode, ...] = ("up", "down", "both")
 
 
-class PageHinkley:
+class PageHinkley(DetectorBase):
     """Page-Hinkley test: a sustained shift of the mean, by default upwards.
 
     With ``x̄_t`` the mean of the values since the last drift, the test
@@ -103,8 +105,7 @@ class PageHinkley:
         self._reset()
 
     def _reset(self) -> None:
-        self._n = 0
-        self._drift = False
+        super()._reset()
         self._restart()
 
     def _restart(self) -> None:
@@ -115,20 +116,6 @@ class PageHinkley:
         self._min_up = 0.0
         self._sum_down = 0.0
         self._max_down = 0.0
-
-    def reset(self) -> None:
-        """Forget everything, as if newly constructed."""
-        self._reset()
-
-    @property
-    def n(self) -> int:
-        """Events seen since construction or :meth:`reset` (drifts do not reset it)."""
-        return self._n
-
-    @property
-    def drift_detected(self) -> bool:
-        """Whether the last value was detected as a drift."""
-        return self._drift
 
     @property
     def warning_detected(self) -> bool:
