@@ -18,6 +18,7 @@ from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from db.models import PendingLabel, PendingPrediction, PerformanceAggregate
+from db.repositories import window_row
 from drift.performance import PerformanceSketch
 
 # Well under SQLite's and PostgreSQL's limits on bound parameters per statement.
@@ -262,15 +263,9 @@ class PerformanceAggregateRepository:
         """Merge ``delta`` into the stored row of ``key`` (created if absent)."""
         pa = PerformanceAggregate
         start = _utc(key.window_start)
-        row = self.session.scalars(
-            select(pa).where(
-                pa.model == key.model,
-                pa.model_version == key.model_version,
-                pa.window_start == start,
-                pa.partition == key.partition,
-                pa.layout == key.layout,
-            )
-        ).one_or_none()
+        row = window_row(
+            self.session, pa, key.model, key.model_version, start, key.partition, key.layout
+        )
         if row is None:
             self.session.add(
                 pa(

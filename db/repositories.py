@@ -6,12 +6,15 @@ import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from db.models import ConsumerOffset, WindowAggregate
 from drift.sketch import WindowSketch
+
+RowT = TypeVar("RowT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +175,30 @@ class OffsetRepository:
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def window_row(
+    session: Session,
+    table: type[RowT],
+    model: str,
+    model_version: str,
+    start: datetime,
+    partition: int,
+    layout: str,
+) -> RowT | None:
+    """The stored row of one partition's share of a window, in a table keyed like
+    ``window_aggregates`` (model, version, window start, partition, layout)."""
+    t: Any = table
+    found: RowT | None = session.scalars(
+        select(table).where(
+            t.model == model,
+            t.model_version == model_version,
+            t.window_start == start,
+            t.partition == partition,
+            t.layout == layout,
+        )
+    ).one_or_none()
+    return found
+
+
 class WindowAggregateRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -179,15 +206,15 @@ class WindowAggregateRepository:
     def add(self, key: WindowKey, delta: WindowDelta, now: datetime) -> None:
         """Merge ``delta`` into the stored row of ``key`` (created if absent)."""
         start = _utc(key.window_start)
-        row = self.session.scalars(
-            select(WindowAggregate).where(
-                WindowAggregate.model == key.model,
-                WindowAggregate.model_version == key.model_version,
-                WindowAggregate.window_start == start,
-                WindowAggregate.partition == key.partition,
-                WindowAggregate.layout == key.layout,
-            )
-        ).one_or_none()
+        row = window_row(
+            self.session,
+            WindowAggregate,
+            key.model,
+            key.model_version,
+            start,
+            key.partition,
+            key.layout,
+        )
         if row is None:
             self.session.add(
                 WindowAggregate(
