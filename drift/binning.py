@@ -1,28 +1,34 @@
 """Fast histograms on fixed, uneven bin edges.
 
-``np.searchsorted`` costs a binary search per value (about 55 ns for 500 edges),
-which dominates building a reference profile or a window sketch from large
-columns. :class:`EdgeIndex` answers the same question through a uniform grid of
-cells: the cell of a value is one multiply, a table gives the number of edges
-in earlier cells, and one comparison with the next edge finishes the job; the
-rare values whose cell holds several edges step past the others one by one.
+A binary search costs about 55 ns per value for 500 edges, which would dominate
+building a reference profile or a window sketch from large columns.
+:class:`EdgeIndex` answers the same question through a uniform grid of cells:
+the cell of a value is one multiply, a table gives the number of edges in
+earlier cells, and a comparison or two with the next edges finishes the job.
 Because ``x -> (x - lo) * scale`` is monotone under floating-point rounding, an
 edge in an earlier cell is never above the value and an edge in a later cell
 never at or below it, so the result equals ``searchsorted(..., side="right")``
-exactly, whatever the rounding.
+exactly, whatever the rounding. The loop itself is compiled
+(:mod:`drift.kernels`); small columns take numpy's binary search instead.
+
+:class:`HistogramBatch` gathers the histograms of many columns into one
+compiled call that runs without the GIL, on a worker thread if asked, so the
+caller can count categories (which needs the GIL) meanwhile.
 
 >>> edges = np.array([0.0, 1.0, 2.5, 10.0])
+>>> values = np.array([-3.0, 0.0, 0.5, 1.0, 2.5, 9.99, 10.0, 1e9] * 4096)
 >>> index = EdgeIndex(edges, cells=8)
->>> values = np.array([-3.0, 0.0, 0.5, 1.0, 2.5, 9.99, 10.0, 1e9])
->>> index.bins(values).tolist()
-[0, 1, 1, 2, 3, 3, 4, 4]
->>> bool((index.bins(values) == np.searchsorted(edges, values, side="right")).all())
+>>> histogram(edges, values, index).tolist()
+[4096, 8192, 4096, 8192, 8192]
+>>> bool((histogram(edges, values, index) == histogram(edges, values)).all())
 True
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 import numpy.typing as npt
@@ -31,7 +37,7 @@ FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
 
 DEFAULT_CELLS = 1 << 16
-# Below this many values the tables cost more to build than they save.
+# Below this many values the tables and the compiled call cost more than they save.
 MIN_VALUES_FOR_GRID = 16_384
 # Share of values in cells with several edges above which the grid stops paying
 # off (heavy-tailed data squeezes most edges into a few cells).
@@ -41,10 +47,12 @@ MAX_THINNED_SHARE = 0.02
 
 
 class EdgeIndex:
-    """Bucket index of values against sorted, finite, strictly increasing edges.
+    """The grid tables that place values against sorted, finite, increasing edges.
 
-    ``bins(x)[i]`` is the number of edges at or below ``x[i]``, the bucket
-    convention of :class:`drift.sketch.NumericSketch`. ``x`` must not hold NaN.
+    ``table[c]`` is the number of edges in cells before ``c`` (edges below the
+    span included), so every edge it counts is at or below any value in cell
+    ``c``; the kernel steps past the remaining edges of the value's cell. Values
+    outside the span (or NaN) take a binary search.
     """
 
     def __init__(
@@ -53,75 +61,35 @@ class EdgeIndex:
         cells: int = DEFAULT_CELLS,
         span: tuple[float, float] | None = None,
     ) -> None:
-        """``span`` limits the grid to where most values are (default: the edges' range).
-
-        Values outside it are placed by a binary search, exactly but slower.
-        """
+        """``span`` limits the grid to where most values are (default: the edges' range)."""
         self.edges = np.ascontiguousarray(edges, dtype=np.float64)
-        self._padded = np.append(self.edges, np.inf)
         lo, hi = span or (float(self.edges[0]), float(self.edges[-1]))
-        self._usable = len(self.edges) >= 2 and bool(np.isfinite(hi - lo)) and hi > lo
-        if not self._usable:
+        self.usable = len(self.edges) >= 2 and bool(np.isfinite(hi - lo)) and hi > lo
+        self.lo, self.scale, self.cells = lo, 0.0, 0
+        self.table = np.zeros(1, np.int32)
+        self._crowded = np.zeros(1, dtype=bool)
+        if not self.usable:
             return
-        self._lo, self._hi = lo, hi
-        self._scale = cells / (hi - lo)
-        self._cells = cells
+        self.scale = cells / (hi - lo)
+        self.cells = cells
         below = int(np.searchsorted(self.edges, lo, side="left"))
         inner = self.edges[below : int(np.searchsorted(self.edges, hi, side="right"))]
-        # One cell more than the grid has, for values exactly at the top of the span.
-        where = _cell(inner, lo, self._scale, cells)
-        # before[c]: the number of edges in cells before c, which is also the position
-        # of the first edge at or after cell c: a step up after each edge's cell, laid
-        # out directly in the narrowest integer type, which keeps the table in cache
-        # (that, not arithmetic, bounds the speed).
-        small = np.int16 if len(self.edges) < np.iinfo(np.int16).max else np.int32
+        # Edges exactly at the span's top fall in cell ``cells``, one past the grid.
+        where = _cell(inner, lo, self.scale, cells)
+        # A step up after each edge's cell. int32 keeps the table (256 KiB) in cache,
+        # which, not arithmetic, bounds the speed.
         steps = np.diff(np.concatenate(([0], where + 1, [cells + 1])))
-        self._before: npt.NDArray[np.signedinteger[Any]] = np.repeat(
-            np.arange(below, below + inner.size + 1, dtype=small), steps
-        )
+        self.table = np.repeat(np.arange(below, below + inner.size + 1, dtype=np.int32), steps)
         shared = where[1:][where[1:] == where[:-1]]
-        self._any_crowded = shared.size > 0
         self._crowded = np.zeros(cells + 1, dtype=bool)
         self._crowded[shared] = True
 
     def worthwhile(self, sample: FloatArray) -> bool:
         """Whether the grid beats a binary search on data like ``sample``."""
-        if not self._usable or sample.size == 0:
+        if not self.usable or sample.size == 0:
             return False
-        crowded = float(np.mean(self._crowded[_cell(sample, self._lo, self._scale, self._cells)]))
+        crowded = float(np.mean(self._crowded[_cell(sample, self.lo, self.scale, self.cells)]))
         return crowded <= MAX_CROWDED_SHARE
-
-    def bins(
-        self, x: FloatArray, extent: tuple[float, float] | None = None
-    ) -> npt.NDArray[np.integer[Any]]:
-        """Bucket of each value; ``extent`` is ``(x.min(), x.max())`` when already known."""
-        if not self._usable or x.size == 0:
-            return np.searchsorted(self.edges, x, side="right")
-        lowest, highest = extent or (float(x.min()), float(x.max()))
-        # The extremes tell, without a pass over the data, whether any value left the span.
-        below, above = lowest < self._lo, highest > self._hi
-        cell = _cell(x, self._lo, self._scale, self._cells, clip=below or above)
-        idx: npt.NDArray[np.signedinteger[Any]] = self._before[cell]
-        # The first edge at or after the value's cell: above the value unless inside it.
-        idx += x >= self._padded[idx]
-        if self._any_crowded:
-            active = np.flatnonzero(self._crowded[cell])
-            # Each pass moves the remaining values past one more edge of their cell.
-            while active.size:
-                ahead = x[active] >= self._padded[idx[active]]
-                active = active[ahead]
-                idx[active] += 1
-        if below:
-            self._search(x, idx, x < self._lo)
-        if above:
-            self._search(x, idx, x > self._hi)
-        return idx
-
-    def _search(
-        self, x: FloatArray, idx: npt.NDArray[np.signedinteger[Any]], where: npt.NDArray[np.bool_]
-    ) -> None:
-        at = np.flatnonzero(where)
-        idx[at] = np.searchsorted(self.edges, x[at], side="right")
 
 
 def _cell(
@@ -157,19 +125,118 @@ def thinned(edges: FloatArray, span: tuple[float, float], cells: int = DEFAULT_C
     return np.delete(edges, repeat)
 
 
-def histogram(
-    edges: FloatArray,
-    x: FloatArray,
-    index: EdgeIndex | None = None,
-    extent: tuple[float, float] | None = None,
-) -> IntArray:
-    """Counts of ``x`` in the ``len(edges) + 1`` buckets of a NumericSketch.
+def histogram(edges: FloatArray, x: FloatArray, index: EdgeIndex | None = None) -> IntArray:
+    """Counts of finite ``x`` in the ``len(edges) + 1`` buckets of a NumericSketch.
 
     >>> histogram(np.array([0.0, 1.0]), np.array([-1.0, 0.0, 0.5, 1.0, 7.0])).tolist()
     [1, 2, 2]
     """
-    if index is not None and x.size >= MIN_VALUES_FOR_GRID:
-        idx = index.bins(x, extent)
-    else:
-        idx = np.searchsorted(edges, x, side="right")
-    return np.bincount(idx, minlength=len(edges) + 1).astype(np.int64)
+    batch = HistogramBatch()
+    batch.add(edges, x, index)
+    return batch.run()[0]
+
+
+class HistogramBatch:
+    """Histograms of several columns, computed together without the GIL.
+
+    Columns below :data:`MIN_VALUES_FOR_GRID` values are counted by ``add``
+    itself; the rest wait for :meth:`run` (this thread) or :meth:`start` (the
+    worker thread). Every histogram equals ``bincount(searchsorted(edges, x,
+    side="right"))``.
+    """
+
+    def __init__(self) -> None:
+        self._results: list[IntArray | None] = []
+        self._pending: list[tuple[int, FloatArray, FloatArray, EdgeIndex | None]] = []
+
+    def add(self, edges: FloatArray, x: FloatArray, index: EdgeIndex | None = None) -> int:
+        """Queue the histogram of finite ``x``; returns its position in the results."""
+        slot = len(self._results)
+        if x.size < MIN_VALUES_FOR_GRID:
+            counts = np.bincount(np.searchsorted(edges, x, side="right"), minlength=edges.size + 1)
+            self._results.append(counts.astype(np.int64, copy=False))
+        else:
+            self._results.append(None)
+            self._pending.append((slot, edges, np.ascontiguousarray(x, np.float64), index))
+        return slot
+
+    def run(self) -> list[IntArray]:
+        """Compute what is queued in this thread and return every histogram."""
+        self._compute()
+        return self._collect()
+
+    def start(self) -> Callable[[], list[IntArray]]:
+        """Compute what is queued on the worker thread; the returned call waits for it."""
+        if not self._pending:
+            return self._collect
+        entered = threading.Event()
+
+        def work() -> None:
+            entered.set()
+            self._compute()
+
+        future: Future[None] = _WORKER.submit(work)
+        # A fresh thread gets the GIL only when this one lets go of it, which a long
+        # pandas call in the caller would not do for milliseconds: wait until the
+        # worker runs. It keeps the GIL up to the compiled call, which releases it.
+        entered.wait()
+
+        def wait() -> list[IntArray]:
+            future.result()
+            return self._collect()
+
+        return wait
+
+    def _compute(self) -> None:
+        if not self._pending:
+            return
+        from drift import kernels  # numba: imported by the processes that bin columns only
+
+        grids: dict[int, int] = {}
+        lo: list[float] = []
+        scale: list[float] = []
+        cells: list[int] = []
+        tables: list[npt.NDArray[np.int32]] = []
+        padded: list[FloatArray] = []
+        grid_of: list[int] = []
+        for _, edges, _, index in self._pending:
+            key = id(index) if index is not None and index.usable else -1 - len(grid_of)
+            if key not in grids:
+                grids[key] = len(lo)
+                if index is not None and index.usable:
+                    lo.append(index.lo)
+                    scale.append(index.scale)
+                    cells.append(index.cells)
+                    tables.append(index.table)
+                else:  # no grid: a binary search per value
+                    lo.append(0.0)
+                    scale.append(0.0)
+                    cells.append(0)
+                    tables.append(_NO_TABLE)
+                padded.append(np.append(edges, np.inf))
+            grid_of.append(grids[key])
+        hists = [np.zeros(edges.size + 1, np.int64) for _, edges, _, _ in self._pending]
+        kernels.run_batch(
+            [x for _, _, x, _ in self._pending],
+            np.array(grid_of, np.intp),
+            np.array(lo, np.float64),
+            np.array(scale, np.float64),
+            np.array(cells, np.intp),
+            tables,
+            padded,
+            hists,
+        )
+        for (slot, _, _, _), counts in zip(self._pending, hists, strict=True):
+            self._results[slot] = counts
+        self._pending = []
+
+    def _collect(self) -> list[IntArray]:
+        out = [r for r in self._results if r is not None]
+        if len(out) != len(self._results):
+            raise RuntimeError("histograms requested before they were computed")
+        return out
+
+
+_NO_TABLE = np.zeros(1, np.int32)
+# Its thread starts with the first batch sent to it.
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-histograms")

@@ -37,8 +37,7 @@ from drift.profile import (
     NumericalProfile,
     ReferenceProfile,
     current_columns,
-    profile_feature,
-    summarise,
+    profile_columns,
 )
 from drift.report import DriftReport, FeatureDrift
 from drift.schema import FeatureKind
@@ -160,13 +159,7 @@ def _prepare(
 def _profile_and_summarise(
     columns: Mapping[str, Any], kinds: Mapping[str, FeatureKind], current: Mapping[str, Any]
 ) -> tuple[ReferenceProfile, dict[str, CurrentColumn]]:
-    # Feature by feature, so each current column is binned while the tables built
-    # for its reference column are still in cache.
-    features: dict[str, FeatureProfile] = {}
-    summaries: dict[str, CurrentColumn] = {}
-    for name, kind in kinds.items():
-        features[name] = profile_feature(name, columns[name], kind)
-        summaries[name] = summarise(features[name], current[name])
+    features, summaries = profile_columns(columns, kinds, current)
     rows = max((len(c) for c in columns.values()), default=0)
     return ReferenceProfile(features, rows), summaries
 

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -41,7 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from drift import columns as col
-from drift.binning import MIN_VALUES_FOR_GRID, EdgeIndex, histogram, thinned
+from drift.binning import MIN_VALUES_FOR_GRID, EdgeIndex, HistogramBatch, thinned
 from drift.edges import numeric_edges
 from drift.errors import ProfileMismatch, SketchCorrupt
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
@@ -90,12 +90,16 @@ class NumericalProfile:
         """Whether ``sample`` is every non-null reference value, not a subset."""
         return self.sample.size == self.sketch.count
 
-    def histogram(
-        self, x: FloatArray, extent: tuple[float, float] | None = None
-    ) -> npt.NDArray[np.int64]:
-        """Bucket counts of finite values ``x`` (whose min and max may be given)."""
+    def histogram(self, x: FloatArray) -> npt.NDArray[np.int64]:
+        """Bucket counts of finite values ``x`` on the profile's edges."""
+        batch = HistogramBatch()
+        self.queue_histogram(batch, x)
+        return batch.run()[0]
+
+    def queue_histogram(self, batch: HistogramBatch, x: FloatArray) -> int:
+        """Add the histogram of finite ``x`` to ``batch``; returns its slot."""
         index = self._grid() if x.size >= MIN_VALUES_FOR_GRID else None
-        return histogram(self.edge_array, x, index, extent)
+        return batch.add(self.edge_array, x, index)
 
     def _grid(self) -> EdgeIndex | None:
         if "grid" not in self._cache:
@@ -153,10 +157,7 @@ class ReferenceProfile:
         seed: int = 0,
     ) -> ReferenceProfile:
         """Profile the columns named in ``kinds`` (all of equal length)."""
-        features = {
-            name: profile_feature(name, columns[name], kind, bins, sample_size, seed)
-            for name, kind in kinds.items()
-        }
+        features, _ = profile_columns(columns, kinds, None, bins, sample_size, seed)
         rows = max((len(columns[name]) for name in kinds), default=0)
         return cls(features, rows, bins, sample_size, seed)
 
@@ -218,22 +219,46 @@ def profile_feature(
     seed: int = 0,
 ) -> FeatureProfile:
     """Profile one reference column."""
+    features, _ = profile_columns({name: column}, {name: kind}, None, bins, sample_size, seed)
+    return features[name]
+
+
+def profile_columns(
+    columns: Mapping[str, Any],
+    kinds: Mapping[str, FeatureKind | str],
+    current: Mapping[str, Any] | None = None,
+    bins: int = DEFAULT_BINS,
+    sample_size: int = DEFAULT_SAMPLE_SIZE,
+    seed: int = 0,
+) -> tuple[dict[str, FeatureProfile], dict[str, CurrentColumn]]:
+    """Profile the reference columns named in ``kinds``; summarise ``current`` on them.
+
+    The summaries are empty when ``current`` is None.
+    """
     if bins < 1 or sample_size < 1:
         raise ValueError("bins and sample_size must be positive")
-    # Seeded per feature name, so a feature's sample does not depend on the others.
-    rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
-    if FeatureKind(kind) is FeatureKind.NUMERICAL:
-        return _numerical(name, column, bins, sample_size, rng)
-    return _categorical(name, column, sample_size, rng)
+    features: dict[str, FeatureProfile] = {}
+    summaries: dict[str, CurrentColumn] = {}
+
+    def numerical(name: str, binning: _Binning) -> None:
+        feature = _numerical(name, columns[name], bins, sample_size, _rng(seed, name), binning)
+        features[name] = feature
+        if current is not None:
+            summaries[name] = _numeric_current(feature, current[name], binning)
+
+    def categorical(name: str) -> None:
+        features[name] = _categorical(name, columns[name], sample_size, _rng(seed, name))
+        if current is not None:
+            summaries[name] = _categorical_current(current[name])
+
+    _by_kind({n: FeatureKind(k) for n, k in kinds.items()}, numerical, categorical)
+    ordered = {n: summaries[n] for n in kinds} if current is not None else {}
+    return {n: features[n] for n in kinds}, ordered
 
 
 def summarise(feature: FeatureProfile, column: Any) -> CurrentColumn:
     """One current column on the feature's edges, keeping its exact values."""
-    if isinstance(feature, NumericalProfile):
-        scan = col.scan_numeric(column)
-        return CurrentColumn(_numeric_sketch(feature, scan), scan.values)
-    counts, nulls = col.category_counts(column)
-    return CurrentColumn(CategoricalSketch(counts, nulls))
+    return _summarise({feature.name: feature}, {feature.name: column})[feature.name]
 
 
 def current_columns(
@@ -243,7 +268,7 @@ def current_columns(
     missing = sorted(set(profile.features) - set(columns))
     if missing:
         raise ValueError(f"the current data lacks features {missing}")
-    return {name: summarise(f, columns[name]) for name, f in profile.features.items()}
+    return _summarise(profile.features, columns)
 
 
 def current_sketch(
@@ -262,8 +287,74 @@ def current_sketch(
     )
 
 
+def _summarise(
+    features: Mapping[str, FeatureProfile], columns: Mapping[str, Any]
+) -> dict[str, CurrentColumn]:
+    out: dict[str, CurrentColumn] = {}
+
+    def numerical(name: str, binning: _Binning) -> None:
+        feature = features[name]
+        assert isinstance(feature, NumericalProfile)
+        out[name] = _numeric_current(feature, columns[name], binning)
+
+    def categorical(name: str) -> None:
+        out[name] = _categorical_current(columns[name])
+
+    _by_kind({n: f.kind for n, f in features.items()}, numerical, categorical)
+    return {n: out[n] for n in features}
+
+
+class _Binning:
+    """Histograms queued for one compiled call, and the sketches they fill."""
+
+    def __init__(self) -> None:
+        self.batch = HistogramBatch()
+        self._targets: list[tuple[NumericSketch, int]] = []
+
+    def queue(self, sketch: NumericSketch, feature: NumericalProfile, x: FloatArray) -> None:
+        self._targets.append((sketch, feature.queue_histogram(self.batch, x)))
+
+    def fill(self, results: list[npt.NDArray[np.int64]]) -> None:
+        for sketch, slot in self._targets:
+            sketch.hist = results[slot]
+
+
+def _by_kind(
+    kinds: Mapping[str, FeatureKind],
+    numerical: Callable[[str, _Binning], None],
+    categorical: Callable[[str], None],
+) -> None:
+    """Prepare the numerical features, then count the categorical ones.
+
+    The numerical histograms are binned on the worker thread meanwhile: counting
+    categories needs the GIL, binning does not.
+    """
+    binning = _Binning()
+    for name, kind in kinds.items():
+        if kind is FeatureKind.NUMERICAL:
+            numerical(name, binning)
+    wait = binning.batch.start()
+    try:
+        for name, kind in kinds.items():
+            if kind is not FeatureKind.NUMERICAL:
+                categorical(name)
+    finally:
+        results = wait()
+    binning.fill(results)
+
+
+def _rng(seed: int, name: str) -> np.random.Generator:
+    # Seeded per feature name, so a feature's sample does not depend on the others.
+    return np.random.default_rng([seed, zlib.crc32(name.encode())])
+
+
 def _numerical(
-    name: str, column: Any, bins: int, sample_size: int, rng: np.random.Generator
+    name: str,
+    column: Any,
+    bins: int,
+    sample_size: int,
+    rng: np.random.Generator,
+    binning: _Binning,
 ) -> NumericalProfile:
     scan = col.scan_numeric(column)
     x, n = scan.values, scan.count
@@ -282,16 +373,22 @@ def _numerical(
         None if values is None else tuple(values.tolist()),
         _cache={"edges": np.ascontiguousarray(edges, dtype=np.float64)},
     )
-    # The histogram comes last: its fast path is laid out over the extremes just set.
-    sketch.hist = profile.histogram(x, (scan.minimum, scan.maximum))
+    # Queued last: the grid is laid out over the extremes just set.
+    binning.queue(sketch, profile, x)
     return profile
 
 
-def _numeric_sketch(profile: NumericalProfile, scan: col.NumericScan) -> NumericSketch:
-    sketch = _moments(NumericSketch(profile.edges), scan)
+def _numeric_current(feature: NumericalProfile, column: Any, binning: _Binning) -> CurrentColumn:
+    scan = col.scan_numeric(column)
+    sketch = _moments(NumericSketch(feature.edges), scan)
     if scan.count:
-        sketch.hist = profile.histogram(scan.values, (scan.minimum, scan.maximum))
-    return sketch
+        binning.queue(sketch, feature, scan.values)
+    return CurrentColumn(sketch, scan.values)
+
+
+def _categorical_current(column: Any) -> CurrentColumn:
+    counts, nulls = col.category_counts(column)
+    return CurrentColumn(CategoricalSketch(counts, nulls))
 
 
 def _moments(sketch: NumericSketch, scan: col.NumericScan) -> NumericSketch:

@@ -158,60 +158,22 @@ def wasserstein_binned(
     ----------
     Villani, C. (2009). Optimal Transport: Old and New, ch. 6. Springer.
     """
-    e = np.asarray(edges, dtype=np.float64)
-    ref = _PiecewiseCdf(e, np.asarray(reference_hist, float), reference_extent)
-    cur = _PiecewiseCdf(e, np.asarray(current_hist, float), current_extent)
-    knots = np.union1d(ref.x, cur.x)
-    ref_left, ref_right = ref.limits(knots)
-    cur_left, cur_right = cur.limits(knots)
-    left_gap = (ref_left - cur_left)[1:]
-    right_gap = (ref_right - cur_right)[:-1]
-    width = np.diff(knots)
-    a, b = np.abs(right_gap), np.abs(left_gap)
-    same_sign = right_gap * left_gap >= 0
-    total = a + b
-    safe = np.where(total > 0, total, 1.0)
-    # Where the gap changes sign inside a segment its two triangles are integrated apart.
-    area = np.where(same_sign, width * total / 2, width * (a * a + b * b) / (2 * safe))
-    return float(area.sum()) / max(norm, MIN_NORM)
+    from drift import kernels  # numba: imported by the processes that compare sketches
+
+    e = np.ascontiguousarray(edges, dtype=np.float64)
+    ref, ref_extent = _side(e, reference_hist, reference_extent)
+    cur, cur_extent = _side(e, current_hist, current_extent)
+    return kernels.wasserstein_binned(e, ref, cur, ref_extent, cur_extent) / max(norm, MIN_NORM)
 
 
-class _PiecewiseCdf:
-    """CDF of a histogram, linear inside buckets, with jumps where a bucket is a point."""
-
-    def __init__(self, edges: FloatArray, hist: FloatArray, extent: tuple[float, float]) -> None:
-        if hist.sum() <= 0:
-            raise ValueError("a binned statistic needs values on both sides")
-        lo, hi = _finite_extent(edges, extent)
-        xs = np.clip(np.concatenate(([lo], edges, [hi])), lo, hi)
-        cdf = np.concatenate(([0.0], np.cumsum(hist) / hist.sum()))
-        cdf[-1] = 1.0
-        # xs is sorted; a run of equal knots is a point mass: F jumps from its first to its last.
-        first = np.empty(xs.size, dtype=bool)
-        first[0] = True
-        np.not_equal(xs[1:], xs[:-1], out=first[1:])
-        last = np.append(first[1:], True)
-        self.x = xs[first]
-        self._below = cdf[first]  # F just below each knot
-        self._upto = cdf[last]  # F at each knot, jump included
-
-    def limits(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """F just below and at each of the sorted points ``t``."""
-        k = np.searchsorted(self.x, t, side="right") - 1
-        last = len(self.x) - 1
-        at = np.clip(k, 0, last)
-        nxt = np.minimum(at + 1, last)
-        x0 = self.x[at]
-        span = self.x[nxt] - x0
-        frac = (t - x0) / np.where(span > 0, span, 1.0)
-        between = self._upto[at] + frac * (self._below[nxt] - self._upto[at])
-        on_knot = x0 == t
-        left = np.where(on_knot, self._below[at], between)
-        right = np.where(on_knot, self._upto[at], between)
-        outside_low, outside_high = k < 0, t > self.x[-1]
-        left[outside_low] = right[outside_low] = 0.0
-        left[outside_high] = right[outside_high] = 1.0
-        return left, right
+def _side(
+    edges: FloatArray, hist: ArrayLike, extent: tuple[float, float]
+) -> tuple[FloatArray, tuple[float, float]]:
+    """A histogram as floats with its extent made finite; it must hold values."""
+    h = np.ascontiguousarray(hist, dtype=np.float64)
+    if h.sum() <= 0:
+        raise ValueError("a binned statistic needs values on both sides")
+    return h, _finite_extent(edges, extent)
 
 
 def _finite_extent(edges: FloatArray, extent: tuple[float, float]) -> tuple[float, float]:
@@ -245,9 +207,11 @@ def rebin(
     >>> rebin([0.0, 2.0], [0, 4, 0], (0.0, 2.0), [0.0, 1.0, 2.0]).tolist()
     [0.5, 0.5]
     """
-    cdf = _PiecewiseCdf(np.asarray(edges, float), np.asarray(hist, float), extent)
-    t = np.asarray(target, dtype=np.float64)
-    below = cdf.limits(t)[0]
+    from drift import kernels
+
+    e = np.ascontiguousarray(edges, dtype=np.float64)
+    h, finite = _side(e, hist, extent)
+    below = kernels.cdf_below(e, h, finite, np.ascontiguousarray(target, dtype=np.float64))
     below[0], below[-1] = 0.0, 1.0
     return np.diff(below)
 

@@ -153,6 +153,34 @@ def test_wasserstein_binned_of_point_masses() -> None:
     assert w == pytest.approx(3.0 / 0.001)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_wasserstein_binned_equals_the_quantile_integral(seed: int) -> None:
+    # An independent oracle: W1 is the integral over u of |Q_ref(u) - Q_cur(u)|, with
+    # each quantile function piecewise linear through the (CDF, knot) points.
+    rng = np.random.default_rng(seed)
+    edges = np.unique(np.round(rng.normal(size=rng.integers(2, 40)), int(rng.integers(0, 3))))
+    if edges.size < 2:
+        edges = np.array([0.0, 1.0])
+    sides = []
+    for _ in range(2):
+        hist = rng.integers(0, 6, edges.size + 1).astype(float)
+        hist[rng.integers(0, hist.size)] += 1
+        lo = float(rng.choice(edges)) - float(rng.random() < 0.5) * float(rng.random())
+        hi = max(lo, float(rng.choice(edges))) + float(rng.random() < 0.5) * float(rng.random())
+        sides.append((hist, (lo, hi)))
+    (ref, ref_extent), (cur, cur_extent) = sides
+
+    def quantiles(hist: np.ndarray, extent: tuple[float, float], u: np.ndarray) -> np.ndarray:
+        knots = np.clip(np.concatenate(([extent[0]], edges, [extent[1]])), *extent)
+        cdf = np.concatenate(([0.0], np.cumsum(hist) / hist.sum()))
+        return np.interp(u, cdf, knots)
+
+    u = (np.arange(400_000) + 0.5) / 400_000
+    oracle = float(np.mean(np.abs(quantiles(ref, ref_extent, u) - quantiles(cur, cur_extent, u))))
+    binned = numerical.wasserstein_binned(edges, ref, cur, ref_extent, cur_extent, 1.0)
+    assert binned == pytest.approx(oracle, abs=1e-4)
+
+
 def test_wasserstein_binned_needs_values_on_both_sides() -> None:
     with pytest.raises(ValueError, match="both sides"):
         numerical.wasserstein_binned([0.0, 1.0], [0, 0, 0], [0, 1, 0], (0, 0), (0.5, 0.5), 1.0)
