@@ -1,10 +1,9 @@
 """Compiled loops: histograms on fixed, uneven edges, and the binned Wasserstein distance.
 
-Imported lazily by :mod:`drift.binning`: numba costs about half a second to
-import and a second to compile these on first use in a process, which only
-processes that bin raw columns (profile builds, ``drift.evaluate`` on frames)
-pay. Compiled code is not cached on disk, so the package stays free of I/O and
-runs unchanged on read-only file systems.
+Imported lazily, by the processes that bin raw columns (profile builds,
+``drift.evaluate`` on frames) or compare sketches: numba takes about half a
+second to import, and compiling these takes a few seconds the first time
+(afterwards numba's on-disk cache, which is numba's own I/O, serves them).
 
 The kernels hold no Python objects and run without the GIL.
 """
@@ -22,8 +21,15 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _compiled(fn: _F) -> _F:
-    """Compile ``fn`` on its first call; the compiled code releases the GIL."""
-    return cast(_F, numba.njit(nogil=True)(fn))
+    """Compile ``fn`` on its first call; the compiled code releases the GIL.
+
+    The machine code is cached beside the source (or in ``NUMBA_CACHE_DIR``) when
+    that is writable; on a read-only file system every process compiles anew.
+    """
+    try:
+        return cast(_F, numba.njit(nogil=True, cache=True)(fn))
+    except RuntimeError:  # numba found no writable cache location
+        return cast(_F, numba.njit(nogil=True)(fn))
 
 
 @_compiled
