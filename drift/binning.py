@@ -26,6 +26,7 @@ True
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -175,7 +176,7 @@ class HistogramBatch:
             entered.set()
             self._compute()
 
-        future: Future[None] = _WORKER.submit(work)
+        future: Future[None] = _worker.submit(work)
         # A fresh thread gets the GIL only when this one lets go of it, which a long
         # pandas call in the caller would not do for milliseconds: wait until the
         # worker runs. It keeps the GIL up to the compiled call, which releases it.
@@ -213,7 +214,7 @@ class HistogramBatch:
                     scale.append(0.0)
                     cells.append(0)
                     tables.append(_NO_TABLE)
-                padded.append(np.append(edges, np.inf))
+                padded.append(np.append(index.edges if index is not None else edges, np.inf))
             grid_of.append(grids[key])
         hists = [np.zeros(edges.size + 1, np.int64) for _, edges, _, _ in self._pending]
         kernels.run_batch(
@@ -238,5 +239,19 @@ class HistogramBatch:
 
 
 _NO_TABLE = np.zeros(1, np.int32)
-# Its thread starts with the first batch sent to it.
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-histograms")
+
+
+def _new_worker() -> ThreadPoolExecutor:
+    # Its thread starts with the first batch sent to it.
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="drift-histograms")
+
+
+def _after_fork() -> None:
+    # A forked child inherits the pool but not its thread; batches sent to it would
+    # wait forever.
+    global _worker  # noqa: PLW0603
+    _worker = _new_worker()
+
+
+_worker = _new_worker()
+os.register_at_fork(after_in_child=_after_fork)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
 
 import numpy as np
@@ -99,3 +100,26 @@ def test_batches_started_from_several_threads_each_get_their_own_results() -> No
     for t in threads:
         t.join()
     assert out == {i: searched(edges, x) for i, x in enumerate(inputs)}
+
+
+def test_a_forked_child_gets_a_worker_of_its_own() -> None:
+    rng = np.random.default_rng(6)
+    edges = np.sort(rng.normal(size=100))
+    x = rng.normal(size=MIN_VALUES_FOR_GRID * 2)
+
+    def binned() -> list[int]:
+        batch = HistogramBatch()
+        batch.add(edges, x, EdgeIndex(edges))
+        return batch.start()()[0].tolist()
+
+    assert binned() == searched(edges, x)  # the parent's worker thread is running now
+    context = multiprocessing.get_context("fork")
+    with context.Pool(1) as pool:
+        result = pool.apply_async(_start_a_batch, (edges, x))
+        assert result.get(timeout=60) == searched(edges, x)
+
+
+def _start_a_batch(edges: np.ndarray, x: np.ndarray) -> list[int]:
+    batch = HistogramBatch()
+    batch.add(edges, x, EdgeIndex(edges))
+    return batch.start()()[0].tolist()
