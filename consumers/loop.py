@@ -181,6 +181,9 @@ class IngestLoop:
         try:
             batch: Mapping[TopicPartition, list[Any]] = self.consumer.poll(timeout_ms=timeout_ms)
         except KafkaError as exc:
+            if isinstance(exc.__cause__, _Stopping):
+                # Shutdown reached a rebalance callback, which kafka-python re-raised.
+                raise exc.__cause__ from None
             if not (exc.retriable or isinstance(exc, _TRANSIENT_KAFKA_ERRORS)):
                 raise ConsumerError(f"kafka consumer failed: {exc}") from exc
             if self._kafka_ok:

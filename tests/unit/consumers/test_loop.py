@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
+from kafka.errors import KafkaConnectionError, KafkaError, TopicAuthorizationFailedError
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -122,12 +122,16 @@ class FakeConsumer:
             raise self.errors.pop(0)
         if self._next is not None:
             new, self._next = self._next, None
-            if self.assigned:
-                self.listener.on_partitions_revoked(sorted(self.assigned))
-            self.assigned, self.paused = new, self.paused & new
-            for part in new:
-                self.position.pop(part, None)
-            self.listener.on_partitions_assigned(sorted(new))
+            # kafka-python re-raises a listener's exception as a KafkaError caused by it.
+            try:
+                if self.assigned:
+                    self.listener.on_partitions_revoked(sorted(self.assigned))
+                self.assigned, self.paused = new, self.paused & new
+                for part in new:
+                    self.position.pop(part, None)
+                self.listener.on_partitions_assigned(sorted(new))
+            except Exception as exc:
+                raise KafkaError("User rebalance callback throws an error") from exc
         self.paused_at_poll.append(frozenset(self.paused))
         batch = {}
         for part in sorted(self.assigned - self.paused):
