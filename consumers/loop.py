@@ -14,7 +14,9 @@ With labels, the loop subscribes to the labels topic too, in the same group
 and with the range assignor, so partition p of both topics (keyed by
 event_id, same partition count) belongs to the same replica. The join state of
 p is written in the flush transaction with both topics' offsets, and whatever
-moves one topic's p back to SQL (a conflict, a revocation) moves both.
+moves one topic's p back to SQL (a conflict, a revocation) moves both. The
+label side itself (decoding, buffering, the join work of a flush) is
+:class:`consumers.intake.LabelIntake`.
 """
 
 from __future__ import annotations
@@ -38,19 +40,19 @@ from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher, envelope
 from consumers.errors import ConsumerError, InvalidEvent, InvalidReason
 from consumers.events import DecodedBatch, EventDecoder
-from consumers.join import JoinBatch, JoinCounts, LabelOutcome, PartitionObserver
-from consumers.labels import JoinBuffer, LabelSpec
+from consumers.intake import LabelIntake
+from consumers.join import JoinCounts, PartitionObserver
+from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
 from db.detectors import Alarm
 from db.errors import OffsetConflict, StoreError
-from db.repositories import OffsetAdvance, OffsetFence, StoredOffset
+from db.repositories import OffsetAdvance, StoredOffset
 from drift.schema import ModelSpec
 
 log = logging.getLogger(__name__)
 _TIMESTAMP = InvalidReason.TIMESTAMP
-_UNKNOWN_MODEL = InvalidReason.UNKNOWN_MODEL
 _TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
 
 
@@ -117,11 +119,14 @@ class IngestLoop:
         self.clock = clock
         self.book = OffsetBook()
         self.acc = WindowAccumulator(decoder.codecs)
-        # The join runs only with a labels topic and at least one model whose labels count.
-        joined = bool(settings.labels_topic and label_specs)
-        self.labels_topic = settings.labels_topic if joined else None
-        self.join = JoinBuffer(dict(label_specs or {}))
-        self.join_observer = join_observer  # e.g. streaming detectors, checkpointed per partition
+        self.labels = LabelIntake(
+            settings.labels_topic,
+            label_specs,
+            stats,
+            settings.max_clock_skew,
+            self._dead_letter,
+            join_observer,
+        )
         self._stop = threading.Event()
         self._last_flush = clock()
         self._last_lag = 0.0
@@ -154,8 +159,8 @@ class IngestLoop:
         """Consume until ``stop`` is set, then flush what is buffered and close."""
         self._stop = stop or threading.Event()
         topics = [self.settings.topic]
-        if self.labels_topic is not None:
-            topics.append(self.labels_topic)
+        if self.labels.topic is not None:
+            topics.append(self.labels.topic)
         self.consumer.subscribe(topics, listener=_Rebalance(self))
         try:
             while not self._stop.is_set():
@@ -211,8 +216,11 @@ class IngestLoop:
             key = (tp.topic, tp.partition)
             if not self.book.owns(key):
                 continue  # revoked while this batch was in flight
-            if tp.topic == self.labels_topic:
-                self._process_labels(key, records, limit)
+            if tp.topic == self.labels.topic:
+                wm = self.labels.read(
+                    self.decoder, tp.partition, records, self.book.watermark(key), limit
+                )
+                self.book.advance(key, records[-1].offset + 1, wm)
                 continue
             decoded = self.decoder.decode_batch([r.value for r in records])
             if decoded.times and max(decoded.times) > limit:
@@ -226,50 +234,9 @@ class IngestLoop:
                 self.stats.late,
                 times=decoded.times,
                 on_consumed=self.stats.consumed,
-                on_accepted=self._join_hook(tp.partition),
+                on_accepted=self.labels.prediction_hook(tp.partition),
             )
             self.book.advance(key, records[-1].offset + 1, watermark)
-
-    def _join_hook(self, partition: int) -> Callable[[str, str, int, list[Any]], None] | None:
-        if self.labels_topic is None:
-            return None
-        add = self.join.add_predictions
-
-        def register(model: str, version: str, start: int, events: list[Any]) -> None:
-            add(partition, model, version, start, events)
-
-        return register
-
-    def _process_labels(self, key: tuple[str, int], records: list[Any], limit: float) -> None:
-        """Decode and buffer one partition's labels; the label watermark is their latest time.
-
-        Invalid labels are dead-lettered; labels of unconfigured models, or of
-        models whose labels are disabled, are only counted.
-        """
-        wm = self.book.watermark(key)
-        specs = self.join.specs
-        for rec in records:
-            try:
-                label = self.decoder.decode_label(rec.value)
-                if label.event_time > limit:
-                    raise InvalidEvent(
-                        _TIMESTAMP,
-                        f"timestamp is more than {self.settings.max_clock_skew:.0f}s "
-                        "ahead of the consumer's clock",
-                    )
-                if label.model in specs:
-                    self.join.add_label(key[1], label)
-                else:
-                    self.stats.labels(label.model, LabelOutcome.IGNORED, 1)
-            except InvalidEvent as exc:
-                if exc.kind is _UNKNOWN_MODEL and exc.model is not None:
-                    self.stats.labels(exc.model, LabelOutcome.UNKNOWN_MODEL, 1)
-                else:
-                    self._dead_letter(rec, exc)
-                continue
-            if wm is None or label.event_time > wm:
-                wm = label.event_time
-        self.book.advance(key, records[-1].offset + 1, wm)
 
     def _reject_future(self, decoded: DecodedBatch, limit: float) -> None:
         """Move events stamped beyond the clock skew allowance to the invalid list."""
@@ -298,7 +265,7 @@ class IngestLoop:
 
     # -- flushing ----------------------------------------------------------
     def _flush_due(self) -> bool:
-        if self.acc.events + self.join.count >= self.settings.flush_events:
+        if self.acc.events + self.labels.count >= self.settings.flush_events:
             return True
         return self.clock() - self._last_flush >= self.settings.flush_interval
 
@@ -311,7 +278,8 @@ class IngestLoop:
         started = time.perf_counter()
         self.dlq.confirm(timeout=10.0)
         events = self.acc.events
-        join, fences = self._join_batch(advances)
+        windows = {m: c.spec.window_seconds for m, c in self.decoder.codecs.items()}
+        join, fences = self.labels.flush_work(advances, self.book, self.settings.topic, windows)
         try:
             if join is None:
                 self.store.commit(advances, self.acc.deltas)
@@ -322,7 +290,7 @@ class IngestLoop:
             self._resolve_conflict(conflict, advances)
             return self.flush_once()
         self.acc.take()
-        self.join.take()
+        self.labels.committed()
         self.book.confirm(advances)
         self.stats.flushed(time.perf_counter() - started, events)
         for (model, outcome), n in counts.labels.items():
@@ -337,36 +305,6 @@ class IngestLoop:
         for a in alarms:
             self.stats.alarms(a.model, a.model_version, a.detector, 1)
             log.warning("concept drift alarm: %s", a.describe())
-
-    def _join_batch(
-        self, advances: list[OffsetAdvance]
-    ) -> tuple[JoinBatch | None, list[OffsetFence]]:
-        """The buffered join work, and the fences on the offsets this flush does not move."""
-        labels_topic = self.labels_topic
-        if labels_topic is None:
-            return None, []
-        topic = self.settings.topic
-        batch = JoinBatch(
-            [r for records in self.join.predictions.values() for r in records],
-            [r for records in self.join.labels.values() for r in records],
-            specs=self.join.specs,
-            windows={m: c.spec.window_seconds for m, c in self.decoder.codecs.items()},
-            observer=self.join_observer,
-        )
-        for a in advances:
-            if a.watermark is not None:
-                if a.topic == labels_topic:
-                    batch.label_watermarks[a.partition] = a.watermark
-                elif a.topic == topic:
-                    batch.prediction_watermarks[a.partition] = a.watermark
-        moving = {(a.topic, a.partition) for a in advances}
-        fences = [
-            OffsetFence(t, p, self.book.stored((t, p)))
-            for p in sorted(batch.partitions())
-            for t in (topic, labels_topic)
-            if (t, p) not in moving and self.book.owns((t, p))
-        ]
-        return batch, fences
 
     def _flush_with_retry(self, deadline: float | None) -> bool:
         """Flush, retrying retriable failures with backoff until done or ``deadline``."""
@@ -421,10 +359,10 @@ class IngestLoop:
         by_topic: dict[str, list[int]] = {}
         for topic, partition in conflict.partitions:
             by_topic.setdefault(topic, []).append(partition)
-        if self.labels_topic is not None:
+        if self.labels.topic is not None:
             # Join state is per partition number: both topics' p go back to SQL together.
             numbers = sorted({p for _, p in conflict.partitions})
-            by_topic = {t: numbers for t in (self.settings.topic, self.labels_topic)}
+            by_topic = {t: numbers for t in (self.settings.topic, self.labels.topic)}
         for topic, partitions in by_topic.items():
             stored = self.store.load(topic, partitions)
             self._drop_buffers(topic, set(partitions))
@@ -471,11 +409,9 @@ class IngestLoop:
     # -- rebalancing -------------------------------------------------------
     def _drop_buffers(self, topic: str, partitions: set[int]) -> None:
         """Forget what was buffered from ``topic``'s ``partitions`` (not yet in SQL)."""
-        if topic == self.labels_topic:
-            self.join.drop_partitions(partitions, predictions=False, labels=True)
-        else:
+        if topic != self.labels.topic:
             self.acc.drop_partitions(partitions)
-            self.join.drop_partitions(partitions, predictions=True, labels=False)
+        self.labels.drop(topic, partitions)
 
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         if revoked and self.book.pending():

@@ -253,7 +253,7 @@ def test_the_loop_feeds_each_joined_pair_once_across_a_crash_and_a_failed_commit
     # In label order: 300 right, then 100 wrong.
     labels = [label(T + 30 + i * 0.05, f"e{i}", 0 if i < 300 else 1) for i in range(400)]
     first = JoinRig(sql, clock)
-    first.loop.join_observer = DetectorObserver({"fraud": spec})
+    first.loop.labels.observer = DetectorObserver({"fraud": spec})
     first.step(preds=preds)
     first.step(labels=labels[:250])
     # Reads the rest, then dies before flushing it.
@@ -261,7 +261,7 @@ def test_the_loop_feeds_each_joined_pair_once_across_a_crash_and_a_failed_commit
     while batch := first.loop._poll(0):
         first.loop._process(batch)
     second = JoinRig(sql, clock)
-    second.loop.join_observer = DetectorObserver({"fraud": spec})
+    second.loop.labels.observer = DetectorObserver({"fraud": spec})
     second.store.fail_commits = 1
     second.step(preds=preds, labels=labels)
     expected, drifts = pure(names, [0.0] * 300 + [1.0] * 100)

@@ -309,7 +309,7 @@ def test_the_observer_sees_joined_pairs_in_the_flush_transaction(sql: Any, clock
             return []
 
     r = JoinRig(sql, clock)
-    r.loop.join_observer = Observer()
+    r.loop.labels.observer = Observer()
     r.step(labels=[label(T + 9, "b", 1)])
     r.step(preds=[pred(T + 5, "a"), pred(T + 6, "b")], labels=[label(T + 10, "a", 0)])
     assert seen == [(0, [("b", "1"), ("a", "0")])]

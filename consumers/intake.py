@@ -1,0 +1,139 @@
+"""The label half of the ingestion loop: labels on their way into the join.
+
+The loop hands over the labels topic's records and, through a hook, the
+predictions it accepted; at a flush it asks for the join work and for fences on
+the offsets that flush does not move (see :mod:`consumers.loop` for why both
+topics' partition p move together). Without a labels topic, or without a model
+whose labels count, there is no join and every call is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from consumers.errors import InvalidEvent, InvalidReason
+from consumers.events import EventDecoder
+from consumers.join import JoinBatch, LabelOutcome, PartitionObserver
+from consumers.labels import JoinBuffer, LabelSpec
+from consumers.offsets import OffsetBook
+from consumers.stats import IngestStats
+from db.repositories import OffsetAdvance, OffsetFence
+
+PredictionHook = Callable[[str, str, int, list[Any]], None]
+
+
+class LabelIntake:
+    def __init__(
+        self,
+        topic: str | None,
+        specs: Mapping[str, LabelSpec] | None,
+        stats: IngestStats,
+        max_clock_skew: float,
+        dead_letter: Callable[[Any, InvalidEvent], None],
+        observer: PartitionObserver | None = None,
+    ) -> None:
+        self.topic = topic if topic and specs else None
+        self.buffer = JoinBuffer(dict(specs or {}))
+        self.observer = observer  # e.g. streaming detectors, checkpointed per partition
+        self._stats = stats
+        self._max_clock_skew = max_clock_skew
+        self._dead_letter = dead_letter
+
+    @property
+    def count(self) -> int:
+        """Buffered predictions and labels, toward the loop's flush threshold."""
+        return self.buffer.count
+
+    def prediction_hook(self, partition: int) -> PredictionHook | None:
+        """What registers a predictions partition's accepted events for the join."""
+        if self.topic is None:
+            return None
+        add = self.buffer.add_predictions
+
+        def register(model: str, version: str, start: int, events: list[Any]) -> None:
+            add(partition, model, version, start, events)
+
+        return register
+
+    def read(
+        self,
+        decoder: EventDecoder,
+        partition: int,
+        records: list[Any],
+        watermark: float | None,
+        limit: float,
+    ) -> float | None:
+        """Decode and buffer one partition's labels; returns its watermark, their latest time.
+
+        Invalid labels, and labels stamped after ``limit``, are dead-lettered;
+        labels of unconfigured models, or of models whose labels are disabled,
+        are only counted.
+        """
+        specs = self.buffer.specs
+        for rec in records:
+            try:
+                label = decoder.decode_label(rec.value)
+                if label.event_time > limit:
+                    raise InvalidEvent(
+                        InvalidReason.TIMESTAMP,
+                        f"timestamp is more than {self._max_clock_skew:.0f}s "
+                        "ahead of the consumer's clock",
+                    )
+                if label.model in specs:
+                    self.buffer.add_label(partition, label)
+                else:
+                    self._stats.labels(label.model, LabelOutcome.IGNORED, 1)
+            except InvalidEvent as exc:
+                if exc.kind is InvalidReason.UNKNOWN_MODEL and exc.model is not None:
+                    self._stats.labels(exc.model, LabelOutcome.UNKNOWN_MODEL, 1)
+                else:
+                    self._dead_letter(rec, exc)
+                continue
+            if watermark is None or label.event_time > watermark:
+                watermark = label.event_time
+        return watermark
+
+    def flush_work(
+        self,
+        advances: list[OffsetAdvance],
+        book: OffsetBook,
+        predictions_topic: str,
+        windows: Mapping[str, int],
+    ) -> tuple[JoinBatch | None, list[OffsetFence]]:
+        """The buffered join work, and the fences on the offsets this flush does not move."""
+        labels_topic = self.topic
+        if labels_topic is None:
+            return None, []
+        batch = JoinBatch(
+            [r for records in self.buffer.predictions.values() for r in records],
+            [r for records in self.buffer.labels.values() for r in records],
+            specs=self.buffer.specs,
+            windows=dict(windows),
+            observer=self.observer,
+        )
+        for a in advances:
+            if a.watermark is not None:
+                if a.topic == labels_topic:
+                    batch.label_watermarks[a.partition] = a.watermark
+                elif a.topic == predictions_topic:
+                    batch.prediction_watermarks[a.partition] = a.watermark
+        moving = {(a.topic, a.partition) for a in advances}
+        fences = [
+            OffsetFence(t, p, book.stored((t, p)))
+            for p in sorted(batch.partitions())
+            for t in (predictions_topic, labels_topic)
+            if (t, p) not in moving and book.owns((t, p))
+        ]
+        return batch, fences
+
+    def committed(self) -> None:
+        """The flush holding what was buffered is in SQL."""
+        self.buffer.take()
+
+    def drop(self, topic: str, partitions: set[int]) -> None:
+        """Forget what was buffered from ``topic``'s ``partitions`` (not yet in SQL)."""
+        if topic == self.topic:
+            self.buffer.drop_partitions(partitions, predictions=False, labels=True)
+        else:
+            self.buffer.drop_partitions(partitions, predictions=True, labels=False)
