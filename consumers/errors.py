@@ -42,5 +42,13 @@ class InvalidEvent(ConsumerError):
         self.model = model
 
 
+def from_the_future(max_clock_skew: float) -> InvalidEvent:
+    """The error of an event stamped further ahead of the consumer's clock than allowed."""
+    return InvalidEvent(
+        InvalidReason.TIMESTAMP,
+        f"timestamp is more than {max_clock_skew:.0f}s ahead of the consumer's clock",
+    )
+
+
 class DeadLetterError(ConsumerError):
     retriable = True

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from consumers.errors import InvalidEvent, InvalidReason
+from consumers.errors import InvalidEvent, InvalidReason, from_the_future
 from consumers.events import EventDecoder
 from consumers.join import JoinBatch, LabelOutcome, PartitionObserver
 from consumers.labels import JoinBuffer, LabelSpec
@@ -75,11 +75,7 @@ class LabelIntake:
             try:
                 label = decoder.decode_label(rec.value)
                 if label.event_time > limit:
-                    raise InvalidEvent(
-                        InvalidReason.TIMESTAMP,
-                        f"timestamp is more than {self._max_clock_skew:.0f}s "
-                        "ahead of the consumer's clock",
-                    )
+                    raise from_the_future(self._max_clock_skew)
                 if label.model in specs:
                     self.buffer.add_label(partition, label)
                 else:

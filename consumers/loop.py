@@ -38,7 +38,7 @@ from kafka.structs import OffsetAndMetadata
 
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher, envelope
-from consumers.errors import ConsumerError, InvalidEvent, InvalidReason
+from consumers.errors import ConsumerError, InvalidEvent, from_the_future
 from consumers.events import DecodedBatch, EventDecoder
 from consumers.intake import LabelIntake
 from consumers.join import JoinCounts, PartitionObserver
@@ -52,7 +52,6 @@ from db.repositories import OffsetAdvance, StoredOffset
 from drift.schema import ModelSpec
 
 log = logging.getLogger(__name__)
-_TIMESTAMP = InvalidReason.TIMESTAMP
 _TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
 
 
@@ -241,14 +240,11 @@ class IngestLoop:
     def _reject_future(self, decoded: DecodedBatch, limit: float) -> None:
         """Move events stamped beyond the clock skew allowance to the invalid list."""
         positions = _valid_positions(len(decoded.events) + len(decoded.invalid), decoded)
-        reason = (
-            f"timestamp is more than {self.settings.max_clock_skew:.0f}s "
-            "ahead of the consumer's clock"
-        )
+        error = from_the_future(self.settings.max_clock_skew)
         kept: list[tuple[Any, float]] = []
         for position, event, t in zip(positions, decoded.events, decoded.times, strict=True):
             if t > limit:
-                decoded.invalid.append((position, InvalidEvent(_TIMESTAMP, reason)))
+                decoded.invalid.append((position, error))
             else:
                 kept.append((event, t))
         decoded.events = [event for event, _ in kept]

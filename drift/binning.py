@@ -64,8 +64,11 @@ class EdgeIndex:
     ) -> None:
         """``span`` limits the grid to where most values are (default: the edges' range)."""
         self.edges = np.ascontiguousarray(edges, dtype=np.float64)
-        lo, hi = span or (float(self.edges[0]), float(self.edges[-1]))
-        self.usable = len(self.edges) >= 2 and bool(np.isfinite(hi - lo)) and hi > lo
+        if span is None:
+            span = (float(self.edges[0]), float(self.edges[-1])) if self.edges.size else (0.0, 0.0)
+        lo, hi = span
+        # Unusable (no cells, fewer than two edges, an empty span): values are binary-searched.
+        self.usable = cells > 0 and self.edges.size >= 2 and bool(np.isfinite(hi - lo)) and hi > lo
         self.lo, self.scale, self.cells = lo, 0.0, 0
         self.table = np.zeros(1, np.int32)
         self._crowded = np.zeros(1, dtype=bool)
@@ -193,29 +196,29 @@ class HistogramBatch:
             return
         from drift import kernels  # numba: imported by the processes that bin columns only
 
-        grids: dict[int, int] = {}
+        grids: dict[int, int] = {}  # id of an EdgeIndex -> its position in the lists below
         lo: list[float] = []
         scale: list[float] = []
         cells: list[int] = []
         tables: list[npt.NDArray[np.int32]] = []
         padded: list[FloatArray] = []
+
+        def add_grid(index: EdgeIndex) -> int:
+            lo.append(index.lo)
+            scale.append(index.scale)
+            cells.append(index.cells)
+            tables.append(index.table)
+            padded.append(np.append(index.edges, np.inf))
+            return len(lo) - 1
+
         grid_of: list[int] = []
         for _, edges, _, index in self._pending:
-            key = id(index) if index is not None and index.usable else -1 - len(grid_of)
-            if key not in grids:
-                grids[key] = len(lo)
-                if index is not None and index.usable:
-                    lo.append(index.lo)
-                    scale.append(index.scale)
-                    cells.append(index.cells)
-                    tables.append(index.table)
-                else:  # no grid: a binary search per value
-                    lo.append(0.0)
-                    scale.append(0.0)
-                    cells.append(0)
-                    tables.append(_NO_TABLE)
-                padded.append(np.append(index.edges if index is not None else edges, np.inf))
-            grid_of.append(grids[key])
+            if index is None:  # no grid: its cells are 0, so every value is binary-searched
+                grid_of.append(add_grid(EdgeIndex(edges, cells=0)))
+            else:
+                if id(index) not in grids:
+                    grids[id(index)] = add_grid(index)
+                grid_of.append(grids[id(index)])
         hists = [np.zeros(edges.size + 1, np.int64) for _, edges, _, _ in self._pending]
         kernels.run_batch(
             [x for _, _, x, _ in self._pending],
@@ -236,9 +239,6 @@ class HistogramBatch:
         if len(out) != len(self._results):
             raise RuntimeError("histograms requested before they were computed")
         return out
-
-
-_NO_TABLE = np.zeros(1, np.int32)
 
 
 def _new_worker() -> ThreadPoolExecutor:

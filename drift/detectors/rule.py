@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any, Self
 
 from drift.detectors.adwin import ADWIN
+from drift.detectors.base import DetectorBase
 
 
-class AlarmRule:
+class AlarmRule(DetectorBase):
     """Concept drift = a significant and material rise of the error rate.
 
     The rule feeds each per-event error (0/1, or a loss in [0, 1]) to an
@@ -88,8 +89,7 @@ class AlarmRule:
         self._reset()
 
     def _reset(self) -> None:
-        self._n = 0
-        self._drift = False
+        super()._reset()
         self._baseline: float | None = None
         self._alarm_rate: float | None = None
 
@@ -97,16 +97,6 @@ class AlarmRule:
         """Forget everything, the ADWIN window included."""
         self._adwin.reset()
         self._reset()
-
-    @property
-    def n(self) -> int:
-        """Events seen since construction or :meth:`reset`."""
-        return self._n
-
-    @property
-    def drift_detected(self) -> bool:
-        """Whether the last event raised an alarm."""
-        return self._drift
 
     @property
     def warning_detected(self) -> bool:
