@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.labels import Cell, compare_cells, stored_cells
+from tests.harness.labels import Cell, stored_cells
 from tests.harness.scenario import ServiceProcess, compare, stored_counts, wait_for_total
 
 
@@ -82,7 +82,7 @@ def run_chaos(
     if cells is not None:
         in_sql = stored_cells(database_url)
         labeled_stored = sum(in_sql.values())
-        labels_lost, labels_dup = compare_cells(cells, in_sql)
+        labels_lost, labels_dup = compare(cells, in_sql)
     return ChaosResult(
         expected,
         sum(stored.values()),

@@ -130,15 +130,3 @@ def stored_cells(database_url: str) -> Counter[Cell]:
     finally:
         engine.dispose()
     return cells
-
-
-def compare_cells(sent: Counter[Cell], stored: Counter[Cell]) -> tuple[int, int]:
-    """(lost, duplicated) labelled outcomes, cell by cell."""
-    lost = dup = 0
-    for key in sent.keys() | stored.keys():
-        diff = stored.get(key, 0) - sent.get(key, 0)
-        if diff > 0:
-            dup += diff
-        else:
-            lost -= diff
-    return lost, dup

@@ -12,8 +12,9 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Hashable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
 
@@ -151,10 +152,11 @@ def wait_for_total(database_url: str, expected: int, timeout: float, interval: f
     return total
 
 
-def compare(
-    sent: Counter[tuple[str, str, int]], stored: Counter[tuple[str, str, int]]
-) -> tuple[int, int]:
-    """(lost, duplicated) events, window by window."""
+K = TypeVar("K", bound=Hashable)
+
+
+def compare(sent: Counter[K], stored: Counter[K]) -> tuple[int, int]:
+    """(lost, duplicated): what ``stored`` lacks of ``sent`` and holds beyond it, key by key."""
     lost = dup = 0
     for key in sent.keys() | stored.keys():
         diff = stored.get(key, 0) - sent.get(key, 0)
