@@ -15,10 +15,12 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from kafka import KafkaProducer  # noqa: E402
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
 from consumers.synthetic import SyntheticPlan, SyntheticStream, produce  # noqa: E402
 from drift.schema import ModelSpec  # noqa: E402
+from service.config import KafkaConfig  # noqa: E402
+from service.kafka_clients import consumer_options  # noqa: E402
 from tests.harness.kafka import TestKafka  # noqa: E402
 
 
@@ -33,6 +35,17 @@ def broker() -> Iterator[TestKafka]:
             yield kafka
         finally:
             kafka.close()
+
+
+def bare_consumer(kafka: TestKafka, topic: str) -> KafkaConsumer:
+    """A consumer outside any group, on every partition of ``topic`` from the beginning."""
+    opts = consumer_options(KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers]), "earliest")
+    opts.update(kafka.client_options, group_id=None)
+    consumer = KafkaConsumer(**opts)
+    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
+    consumer.assign(tps)
+    consumer.seek_to_beginning(*tps)
+    return consumer
 
 
 def fill_topic(

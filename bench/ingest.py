@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import broker, fill_topic
-from kafka import KafkaConsumer, TopicPartition
+from _common import bare_consumer, broker, fill_topic
+from kafka import KafkaConsumer
 
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
@@ -40,12 +40,7 @@ def _spec() -> Any:
 
 
 def bare(kafka: TestKafka, topic: str, count: int) -> float:
-    opts = consumer_options(KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers]), "earliest")
-    opts.update(kafka.client_options, group_id=None)
-    consumer = KafkaConsumer(**opts)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    consumer = bare_consumer(kafka, topic)
     seen, first = 0, 0.0
     while seen < count:
         for records in consumer.poll(timeout_ms=500).values():

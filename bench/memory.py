@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import broker
-from kafka import KafkaConsumer, TopicPartition
+from _common import bare_consumer, broker
+from kafka import KafkaConsumer
 
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
@@ -120,12 +120,7 @@ def fill(kafka: TestKafka, topic: str, count: int, workdir: Path) -> None:
 
 
 def bare(kafka: TestKafka, topic: str, count: int, track: RssTrack) -> None:
-    opts = consumer_options(KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers]), "earliest")
-    opts.update(kafka.client_options, group_id=None)
-    consumer = KafkaConsumer(**opts)
-    tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
-    consumer.assign(tps)
-    consumer.seek_to_beginning(*tps)
+    consumer = bare_consumer(kafka, topic)
     seen = 0
     while seen < count:
         for records in consumer.poll(timeout_ms=500).values():

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.harness.labels import Cell, stored_cells
-from tests.harness.scenario import ServiceProcess, compare, stored_counts, wait_for_total
+from tests.harness.scenario import (
+    ServiceProcess,
+    compare,
+    stored_counts,
+    wait_for_count,
+    wait_for_total,
+)
 
 
 @dataclass(frozen=True)
@@ -31,17 +37,6 @@ class ChaosResult:
     labeled_stored: int = 0
     labels_lost: int = 0
     labels_duplicated: int = 0
-
-
-def _wait_for_labeled(database_url: str, expected: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    total = 0
-    while time.monotonic() < deadline:
-        total = sum(stored_cells(database_url).values())
-        if total >= expected:
-            return total
-        time.sleep(0.5)
-    return total
 
 
 def run_chaos(
@@ -65,7 +60,7 @@ def run_chaos(
         if i == kills:
             wait_for_total(database_url, expected, timeout)
             if labeled:
-                _wait_for_labeled(database_url, labeled, timeout)
+                wait_for_count(lambda: sum(stored_cells(database_url).values()), labeled, timeout)
             svc.terminate()
             break
         # Kill only once this run has made progress, at a random point after it,

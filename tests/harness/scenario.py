@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -142,10 +142,19 @@ def stored_counts(database_url: str) -> Counter[tuple[str, str, int]]:
 
 def wait_for_total(database_url: str, expected: int, timeout: float, interval: float = 0.5) -> int:
     """Poll SQL until ``expected`` events are stored (or more, or time runs out)."""
+    return wait_for_count(
+        lambda: sum(stored_counts(database_url).values()), expected, timeout, interval
+    )
+
+
+def wait_for_count(
+    read: Callable[[], int], expected: int, timeout: float, interval: float = 0.5
+) -> int:
+    """Call ``read`` until it returns at least ``expected`` or time runs out; its last value."""
     deadline = time.monotonic() + timeout
     total = 0
     while time.monotonic() < deadline:
-        total = sum(stored_counts(database_url).values())
+        total = read()
         if total >= expected:
             return total
         time.sleep(interval)
