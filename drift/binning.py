@@ -67,14 +67,16 @@ class EdgeIndex:
         if span is None:
             span = (float(self.edges[0]), float(self.edges[-1])) if self.edges.size else (0.0, 0.0)
         lo, hi = span
-        # Unusable (no cells, fewer than two edges, an empty span): values are binary-searched.
-        self.usable = cells > 0 and self.edges.size >= 2 and bool(np.isfinite(hi - lo)) and hi > lo
+        scale = _grid_scale(cells, lo, hi)
+        # Without a grid (no cells, fewer than two edges, a span too narrow or too wide for
+        # one) every value is binary-searched.
+        self.usable = scale is not None and self.edges.size >= 2
         self.lo, self.scale, self.cells = lo, 0.0, 0
         self.table = np.zeros(1, np.int32)
         self._crowded = np.zeros(1, dtype=bool)
-        if not self.usable:
+        if scale is None or not self.usable:
             return
-        self.scale = cells / (hi - lo)
+        self.scale = scale
         self.cells = cells
         below = int(np.searchsorted(self.edges, lo, side="left"))
         inner = self.edges[below : int(np.searchsorted(self.edges, hi, side="right"))]
@@ -94,6 +96,15 @@ class EdgeIndex:
             return False
         crowded = float(np.mean(self._crowded[_cell(sample, self.lo, self.scale, self.cells)]))
         return crowded <= MAX_CROWDED_SHARE
+
+
+def _grid_scale(cells: int, lo: float, hi: float) -> float | None:
+    """Cells per unit over ``[lo, hi]``, or None where that span cannot carry a grid."""
+    width = hi - lo
+    if cells <= 0 or not (np.isfinite(width) and width > 0):
+        return None
+    scale = cells / width
+    return scale if np.isfinite(scale) else None
 
 
 def _cell(
@@ -119,10 +130,11 @@ def thinned(edges: FloatArray, span: tuple[float, float], cells: int = DEFAULT_C
     (102, 101)
     """
     lo, hi = span
-    if not (np.isfinite(hi - lo) and hi > lo):
+    scale = _grid_scale(cells, lo, hi)
+    if scale is None:
         return edges
     inside = np.flatnonzero((edges >= lo) & (edges <= hi))
-    cell = _cell(edges[inside], lo, cells / (hi - lo), cells)
+    cell = _cell(edges[inside], lo, scale, cells)
     repeat = inside[1:][cell[1:] == cell[:-1]]
     if repeat.size == 0 or repeat.size > MAX_THINNED_SHARE * edges.size:
         return edges

@@ -7,10 +7,10 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from drift.binning import MIN_VALUES_FOR_GRID, EdgeIndex, HistogramBatch, histogram
+from drift.binning import MIN_VALUES_FOR_GRID, EdgeIndex, HistogramBatch, histogram, thinned
 
 
 def searched(edges: np.ndarray, x: np.ndarray) -> list[int]:
@@ -46,6 +46,7 @@ def test_grid_histogram_equals_binary_search(cells: int, span_share: float) -> N
     seed=st.integers(0, 2**32 - 1),
     cells=st.sampled_from([1, 3, 64, 4096]),
 )
+@example(edges=np.array([0.0, 5e-324]), seed=0, cells=1)  # cells / width overflows
 def test_any_edges_any_values(edges: np.ndarray, seed: int, cells: int) -> None:
     rng = np.random.default_rng(seed)
     picks = rng.choice(edges, MIN_VALUES_FOR_GRID)
@@ -123,3 +124,10 @@ def _start_a_batch(edges: np.ndarray, x: np.ndarray) -> list[int]:
     batch = HistogramBatch()
     batch.add(edges, x, EdgeIndex(edges))
     return batch.start()()[0].tolist()
+
+
+def test_spans_too_narrow_for_a_grid_keep_their_edges() -> None:
+    edges = np.array([0.0, 5e-324, 1.0])
+    with np.errstate(all="raise"):  # no overflow to inf, no NaN cells
+        assert thinned(edges, (0.0, 5e-324)).tolist() == edges.tolist()
+        assert not EdgeIndex(edges, span=(0.0, 5e-324)).usable
