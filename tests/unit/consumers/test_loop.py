@@ -609,3 +609,18 @@ def test_replacing_models_flushes_then_writes_rows_of_the_new_layout(
         layouts = s.execute(select(WindowAggregate.layout, WindowAggregate.event_count)).all()
     assert sorted(n for _, n in layouts) == [1, 2]
     assert {layout for layout, _ in layouts} == {FRAUD.layout, rebinned.layout}
+
+
+def test_poison_pill_is_dead_lettered_and_its_batch_counted(sql: Any, clock: FakeTime) -> None:
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000  # RecursionError in the JSON parser
+    bad_utf8 = ev(T + 4).replace(b'"v1"', b'"v\xff"')
+    values = [ev(T + 1), deep, ev(T + 2), bad_utf8, ev(T + 3)]
+    r = rig(sql, clock, {0: values}, max_records=10)
+    r.drain()
+    r.flush()
+    letters = r.producer.letters()
+    assert [d["offset"] for d in letters] == [1, 3]
+    assert "nested" in letters[0]["reason"] and "UTF-8" in letters[1]["reason"]
+    assert r.stats.of("invalid") == ["malformed", "malformed"]
+    assert windows(sql) == {0: (3, 0)}
+    assert offsets(sql) == {0: (5, T + 3)}
