@@ -59,29 +59,42 @@ class _Pending:
 
 
 class DeadLetterPublisher:
-    """Publishes envelopes and confirms them all before a flush may proceed."""
+    """Publishes envelopes and confirms them all before a flush may proceed.
+
+    ``make_producer`` builds the Kafka producer; it may raise :class:`KafkaError`
+    (or :class:`DeadLetterError`) when it cannot, which is retriable like a
+    failed send: the envelopes stay pending and :meth:`confirm` tries again.
+    """
 
     def __init__(self, make_producer: Callable[[], Any], topic: str) -> None:
-        # Created on the first dead letter: a healthy stream never pays for the
-        # producer's network thread competing with the consumer for the GIL.
+        # Created on the first confirm(): a healthy stream never pays for the producer's
+        # network thread competing with the consumer for the GIL, and creating one may
+        # block (kafka-python waits max_block_ms for a broker), which belongs in the
+        # flush's retry loop rather than in the middle of a poll.
         self._make_producer = make_producer
         self._producer: Any = None
         self.topic = topic
         self._pending: list[_Pending] = []
 
     def publish(self, key: bytes | None, value: bytes) -> None:
-        self._pending.append(_Pending(key, value, self._send(key, value)))
+        future = None if self._producer is None else self._send(key, value)
+        self._pending.append(_Pending(key, value, future))
 
     def confirm(self, timeout: float) -> None:
         """Block until every envelope is acknowledged; resend the failed ones.
 
-        Raises DeadLetterError (retriable) if some could not be delivered; they
-        stay pending and are sent again on the next call.
+        Raises DeadLetterError (retriable) if the producer could not be created
+        or some envelopes could not be delivered; they stay pending and are sent
+        again on the next call.
         """
         if not self._pending:
             return
+        producer = self._ensure_producer()
+        for p in self._pending:
+            if p.future is None:
+                p.future = self._send(p.key, p.value)
         try:
-            self._ensure_producer().flush(timeout=timeout)
+            producer.flush(timeout=timeout)
         except KafkaError as exc:
             raise DeadLetterError(f"dead-letter topic unreachable: {exc}") from exc
         failed: list[_Pending] = []
@@ -95,7 +108,7 @@ class DeadLetterPublisher:
 
     def _send(self, key: bytes | None, value: bytes) -> Any:
         try:
-            return self._ensure_producer().send(self.topic, key=key, value=value)
+            return self._producer.send(self.topic, key=key, value=value)
         except KafkaError:
             # Kept pending with no future: the next confirm() sends it again.
             return None
@@ -107,5 +120,8 @@ class DeadLetterPublisher:
 
     def _ensure_producer(self) -> Any:
         if self._producer is None:
-            self._producer = self._make_producer()
+            try:
+                self._producer = self._make_producer()
+            except KafkaError as exc:
+                raise DeadLetterError(f"cannot create the dead-letter producer: {exc}") from exc
         return self._producer

@@ -72,10 +72,32 @@ def make_consumer(cfg: KafkaConfig, start_from: str) -> Any:
         ) from exc
 
 
+def producer_options(cfg: KafkaConfig) -> dict[str, Any]:
+    return {
+        "acks": "all",
+        "linger_ms": 20,
+        # Creating a producer blocks until a broker answers (30 s by default); the
+        # dead-letter producer is created inside the flush's retry loop, whose
+        # shutdown budget is 8 s, so a dead broker must not hold it longer.
+        "bootstrap_timeout_ms": 5000,
+        **cfg.producer,
+        **_common(cfg),
+    }
+
+
+def dead_letter_producer(cfg: KafkaConfig) -> KafkaProducer:
+    """The dead-letter topic's producer; raises KafkaError when it cannot be created.
+
+    Not translated here: :class:`consumers.dlq.DeadLetterPublisher` takes
+    KafkaError from its factory as a retriable failure, which a service error
+    would not be.
+    """
+    return KafkaProducer(**producer_options(cfg))
+
+
 def make_producer(cfg: KafkaConfig) -> Any:
-    options = {"acks": "all", "linger_ms": 20, **cfg.producer, **_common(cfg)}
     try:
-        return KafkaProducer(**options)
+        return KafkaProducer(**producer_options(cfg))
     except KafkaError as exc:
         raise ServiceError(
             f"cannot connect to Kafka at {','.join(cfg.bootstrap_servers)}: {exc}"

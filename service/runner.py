@@ -28,8 +28,8 @@ from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import (
     check_copartitioned,
+    dead_letter_producer,
     make_consumer,
-    make_producer,
     wait_for_brokers,
 )
 from service.metrics import IngestMetrics, Metrics
@@ -147,13 +147,18 @@ def build_ingest_loop(
         consumer=consumer,
         decoder=EventDecoder(specs or cfg.model_specs()),
         store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
-        dead_letters=DeadLetterPublisher(
-            lambda: make_producer(cfg.kafka), cfg.kafka.topics.dead_letter
-        ),
+        dead_letters=build_dead_letters(cfg),
         settings=settings,
         stats=IngestMetrics(metrics),
         label_specs=label_specs,
         join_observer=observer,
+    )
+
+
+def build_dead_letters(cfg: Config) -> DeadLetterPublisher:
+    """The dead-letter publisher; its producer is created when first needed."""
+    return DeadLetterPublisher(
+        lambda: dead_letter_producer(cfg.kafka), cfg.kafka.topics.dead_letter
     )
 
 

@@ -12,7 +12,12 @@ from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import KafkaConnectionError, KafkaError, TopicAuthorizationFailedError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -622,5 +627,28 @@ def test_poison_pill_is_dead_lettered_and_its_batch_counted(sql: Any, clock: Fak
     assert [d["offset"] for d in letters] == [1, 3]
     assert "nested" in letters[0]["reason"] and "UTF-8" in letters[1]["reason"]
     assert r.stats.of("invalid") == ["malformed", "malformed"]
+    assert windows(sql) == {0: (3, 0)}
+    assert offsets(sql) == {0: (5, T + 3)}
+
+
+def test_dead_letter_producer_that_cannot_be_created_is_retried(sql: Any, clock: FakeTime) -> None:
+    r = rig(sql, clock, {0: [ev(T + 1), b"", ev(T + 2), b"{", ev(T + 3)]})
+    attempts: list[int] = []
+
+    def make_producer() -> FakeProducer:
+        attempts.append(1)
+        if len(attempts) <= 3:
+            raise KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:1")
+        return r.producer
+
+    r.loop.dlq = DeadLetterPublisher(make_producer, "dead-letters")
+    r.drain()  # the failure to create the producer does not escape the loop
+    healths = len(r.stats.of("healthy"))
+    r.flush()
+    assert len(attempts) == 4  # one per confirm: publishing never blocks on creating it
+    assert r.stats.of("flush_failed") == ["DeadLetterError"] * 3
+    assert r.stats.of("healthy")[healths:][0] is False
+    assert r.stats.of("healthy")[-1] is True
+    assert [d["offset"] for d in r.producer.letters()] == [1, 3]  # each exactly once
     assert windows(sql) == {0: (3, 0)}
     assert offsets(sql) == {0: (5, T + 3)}
