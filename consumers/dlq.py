@@ -11,11 +11,11 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from kafka.errors import KafkaError
 
+from consumers.clients import ProducerClient, SendFuture
 from consumers.errors import DeadLetterError
 
 
@@ -55,7 +55,7 @@ def envelope(
 class _Pending:
     key: bytes | None
     value: bytes
-    future: Any
+    future: SendFuture | None
 
 
 class DeadLetterPublisher:
@@ -66,19 +66,18 @@ class DeadLetterPublisher:
     failed send: the envelopes stay pending and :meth:`confirm` tries again.
     """
 
-    def __init__(self, make_producer: Callable[[], Any], topic: str) -> None:
+    def __init__(self, make_producer: Callable[[], ProducerClient], topic: str) -> None:
         # Created on the first confirm(): a healthy stream never pays for the producer's
         # network thread competing with the consumer for the GIL, and creating one may
         # block (kafka-python waits max_block_ms for a broker), which belongs in the
         # flush's retry loop rather than in the middle of a poll.
         self._make_producer = make_producer
-        self._producer: Any = None
+        self._producer: ProducerClient | None = None
         self.topic = topic
         self._pending: list[_Pending] = []
 
     def publish(self, key: bytes | None, value: bytes) -> None:
-        future = None if self._producer is None else self._send(key, value)
-        self._pending.append(_Pending(key, value, future))
+        self._pending.append(_Pending(key, value, self._send(key, value)))
 
     def confirm(self, timeout: float) -> None:
         """Block until every envelope is acknowledged; resend the failed ones.
@@ -106,7 +105,9 @@ class DeadLetterPublisher:
         if failed:
             raise DeadLetterError(f"{len(failed)} dead letters not yet acknowledged")
 
-    def _send(self, key: bytes | None, value: bytes) -> Any:
+    def _send(self, key: bytes | None, value: bytes) -> SendFuture | None:
+        if self._producer is None:
+            return None
         try:
             return self._producer.send(self.topic, key=key, value=value)
         except KafkaError:
@@ -118,7 +119,7 @@ class DeadLetterPublisher:
             self._producer.close(timeout=timeout)
             self._producer = None
 
-    def _ensure_producer(self) -> Any:
+    def _ensure_producer(self) -> ProducerClient:
         if self._producer is None:
             try:
                 self._producer = self._make_producer()

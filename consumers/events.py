@@ -92,6 +92,19 @@ class DecodedBatch:
     times: list[float] = field(default_factory=list)
     invalid: list[tuple[int, InvalidEvent]] = field(default_factory=list)
 
+    def reject_after(self, limit: float, error: InvalidEvent) -> None:
+        """Move the events stamped after ``limit`` to the invalid ones, with ``error``."""
+        taken = {i for i, _ in self.invalid}
+        positions = [i for i in range(len(self.events) + len(self.invalid)) if i not in taken]
+        kept: list[tuple[PredictionEvent, float]] = []
+        for position, event, t in zip(positions, self.events, self.times, strict=True):
+            if t > limit:
+                self.invalid.append((position, error))
+            else:
+                kept.append((event, t))
+        self.events = [event for event, _ in kept]
+        self.times = [t for _, t in kept]
+
 
 class ModelCodec:
     """One model's event struct, and how to read its events back as columns."""
