@@ -18,8 +18,18 @@ from kafka.errors import KafkaError
 from consumers.clients import ProducerClient, SendFuture
 from consumers.errors import DeadLetterError
 
+# Kafka takes about 1 MB per message by default (the broker's message.max.bytes, the
+# producer's max_request_size) and base64 adds a third: a rejected message's value is
+# kept whole up to 512 KiB, else its first 512 KiB are, so that no payload can make its
+# own dead letter undeliverable (and the flush wait for it forever).
+MAX_VALUE_BYTES = 512 * 1024
+MAX_KEY_BYTES = 1024
+MAX_REASON_CHARS = 2000
 
-class DeadLetter(msgspec.Struct, frozen=True):
+
+class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``value_size`` (the original size) is present when ``value_b64`` holds a prefix."""
+
     reason: str
     topic: str
     partition: int
@@ -27,6 +37,7 @@ class DeadLetter(msgspec.Struct, frozen=True):
     key: str | None
     value_b64: str | None
     seen_at: str
+    value_size: int | None = None
 
 
 def envelope(
@@ -38,15 +49,19 @@ def envelope(
     value: bytes | None,
     seen_at: float,
 ) -> bytes:
+    truncated = value is not None and len(value) > MAX_VALUE_BYTES
     return msgspec.json.encode(
         DeadLetter(
-            reason=reason,
+            reason=reason[:MAX_REASON_CHARS],
             topic=topic,
             partition=partition,
             offset=offset,
-            key=None if key is None else key.decode("utf-8", "replace"),
-            value_b64=None if value is None else base64.b64encode(value).decode("ascii"),
+            key=None if key is None else key[:MAX_KEY_BYTES].decode("utf-8", "replace"),
+            value_b64=None
+            if value is None
+            else base64.b64encode(value[:MAX_VALUE_BYTES]).decode("ascii"),
             seen_at=datetime.fromtimestamp(seen_at, UTC).isoformat().replace("+00:00", "Z"),
+            value_size=len(value) if truncated and value is not None else None,
         )
     )
 
@@ -77,6 +92,8 @@ class DeadLetterPublisher:
         self._pending: list[_Pending] = []
 
     def publish(self, key: bytes | None, value: bytes) -> None:
+        """Publish an envelope keyed by (at most the first KiB of) its event's key."""
+        key = None if key is None else key[:MAX_KEY_BYTES]
         self._pending.append(_Pending(key, value, self._send(key, value)))
 
     def confirm(self, timeout: float) -> None:

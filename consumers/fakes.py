@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from kafka import TopicPartition
-from kafka.errors import KafkaError
+from kafka.errors import KafkaError, MessageSizeTooLargeError
 
 from consumers.clients import Clock, ConsumerClient, ProducerClient
 
@@ -163,14 +163,21 @@ class FakeFuture:
 
 
 class FakeProducer:
-    """Keeps what is sent; ``failing`` says how many of the next sends the broker rejects."""
+    """Keeps what is sent; ``failing`` says how many of the next sends the broker rejects.
 
-    def __init__(self) -> None:
+    Like kafka-python, ``send`` refuses a message larger than ``max_request_size``.
+    """
+
+    def __init__(self, max_request_size: int = 1_048_576) -> None:
         self.sent: list[tuple[str, bytes | None, bytes]] = []
         self.failing = 0
         self.closed = False
+        self.max_request_size = max_request_size
 
     def send(self, topic: str, value: bytes, key: bytes | None = None) -> FakeFuture:
+        size = len(value) + len(key or b"")
+        if size > self.max_request_size:
+            raise MessageSizeTooLargeError(f"the message is {size} bytes when serialized")
         self.sent.append((topic, key, value))
         failed, self.failing = self.failing > 0, max(self.failing - 1, 0)
         return FakeFuture(is_done=True, _failed=failed)

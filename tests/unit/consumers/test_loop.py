@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Iterator
@@ -470,3 +471,19 @@ def test_dead_letter_producer_that_cannot_be_created_is_retried(sql: Any, clock:
     assert [d["offset"] for d in letters(r.producer)] == [1, 3]  # each exactly once
     assert windows(sql) == {0: (3, 0)}
     assert offsets(sql) == {0: (5, T + 3)}
+
+
+def test_a_message_too_large_to_dead_letter_whole_is_dead_lettered_truncated(
+    sql: Any, clock: FakeClock
+) -> None:
+    huge = b'{"event_id": "' + b"x" * 900_000 + b'"}'  # under Kafka's 1 MB, not once in base64
+    r = rig(sql, clock, {0: [ev(T + 1), huge, ev(T + 2)]}, max_records=10)
+    r.drain()
+    assert r.loop._flush_with_retry(deadline=clock.monotonic() + 30) is True
+    [letter] = letters(r.producer)
+    assert letter["offset"] == 1
+    assert letter["value_size"] == len(huge)
+    kept = base64.b64decode(letter["value_b64"])
+    assert 0 < len(kept) < len(huge) and huge.startswith(kept)
+    assert windows(sql) == {0: (2, 0)}
+    assert offsets(sql) == {0: (3, T + 2)}
