@@ -36,9 +36,9 @@ from db.repositories import WindowAggregateRepository, WindowCount
 from db.session import make_engine, make_session_factory
 from drift.html import decompress_html
 from service.config import load_config
-from service.localkafka import API_VERSION, LocalKafka
+from service.dev.localkafka import API_VERSION, LocalKafka
 
-CONFIG = Path(__file__).parent / "examples" / "demo.yaml"
+CONFIG = Path(__file__).parent.parent / "examples" / "demo.yaml"
 WORKDIR = Path("demo")
 MALFORMED = [b"not json", b'{"event_id": "x", "model": "fraud"}', b'{"model": "nope"}']
 WINDOW = 10
