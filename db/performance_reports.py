@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.errors import translated, violates
 from db.models import DriftReportRow, PerformanceReportRow
 from drift.performance import PerformanceMetrics, PerformanceSketch
 from drift.stats.degradation import DegradationVerdict
@@ -43,6 +44,7 @@ def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+@translated
 class PerformanceReportRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -95,8 +97,11 @@ class PerformanceReportRepository:
             with self.session.begin_nested():
                 self.session.add(row)
                 self.session.flush()
-        except IntegrityError:
-            return None
+        except IntegrityError as exc:
+            table = PerformanceReportRow.__table__
+            if violates(exc, table, "uq_performance_reports_window"):
+                return None
+            raise
         return row.id
 
     def reported(self, model: str, since: datetime) -> set[tuple[str, datetime]]:

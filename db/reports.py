@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.errors import translated, violates
 from db.models import DriftFeatureRow, DriftReportRow, ReportHtmlRow
 from drift.report import DriftReport, FeatureDrift
 
@@ -122,6 +123,7 @@ def _summary(r: DriftReportRow) -> ReportSummary:
     )
 
 
+@translated
 class DriftReportRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -165,8 +167,10 @@ class DriftReportRepository:
                     _feature_row(row.id, i, f) for i, f in enumerate(report.features)
                 )
                 self.session.flush()
-        except IntegrityError:
-            return None
+        except IntegrityError as exc:
+            if violates(exc, DriftReportRow.__table__, "uq_drift_reports_window"):
+                return None
+            raise
         return row.id
 
     def reported(self, model: str, profile_id: int, since: datetime) -> set[tuple[str, datetime]]:

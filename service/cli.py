@@ -11,10 +11,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from consumers.errors import ConsumerError
-from db.errors import StoreError, translate
+from db.errors import StoreError
 from drift.errors import DriftError
 from service.cli_common import load
 from service.cli_drift import add_drift_commands
@@ -208,9 +206,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ServiceError, StoreError, ConsumerError, DriftError) as exc:
         print(f"driftwatch: {exc}", file=sys.stderr)
-        return 1
-    except SQLAlchemyError as exc:
-        print(f"driftwatch: database error: {translate(exc)}", file=sys.stderr)
         return 1
 
 

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.profiles import ProfileRepository
 from db.reports import DriftReportRepository, ReportDetail
+from db.session import transaction
 from service.errors import RenderError
 
 log = logging.getLogger(__name__)
@@ -137,7 +138,7 @@ class LatestHtml:
                 log.info("latest report of %s not rendered: %s", model, exc)
                 continue
             html = self._render(job)
-            with self._sessions() as session, session.begin():
+            with transaction(self._sessions) as session:
                 DriftReportRepository(session).store_html(
                     model, report_id, html, datetime.fromtimestamp(self._clock(), UTC)
                 )
