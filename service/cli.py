@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -14,7 +13,7 @@ from pathlib import Path
 from consumers.errors import ConsumerError
 from db.errors import StoreError
 from drift.errors import DriftError
-from service.cli_common import load
+from service.cli_common import config_path, load, sessions_for
 from service.cli_drift import add_drift_commands
 from service.config import load_config
 from service.errors import ConfigError, ServiceError
@@ -43,18 +42,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     from service.runner import run
 
     cfg = load(args)
-    _logging(cfg.log_level)
-    run(cfg, args.config or os.environ.get("DRIFTWATCH_CONFIG"))
+    path = config_path(args)
+    configure_logging(cfg.log_level)
+    log.info(
+        "database %s, Kafka brokers %s, config %s",
+        cfg.database.masked_url,
+        ",".join(cfg.kafka.bootstrap_servers),
+        path,
+    )
+    run(cfg, path)
     return 0
 
 
 def cmd_windows(args: argparse.Namespace) -> int:
     from db.repositories import WindowAggregateRepository
-    from db.session import make_engine, make_session_factory
 
     cfg = load(args)
-    sessions = make_session_factory(make_engine(cfg.database.url))
-    with sessions() as session:
+    with sessions_for(cfg, args)() as session:
         rows = WindowAggregateRepository(session).window_counts(args.model)
     if args.json:
         print(
@@ -138,12 +142,16 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    quiet = max(logging.WARNING, logging.getLevelName(level))
     # kafka-python logs every reconnect attempt; its warnings are enough.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("kafka").setLevel(quiet)
+    # APScheduler logs two lines per run of every job (evaluation runs every few
+    # seconds); they are kept for DEBUG only.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG" else quiet)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -14,12 +15,23 @@ def load(args: argparse.Namespace) -> Config:
     return load_config(args.config)
 
 
-def sessions_for(cfg: Config) -> sessionmaker[Session]:
+def config_path(args: argparse.Namespace) -> str | None:
+    """The config file a command read: ``--config``, else ``$DRIFTWATCH_CONFIG``."""
+    path: str | None = args.config or os.environ.get("DRIFTWATCH_CONFIG")
+    return path
+
+
+def upgrade_hint(args: argparse.Namespace) -> str:
+    return f"driftwatch db upgrade --config {config_path(args) or 'FILE'}"
+
+
+def sessions_for(cfg: Config, args: argparse.Namespace) -> sessionmaker[Session]:
+    """Sessions on the configured database, once its schema is known to be this code's."""
     from db.migrate import require_current
     from db.session import make_engine, make_session_factory
 
     engine = make_engine(cfg.database.url)
-    require_current(engine, "driftwatch db upgrade --config FILE")
+    require_current(engine, upgrade_hint(args))
     return make_session_factory(engine)
 
 

@@ -18,7 +18,7 @@ def cmd_reference_build(args: argparse.Namespace) -> int:
     cfg = load(args)
     require_model(cfg, args.model)
     spec = cfg.model_specs()[args.model]
-    sessions = sessions_for(cfg)
+    sessions = sessions_for(cfg, args)
     if args.from_stream:
         start, end = (reference.parse_instant(t) for t in args.from_stream)
         if end <= start:
@@ -56,7 +56,7 @@ def cmd_reference_list(args: argparse.Namespace) -> int:
     from db.profiles import ProfileRepository
 
     cfg = load(args)
-    with sessions_for(cfg)() as session:
+    with sessions_for(cfg, args)() as session:
         infos = ProfileRepository(session).versions(args.model)
     print(f"{'model':<14} {'version':>7} {'rows':>9}  {'created (UTC)':<19}  source")
     for i in infos:
@@ -71,7 +71,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from service.runner import build_evaluator, build_performance_evaluator
 
     cfg = load(args)
-    sessions = sessions_for(cfg)
+    sessions = sessions_for(cfg, args)
     written = build_evaluator(cfg, sessions, None).tick()
     judged = build_performance_evaluator(cfg, sessions, None).tick()
     print(f"{len(written)} new drift report(s), {len(judged)} new performance report(s)")
@@ -82,7 +82,7 @@ def cmd_performance(args: argparse.Namespace) -> int:
     from db.performance_reports import PerformanceReportRepository
 
     cfg = load(args)
-    with sessions_for(cfg)() as session:
+    with sessions_for(cfg, args)() as session:
         rows = PerformanceReportRepository(session).rows(args.model, args.limit)
     fields = ("accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "mape")
     if args.json:
@@ -130,7 +130,7 @@ def cmd_reports(args: argparse.Namespace) -> int:
     from db.reports import DriftReportRepository
 
     cfg = load(args)
-    with sessions_for(cfg)() as session:
+    with sessions_for(cfg, args)() as session:
         repo = DriftReportRepository(session)
         rows = repo.summaries(args.model, args.limit)
         details = {r.id: repo.get(r.id) for r in rows}
@@ -188,7 +188,7 @@ def cmd_report_show(args: argparse.Namespace) -> int:
     from db.reports import DriftReportRepository
 
     cfg = load(args)
-    with sessions_for(cfg)() as session:
+    with sessions_for(cfg, args)() as session:
         detail = DriftReportRepository(session).get(args.report_id)
     if detail is None:
         raise ServiceError(f"no drift report with id {args.report_id}")
@@ -217,7 +217,7 @@ def cmd_report_html(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     try:
-        html = render(job_for(sessions_for(cfg), args.report_id))
+        html = render(job_for(sessions_for(cfg, args), args.report_id))
     except ReportNotFound as exc:
         raise ServiceError(str(exc)) from None
     Path(args.output).write_text(html, encoding="utf-8")

@@ -2,8 +2,9 @@
 
 ``DRIFTWATCH_KAFKA__GROUP_ID=x`` overrides ``kafka.group_id``; ``__`` separates
 levels and keys match case-insensitively, so ``DRIFTWATCH_MODELS__FRAUD__WINDOW``
-reaches ``models.fraud.window``. Only variables whose first level is a
-top-level key are read, so ``DRIFTWATCH_CONFIG`` and friends never collide.
+reaches ``models.fraud.window``. Only variables with ``__`` are read, so
+``DRIFTWATCH_CONFIG`` and friends never collide; one whose first level is no
+top-level key is a typo and stops loading, naming the nearest key.
 
 One module per section (:mod:`.kafka`, :mod:`.models`, :mod:`.settings` for the
 rest) and :mod:`.loading` for the file and the environment.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import os
 import typing
 from collections.abc import Mapping
@@ -44,12 +45,21 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
 
 
 def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
-    top = set(Config.model_fields)
+    """Set each ``DRIFTWATCH_A__B=value`` at ``a.b`` of ``raw``.
+
+    A variable with ``__`` whose first level is no configuration key is a typo
+    (``DRIFTWATCH_DATABSE__URL``) that would otherwise leave the default in
+    force: it stops loading, naming the nearest key. Variables without ``__``
+    (``DRIFTWATCH_CONFIG``) are not configuration.
+    """
+    top = sorted(Config.model_fields)
+    typos = []
     for name, value in sorted(env.items()):
-        if not name.startswith(ENV_PREFIX):
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
             continue
         path = name[len(ENV_PREFIX) :].split("__")
         if path[0].lower() not in top:
+            typos.append(_misspelt(name, path, top))
             continue
         node = raw
         for i, part in enumerate(path):
@@ -61,6 +71,18 @@ def apply_env_overrides(raw: dict[str, Any], env: Mapping[str, str]) -> None:
                 if not isinstance(child, dict):
                     child = node[key] = {}
                 node = child
+    if typos:
+        raise ConfigError(typos)
+
+
+def _misspelt(name: str, path: list[str], keys: list[str]) -> str:
+    first = path[0].lower()
+    problem = f"config: {name}: {first!r} is not a configuration key; "
+    nearest = difflib.get_close_matches(first, keys, n=1)
+    if not nearest:
+        return problem + f"expected one of {', '.join(keys)}"
+    fixed = "__".join([nearest[0].upper(), *path[1:]])
+    return problem + f"did you mean {ENV_PREFIX}{fixed}?"
 
 
 def _env_value(path: list[str], value: str) -> Any:

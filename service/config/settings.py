@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from consumers.detectors import DetectorSpec
 from consumers.labels import LabelSpec
@@ -13,16 +15,41 @@ from service.config.base import Duration, Strict
 from service.config.kafka import KafkaConfig
 from service.config.models import ModelConfig
 
+_PG_FORM = "postgresql+psycopg://user:password@host:5432/dbname"
+# SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed; psycopg 3 is.
+_PG_ALIASES = ("postgresql://", "postgres://")
+
 
 class DatabaseConfig(Strict):
-    url: str = "sqlite:///driftwatch.db"
+    url: str = Field(
+        default="sqlite:///driftwatch.db",
+        description=f"a sqlite:///PATH or {_PG_FORM} URL",
+    )
 
     @field_validator("url")
     @classmethod
     def _known_dialect(cls, v: str) -> str:
-        if not v.startswith(("sqlite", "postgresql")):
-            raise ValueError("expected a sqlite:/// or postgresql+psycopg:// URL")
+        for alias in _PG_ALIASES:
+            if v.startswith(alias):
+                return "postgresql+psycopg://" + v.removeprefix(alias)
+        scheme = v.partition("://")[0]
+        if scheme.startswith("postgresql+") and scheme != "postgresql+psycopg":
+            driver = scheme.removeprefix("postgresql+")
+            raise ValueError(
+                f"driver {driver} is not the one installed; write {_PG_FORM} (or postgresql://...)"
+            )
+        if not scheme.startswith(("sqlite", "postgresql")):
+            raise ValueError(f"expected a sqlite:///PATH or {_PG_FORM} URL")
+        try:
+            make_url(v)
+        except ArgumentError:
+            raise ValueError(f"not a database URL; expected sqlite:///PATH or {_PG_FORM}") from None
         return v
+
+    @property
+    def masked_url(self) -> str:
+        """The URL with its password hidden, fit for logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
 
 
 class IngestConfig(Strict):
