@@ -33,7 +33,7 @@ from db.performance_reports import PerformanceReportRepository, PerformanceVerdi
 from db.profiles import ProfileRepository
 from db.reports import DriftReportRepository, WindowVerdict
 from db.repositories import OffsetAdvance, OffsetRepository, WindowAggregateRepository
-from db.session import make_engine, make_session_factory
+from db.session import make_engine, make_session_factory, transaction
 from drift.performance import PerformanceSketch, Task
 from drift.profile import ReferenceProfile
 from drift.report import DriftReport, FeatureDrift
@@ -248,3 +248,14 @@ def _wait_for_a_blocked_backend(engine: Engine, thread: threading.Thread) -> Non
         while thread.is_alive() and not conn.execute(waiting).scalar():
             conn.rollback()
             threading.Event().wait(0.05)
+
+
+def test_a_transaction_translates_what_its_commit_raises(sessions: sessionmaker[Session]) -> None:
+    row = {"consumer_group": "g", "topic": "t", "partition": 0, "next_offset": 1}
+    with transaction(sessions) as s:
+        s.add(ConsumerOffset(**row, watermark=None, updated_at=NOW))
+    with pytest.raises(IntegrityViolation) as info, transaction(sessions) as s:
+        s.add(ConsumerOffset(**row, watermark=None, updated_at=NOW))  # flushed by the commit
+    assert isinstance(info.value.__cause__, IntegrityError)
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(ConsumerOffset)) == 1
