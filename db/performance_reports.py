@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import translated, violates
 from db.models import DriftReportRow, PerformanceReportRow
+from db.session import savepoint
 from drift.performance import PerformanceMetrics, PerformanceSketch
 from drift.stats.degradation import DegradationVerdict
 
@@ -94,7 +95,7 @@ class PerformanceReportRepository:
             concept_drift=v.concept_drift,
         )
         try:
-            with self.session.begin_nested():
+            with savepoint(self.session):
                 self.session.add(row)
                 self.session.flush()
         except IntegrityError as exc:

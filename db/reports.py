@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import translated, violates
 from db.models import DriftFeatureRow, DriftReportRow, ReportHtmlRow
+from db.session import savepoint
 from drift.report import DriftReport, FeatureDrift
 
 
@@ -160,7 +161,7 @@ class DriftReportRepository:
             created_at=now,
         )
         try:
-            with self.session.begin_nested():
+            with savepoint(self.session):
                 self.session.add(row)
                 self.session.flush()
                 self.session.add_all(

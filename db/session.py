@@ -40,6 +40,25 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """``session.begin_nested()``, kept nested on SQLite too.
+
+    pysqlite opens its transaction only before an INSERT, UPDATE or DELETE, so a
+    SAVEPOINT sent first becomes the outermost transaction and its RELEASE
+    commits: a later rollback of the caller's transaction would not undo it.
+    Beginning the transaction here, as pysqlite would at the insert, keeps the
+    savepoint inside it.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        driver: Any = connection.connection.driver_connection
+        if not driver.in_transaction:
+            connection.exec_driver_sql("BEGIN")
+    with session.begin_nested():
+        yield
+
+
+@contextmanager
 def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose transaction commits on leaving the block, rolls back on an error.
 

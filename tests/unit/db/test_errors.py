@@ -259,3 +259,18 @@ def test_a_transaction_translates_what_its_commit_raises(sessions: sessionmaker[
     assert isinstance(info.value.__cause__, IntegrityError)
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(ConsumerOffset)) == 1
+
+
+def test_a_report_added_in_a_transaction_that_fails_later_is_not_stored(
+    sessions: sessionmaker[Session],
+) -> None:
+    """The savepoint of add() stays nested in the caller's transaction, on SQLite too."""
+    verdict = _verdict(_profile(sessions))
+    with pytest.raises(RuntimeError), sessions.begin() as s:
+        s.scalar(select(func.count()).select_from(DriftReportRow))
+        assert DriftReportRepository(s).add(verdict, NOW) is not None
+        assert PerformanceReportRepository(s).add(_performance(), NOW) is not None
+        raise RuntimeError("the caller fails after the reports were added")
+    with sessions() as s:
+        assert s.scalar(select(func.count()).select_from(DriftReportRow)) == 0
+        assert PerformanceReportRepository(s).rows() == []
