@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from drift.binning import EdgeIndex, thinned
+from drift.binning import EdgeIndex, histogram, thinned
 from drift.compare import compare_numerical
-from drift.edges import heavy_values
+from drift.edges import heavy_values, numeric_edges
 from drift.profile import NumericalProfile, ReferenceProfile, current_sketch
 from drift.sketch import NumericSketch
 from drift.stats import Method, numerical
@@ -139,9 +139,14 @@ def test_thinning_keeps_the_buckets_of_heavy_values() -> None:
 
 
 def test_the_grid_still_pays_off_when_most_values_sit_on_a_point() -> None:
-    feature, _, _, _ = profile_and_window("spending", 100_000, False)
-    span = (feature.sketch.minimum, feature.sketch.maximum)
-    assert EdgeIndex(feature.edge_array, span=span).worthwhile(feature.sample)
+    x = spending(np.random.default_rng(5), 100_000, False)
+    sample = np.sort(x[:5_000])
+    edges, _ = numeric_edges(x, sample, 500, float(x.std()))
+    assert np.nextafter(0.0, 1.0) in edges
+    index = EdgeIndex(edges, span=(float(x.min()), float(x.max())))
+    assert index.worthwhile(sample)
+    expected = np.bincount(np.searchsorted(edges, x, "right"), minlength=edges.size + 1)
+    assert (histogram(edges, x, index) == expected).all()
 
 
 GAP_CASES = {
