@@ -92,9 +92,13 @@ def sorted_unique(s: FloatArray) -> FloatArray:
 
 def discrete_edges(values: FloatArray) -> FloatArray:
     # Each value v gets the bucket [v, next float after v), so its count is exact
-    # and anything between two reference values lands in a bucket of its own.
-    after = np.nextafter(values, np.inf)
-    return sorted_unique(np.sort(np.concatenate((values, after))))
+    # and anything between two reference values lands in a bucket of its own. The
+    # float after the largest is infinite: the overflow bucket holds that value alone.
+    with np.errstate(over="ignore"):
+        after = np.nextafter(values, np.inf)
+    edges = sorted_unique(np.sort(np.concatenate((values, after))))
+    finite: FloatArray = edges[np.isfinite(edges)]
+    return finite
 
 
 def quantile_edges(

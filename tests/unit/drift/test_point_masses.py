@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 from drift.binning import EdgeIndex, histogram, thinned
@@ -182,3 +184,44 @@ def test_the_stated_bound_holds_for_any_window(case: str, seed: int) -> None:
     error = abs(numerical.wasserstein_binned(*args) - numerical.wasserstein_exact(ref, cur))
     bound = numerical.wasserstein_binned_bound(*args)
     assert error <= bound + 1e-12
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    edges=st.lists(st.floats(-100, 100), min_size=1, max_size=30, unique=True).map(
+        lambda v: np.array(sorted(v))
+    ),
+    ref_atoms=st.lists(st.floats(-150, 150), min_size=1, max_size=4),
+    cur_atoms=st.lists(st.floats(-150, 150), min_size=1, max_size=4),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_the_bound_holds_for_any_edges_and_values(
+    edges: np.ndarray, ref_atoms: list[float], cur_atoms: list[float], seed: int
+) -> None:
+    rng = np.random.default_rng(seed)
+    # Point masses and continuous values, anywhere with respect to the edges.
+    ref = np.concatenate((rng.choice(ref_atoms, 300), rng.normal(0.0, 60.0, 200)))
+    cur = np.concatenate((rng.choice(cur_atoms, 100), rng.uniform(-150.0, 150.0, 50)))
+
+    def hist(x: np.ndarray) -> np.ndarray:
+        return np.bincount(np.searchsorted(edges, x, side="right"), minlength=edges.size + 1)
+
+    args = (
+        edges,
+        hist(ref),
+        hist(cur),
+        (float(ref.min()), float(ref.max())),
+        (float(cur.min()), float(cur.max())),
+        float(ref.std()),
+    )
+    error = abs(numerical.wasserstein_binned(*args) - numerical.wasserstein_exact(ref, cur))
+    assert error <= numerical.wasserstein_binned_bound(*args) * (1 + 1e-9) + 1e-12
+
+
+def test_a_point_mass_at_the_largest_float_keeps_the_edges_finite() -> None:
+    big = np.finfo(np.float64).max
+    x = np.where(np.arange(50_000) % 2 == 0, big / 2, np.linspace(0.0, big / 4, 50_000))
+    x[:10_000] = big
+    edges, _ = numeric_edges(x, np.sort(x[::10]), 100, 1.0)
+    assert np.isfinite(edges).all()
+    assert (np.diff(edges) > 0).all()
