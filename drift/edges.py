@@ -98,6 +98,8 @@ def discrete_edges(values: FloatArray) -> FloatArray:
         after = np.nextafter(values, np.inf)
     edges = sorted_unique(np.sort(np.concatenate((values, after))))
     finite: FloatArray = edges[np.isfinite(edges)]
+    if finite.size == 1:  # the largest float alone: an empty bucket below it keeps two edges
+        finite = np.concatenate((np.nextafter(finite, -np.inf), finite))
     return finite
 
 

@@ -225,3 +225,9 @@ def test_a_point_mass_at_the_largest_float_keeps_the_edges_finite() -> None:
     edges, _ = numeric_edges(x, np.sort(x[::10]), 100, 1.0)
     assert np.isfinite(edges).all()
     assert (np.diff(edges) > 0).all()
+
+
+def test_a_column_of_the_largest_float_alone_still_has_two_edges() -> None:
+    column = np.full(3, np.finfo(np.float64).max)
+    edges, values = numeric_edges(column, column, 10, 0.0)
+    assert values is not None and edges.size == 2 and np.isfinite(edges).all()
