@@ -152,8 +152,9 @@ def test_the_grid_still_pays_off_when_most_values_sit_on_a_point() -> None:
 
 
 GAP_CASES = {
-    # A window whose values land inside a bucket that the reference left wide.
-    "new value in a gap": (spending, lambda rng, n: np.full(n, 25.0)),
+    # New values at both ends of the empty bucket between the zeros and the rest: the
+    # binned distance spreads them across it, the worst case the bound allows for.
+    "new values in a gap": (spending, lambda rng, n: np.where(rng.random(n) < 0.5, 5.0, 45.0)),
     "shifted counts": (counts, lambda rng, n: counts(rng, n, True) + 0.5),
     "continuous current": (
         sentinels,
