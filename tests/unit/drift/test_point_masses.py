@@ -22,6 +22,7 @@ from drift.edges import heavy_values, numeric_edges
 from drift.profile import NumericalProfile, ReferenceProfile, current_sketch
 from drift.sketch import NumericSketch
 from drift.stats import Method, numerical
+from tests.unit.drift.test_profile import generate
 
 Generator = Callable[[np.random.Generator, int, bool], np.ndarray]
 
@@ -232,3 +233,23 @@ def test_a_column_of_the_largest_float_alone_still_has_two_edges() -> None:
     column = np.full(3, np.finfo(np.float64).max)
     edges, values = numeric_edges(column, column, 10, 0.0)
     assert values is not None and edges.size == 2 and np.isfinite(edges).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "most"),
+    [("normal", 0.006), ("lognormal", 0.008), *((name, 0.003) for name in GENERATORS)],
+)
+def test_the_references_part_of_the_bound_is_the_documented_one(name: str, most: float) -> None:
+    rng = np.random.default_rng(0)
+    ref = generate(name, rng, 100_000, False) if name in ("normal", "lognormal") else None
+    if ref is None:
+        ref = GENERATORS[name](rng, 100_000, False)
+    feature = ReferenceProfile.from_columns({"x": ref}, {"x": "numerical"}).features["x"]
+    assert isinstance(feature, NumericalProfile)
+    extent = (feature.sketch.minimum, feature.sketch.maximum)
+    hist = feature.sketch.hist
+    # Against itself the bound counts the reference's part twice.
+    part = numerical.wasserstein_binned_bound(
+        feature.edge_array, hist, hist, extent, extent, feature.std
+    )
+    assert 0.0005 < part / 2 <= most
