@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 kafka-dist: $(STAMP)
-	$(BIN)/python -m service.localkafka fetch
+	$(BIN)/python -m service.dev.localkafka fetch
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,7 +36,7 @@ test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not kafka and not postgres"
 
 demo: kafka-dist
-	$(BIN)/python -m service.demo
+	$(BIN)/python -m service.dev.demo
 
 bench: kafka-dist
 	$(BIN)/python bench/ingest.py

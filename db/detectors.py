@@ -18,6 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.orm import Session
 
+from db.errors import translated
 from db.models import ConceptDriftAlarmRow, DetectorStateRow
 
 
@@ -65,6 +66,7 @@ def _utc(epoch: float) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+@translated
 class DetectorStateRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -133,6 +135,7 @@ def _values(state: DetectorState) -> dict[str, Any]:
     return {"loss": state.loss, "labeled": state.labeled, "state": json.dumps(state.state)}
 
 
+@translated
 class AlarmRepository:
     def __init__(self, session: Session) -> None:
         self.session = session

@@ -17,6 +17,7 @@ from typing import NamedTuple, TypeVar
 from sqlalchemy import and_, bindparam, delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from db.errors import translated
 from db.models import PendingLabel, PendingPrediction, PerformanceAggregate
 from db.repositories import window_row
 from drift.performance import PerformanceSketch
@@ -99,6 +100,7 @@ def _by_partition_model(keys: Iterable[JoinKey]) -> dict[tuple[int, str], list[s
     return out
 
 
+@translated
 class JoinStateRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -255,6 +257,7 @@ class PerformanceWindow:
     unlabeled: int
 
 
+@translated
 class PerformanceAggregateRepository:
     def __init__(self, session: Session) -> None:
         self.session = session

@@ -10,7 +10,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
-from db.errors import DatabaseNotMigrated
+from db.errors import DatabaseNotMigrated, translating
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -31,11 +31,13 @@ def head_revision() -> str:
     return head
 
 
+@translating
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 
 
+@translating
 def upgrade(engine: Engine, revision: str = "head") -> None:
     cfg = _config()
     with engine.begin() as conn:

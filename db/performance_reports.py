@@ -10,7 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.errors import translated, violates
 from db.models import DriftReportRow, PerformanceReportRow
+from db.session import savepoint
 from drift.performance import PerformanceMetrics, PerformanceSketch
 from drift.stats.degradation import DegradationVerdict
 
@@ -43,6 +45,7 @@ def _utc(epoch: int) -> datetime:
     return datetime.fromtimestamp(epoch, UTC)
 
 
+@translated
 class PerformanceReportRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -92,11 +95,14 @@ class PerformanceReportRepository:
             concept_drift=v.concept_drift,
         )
         try:
-            with self.session.begin_nested():
+            with savepoint(self.session):
                 self.session.add(row)
                 self.session.flush()
-        except IntegrityError:
-            return None
+        except IntegrityError as exc:
+            table = PerformanceReportRow.__table__
+            if violates(exc, table, "uq_performance_reports_window"):
+                return None
+            raise
         return row.id
 
     def reported(self, model: str, since: datetime) -> set[tuple[str, datetime]]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from db.errors import translated
 from db.models import ReferenceProfileRow
 from drift.profile import ReferenceProfile
 
@@ -33,6 +34,7 @@ def _info(row: ReferenceProfileRow) -> ProfileInfo:
     return ProfileInfo(row.id, row.model, row.version, row.source, row.rows, row.created_at)
 
 
+@translated
 class ProfileRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -48,7 +50,8 @@ class ProfileRepository:
         """Store the next version of ``model``'s profile.
 
         Two concurrent builds for one model collide on the unique version and
-        one of them fails with an IntegrityError at commit; nothing is half-written.
+        one of them fails with an IntegrityViolation naming
+        ``uq_reference_profiles_version``; nothing is half-written.
         """
         latest = self.session.scalar(
             select(func.max(ReferenceProfileRow.version)).where(ReferenceProfileRow.model == model)

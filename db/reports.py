@@ -10,7 +10,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.errors import translated, violates
 from db.models import DriftFeatureRow, DriftReportRow, ReportHtmlRow
+from db.session import savepoint
 from drift.report import DriftReport, FeatureDrift
 
 
@@ -122,6 +124,7 @@ def _summary(r: DriftReportRow) -> ReportSummary:
     )
 
 
+@translated
 class DriftReportRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -158,15 +161,17 @@ class DriftReportRepository:
             created_at=now,
         )
         try:
-            with self.session.begin_nested():
+            with savepoint(self.session):
                 self.session.add(row)
                 self.session.flush()
                 self.session.add_all(
                     _feature_row(row.id, i, f) for i, f in enumerate(report.features)
                 )
                 self.session.flush()
-        except IntegrityError:
-            return None
+        except IntegrityError as exc:
+            if violates(exc, DriftReportRow.__table__, "uq_drift_reports_window"):
+                return None
+            raise
         return row.id
 
     def reported(self, model: str, profile_id: int, since: datetime) -> set[tuple[str, datetime]]:

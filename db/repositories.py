@@ -9,8 +9,10 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from db.errors import OffsetConflict, translated, translating, violates
 from db.models import ConsumerOffset, WindowAggregate
 from drift.sketch import WindowSketch
 
@@ -86,6 +88,7 @@ class PartitionWatermark:
     updated_at: datetime
 
 
+@translated
 class OffsetRepository:
     def __init__(self, session: Session, consumer_group: str) -> None:
         self.session = session
@@ -142,25 +145,15 @@ class OffsetRepository:
     def advance(self, move: OffsetAdvance, now: datetime) -> bool:
         """Compare-and-set the stored offset; False when it was not ``expected``.
 
+        A first insert that loses a race to another one at flush raises
+        OffsetConflict instead: the transaction is lost with it.
+
         The WHERE on the old value fences out a consumer that lost its
         partition but still flushes: PostgreSQL re-checks it after the row lock,
         SQLite serialises writers, so only one of two racing writers wins.
         """
         if move.expected is None:
-            if self.session.get(ConsumerOffset, (self.group, move.topic, move.partition)):
-                return False
-            self.session.add(
-                ConsumerOffset(
-                    consumer_group=self.group,
-                    topic=move.topic,
-                    partition=move.partition,
-                    next_offset=move.next_offset,
-                    watermark=move.watermark,
-                    updated_at=now,
-                )
-            )
-            self.session.flush()
-            return True
+            return self._insert(move, now)
         result = self.session.execute(
             update(ConsumerOffset)
             .where(
@@ -174,7 +167,32 @@ class OffsetRepository:
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
+    def _insert(self, move: OffsetAdvance, now: datetime) -> bool:
+        if self.session.get(ConsumerOffset, (self.group, move.topic, move.partition)):
+            return False
+        self.session.add(
+            ConsumerOffset(
+                consumer_group=self.group,
+                topic=move.topic,
+                partition=move.partition,
+                next_offset=move.next_offset,
+                watermark=move.watermark,
+                updated_at=now,
+            )
+        )
+        try:
+            self.session.flush()
+        except IntegrityError as exc:
+            # A racing first flush of the same partition inserted the key after our
+            # read (PostgreSQL makes our insert wait for it, then fail). No savepoint:
+            # pysqlite's would commit early; the failed flush has lost the transaction.
+            if violates(exc, ConsumerOffset.__table__, "pk_consumer_offsets"):
+                raise OffsetConflict([(move.topic, move.partition)]) from exc
+            raise
+        return True
 
+
+@translating
 def window_row(
     session: Session,
     table: type[RowT],
@@ -199,6 +217,7 @@ def window_row(
     return found
 
 
+@translated
 class WindowAggregateRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
@@ -273,6 +292,17 @@ class WindowAggregateRepository:
         for version, start, layout, events in rows:
             out.setdefault((version, start), {})[layout] = int(events)
         return out
+
+    def sketches_within(self, model: str, start: datetime, end: datetime) -> list[bytes]:
+        """The stored sketch bytes of ``model``'s window rows lying within [start, end)."""
+        wa = WindowAggregate
+        return list(
+            self.session.scalars(
+                select(wa.sketch).where(
+                    wa.model == model, wa.window_start >= start, wa.window_end <= end
+                )
+            )
+        )
 
     def newest_window_start(self, model: str) -> datetime | None:
         wa = WindowAggregate

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
+
+from db.errors import translate
 
 
 def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
@@ -32,3 +37,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def savepoint(session: Session) -> Iterator[None]:
+    """``session.begin_nested()``, kept nested on SQLite too.
+
+    pysqlite opens its transaction only before an INSERT, UPDATE or DELETE, so a
+    SAVEPOINT sent first becomes the outermost transaction and its RELEASE
+    commits: a later rollback of the caller's transaction would not undo it.
+    Beginning the transaction here, as pysqlite would at the insert, keeps the
+    savepoint inside it.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        driver: Any = connection.connection.driver_connection
+        if not driver.in_transaction:
+            connection.exec_driver_sql("BEGIN")
+    with session.begin_nested():
+        yield
+
+
+@contextmanager
+def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction commits on leaving the block, rolls back on an error.
+
+    Repositories translate their own errors; this translates the commit's (a
+    lost connection, a serialization failure, a deferred constraint) to
+    :class:`db.errors.StoreError` as well.
+    """
+    try:
+        with sessions() as session, session.begin():
+            yield session
+    except sa_exc.SQLAlchemyError as exc:
+        raise translate(exc) from exc

@@ -5,27 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy.exc import SQLAlchemyError
 
 from consumers.errors import ConsumerError
-from db.errors import StoreError, translate
+from db.errors import StoreError
 from drift.errors import DriftError
-from service.config import Config, load_config
+from service.cli_common import config_path, load, sessions_for
+from service.cli_drift import add_drift_commands
+from service.config import load_config
 from service.errors import ConfigError, ServiceError
 
 log = logging.getLogger("driftwatch")
-
-
-def _config(args: argparse.Namespace) -> Config:
-    return load_config(args.config)
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -38,7 +31,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
     from db.migrate import current_revision, upgrade
     from db.session import make_engine
 
-    cfg = _config(args)
+    cfg = load(args)
     engine = make_engine(cfg.database.url)
     upgrade(engine)
     print(f"database at revision {current_revision(engine)}")
@@ -48,19 +41,24 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from service.runner import run
 
-    cfg = _config(args)
-    _logging(cfg.log_level)
-    run(cfg, args.config or os.environ.get("DRIFTWATCH_CONFIG"))
+    cfg = load(args)
+    path = config_path(args)
+    configure_logging(cfg.log_level)
+    log.info(
+        "database %s, Kafka brokers %s, config %s",
+        cfg.database.masked_url,
+        ",".join(cfg.kafka.bootstrap_servers),
+        path,
+    )
+    run(cfg, path)
     return 0
 
 
 def cmd_windows(args: argparse.Namespace) -> int:
     from db.repositories import WindowAggregateRepository
-    from db.session import make_engine, make_session_factory
 
-    cfg = _config(args)
-    sessions = make_session_factory(make_engine(cfg.database.url))
-    with sessions() as session:
+    cfg = load(args)
+    with sessions_for(cfg, args)() as session:
         rows = WindowAggregateRepository(session).window_counts(args.model)
     if args.json:
         print(
@@ -86,239 +84,12 @@ def cmd_windows(args: argparse.Namespace) -> int:
     return 0
 
 
-def _sessions(cfg: Config) -> Any:
-    from db.migrate import require_current
-    from db.session import make_engine, make_session_factory
-
-    engine = make_engine(cfg.database.url)
-    require_current(engine, "driftwatch db upgrade --config FILE")
-    return make_session_factory(engine)
-
-
-def _model(cfg: Config, name: str) -> None:
-    if name not in cfg.models:
-        raise ConfigError([f"--model: {name!r} is not in the config (have {list(cfg.models)})"])
-
-
-def cmd_reference_build(args: argparse.Namespace) -> int:
-    from service import reference
-
-    cfg = _config(args)
-    _model(cfg, args.model)
-    spec = cfg.model_specs()[args.model]
-    sessions = _sessions(cfg)
-    if args.from_stream:
-        start, end = (reference.parse_instant(t) for t in args.from_stream)
-        if end <= start:
-            raise ServiceError("--from-stream: END must be after START")
-        columns, events = reference.stream_sample(sessions, spec, start, end)
-        source = (
-            f"stream {start.isoformat()} .. {end.isoformat()} "
-            f"(sample of {len(columns[spec.features[0].name])} of {events} events)"
-        )
-    else:
-        if not args.file:
-            raise ServiceError("give a reference FILE (CSV or Parquet) or --from-stream START END")
-        path = Path(args.file)
-        columns = reference.read_reference(path, spec, args.prediction_column, not args.quiet)
-        source = f"file {path.resolve()}"
-    built = reference.profile_columns(
-        columns,
-        spec,
-        cfg.models[args.model],
-        source,
-        args.prediction_column,
-        bins=args.bins,
-        sample_size=args.sample_size,
-    )
-    info = reference.store(sessions, args.model, built, datetime.now(UTC))
-    extra = "" if built.prediction is None else " and the prediction"
-    print(
-        f"reference profile v{info.version} of model {args.model}: {info.rows} rows, "
-        f"{len(built.features.features)} features{extra} ({source})"
-    )
-    return 0
-
-
-def cmd_reference_list(args: argparse.Namespace) -> int:
-    from db.profiles import ProfileRepository
-
-    cfg = _config(args)
-    with _sessions(cfg)() as session:
-        infos = ProfileRepository(session).versions(args.model)
-    print(f"{'model':<14} {'version':>7} {'rows':>9}  {'created (UTC)':<19}  source")
-    for i in infos:
-        print(
-            f"{i.model:<14} {i.version:>7} {i.rows:>9}  "
-            f"{i.created_at:%Y-%m-%d %H:%M:%S}  {i.source}"
-        )
-    return 0
-
-
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from service.runner import build_evaluator, build_performance_evaluator
-
-    cfg = _config(args)
-    sessions = _sessions(cfg)
-    written = build_evaluator(cfg, sessions, None).tick()
-    judged = build_performance_evaluator(cfg, sessions, None).tick()
-    print(f"{len(written)} new drift report(s), {len(judged)} new performance report(s)")
-    return 0
-
-
-def cmd_performance(args: argparse.Namespace) -> int:
-    from db.performance_reports import PerformanceReportRepository
-
-    cfg = _config(args)
-    with _sessions(cfg)() as session:
-        rows = PerformanceReportRepository(session).rows(args.model, args.limit)
-    fields = ("accuracy", "f1", "roc_auc", "log_loss", "rmse", "mae", "mape")
-    if args.json:
-        out = [
-            {
-                "id": r.id,
-                "model": r.model,
-                "model_version": r.model_version,
-                "window_start": r.window_start.isoformat(),
-                "drift_report_id": r.drift_report_id,
-                "predicted": r.predicted,
-                "labeled": r.labeled,
-                "unlabeled": r.unlabeled,
-                "label_coverage": r.label_coverage,
-                **{f: getattr(r, f) for f in fields},
-                "degraded": r.degraded,
-                "alarms": r.alarms,
-                "alarm_detectors": [d for d in r.alarm_detectors.split(",") if d],
-                "concept_drift": r.concept_drift,
-                "verdict": r.verdict,
-            }
-            for r in rows
-        ]
-        print(json.dumps(out))
-        return 0
-    print(
-        f"{'id':>5} {'model':<10} {'version':<8} {'window start (UTC)':<19} {'labeled':>8} "
-        f"{'coverage':>8} {'metric':>8} {'degraded':>9} {'concept':>7}  alarms"
-    )
-    for r in rows:
-        metric = r.accuracy if r.task == "classification" else r.rmse
-        shown = "n/a" if metric is None else f"{metric:.4f}"
-        coverage = "n/a" if r.label_coverage is None else f"{r.label_coverage:.0%}"
-        flag = {None: "n/a", True: "DEGRADED", False: "-"}[r.degraded]
-        concept = {None: "n/a", True: "DRIFT", False: "-"}[r.concept_drift]
-        alarms = f"{r.alarms} ({r.alarm_detectors})" if r.alarms else "-"
-        print(
-            f"{r.id:>5} {r.model:<10} {r.model_version:<8} {r.window_start:%Y-%m-%d %H:%M:%S} "
-            f"{r.labeled:>8} {coverage:>8} {shown:>8} {flag:>9} {concept:>7}  {alarms}"
-        )
-    return 0
-
-
-def cmd_reports(args: argparse.Namespace) -> int:
-    from db.reports import DriftReportRepository
-
-    cfg = _config(args)
-    with _sessions(cfg)() as session:
-        repo = DriftReportRepository(session)
-        rows = repo.summaries(args.model, args.limit)
-        details = {r.id: repo.get(r.id) for r in rows}
-    if args.json:
-        print(json.dumps([_report_json(r, details[r.id]) for r in rows]))
-        return 0
-    print(
-        f"{'id':>5} {'model':<10} {'version':<8} {'window start (UTC)':<19} {'events':>7} "
-        f"{'drifted':>8} {'dataset':>8}  top drifted features"
-    )
-    for r in rows:
-        detail = details[r.id]
-        top = ", ".join(f.feature for f in detail.top_drifted()) if detail else ""
-        share = "n/a" if r.drifted_share is None else f"{r.drifted_share:.0%}"
-        flag = {None: "n/a", True: "DRIFT", False: "-"}[r.dataset_drift]
-        print(
-            f"{r.id:>5} {r.model:<10} {r.model_version:<8} {r.window_start:%Y-%m-%d %H:%M:%S} "
-            f"{r.events:>7} {share:>8} {flag:>8}  {top}"
-        )
-    return 0
-
-
-def _report_json(r: Any, detail: Any) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "model": r.model,
-        "model_version": r.model_version,
-        "window_start": r.window_start.isoformat(),
-        "window_end": r.window_end.isoformat(),
-        "profile_version": r.profile_version,
-        "source": r.source,
-        "events": r.events,
-        "drifted_share": r.drifted_share,
-        "dataset_drift": r.dataset_drift,
-        "confirmed": r.confirmed,
-        "prediction_drifted": r.prediction_drifted,
-        "features": [
-            {
-                "name": f.feature,
-                "method": f.method,
-                "score": f.score,
-                "p_value": f.p_value,
-                "threshold": f.threshold,
-                "drifted": f.drifted,
-                "current_null_share": f.current_null_share,
-                "reference_null_share": f.reference_null_share,
-                "unseen_categories": list(f.unseen_categories),
-            }
-            for f in (detail.features if detail else ())
-        ],
-    }
-
-
-def cmd_report_show(args: argparse.Namespace) -> int:
-    from db.reports import DriftReportRepository
-
-    cfg = _config(args)
-    with _sessions(cfg)() as session:
-        detail = DriftReportRepository(session).get(args.report_id)
-    if detail is None:
-        raise ServiceError(f"no drift report with id {args.report_id}")
-    if args.json:
-        print(json.dumps(_report_json(detail.summary, detail)))
-        return 0
-    s = detail.summary
-    print(
-        f"report {s.id}: {s.model} {s.model_version} window {s.window_start.isoformat()} "
-        f"({s.events} events, from {s.source}), profile v{s.profile_version}"
-    )
-    print(f"{'feature':<20} {'method':<14} {'score':>9} {'p-value':>9} {'threshold':>9}  verdict")
-    for f in detail.features:
-        verdict = {None: "insufficient data", True: "DRIFT", False: "-"}[f.drifted]
-        score = "" if f.score is None else f"{f.score:.4f}"
-        p = "" if f.p_value is None else f"{f.p_value:.4f}"
-        limit = "" if f.threshold is None else f"{f.threshold:g}"
-        print(f"{f.feature:<20} {f.method or '':<14} {score:>9} {p:>9} {limit:>9}  {verdict}")
-    share = "n/a" if s.drifted_share is None else f"{s.drifted_share:.0%}"
-    print(f"drifted share {share}; dataset drift: {s.dataset_drift}; confirmed: {s.confirmed}")
-    return 0
-
-
-def cmd_report_html(args: argparse.Namespace) -> int:
-    from service.rendering import ReportNotFound, job_for, render
-
-    cfg = _config(args)
-    try:
-        html = render(job_for(_sessions(cfg), args.report_id))
-    except ReportNotFound as exc:
-        raise ServiceError(str(exc)) from None
-    Path(args.output).write_text(html, encoding="utf-8")
-    print(f"wrote {args.output} ({len(html) // 1024} KiB)")
-    return 0
-
-
 def cmd_produce_demo(args: argparse.Namespace) -> int:
     from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
     from service.durations import parse_duration
     from service.kafka_clients import make_producer
 
-    cfg = _config(args)
+    cfg = load(args)
     specs = cfg.model_specs()
     models = args.model or list(specs)
     unknown = [m for m in models if m not in specs]
@@ -371,12 +142,16 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def _logging(level: str) -> None:
+def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    quiet = max(logging.WARNING, logging.getLevelName(level))
     # kafka-python logs every reconnect attempt; its warnings are enough.
-    logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    logging.getLogger("kafka").setLevel(quiet)
+    # APScheduler logs two lines per run of every job (evaluation runs every few
+    # seconds); they are kept for DEBUG only.
+    logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG" else quiet)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -424,70 +199,8 @@ def parser() -> argparse.ArgumentParser:
     )
     prod.add_argument("--report", help="write what was sent, per window, as JSON")
     prod.set_defaults(func=cmd_produce_demo)
-    _drift_commands(sub)
+    add_drift_commands(sub)
     return p
-
-
-def _drift_commands(sub: Any) -> None:
-    """Reference profiles, evaluation and reports."""
-    ref = sub.add_parser("reference", help="reference profiles")
-    ref_sub = ref.add_subparsers(dest="reference_command", required=True)
-    build = ref_sub.add_parser("build", help="build and store a model's next reference profile")
-    build.add_argument("--config")
-    build.add_argument("--model", required=True)
-    build.add_argument("file", nargs="?", help="reference data, CSV or Parquet")
-    build.add_argument(
-        "--from-stream",
-        nargs=2,
-        metavar=("START", "END"),
-        help="sample the model's stored windows in [START, END) instead of a file",
-    )
-    build.add_argument(
-        "--prediction-column", default="prediction", help="column holding the model's output"
-    )
-    build.add_argument("--bins", type=int, help="quantile bins per numerical feature")
-    build.add_argument("--sample-size", type=int, help="values kept per feature")
-    build.add_argument("--quiet", action="store_true", help="no progress bar")
-    build.set_defaults(func=cmd_reference_build)
-    lst = ref_sub.add_parser("list", help="list stored profile versions")
-    lst.add_argument("--config")
-    lst.add_argument("--model")
-    lst.set_defaults(func=cmd_reference_list)
-
-    ev = sub.add_parser(
-        "evaluate", help="evaluate closed windows now (the service does it on a timer)"
-    )
-    ev.add_argument("--config")
-    ev.set_defaults(func=cmd_evaluate)
-
-    reps = sub.add_parser("reports", help="list drift reports, newest last")
-    reps.add_argument("--config")
-    reps.add_argument("--model")
-    reps.add_argument("--limit", type=int, default=50)
-    reps.add_argument("--json", action="store_true")
-    reps.set_defaults(func=cmd_reports)
-
-    perf = sub.add_parser(
-        "performance", help="list performance reports (accuracy or RMSE per labelled window)"
-    )
-    perf.add_argument("--config")
-    perf.add_argument("--model")
-    perf.add_argument("--limit", type=int, default=50)
-    perf.add_argument("--json", action="store_true")
-    perf.set_defaults(func=cmd_performance)
-
-    rep = sub.add_parser("report", help="one drift report")
-    rep_sub = rep.add_subparsers(dest="report_command", required=True)
-    show = rep_sub.add_parser("show", help="per-feature verdicts")
-    show.add_argument("report_id", type=int)
-    show.add_argument("--config")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(func=cmd_report_show)
-    html = rep_sub.add_parser("html", help="render the report with Evidently")
-    html.add_argument("report_id", type=int)
-    html.add_argument("-o", "--output", required=True, help="HTML file to write")
-    html.add_argument("--config")
-    html.set_defaults(func=cmd_report_html)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -501,9 +214,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except (ServiceError, StoreError, ConsumerError, DriftError) as exc:
         print(f"driftwatch: {exc}", file=sys.stderr)
-        return 1
-    except SQLAlchemyError as exc:
-        print(f"driftwatch: database error: {translate(exc)}", file=sys.stderr)
         return 1
 
 

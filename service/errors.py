@@ -1,12 +1,13 @@
 """Errors raised while wiring the service.
 
 ServiceError
-└── ConfigError   the configuration is missing, unreadable or invalid
+├── ConfigError   the configuration is missing, unreadable or invalid
+└── RenderError   a report could not be rendered now (retriable: the next tick retries)
 """
 
 
 class ServiceError(Exception):
-    pass
+    retriable: bool = False
 
 
 class ConfigError(ServiceError):
@@ -15,3 +16,7 @@ class ConfigError(ServiceError):
     def __init__(self, problems: list[str]) -> None:
         super().__init__("\n".join(problems))
         self.problems = problems
+
+
+class RenderError(ServiceError):
+    retriable = True

@@ -29,6 +29,7 @@ from consumers.loop import ConsumerProgress
 from db.profiles import ProfileInfo, ProfileRepository, StoredProfile
 from db.reports import DriftReportRepository, WindowVerdict
 from db.repositories import OffsetRepository, PartitionWatermark, WindowAggregateRepository
+from db.session import transaction
 from drift.evaluate import evaluate
 from drift.profile import align_spec
 from drift.report import DriftReport, FeatureDrift
@@ -247,7 +248,7 @@ class WindowEvaluator:
     ) -> int | None:
         judging, stored = self._models[model], self._profiles[model]
         spec = align_spec(judging.spec, stored.features, stored.prediction)
-        with self._sessions() as session, session.begin():
+        with transaction(self._sessions) as session:
             current = self._current(
                 WindowAggregateRepository(session), spec, version, start, layouts
             )

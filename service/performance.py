@@ -29,6 +29,7 @@ from db.detectors import AlarmRepository
 from db.join import PerformanceAggregateRepository, PerformanceWindow
 from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
 from db.repositories import OffsetRepository
+from db.session import transaction
 from drift.performance import ClassificationSketch
 from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
 from service.evaluation import as_bound, closing_watermark
@@ -177,7 +178,7 @@ class PerformanceEvaluator:
     def _evaluate_window(
         self, model: str, judging: PerformanceJudging, version: str, start: datetime
     ) -> int | None:
-        with self._sessions() as session, session.begin():
+        with transaction(self._sessions) as session:
             window = PerformanceAggregateRepository(session).window(
                 model, version, start, judging.spec.layout
             )

@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import WindowAggregate
 from db.profiles import ProfileInfo, ProfileRepository
+from db.repositories import WindowAggregateRepository
+from db.session import transaction
 from drift.profile import ReferenceProfile
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 from drift.sketch import RowSample, WindowSketch
@@ -183,12 +183,7 @@ def stream_sample(
     merged: RowSample | None = None
     events = 0
     with sessions() as session:
-        wa = WindowAggregate
-        rows = session.scalars(
-            select(wa.sketch).where(
-                wa.model == spec.name, wa.window_start >= start, wa.window_end <= end
-            )
-        )
+        rows = WindowAggregateRepository(session).sketches_within(spec.name, start, end)
         for raw in rows:
             sketch = WindowSketch.from_bytes(raw)
             if list(sketch.features) != names:
@@ -225,7 +220,7 @@ def parse_instant(text: str) -> datetime:
 def store(
     sessions: sessionmaker[Session], model: str, built: BuiltProfile, now: datetime
 ) -> ProfileInfo:
-    with sessions() as session, session.begin():
+    with transaction(sessions) as session:
         return ProfileRepository(session).add(
             model, built.features, built.prediction, built.source, now
         )

@@ -11,7 +11,8 @@ import logging
 import multiprocessing
 import time
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -19,6 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.profiles import ProfileRepository
 from db.reports import DriftReportRepository, ReportDetail
+from db.session import transaction
+from service.errors import RenderError
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +100,11 @@ def _title(detail: ReportDetail) -> str:
     )
 
 
+def _worker_pool() -> Executor:
+    # spawn, not fork: the parent runs Kafka client threads.
+    return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+
+
 class LatestHtml:
     """Keeps the stored HTML of each model's newest report current.
 
@@ -105,11 +113,15 @@ class LatestHtml:
     """
 
     def __init__(
-        self, sessions: sessionmaker[Session], clock: Callable[[], float] = time.time
+        self,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], float] = time.time,
+        pool_factory: Callable[[], Executor] = _worker_pool,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._pool: ProcessPoolExecutor | None = None
+        self._pool_factory = pool_factory
+        self._pool: Executor | None = None
 
     def tick(self) -> list[str]:
         """Render and store what is missing; return the models whose HTML changed."""
@@ -125,21 +137,40 @@ class LatestHtml:
             except ReportNotFound as exc:
                 log.info("latest report of %s not rendered: %s", model, exc)
                 continue
-            html = self._executor().submit(render_compressed, job).result()
-            with self._sessions() as session, session.begin():
+            html = self._render(job)
+            with transaction(self._sessions) as session:
                 DriftReportRepository(session).store_html(
                     model, report_id, html, datetime.fromtimestamp(self._clock(), UTC)
                 )
             changed.append(model)
         return changed
 
-    def _executor(self) -> ProcessPoolExecutor:
-        if self._pool is None:
-            # spawn, not fork: the parent runs Kafka client threads.
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
-        return self._pool
+    def _render(self, job: RenderJob) -> bytes:
+        """Render in the worker; a dead worker (crash, OOM kill) is replaced once.
 
-    def close(self) -> None:
+        A pool whose worker died refuses every later job, so it is dropped: the
+        retry and any later tick run in a new one. A job that kills its worker
+        twice fails this tick only.
+        """
+        for attempt in range(2):
+            try:
+                return self._executor().submit(render_compressed, job).result()
+            except BrokenProcessPool as exc:
+                self._discard()
+                if attempt:
+                    raise RenderError(f"{job.title}: the rendering worker died twice") from exc
+                log.warning("the rendering worker died (%s); starting a new one", exc)
+        raise AssertionError("unreachable")
+
+    def _discard(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
             self._pool = None
+
+    def _executor(self) -> Executor:
+        if self._pool is None:
+            self._pool = self._pool_factory()
+        return self._pool
+
+    def close(self) -> None:
+        self._discard()

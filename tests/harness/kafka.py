@@ -11,7 +11,7 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.errors import TopicAlreadyExistsError
 
-from service.localkafka import API_VERSION, LocalKafka
+from service.dev.localkafka import API_VERSION, LocalKafka
 
 
 class TestKafka:

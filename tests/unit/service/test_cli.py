@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import socket
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,7 @@ from db.repositories import WindowAggregateRepository, WindowDelta, WindowKey
 from db.session import make_engine, make_session_factory
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import WindowBatch, WindowSketch
-from service.cli import main
+from service.cli import configure_logging, main
 
 
 @pytest.fixture(autouse=True)
@@ -180,17 +183,6 @@ def test_windows_table(sqlite_url: str, tmp_path: Path, capsys: pytest.CaptureFi
     assert len(lines) == 3
 
 
-def test_windows_on_an_unmigrated_database_fails_cleanly(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    path = write(tmp_path, config(f"sqlite:///{tmp_path / 'empty.db'}"))
-    assert main(["windows", "--json", "--config", path]) == 1
-    out, err = capsys.readouterr()
-    assert out == ""
-    assert err.startswith("driftwatch: ")
-    assert "window_aggregates" in err
-
-
 def test_commands_without_a_config_report_it(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["windows"]) == 2
     assert capsys.readouterr().err == (
@@ -236,3 +228,100 @@ def test_run_stops_when_the_metrics_port_is_taken(
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"driftwatch: cannot serve metrics on 127.0.0.1:{port}")
     assert "(metrics.host, metrics.port)" in err
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["windows"],
+        ["reference", "list"],
+        ["reference", "build", "--model", "fraud", "ref.csv"],
+        ["evaluate"],
+        ["reports"],
+        ["performance"],
+        ["report", "show", "1"],
+        ["report", "html", "1", "-o", "r.html"],
+    ],
+)
+def test_every_command_reading_the_database_names_the_migration_to_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    path = write(tmp_path, config(f"sqlite:///{tmp_path / 'empty.db'}"))
+    assert main([*command, "--config", path]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith("driftwatch: database schema is at revision none (empty database)")
+    assert err.strip().endswith(f"run: driftwatch db upgrade --config {path}")
+
+
+def test_the_migration_hint_names_the_config_file_given_by_the_environment(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, config(f"sqlite:///{tmp_path}/e.db"))
+    monkeypatch.setenv("DRIFTWATCH_CONFIG", path)
+    assert main(["windows"]) == 1
+    assert capsys.readouterr().err.strip().endswith(f"run: driftwatch db upgrade --config {path}")
+
+
+@pytest.mark.postgres
+def test_a_plain_postgresql_url_works_with_the_installed_driver(
+    pg_databases: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = pg_databases.create()
+    assert url.startswith("postgresql+psycopg://")
+    plain = "postgresql://" + url.removeprefix("postgresql+psycopg://")
+    path = write(tmp_path, config(plain))
+    assert main(["db", "upgrade", "--config", path]) == 0
+    assert main(["windows", "--json", "--config", path]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "[]"
+
+
+def test_run_logs_its_database_without_the_password_and_its_brokers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kafka = {"bootstrap_servers": [f"127.0.0.1:{port}"], "startup_timeout": "1s"}
+    url = "postgresql://driftwatch:s3cret@127.0.0.1:1/dw"
+    path = write(tmp_path, config(url, kafka=kafka))
+    caplog.set_level(logging.INFO, logger="driftwatch")
+    assert main(["run", "--config", path]) == 1  # the database is not there
+    started = [r.getMessage() for r in caplog.records if r.name == "driftwatch"]
+    assert started[0] == (
+        "database postgresql+psycopg://driftwatch:***@127.0.0.1:1/dw, "
+        f"Kafka brokers 127.0.0.1:{port}, config {path}"
+    )
+    assert "s3cret" not in caplog.text
+
+
+@pytest.fixture
+def _restore_log_levels() -> Iterator[None]:
+    names = ["", "apscheduler", "kafka"]
+    levels = {name: logging.getLogger(name).level for name in names}
+    yield
+    for name, level in levels.items():
+        logging.getLogger(name).setLevel(level)
+
+
+@pytest.mark.usefixtures("_restore_log_levels")
+def test_the_schedulers_per_run_lines_stay_out_of_an_info_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    caplog.set_level(logging.INFO)
+    configure_logging("INFO")
+    ran = threading.Event()
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(ran.set, "interval", seconds=3600, next_run_time=datetime.now(UTC))
+    scheduler.start()
+    try:
+        assert ran.wait(30)
+    finally:
+        scheduler.shutdown(wait=True)
+    scheduler_lines = [r.getMessage() for r in caplog.records if r.name.startswith("apscheduler")]
+    assert not [line for line in scheduler_lines if "executed successfully" in line]
+    assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.WARNING)
+    configure_logging("DEBUG")
+    assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)

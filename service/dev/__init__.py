@@ -1,0 +1,1 @@
+"""Development tooling, not part of the service: a local Kafka broker and the demo."""
