@@ -10,6 +10,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 
+from consumers.clients import ConsumerClient
 from service.config import KafkaConfig
 from service.errors import ServiceError
 
@@ -63,9 +64,10 @@ def wait_for_brokers(cfg: KafkaConfig) -> None:
         time.sleep(1.0)
 
 
-def make_consumer(cfg: KafkaConfig, start_from: str) -> Any:
+def make_consumer(cfg: KafkaConfig, start_from: str) -> ConsumerClient:
     try:
-        return KafkaConsumer(**consumer_options(cfg, start_from))
+        consumer: ConsumerClient = KafkaConsumer(**consumer_options(cfg, start_from))
+        return consumer
     except KafkaError as exc:
         raise ServiceError(
             f"cannot connect to Kafka at {','.join(cfg.bootstrap_servers)}: {exc}"
@@ -104,7 +106,7 @@ def make_producer(cfg: KafkaConfig) -> Any:
         ) from exc
 
 
-def check_copartitioned(consumer: Any, predictions: str, labels: str) -> None:
+def check_copartitioned(consumer: ConsumerClient, predictions: str, labels: str) -> None:
     """Fail start-up unless the labels topic exists with the predictions topic's partition count.
 
     The label join finds a label's prediction on the same partition number,
