@@ -541,7 +541,7 @@ def test_invalid_utf8_inside_a_string_is_invalid(decoder: EventDecoder) -> None:
         decoder.decode_label(encode(label()).replace(b'"e-1"', b'"\xed\xa0\x80"'))
 
 
-def test_strings_longer_than_sql_keeps_them_are_invalid(decoder: EventDecoder) -> None:
+def test_strings_longer_than_sql_keeps_are_invalid(decoder: EventDecoder) -> None:
     # model_version is a VARCHAR(200); event_id a primary key that a btree index must hold.
     assert decoder.decode_prediction(encode(prediction(model_version="v" * 200)))
     assert rejected(decoder, encode(prediction(model_version="v" * 201))).kind is (
