@@ -24,17 +24,54 @@ from service.kafka_clients import consumer_options  # noqa: E402
 from tests.harness.kafka import TestKafka  # noqa: E402
 
 
+API_VERSION_ENV = "DRIFTWATCH_KAFKA__API_VERSION"
+
+
 @contextmanager
 def broker() -> Iterator[TestKafka]:
-    """``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local broker for this run only."""
+    """``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local broker for this run only.
+
+    kafka-python cannot probe a broker older than 0.10, so an external one of
+    those (e.g. the test session's 0.9 broker) needs its version given, in the
+    variable that sets ``kafka.api_version`` for the service: ``"0.9"``.
+    """
     with tempfile.TemporaryDirectory(prefix="driftwatch-bench-") as tmp:
-        if not os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
+        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+        if not external:
             print("starting a local Kafka broker ...", flush=True)
         kafka = TestKafka(Path(tmp) / "kafka")
+        version = os.environ.get(API_VERSION_ENV)
+        if external and version:
+            kafka.api_version = KafkaConfig.model_validate(
+                {"bootstrap_servers": [external], "api_version": version}
+            ).api_version
         try:
             yield kafka
         finally:
             kafka.close()
+
+
+def create_topic(kafka: TestKafka, name: str, partitions: int) -> None:
+    """Create ``name``, also on an external broker without the CreateTopics API (< 0.10.1).
+
+    Such a broker creates a topic on the first metadata request naming it
+    (``auto.create.topics.enable``, as the harness's broker has), with its default
+    partition count, which must then be the one asked for.
+    """
+    version = kafka.api_version
+    if kafka.local is not None or version is None or version >= (0, 10, 1):
+        kafka.create_topic(name, partitions)
+        return
+    producer = kafka.producer()
+    try:
+        created = len(producer.partitions_for(name))
+    finally:
+        producer.close()
+    if created != partitions:
+        raise RuntimeError(
+            f"the broker at {kafka.bootstrap_servers} created topic {name!r} with {created} "
+            f"partitions, this benchmark needs {partitions} (num.partitions={partitions})"
+        )
 
 
 def bare_consumer(kafka: TestKafka, topic: str) -> KafkaConsumer:
@@ -52,7 +89,7 @@ def fill_topic(
     kafka: TestKafka, topic: str, spec: ModelSpec, count: int, partitions: int = 3
 ) -> Any:
     """Produce ``count`` synthetic events for ``spec``; return the producer's report."""
-    kafka.create_topic(topic, partitions)
+    create_topic(kafka, topic, partitions)
     producer: KafkaProducer = kafka.producer(batch_size=256 * 1024, linger_ms=20)
     plan = SyntheticPlan(model=spec, rate=1000.0, start=time.time() - count / 1000.0 - 60)
     started = time.perf_counter()

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import broker
+from _common import broker, create_topic
 
 from consumers.synthetic import SyntheticPlan, SyntheticStream
 from db.migrate import upgrade
@@ -41,8 +41,9 @@ def main() -> None:
         url = args.database_url or f"sqlite:///{workdir / 'chaos.db'}"
         upgrade(make_engine(url))
         topic = f"bench-chaos-{int(time.time())}"
-        for name, partitions in ((topic, 3), (f"{topic}-labels", 3), (f"{topic}-dlq", 1)):
-            kafka.create_topic(name, partitions)
+        # Dead letters get three partitions too: an external 0.9 broker gives each its default.
+        for name in (topic, f"{topic}-labels", f"{topic}-dlq"):
+            create_topic(kafka, name, 3)
         config = write_config(
             workdir / "config.yaml",
             bootstrap_servers=kafka.bootstrap_servers,

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import bare_consumer, broker
+from _common import bare_consumer, broker, create_topic
 from kafka import KafkaConsumer
 
 from consumers.checkpoint import CheckpointStore
@@ -99,7 +99,7 @@ def write_events(path: Path, count: int, start: float, rate: float) -> None:
 
 
 def fill(kafka: TestKafka, topic: str, count: int, workdir: Path) -> None:
-    kafka.create_topic(topic, 3)
+    create_topic(kafka, topic, 3)
     # Two days back, from the start of a day: every event lands in one window.
     start = (time.time() - 2 * DAY) // DAY * DAY
     rate = count / (DAY / 2)
