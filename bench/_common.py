@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -17,12 +18,12 @@ if str(REPO) not in sys.path:
 
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
+from consumers.stats import NullStats  # noqa: E402
 from consumers.synthetic import SyntheticPlan, SyntheticStream, produce  # noqa: E402
 from drift.schema import ModelSpec  # noqa: E402
 from service.config import KafkaConfig  # noqa: E402
 from service.kafka_clients import consumer_options  # noqa: E402
 from tests.harness.kafka import TestKafka  # noqa: E402
-
 
 API_VERSION_ENV = "DRIFTWATCH_KAFKA__API_VERSION"
 
@@ -72,6 +73,46 @@ def create_topic(kafka: TestKafka, name: str, partitions: int) -> None:
             f"the broker at {kafka.bootstrap_servers} created topic {name!r} with {created} "
             f"partitions, this benchmark needs {partitions} (num.partitions={partitions})"
         )
+
+
+class Progress(NullStats):
+    """The ingestion loop's stats hook, counting the predictions it has read.
+
+    Every read prediction is reported as consumed, late or invalid; once
+    ``target`` are, ``done`` is set and the loop flushes and stops. ``each``
+    sees the running count after every report (a batch, or one window of it),
+    and ``first`` is when the first report came (``clock``), so a run is timed
+    from its first record as a bare consumer is.
+    """
+
+    def __init__(
+        self,
+        target: int,
+        done: threading.Event,
+        each: Callable[[int], None] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.target, self.done, self.each, self.clock = target, done, each, clock
+        self.read = 0
+        self.first: float | None = None
+
+    def _add(self, n: int) -> None:
+        if self.first is None:
+            self.first = self.clock()
+        self.read += n
+        if self.each is not None:
+            self.each(self.read)
+        if self.read >= self.target:
+            self.done.set()
+
+    def consumed(self, model: str, n: int) -> None:
+        self._add(n)
+
+    def late(self, model: str, n: int) -> None:
+        self._add(n)
+
+    def invalid(self, reason: str) -> None:
+        self._add(1)
 
 
 def bare_consumer(kafka: TestKafka, topic: str) -> KafkaConsumer:

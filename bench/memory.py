@@ -25,14 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import bare_consumer, broker, create_topic
+from _common import Progress, bare_consumer, broker, create_topic
 from kafka import KafkaConsumer
 
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
-from consumers.stats import NullStats
 from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
 from db.migrate import upgrade
 from db.repositories import WindowAggregateRepository
@@ -136,25 +135,15 @@ def full(kafka: TestKafka, topic: str, count: int, workdir: Path, track: RssTrac
     opts = consumer_options(KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers]), "earliest")
     opts.update(kafka.client_options, group_id=f"bench-{topic}")
     sessions = make_session_factory(engine)
+    stop = threading.Event()
     loop = IngestLoop(
         consumer=KafkaConsumer(**opts),
         decoder=EventDecoder({"wide": _spec()}),
         store=CheckpointStore(sessions, "bench-memory", time.time),
         dead_letters=DeadLetterPublisher(kafka.producer, f"{topic}-dlq"),
         settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
-        stats=NullStats(),
+        stats=Progress(count, stop, each=track.seen),
     )
-    stop = threading.Event()
-    original = loop._process
-
-    def tracked(batch: Any) -> None:
-        original(batch)
-        done = sum(loop.book.position(tp) or 0 for tp in loop.book.owned())
-        track.seen(done)
-        if done >= count:
-            stop.set()
-
-    loop._process = tracked  # type: ignore[method-assign]
     loop.run(stop)
     loop.dlq.close(timeout=2)
     with sessions() as session:
