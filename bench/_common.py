@@ -52,6 +52,16 @@ def broker() -> Iterator[TestKafka]:
             kafka.close()
 
 
+def broker_env(kafka: TestKafka) -> dict[str, str]:
+    """This process's environment, pointing a child benchmark process at ``kafka``."""
+    env = dict(os.environ)
+    env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
+    env.pop(API_VERSION_ENV, None)
+    if kafka.api_version is not None:
+        env[API_VERSION_ENV] = ".".join(str(part) for part in kafka.api_version)
+    return env
+
+
 def create_topic(kafka: TestKafka, name: str, partitions: int) -> None:
     """Create ``name``, also on an external broker without the CreateTopics API (< 0.10.1).
 
