@@ -14,7 +14,8 @@ samples, so the median of the rounds is reported, with their range.
 
 Last line: ``memory: <n> events in one window, RSS grew <mb> MB after warm-up
 (median of <r> rounds, <min>-<max>; bare consumer: <mb> MB)``. Target: under
-50 MB for 5,000,000 events. ``--quick`` reads 20,000 events, for the smoke test.
+50 MB for 5,000,000 events. ``--quick`` reads 10,000 events in two rounds, for the
+smoke test.
 """
 
 from __future__ import annotations
@@ -204,13 +205,15 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--warmup", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3, help="driftwatch's, one process each")
-    parser.add_argument("--quick", action="store_true", help="20,000 events (smoke test)")
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 events, two rounds (smoke test)"
+    )
     parser.add_argument("--read", choices=["bare", "driftwatch"], help=argparse.SUPPRESS)
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--group", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.quick:
-        args.events, args.warmup = 20_000, 2_000
+        args.events, args.warmup, args.rounds = 10_000, 1_000, 2
     if args.read:
         read_once(args.read, args.topic, args.events, args.warmup, args.group)
         return

@@ -83,8 +83,8 @@ def test_memory(kafka: TestKafka) -> None:
     run_bench(
         "memory.py",
         kafka,
-        r"memory: 20000 events in one window, RSS grew \d+\.\d MB after warm-up "
-        r"\(median of 3 rounds, \d+\.\d-\d+\.\d; bare consumer: \d+\.\d MB\)",
+        r"memory: 10000 events in one window, RSS grew \d+\.\d MB after warm-up "
+        r"\(median of 2 rounds, \d+\.\d-\d+\.\d; bare consumer: \d+\.\d MB\)",
     )
 
 
