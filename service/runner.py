@@ -39,7 +39,7 @@ from service.performance import (
     PerformanceSettings,
     ReferenceValue,
 )
-from service.process import limit_malloc_arenas
+from service.process import limit_malloc_arenas, pin_mmap_threshold
 from service.rendering import LatestHtml
 
 log = logging.getLogger(__name__)
@@ -179,6 +179,7 @@ def build_detectors(cfg: Config) -> DetectorObserver | None:
 def run(cfg: Config, config_path: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then flush and exit within the shutdown budget."""
     limit_malloc_arenas()
+    pin_mmap_threshold()
     metrics = Metrics()
     metrics.healthy.set(0)
     if cfg.metrics.port:
