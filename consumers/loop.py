@@ -24,6 +24,7 @@ label side itself (decoding, buffering, the join work of a flush) is
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ from typing import Any
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
+from consumers.archive import ArchiveIntake, NoArchive, valid_offsets
 from consumers.checkpoint import CheckpointStore
 from consumers.clients import SYSTEM_CLOCK, Clock, ConsumerClient, Record
 from consumers.dlq import DeadLetterPublisher, envelope
@@ -92,6 +94,7 @@ class IngestLoop:
         clock: Clock = SYSTEM_CLOCK,
         label_specs: Mapping[str, LabelSpec] | None = None,
         join_observer: PartitionObserver | None = None,
+        archive: ArchiveIntake | None = None,
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
@@ -101,6 +104,7 @@ class IngestLoop:
         self.stats = stats
         self.clock = clock
         self.book = OffsetBook()
+        self.archive = archive or NoArchive()
         self.acc = WindowAccumulator(decoder.codecs)
         self.labels = LabelIntake(
             settings.labels_topic,
@@ -202,7 +206,12 @@ class IngestLoop:
                 continue  # revoked while this batch was in flight
             if tp.topic == self.labels.topic:
                 wm = self.labels.read(
-                    self.decoder, tp.partition, records, self.book.watermark(key), limit
+                    self.decoder,
+                    tp.partition,
+                    records,
+                    self.book.watermark(key),
+                    limit,
+                    functools.partial(self.archive.add_label, tp.topic, tp.partition),
                 )
                 self.book.advance(key, records[-1].offset + 1, wm)
                 continue
@@ -211,6 +220,10 @@ class IngestLoop:
                 decoded.reject_after(limit, from_the_future(self.settings.max_clock_skew))
             for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
                 self._dead_letter(records[index], exc)
+            offsets = valid_offsets(records, {i for i, _ in decoded.invalid})
+            self.archive.add_predictions(
+                self.decoder.codecs, tp.topic, tp.partition, offsets, decoded.events, decoded.times
+            )
             watermark = self.acc.add_partition_batch(
                 tp.partition,
                 decoded.events,
@@ -247,13 +260,15 @@ class IngestLoop:
         return self.clock.monotonic() + self.settings.shutdown_budget
 
     def flush_once(self) -> None:
-        """Make buffered work durable: dead letters first, then one SQL transaction."""
+        """Make buffered work durable: dead letters, the archive, then one SQL transaction."""
         self._last_flush = self.clock.monotonic()
         advances = self.book.pending()
         if not advances:
             return
         started = self.clock.monotonic()
         self.dlq.confirm(timeout=10.0)
+        # Before SQL: a crash after this replays events that the archive then skips.
+        self.archive.flush(advances)
         events = self.acc.events
         windows = {m: c.spec.window_seconds for m, c in self.decoder.codecs.items()}
         join, fences = self.labels.flush_work(advances, self.book, self.settings.topic, windows)
@@ -334,6 +349,7 @@ class IngestLoop:
         if topic != self.labels.topic:
             self.acc.drop_partitions(partitions)
         self.labels.drop(topic, partitions)
+        self.archive.drop(topic, partitions)
 
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         if revoked and self.book.pending():
