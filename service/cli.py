@@ -13,6 +13,7 @@ from pathlib import Path
 from consumers.errors import ConsumerError
 from db.errors import StoreError
 from drift.errors import DriftError
+from service.cli_archive import add_archive_commands
 from service.cli_common import config_path, load, sessions_for
 from service.cli_drift import add_drift_commands
 from service.config import load_config
@@ -200,6 +201,7 @@ def parser() -> argparse.ArgumentParser:
     prod.add_argument("--report", help="write what was sent, per window, as JSON")
     prod.set_defaults(func=cmd_produce_demo)
     add_drift_commands(sub)
+    add_archive_commands(sub)
     return p
 
 

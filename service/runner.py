@@ -23,6 +23,7 @@ from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from drift.errors import ProfileMismatch
 from drift.schema import ModelSpec
+from service.cli_archive import build_archive, schedule_maintenance
 from service.config import Config
 from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
@@ -152,6 +153,7 @@ def build_ingest_loop(
         stats=IngestMetrics(metrics),
         label_specs=label_specs,
         join_observer=observer,
+        archive=build_archive(cfg),
     )
 
 
@@ -266,6 +268,7 @@ def _scheduler(
     scheduler.add_job(
         evaluate, "interval", seconds=cfg.evaluation.interval, id="evaluate", **common
     )
+    schedule_maintenance(scheduler, cfg, metrics, common)
     if cfg.evaluation.render_html:
         html = LatestHtml(sessions)
         closers.append(html.close)

@@ -81,6 +81,7 @@ def write_config(
             "consumer": consumer,
         },
         "database": {"url": database_url},
+        "archive": {"uri": str(path.parent / "archive")},
         "ingest": {"flush_events": flush_events, "flush_interval": flush_interval},
         "metrics": {"port": 0},
         "log_level": "INFO",
