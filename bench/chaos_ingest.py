@@ -8,7 +8,10 @@ progress, restarts it each time, and finally compares SQL with what the
 producer had acknowledged: events window by window, and the joined labelled
 outcomes confusion cell by confusion cell.
 
-Last line: ``chaos_ingest: lost=0 duplicated=0 kills=5 labels_lost=0 labels_duplicated=0``.
+The archive (Delta tables under the temp dir) is compared too, message by message.
+
+Last line: ``chaos_ingest: lost=0 duplicated=0 kills=5 labels_lost=0 labels_duplicated=0
+archive_lost=0 archive_duplicated=0`` (one line).
 ``--quick`` runs 3,000 events and one kill, for the smoke test.
 """
 
@@ -87,14 +90,24 @@ def main() -> None:
         )
         print(f"seed {args.seed}; killing {args.kills} times", flush=True)
         result = run_chaos(
-            config, url, sent.windows, workdir, kills=args.kills, seed=args.seed, cells=sent.cells
+            config,
+            url,
+            sent.windows,
+            workdir,
+            kills=args.kills,
+            seed=args.seed,
+            cells=sent.cells,
+            archive_uri=str(workdir / "archive"),
+            labels_sent=sent.labels_sent,
         )
         print(f"SQL totals right after each kill: {list(result.stored_at_kills)}")
         print(f"stored {result.stored} of {result.sent} events in {result.seconds:.1f}s")
         print(f"joined {result.labeled_stored} of {result.labeled_sent} labelled outcomes")
+        print(f"archived {result.archived} of {args.events + sent.labels_sent} messages")
         print(
             f"chaos_ingest: lost={result.lost} duplicated={result.duplicated} kills={result.kills} "
-            f"labels_lost={result.labels_lost} labels_duplicated={result.labels_duplicated}"
+            f"labels_lost={result.labels_lost} labels_duplicated={result.labels_duplicated} "
+            f"archive_lost={result.archive_lost} archive_duplicated={result.archive_duplicated}"
         )
 
 
