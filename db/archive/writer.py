@@ -25,7 +25,14 @@ from collections.abc import Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import TableNotFoundError
 
 from db.archive.errors import ArchiveConflict, translate
@@ -94,6 +101,7 @@ class ArchiveWriter:
                 schema_mode="merge",
                 storage_options=dict(self.settings.storage_options) or None,
                 commit_properties=CommitProperties(app_transactions=txns),
+                writer_properties=_writer_properties(keep.schema),
             )
         except Exception as exc:
             raise translate(exc, f"appending to {uri}") from exc
@@ -132,6 +140,21 @@ class ArchiveWriter:
         except Exception as exc:
             raise translate(exc, f"reading {uri}") from exc
         return table
+
+
+def _writer_properties(schema: pa.Schema) -> WriterProperties:
+    """Dictionary pages only for text columns other than event ids.
+
+    Numbers and event ids are mostly distinct, so a dictionary is built and then
+    thrown away for each of their column chunks: on 50,000 20-feature events it
+    made the append about twice as slow. Compaction rewrites the files anyway.
+    """
+    text = [f.name for f in schema if pa.types.is_string(f.type) and f.name != "event_id"]
+    return WriterProperties(
+        compression="SNAPPY",
+        default_column_properties=ColumnProperties(dictionary_enabled=False),
+        column_properties={name: ColumnProperties(dictionary_enabled=True) for name in text},
+    )
 
 
 def _sources(rows: pa.Table) -> list[tuple[str, int]]:
