@@ -87,6 +87,7 @@ class ArchiveWriter:
         self, uri: str, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
     ) -> int:
         table = self._load(uri)
+        rows = _once_per_source(rows)
         keep = rows if table is None else self._unarchived(table, rows)
         if keep.num_rows == 0:
             return 0
@@ -140,6 +141,28 @@ class ArchiveWriter:
         except Exception as exc:
             raise translate(exc, f"reading {uri}") from exc
         return table
+
+
+def _once_per_source(rows: pa.Table) -> pa.Table:
+    """``rows`` with each (topic, partition, offset) once, the first kept.
+
+    The loop hands each record over once; this holds the archive's rule even if
+    a record were delivered twice within one flush.
+    """
+    offsets = rows.column("offset").to_numpy()
+    partitions = rows.column("partition").to_numpy()
+    if len(offsets) < 2:
+        return rows
+    order = np.lexsort((offsets, partitions))
+    same = (np.diff(offsets[order]) == 0) & (np.diff(partitions[order]) == 0)
+    if not same.any():
+        return rows
+    codes = pc.dictionary_encode(rows.column("topic")).combine_chunks().indices.to_numpy()
+    order = np.lexsort((np.arange(len(offsets)), offsets, partitions, codes))
+    key = np.stack([codes[order], partitions[order], offsets[order]])
+    first = np.ones(len(order), bool)
+    first[1:] = (np.diff(key, axis=1) != 0).any(axis=0)
+    return rows.take(pa.array(np.sort(order[first])))
 
 
 def _writer_properties(schema: pa.Schema) -> WriterProperties:
