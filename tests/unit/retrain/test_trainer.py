@@ -126,7 +126,11 @@ def test_a_tampered_candidate_is_refused_at_validation(
 
 def _trainer(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "retrain.trainer"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "retrain.trainer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
