@@ -84,7 +84,8 @@ class LocalExecutor:
     def __init__(self, workdir: str | os.PathLike[str], command: Sequence[str]) -> None:
         if not command:
             raise ExecutorError("retrain.command: empty command", retriable=False)
-        self.workdir = Path(workdir)
+        # Absolute: the wrapper and the job must find the directory whatever their cwd.
+        self.workdir = Path(workdir).resolve()
         # A bare "python" means the service's own interpreter, which has the reference
         # trainer installed; PATH's python may be another one.
         self.command = [sys.executable if command[0] == "python" else command[0], *command[1:]]
@@ -124,7 +125,7 @@ class LocalExecutor:
 
     def _env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
-        env.update(spec.contract_env(str((job_dir / RESULT).resolve())))
+        env.update(spec.contract_env(str(job_dir / RESULT)))
         env["PYTHONUNBUFFERED"] = "1"  # the log tail should hold the last words of a crash
         return env
 
