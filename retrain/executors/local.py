@@ -99,11 +99,12 @@ class LocalExecutor:
         own = self._wrappers.get(spec.name)
         if own is not None and own.poll() is None:
             return
+        self._check_same_job(spec, job_dir)
         if self._begun(job_dir):
             return  # adopted: a wrapper ran or runs it, or it was cancelled
         try:
             job_dir.mkdir(parents=True, exist_ok=True)
-            job = {"name": spec.name, "command": self.command}
+            job = {"name": spec.name, "spec": spec.fingerprint(), "command": self.command}
             write_atomic(job_dir / JOB, {**job, "timeout_seconds": spec.timeout.total_seconds()})
             with open(job_dir / WRAPPER_LOG, "ab") as wrapper_log:
                 self._wrappers[spec.name] = subprocess.Popen(
@@ -116,6 +117,22 @@ class LocalExecutor:
                 )
         except OSError as exc:
             raise ExecutorError(f"cannot start job {spec.name}: {exc}", retriable=True) from exc
+
+    def _check_same_job(self, spec: JobSpec, job_dir: Path) -> None:
+        """Refuse to adopt a directory left by another job of the same name (e.g. a run id
+        reused after the database was recreated): its result is not this job's."""
+        try:
+            stored = json.loads((job_dir / JOB).read_text(encoding="utf-8")).get("spec")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise ExecutorError(f"cannot read {job_dir / JOB}: {exc}", retriable=True) from exc
+        if stored != spec.fingerprint():
+            raise ExecutorError(
+                f"{job_dir} holds another job named {spec.name} (different data, output or "
+                "environment); remove it or use another retrain.workdir",
+                retriable=False,
+            )
 
     def _begun(self, job_dir: Path) -> bool:
         names = (STARTED, EXIT, CANCELLED)

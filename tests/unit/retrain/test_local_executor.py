@@ -308,6 +308,22 @@ def test_a_wrapper_killed_with_its_job_fails_the_job(tmp_path: Path) -> None:
     assert restarted.observe(spec).reason == status.reason
 
 
+def test_a_directory_of_another_job_with_the_same_name_is_not_adopted(tmp_path: Path) -> None:
+    executor = _executor(tmp_path, "import os; open(os.environ['DRIFTWATCH_RESULT_PATH'], 'w')")
+    spec = _spec(tmp_path)
+    executor.launch(spec)
+    assert (
+        _settle(executor, spec).reason
+        == "result is not valid JSON: Expecting value: line 1 column 1 (char 0)"
+    )
+    other = JobSpec(1, "fraud", Mode.TRAIN, "elsewhere.parquet", "out", spec.timeout)
+    with pytest.raises(
+        ExecutorError, match="holds another job named driftwatch-fraud-1-train"
+    ) as err:
+        executor.launch(other)
+    assert not err.value.retriable
+
+
 def test_job_names_are_deterministic_and_dns_safe(tmp_path: Path) -> None:
     spec = _spec(tmp_path)
     assert spec.name == "driftwatch-fraud-1-train"
