@@ -22,6 +22,7 @@ from service.dev.concept import (
     figures,
     scores,
     train_champion,
+    write_reference_csv,
 )
 from service.errors import ConfigError
 
@@ -99,3 +100,16 @@ def test_a_model_without_the_scenarios_features_is_named() -> None:
 
     with pytest.raises(ConfigError, match=r"models\.churn: feature .age_days. must be numerical"):
         concept_streams([SyntheticPlan(other)], None)
+
+
+def test_the_reference_file_holds_pre_drift_rows_with_the_champions_predictions(
+    tmp_path: Path,
+) -> None:
+    champion = train_champion(7, rows=2_000)
+    write_reference_csv(tmp_path / "ref.csv", champion, seed=7, rows=3_000)
+    ref = pd.read_csv(tmp_path / "ref.csv")
+    assert list(ref.columns) == [*NUMERICAL, *CATEGORICAL, "prediction"]
+    assert len(ref) == 3_000
+    assert ref["amount"].mean() == pytest.approx(50.0, abs=1.5)  # the pre-drift mean
+    assert ref["distance_km"].isna().sum() > 0
+    assert np.allclose(ref["prediction"], np.round(scores(champion, ref), 5))

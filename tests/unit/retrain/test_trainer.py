@@ -250,3 +250,12 @@ def test_a_champion_of_other_types_needs_them_named(
     report = json.loads((tmp_path / "result.json").read_text())
     assert report["champion"] == report["candidate"]
     assert report["holdout_rows"] == 1_000
+
+
+def test_a_missing_category_scores_the_same_as_none_or_nan() -> None:
+    model = train_champion(SEED, rows=2_000)
+    rows = draw(200, Era.PRE, SEED)
+    with_none = rows.assign(channel=pd.Series([None] * 200, dtype=object))
+    with_nan = rows.assign(channel=pd.Series([np.nan] * 200, dtype=object))
+    x = [*NUMERICAL, *CATEGORICAL]
+    assert np.array_equal(model.predict_proba(with_none[x]), model.predict_proba(with_nan[x]))
