@@ -113,3 +113,15 @@ def test_the_reference_file_holds_pre_drift_rows_with_the_champions_predictions(
     assert ref["amount"].mean() == pytest.approx(50.0, abs=1.5)  # the pre-drift mean
     assert ref["distance_km"].isna().sum() > 0
     assert np.allclose(ref["prediction"], np.round(scores(champion, ref), 5))
+
+
+def test_the_consumer_takes_every_event_of_the_scenario() -> None:
+    from consumers.events import EventDecoder
+
+    spec = _fraud()
+    stream = ConceptStream(SyntheticPlan(spec, drift_at=50.0, seed=7), train_champion(7, 2_000))
+    events = [stream.event(i, float(i)) for i in range(100)]
+    decoder = EventDecoder({"fraud": spec})
+    batch = decoder.decode_batch([e.prediction for e in events])
+    assert (len(batch.events), batch.invalid) == (100, [])
+    assert {decoder.decode_label(e.label).label for e in events} == {0, 1}
