@@ -125,3 +125,20 @@ def test_the_consumer_takes_every_event_of_the_scenario() -> None:
     batch = decoder.decode_batch([e.prediction for e in events])
     assert (len(batch.events), batch.invalid) == (100, [])
     assert {decoder.decode_label(e.label).label for e in events} == {0, 1}
+
+
+def test_produce_demo_names_what_keeps_a_model_from_the_scenario(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from service.cli import main
+
+    text = DEMO.read_text(encoding="utf-8")
+    config = tmp_path / "c.yaml"
+    config.write_text(text.replace("country: {type: categorical}", "country: {type: numerical}"))
+    argv = ["produce-demo", "--config", str(config), "--scenario", "concept", "--count", "1"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "--scenario concept needs the features of the demo's fraud model:",
+        "models.fraud: feature 'country' must be categorical",
+    ]
