@@ -1,0 +1,39 @@
+"""Errors of the retraining half.
+
+Everything raised out of :mod:`retrain` derives from :class:`RetrainError`, so the
+service can catch one type; foreign errors (OSError from a subprocess or a file
+system, skops' refusals) are translated where they are met. Other modules of
+:mod:`retrain` add their own subclasses here.
+
+RetrainError
+├── ExecutorError      a job could not be launched, observed or cancelled (``retriable``)
+├── ArtifactError      a model artifact is missing, tampered with or holds untrusted types
+└── TrainerError       the reference trainer cannot work on its input (bad data, bad env)
+"""
+
+from __future__ import annotations
+
+
+class RetrainError(Exception):
+    """Base of every error raised by :mod:`retrain`."""
+
+
+class ExecutorError(RetrainError):
+    """The executor's own infrastructure failed (cannot spawn, API down, bad config).
+
+    ``retriable`` says whether the same call may succeed later (a transient
+    outage) or never will (a misconfiguration); a job that ran and failed is not
+    an error but a ``FAILED`` status.
+    """
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
+
+
+class ArtifactError(RetrainError):
+    """A model artifact cannot be stored or loaded safely."""
+
+
+class TrainerError(RetrainError):
+    """The trainer cannot train or validate on what it was given."""
