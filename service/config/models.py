@@ -22,6 +22,7 @@ from drift.performance import Task
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.stats import Method
 from service.config.base import Duration, Strict
+from service.config.retrain import ModelRetrainConfig
 
 
 def _increasing(v: list[float] | None) -> list[float] | None:
@@ -137,6 +138,7 @@ class ModelConfig(Strict):
     allowed_lateness: Duration = 0.0
     drift: DriftConfig = DriftConfig()
     labels: LabelsConfig = LabelsConfig()
+    retrain: ModelRetrainConfig = ModelRetrainConfig()
 
     @model_validator(mode="after")
     def _labels_fit(self) -> ModelConfig:
