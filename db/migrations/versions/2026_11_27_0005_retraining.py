@@ -7,6 +7,8 @@ Create Date: 2026-11-27
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -25,7 +27,7 @@ def _id() -> sa.Column[int]:
     return sa.Column("id", _ID, autoincrement=True, nullable=False)
 
 
-def _run_fk(ondelete: str, nullable: bool = True) -> list[sa.SchemaItem]:
+def _run_fk(ondelete: str, nullable: bool = True) -> list[Any]:
     return [
         sa.Column("run_id", _ID, nullable=nullable),
         sa.ForeignKeyConstraint(["run_id"], ["retrain_runs.id"], ondelete=ondelete),
