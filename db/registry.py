@@ -152,10 +152,12 @@ class RegistryRepository:
         ).one_or_none()
 
     def set_stage(self, row: ModelVersionRow, stage: Stage, now: datetime) -> None:
-        row.stage = str(stage)
-        row.updated_at = now
         try:
+            # Changed inside the savepoint: begin_nested() flushes pending changes first,
+            # and a refused change there would lose the caller's whole transaction.
             with savepoint(self.session):
+                row.stage = str(stage)
+                row.updated_at = now
                 self.session.flush()
         except IntegrityError as exc:
             if violates(exc, ModelVersionRow.__table__, "uq_model_versions_production"):
