@@ -1,41 +1,48 @@
-"""Errors raised by the retraining loop.
+"""Errors of the retraining half.
 
-    RetrainError            retraining cannot proceed as asked
-    ├── ExecutorError       the executor's own infrastructure failed (cannot spawn, API down);
-    │                       ``retriable`` says whether the next tick may succeed
-    ├── ArtifactError       a model artifact cannot be read, or its sha256 is not the registered one
-    ├── RegistryError       the model registry refused a change (unknown model or version, a
-    │                       version registered twice with other content)
-    ├── RunRefused          a run cannot start: one is active, or the model is not set up for it
-    └── MalformedResult     a job's result lacks a field the loop needs
+Everything raised out of :mod:`retrain` derives from :class:`RetrainError`, so the
+service can catch one type; foreign errors (OSError from a subprocess or a file
+system, skops' refusals) are translated where they are met. Other modules of
+:mod:`retrain` add their own subclasses here.
 
-A job that fails (exit code, no result, timeout) is not an error here: it is a
-run outcome, stored as the run's failure reason.
+RetrainError
+├── ExecutorError      a job could not be launched, observed or cancelled (``retriable``)
+├── ArtifactError      a model artifact is missing, tampered with or holds untrusted types
+├── TrainerError       the reference trainer cannot work on its input (bad data, bad env)
+├── RunRefused         a run cannot start: the model has no retrain settings
+└── MalformedResult    a job's result lacks a field the loop needs (a metric, the artifact)
 """
 
 from __future__ import annotations
 
 
 class RetrainError(Exception):
-    retriable: bool = False
+    """Base of every error raised by :mod:`retrain`."""
 
 
 class ExecutorError(RetrainError):
-    def __init__(self, message: str, *, retriable: bool = False) -> None:
+    """The executor's own infrastructure failed (cannot spawn, API down, bad config).
+
+    ``retriable`` says whether the same call may succeed later (a transient
+    outage) or never will (a misconfiguration); a job that ran and failed is not
+    an error but a ``FAILED`` status.
+    """
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
         super().__init__(message)
         self.retriable = retriable
 
 
 class ArtifactError(RetrainError):
-    pass
+    """A model artifact cannot be stored or loaded safely."""
 
 
-class RegistryError(RetrainError):
-    pass
+class TrainerError(RetrainError):
+    """The trainer cannot train or validate on what it was given."""
 
 
 class RunRefused(RetrainError):
-    pass
+    """A run cannot be started as asked."""
 
 
 class MalformedResult(RetrainError):

@@ -1,13 +1,16 @@
-"""The executor protocol: how a retraining or validation job is launched and observed.
+"""The executor protocol: how a training or validation job is launched and watched.
 
-One module per backend (``local``, ``kubernetes``), a fake for tests, and a
-factory keyed by ``retrain.executor``. Every call is idempotent: a job is
-known by its deterministic :attr:`JobSpec.name`, so launching it twice adopts
-the first launch, and a service restarted mid-run observes the job it left.
+A job is named after its run and mode, so every action on it is idempotent: a
+second ``launch`` of the same name adopts the job instead of starting another,
+which is what makes the run lifecycle safe to resume after a crash. Backends:
+``local`` (a subprocess, :mod:`retrain.executors.local`) and ``fake`` (in
+process, for the lifecycle's unit tests); Kubernetes Jobs come next and fit the
+same shape (a 409 on create is the adoption).
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -15,8 +18,9 @@ from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
 
-_NOT_DNS = re.compile(r"[^a-z0-9-]+")
-_MAX_NAME = 63
+# What a job may write as its result, in bytes (the Kubernetes termination message limit).
+RESULT_LIMIT_BYTES = 4096
+_DNS_MAX = 63
 
 
 class Mode(StrEnum):
@@ -24,40 +28,51 @@ class Mode(StrEnum):
     VALIDATE = "validate"
 
 
+class JobPhase(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    MISSING = "missing"  # never launched (or launched so briefly that nothing started)
+
+
 @dataclass(frozen=True)
 class JobSpec:
+    """One job: a run's training or validation step."""
+
     run_id: int
     model: str
     mode: Mode
     data_uri: str
     output_uri: str
     timeout: timedelta
-    # Extra environment (validate: champion/candidate URIs and sha256s, task,
-    # holdout share, slice feature).
     env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
-        """``driftwatch-<model>-<run>-<mode>``, DNS-safe and at most 63 characters.
-
-        >>> JobSpec(7, "Fraud_EU", Mode.TRAIN, "d", "o", timedelta(hours=1)).name
-        'driftwatch-fraud-eu-7-train'
-        """
-        model = _NOT_DNS.sub("-", self.model.lower()).strip("-") or "model"
-        tail = f"-{self.run_id}-{self.mode}"
-        room = _MAX_NAME - len("driftwatch-") - len(tail)
+        """``driftwatch-<model>-<run>-<mode>``: deterministic, DNS-safe, at most 63 characters."""
+        tail = f"-{self.run_id}-{self.mode.value}"
+        model = re.sub(r"[^a-z0-9-]+", "-", self.model.lower()).strip("-") or "model"
+        room = _DNS_MAX - len("driftwatch-") - len(tail)
         return f"driftwatch-{model[:room].rstrip('-')}{tail}"
 
-
-class JobPhase(StrEnum):
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    MISSING = "missing"
+    def contract_env(self, result_path: str) -> dict[str, str]:
+        """The environment contract every backend gives the job (extras from ``env`` last)."""
+        env = {
+            "DRIFTWATCH_RUN_ID": str(self.run_id),
+            "DRIFTWATCH_MODEL": self.model,
+            "DRIFTWATCH_MODE": self.mode.value,
+            "DRIFTWATCH_DATA_URI": self.data_uri,
+            "DRIFTWATCH_OUTPUT_URI": self.output_uri,
+            "DRIFTWATCH_RESULT_PATH": result_path,
+        }
+        env.update(self.env)
+        return env
 
 
 @dataclass(frozen=True)
 class JobStatus:
+    """What a job is doing; ``SUCCEEDED`` carries the parsed result, ``FAILED`` a reason."""
+
     phase: JobPhase
     reason: str | None = None
     log_tail: str | None = None
@@ -70,9 +85,26 @@ class Executor(Protocol):
         ...
 
     def observe(self, spec: JobSpec) -> JobStatus:
-        """The job's state: SUCCEEDED carries the parsed result, FAILED a reason and log tail."""
+        """The job's current state."""
         ...
 
     def cancel(self, spec: JobSpec) -> None:
         """Stop the job if it runs; idempotent."""
         ...
+
+
+def result_status(data: bytes | None, log_tail: str | None) -> JobStatus:
+    """Judge what a job that exited 0 left as its result (shared by every backend)."""
+    if data is None:
+        return JobStatus(JobPhase.FAILED, "no result written", log_tail)
+    if len(data) > RESULT_LIMIT_BYTES:
+        reason = f"result is {len(data)} bytes, more than {RESULT_LIMIT_BYTES}"
+        return JobStatus(JobPhase.FAILED, reason, log_tail)
+    try:
+        result = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return JobStatus(JobPhase.FAILED, f"result is not valid JSON: {exc}", log_tail)
+    if not isinstance(result, dict):
+        reason = f"result is not a JSON object but {type(result).__name__}"
+        return JobStatus(JobPhase.FAILED, reason, log_tail)
+    return JobStatus(JobPhase.SUCCEEDED, None, log_tail, result)

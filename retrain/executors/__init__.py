@@ -1,0 +1,62 @@
+"""Executors run a retraining run's jobs; ``retrain.executor`` picks the backend.
+
+Every backend implements :class:`~retrain.executors.base.Executor`: ``local``
+(subprocesses, the default) and ``fake`` (in memory, for tests). The factory
+fails loudly on any other name.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Protocol
+
+from retrain.errors import ExecutorError
+from retrain.executors.base import (
+    RESULT_LIMIT_BYTES,
+    Executor,
+    JobPhase,
+    JobSpec,
+    JobStatus,
+    Mode,
+)
+from retrain.executors.fake import FakeExecutor
+from retrain.executors.local import LocalExecutor
+
+EXECUTORS = ("local", "fake")
+
+__all__ = [
+    "EXECUTORS",
+    "RESULT_LIMIT_BYTES",
+    "Executor",
+    "ExecutorSettings",
+    "FakeExecutor",
+    "JobPhase",
+    "JobSpec",
+    "JobStatus",
+    "LocalExecutor",
+    "Mode",
+    "make_executor",
+]
+
+
+class ExecutorSettings(Protocol):
+    """What the factory reads from the ``retrain:`` settings."""
+
+    @property
+    def workdir(self) -> str | os.PathLike[str]: ...
+
+    @property
+    def command(self) -> Sequence[str]: ...
+
+
+def make_executor(name: str, settings: ExecutorSettings) -> Executor:
+    """The executor called ``name``; an unknown name is an error that names the key."""
+    if name == "local":
+        return LocalExecutor(settings.workdir, settings.command)
+    if name == "fake":
+        return FakeExecutor()
+    raise ExecutorError(
+        f"retrain.executor: unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}",
+        retriable=False,
+    )
