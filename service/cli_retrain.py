@@ -29,8 +29,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     decision = retraining.policy.request(args.model, args.reason or "requested from the CLI")
     if decision.decision != "fired" or decision.run_id is None:
         print(f"{args.model}: {decision.reason}; nothing started")
-        if decision.run_id is not None:
-            print_run(sessions, decision.run_id)
+        with transaction(sessions) as s:
+            active = [r.id for r in RunRepository(s).active(args.model)]
+        for run_id in active:
+            print_run(sessions, run_id)
         return 1
     print(f"run {decision.run_id} of {args.model} started ({decision.reason})")
     if not args.wait:
