@@ -19,10 +19,10 @@ import math
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import numpy as np
@@ -109,6 +109,14 @@ class SendReport:
                 for (m, v, s), n in sorted(self.windows.items(), key=lambda kv: kv[0][2])
             ],
         }
+
+
+class EventSource(Protocol):
+    """What :func:`produce` sends from: a plan (rate, model, start) and its events by index."""
+
+    plan: SyntheticPlan
+
+    def event(self, index: int, event_time: float) -> SyntheticEvent: ...
 
 
 def _iso(epoch: float) -> str:
@@ -243,7 +251,7 @@ def _prediction(plan: SyntheticPlan, prob: float) -> Any:
 
 def produce(
     producer: Any,
-    streams: list[SyntheticStream],
+    streams: Sequence[EventSource],
     count: int,
     predictions_topic: str,
     labels_topic: str | None,

@@ -87,7 +87,7 @@ def cmd_windows(args: argparse.Namespace) -> int:
 
 
 def cmd_produce_demo(args: argparse.Namespace) -> int:
-    from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
+    from consumers.synthetic import EventSource, SyntheticPlan, SyntheticStream, produce
     from service.durations import parse_duration
     from service.kafka_clients import make_producer
 
@@ -107,19 +107,22 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
         time.sleep(width - time.time() % width)
     # Simulated event time ends now, so no event is rejected as from the future.
     start = time.time() if args.realtime else (args.start if args.start else time.time() - span)
-    streams = [
-        SyntheticStream(
-            SyntheticPlan(
-                model=specs[m],
-                model_version=args.model_version,
-                rate=args.rate,
-                start=start,
-                drift_at=drift_at,
-                seed=args.seed + i,
-            )
+    plans = [
+        SyntheticPlan(
+            model=specs[m],
+            model_version=args.model_version,
+            rate=args.rate,
+            start=start,
+            drift_at=drift_at,
+            seed=args.seed + i,
         )
         for i, m in enumerate(models)
     ]
+    streams: list[EventSource] = [SyntheticStream(p) for p in plans]
+    if args.scenario == "concept":
+        from service.dev.concept import concept_streams
+
+        streams = list(concept_streams(plans, args.champion))
     producer = make_producer(cfg.kafka)
     try:
         report = produce(
@@ -200,6 +203,18 @@ def parser() -> argparse.ArgumentParser:
         "--label-delay", help="labels come a random 0..this after their predictions, e.g. 5s"
     )
     prod.add_argument("--report", help="write what was sent, per window, as JSON")
+    prod.add_argument(
+        "--scenario",
+        choices=("drift", "concept"),
+        default="drift",
+        help="drift: features shift and labels stop following the score; "
+        "concept: a real scikit-learn champion scores every event, the concept changes",
+    )
+    prod.add_argument(
+        "--champion",
+        help="with --scenario concept: the champion's skops file, trained there if absent "
+        "(default: driftwatch-models/MODEL/champion.skops)",
+    )
     prod.set_defaults(func=cmd_produce_demo)
     add_drift_commands(sub)
     add_retrain_commands(sub)

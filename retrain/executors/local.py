@@ -33,6 +33,7 @@ RESULT = "result.json"
 WRAPPER_LOG = "wrapper.log"
 TAIL_LINES = 50
 TAIL_BYTES = 4096
+MAX_REASON_LINE = 300
 
 
 def log_tail(path: Path, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str | None:
@@ -64,6 +65,17 @@ def _wrapper_alive(job_dir: Path) -> bool:
     except OSError as exc:
         message = f"cannot probe the job lock in {job_dir}: {exc}"
         raise ExecutorError(message, retriable=True) from exc
+
+
+def _exit_reason(code: Any, tail: str | None) -> str:
+    """``exit code N``, followed by the job's last log line when it is short: the trainer's
+    contract is one short line on stderr that says why."""
+    last = (tail or "").rstrip().rpartition("\n")[2].strip()
+    return (
+        f"exit code {code}: {last}"
+        if last and len(last) <= MAX_REASON_LINE
+        else f"exit code {code}"
+    )
 
 
 class LocalExecutor:
@@ -168,7 +180,7 @@ class LocalExecutor:
         if isinstance(code, int) and code < 0:
             return JobStatus(JobPhase.FAILED, f"killed by {signal.Signals(-code).name}", tail)
         if code != 0:
-            return JobStatus(JobPhase.FAILED, f"exit code {code}", tail)
+            return JobStatus(JobPhase.FAILED, _exit_reason(code, tail), tail)
         return result_status(self._result(job_dir), tail)
 
     def _result(self, job_dir: Path) -> bytes | None:

@@ -95,7 +95,7 @@ def test_success_carries_the_result_and_the_job_gets_the_environment_contract(
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
-        ("import sys; print('bad data', file=sys.stderr); sys.exit(3)", "exit code 3"),
+        ("import sys; print('bad data', file=sys.stderr); sys.exit(3)", "exit code 3: bad data"),
         ("print('done, forgot the result')", "no result written"),
         (
             "import os; open(os.environ['DRIFTWATCH_RESULT_PATH'], 'w').write('{\"a\": ')",
@@ -133,7 +133,7 @@ def test_the_log_tail_keeps_the_last_lines_of_a_failure(tmp_path: Path) -> None:
         sys.exit(1)
         """,
     )
-    assert status.reason == "exit code 1"
+    assert status.reason == "exit code 1: Traceback: ValueError: no label column"
     assert status.log_tail is not None
     lines = status.log_tail.splitlines()
     assert len(lines) == 50

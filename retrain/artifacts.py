@@ -1,0 +1,137 @@
+"""Model artifacts: skops files behind any fsspec URI, identified by the sha256 of their bytes.
+
+A model file is untrusted input: pickle would run whatever code it names, so
+artifacts are skops files, and loading one goes in three checks before any
+object is built: the bytes must have the sha256 the registry recorded, every
+type the file names must be on an explicit list (the reference trainer's
+pipelines, :data:`TRUSTED_TYPES`, plus what a caller adds), and skops' own
+audit must pass with exactly those types. Anything else is refused with an
+:class:`~retrain.errors.ArtifactError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import zipfile
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import fsspec
+import skops.io as sio
+
+from retrain.errors import ArtifactError
+
+# Every type a reference-trainer pipeline is made of (retrain/trainer/model.py).
+TRUSTED_TYPES: frozenset[str] = frozenset(
+    {
+        "builtins.bool",
+        "builtins.dict",
+        "builtins.float",
+        "builtins.int",
+        "builtins.list",
+        "builtins.slice",
+        "builtins.str",
+        "builtins.tuple",
+        "numpy.dtype",
+        "numpy.float64",
+        "numpy.int64",
+        "numpy.ndarray",
+        "sklearn.compose._column_transformer.ColumnTransformer",
+        "sklearn.impute._base.SimpleImputer",
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.linear_model._ridge.Ridge",
+        "sklearn.pipeline.Pipeline",
+        "sklearn.preprocessing._data.StandardScaler",
+        "sklearn.preprocessing._encoders.OneHotEncoder",
+    }
+)
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def dump_model(model: Any) -> bytes:
+    """The skops bytes of ``model``."""
+    try:
+        data: bytes = sio.dumps(model)
+    except (TypeError, ValueError, NotImplementedError) as exc:
+        raise ArtifactError(f"cannot serialise {type(model).__name__} with skops: {exc}") from exc
+    return data
+
+
+def save_model(
+    model: Any, uri: str, storage_options: Mapping[str, Any] | None = None
+) -> tuple[str, str]:
+    """Write ``model`` to ``uri`` as a skops file; return ``(uri, sha256)``."""
+    data = dump_model(model)
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+        parent = fs._parent(path)
+        if parent:
+            fs.makedirs(parent, exist_ok=True)
+        fs.pipe_file(path, data)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ArtifactError(f"cannot write the artifact {uri}: {exc}") from exc
+    return uri, sha256_hex(data)
+
+
+def read_artifact(uri: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
+    try:
+        fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+        data: bytes = fs.cat_file(path)
+    except (OSError, ValueError, ImportError) as exc:
+        raise ArtifactError(f"cannot read the artifact {uri}: {exc}") from exc
+    return data
+
+
+def artifact_types(data: bytes) -> set[str]:
+    """Every ``module.Class`` a skops file names, read from its schema without loading it."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            schema = json.loads(archive.read("schema.json"))
+    except (zipfile.BadZipFile, KeyError, ValueError) as exc:
+        raise ArtifactError(f"not a skops file: {exc}") from exc
+    found: set[str] = set()
+    stack: list[Any] = [schema]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if "__class__" in node and "__module__" in node:
+                found.add(f"{node['__module__']}.{node['__class__']}")
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return found
+
+
+def load_bytes(data: bytes, source: str, extra_trusted: Iterable[str] = ()) -> Any:
+    """Build the model in ``data`` if it names only trusted types."""
+    allowed = TRUSTED_TYPES | set(extra_trusted)
+    refused = sorted(artifact_types(data) - allowed)
+    if refused:
+        raise ArtifactError(f"{source} holds types that are not trusted: {', '.join(refused)}")
+    try:
+        untrusted = sio.get_untrusted_types(data=data)
+        if set(untrusted) - allowed:  # the schema walk above missed a type: refuse as well
+            raise ArtifactError(f"{source} holds types that are not trusted: {untrusted}")
+        return sio.loads(data, trusted=untrusted)
+    except ArtifactError:
+        raise
+    except Exception as exc:  # skops raises many kinds on a damaged file; all mean "refused"
+        raise ArtifactError(f"cannot load {source}: {type(exc).__name__}: {exc}") from exc
+
+
+def load_model(
+    uri: str,
+    sha256: str,
+    extra_trusted: Iterable[str] = (),
+    storage_options: Mapping[str, Any] | None = None,
+) -> Any:
+    """Load the model at ``uri`` after checking that its bytes have the given sha256."""
+    data = read_artifact(uri, storage_options)
+    if sha256_hex(data) != sha256.lower():
+        raise ArtifactError(f"sha256 mismatch for {uri}")
+    return load_bytes(data, uri, extra_trusted)

@@ -1,0 +1,109 @@
+"""The reference trainer's model: a scikit-learn pipeline and the metrics it is judged by.
+
+Numerical features: median imputation and scaling; categorical features: a
+missing value is a category, one-hot encoded, unseen values ignored. A
+logistic regression classifies, a ridge regression regresses: both are
+linear, quick and can be loaded back through skops with a short list of
+trusted types (:data:`retrain.artifacts.TRUSTED_TYPES`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from enum import StrEnum
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression, Ridge
+from sklearn.metrics import (
+    accuracy_score,
+    log_loss,
+    mean_absolute_error,
+    mean_squared_error,
+    r2_score,
+    roc_auc_score,
+)
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+from retrain.errors import TrainerError
+
+MISSING_CATEGORY = "__missing__"
+
+
+class Task(StrEnum):
+    CLASSIFICATION = "classification"
+    REGRESSION = "regression"
+
+
+def build_pipeline(task: Task, numerical: Sequence[str], categorical: Sequence[str]) -> Pipeline:
+    parts: list[tuple[str, Any, list[str]]] = []
+    if numerical:
+        scale = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
+        parts.append(("numerical", scale, list(numerical)))
+    if categorical:
+        encode = make_pipeline(
+            SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
+            OneHotEncoder(handle_unknown="ignore"),
+        )
+        parts.append(("categorical", encode, list(categorical)))
+    estimator = LogisticRegression(max_iter=1000) if task is Task.CLASSIFICATION else Ridge()
+    return Pipeline([("features", ColumnTransformer(parts)), ("model", estimator)])
+
+
+def targets(labels: pd.Series, task: Task) -> np.ndarray:
+    """Labels as the estimator takes them: text classes, or floats for regression."""
+    if task is Task.CLASSIFICATION:
+        return labels.astype(str).to_numpy()
+    try:
+        return labels.astype(float).to_numpy()
+    except ValueError as exc:
+        raise TrainerError(f"regression labels must be numbers: {exc}") from exc
+
+
+def fit(
+    task: Task, frame: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]
+) -> Pipeline:
+    y = targets(frame["label"], task)
+    if task is Task.CLASSIFICATION and len(set(y)) < 2:
+        raise TrainerError(f"the training rows hold one class only ({y[0]!r})")
+    pipeline = build_pipeline(task, numerical, categorical)
+    try:
+        pipeline.fit(frame[[*numerical, *categorical]], y)
+    except ValueError as exc:
+        raise TrainerError(f"training failed: {exc}") from exc
+    return pipeline
+
+
+def score(model: Any, task: Task, frame: pd.DataFrame, features: Sequence[str]) -> dict[str, float]:
+    """The task's metrics of ``model`` on ``frame``; a metric that is undefined is left out."""
+    y = targets(frame["label"], task)
+    try:
+        x = frame[list(features)]
+        if task is Task.REGRESSION:
+            predicted = np.asarray(model.predict(x), dtype=float)
+            return _finite(
+                mae=mean_absolute_error(y, predicted),
+                rmse=math.sqrt(mean_squared_error(y, predicted)),
+                r2=r2_score(y, predicted) if len(y) > 1 else math.nan,
+            )
+        classes = [str(c) for c in model.classes_]
+        proba = np.asarray(model.predict_proba(x), dtype=float)
+        predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+    except (KeyError, ValueError, AttributeError, TypeError) as exc:
+        raise TrainerError(f"cannot score the model: {exc}") from exc
+    metrics = {"accuracy": float(accuracy_score(y, predicted))}
+    seen = set(y)
+    if seen <= set(classes):
+        metrics["log_loss"] = float(log_loss(y, proba, labels=classes))
+    if len(classes) == 2 and len(seen) == 2 and seen <= set(classes):
+        metrics["roc_auc"] = float(roc_auc_score(y == classes[1], proba[:, 1]))
+    return _finite(**metrics)
+
+
+def _finite(**metrics: float) -> dict[str, float]:
+    return {k: round(float(v), 6) for k, v in metrics.items() if math.isfinite(v)}
