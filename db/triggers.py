@@ -11,9 +11,10 @@ down. Suppressed decisions are stored too, with why.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func, select
 from sqlalchemy.exc import IntegrityError
@@ -70,13 +71,15 @@ class TriggerDecisionRow(Base):
 @dataclass(frozen=True, slots=True)
 class Cause:
     """Something that may start a run. ``evidence`` maps drift_reports,
-    performance_reports and concept_drift_alarms to the ids behind it."""
+    performance_reports and concept_drift_alarms to the ids behind it; ``onset`` is
+    the event time the change it reports began (None for schedules and requests)."""
 
     model: str
     kind: str
     key: str
     summary: str
     evidence: Mapping[str, Sequence[int]]
+    onset: datetime | None = None
 
     def newest(self, table: str) -> int | None:
         ids = self.evidence.get(table) or ()
@@ -143,6 +146,20 @@ class DecisionRepository:
         ).first()
 
 
+# How many reports back the start of a streak is looked for.
+_ONSET_LOOKBACK = 2000
+
+
+def _streak_start(rows: Iterable[Any]) -> datetime | None:
+    """The oldest window start of the leading run of flagged rows (newest first)."""
+    start: datetime | None = None
+    for window_start, flagged in rows:
+        if not flagged:
+            break
+        start = window_start
+    return start
+
+
 @translated
 class TriggerInputs:
     """What the policy reads about a model: drift streaks, verdicts, alarms, labels."""
@@ -165,6 +182,37 @@ class TriggerInputs:
         if len(rows) < k or not all(row.dataset_drift for row in rows):
             return []
         return rows
+
+    def drift_onset(self, model: str) -> datetime | None:
+        """The first window of the model's newest unbroken run of dataset-drift reports."""
+        r = DriftReportRow
+        rows = self.session.execute(
+            select(r.window_start, r.dataset_drift)
+            .where(r.model == model)
+            .order_by(r.window_start.desc(), r.id.desc())
+            .limit(_ONSET_LOOKBACK)
+        )
+        return _streak_start(rows)
+
+    def degraded_onset(self, model: str) -> datetime | None:
+        """The first window of the model's newest unbroken run of degraded reports."""
+        p = PerformanceReportRow
+        rows = self.session.execute(
+            select(p.window_start, p.degraded)
+            .where(p.model == model)
+            .order_by(p.window_start.desc(), p.id.desc())
+            .limit(_ONSET_LOOKBACK)
+        )
+        return _streak_start(rows)
+
+    def first_alarm_after(self, model: str, after: datetime | None) -> datetime | None:
+        """The prediction time of the model's first alarm after ``after``."""
+        a = ConceptDriftAlarmRow
+        stmt = select(func.min(a.prediction_time)).where(a.model == model)
+        if after is not None:
+            stmt = stmt.where(a.prediction_time > after)
+        first: datetime | None = self.session.scalar(stmt)
+        return first
 
     def newest_degraded(self, model: str) -> PerformanceReportRow | None:
         p = PerformanceReportRow

@@ -101,7 +101,7 @@ class TriggerPolicy:
             if fired is not None:
                 guard = f"run {fired.run_id} started this tick by cause {fired.cause}"
             else:
-                guard = self._guard(session, m)
+                guard = self._guard(session, m, cause)
             decision = self._apply(session, m, cause, guard)
             if decision is not None:
                 made.append(decision)
@@ -148,8 +148,15 @@ class TriggerPolicy:
         )
         return None if run is None else run.id
 
-    def _guard(self, session: Session, m: ModelRetrain) -> str | None:
-        """Why an automatic cause must not start a run now; None when it may."""
+    def _guard(self, session: Session, m: ModelRetrain, cause: Cause) -> str | None:
+        """Why an automatic cause must not start a run now; None when it may.
+
+        New labels are counted from the last run's data end, and not before the
+        cause's onset (the first window of its streak of drifted or degraded
+        reports, the first alarm since that run): a run should learn the changed
+        world, so it waits until enough of it is labelled; the next window's cause
+        is decided again.
+        """
         runs = RunRepository(session)
         active = runs.active(m.model)
         if active:
@@ -162,7 +169,8 @@ class TriggerPolicy:
                 f"next run allowed from {(finished + m.cooldown).isoformat()}"
             )
         last = runs.latest(m.model)
-        since = None if last is None else last.data_to
+        bounds = [t for t in (None if last is None else last.data_to, cause.onset) if t is not None]
+        since = max(bounds) if bounds else None
         labeled = TriggerInputs(session).labeled_since(m.model, since)
         if labeled < m.min_new_labels:
             after = "" if since is None else f" since {since.isoformat()}"
@@ -171,6 +179,8 @@ class TriggerPolicy:
 
     def _causes(self, session: Session, m: ModelRetrain) -> list[Cause]:
         inputs = TriggerInputs(session)
+        last = RunRepository(session).latest(m.model)
+        last_end = None if last is None else last.data_to
         causes: list[Cause] = []
         if m.drift_windows > 0:
             streak = inputs.drift_streak(m.model, m.drift_windows)
@@ -184,6 +194,7 @@ class TriggerPolicy:
                         f"dataset drift in {len(streak)} consecutive windows up to the one "
                         f"at {newest.window_start.isoformat()}",
                         {"drift_reports": [r.id for r in streak]},
+                        onset=inputs.drift_onset(m.model),
                     )
                 )
         if m.on_degradation and (report := inputs.newest_degraded(m.model)) is not None:
@@ -198,6 +209,7 @@ class TriggerPolicy:
                     f"performance degraded in the window at {report.window_start.isoformat()}: "
                     f"{report.verdict}",
                     evidence,
+                    onset=inputs.degraded_onset(m.model),
                 )
             )
         if m.on_concept_alarm and (alarm := inputs.newest_alarm(m.model)) is not None:
@@ -209,6 +221,7 @@ class TriggerPolicy:
                     f"concept-drift alarm of {alarm.detector} on {alarm.model_version} at "
                     f"{alarm.prediction_time.isoformat()}",
                     {"concept_drift_alarms": [alarm.id]},
+                    onset=inputs.first_alarm_after(m.model, last_end),
                 )
             )
         if m.cron is not None and (fire := self._cron_due(session, m)) is not None:

@@ -189,7 +189,7 @@ def test_too_few_new_labels_since_the_last_runs_data_suppresses(
 ) -> None:
     clock = Clock()
     p = policy(sessions, clock, drift_windows=0, min_new_labels=1000, cooldown=timedelta(0))
-    add_labels(sessions, T0 - 10 * W, 1500)
+    add_labels(sessions, T0 - 9 * W, 1500)
     add_degraded(sessions, T0 - 9 * W)
     (first,) = p.tick()
     assert first.decision == "fired" and first.run_id is not None
@@ -248,6 +248,23 @@ def test_a_manual_request_during_a_run_starts_nothing_and_says_which(
     assert first.decision == "fired"  # manual requests skip the label and cooldown guards
     second = p.request("fraud", "again")
     assert (second.decision, second.reason) == ("suppressed", f"run {first.run_id} is active")
+
+
+def test_labels_from_before_the_change_began_do_not_count(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock = Clock()
+    p = policy(sessions, clock, drift_windows=2, min_new_labels=1000, on_concept_alarm=False)
+    add_labels(sessions, T0 - 10 * W, 5000)  # the old world, plentifully labelled
+    add_drift(sessions, [False, True, True], end=T0 - W)  # drift from the window at T0 - 3W
+    add_labels(sessions, T0 - 2 * W, 300)
+    (early,) = p.tick()
+    assert early.decision == "suppressed"
+    assert early.reason == f"300 new labelled events since {(T0 - 3 * W).isoformat()}, 1000 needed"
+    add_labels(sessions, T0 - W, 800)
+    add_drift(sessions, [True], end=T0)  # the streak goes on: a new cause
+    (later,) = p.tick()
+    assert (later.cause, later.decision) == ("drift", "fired")
 
 
 @pytest.mark.parametrize("enabled", [False])
