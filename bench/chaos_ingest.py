@@ -8,7 +8,11 @@ progress, restarts it each time, and finally compares SQL with what the
 producer had acknowledged: events window by window, and the joined labelled
 outcomes confusion cell by confusion cell.
 
-Last line: ``chaos_ingest: lost=0 duplicated=0 kills=5 labels_lost=0 labels_duplicated=0``.
+The archive (Delta tables under the temp dir) is compared too, message by message.
+
+Last line: ``chaos_ingest: lost=0 duplicated=0 kills=5 labels_lost=0 labels_duplicated=0
+archive_lost=0 archive_duplicated=0`` (one line).
+``--quick`` runs 3,000 events and one kill, for the smoke test.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import broker
+from _common import broker, create_topic
 
 from consumers.synthetic import SyntheticPlan, SyntheticStream
 from db.migrate import upgrade
@@ -35,14 +39,18 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=5)
     parser.add_argument("--seed", type=int, default=int(time.time()))
     parser.add_argument("--database-url", help="default: a SQLite file in a temp dir")
+    parser.add_argument("--quick", action="store_true", help="3,000 events, one kill (smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.events, args.kills = 3000, 1
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         url = args.database_url or f"sqlite:///{workdir / 'chaos.db'}"
         upgrade(make_engine(url))
         topic = f"bench-chaos-{int(time.time())}"
-        for name, partitions in ((topic, 3), (f"{topic}-labels", 3), (f"{topic}-dlq", 1)):
-            kafka.create_topic(name, partitions)
+        # Dead letters get three partitions too: an external 0.9 broker gives each its default.
+        for name in (topic, f"{topic}-labels", f"{topic}-dlq"):
+            create_topic(kafka, name, 3)
         config = write_config(
             workdir / "config.yaml",
             bootstrap_servers=kafka.bootstrap_servers,
@@ -82,14 +90,24 @@ def main() -> None:
         )
         print(f"seed {args.seed}; killing {args.kills} times", flush=True)
         result = run_chaos(
-            config, url, sent.windows, workdir, kills=args.kills, seed=args.seed, cells=sent.cells
+            config,
+            url,
+            sent.windows,
+            workdir,
+            kills=args.kills,
+            seed=args.seed,
+            cells=sent.cells,
+            archive_uri=str(workdir / "archive"),
+            labels_sent=sent.labels_sent,
         )
         print(f"SQL totals right after each kill: {list(result.stored_at_kills)}")
         print(f"stored {result.stored} of {result.sent} events in {result.seconds:.1f}s")
         print(f"joined {result.labeled_stored} of {result.labeled_sent} labelled outcomes")
+        print(f"archived {result.archived} of {args.events + sent.labels_sent} messages")
         print(
             f"chaos_ingest: lost={result.lost} duplicated={result.duplicated} kills={result.kills} "
-            f"labels_lost={result.labels_lost} labels_duplicated={result.labels_duplicated}"
+            f"labels_lost={result.labels_lost} labels_duplicated={result.labels_duplicated} "
+            f"archive_lost={result.archive_lost} archive_duplicated={result.archive_duplicated}"
         )
 
 

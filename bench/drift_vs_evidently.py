@@ -17,6 +17,7 @@ half-second after all Evidently rounds lets a passing neighbour's load decide
 the result. Medians are printed beside the bests.
 
 Run from the repository root: ``python bench/drift_vs_evidently.py``.
+``--quick`` runs 2,000 rows, one round each, for the smoke test.
 """
 
 from __future__ import annotations
@@ -101,7 +102,13 @@ def main() -> None:
     parser.add_argument("--evidently-rounds", type=int, default=3)
     parser.add_argument("--driftwatch-rounds", type=int, default=10, help="per burst, at least")
     parser.add_argument("--burst-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--quick", action="store_true", help="2,000 rows, one round each (smoke test)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rows, args.evidently_rounds, args.driftwatch_rounds = 2000, 1, 1
+        args.burst_seconds = 0.0
     rng = np.random.default_rng(20240601)
     reference = make_frame(rng, args.rows, current=False)
     current = make_frame(rng, args.rows, current=True)

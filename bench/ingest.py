@@ -6,6 +6,7 @@ loop (decode, validate, aggregate, transactional SQL flush with offsets).
 Each is timed from its first record to its last, best of ``--rounds``.
 
 Last line: ``ingest: <events/s> events/s (<ratio> of bare consumer)``.
+``--quick`` runs 3,000 events once, for the smoke test (the ratio means nothing then).
 """
 
 from __future__ import annotations
@@ -17,14 +18,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _common import bare_consumer, broker, fill_topic
+from _common import Progress, bare_consumer, broker, fill_topic
 from kafka import KafkaConsumer
 
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
-from consumers.stats import NullStats
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from service.config import KafkaConfig
@@ -52,27 +52,11 @@ def bare(kafka: TestKafka, topic: str, count: int) -> float:
     return count / elapsed
 
 
-class _Timed:
-    """Times the full path from its first record, as the bare loop is timed, and
-    stops it once everything is read (checked per batch, so it costs nothing)."""
-
-    def __init__(self, loop: IngestLoop, count: int, stop: threading.Event) -> None:
-        self.first = 0.0
-        original = loop._process
-
-        def timed(batch: Any) -> None:
-            if not self.first:
-                self.first = time.perf_counter()
-            original(batch)
-            if sum(loop.book.position(tp) or 0 for tp in loop.book.owned()) >= count:
-                stop.set()
-
-        loop._process = timed  # type: ignore[method-assign]
-
-
 def full(kafka: TestKafka, topic: str, count: int, workdir: Path, round_no: int) -> float:
     spec = _spec()
     url = f"sqlite:///{workdir / f'ingest-{round_no}.db'}"
+    stop = threading.Event()
+    progress = Progress(count, stop)
     engine = make_engine(url)
     upgrade(engine)
     cfg = KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers])
@@ -84,12 +68,11 @@ def full(kafka: TestKafka, topic: str, count: int, workdir: Path, round_no: int)
         store=CheckpointStore(make_session_factory(engine), f"bench-{round_no}", time.time),
         dead_letters=DeadLetterPublisher(kafka.producer, f"{topic}-dlq"),
         settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
-        stats=NullStats(),
+        stats=progress,
     )
-    stop = threading.Event()
-    clock = _Timed(loop, count, stop)
     loop.run(stop)
-    elapsed = time.perf_counter() - clock.first
+    assert progress.first is not None, "the loop read nothing"
+    elapsed = time.perf_counter() - progress.first
     loop.dlq.close(timeout=2)
     stored = CheckpointStore(make_session_factory(engine), f"bench-{round_no}", time.time)
     offsets = stored.load(topic, range(3))
@@ -102,7 +85,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="3,000 events, one round (smoke test)")
     args = parser.parse_args()
+    if args.quick:
+        args.events, args.rounds = 3000, 1
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
         topic = f"bench-ingest-{int(time.time())}"
         fill_topic(kafka, topic, _spec(), args.events)

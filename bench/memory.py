@@ -3,14 +3,19 @@
 Fills a 3-partition topic with ``--events`` 20-feature prediction events that
 all fall into one (day-long) window, then reads them with (a) a bare
 kafka-python consumer and (b) driftwatch's ingestion loop (decode, aggregate
-into the window sketch with its row sample, transactional SQL flushes), in
-this one process run. Each side's resident set size is sampled as it goes;
-growth is measured from the end of a warm-up (the first ``--warmup`` events,
-when buffers, caches and the window's sample have been allocated) to the peak
-after it.
+into the window sketch with its row sample, transactional SQL flushes), each
+in a fresh child process that applies the allocator settings of ``driftwatch
+run`` first: the bare consumer once, driftwatch's loop ``--rounds`` times.
+Each process's resident set size is sampled as it reads; growth is measured
+from the end of a warm-up (the first ``--warmup`` events, when buffers, caches
+and the window's sample have been allocated) to the peak after it. A single
+figure carries whichever fetch buffers happen to be in flight at the two
+samples, so the median of the rounds is reported, with their range.
 
 Last line: ``memory: <n> events in one window, RSS grew <mb> MB after warm-up
-(bare consumer: <mb> MB)``. Target: under 50 MB for 5,000,000 events.
+(median of <r> rounds, <min>-<max>; bare consumer: <mb> MB)``. Target: under
+50 MB for 5,000,000 events. ``--quick`` reads 10,000 events in two rounds, for the
+smoke test.
 """
 
 from __future__ import annotations
@@ -18,6 +23,10 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import re
+import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -25,21 +34,20 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import bare_consumer, broker
+from _common import Progress, bare_consumer, broker, broker_env, create_topic
 from kafka import KafkaConsumer
 
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
-from consumers.stats import NullStats
 from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
 from db.migrate import upgrade
 from db.repositories import WindowAggregateRepository
 from db.session import make_engine, make_session_factory
 from service.config import KafkaConfig, ModelConfig
 from service.kafka_clients import consumer_options
-from service.process import limit_malloc_arenas
+from service.process import limit_malloc_arenas, pin_mmap_threshold
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model
 
@@ -99,7 +107,7 @@ def write_events(path: Path, count: int, start: float, rate: float) -> None:
 
 
 def fill(kafka: TestKafka, topic: str, count: int, workdir: Path) -> None:
-    kafka.create_topic(topic, 3)
+    create_topic(kafka, topic, 3)
     # Two days back, from the start of a day: every event lands in one window.
     start = (time.time() - 2 * DAY) // DAY * DAY
     rate = count / (DAY / 2)
@@ -129,32 +137,24 @@ def bare(kafka: TestKafka, topic: str, count: int, track: RssTrack) -> None:
     consumer.close()
 
 
-def full(kafka: TestKafka, topic: str, count: int, workdir: Path, track: RssTrack) -> int:
+def full(
+    kafka: TestKafka, topic: str, count: int, workdir: Path, track: RssTrack, group: str
+) -> int:
     url = f"sqlite:///{workdir / 'memory.db'}"
     engine = make_engine(url)
     upgrade(engine)
     opts = consumer_options(KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers]), "earliest")
-    opts.update(kafka.client_options, group_id=f"bench-{topic}")
+    opts.update(kafka.client_options, group_id=group)
     sessions = make_session_factory(engine)
+    stop = threading.Event()
     loop = IngestLoop(
         consumer=KafkaConsumer(**opts),
         decoder=EventDecoder({"wide": _spec()}),
         store=CheckpointStore(sessions, "bench-memory", time.time),
         dead_letters=DeadLetterPublisher(kafka.producer, f"{topic}-dlq"),
         settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
-        stats=NullStats(),
+        stats=Progress(count, stop, each=track.seen),
     )
-    stop = threading.Event()
-    original = loop._process
-
-    def tracked(batch: Any) -> None:
-        original(batch)
-        done = sum(loop.book.position(tp) or 0 for tp in loop.book.owned())
-        track.seen(done)
-        if done >= count:
-            stop.set()
-
-    loop._process = tracked  # type: ignore[method-assign]
     loop.run(stop)
     loop.dlq.close(timeout=2)
     with sessions() as session:
@@ -164,27 +164,83 @@ def full(kafka: TestKafka, topic: str, count: int, workdir: Path, track: RssTrac
     return windows[0].events
 
 
-def main() -> None:
+_ROUND = re.compile(r"round: (\S+) base=(\S+) peak=(\S+) growth=(\S+) stored=(\d+)")
+
+
+def read_once(side: str, topic: str, count: int, warmup: int, group: str) -> None:
+    """One child process: read ``topic`` with one side, print its ``round:`` line."""
     limit_malloc_arenas()  # as `driftwatch run` does before it starts any thread
+    pin_mmap_threshold()
+    track = RssTrack(warmup)
+    with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
+        if side == "bare":
+            bare(kafka, topic, count, track)
+            stored = count
+        else:
+            stored = full(kafka, topic, count, Path(tmp), track, group)
+    print(
+        f"round: {side} base={track.base or 0.0:.1f} peak={track.peak:.1f} "
+        f"growth={track.growth:.1f} stored={stored}"
+    )
+
+
+def in_child(kafka: TestKafka, argv: list[str]) -> re.Match[str]:
+    """Run ``read_once`` in a fresh process against ``kafka``; its ``round:`` line."""
+    done = subprocess.run(
+        [sys.executable, __file__, *argv],
+        env=broker_env(kafka),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    lines = done.stdout.strip().splitlines()
+    found = _ROUND.fullmatch(lines[-1]) if lines else None
+    if done.returncode != 0 or found is None:
+        raise RuntimeError(f"a round {argv} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+    return found
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=5_000_000)
     parser.add_argument("--warmup", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3, help="driftwatch's, one process each")
+    parser.add_argument(
+        "--quick", action="store_true", help="10,000 events, two rounds (smoke test)"
+    )
+    parser.add_argument("--read", choices=["bare", "driftwatch"], help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--group", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.quick:
+        args.events, args.warmup, args.rounds = 10_000, 1_000, 2
+    if args.read:
+        read_once(args.read, args.topic, args.events, args.warmup, args.group)
+        return
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
         topic = f"bench-memory-{int(time.time())}"
         fill(kafka, topic, args.events, Path(tmp))
-        bare_track, full_track = RssTrack(args.warmup), RssTrack(args.warmup)
-        bare(kafka, topic, args.events, bare_track)
-        print(f"bare consumer: RSS grew {bare_track.growth:.1f} MB after warm-up", flush=True)
-        stored = full(kafka, topic, args.events, Path(tmp), full_track)
+        sizes = ["--events", str(args.events), "--warmup", str(args.warmup), "--topic", topic]
+        bare_growth = float(in_child(kafka, ["--read", "bare", *sizes]).group(4))
+        print(f"bare consumer: RSS grew {bare_growth:.1f} MB after warm-up", flush=True)
+        growths: list[float] = []
+        stored = 0
+        for r in range(args.rounds):
+            group = f"bench-{topic}-{r}"
+            found = in_child(kafka, ["--read", "driftwatch", "--group", group, *sizes])
+            _, base, peak, growth, count = found.groups()
+            growths.append(float(growth))
+            stored = int(count)
+            print(
+                f"round {r + 1}: driftwatch stored {stored:,} events in one window; RSS "
+                f"{float(base):.0f} MB after warm-up, peak {float(peak):.0f} MB, "
+                f"grew {float(growth):.1f} MB",
+                flush=True,
+            )
         print(
-            f"driftwatch: {stored:,} events in one window in SQL; RSS {full_track.base:.0f} MB "
-            f"after warm-up, peak {full_track.peak:.0f} MB",
-            flush=True,
-        )
-        print(
-            f"memory: {stored} events in one window, RSS grew {full_track.growth:.1f} MB "
-            f"after warm-up (bare consumer: {bare_track.growth:.1f} MB)"
+            f"memory: {stored} events in one window, RSS grew {statistics.median(growths):.1f} "
+            f"MB after warm-up (median of {len(growths)} rounds, {min(growths):.1f}-"
+            f"{max(growths):.1f}; bare consumer: {bare_growth:.1f} MB)"
         )
 
 

@@ -11,15 +11,25 @@ import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
 
 import msgspec
 from kafka.errors import KafkaError
 
+from consumers.clients import ProducerClient, SendFuture
 from consumers.errors import DeadLetterError
 
+# Kafka takes about 1 MB per message by default (the broker's message.max.bytes, the
+# producer's max_request_size) and base64 adds a third: a rejected message's value is
+# kept whole up to 512 KiB, else its first 512 KiB are, so that no payload can make its
+# own dead letter undeliverable (and the flush wait for it forever).
+MAX_VALUE_BYTES = 512 * 1024
+MAX_KEY_BYTES = 1024
+MAX_REASON_CHARS = 2000
 
-class DeadLetter(msgspec.Struct, frozen=True):
+
+class DeadLetter(msgspec.Struct, frozen=True, omit_defaults=True):
+    """``value_size`` (the original size) is present when ``value_b64`` holds a prefix."""
+
     reason: str
     topic: str
     partition: int
@@ -27,6 +37,7 @@ class DeadLetter(msgspec.Struct, frozen=True):
     key: str | None
     value_b64: str | None
     seen_at: str
+    value_size: int | None = None
 
 
 def envelope(
@@ -38,15 +49,19 @@ def envelope(
     value: bytes | None,
     seen_at: float,
 ) -> bytes:
+    truncated = value is not None and len(value) > MAX_VALUE_BYTES
     return msgspec.json.encode(
         DeadLetter(
-            reason=reason,
+            reason=reason[:MAX_REASON_CHARS],
             topic=topic,
             partition=partition,
             offset=offset,
-            key=None if key is None else key.decode("utf-8", "replace"),
-            value_b64=None if value is None else base64.b64encode(value).decode("ascii"),
+            key=None if key is None else key[:MAX_KEY_BYTES].decode("utf-8", "replace"),
+            value_b64=None
+            if value is None
+            else base64.b64encode(value[:MAX_VALUE_BYTES]).decode("ascii"),
             seen_at=datetime.fromtimestamp(seen_at, UTC).isoformat().replace("+00:00", "Z"),
+            value_size=len(value) if truncated and value is not None else None,
         )
     )
 
@@ -55,33 +70,47 @@ def envelope(
 class _Pending:
     key: bytes | None
     value: bytes
-    future: Any
+    future: SendFuture | None
 
 
 class DeadLetterPublisher:
-    """Publishes envelopes and confirms them all before a flush may proceed."""
+    """Publishes envelopes and confirms them all before a flush may proceed.
 
-    def __init__(self, make_producer: Callable[[], Any], topic: str) -> None:
-        # Created on the first dead letter: a healthy stream never pays for the
-        # producer's network thread competing with the consumer for the GIL.
+    ``make_producer`` builds the Kafka producer; it may raise :class:`KafkaError`
+    (or :class:`DeadLetterError`) when it cannot, which is retriable like a
+    failed send: the envelopes stay pending and :meth:`confirm` tries again.
+    """
+
+    def __init__(self, make_producer: Callable[[], ProducerClient], topic: str) -> None:
+        # Created on the first confirm(): a healthy stream never pays for the producer's
+        # network thread competing with the consumer for the GIL, and creating one may
+        # block (kafka-python waits max_block_ms for a broker), which belongs in the
+        # flush's retry loop rather than in the middle of a poll.
         self._make_producer = make_producer
-        self._producer: Any = None
+        self._producer: ProducerClient | None = None
         self.topic = topic
         self._pending: list[_Pending] = []
 
     def publish(self, key: bytes | None, value: bytes) -> None:
+        """Publish an envelope keyed by (at most the first KiB of) its event's key."""
+        key = None if key is None else key[:MAX_KEY_BYTES]
         self._pending.append(_Pending(key, value, self._send(key, value)))
 
     def confirm(self, timeout: float) -> None:
         """Block until every envelope is acknowledged; resend the failed ones.
 
-        Raises DeadLetterError (retriable) if some could not be delivered; they
-        stay pending and are sent again on the next call.
+        Raises DeadLetterError (retriable) if the producer could not be created
+        or some envelopes could not be delivered; they stay pending and are sent
+        again on the next call.
         """
         if not self._pending:
             return
+        producer = self._ensure_producer()
+        for p in self._pending:
+            if p.future is None:
+                p.future = self._send(p.key, p.value)
         try:
-            self._ensure_producer().flush(timeout=timeout)
+            producer.flush(timeout=timeout)
         except KafkaError as exc:
             raise DeadLetterError(f"dead-letter topic unreachable: {exc}") from exc
         failed: list[_Pending] = []
@@ -93,9 +122,11 @@ class DeadLetterPublisher:
         if failed:
             raise DeadLetterError(f"{len(failed)} dead letters not yet acknowledged")
 
-    def _send(self, key: bytes | None, value: bytes) -> Any:
+    def _send(self, key: bytes | None, value: bytes) -> SendFuture | None:
+        if self._producer is None:
+            return None
         try:
-            return self._ensure_producer().send(self.topic, key=key, value=value)
+            return self._producer.send(self.topic, key=key, value=value)
         except KafkaError:
             # Kept pending with no future: the next confirm() sends it again.
             return None
@@ -105,7 +136,10 @@ class DeadLetterPublisher:
             self._producer.close(timeout=timeout)
             self._producer = None
 
-    def _ensure_producer(self) -> Any:
+    def _ensure_producer(self) -> ProducerClient:
         if self._producer is None:
-            self._producer = self._make_producer()
+            try:
+                self._producer = self._make_producer()
+            except KafkaError as exc:
+                raise DeadLetterError(f"cannot create the dead-letter producer: {exc}") from exc
         return self._producer

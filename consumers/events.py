@@ -6,7 +6,10 @@ Each configured model gets its own struct, a subclass of
 model and type-checks the whole event in C, and the decoded struct is the
 record itself: ingestion builds no further Python object per event.
 
-Every failure becomes :class:`InvalidEvent` with a reason a person can act on.
+Every failure becomes :class:`InvalidEvent` with a reason a person can act on,
+whatever the payload does to the parser (nesting deep enough for a
+``RecursionError``, bytes that are not UTF-8): one message must never stop its
+partition, which would stop there again after every restart.
 """
 
 from __future__ import annotations
@@ -32,15 +35,19 @@ _PREDICTION_TYPES: dict[PredictionKind, Any] = {
     PredictionKind.CATEGORICAL: Category,
     PredictionKind.PROBABILITIES: list[float] | dict[str, float],
 }
-_DECODE_ERRORS = (msgspec.MsgspecError, TypeError)
+# What SQL can hold: event_id is a primary key (a btree entry is at most ~2.7 KB on
+# PostgreSQL, so 512 characters of up to 4 bytes fit) and model_version a VARCHAR(200).
+MAX_EVENT_ID = 512
+MAX_MODEL_VERSION = 200
+EventId = Annotated[str, msgspec.Meta(max_length=MAX_EVENT_ID)]
 T = TypeVar("T")
 
 
 class PredictionEvent(msgspec.Struct, frozen=True, gc=False, tag_field="model", kw_only=True):
     """A valid prediction; ``model`` is the class's tag, ``features`` its model's struct."""
 
-    event_id: str
-    model_version: str
+    event_id: EventId
+    model_version: Annotated[str, msgspec.Meta(max_length=MAX_MODEL_VERSION)]
     timestamp: AwareDatetime
     latency_ms: float | None = None
     model: ClassVar[str]
@@ -60,7 +67,7 @@ class _NoModel(PredictionEvent, frozen=True, tag="\x00"):
 
 
 class _LabelEnvelope(msgspec.Struct, frozen=True):
-    event_id: str
+    event_id: EventId
     model: str
     label: float | str | int | bool
     timestamp: AwareDatetime
@@ -84,6 +91,19 @@ class DecodedBatch:
     events: list[PredictionEvent] = field(default_factory=list)
     times: list[float] = field(default_factory=list)
     invalid: list[tuple[int, InvalidEvent]] = field(default_factory=list)
+
+    def reject_after(self, limit: float, error: InvalidEvent) -> None:
+        """Move the events stamped after ``limit`` to the invalid ones, with ``error``."""
+        taken = {i for i, _ in self.invalid}
+        positions = [i for i in range(len(self.events) + len(self.invalid)) if i not in taken]
+        kept: list[tuple[PredictionEvent, float]] = []
+        for position, event, t in zip(positions, self.events, self.times, strict=True):
+            if t > limit:
+                self.invalid.append((position, error))
+            else:
+                kept.append((event, t))
+        self.events = [event for event, _ in kept]
+        self.times = [t for _, t in kept]
 
 
 class ModelCodec:
@@ -160,19 +180,28 @@ class EventDecoder:
 
     def decode_prediction(self, value: bytes | None) -> PredictionEvent:
         event = _decode(self._predictions, value)
-        _event_time(event)
-        if self._post_checks and self._by_type[type(event)].checks_predictions:
-            _top_class(event.prediction)
+        try:
+            _event_time(event)
+            if self._post_checks and self._by_type[type(event)].checks_predictions:
+                _top_class(event.prediction)
+        except InvalidEvent:
+            raise
+        except Exception as exc:  # whatever one event does, only that event is rejected
+            raise _undecodable(exc) from None
         return event
 
     def decode_batch(self, values: Sequence[bytes | None]) -> DecodedBatch:
-        """Decode a poll's values; valid ones in one tight pass, the rest one by one."""
+        """Decode a poll's values; valid ones in one tight pass, the rest one by one.
+
+        Any failure in the fast pass, of any type, only sends the batch down the
+        per-message path, where each failure is pinned on its own message.
+        """
         decode = self._predictions.decode
         try:
             events = [decode(v) for v in values]  # type: ignore[arg-type]
-        except _DECODE_ERRORS:
+            times = [e.timestamp.timestamp() for e in events]
+        except Exception:
             return self._decode_each(values)
-        times = [e.timestamp.timestamp() for e in events]
         if self._post_checks or (times and min(times) < 0):
             return self._decode_each(values)
         return DecodedBatch(events, times)
@@ -211,6 +240,17 @@ def _decode(decoder: msgspec.json.Decoder[T], value: bytes | None) -> T:
         raise InvalidEvent(_classify(text), _explain(text)) from None
     except msgspec.DecodeError as exc:
         raise InvalidEvent(InvalidReason.MALFORMED, f"not valid JSON: {exc}") from None
+    except Exception as exc:  # whatever one message does, only that message is rejected
+        raise _undecodable(exc) from None
+
+
+def _undecodable(exc: Exception) -> InvalidEvent:
+    """The rejection of a message that made the parser itself fail."""
+    if isinstance(exc, RecursionError):
+        return InvalidEvent(InvalidReason.MALFORMED, "JSON nested too deeply to decode")
+    if isinstance(exc, UnicodeDecodeError):
+        return InvalidEvent(InvalidReason.MALFORMED, f"not valid UTF-8: {exc.reason}")
+    return InvalidEvent(InvalidReason.MALFORMED, f"cannot be decoded: {type(exc).__name__}: {exc}")
 
 
 def _classify(text: str) -> InvalidReason:

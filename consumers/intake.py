@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from consumers.errors import InvalidEvent, InvalidReason, from_the_future
-from consumers.events import EventDecoder
+from consumers.events import EventDecoder, LabelEvent
 from consumers.join import JoinBatch, LabelOutcome, PartitionObserver
 from consumers.labels import JoinBuffer, LabelSpec
 from consumers.offsets import OffsetBook
@@ -63,12 +63,13 @@ class LabelIntake:
         records: list[Any],
         watermark: float | None,
         limit: float,
+        archive: Callable[[int, LabelEvent], None] | None = None,
     ) -> float | None:
         """Decode and buffer one partition's labels; returns its watermark, their latest time.
 
         Invalid labels, and labels stamped after ``limit``, are dead-lettered;
         labels of unconfigured models, or of models whose labels are disabled,
-        are only counted.
+        are only counted. ``archive(offset, label)`` sees every valid label.
         """
         specs = self.buffer.specs
         for rec in records:
@@ -76,6 +77,8 @@ class LabelIntake:
                 label = decoder.decode_label(rec.value)
                 if label.event_time > limit:
                     raise from_the_future(self._max_clock_skew)
+                if archive is not None:
+                    archive(rec.offset, label)
                 if label.model in specs:
                     self.buffer.add_label(partition, label)
                 else:

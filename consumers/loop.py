@@ -8,7 +8,10 @@ moment of a crash, the state in SQL is that of some prefix of every partition,
 and processing resumes exactly after it.
 
 While the database is unreachable the loop pauses its partitions, keeps its
-group membership by polling, and retries the same flush with backoff.
+group membership by polling, and retries the same flush with backoff; so it
+does while the dead-letter topic cannot take what a flush must publish first.
+Where partitions start and how a conflict is reconciled with SQL is
+:class:`consumers.positions.Positions`.
 
 With labels, the loop subscribes to the labels topic too, in the same group
 and with the range assignor, so partition p of both topics (keyed by
@@ -21,36 +24,36 @@ label side itself (decoding, buffering, the join work of a flush) is
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, TopicPartition
-from kafka.errors import (
-    CommitFailedError,
-    KafkaConnectionError,
-    KafkaError,
-)
-from kafka.structs import OffsetAndMetadata
+from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
+from consumers.archive import ArchiveIntake, NoArchive, valid_offsets
 from consumers.checkpoint import CheckpointStore
+from consumers.clients import SYSTEM_CLOCK, Clock, ConsumerClient, Record
 from consumers.dlq import DeadLetterPublisher, envelope
-from consumers.errors import ConsumerError, InvalidEvent, from_the_future
-from consumers.events import DecodedBatch, EventDecoder
+from consumers.errors import ConsumerError, DeadLetterError, InvalidEvent, from_the_future
+from consumers.events import EventDecoder
 from consumers.intake import LabelIntake
 from consumers.join import JoinCounts, PartitionObserver
 from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
+from consumers.positions import Positions, Stopping
+from consumers.progress import ConsumerProgress, survey
+from consumers.retry import Backoff, Dependency, Health
 from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
 from db.detectors import Alarm
 from db.errors import OffsetConflict, StoreError
-from db.repositories import OffsetAdvance, StoredOffset
 from drift.schema import ModelSpec
 
+__all__ = ["ConsumerProgress", "IngestLoop", "IngestSettings"]
 log = logging.getLogger(__name__)
 _TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
 
@@ -68,23 +71,6 @@ class IngestSettings:
     shutdown_budget: float = 8.0
 
 
-@dataclass(frozen=True, slots=True)
-class ConsumerProgress:
-    """What this replica knows about the predictions topic, for deciding idleness.
-
-    ``partitions`` are all of the topic's partitions (empty until metadata
-    arrives); ``busy`` are the owned ones with events read but not yet flushed,
-    or not yet read, or whose end is not known yet.
-    """
-
-    partitions: frozenset[int] = frozenset()
-    busy: frozenset[int] = frozenset()
-
-
-class _Stopping(Exception):
-    """Shutdown was asked for while an assignment waited for the database."""
-
-
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, loop: IngestLoop) -> None:
         self._loop = loop
@@ -99,15 +85,16 @@ class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
 class IngestLoop:
     def __init__(
         self,
-        consumer: Any,
+        consumer: ConsumerClient,
         decoder: EventDecoder,
         store: CheckpointStore,
         dead_letters: DeadLetterPublisher,
         settings: IngestSettings,
         stats: IngestStats,
-        clock: Callable[[], float] = time.time,
+        clock: Clock = SYSTEM_CLOCK,
         label_specs: Mapping[str, LabelSpec] | None = None,
         join_observer: PartitionObserver | None = None,
+        archive: ArchiveIntake | None = None,
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
@@ -117,6 +104,7 @@ class IngestLoop:
         self.stats = stats
         self.clock = clock
         self.book = OffsetBook()
+        self.archive = archive or NoArchive()
         self.acc = WindowAccumulator(decoder.codecs)
         self.labels = LabelIntake(
             settings.labels_topic,
@@ -126,12 +114,21 @@ class IngestLoop:
             self._dead_letter,
             join_observer,
         )
+        self.health = Health(stats)
+        self.positions = Positions(
+            consumer,
+            store,
+            self.book,
+            start_from_earliest=settings.start_from_earliest,
+            max_backoff=settings.max_backoff,
+            health=self.health,
+            stats=stats,
+            clock=clock,
+        )
         self._stop = threading.Event()
-        self._last_flush = clock()
-        self._last_lag = 0.0
-        self._kafka_ok = True
-        self._store_ok = True
-        self._kafka_backoff = 0.5
+        self._last_flush = clock.monotonic()
+        self._last_lag = -1.0
+        self._kafka_backoff = Backoff(settings.max_backoff)
         self._new_specs: Mapping[str, ModelSpec] | None = None
         # Replaced whole (never mutated), so other threads may read it without a lock.
         self.progress = ConsumerProgress()
@@ -171,8 +168,8 @@ class IngestLoop:
                 if self._flush_due():
                     self._flush_with_retry(deadline=None)
                 self._report_lag()
-            self._flush_with_retry(deadline=self.clock() + self.settings.shutdown_budget)
-        except _Stopping as exc:
+            self._flush_with_retry(deadline=self._shutdown_deadline())
+        except Stopping as exc:
             log.warning("%s; nothing was lost, unflushed events will be read again", exc)
         finally:
             try:
@@ -183,49 +180,50 @@ class IngestLoop:
     def _poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[Any]]:
         """Poll, riding out broker outages: the client reconnects on the next call."""
         try:
-            batch: Mapping[TopicPartition, list[Any]] = self.consumer.poll(timeout_ms=timeout_ms)
+            batch = self.consumer.poll(timeout_ms=timeout_ms)
         except KafkaError as exc:
-            if isinstance(exc.__cause__, _Stopping):
+            if isinstance(exc.__cause__, Stopping):
                 # Shutdown reached a rebalance callback, which kafka-python re-raised.
                 raise exc.__cause__ from None
             if not (exc.retriable or isinstance(exc, _TRANSIENT_KAFKA_ERRORS)):
                 raise ConsumerError(f"kafka consumer failed: {exc}") from exc
-            if self._kafka_ok:
+            if self.health.is_up(Dependency.KAFKA):
                 log.warning("kafka unreachable, retrying: %s", exc)
-            self._set_health(kafka=False)
-            self._stop.wait(self._kafka_backoff)
-            self._kafka_backoff = min(self._kafka_backoff * 2, self.settings.max_backoff)
+            self.health.down(Dependency.KAFKA)
+            self.clock.wait(self._stop, self._kafka_backoff.next())
             return {}
-        if not self._kafka_ok:
+        if not self.health.is_up(Dependency.KAFKA):
             log.info("kafka reachable again")
-        self._kafka_backoff = 0.5
-        self._set_health(kafka=True)
+        self._kafka_backoff.reset()
+        self.health.up(Dependency.KAFKA)
         return batch
 
-    def _set_health(self, *, kafka: bool | None = None, store: bool | None = None) -> None:
-        if kafka is not None:
-            self._kafka_ok = kafka
-        if store is not None:
-            self._store_ok = store
-        self.stats.healthy(self._kafka_ok and self._store_ok)
-
     def _process(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
-        limit = self.clock() + self.settings.max_clock_skew
+        limit = self.clock.time() + self.settings.max_clock_skew
         for tp, records in batch.items():
             key = (tp.topic, tp.partition)
             if not self.book.owns(key):
                 continue  # revoked while this batch was in flight
             if tp.topic == self.labels.topic:
                 wm = self.labels.read(
-                    self.decoder, tp.partition, records, self.book.watermark(key), limit
+                    self.decoder,
+                    tp.partition,
+                    records,
+                    self.book.watermark(key),
+                    limit,
+                    functools.partial(self.archive.add_label, tp.topic, tp.partition),
                 )
                 self.book.advance(key, records[-1].offset + 1, wm)
                 continue
             decoded = self.decoder.decode_batch([r.value for r in records])
             if decoded.times and max(decoded.times) > limit:
-                self._reject_future(decoded, limit)
+                decoded.reject_after(limit, from_the_future(self.settings.max_clock_skew))
             for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
                 self._dead_letter(records[index], exc)
+            offsets = valid_offsets(records, {i for i, _ in decoded.invalid})
+            self.archive.add_predictions(
+                self.decoder.codecs, tp.topic, tp.partition, offsets, decoded.events, decoded.times
+            )
             watermark = self.acc.add_partition_batch(
                 tp.partition,
                 decoded.events,
@@ -237,24 +235,17 @@ class IngestLoop:
             )
             self.book.advance(key, records[-1].offset + 1, watermark)
 
-    def _reject_future(self, decoded: DecodedBatch, limit: float) -> None:
-        """Move events stamped beyond the clock skew allowance to the invalid list."""
-        positions = _valid_positions(len(decoded.events) + len(decoded.invalid), decoded)
-        error = from_the_future(self.settings.max_clock_skew)
-        kept: list[tuple[Any, float]] = []
-        for position, event, t in zip(positions, decoded.events, decoded.times, strict=True):
-            if t > limit:
-                decoded.invalid.append((position, error))
-            else:
-                kept.append((event, t))
-        decoded.events = [event for event, _ in kept]
-        decoded.times = [t for _, t in kept]
-
-    def _dead_letter(self, rec: Any, exc: InvalidEvent) -> None:
+    def _dead_letter(self, rec: Record, exc: InvalidEvent) -> None:
         self.dlq.publish(
             rec.key,
             envelope(
-                str(exc), rec.topic, rec.partition, rec.offset, rec.key, rec.value, self.clock()
+                str(exc),
+                rec.topic,
+                rec.partition,
+                rec.offset,
+                rec.key,
+                rec.value,
+                self.clock.time(),
             ),
         )
         self.stats.invalid(exc.kind.value)
@@ -263,16 +254,21 @@ class IngestLoop:
     def _flush_due(self) -> bool:
         if self.acc.events + self.labels.count >= self.settings.flush_events:
             return True
-        return self.clock() - self._last_flush >= self.settings.flush_interval
+        return self.clock.monotonic() - self._last_flush >= self.settings.flush_interval
+
+    def _shutdown_deadline(self) -> float:
+        return self.clock.monotonic() + self.settings.shutdown_budget
 
     def flush_once(self) -> None:
-        """Make buffered work durable: dead letters first, then one SQL transaction."""
-        self._last_flush = self.clock()
+        """Make buffered work durable: dead letters, the archive, then one SQL transaction."""
+        self._last_flush = self.clock.monotonic()
         advances = self.book.pending()
         if not advances:
             return
-        started = time.perf_counter()
+        started = self.clock.monotonic()
         self.dlq.confirm(timeout=10.0)
+        # Before SQL: a crash after this replays events that the archive then skips.
+        self.archive.flush(advances)
         events = self.acc.events
         windows = {m: c.spec.window_seconds for m, c in self.decoder.codecs.items()}
         join, fences = self.labels.flush_work(advances, self.book, self.settings.topic, windows)
@@ -283,18 +279,21 @@ class IngestLoop:
             else:
                 counts = self.store.commit(advances, self.acc.deltas, join, fences)
         except OffsetConflict as conflict:
-            self._resolve_conflict(conflict, advances)
+            linked = None
+            if self.labels.topic is not None:
+                linked = (self.settings.topic, self.labels.topic)
+            self.positions.resolve_conflict(conflict, advances, linked, self._drop_buffers)
             return self.flush_once()
         self.acc.take()
         self.labels.committed()
         self.book.confirm(advances)
-        self.stats.flushed(time.perf_counter() - started, events)
+        self.stats.flushed(self.clock.monotonic() - started, events)
         for (model, outcome), n in counts.labels.items():
             self.stats.labels(model, outcome, n)
         for model, n in counts.unlabeled.items():
             self.stats.unlabeled(model, n)
         self._report_alarms(counts.alarms)
-        self._commit_kafka(advances)
+        self.positions.commit_kafka(advances)
 
     def _report_alarms(self, alarms: list[Alarm]) -> None:
         """Count and log the concept-drift alarms of a committed flush."""
@@ -303,36 +302,38 @@ class IngestLoop:
             log.warning("concept drift alarm: %s", a.describe())
 
     def _flush_with_retry(self, deadline: float | None) -> bool:
-        """Flush, retrying retriable failures with backoff until done or ``deadline``."""
-        backoff = 0.5
+        """Flush, retrying retriable failures with backoff until done or ``deadline``
+        (monotonic)."""
+        backoff = Backoff(self.settings.max_backoff)
         # Inside a rebalance callback (deadline set) polling again is not allowed.
         may_poll = deadline is None
         try:
             while True:
                 try:
                     self.flush_once()
-                    self._set_health(store=True)
+                    self.health.up(Dependency.STORE, Dependency.DEAD_LETTERS)
                     return True
                 except (StoreError, ConsumerError) as exc:
                     if not exc.retriable:
                         raise
-                    self._set_health(store=False)
+                    failed = isinstance(exc, DeadLetterError)
+                    self.health.down(Dependency.DEAD_LETTERS if failed else Dependency.STORE)
                     self.stats.flush_failed(type(exc).__name__)
-                    log.warning("flush failed, retrying in %.1fs: %s", backoff, exc)
-                if deadline is not None and self.clock() + backoff > deadline:
+                    wait = backoff.next()
+                    log.warning("flush failed, retrying in %.1fs: %s", wait, exc)
+                if deadline is not None and self.clock.monotonic() + wait > deadline:
                     log.error("giving up flushing; unflushed events will be read again")
                     return False
-                self._wait(backoff, may_poll)
-                backoff = min(backoff * 2, self.settings.max_backoff)
+                self._wait(wait, may_poll)
         finally:
             if may_poll:
                 self.consumer.resume(*self.consumer.assignment())
 
     def _wait(self, seconds: float, may_poll: bool) -> None:
-        end = time.monotonic() + seconds
-        while (left := end - time.monotonic()) > 0:
+        end = self.clock.monotonic() + seconds
+        while (left := end - self.clock.monotonic()) > 0:
             if not may_poll or self._stop.is_set():
-                time.sleep(min(left, 0.1))
+                self.clock.sleep(min(left, 0.1))
                 continue
             # Paused partitions fetch nothing; polling keeps heartbeats and rebalances
             # going. A rebalance may hand us new, unpaused partitions, so pause again
@@ -342,76 +343,17 @@ class IngestLoop:
             if batch:
                 self._process(batch)
 
-    def _resolve_conflict(self, conflict: OffsetConflict, advances: list[OffsetAdvance]) -> None:
-        """Reconcile with SQL after a compare-and-set failed for some partitions.
-
-        Stored == our position means an earlier attempt did commit (its
-        acknowledgement was lost); anything else means another consumer moved
-        the partition. Either way our buffer for it is dropped and we continue
-        from what SQL holds.
-        """
-        ours = {(a.topic, a.partition): a for a in advances}
-        recovered: list[OffsetAdvance] = []
-        by_topic: dict[str, list[int]] = {}
-        for topic, partition in conflict.partitions:
-            by_topic.setdefault(topic, []).append(partition)
-        if self.labels.topic is not None:
-            # Join state is per partition number: both topics' p go back to SQL together.
-            numbers = sorted({p for _, p in conflict.partitions})
-            by_topic = {t: numbers for t in (self.settings.topic, self.labels.topic)}
-        for topic, partitions in by_topic.items():
-            stored = self.store.load(topic, partitions)
-            self._drop_buffers(topic, set(partitions))
-            for p in partitions:
-                mine = ours.get((topic, p))
-                if mine is not None and p in stored and stored[p].next_offset == mine.next_offset:
-                    recovered.append(mine)
-                self._restart_from(topic, p, stored.get(p))
-        landed = {(a.topic, a.partition) for a in recovered}
-        moved = sum(1 for tp in conflict.partitions if tp not in landed)
-        if moved:
-            self.stats.offset_conflicts(moved)
-            log.warning("%s; continuing from the stored offsets", conflict)
-        if recovered:
-            self._commit_kafka(recovered)
-
-    def _restart_from(self, topic: str, partition: int, stored: StoredOffset | None) -> None:
-        key = (topic, partition)
-        if self.book.owns(key):
-            already = self.book.position(key)
-            self.book.reset(key, stored)
-            if stored is None or stored.next_offset != already:
-                self._seek_start(TopicPartition(topic, partition), stored)
-
-    def _seek_start(self, tp: TopicPartition, stored: StoredOffset | None) -> None:
-        """Position ``tp`` where SQL says processing continues."""
-        if stored is not None:
-            self.consumer.seek(tp, stored.next_offset)
-        elif self.settings.start_from_earliest:
-            self.consumer.seek_to_beginning(tp)
-        else:
-            self.consumer.seek_to_end(tp)
-
-    def _commit_kafka(self, advances: list[Any]) -> None:
-        offsets = {
-            TopicPartition(a.topic, a.partition): OffsetAndMetadata(a.next_offset, "", -1)
-            for a in advances
-        }
-        try:
-            self.consumer.commit_async(offsets)
-        except KafkaError as exc:
-            log.debug("kafka offset commit skipped (lag tooling only): %s", exc)
-
     # -- rebalancing -------------------------------------------------------
     def _drop_buffers(self, topic: str, partitions: set[int]) -> None:
         """Forget what was buffered from ``topic``'s ``partitions`` (not yet in SQL)."""
         if topic != self.labels.topic:
             self.acc.drop_partitions(partitions)
         self.labels.drop(topic, partitions)
+        self.archive.drop(topic, partitions)
 
     def on_revoked(self, revoked: list[TopicPartition]) -> None:
         if revoked and self.book.pending():
-            flushed = self._flush_with_retry(deadline=self.clock() + self.settings.shutdown_budget)
+            flushed = self._flush_with_retry(deadline=self._shutdown_deadline())
             if not flushed:
                 for tp in revoked:
                     self._drop_buffers(tp.topic, {tp.partition})
@@ -419,61 +361,20 @@ class IngestLoop:
             self.book.revoke((tp.topic, tp.partition))
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
-        by_topic: dict[str, list[int]] = {}
-        for tp in assigned:
-            by_topic.setdefault(tp.topic, []).append(tp.partition)
-        for topic, partitions in by_topic.items():
-            stored = self._load_offsets(topic, partitions)
-            self._drop_buffers(topic, set(partitions))
-            for p in partitions:
-                self.book.assign((topic, p), stored.get(p))
-                self._seek_start(TopicPartition(topic, p), stored.get(p))
+        self.positions.assign(assigned, self._drop_buffers, self._stop)
         # Until their ends are known, new partitions count as having unread events.
         self.progress = ConsumerProgress(
             self.progress.partitions,
             self.progress.busy
             | {tp.partition for tp in assigned if tp.topic == self.settings.topic},
         )
-        self._last_lag = 0.0
+        self._last_lag = -1.0
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
-
-    def _load_offsets(self, topic: str, partitions: list[int]) -> dict[int, StoredOffset]:
-        backoff = 0.5
-        while not self._stop.is_set():
-            try:
-                stored = self.store.load(topic, partitions)
-                self._set_health(store=True)
-                return stored
-            except StoreError as exc:
-                if not exc.retriable:
-                    raise
-                self._set_health(store=False)
-                log.warning("cannot read stored offsets, retrying in %.1fs: %s", backoff, exc)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, self.settings.max_backoff)
-        raise _Stopping("stopped while waiting for the database to read stored offsets")
 
     # -- observability -----------------------------------------------------
     def _report_lag(self) -> None:
-        now = self.clock()
-        if now - self._last_lag < 1.0:
+        now = self.clock.monotonic()
+        if self._last_lag >= 0 and now - self._last_lag < 1.0:
             return
         self._last_lag = now
-        busy = set()
-        for topic, partition in self.book.owned():
-            position = self.book.position((topic, partition))
-            high = self.consumer.highwater(TopicPartition(topic, partition))
-            if high is not None and position is not None:
-                self.stats.lag(topic, partition, max(high - position, 0))
-            busy_here = high is None or position is None or position < high
-            if busy_here and topic == self.settings.topic:
-                busy.add(partition)
-        busy.update(a.partition for a in self.book.pending() if a.topic == self.settings.topic)
-        known = self.consumer.partitions_for_topic(self.settings.topic) or set()
-        self.progress = ConsumerProgress(frozenset(known), frozenset(busy))
-
-
-def _valid_positions(total: int, decoded: DecodedBatch) -> list[int]:
-    """Input index of each valid event: the indices not taken by invalid ones."""
-    taken = {i for i, _ in decoded.invalid}
-    return [i for i in range(total) if i not in taken]
+        self.progress = survey(self.book, self.consumer, self.settings.topic, self.stats)

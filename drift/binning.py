@@ -86,7 +86,10 @@ class EdgeIndex:
         # which, not arithmetic, bounds the speed.
         steps = np.diff(np.concatenate(([0], where + 1, [cells + 1])))
         self.table = np.repeat(np.arange(below, below + inner.size + 1, dtype=np.int32), steps)
-        shared = where[1:][where[1:] == where[:-1]]
+        # A point mass's bucket [v, next float) always shares a cell, but costs values
+        # at v one more comparison only: it does not make the cell crowded.
+        twin = (where[1:] == where[:-1]) & ~_point_buckets(inner)
+        shared = where[1:][twin]
         self._crowded = np.zeros(cells + 1, dtype=bool)
         self._crowded[shared] = True
 
@@ -118,12 +121,19 @@ def _cell(
     return u.astype(np.intp)
 
 
+def _point_buckets(edges: FloatArray) -> npt.NDArray[np.bool_]:
+    """Whether each edge but the first closes a bucket ``[v, next float after v)``."""
+    return np.asarray(edges[1:] == np.nextafter(edges[:-1], np.inf))
+
+
 def thinned(edges: FloatArray, span: tuple[float, float], cells: int = DEFAULT_CELLS) -> FloatArray:
     """``edges`` without those sharing a grid cell with a lower edge, if few do.
 
     A cell holding two edges sends every value of the column through a slower
     second pass; edges that close (a few millionths of the range apart) carry
-    no information worth that. When many edges crowd (heavy tails), all stay.
+    no information worth that, except the two of a point mass's bucket
+    ``[v, next float)``, which always stay. When many edges crowd (heavy
+    tails), all stay.
 
     >>> edges = np.sort(np.append(np.linspace(0.0, 1.0, 101), 0.5000001))
     >>> len(edges), len(thinned(edges, (0.0, 1.0), cells=1000))
@@ -135,7 +145,10 @@ def thinned(edges: FloatArray, span: tuple[float, float], cells: int = DEFAULT_C
         return edges
     inside = np.flatnonzero((edges >= lo) & (edges <= hi))
     cell = _cell(edges[inside], lo, scale, cells)
-    repeat = inside[1:][cell[1:] == cell[:-1]]
+    point = np.zeros(edges.size, dtype=bool)
+    point[1:] = _point_buckets(edges)
+    point[:-1] |= point[1:]
+    repeat = inside[1:][(cell[1:] == cell[:-1]) & ~point[inside[1:]]]
     if repeat.size == 0 or repeat.size > MAX_THINNED_SHARE * edges.size:
         return edges
     return np.delete(edges, repeat)

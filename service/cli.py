@@ -14,6 +14,7 @@ from consumers.errors import ConsumerError
 from db.errors import StoreError
 from drift.errors import DriftError
 from retrain.errors import RetrainError
+from service.cli_archive import add_archive_commands
 from service.cli_common import config_path, load, sessions_for
 from service.cli_drift import add_drift_commands
 from service.cli_retrain import add_retrain_commands
@@ -218,6 +219,7 @@ def parser() -> argparse.ArgumentParser:
     prod.set_defaults(func=cmd_produce_demo)
     add_drift_commands(sub)
     add_retrain_commands(sub)
+    add_archive_commands(sub)
     return p
 
 

@@ -7,6 +7,7 @@ import ctypes.util
 import os
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number for the arena limit
+_M_MMAP_THRESHOLD = -3  # and for the size from which blocks are mmapped
 
 
 def limit_malloc_arenas(arenas: int = 2) -> bool:
@@ -20,11 +21,31 @@ def limit_malloc_arenas(arenas: int = 2) -> bool:
     (``bench/memory.py``). An explicit ``MALLOC_ARENA_MAX`` in the environment
     wins, and on a libc without ``mallopt`` nothing happens.
     """
-    if os.environ.get("MALLOC_ARENA_MAX"):
+    return _mallopt("MALLOC_ARENA_MAX", _M_ARENA_MAX, arenas)
+
+
+def pin_mmap_threshold(size: int = 1 << 20) -> bool:
+    """Serve blocks of ``size`` bytes or more from mmap, always; True when applied.
+
+    By default glibc raises the threshold to the size of each mmapped block
+    that is freed (up to 32 MiB) and lets twice that stay free at the heap top.
+    kafka-python's fetch responses run to megabytes (``max_partition_fetch_bytes``
+    is 8 MiB), so after the first one is freed they all come from the heap,
+    which swells by tens of megabytes and is seldom given back. A fixed
+    threshold also turns that adjustment off: each such buffer goes back to the
+    system when freed, and the heap stays where the live objects keep it
+    (``bench/memory.py``). An explicit ``MALLOC_MMAP_THRESHOLD_`` wins.
+    """
+    return _mallopt("MALLOC_MMAP_THRESHOLD_", _M_MMAP_THRESHOLD, size)
+
+
+def _mallopt(variable: str, parameter: int, value: int) -> bool:
+    """glibc's ``mallopt(parameter, value)`` unless ``variable`` already set it."""
+    if os.environ.get(variable):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False
-    return bool(mallopt(_M_ARENA_MAX, arenas))
+    return bool(mallopt(parameter, value))

@@ -3,7 +3,6 @@ policy, the run driver, its executor and the archive export it trains on."""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,8 +11,8 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.archive import export_labeled
 from drift.schema import FeatureKind
-from retrain.errors import RetrainError
 from retrain.executors import make_executor
 from retrain.executors.base import Executor
 from retrain.gates import GateSettings, MetricGate
@@ -77,22 +76,12 @@ def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
 
 
 def archive_exporter(cfg: Config) -> Exporter:
-    """The labelled-event archive's export (``db.archive.export_labeled``), as the loop calls it.
-
-    Looked up when a run exports, so that a build without the archive still
-    serves and names what is missing in the run's failure reason.
-    """
+    """The labelled-event archive's export, as the loop calls it (event time in [start, end))."""
+    settings = cfg.archive.settings()
     specs = cfg.model_specs()
 
     def export(model: str, start: datetime, end: datetime, dest: str) -> int:
-        try:
-            archive = importlib.import_module("db.archive")
-        except ModuleNotFoundError as exc:
-            raise RetrainError("this build has no labelled-event archive (db.archive)") from exc
-        summary = archive.export_labeled(
-            getattr(cfg, "archive", None), specs[model], start, end, dest
-        )
-        return int(summary.rows)
+        return export_labeled(settings, specs[model], start, end, dest).rows
 
     return export
 

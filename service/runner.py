@@ -23,13 +23,14 @@ from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from drift.errors import ProfileMismatch
 from drift.schema import ModelSpec
+from service.cli_archive import build_archive, schedule_maintenance
 from service.config import Config
 from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import (
     check_copartitioned,
+    dead_letter_producer,
     make_consumer,
-    make_producer,
     wait_for_brokers,
 )
 from service.metrics import IngestMetrics, Metrics
@@ -39,7 +40,7 @@ from service.performance import (
     PerformanceSettings,
     ReferenceValue,
 )
-from service.process import limit_malloc_arenas
+from service.process import limit_malloc_arenas, pin_mmap_threshold
 from service.rendering import LatestHtml
 
 log = logging.getLogger(__name__)
@@ -147,13 +148,19 @@ def build_ingest_loop(
         consumer=consumer,
         decoder=EventDecoder(specs or cfg.model_specs()),
         store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
-        dead_letters=DeadLetterPublisher(
-            lambda: make_producer(cfg.kafka), cfg.kafka.topics.dead_letter
-        ),
+        dead_letters=build_dead_letters(cfg),
         settings=settings,
         stats=IngestMetrics(metrics),
         label_specs=label_specs,
         join_observer=observer,
+        archive=build_archive(cfg),
+    )
+
+
+def build_dead_letters(cfg: Config) -> DeadLetterPublisher:
+    """The dead-letter publisher; its producer is created when first needed."""
+    return DeadLetterPublisher(
+        lambda: dead_letter_producer(cfg.kafka), cfg.kafka.topics.dead_letter
     )
 
 
@@ -174,6 +181,7 @@ def build_detectors(cfg: Config) -> DetectorObserver | None:
 def run(cfg: Config, config_path: str | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then flush and exit within the shutdown budget."""
     limit_malloc_arenas()
+    pin_mmap_threshold()
     metrics = Metrics()
     metrics.healthy.set(0)
     if cfg.metrics.port:
@@ -262,6 +270,7 @@ def _scheduler(
     )
     retrain = _retrain_job(cfg, sessions, metrics)
     scheduler.add_job(retrain, "interval", seconds=cfg.retrain.tick, id="retrain", **common)
+    schedule_maintenance(scheduler, cfg, metrics, common)
     if cfg.evaluation.render_html:
         html = LatestHtml(sessions)
         closers.append(html.close)

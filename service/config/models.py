@@ -21,6 +21,7 @@ from drift.detectors.losses import regression_scale
 from drift.performance import Task
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.stats import Method
+from service.config.archive import RESERVED_COLUMNS, ModelArchiveConfig
 from service.config.base import Duration, Strict
 from service.config.retrain import ModelRetrainConfig
 
@@ -139,6 +140,15 @@ class ModelConfig(Strict):
     drift: DriftConfig = DriftConfig()
     labels: LabelsConfig = LabelsConfig()
     retrain: ModelRetrainConfig = ModelRetrainConfig()
+    archive: ModelArchiveConfig = ModelArchiveConfig()
+
+    @field_validator("features")
+    @classmethod
+    def _unreserved(cls, v: dict[str, FeatureConfig]) -> dict[str, FeatureConfig]:
+        taken = sorted(RESERVED_COLUMNS.intersection(v))
+        if taken:
+            raise ValueError(f"feature name(s) {taken} are reserved for the archive's columns")
+        return v
 
     @model_validator(mode="after")
     def _labels_fit(self) -> ModelConfig:

@@ -3,7 +3,10 @@
 Events are produced up front; ``driftwatch run`` is started, SIGKILLed at random
 moments while it makes progress, and restarted; at the end SQL is compared,
 window by window, with what the producer had acknowledged. With labels, the
-joined outcomes are compared too, confusion cell by confusion cell.
+joined outcomes are compared too, confusion cell by confusion cell. With an
+archive, its Delta tables are read with deltalake alone and every produced
+message must be in them once: lost counts the messages missing, duplicated the
+rows beyond one per (topic, partition, offset).
 """
 
 from __future__ import annotations
@@ -13,6 +16,9 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
+from deltalake import DeltaTable
+from deltalake.exceptions import TableNotFoundError
 
 from tests.harness.labels import Cell, stored_cells
 from tests.harness.scenario import (
@@ -37,6 +43,25 @@ class ChaosResult:
     labeled_stored: int = 0
     labels_lost: int = 0
     labels_duplicated: int = 0
+    archived: int = 0
+    archive_lost: int = 0
+    archive_duplicated: int = 0
+
+
+def archive_counts(uri: str, models: set[str], kind: str) -> tuple[int, int, set[str]]:
+    """Rows, distinct (topic, partition, offset) and distinct event ids in the archive."""
+    rows, sources, ids = 0, set(), set()
+    for model in models:
+        try:
+            table = DeltaTable(f"{uri}/{model}/{kind}")
+        except TableNotFoundError:
+            continue
+        frame = table.to_pyarrow_table(columns=["event_id", "topic", "partition", "offset"])
+        rows += frame.num_rows
+        columns = [frame.column(n).to_pylist() for n in ("topic", "partition", "offset")]
+        sources.update(zip(*columns, strict=True))
+        ids.update(frame.column("event_id").to_pylist())
+    return rows, len(sources), ids
 
 
 def run_chaos(
@@ -48,6 +73,8 @@ def run_chaos(
     seed: int = 0,
     timeout: float = 600.0,
     cells: Counter[Cell] | None = None,
+    archive_uri: str | None = None,
+    labels_sent: int = 0,
 ) -> ChaosResult:
     rng = random.Random(seed)
     expected = sum(sent.values())
@@ -78,6 +105,14 @@ def run_chaos(
         in_sql = stored_cells(database_url)
         labeled_stored = sum(in_sql.values())
         labels_lost, labels_dup = compare(cells, in_sql)
+    archived = archive_lost = archive_dup = 0
+    if archive_uri is not None:
+        models = {model for model, _, _ in sent}
+        for kind, messages in (("predictions", expected), ("labels", labels_sent)):
+            rows, distinct, _ = archive_counts(archive_uri, models, kind)
+            archived += rows
+            archive_lost += messages - distinct
+            archive_dup += rows - distinct
     return ChaosResult(
         expected,
         sum(stored.values()),
@@ -90,4 +125,7 @@ def run_chaos(
         labeled_stored,
         labels_lost,
         labels_dup,
+        archived,
+        archive_lost,
+        archive_dup,
     )

@@ -15,12 +15,16 @@ from service.dev.localkafka import API_VERSION, LocalKafka
 
 
 class TestKafka:
-    """A broker for tests: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local 0.9 broker."""
+    """A broker for tests: ``KAFKA_BOOTSTRAP_SERVERS`` if set, else a local 0.9 broker.
+
+    ``local_only`` starts a local broker whatever the environment says, for the
+    tests that must stop and start their broker.
+    """
 
     __test__ = False
 
-    def __init__(self, workdir: Path) -> None:
-        external = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    def __init__(self, workdir: Path, *, local_only: bool = False) -> None:
+        external = None if local_only else os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
         self.local: LocalKafka | None = None
         if external:
             self.bootstrap_servers = external

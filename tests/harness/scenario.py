@@ -18,8 +18,11 @@ from typing import Any, TypeVar
 
 import yaml
 
+from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
 from db.repositories import WindowAggregateRepository
 from db.session import make_engine, make_session_factory
+from service.config import load_config
+from tests.harness.kafka import TestKafka
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -78,6 +81,7 @@ def write_config(
             "consumer": consumer,
         },
         "database": {"url": database_url},
+        "archive": {"uri": str(path.parent / "archive")},
         "ingest": {"flush_events": flush_events, "flush_interval": flush_interval},
         "metrics": {"port": 0},
         "log_level": "INFO",
@@ -88,6 +92,32 @@ def write_config(
         cfg["kafka"]["api_version"] = ".".join(str(p) for p in api_version)
     path.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
     return path
+
+
+def create_topics(kafka: TestKafka, name: str) -> None:
+    """The predictions topic ``name`` with the labels and dead-letter topics a config names."""
+    kafka.create_topic(name, 3)
+    kafka.create_topic(f"{name}-labels", 3)  # keyed like the predictions, same partition count
+    kafka.create_topic(f"{name}-dlq", 1)
+
+
+def send_synthetic(
+    kafka: TestKafka, config: Path, count: int, *, seed: int = 1, days_ago: float = 3.0
+) -> Counter[tuple[str, str, int]]:
+    """Produce ``count`` synthetic events per model of a config; return per-window counts."""
+    # Event time in the past: the consumer rejects events from its future.
+    start = time.time() - days_ago * 86400
+    cfg = load_config(config, env={})
+    streams = [
+        SyntheticStream(SyntheticPlan(model=spec, rate=200.0, start=start, seed=seed + i))
+        for i, spec in enumerate(cfg.model_specs().values())
+    ]
+    producer = kafka.producer()
+    try:
+        report = produce(producer, streams, count, cfg.kafka.topics.predictions, None)
+    finally:
+        producer.close()
+    return report.windows
 
 
 class ServiceProcess:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
-from service.config import load_config
 from tests.harness.kafka import TestKafka
-from tests.harness.scenario import ServiceProcess, write_config
+from tests.harness.scenario import ServiceProcess, create_topics, send_synthetic, write_config
 
 _names = itertools.count()
 
@@ -23,9 +20,7 @@ _names = itertools.count()
 @pytest.fixture
 def topic(kafka: TestKafka) -> str:
     name = f"predictions-{os.getpid()}-{next(_names)}"
-    kafka.create_topic(name, 3)
-    kafka.create_topic(f"{name}-labels", 3)  # keyed like the predictions, same partition count
-    kafka.create_topic(f"{name}-dlq", 1)
+    create_topics(kafka, name)
     return name
 
 
@@ -52,19 +47,7 @@ def send(kafka: TestKafka) -> Callable[..., Counter[tuple[str, str, int]]]:
     def _send(
         config: Path, count: int, *, seed: int = 1, days_ago: float = 3.0
     ) -> Counter[tuple[str, str, int]]:
-        # Event time in the past: the consumer rejects events from its future.
-        start = time.time() - days_ago * 86400
-        cfg = load_config(config, env={})
-        streams = [
-            SyntheticStream(SyntheticPlan(model=spec, rate=200.0, start=start, seed=seed + i))
-            for i, spec in enumerate(cfg.model_specs().values())
-        ]
-        producer = kafka.producer()
-        try:
-            report = produce(producer, streams, count, cfg.kafka.topics.predictions, None)
-        finally:
-            producer.close()
-        return report.windows
+        return send_synthetic(kafka, config, count, seed=seed, days_ago=days_ago)
 
     return _send
 

@@ -46,7 +46,18 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
         producer.close()
     assert sent.labels_sent > sent.labeled > 25_000  # some labels twice, some never
 
-    result = run_chaos(config, pg_url, sent.windows, tmp_path, kills=3, seed=11, cells=sent.cells)
+    archive = str(config.parent / "archive")
+    result = run_chaos(
+        config,
+        pg_url,
+        sent.windows,
+        tmp_path,
+        kills=3,
+        seed=11,
+        cells=sent.cells,
+        archive_uri=archive,
+        labels_sent=sent.labels_sent,
+    )
 
     assert result.kills == 3
     assert all(0 < n < 30_000 for n in result.stored_at_kills), result
@@ -54,6 +65,9 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     assert result.stored == 30_000
     assert (result.labels_lost, result.labels_duplicated) == (0, 0), result
     assert result.labeled_stored == sent.labeled
+    # Every prediction and every label message is in the archive once.
+    assert (result.archive_lost, result.archive_duplicated) == (0, 0), result
+    assert result.archived == 30_000 + sent.labels_sent
     # The alarm rule ran on every partition and was fed each joined pair exactly once.
     assert fed_to_detectors(pg_url) == {"rule": sent.labeled}
 

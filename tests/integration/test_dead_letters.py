@@ -92,11 +92,21 @@ def malformed(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
                 "feature_type",
                 "timestamp",
                 "missing_feature",
+                "deep",
+                "huge_number",
+                "huge_string",
+                "bad_utf8",
             ]
         )
     )
     if kind == "bytes":
         return b"\xff" + draw(st.binary(max_size=64))  # never valid UTF-8 JSON
+    if kind in ("deep", "huge_number", "bad_utf8"):
+        return _hazard(draw, kind, event)
+    if kind == "huge_string":  # longer than SQL keeps
+        field, limit = draw(st.sampled_from([("event_id", 512), ("model_version", 200)]))
+        event[field] = "x" * draw(st.integers(limit + 1, 200_000))
+        return json.dumps(event).encode()
     if kind == "not_object":
         return json.dumps(draw(st.lists(st.integers(), max_size=3))).encode()
     if kind == "missing":
@@ -131,6 +141,28 @@ def malformed(draw: st.DrawFn, base: dict[str, Any]) -> bytes:
     else:
         del event["features"]["num_01"]  # not nullable
     return json.dumps(event).encode()
+
+
+def _hazard(draw: st.DrawFn, kind: str, event: dict[str, Any]) -> bytes:
+    """An event the parser itself chokes on, at a drawn place in it."""
+    if kind == "deep":  # beyond the parser's recursion limit
+        depth = draw(st.integers(3000, 20_000))
+        raw = b'{"a":' * depth + b"1" + b"}" * depth
+    elif kind == "huge_number":  # beyond float range
+        raw = draw(st.sampled_from([b"", b"-"])) + b"9" * draw(st.integers(400, 5000))
+    else:
+        bad = draw(st.sampled_from([b"\xff", b"\xc3\x28", b"\xed\xa0\x80", b"\xf8\x88\x80\x80"]))
+        raw = b'"' + draw(st.binary(max_size=4)).replace(b'"', b"").replace(b"\\", b"") + bad + b'"'
+    # An ignored field is skipped unparsed, numbers and UTF-8 unchecked: only read ones.
+    places = ["features", "prediction", "event_id", *(["extra"] if kind == "deep" else [])]
+    where = draw(st.sampled_from(places))
+    if where == "features":
+        event["features"]["cat_1" if kind == "bad_utf8" else "num_01"] = "__hazard__"
+    else:
+        event[where] = "__hazard__"
+    if kind == "deep" and where in ("event_id", "extra"):
+        event["model_version"] = 7  # invalid even should a raised recursion limit parse it
+    return json.dumps(event).encode().replace(b'"__hazard__"', raw)
 
 
 @settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))

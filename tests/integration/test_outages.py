@@ -2,36 +2,76 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
 import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from tests.harness.kafka import TestKafka
-from tests.harness.scenario import compare, stored_counts, wait_for_total
+from tests.harness.scenario import (
+    compare,
+    create_topics,
+    send_synthetic,
+    stored_counts,
+    wait_for_total,
+    write_config,
+)
 from tests.harness.tcpproxy import TcpProxy
 
 pytestmark = pytest.mark.kafka
 SLOW = {"max_poll_records": 100}
 
 
+@pytest.fixture(scope="module")
+def restartable(kafka: TestKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKafka]:
+    """The session's broker if the harness started it, else a local one of this module's.
+
+    A test cannot restart an external broker (``KAFKA_BOOTSTRAP_SERVERS``), so
+    under one the restart test runs on its own local broker instead of being
+    skipped; if that cannot start, the test errors with the reason.
+    """
+    if kafka.local is not None:
+        yield kafka
+        return
+    own = TestKafka(tmp_path_factory.mktemp("restartable-kafka"), local_only=True)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def test_broker_restart_during_consumption_loses_nothing(
-    kafka: TestKafka, sqlite_url, make_config, send, services
-):
-    if kafka.local is None:
-        pytest.skip("an external broker cannot be restarted by the test")
-    config = make_config(sqlite_url, flush_interval="200ms", extra_consumer=SLOW)
-    sent = send(config, 20_000, seed=3)
+    restartable: TestKafka, sqlite_url: str, tmp_path: Path, services: Any
+) -> None:
+    kafka = restartable
+    assert kafka.local is not None
+    topic = f"restart-{os.getpid()}-{time.time_ns()}"
+    create_topics(kafka, topic)
+    config = write_config(
+        tmp_path / "config.yaml",
+        bootstrap_servers=kafka.bootstrap_servers,
+        api_version=kafka.api_version,
+        database_url=sqlite_url,
+        topic=topic,
+        group_id=f"group-{topic}",
+        flush_interval="200ms",
+        extra_consumer=SLOW,
+    )
+    sent = send_synthetic(kafka, config, 20_000, seed=3)
     svc = services(config)
     wait_for_total(sqlite_url, 2000, timeout=60, interval=0.05)
 
     kafka.local.stop_broker()
-    time.sleep(3)
+    time.sleep(3)  # the service keeps running without a broker meanwhile
     kafka.local.start_broker()
-    after = send(config, 2000, seed=4, days_ago=2.0)
+    after = send_synthetic(kafka, config, 2000, seed=4, days_ago=2.0)
 
     total = wait_for_total(sqlite_url, 22_000, timeout=180)
     assert svc.terminate() == 0, svc.log_text()[-3000:]

@@ -25,8 +25,7 @@ from db.session import make_engine, make_session_factory
 from drift.detectors import AlarmRule
 from drift.detectors.losses import regression_scale
 from drift.performance import Task
-from tests.unit.consumers.test_join import JoinRig, label, pred
-from tests.unit.consumers.test_loop import FakeTime, T
+from tests.harness.ingest import FakeClock, JoinRig, T, label, pred
 
 ALL = ("rule", "adwin", "ddm", "eddm", "page_hinkley")
 CLASSIFIER = DetectorSpec("fraud", Task.CLASSIFICATION)
@@ -245,7 +244,7 @@ def test_detector_specs_are_checked(spec: dict[str, Any], message: str) -> None:
 
 
 def test_the_loop_feeds_each_joined_pair_once_across_a_crash_and_a_failed_commit(
-    sql: Any, clock: FakeTime
+    sql: Any, clock: FakeClock
 ) -> None:
     names = ("rule", "ddm")
     spec = DetectorSpec("fraud", Task.CLASSIFICATION, names)
@@ -257,7 +256,7 @@ def test_the_loop_feeds_each_joined_pair_once_across_a_crash_and_a_failed_commit
     first.step(preds=preds)
     first.step(labels=labels[:250])
     # Reads the rest, then dies before flushing it.
-    first.consumer.add_labels(0, *labels[250:])
+    first.add_labels(0, *labels[250:])
     while batch := first.loop._poll(0):
         first.loop._process(batch)
     second = JoinRig(sql, clock)
@@ -275,9 +274,5 @@ def test_the_loop_feeds_each_joined_pair_once_across_a_crash_and_a_failed_commit
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    import consumers.loop as loop_module
-
-    fake = FakeTime(T + 100.0)
-    monkeypatch.setattr(loop_module, "time", fake)
-    return fake
+def clock() -> FakeClock:
+    return FakeClock(T + 100.0)

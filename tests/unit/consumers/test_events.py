@@ -11,7 +11,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from consumers.errors import InvalidEvent, InvalidReason
-from consumers.events import EventDecoder, LabelEvent, ModelCodec, PredictionEvent
+from consumers.events import (
+    MAX_EVENT_ID,
+    EventDecoder,
+    LabelEvent,
+    ModelCodec,
+    PredictionEvent,
+)
 from db.repositories import _utc
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 
@@ -509,3 +515,117 @@ def test_batch_with_a_probability_model_still_checks_ranges() -> None:
     batch = decoder.decode_batch([ok, out_of_range])
     assert len(batch.events) == 1
     assert [(i, exc.kind) for i, exc in batch.invalid] == [(1, InvalidReason.PREDICTION)]
+
+
+# -- poison pills: hostile payloads are rejected, never raised ------------------------
+
+DEEP = b'{"a":' * 5000 + b"1" + b"}" * 5000  # about 30 KB, as found in the field
+
+
+def test_deep_nesting_is_invalid_not_a_crash(decoder: EventDecoder) -> None:
+    assert rejected(decoder, DEEP).kind is InvalidReason.MALFORMED
+    assert "nested" in rejected(decoder, DEEP).detail
+    buried = encode(prediction())[:-1] + b', "extra": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    assert rejected(decoder, buried).kind is InvalidReason.MALFORMED
+    with pytest.raises(InvalidEvent) as info:
+        decoder.decode_label(DEEP)
+    assert info.value.kind is InvalidReason.MALFORMED
+
+
+def test_invalid_utf8_inside_a_string_is_invalid(decoder: EventDecoder) -> None:
+    raw = encode(prediction()).replace(b'"e-1"', b'"e-\xff\xfe"')
+    exc = rejected(decoder, raw)
+    assert exc.kind is InvalidReason.MALFORMED
+    assert "UTF-8" in exc.detail
+    with pytest.raises(InvalidEvent):
+        decoder.decode_label(encode(label()).replace(b'"e-1"', b'"\xed\xa0\x80"'))
+
+
+def test_strings_longer_than_sql_keeps_are_invalid(decoder: EventDecoder) -> None:
+    # model_version is a VARCHAR(200); event_id a primary key that a btree index must hold.
+    assert decoder.decode_prediction(encode(prediction(model_version="v" * 200)))
+    assert rejected(decoder, encode(prediction(model_version="v" * 201))).kind is (
+        InvalidReason.SCHEMA
+    )
+    assert decoder.decode_prediction(encode(prediction(event_id="e" * MAX_EVENT_ID)))
+    too_long = encode(prediction(event_id="e" * (MAX_EVENT_ID + 1)))
+    assert rejected(decoder, too_long).kind is InvalidReason.SCHEMA
+    with pytest.raises(InvalidEvent):
+        decoder.decode_label(encode(label(event_id="e" * (MAX_EVENT_ID + 1))))
+
+
+def test_one_poison_pill_keeps_its_batch_good_events(decoder: EventDecoder) -> None:
+    good = [encode(prediction(event_id=f"e{i}")) for i in range(4)]
+    utf8 = good[0].replace(b'"e0"', b'"\xc3\x28"')
+    batch = decoder.decode_batch([good[0], DEEP, good[1], utf8, good[2], good[3]])
+    assert [e.event_id for e in batch.events] == ["e0", "e1", "e2", "e3"]
+    assert batch.times == [T0_EPOCH] * 4
+    assert [(i, exc.kind) for i, exc in batch.invalid] == [
+        (1, InvalidReason.MALFORMED),
+        (3, InvalidReason.MALFORMED),
+    ]
+
+
+HAZARD = '"__hazard__"'
+
+
+@st.composite
+def hazards(draw: st.DrawFn) -> bytes:
+    """Raw JSON text meant to break a decoder: deep nesting, huge numbers and strings, bad UTF-8."""
+    kind = draw(st.sampled_from(["deep", "number", "string", "utf8"]))
+    if kind == "deep":
+        depth = draw(st.integers(1, 20_000))
+        if draw(st.booleans()):
+            return b"[" * depth + b"]" * depth
+        return b'{"a":' * depth + b"1" + b"}" * depth
+    if kind == "number":
+        digits = draw(st.integers(1, 5000))
+        mantissa = draw(st.sampled_from(["9", "1", "0."]))
+        exponent = draw(st.sampled_from(["", "e999999", "e-999999", "E+400"]))
+        return f"{draw(st.sampled_from(['', '-']))}{mantissa}{'9' * digits}{exponent}".encode()
+    if kind == "string":
+        size = draw(st.integers(0, 1_000_000))
+        return b'"' + draw(st.sampled_from([b"x", b"\\u00e9", "\u00e9".encode()])) * size + b'"'
+    bad = draw(st.binary(min_size=1, max_size=8).filter(_not_utf8))
+    return b'"' + bad.replace(b'"', b"").replace(b"\\", b"") + b'"'
+
+
+def _not_utf8(raw: bytes) -> bool:
+    try:
+        raw.replace(b'"', b"").replace(b"\\", b"").decode("utf-8")
+    except UnicodeDecodeError:
+        return True
+    return False
+
+
+@PROPERTY
+@given(
+    valid=st.fixed_dictionaries(valid_fields),
+    where=st.sampled_from(
+        [*valid_fields, "event_id", "extra", "features.amount", "features.country", "prediction"]
+    ),
+    hazard=hazards(),
+    label_side=st.booleans(),
+)
+def test_hostile_payloads_decode_or_are_invalid(
+    decoder: EventDecoder, valid: dict[str, Any], where: str, hazard: bytes, label_side: bool
+) -> None:
+    event = {"event_id": "e", **valid}
+    if label_side:
+        event = {k: event[k] for k in ("event_id", "model", "timestamp")} | {"label": 1}
+    if where.startswith("features."):
+        event.setdefault("features", {})[where.split(".", 1)[1]] = "__hazard__"
+    else:
+        event[where] = "__hazard__"
+    raw = json.dumps(event).encode().replace(HAZARD.encode(), hazard)
+    if label_side:
+        try:
+            decoder.decode_label(raw)
+        except InvalidEvent as exc:
+            assert exc.detail
+        return
+    _decodes_or_rejects(decoder, raw)
+    good = encode(prediction())
+    batch = decoder.decode_batch([good, raw, good])
+    assert [i for i, _ in batch.invalid] in ([], [1])
+    assert len(batch.events) + len(batch.invalid) == 3

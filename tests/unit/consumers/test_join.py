@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,135 +15,31 @@ from kafka import TopicPartition
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import consumers.loop as loop_module
 from consumers.checkpoint import CheckpointStore
-from consumers.dlq import DeadLetterPublisher
 from consumers.join import JoinBatch
-from consumers.labels import LabelSpec
-from consumers.loop import IngestLoop, IngestSettings, _Rebalance
 from db.errors import OffsetConflict
-from db.join import PerformanceAggregateRepository, PredictionRecord
+from db.join import PredictionRecord
 from db.models import PendingLabel, PendingPrediction, PerformanceAggregate
 from db.repositories import OffsetAdvance, OffsetFence
 from db.session import make_engine, make_session_factory
-from drift.performance import ClassificationSketch, Task
-from drift.schema import PredictionKind
-from tests.unit.consumers.test_loop import (
-    DECODER,
+from tests.harness.ingest import (
     GROUP,
+    LABELS,
+    SPEC,
     TOPIC,
-    FakeConsumer,
-    FakeProducer,
-    FakeTime,
-    FlakyStore,
-    Rec,
-    Stats,
+    TTL,
+    FakeClock,
+    JoinRig,
     T,
+    label,
+    letters,
+    pred,
 )
-
-LABELS = "labels"
-TTL = 600.0
-SPEC = LabelSpec("fraud", PredictionKind.NUMERICAL, Task.CLASSIFICATION, TTL)
-
-
-def pred(t: float, eid: str, score: float = 0.25) -> bytes:
-    return json.dumps(
-        {
-            "event_id": eid,
-            "model": "fraud",
-            "model_version": "v1",
-            "timestamp": datetime.fromtimestamp(t, UTC).isoformat(),
-            "features": {"amount": 1.0},
-            "prediction": score,
-        }
-    ).encode()
-
-
-def label(t: float, eid: str, value: Any, model: str = "fraud") -> bytes:
-    ts = datetime.fromtimestamp(t, UTC).isoformat()
-    return json.dumps({"event_id": eid, "model": model, "label": value, "timestamp": ts}).encode()
-
-
-class TwoTopics(FakeConsumer):
-    """The fake consumer with a labels topic beside the predictions topic."""
-
-    def __init__(self, clock: FakeTime, preds: dict[int, list[bytes]], max_records: int) -> None:
-        super().__init__(clock, preds, max_records)
-        for p in preds:
-            self.log[TopicPartition(LABELS, p)] = []
-
-    def add_labels(self, partition: int, *values: bytes) -> None:
-        log = self.log[TopicPartition(LABELS, partition)]
-        for v in values:
-            log.append(Rec(LABELS, partition, len(log), f"k{len(log)}".encode(), v))
-
-    def subscribe(self, topics: list[str], listener: Any = None) -> None:
-        assert topics == [TOPIC, LABELS]
-        self.listener, self._next = listener, set(self.log)
-
-
-class JoinRig:
-    def __init__(self, sql: sessionmaker[Session], clock: FakeTime, partitions: int = 1) -> None:
-        self.sql = sql
-        self.consumer = TwoTopics(clock, {p: [] for p in range(partitions)}, max_records=50)
-        self.store = FlakyStore(sql, clock)
-        self.producer, self.stats = FakeProducer(), Stats()
-        self.loop = IngestLoop(
-            self.consumer,
-            DECODER,
-            self.store,
-            DeadLetterPublisher(lambda: self.producer, "dead-letters"),
-            IngestSettings(TOPIC, labels_topic=LABELS, max_backoff=1.0),
-            self.stats,  # type: ignore[arg-type]
-            clock=clock.time,
-            label_specs={"fraud": SPEC},
-        )
-        self.loop._stop = clock  # type: ignore[assignment]
-        self.consumer.subscribe([TOPIC, LABELS], listener=_Rebalance(self.loop))
-
-    def step(self, preds: list[bytes] = (), labels: list[bytes] = (), partition: int = 0) -> None:  # type: ignore[assignment]
-        """Append, read everything and flush once."""
-        self.consumer.append(partition, *preds)
-        self.consumer.add_labels(partition, *labels)
-        while batch := self.loop._poll(0):
-            self.loop._process(batch)
-        assert self.loop._flush_with_retry(deadline=None) is True
-
-    def outcomes(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for model, outcome, n in self.stats.of("labels"):
-            assert model == "fraud"
-            out[outcome] = out.get(outcome, 0) + n
-        return out
-
-    def unlabeled(self) -> int:
-        return sum(n for _, n in self.stats.of("unlabeled"))
-
-    def window(self, start: int = T) -> tuple[int, int, int, ClassificationSketch]:
-        """(predicted, labeled, unlabeled, sketch) of the window starting at ``start``."""
-        with self.sql() as s:
-            w = PerformanceAggregateRepository(s).window(
-                "fraud", "v1", datetime.fromtimestamp(start, UTC), SPEC.layout
-            )
-        assert w is not None
-        assert isinstance(w.sketch.sketch, ClassificationSketch)
-        return w.predicted, w.labeled, w.unlabeled, w.sketch.sketch
-
-    def pending(self) -> tuple[int, int, int]:
-        """(unlabelled predictions, labelled predictions, parked labels) in SQL."""
-        pp = PendingPrediction
-        with self.sql() as s:
-            unlabeled = s.scalar(select(func.count()).where(pp.labeled_at.is_(None)))
-            labeled = s.scalar(select(func.count()).where(pp.labeled_at.is_not(None)))
-            parked = s.scalar(select(func.count()).select_from(PendingLabel))
-        return int(unlabeled or 0), int(labeled or 0), int(parked or 0)
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    fake = FakeTime(T + 100.0)
-    monkeypatch.setattr(loop_module, "time", fake)
-    return fake
+def clock() -> FakeClock:
+    return FakeClock(T + 100.0)
 
 
 @pytest.fixture
@@ -218,8 +113,8 @@ def test_labels_of_unknown_models_are_counted_and_invalid_ones_dead_lettered(
         ]
     )
     assert r.stats.of("labels") == [("nope", "unknown_model", 1), ("fraud", "early", 1)]
-    letters = r.producer.letters()
-    assert [(d["topic"], d["offset"]) for d in letters] == [(LABELS, 1), (LABELS, 2), (LABELS, 3)]
+    sent = letters(r.producer)
+    assert [(d["topic"], d["offset"]) for d in sent] == [(LABELS, 1), (LABELS, 2), (LABELS, 3)]
     assert r.stats.of("invalid") == ["malformed", "schema", "timestamp"]
     assert r.pending() == (0, 0, 1)
     with sql() as s:
@@ -258,8 +153,8 @@ def test_a_replayed_flush_joins_exactly_once(sql: Any, clock: Any) -> None:
     first = JoinRig(sql, clock)
     first.step(preds=[pred(T + 5, "a"), pred(T + 6, "b")], labels=[label(T + 7, "a", 0)])
     # Crash after reading more but before flushing it: a second process reads it again.
-    first.consumer.append(0, pred(T + 8, "c"))
-    first.consumer.add_labels(0, label(T + 9, "b", 1), label(T + 9, "c", 0))
+    first.consumer.append(TopicPartition(TOPIC, 0), pred(T + 8, "c"))
+    first.add_labels(0, label(T + 9, "b", 1), label(T + 9, "c", 0))
     while batch := first.loop._poll(0):
         first.loop._process(batch)
     second = JoinRig(sql, clock)

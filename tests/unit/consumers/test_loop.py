@@ -2,44 +2,45 @@
 
 from __future__ import annotations
 
+import base64
 import json
-from collections import namedtuple
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from kafka import TopicPartition
-from kafka.errors import KafkaConnectionError, KafkaError, TopicAuthorizationFailedError
+from kafka.errors import (
+    KafkaConnectionError,
+    KafkaTimeoutError,
+    TopicAuthorizationFailedError,
+)
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-import consumers.loop as loop_module
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.errors import ConsumerError
-from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings, _Rebalance
-from consumers.stats import IngestStats
-from db.errors import StoreUnavailable
 from db.models import ConsumerOffset, WindowAggregate
 from db.repositories import OffsetAdvance, OffsetRepository, WindowAggregateRepository
 from db.session import make_engine, make_session_factory
-from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
-
-Rec = namedtuple("Rec", "topic partition offset key value")
-TOPIC, GROUP = "predictions", "g1"
-T = 1_800_000_000  # a multiple of 60: windows line up at T
-FRAUD = ModelSpec(
-    "fraud",
-    (FeatureSpec("amount", FeatureKind.NUMERICAL, edges=(0.0, 10.0, 100.0)),),
-    PredictionSpec(PredictionKind.NUMERICAL, (0.0, 0.5, 1.0)),
-    window_seconds=60,
-    allowed_lateness_seconds=10,
+from drift.schema import FeatureKind, FeatureSpec
+from tests.harness.ingest import (
+    DECODER,
+    FRAUD,
+    GROUP,
+    TOPIC,
+    FakeClock,
+    FakeConsumer,
+    FakeProducer,
+    FlakyStore,
+    Stats,
+    T,
+    letters,
 )
-DECODER = EventDecoder({"fraud": FRAUD})
 
 
 def tp(partition: int) -> TopicPartition:
@@ -63,186 +64,6 @@ def spaced(n: int, first: int = 0) -> list[bytes]:
     return [ev(T + 20 * i) for i in range(first, n)]
 
 
-class FakeTime:
-    """Stands in for the ``time`` module of consumers.loop and for the loop's stop event."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def time(self) -> float:
-        return self.now
-
-    monotonic = perf_counter = time
-
-    def sleep(self, seconds: float) -> None:
-        self.now += seconds
-
-    def wait(self, seconds: float) -> bool:
-        self.sleep(seconds)
-        return False
-
-    def is_set(self) -> bool:
-        return False
-
-
-class FakeConsumer:
-    """Enough of kafka-python's KafkaConsumer: eager rebalances run inside poll()."""
-
-    def __init__(self, clock: FakeTime, parts: dict[int, list[bytes]], max_records: int) -> None:
-        self.clock, self.max_records = clock, max_records
-        self.log: dict[TopicPartition, list[Rec]] = {tp(p): [] for p in parts}
-        for p, values in parts.items():
-            self.append(p, *values)
-        self.listener: Any = None
-        self.assigned: set[TopicPartition] = set()
-        self.position: dict[TopicPartition, int] = {}
-        self.paused: set[TopicPartition] = set()
-        self.seeks: list[tuple[TopicPartition, int]] = []  # every seek, in order
-        self.commits: list[dict[TopicPartition, int]] = []  # commit_async offsets
-        self.paused_at_poll: list[frozenset[TopicPartition]] = []
-        self.errors: list[Exception] = []  # raised by the next polls, one each
-        self.closed: bool | None = None  # close()'s autocommit argument
-        self._next: set[TopicPartition] | None = None  # assignment due in the next poll
-
-    def append(self, partition: int, *values: bytes) -> None:
-        log = self.log[tp(partition)]
-        for v in values:
-            log.append(Rec(TOPIC, partition, len(log), f"k{len(log)}".encode(), v))
-
-    def rebalance(self, *partitions: int) -> None:
-        """Revoke everything and assign ``partitions`` during the next poll."""
-        self._next = {tp(p) for p in partitions}
-
-    def subscribe(self, topics: list[str], listener: Any = None) -> None:
-        assert topics == [TOPIC]
-        self.listener, self._next = listener, set(self.log)
-
-    def poll(self, timeout_ms: int = 0, **_: Any) -> dict[TopicPartition, list[Rec]]:
-        if self.errors:
-            raise self.errors.pop(0)
-        if self._next is not None:
-            new, self._next = self._next, None
-            # kafka-python re-raises a listener's exception as a KafkaError caused by it.
-            try:
-                if self.assigned:
-                    self.listener.on_partitions_revoked(sorted(self.assigned))
-                self.assigned, self.paused = new, self.paused & new
-                for part in new:
-                    self.position.pop(part, None)
-                self.listener.on_partitions_assigned(sorted(new))
-            except Exception as exc:
-                raise KafkaError("User rebalance callback throws an error") from exc
-        self.paused_at_poll.append(frozenset(self.paused))
-        batch = {}
-        for part in sorted(self.assigned - self.paused):
-            pos = self.position.setdefault(part, 0)
-            records = self.log[part][pos : pos + self.max_records]
-            if records:
-                batch[part] = records
-                self.position[part] = pos + len(records)
-        if not batch:  # an empty poll waits out its timeout
-            self.clock.sleep(max(timeout_ms / 1000, 0.001))
-        return batch
-
-    def seek(self, part: TopicPartition, offset: int) -> None:
-        assert part in self.assigned
-        self.seeks.append((part, offset))
-        self.position[part] = offset
-
-    def seek_to_beginning(self, *parts: TopicPartition) -> None:
-        for part in parts:
-            self.seek(part, 0)
-
-    def seek_to_end(self, *parts: TopicPartition) -> None:
-        for part in parts:
-            self.seek(part, len(self.log[part]))
-
-    def pause(self, *parts: TopicPartition) -> None:
-        self.paused |= set(parts)
-
-    def resume(self, *parts: TopicPartition) -> None:
-        self.paused -= set(parts)
-
-    def assignment(self) -> set[TopicPartition]:
-        return set(self.assigned)
-
-    def commit_async(self, offsets: dict[TopicPartition, Any]) -> None:
-        self.commits.append({part: meta.offset for part, meta in offsets.items()})
-
-    def highwater(self, part: TopicPartition) -> int:
-        return len(self.log[part])
-
-    def partitions_for_topic(self, topic: str) -> set[int]:
-        return {p.partition for p in self.log if p.topic == topic}
-
-    def close(self, autocommit: bool = True) -> None:
-        self.closed = autocommit
-
-
-class FakeProducer:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, bytes | None, bytes]] = []
-        self.failing = 0  # how many of the next sends the broker rejects
-
-    def send(self, topic: str, key: bytes | None = None, value: bytes = b"") -> Any:
-        self.sent.append((topic, key, value))
-        failed, self.failing = self.failing > 0, max(self.failing - 1, 0)
-        return SimpleNamespace(is_done=True, failed=lambda: failed)
-
-    def flush(self, timeout: float | None = None) -> None: ...
-
-    close = flush
-
-    def letters(self) -> list[dict[str, Any]]:
-        return [json.loads(value) for _, _, value in self.sent]
-
-
-class FlakyStore(CheckpointStore):
-    """The real store, told to fail the next commits/loads or to lose acknowledgements."""
-
-    def __init__(self, sessions: sessionmaker[Session], clock: FakeTime) -> None:
-        super().__init__(sessions, GROUP, clock.time)
-        self.fail_commits = self.fail_loads = self.lose_acks = self.commit_calls = 0
-
-    def commit(self, advances: Any, deltas: Any, *join: Any) -> Any:
-        self.commit_calls += 1
-        if self.fail_commits:
-            self.fail_commits -= 1
-            raise StoreUnavailable("database down")
-        counts = super().commit(advances, deltas, *join)
-        if self.lose_acks:
-            self.lose_acks -= 1
-            raise StoreUnavailable("connection lost before the commit was acknowledged")
-        return counts
-
-    def load(self, topic: str, partitions: Any) -> Any:
-        if self.fail_loads:
-            self.fail_loads -= 1
-            raise StoreUnavailable("database down")
-        return super().load(topic, partitions)
-
-
-def _recorder(name: str) -> Any:
-    def record(self: Stats, *args: Any) -> None:
-        self.calls.append((name, args))
-
-    return record
-
-
-class Stats:
-    """Implements consumers.stats.IngestStats by recording every call as (method, args)."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, tuple[Any, ...]]] = []
-
-    def of(self, name: str) -> list[Any]:
-        return [args[0] if len(args) == 1 else args for n, args in self.calls if n == name]
-
-
-for _name in [name for name in vars(IngestStats) if not name.startswith("_")]:
-    setattr(Stats, _name, _recorder(_name))
-
-
 @dataclass
 class Rig:
     loop: IngestLoop
@@ -260,10 +81,8 @@ class Rig:
 
 
 @pytest.fixture
-def clock(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
-    fake = FakeTime(T + 100.0)
-    monkeypatch.setattr(loop_module, "time", fake)  # backoff sleeps advance the fake clock
-    return fake
+def clock() -> FakeClock:
+    return FakeClock(T + 100.0)  # backoff waits advance it
 
 
 @pytest.fixture
@@ -275,13 +94,16 @@ def sql(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
 
 def rig(
     sql: sessionmaker[Session],
-    clock: FakeTime,
+    clock: FakeClock,
     parts: dict[int, list[bytes]],
     max_records: int = 2,
     subscribe: bool = True,
     **settings: Any,
 ) -> Rig:
-    consumer, store = FakeConsumer(clock, parts, max_records), FlakyStore(sql, clock)
+    consumer = FakeConsumer(clock, map(tp, parts), max_records)
+    for p, values in parts.items():
+        consumer.append(tp(p), *values)
+    store = FlakyStore(sql, GROUP, clock)
     producer, stats = FakeProducer(), Stats()
     loop = IngestLoop(
         consumer,
@@ -290,9 +112,8 @@ def rig(
         DeadLetterPublisher(lambda: producer, "dead-letters"),
         IngestSettings(TOPIC, max_backoff=1.0, **settings),
         stats,
-        clock=clock.time,
+        clock=clock,
     )
-    loop._stop = clock  # type: ignore[assignment]  # waits advance the fake clock
     if subscribe:
         loop.consumer.subscribe([TOPIC], listener=_Rebalance(loop))
     return Rig(loop, consumer, store, producer, stats)
@@ -318,7 +139,7 @@ def offsets(sql: sessionmaker[Session]) -> dict[int, tuple[int, float | None]]:
     return {p: (o.next_offset, o.watermark) for p, o in stored.items()}
 
 
-def test_three_partitions_flush_counts_and_next_offsets(sql: Any, clock: FakeTime) -> None:
+def test_three_partitions_flush_counts_and_next_offsets(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {0: spaced(4), 1: spaced(5), 2: spaced(6)})
     r.drain()
     assert r.consumer.seeks == [(tp(0), 0), (tp(1), 0), (tp(2), 0)]  # nothing stored yet
@@ -333,46 +154,48 @@ def test_three_partitions_flush_counts_and_next_offsets(sql: Any, clock: FakeTim
     assert r.loop.book.pending() == []
 
 
-def test_invalid_events_are_dead_lettered_and_skipped(sql: Any, clock: FakeTime) -> None:
+def test_invalid_events_are_dead_lettered_and_skipped(sql: Any, clock: FakeClock) -> None:
     unknown = json.dumps({"model": "nope", "event_id": "x"}).encode()
     r = rig(sql, clock, {0: [ev(T + 1), b"{not json", ev(T + 2), b"", unknown, ev(T + 3)]})
     r.drain()
     r.flush()
-    letters = r.producer.letters()
-    assert [(d["topic"], d["partition"], d["offset"]) for d in letters] == [
+    sent = letters(r.producer)
+    assert [(d["topic"], d["partition"], d["offset"]) for d in sent] == [
         (TOPIC, 0, 1),
         (TOPIC, 0, 3),
         (TOPIC, 0, 4),
     ]
-    assert [d["key"] for d in letters] == ["k1", "k3", "k4"]
-    assert "not valid JSON" in letters[0]["reason"]
-    assert "no value" in letters[1]["reason"]
-    assert "'nope' is not configured" in letters[2]["reason"]
+    assert [d["key"] for d in sent] == ["k1", "k3", "k4"]
+    assert "not valid JSON" in sent[0]["reason"]
+    assert "no value" in sent[1]["reason"]
+    assert "'nope' is not configured" in sent[2]["reason"]
     assert {topic for topic, _, _ in r.producer.sent} == {"dead-letters"}
     assert r.stats.of("invalid") == ["malformed", "empty", "unknown_model"]
     assert windows(sql) == {0: (3, 0)}
     assert offsets(sql) == {0: (6, T + 3)}
 
 
-def test_offsets_wait_for_every_dead_letter_to_be_acknowledged(sql: Any, clock: FakeTime) -> None:
+def test_offsets_wait_for_every_dead_letter_to_be_acknowledged(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {0: [ev(T + 1), b"", ev(T + 2)]})
     r.producer.failing = 1
     r.drain()
     r.flush()
     assert r.stats.of("flush_failed") == ["DeadLetterError"]
     assert r.store.commit_calls == 1  # no SQL commit while a dead letter was unconfirmed
-    assert [d["offset"] for d in r.producer.letters()] == [1, 1]  # sent again
+    assert [d["offset"] for d in letters(r.producer)] == [1, 1]  # sent again
     assert windows(sql) == {0: (2, 0)}
     assert offsets(sql) == {0: (3, T + 2)}
 
 
-def test_restart_seeks_to_stored_offsets_without_double_counting(sql: Any, clock: FakeTime) -> None:
+def test_restart_seeks_to_stored_offsets_without_double_counting(
+    sql: Any, clock: FakeClock
+) -> None:
     parts = {0: spaced(4), 1: spaced(5), 2: spaced(6)}
     first = rig(sql, clock, parts)
     first.drain()
     first.flush()
     second = rig(sql, clock, parts)
-    second.consumer.append(0, *spaced(6, first=4))
+    second.consumer.append(tp(0), *spaced(6, first=4))
     second.store.fail_loads = 2  # the assignment retries reading the offsets
     second.drain()
     assert second.consumer.seeks == [(tp(0), 4), (tp(1), 5), (tp(2), 6)]
@@ -384,11 +207,11 @@ def test_restart_seeks_to_stored_offsets_without_double_counting(sql: Any, clock
     assert second.consumer.commits == [{tp(0): 6}]
 
 
-def test_database_outage_pauses_retries_and_commits_once(sql: Any, clock: FakeTime) -> None:
+def test_database_outage_pauses_retries_and_commits_once(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {0: spaced(3), 1: spaced(3), 2: spaced(3)})
     r.drain()
     r.store.fail_commits = 3
-    r.consumer.append(1, ev(T + 70))  # arrives during the outage: not fetched while paused
+    r.consumer.append(tp(1), ev(T + 70))  # arrives during the outage: not fetched while paused
     polls, healths = len(r.consumer.paused_at_poll), len(r.stats.of("healthy"))
     r.flush()
     assert r.store.commit_calls == 4
@@ -407,7 +230,7 @@ def test_database_outage_pauses_retries_and_commits_once(sql: Any, clock: FakeTi
     assert per_partition(sql) == {0: 3, 1: 4, 2: 3}
 
 
-def test_lost_acknowledgement_is_recognised_as_own_commit(sql: Any, clock: FakeTime) -> None:
+def test_lost_acknowledgement_is_recognised_as_own_commit(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {0: spaced(3), 1: spaced(4), 2: spaced(5)})
     r.drain()
     seeks = list(r.consumer.seeks)
@@ -420,19 +243,19 @@ def test_lost_acknowledgement_is_recognised_as_own_commit(sql: Any, clock: FakeT
     assert offsets(sql) == {0: (3, T + 40), 1: (4, T + 60), 2: (5, T + 80)}
     assert r.consumer.seeks == seeks  # positions already match SQL: no re-seek
     assert (r.loop.acc.deltas, r.loop.acc.events, r.loop.book.pending()) == ({}, 0, [])
-    r.consumer.append(0, ev(T + 61))
+    r.consumer.append(tp(0), ev(T + 61))
     r.drain()
     r.flush()  # the book expects what SQL holds: the next commit chains on
     assert windows(sql) == {0: (9, 0), 60: (4, 0)}
     assert offsets(sql)[0] == (4, T + 61)
 
 
-def test_fenced_partition_is_dropped_and_reseeked(sql: Any, clock: FakeTime) -> None:
+def test_fenced_partition_is_dropped_and_reseeked(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {p: spaced(4) for p in range(3)})
     r.drain()
     r.flush()
     for p in range(3):
-        r.consumer.append(p, *spaced(8, first=4))
+        r.consumer.append(tp(p), *spaced(8, first=4))
     r.drain()
     # Another consumer, owning partition 1 meanwhile, stored offsets 4 and 5.
     CheckpointStore(sql, GROUP, clock.time).commit([OffsetAdvance(TOPIC, 1, 4, 6, T + 100.0)], {})
@@ -449,7 +272,7 @@ def test_fenced_partition_is_dropped_and_reseeked(sql: Any, clock: FakeTime) -> 
 
 
 def test_revocation_flushes_first_or_drops_buffers_if_database_down(
-    sql: Any, clock: FakeTime
+    sql: Any, clock: FakeClock
 ) -> None:
     r = rig(sql, clock, {p: spaced(3) for p in range(3)})
     r.drain()
@@ -460,7 +283,7 @@ def test_revocation_flushes_first_or_drops_buffers_if_database_down(
     assert r.consumer.seeks[-2:] == [(tp(0), 3), (tp(1), 3)]
     assert r.loop.book.owned() == [(TOPIC, 0), (TOPIC, 1)]
     for p in range(3):
-        r.consumer.append(p, *spaced(5, first=3))
+        r.consumer.append(tp(p), *spaced(5, first=3))
     r.drain()
     r.store.fail_commits = 1000
     r.consumer.rebalance(0)  # partition 1 goes to another consumer
@@ -480,7 +303,7 @@ def test_revocation_flushes_first_or_drops_buffers_if_database_down(
     assert offsets(sql) == {p: (5, T + 80) for p in range(3)}
 
 
-def test_late_events_and_watermark_survive_restart(sql: Any, clock: FakeTime) -> None:
+def test_late_events_and_watermark_survive_restart(sql: Any, clock: FakeClock) -> None:
     # The watermark T+200 is past window T's close (T+60) plus lateness (10 s).
     values = [ev(T + 5), ev(T + 200), ev(T + 10)]
     first = rig(sql, clock, {0: values}, max_records=10)
@@ -497,22 +320,22 @@ def test_late_events_and_watermark_survive_restart(sql: Any, clock: FakeTime) ->
     assert offsets(sql) == {0: (5, T + 215)}
 
 
-def test_events_from_the_future_are_dead_lettered(sql: Any, clock: FakeTime) -> None:
+def test_events_from_the_future_are_dead_lettered(sql: Any, clock: FakeClock) -> None:
     skew = 3600.0
     ahead = clock.now + skew + 1
     values = [ev(T + 10), ev(ahead), ev(T + 20), b"{", ev(ahead + 1000)]
     r = rig(sql, clock, {0: values}, max_records=10, max_clock_skew=skew)
     r.drain()
     r.flush()
-    letters = r.producer.letters()
-    assert [d["offset"] for d in letters] == [1, 3, 4]
-    assert ["ahead of the consumer's clock" in d["reason"] for d in letters] == [True, False, True]
+    sent = letters(r.producer)
+    assert [d["offset"] for d in sent] == [1, 3, 4]
+    assert ["ahead of the consumer's clock" in d["reason"] for d in sent] == [True, False, True]
     assert r.stats.of("invalid") == ["timestamp", "malformed", "timestamp"]
     assert windows(sql) == {0: (2, 0)}
     assert offsets(sql) == {0: (5, T + 20)}  # rejected events do not move the watermark
 
 
-def test_kafka_errors_from_poll(sql: Any, clock: FakeTime) -> None:
+def test_kafka_errors_from_poll(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {0: spaced(2)})
     r.consumer.errors.append(KafkaConnectionError("broker down"))
     before = clock.now
@@ -526,15 +349,15 @@ def test_kafka_errors_from_poll(sql: Any, clock: FakeTime) -> None:
         r.loop._poll(0)
 
 
-def test_run_consumes_until_stopped_then_flushes_and_closes(sql: Any, clock: FakeTime) -> None:
+def test_run_consumes_until_stopped_then_flushes_and_closes(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {0: spaced(3), 1: spaced(2)}, subscribe=False)
 
-    class StopWhenDrained(FakeTime):
+    class StopWhenDrained(threading.Event):
         def is_set(self) -> bool:
             c = r.consumer
             return bool(c.assigned) and all(c.position.get(p) == len(c.log[p]) for p in c.assigned)
 
-    r.loop.run(StopWhenDrained(0.0))  # type: ignore[arg-type]
+    r.loop.run(StopWhenDrained())
     assert len(r.stats.of("flushed")) == 1  # no flush was due before the shutdown flush
     assert r.consumer.closed is False  # closed without Kafka's autocommit
     assert windows(sql) == {0: (5, 0)}
@@ -542,11 +365,11 @@ def test_run_consumes_until_stopped_then_flushes_and_closes(sql: Any, clock: Fak
     assert r.stats.of("lag") == [(TOPIC, 0, 1), (TOPIC, 1, 0)]
 
 
-def test_conflict_with_no_stored_offset_rewinds(sql: Any, clock: FakeTime) -> None:
+def test_conflict_with_no_stored_offset_rewinds(sql: Any, clock: FakeClock) -> None:
     r = rig(sql, clock, {p: spaced(4) for p in range(2)})
     r.drain()
     r.flush()
-    r.consumer.append(1, *spaced(8, first=4))
+    r.consumer.append(tp(1), *spaced(8, first=4))
     r.drain()
     with sql() as s, s.begin():  # an operator resets partition 1: SQL holds nothing for it
         s.execute(delete(ConsumerOffset).where(ConsumerOffset.partition == 1))
@@ -558,25 +381,26 @@ def test_conflict_with_no_stored_offset_rewinds(sql: Any, clock: FakeTime) -> No
 
 
 def test_shutdown_while_assignment_waits_for_the_database_does_not_hang(
-    sql: Any, clock: FakeTime
+    sql: Any, clock: FakeClock
 ) -> None:
     r = rig(sql, clock, {0: spaced(3)}, subscribe=False)
     r.store.fail_loads = 10**6  # the database never comes back
 
-    class StopAfterAMinute(FakeTime):  # its wait() advances its own clock
-        def is_set(self) -> bool:
-            return self.now > 60
+    start = clock.now
 
-    stop = StopAfterAMinute(0.0)
-    r.loop.run(stop)  # type: ignore[arg-type]
-    assert stop.now > 60, "the assignment waited for the database until shutdown"
+    class StopAfterAMinute(threading.Event):
+        def is_set(self) -> bool:
+            return clock.now > start + 60
+
+    r.loop.run(StopAfterAMinute())
+    assert clock.now > start + 60, "the assignment waited for the database until shutdown"
     assert r.consumer.closed is False
     assert windows(sql) == {} and offsets(sql) == {}
     assert r.stats.of("healthy")[-1] is False
 
 
 def test_progress_marks_partitions_with_unflushed_or_unread_events_busy(
-    sql: Any, clock: FakeTime
+    sql: Any, clock: FakeClock
 ) -> None:
     r = rig(sql, clock, {0: spaced(4), 1: spaced(5), 2: spaced(6)})
     r.drain()
@@ -585,14 +409,14 @@ def test_progress_marks_partitions_with_unflushed_or_unread_events_busy(
     assert r.loop.progress.partitions == {0, 1, 2}
     assert r.loop.progress.busy == {0, 1, 2}  # read but not flushed
     r.flush()
-    r.consumer.append(1, ev(T + 200))  # a new event arrives
+    r.consumer.append(tp(1), ev(T + 200))  # a new event arrives
     clock.now += 2
     r.loop._report_lag()
     assert r.loop.progress.busy == {1}
 
 
 def test_replacing_models_flushes_then_writes_rows_of_the_new_layout(
-    sql: Any, clock: FakeTime
+    sql: Any, clock: FakeClock
 ) -> None:
     r = rig(sql, clock, {0: spaced(2)})
     r.drain()
@@ -602,10 +426,64 @@ def test_replacing_models_flushes_then_writes_rows_of_the_new_layout(
     r.loop.replace_models({"fraud": rebinned})
     r.loop._apply_new_specs()
     assert windows(sql) == {0: (2, 0)}  # what was buffered went out under the old specs
-    r.consumer.append(0, ev(T + 41))
+    r.consumer.append(tp(0), ev(T + 41))
     r.drain()
     r.flush()
     with sql() as s:
         layouts = s.execute(select(WindowAggregate.layout, WindowAggregate.event_count)).all()
     assert sorted(n for _, n in layouts) == [1, 2]
     assert {layout for layout, _ in layouts} == {FRAUD.layout, rebinned.layout}
+
+
+def test_poison_pill_is_dead_lettered_and_its_batch_counted(sql: Any, clock: FakeClock) -> None:
+    deep = b'{"a":' * 5000 + b"1" + b"}" * 5000  # RecursionError in the JSON parser
+    bad_utf8 = ev(T + 4).replace(b'"v1"', b'"v\xff"')
+    values = [ev(T + 1), deep, ev(T + 2), bad_utf8, ev(T + 3)]
+    r = rig(sql, clock, {0: values}, max_records=10)
+    r.drain()
+    r.flush()
+    sent = letters(r.producer)
+    assert [d["offset"] for d in sent] == [1, 3]
+    assert "nested" in sent[0]["reason"] and "UTF-8" in sent[1]["reason"]
+    assert r.stats.of("invalid") == ["malformed", "malformed"]
+    assert windows(sql) == {0: (3, 0)}
+    assert offsets(sql) == {0: (5, T + 3)}
+
+
+def test_dead_letter_producer_that_cannot_be_created_is_retried(sql: Any, clock: FakeClock) -> None:
+    r = rig(sql, clock, {0: [ev(T + 1), b"", ev(T + 2), b"{", ev(T + 3)]})
+    attempts: list[int] = []
+
+    def make_producer() -> FakeProducer:
+        attempts.append(1)
+        if len(attempts) <= 3:
+            raise KafkaTimeoutError("Unable to bootstrap from 127.0.0.1:1")
+        return r.producer
+
+    r.loop.dlq = DeadLetterPublisher(make_producer, "dead-letters")
+    r.drain()  # the failure to create the producer does not escape the loop
+    healths = len(r.stats.of("healthy"))
+    r.flush()
+    assert len(attempts) == 4  # one per confirm: publishing never blocks on creating it
+    assert r.stats.of("flush_failed") == ["DeadLetterError"] * 3
+    assert r.stats.of("healthy")[healths:][0] is False
+    assert r.stats.of("healthy")[-1] is True
+    assert [d["offset"] for d in letters(r.producer)] == [1, 3]  # each exactly once
+    assert windows(sql) == {0: (3, 0)}
+    assert offsets(sql) == {0: (5, T + 3)}
+
+
+def test_a_message_too_large_to_dead_letter_whole_is_dead_lettered_truncated(
+    sql: Any, clock: FakeClock
+) -> None:
+    huge = b'{"event_id": "' + b"x" * 900_000 + b'"}'  # under Kafka's 1 MB, not once in base64
+    r = rig(sql, clock, {0: [ev(T + 1), huge, ev(T + 2)]}, max_records=10)
+    r.drain()
+    assert r.loop._flush_with_retry(deadline=clock.monotonic() + 30) is True
+    [letter] = letters(r.producer)
+    assert letter["offset"] == 1
+    assert letter["value_size"] == len(huge)
+    kept = base64.b64decode(letter["value_b64"])
+    assert 0 < len(kept) < len(huge) and huge.startswith(kept)
+    assert windows(sql) == {0: (2, 0)}
+    assert offsets(sql) == {0: (3, T + 2)}

@@ -7,7 +7,10 @@ import pytest
 
 from drift.detectors import EDDM
 from tests.unit.drift.detectors.streams import (
+    STATIONARY_EVENTS,
+    STATIONARY_SEEDS,
     assert_resumes,
+    bernoulli,
     change,
     delay_summary,
     drifts,
@@ -25,6 +28,23 @@ def test_false_alarms_on_stationary_errors_are_the_documented_ones() -> None:
     assert max(max(seed) for seed in found) == 11_712
 
 
+def test_false_alarms_follow_a_maximum_taken_from_young_statistics() -> None:
+    # Errors since the (re)start when the maximum last rose, before each false alarm.
+    risen_at = []
+    for seed in STATIONARY_SEEDS:
+        eddm, last = EDDM(), 0
+        for x in bernoulli(seed, STATIONARY_EVENTS, 0.1):
+            before = eddm.to_state()["max"]
+            eddm.update(x)
+            if eddm.drift_detected:
+                risen_at.append(last)
+            elif eddm.to_state()["max"] != before:
+                last = eddm.to_state()["errors"]
+    assert len(risen_at) == 26
+    assert max(risen_at) == 99
+    assert sorted(risen_at)[len(risen_at) // 2] == 34
+
+
 def test_mean_distance_counts_events_between_errors() -> None:
     eddm = EDDM()
     for x in [0, 0, 1, 0, 1, 0, 0, 0, 0, 1]:
@@ -36,13 +56,18 @@ def test_mean_distance_counts_events_between_errors() -> None:
 def test_drifts_only_on_errors_and_keeps_warning_between_them() -> None:
     stream = change(4, pre=2_000, post=2_000, after=0.4)
     eddm = EDDM()
-    warning = False
+    warning, found, switches = False, [], 0
     for i, x in enumerate(stream):
         eddm.update(x)
         if x == 0:
             assert not eddm.drift_detected
             assert eddm.warning_detected == warning, f"warning changed on a hit at {i}"
+        switches += eddm.warning_detected != warning
         warning = eddm.warning_detected
+        if eddm.drift_detected:
+            found.append(i)
+    assert found == [517, 1_350, 2_047]
+    assert switches == 45
 
 
 def test_warns_before_it_drifts() -> None:
@@ -51,19 +76,20 @@ def test_warns_before_it_drifts() -> None:
     for x in change(0, pre=2_000, post=1_000, after=0.4):
         eddm.update(x)
         states.append((eddm.warning_detected, eddm.drift_detected))
-    first_drift = states.index((False, True))
-    assert (True, False) in states[:first_drift]
+    assert (states.index((True, False)), states.index((False, True))) == (403, 1_220)
 
 
 def test_resumes_exactly_from_json_state() -> None:
     stream = change(3, pre=2_000, post=2_000, after=0.3)
-    found = assert_resumes(EDDM, EDDM.from_state, stream, 1_800)
-    assert min(found) < 1_800 < max(found)
+    assert assert_resumes(EDDM, EDDM.from_state, stream, 1_800) == [538, 1_498, 2_021]
 
 
 @pytest.mark.parametrize("x", [0, 1, True, False, 0.0, 1.0, np.int64(1), np.float64(0.0)])
 def test_accepts_zero_one_errors(x: float) -> None:
-    EDDM().update(x)
+    eddm = EDDM()
+    eddm.update(x)
+    # The first error's distance is counted from the start of the stream.
+    assert (eddm.n, eddm.mean_distance) == (1, float(x))
 
 
 @pytest.mark.parametrize("x", [0.5, 2, -1, float("nan"), float("inf")])

@@ -1,0 +1,147 @@
+"""Appends to the archive's Delta tables: each event once, whatever is replayed.
+
+Every append records, in the same Delta commit, an application transaction per
+source partition it holds: app id ``driftwatch:{group}:{topic}:{partition}``,
+version = that partition's next offset after the flush. An event at offset o
+of that partition is therefore in a table iff o < the table's version for the
+partition, and an append first drops the events below it. Each table's
+versions advance only with its own events, so several models sharing a
+partition, or a flush with nothing for a model, need nothing special.
+
+The ingestion loop appends before its SQL transaction commits. A crash between
+the two replays the flush from the offsets in SQL, and the replayed events are
+dropped here; a replica that lost its partitions (a zombie) may append before
+its SQL commit fails, and the new owner then skips what the zombie archived.
+Two writers racing on one partition both read the table's versions from the
+same snapshot: Delta's conflict check refuses the second commit, because the
+winner's commit carries a transaction for an app id the loser read, and the
+loser's retry drops what the winner wrote.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import TableNotFoundError
+
+from db.archive.errors import ArchiveConflict, translate
+from db.archive.settings import ArchiveSettings, Kind
+
+# Conflicts are races between replicas over a rebalance; each retry sees the winner.
+_ATTEMPTS = 5
+
+
+class ArchiveWriter:
+    """Appends flushes of buffered events to ``{uri}/{model}/{kind}``."""
+
+    def __init__(self, settings: ArchiveSettings, group: str) -> None:
+        self.settings = settings
+        self.group = group
+        self._tables: dict[str, DeltaTable] = {}
+
+    def app_id(self, topic: str, partition: int) -> str:
+        return f"driftwatch:{self.group}:{topic}:{partition}"
+
+    def versions(self, model: str, kind: Kind, topic: str, partitions: list[int]) -> dict[int, int]:
+        """The stored next offset of each partition that the table has events of."""
+        table = self._load(self.settings.table_uri(model, kind))
+        if table is None:
+            return {}
+        found = {p: table.transaction_version(self.app_id(topic, p)) for p in partitions}
+        return {p: v for p, v in found.items() if v is not None}
+
+    def append(
+        self,
+        model: str,
+        kind: Kind,
+        rows: pa.Table,
+        next_offsets: Mapping[tuple[str, int], int],
+    ) -> int:
+        """Append the rows not yet archived; returns how many were written.
+
+        ``rows`` carry topic/partition/offset columns; ``next_offsets`` holds the
+        version to record for each (topic, partition) among them.
+        """
+        uri = self.settings.table_uri(model, kind)
+        for attempt in range(_ATTEMPTS):
+            try:
+                return self._append_once(uri, rows, next_offsets)
+            except ArchiveConflict:
+                self._tables.pop(uri, None)
+                if attempt == _ATTEMPTS - 1:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _append_once(
+        self, uri: str, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
+    ) -> int:
+        table = self._load(uri)
+        keep = rows if table is None else self._unarchived(table, rows)
+        if keep.num_rows == 0:
+            return 0
+        sources = _sources(keep)
+        txns = [Transaction(self.app_id(t, p), next_offsets[(t, p)]) for t, p in sources]
+        try:
+            write_deltalake(
+                uri if table is None else table,
+                keep,
+                mode="append",
+                partition_by=["date"],
+                schema_mode="merge",
+                storage_options=dict(self.settings.storage_options) or None,
+                commit_properties=CommitProperties(app_transactions=txns),
+            )
+        except Exception as exc:
+            raise translate(exc, f"appending to {uri}") from exc
+        if table is None:
+            self._tables.pop(uri, None)
+        return int(keep.num_rows)
+
+    def _unarchived(self, table: DeltaTable, rows: pa.Table) -> pa.Table:
+        """``rows`` less those below their partition's stored version."""
+        offsets = rows.column("offset").to_numpy()
+        mask: np.ndarray | None = None
+        for topic, partition in _sources(rows):
+            version = table.transaction_version(self.app_id(topic, partition))
+            if version is None:
+                continue
+            here = pc.and_(
+                pc.equal(rows.column("topic"), topic),
+                pc.equal(rows.column("partition"), partition),
+            ).to_numpy(zero_copy_only=False)
+            archived = here & (offsets < version)
+            if archived.any():
+                mask = ~archived if mask is None else mask & ~archived
+        return rows if mask is None else rows.filter(pa.array(mask))
+
+    def _load(self, uri: str) -> DeltaTable | None:
+        """The table at its latest version, or None when it does not exist yet."""
+        table = self._tables.get(uri)
+        try:
+            if table is None:
+                table = DeltaTable(uri, storage_options=dict(self.settings.storage_options) or None)
+                self._tables[uri] = table
+            else:
+                table.update_incremental()
+        except TableNotFoundError:
+            return None
+        except Exception as exc:
+            raise translate(exc, f"reading {uri}") from exc
+        return table
+
+
+def _sources(rows: pa.Table) -> list[tuple[str, int]]:
+    pairs = (
+        pa.Table.from_arrays(
+            [rows.column("topic"), rows.column("partition")], names=["topic", "partition"]
+        )
+        .group_by(["topic", "partition"])
+        .aggregate([])
+    )
+    return sorted(
+        zip(pairs.column("topic").to_pylist(), pairs.column("partition").to_pylist(), strict=True)
+    )

@@ -1,0 +1,120 @@
+"""Smoke tests: every script in bench/ runs end to end at a tiny size and prints its line.
+
+A benchmark is only run by hand, so a refactor can break it unnoticed; each
+test here runs one as a subprocess with ``--quick``, against the session's
+broker, and checks its documented last line. They check that the benchmark
+works, never how fast anything is.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.harness.kafka import TestKafka
+
+REPO = Path(__file__).resolve().parents[2]
+TIMEOUT = 240.0  # seconds; a hung benchmark fails instead of stalling the suite
+_API_VERSION_ENV = "DRIFTWATCH_KAFKA__API_VERSION"
+
+
+class BenchFailed(AssertionError):
+    """The benchmark exited non-zero, timed out, or printed an unexpected last line."""
+
+
+def last_line(argv: list[str], env: dict[str, str], pattern: str) -> re.Match[str]:
+    """Run ``argv`` from the repository root; its last output line, matched whole."""
+    try:
+        done = subprocess.run(
+            argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=TIMEOUT, check=False
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise BenchFailed(f"{argv[1:]} ran longer than {TIMEOUT:.0f} s") from exc
+    tail = "\n".join(done.stdout.splitlines()[-5:] + done.stderr.splitlines()[-25:])
+    if done.returncode != 0:
+        raise BenchFailed(f"{argv[1:]} exited with {done.returncode}:\n{tail}")
+    lines = [line for line in done.stdout.splitlines() if line.strip()]
+    found = re.fullmatch(pattern, lines[-1]) if lines else None
+    if found is None:
+        raise BenchFailed(f"{argv[1:]}: last line does not match {pattern!r}:\n{tail}")
+    return found
+
+
+def bench_env(kafka: TestKafka | None) -> dict[str, str]:
+    """This environment, pointing the benchmark at the session's broker when it needs one."""
+    env = dict(os.environ)
+    env.pop(_API_VERSION_ENV, None)
+    if kafka is not None:
+        env["KAFKA_BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
+        if kafka.api_version is not None:
+            env[_API_VERSION_ENV] = ".".join(str(part) for part in kafka.api_version)
+    return env
+
+
+def run_bench(script: str, kafka: TestKafka | None, pattern: str) -> re.Match[str]:
+    argv = [sys.executable, str(REPO / "bench" / script), "--quick"]
+    return last_line(argv, bench_env(kafka), pattern)
+
+
+@pytest.mark.kafka
+def test_ingest(kafka: TestKafka) -> None:
+    run_bench("ingest.py", kafka, r"ingest: \d+ events/s \(\d+\.\d\d of bare consumer\)")
+
+
+@pytest.mark.kafka
+def test_chaos_ingest(kafka: TestKafka) -> None:
+    found = run_bench(
+        "chaos_ingest.py",
+        kafka,
+        r"chaos_ingest: lost=(\d+) duplicated=(\d+) kills=(\d+) "
+        r"labels_lost=(\d+) labels_duplicated=(\d+) "
+        r"archive_lost=(\d+) archive_duplicated=(\d+)",
+    )
+    # The exactly-once claim is what this benchmark exists for; a quick run must hold it too.
+    assert found.groups() == ("0", "0", "1", "0", "0", "0", "0")
+
+
+@pytest.mark.kafka
+def test_memory(kafka: TestKafka) -> None:
+    run_bench(
+        "memory.py",
+        kafka,
+        r"memory: 10000 events in one window, RSS grew \d+\.\d MB after warm-up "
+        r"\(median of 2 rounds, \d+\.\d-\d+\.\d; bare consumer: \d+\.\d MB\)",
+    )
+
+
+@pytest.mark.kafka
+def test_concept_drift(kafka: TestKafka) -> None:
+    found = run_bench(
+        "concept_drift.py",
+        kafka,
+        r"concept_drift: detected after (\d+) labeled events, false_alarms=(\d+)",
+    )
+    assert int(found.group(1)) <= 3000, "n counts the labelled events after the change"
+    assert found.group(2) == "0", "the seeded stationary stretch raises no alarm"
+
+
+def test_drift_vs_evidently() -> None:
+    run_bench(
+        "drift_vs_evidently.py",
+        None,
+        r"drift_eval: \d+\.\dx faster than Evidently, agreement \d+\.\d%",
+    )
+
+
+def test_a_crash_fails_the_smoke_test() -> None:
+    argv = [sys.executable, "-c", "print('ingest: 5 events/s (0.50 of bare consumer)'); 1 / 0"]
+    with pytest.raises(BenchFailed, match="ZeroDivisionError"):
+        last_line(argv, bench_env(None), r"ingest: \d+ events/s \(\d+\.\d\d of bare consumer\)")
+
+
+def test_a_malformed_last_line_fails_the_smoke_test() -> None:
+    argv = [sys.executable, "-c", "print('ingest: 5 events/s'); print('done')"]
+    with pytest.raises(BenchFailed, match="last line does not match"):
+        last_line(argv, bench_env(None), r"ingest: \d+ events/s \(\d+\.\d\d of bare consumer\)")

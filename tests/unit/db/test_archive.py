@@ -1,0 +1,107 @@
+"""The archive writer: each event once, whatever is replayed or raced."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from deltalake import DeltaTable
+
+from db.archive import ArchiveSettings, ArchiveWriter, Kind, label_table
+
+T0 = datetime(2026, 11, 20, tzinfo=UTC).timestamp()
+
+
+def labels(offsets: list[int], partition: int = 0, topic: str = "l") -> pa.Table:
+    return label_table(
+        [f"e{o}" for o in offsets],
+        [o % 2 for o in offsets],
+        [T0 + o for o in offsets],
+        topic,
+        np.full(len(offsets), partition, np.int32),
+        np.asarray(offsets, np.int64),
+    )
+
+
+def archived(settings: ArchiveSettings, model: str) -> list[tuple[int, int]]:
+    """(partition, offset) of every archived label row, read with deltalake alone."""
+    frame = DeltaTable(settings.table_uri(model, Kind.LABELS)).to_pandas()
+    return sorted(zip(frame["partition"].tolist(), frame["offset"].tolist(), strict=True))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> ArchiveSettings:
+    return ArchiveSettings(uri=str(tmp_path / "archive"))
+
+
+def test_a_replayed_flush_appends_nothing_and_a_longer_one_only_the_new_events(settings):
+    writer = ArchiveWriter(settings, "g")
+    assert writer.append("m", Kind.LABELS, labels(list(range(10))), {("l", 0): 10}) == 10
+    # The SQL commit failed after the append: the same flush again, from a fresh process.
+    again = ArchiveWriter(settings, "g")
+    assert again.append("m", Kind.LABELS, labels(list(range(10))), {("l", 0): 10}) == 0
+    assert again.append("m", Kind.LABELS, labels(list(range(5, 15))), {("l", 0): 15}) == 5
+    assert archived(settings, "m") == [(0, o) for o in range(15)]
+    table = DeltaTable(settings.table_uri("m", Kind.LABELS))
+    assert table.transaction_version("driftwatch:g:l:0") == 15
+
+
+def test_models_sharing_a_partition_each_skip_only_their_own_archived_events(settings):
+    writer = ArchiveWriter(settings, "g")
+    # One flush of partition 0 (next offset 6): a's events at even offsets, b's at odd.
+    # A crash after a's append and before b's: the replay skips a's and appends b's.
+    writer.append("a", Kind.LABELS, labels([0, 2, 4]), {("l", 0): 6})
+    replay = ArchiveWriter(settings, "g")
+    assert replay.append("a", Kind.LABELS, labels([0, 2, 4]), {("l", 0): 6}) == 0
+    assert replay.append("b", Kind.LABELS, labels([1, 3, 5]), {("l", 0): 6}) == 3
+    # Later flushes with events of b only leave a's version where it was: an event of
+    # a is archived iff its offset is below a's version.
+    replay.append("b", Kind.LABELS, labels([6, 7]), {("l", 0): 9})
+    assert replay.append("a", Kind.LABELS, labels([8]), {("l", 0): 9}) == 1
+    assert archived(settings, "a") == [(0, 0), (0, 2), (0, 4), (0, 8)]
+    assert archived(settings, "b") == [(0, 1), (0, 3), (0, 5), (0, 6), (0, 7)]
+
+
+def test_partitions_and_topics_have_their_own_versions(settings):
+    writer = ArchiveWriter(settings, "g")
+    rows = pa.concat_tables([labels([0, 1], partition=0), labels([0, 1, 2], partition=1)])
+    writer.append("m", Kind.LABELS, rows, {("l", 0): 2, ("l", 1): 3})
+    again = pa.concat_tables([labels([0, 1, 2], partition=0), labels([2, 3], partition=1)])
+    assert writer.append("m", Kind.LABELS, again, {("l", 0): 3, ("l", 1): 4}) == 2
+    other_topic = labels([0, 1], partition=0, topic="other")
+    assert writer.append("m", Kind.LABELS, other_topic, {("other", 0): 2}) == 2
+    assert len(archived(settings, "m")) == 9
+
+
+class _Stale(ArchiveWriter):
+    """A zombie replica: its first look at the table is a snapshot from before the winner's."""
+
+    def __init__(self, settings: ArchiveSettings, snapshot: DeltaTable) -> None:
+        super().__init__(settings, "g")
+        self._snapshot: DeltaTable | None = snapshot
+        self.loads = 0
+
+    def _load(self, uri: str) -> DeltaTable | None:
+        self.loads += 1
+        if self._snapshot is not None:
+            snapshot, self._snapshot = self._snapshot, None
+            self._tables[uri] = snapshot
+            return snapshot
+        return super()._load(uri)
+
+
+def test_two_replicas_racing_on_a_partition_archive_each_event_once(settings):
+    first = ArchiveWriter(settings, "g")
+    first.append("m", Kind.LABELS, labels([0, 1]), {("l", 0): 2})
+    before = DeltaTable(settings.table_uri("m", Kind.LABELS))
+    # The new owner appends offsets 2..5 while the old one, having read the table
+    # before that commit, appends 2..3: Delta refuses the old one's commit (same app
+    # id), and its retry sees the winner's version and has nothing left to add.
+    ArchiveWriter(settings, "g").append("m", Kind.LABELS, labels([2, 3, 4, 5]), {("l", 0): 6})
+    zombie = _Stale(settings, before)
+    assert zombie.append("m", Kind.LABELS, labels([2, 3]), {("l", 0): 4}) == 0
+    assert zombie.loads == 2
+    assert archived(settings, "m") == [(0, o) for o in range(6)]

@@ -1,0 +1,122 @@
+"""The export's joined rows, and retention and compaction of the tables."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+from deltalake import DeltaTable
+
+from db.archive import (
+    ArchiveSettings,
+    ArchiveWriter,
+    Kind,
+    export_labeled,
+    maintain,
+    prediction_table,
+)
+from db.archive.tables import label_table
+from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
+
+SPEC = ModelSpec(
+    name="fraud",
+    features=(
+        FeatureSpec("amount", FeatureKind.NUMERICAL, True, ()),
+        FeatureSpec("country", FeatureKind.CATEGORICAL, False, ()),
+    ),
+    prediction=PredictionSpec(PredictionKind.NUMERICAL, ()),
+    window_seconds=60,
+)
+DAY0 = datetime(2026, 11, 20, tzinfo=UTC)
+
+
+def write_predictions(writer: ArchiveWriter, ids: list[str], days: list[float], first: int) -> None:
+    n = len(ids)
+    offsets = np.arange(first, first + n, dtype=np.int64)
+    rows = prediction_table(
+        SPEC,
+        ids,
+        ["v1"] * n,
+        [DAY0.timestamp() + d * 86400 for d in days],
+        {
+            "amount": [float(i) if i % 3 else None for i in range(n)],
+            "country": ["DE", 7] * (n // 2),
+        },
+        [0.25 * (i % 4) for i in range(n)],
+        "p",
+        np.zeros(n, np.int32),
+        offsets,
+    )
+    writer.append("fraud", Kind.PREDICTIONS, rows, {("p", 0): first + n})
+
+
+def write_labels(writer: ArchiveWriter, ids: list[str], values: list[object], first: int) -> None:
+    n = len(ids)
+    rows = label_table(
+        ids,
+        values,  # type: ignore[arg-type]
+        [DAY0.timestamp() + 5 * 86400 + i for i in range(n)],
+        "l",
+        np.zeros(n, np.int32),
+        np.arange(first, first + n, dtype=np.int64),
+    )
+    writer.append("fraud", Kind.LABELS, rows, {("l", 0): first + n})
+
+
+def test_export_joins_each_labeled_prediction_once_in_the_contract_columns(tmp_path: Path):
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"))
+    writer = ArchiveWriter(settings, "g")
+    write_predictions(writer, ["a", "b", "c", "d"], [0, 1, 2, 3], first=0)
+    # "b" labeled twice (the first wins), "d" never, "z" has no prediction.
+    write_labels(writer, ["b", "a", "b", "z", "c"], ["1", 0, True, 1, 1.5], first=0)
+    dest = tmp_path / "out" / "rows.parquet"
+    done = export_labeled(settings, SPEC, DAY0 + timedelta(hours=1), None, str(dest))
+    table = pq.read_table(dest)
+    assert table.column_names == [
+        "event_id", "model_version", "event_time", "prediction", "label", "label_time",
+        "amount", "country",
+    ]  # fmt: skip
+    assert str(table.schema.field("event_time").type) == "timestamp[us, tz=UTC]"
+    frame = table.to_pandas()
+    assert frame["event_id"].tolist() == ["b", "c"]
+    assert frame["label"].tolist() == ["1", "1.5"]
+    assert frame["country"].tolist() == ["7", "DE"]
+    assert frame["prediction"].tolist() == [0.25, 0.5]
+    assert (done.rows, done.first_event_time, done.last_event_time) == (
+        2,
+        DAY0 + timedelta(days=1),
+        DAY0 + timedelta(days=2),
+    )
+    # Without bounds: every labeled prediction; the JSON scalar of true is "true".
+    export_labeled(settings, SPEC, None, DAY0 + timedelta(days=2), str(dest))
+    assert pd.read_parquet(dest)["label"].tolist() == ["0", "1"]
+
+
+def test_export_of_a_model_never_archived_is_an_empty_file_with_the_columns(tmp_path: Path):
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"))
+    done = export_labeled(settings, SPEC, None, None, str(tmp_path / "rows.parquet"))
+    assert done.rows == 0
+    assert pq.read_table(tmp_path / "rows.parquet").column_names[-2:] == ["amount", "country"]
+
+
+def test_retention_deletes_old_dates_compacts_and_keeps_the_versions(tmp_path: Path):
+    settings = ArchiveSettings(
+        uri=str(tmp_path / "archive"), retention_seconds=2 * 86400, vacuum_grace_seconds=0
+    )
+    writer = ArchiveWriter(settings, "g")
+    for i in range(4):  # one small file per flush and date
+        write_predictions(writer, [f"e{i}a", f"e{i}b"], [i, i], first=2 * i)
+    uri = settings.table_uri("fraud", Kind.PREDICTIONS)
+    assert len(DeltaTable(uri).file_uris()) == 4
+    done = maintain(settings, ["fraud", "never-archived"], DAY0 + timedelta(days=3, hours=1))
+    table = DeltaTable(uri)
+    assert done.deleted_rows == 2  # day 0 is older than three days minus two
+    assert sorted(table.to_pandas()["event_id"]) == ["e1a", "e1b", "e2a", "e2b", "e3a", "e3b"]
+    assert done.vacuumed_files >= 1
+    assert table.transaction_version("driftwatch:g:p:0") == 8
+    # The stored version still makes a replay a no-op after compaction.
+    write_predictions(writer, ["e3a", "e3b"], [3, 3], first=6)
+    assert len(DeltaTable(uri).to_pandas()) == 6
