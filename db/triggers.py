@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func, select
+from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -91,14 +91,25 @@ class DecisionRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def decided(self, cause: Cause) -> bool:
+    def get(self, cause: Cause) -> TriggerDecisionRow | None:
         d = TriggerDecisionRow
-        found = self.session.scalar(
-            select(d.id).where(
+        return self.session.scalars(
+            select(d).where(
                 d.model == cause.model, d.cause_kind == cause.kind, d.cause_key == cause.key
             )
+        ).one_or_none()
+
+    def fire(self, decision_id: int, reason: str, run_id: int) -> bool:
+        """Turn a suppressed decision into the one that started ``run_id``; False when it is
+        no longer suppressed (another replica fired it): compare-and-set on the row."""
+        d = TriggerDecisionRow
+        result = self.session.execute(
+            update(d)
+            .where(d.id == decision_id, d.decision == "suppressed", d.run_id.is_(None))
+            .values(decision="fired", reason=reason, run_id=run_id)
+            .execution_options(synchronize_session=False)
         )
-        return found is not None
+        return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def add(
         self, cause: Cause, decision: str, reason: str, now: datetime, run_id: int | None = None

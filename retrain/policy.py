@@ -17,7 +17,9 @@ model per tick.
 
 Each decision, fired or suppressed with why, is stored once per cause; that
 row's unique key and the one-active-run index are what keep two replicas and
-a repeated tick from starting two runs.
+a repeated tick from starting two runs. A suppressed cause that is still the
+newest of its kind is looked at again each tick; once its guards pass, its row
+turns ``fired`` by compare-and-set (one replica wins) and the run starts.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.runs import RunRepository
-from db.session import transaction
+from db.session import savepoint, transaction
 from db.triggers import Cause, DecisionRepository, TriggerInputs
 from retrain.errors import RunRefused
 from retrain.runs import Phase
@@ -40,6 +42,12 @@ from retrain.settings import ModelRetrain
 log = logging.getLogger(__name__)
 
 FIRED, SUPPRESSED = "fired", "suppressed"
+
+
+class _Lost(Exception):
+    """Another replica acted first: the savepoint is rolled back."""
+
+
 # How far back a cron schedule is replayed when the model has no cron decision yet.
 _CRON_LOOKBACK = timedelta(days=1)
 
@@ -93,16 +101,23 @@ class TriggerPolicy:
 
     def _decide(self, session: Session, m: ModelRetrain) -> list[Decision]:
         decisions = DecisionRepository(session)
-        causes = [c for c in self._causes(session, m) if not decisions.decided(c)]
         made: list[Decision] = []
-        for cause in causes:
+        for cause in self._causes(session, m):
+            stored = decisions.get(cause)
+            if stored is not None and (stored.decision == FIRED or stored.run_id is not None):
+                continue
             fired = next((d for d in made if d.decision == FIRED), None)
             guard: str | None
             if fired is not None:
                 guard = f"run {fired.run_id} started this tick by cause {fired.cause}"
             else:
                 guard = self._guard(session, m, cause)
-            decision = self._apply(session, m, cause, guard)
+            if stored is None:
+                decision = self._apply(session, m, cause, guard)
+            elif guard is None:
+                decision = self._retry(session, m, cause, stored.id, stored.reason)
+            else:
+                continue  # still held back; its stored reason stands until it fires
             if decision is not None:
                 made.append(decision)
                 log.info(
@@ -113,6 +128,22 @@ class TriggerPolicy:
                     decision.reason,
                 )
         return made
+
+    def _retry(
+        self, session: Session, m: ModelRetrain, cause: Cause, decision_id: int, held: str
+    ) -> Decision | None:
+        """Fire a cause suppressed before whose guards now pass (its held-back reason is
+        kept in the new one); None when a run is active or another replica fired it."""
+        now = self.clock()
+        reason = f"{cause.summary} (held back before: {held})"
+        try:
+            with savepoint(session):
+                run = self._start(session, m, cause, now)
+                if run is None or not DecisionRepository(session).fire(decision_id, reason, run):
+                    raise _Lost
+        except _Lost:
+            return None
+        return Decision(m.model, cause.kind, cause.key, FIRED, reason, run)
 
     def _apply(
         self, session: Session, m: ModelRetrain, cause: Cause, guard: str | None

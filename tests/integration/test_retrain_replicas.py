@@ -19,6 +19,7 @@ from retrain.policy import TriggerPolicy
 from tests.harness.retrain import starts
 from tests.integration.test_retrain_kill import Loops, phase_of, wait_until, write_data
 from tests.unit.retrain.support import model_settings
+from tests.unit.retrain.test_policy import add_labels
 
 pytestmark = pytest.mark.postgres
 T0 = datetime(2026, 11, 27, 12, tzinfo=UTC)
@@ -53,21 +54,24 @@ def add_drift(sessions: Any, windows: int) -> None:
             )
 
 
-def test_racing_policy_ticks_on_postgresql_start_one_run(pg_url: str) -> None:
-    """Eight deciders released at once by a barrier, many times over, on one cause."""
+@pytest.mark.parametrize("held_back", [False, True])
+def test_racing_policy_ticks_on_postgresql_start_one_run(pg_url: str, held_back: bool) -> None:
+    """Eight deciders released at once by a barrier, many times over, on one cause (held
+    back first for too few labels, then racing to fire it once they are in)."""
     engine = make_engine(pg_url, connect_timeout=5)
     sessions = make_session_factory(engine)
     add_drift(sessions, 3)
+    settings = {"fraud": model_settings(drift_windows=3, min_new_labels=100 if held_back else 0)}
+    if held_back:
+        (held,) = TriggerPolicy(sessions, settings, lambda: T0).tick()
+        assert held.decision == "suppressed"
+        add_labels(sessions, T0, 500)
     barrier = threading.Barrier(8)
     made: list[Any] = []
     errors: list[BaseException] = []
 
     def replica() -> None:
-        policy = TriggerPolicy(
-            make_session_factory(make_engine(pg_url)),
-            {"fraud": model_settings(drift_windows=3)},
-            lambda: T0,
-        )
+        policy = TriggerPolicy(make_session_factory(make_engine(pg_url)), settings, lambda: T0)
         try:
             for _ in range(5):
                 barrier.wait()
@@ -84,7 +88,7 @@ def test_racing_policy_ticks_on_postgresql_start_one_run(pg_url: str) -> None:
     assert [(d.cause, d.decision) for d in made] == [("drift", "fired")]
     with transaction(sessions) as s:
         assert len(RunRepository(s).runs("fraud")) == 1
-        assert len(DecisionRepository(s).decisions("fraud")) == 1
+        assert [d.decision for d in DecisionRepository(s).decisions("fraud")] == ["fired"]
     engine.dispose()
 
 

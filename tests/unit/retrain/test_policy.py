@@ -267,6 +267,26 @@ def test_labels_from_before_the_change_began_do_not_count(
     assert (later.cause, later.decision) == ("drift", "fired")
 
 
+def test_a_cause_held_back_fires_once_its_guards_pass_keeping_why_it_waited(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock = Clock()
+    p = policy(sessions, clock, drift_windows=0, min_new_labels=1000, on_concept_alarm=False)
+    add_degraded(sessions, T0 - 2 * W)
+    add_labels(sessions, T0 - 2 * W, 600)
+    (held,) = p.tick()
+    assert held.decision == "suppressed"
+    assert p.tick() == []  # still too few: nothing new is written
+    add_labels(sessions, T0 - W, 600)  # no new report, only labels
+    (fired,) = p.tick()
+    assert (fired.key, fired.decision) == (held.key, "fired")
+    assert fired.reason.endswith(f"(held back before: {held.reason})")
+    assert p.tick() == []
+    with transaction(sessions) as s:
+        (row,) = DecisionRepository(s).decisions()
+        assert (row.decision, row.run_id) == ("fired", fired.run_id)
+
+
 @pytest.mark.parametrize("enabled", [False])
 def test_a_disabled_model_decides_nothing(sessions: sessionmaker[Session], enabled: bool) -> None:
     add_drift(sessions, [True, True, True])
