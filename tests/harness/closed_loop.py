@@ -77,7 +77,8 @@ def concept_model() -> dict[str, Any]:
 class ClosedLoop:
     drift_point: datetime
     pre: float  # the champion's labelled accuracy in the windows before the drift point
-    post: float  # ... and in those after it
+    # ... and on the run's holdout (the newest post-drift rows), beside the candidate
+    post: float
     runs: list[RetrainRunRow]
     fired: list[TriggerDecisionRow]
     decisions: list[TriggerDecisionRow]
@@ -127,9 +128,10 @@ def run_closed_loop(
     try:
         start = _produce(kafka, config, seed)
         _wait_for_verdict(sessions, timeout=480)
+        drift_point = start + PRE_WINDOWS * WINDOW
+        _wait_for_reports(sessions, drift_point, timeout=60)
     finally:
         service.terminate()
-    drift_point = start + PRE_WINDOWS * WINDOW
     with transaction(sessions) as s:
         reports = PerformanceReportRepository(s).rows("fraud", limit=1000)
         runs = RunRepository(s).runs("fraud")
@@ -137,11 +139,14 @@ def run_closed_loop(
         gates = RunRepository(s).gates(runs[0].id) if runs else []
     engine.dispose()
     before = [r for r in reports if r.window_end.timestamp() <= drift_point]
-    after = [r for r in reports if r.window_start.timestamp() >= drift_point]
+    champion_holdout = next(
+        (g.champion_value for g in gates if g.gate == "min_delta" and g.metric == "accuracy"),
+        None,
+    )
     return ClosedLoop(
         drift_point=datetime.fromtimestamp(drift_point, UTC),
         pre=_accuracy(before),
-        post=_accuracy(after),
+        post=float("nan") if champion_holdout is None else champion_holdout,
         runs=runs,
         fired=[d for d in decisions if d.decision == "fired"],
         decisions=decisions,
@@ -180,6 +185,18 @@ def _wait_for_verdict(sessions: Any, timeout: float) -> RetrainRunRow:
             return runs[0]
         time.sleep(1)
     raise AssertionError(f"no retraining run reached a verdict in {timeout:.0f} s")
+
+
+def _wait_for_reports(sessions: Any, drift_point: float, timeout: float) -> None:
+    """Until the windows before the drift point have their performance reports (or time is up:
+    a report waits for its window's labels, and the figure uses what is there)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with transaction(sessions) as s:
+            reports = PerformanceReportRepository(s).rows("fraud", limit=1000)
+        if sum(r.window_end.timestamp() <= drift_point for r in reports) >= PRE_WINDOWS:
+            return
+        time.sleep(1)
 
 
 def _accuracy(reports: list[Any]) -> float:
