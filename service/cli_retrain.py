@@ -18,7 +18,7 @@ from db.triggers import DecisionRepository
 from retrain.runs import Phase
 from service.cli_common import load, require_model, sessions_for
 from service.errors import ServiceError
-from service.retraining import build_retraining, utc_now
+from service.retraining import absolute_uri, build_retraining, utc_now
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
@@ -177,14 +177,15 @@ def sha256_of(uri: str) -> str:
 def cmd_models_register(args: argparse.Namespace) -> int:
     cfg = load(args)
     require_model(cfg, args.model)
-    sha256 = args.sha256 or sha256_of(args.uri)
+    uri = absolute_uri(args.uri)
+    sha256 = args.sha256 or sha256_of(uri)
     with transaction(sessions_for(cfg, args)) as s:
         registry = RegistryRepository(s)
         stage = Stage(args.stage) if args.stage else None
         if stage is None:
             # The first version of a model is the one serving: the champion.
             stage = Stage.CANDIDATE if registry.production(args.model) else Stage.PRODUCTION
-        row = registry.register(args.model, args.version, args.uri, sha256, stage, utc_now())
+        row = registry.register(args.model, args.version, uri, sha256, stage, utc_now())
         print(f"{row.model} {row.version}: {row.stage}, sha256 {row.sha256}")
     return 0
 

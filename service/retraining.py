@@ -29,6 +29,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def absolute_uri(uri: str) -> str:
+    """A local path made absolute (jobs and services run elsewhere); other URIs as they are."""
+    if "://" in uri:
+        return uri
+    return str(Path(uri).resolve())
+
+
 def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
     """Every model's retrain settings; a slice feature must be one of its categorical features."""
     out: dict[str, ModelRetrain] = {}
@@ -106,7 +113,10 @@ def build_retraining(
     clock: Callable[[], datetime] = utc_now,
 ) -> Retraining:
     models = model_settings(cfg)
-    settings = LoopSettings(Path(cfg.retrain.workdir), cfg.retrain.artifacts_uri)
+    # Jobs run in a directory of their own: relative paths are made absolute here.
+    settings = LoopSettings(
+        Path(cfg.retrain.workdir).resolve(), absolute_uri(cfg.retrain.artifacts_uri)
+    )
     loop = Loop(
         executor or make_executor(cfg.retrain.executor, cfg.retrain),
         models,

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import yaml
 
-from db.session import make_engine, make_session_factory
+from db.registry import RegistryRepository
+from db.session import make_engine, make_session_factory, transaction
 from retrain.runs import Loop, RunDriver
 from retrain.settings import LoopSettings
 from service.cli import main
@@ -171,3 +172,24 @@ def test_runs_show_prints_the_trigger_timeline_and_every_gate(
 def test_runs_show_of_an_unknown_run(cfg: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["runs", "show", "42", "--config", cfg]) == 1
     assert capsys.readouterr().err == "driftwatch: no run 42\n"
+
+
+def test_relative_paths_reach_jobs_and_the_registry_absolute(
+    cfg: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Jobs run in their own directory: a path relative to the service would miss there."""
+    monkeypatch.chdir(tmp_path)
+    raw = yaml.safe_load(Path(cfg).read_text(encoding="utf-8"))
+    raw["retrain"].update({"workdir": "runs", "artifacts_uri": "models"})
+    Path(cfg).write_text(yaml.safe_dump(raw), encoding="utf-8")
+    (tmp_path / "champion.skops").write_bytes(b"champion")
+    args = ["models", "register", "--config", cfg, "--model", "fraud", "--version", "v1"]
+    assert main([*args, "--uri", "champion.skops"]) == 0
+    config = load_config(cfg, env={})
+    sessions = make_session_factory(make_engine(config.database.url))
+    with transaction(sessions) as s:
+        champion = RegistryRepository(s).production("fraud")
+        assert champion is not None and champion.uri == str(tmp_path / "champion.skops")
+    settings = build_retraining(config, sessions, executor=ScriptedExecutor()).driver.loop.settings
+    assert settings.data_path("fraud", 1) == tmp_path / "runs" / "fraud-1" / "data.parquet"
+    assert settings.output_uri("fraud", 1) == f"{tmp_path}/models/fraud/run-1/"
