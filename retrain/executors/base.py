@@ -10,6 +10,7 @@ same shape (a 409 on create is the adoption).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -54,6 +55,19 @@ class JobSpec:
         model = re.sub(r"[^a-z0-9-]+", "-", self.model.lower()).strip("-") or "model"
         room = _DNS_MAX - len("driftwatch-") - len(tail)
         return f"driftwatch-{model[:room].rstrip('-')}{tail}"
+
+    def fingerprint(self) -> str:
+        """A digest of everything the job does, to tell a job from another of the same name."""
+        body = {
+            "run_id": self.run_id,
+            "model": self.model,
+            "mode": self.mode.value,
+            "data_uri": self.data_uri,
+            "output_uri": self.output_uri,
+            "timeout": self.timeout.total_seconds(),
+            "env": dict(sorted(self.env.items())),
+        }
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def contract_env(self, result_path: str) -> dict[str, str]:
         """The environment contract every backend gives the job (extras from ``env`` last)."""

@@ -84,7 +84,8 @@ class LocalExecutor:
     def __init__(self, workdir: str | os.PathLike[str], command: Sequence[str]) -> None:
         if not command:
             raise ExecutorError("retrain.command: empty command", retriable=False)
-        self.workdir = Path(workdir)
+        # Absolute: the wrapper and the job must find the directory whatever their cwd.
+        self.workdir = Path(workdir).resolve()
         # A bare "python" means the service's own interpreter, which has the reference
         # trainer installed; PATH's python may be another one.
         self.command = [sys.executable if command[0] == "python" else command[0], *command[1:]]
@@ -98,11 +99,12 @@ class LocalExecutor:
         own = self._wrappers.get(spec.name)
         if own is not None and own.poll() is None:
             return
+        self._check_same_job(spec, job_dir)
         if self._begun(job_dir):
             return  # adopted: a wrapper ran or runs it, or it was cancelled
         try:
             job_dir.mkdir(parents=True, exist_ok=True)
-            job = {"name": spec.name, "command": self.command}
+            job = {"name": spec.name, "spec": spec.fingerprint(), "command": self.command}
             write_atomic(job_dir / JOB, {**job, "timeout_seconds": spec.timeout.total_seconds()})
             with open(job_dir / WRAPPER_LOG, "ab") as wrapper_log:
                 self._wrappers[spec.name] = subprocess.Popen(
@@ -116,6 +118,22 @@ class LocalExecutor:
         except OSError as exc:
             raise ExecutorError(f"cannot start job {spec.name}: {exc}", retriable=True) from exc
 
+    def _check_same_job(self, spec: JobSpec, job_dir: Path) -> None:
+        """Refuse to adopt a directory left by another job of the same name (e.g. a run id
+        reused after the database was recreated): its result is not this job's."""
+        try:
+            stored = json.loads((job_dir / JOB).read_text(encoding="utf-8")).get("spec")
+        except FileNotFoundError:
+            return
+        except (OSError, ValueError) as exc:
+            raise ExecutorError(f"cannot read {job_dir / JOB}: {exc}", retriable=True) from exc
+        if stored != spec.fingerprint():
+            raise ExecutorError(
+                f"{job_dir} holds another job named {spec.name} (different data, output or "
+                "environment); remove it or use another retrain.workdir",
+                retriable=False,
+            )
+
     def _begun(self, job_dir: Path) -> bool:
         names = (STARTED, EXIT, CANCELLED)
         return any((job_dir / n).exists() for n in names) or (
@@ -124,7 +142,7 @@ class LocalExecutor:
 
     def _env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
-        env.update(spec.contract_env(str((job_dir / RESULT).resolve())))
+        env.update(spec.contract_env(str(job_dir / RESULT)))
         env["PYTHONUNBUFFERED"] = "1"  # the log tail should hold the last words of a crash
         return env
 

@@ -89,7 +89,6 @@ def run(job_dir: Path) -> int:
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
-                cwd=job_dir,
                 process_group=0,
             )
         except OSError as exc:

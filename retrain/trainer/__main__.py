@@ -28,7 +28,11 @@ def main(env: Mapping[str, str]) -> int:
     except RetrainError as exc:
         print(f"driftwatch-trainer: {exc}", file=sys.stderr)
         return 1
-    print(f"driftwatch-trainer: {mode} done: {result.get('metrics', '')}")
+    if mode == "train":
+        print(f"driftwatch-trainer: trained {result['model_uri']}: {result['metrics']}")
+    else:
+        for side in ("champion", "candidate"):
+            print(f"driftwatch-trainer: {side}: {result[side]['metrics']}")
     return 0
 
 

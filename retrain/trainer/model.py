@@ -46,8 +46,12 @@ def build_pipeline(task: Task, numerical: Sequence[str], categorical: Sequence[s
         scale = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
         parts.append(("numerical", scale, list(numerical)))
     if categorical:
+        # pandas marks a missing text value as NaN or None depending on where the frame
+        # came from (CSV, Parquet, JSON); one imputer sees only NaN, the next only None,
+        # so both mean "missing" whoever feeds the saved model.
         encode = make_pipeline(
             SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
+            SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY),
             OneHotEncoder(handle_unknown="ignore"),
         )
         parts.append(("categorical", encode, list(categorical)))

@@ -82,12 +82,17 @@ def train(contract: Contract) -> dict[str, Any]:
 
 
 def validate(contract: Contract) -> dict[str, Any]:
-    # Artifacts first: a tampered model is refused before any data is read.
+    # Artifacts first: a tampered model is refused before any data is read. A champion
+    # that was not made by this trainer may need types of its own, named by the operator.
+    extra = contract.env.get("DRIFTWATCH_TRUSTED_TYPES", "")
+    trusted = [name.strip() for name in extra.split(",") if name.strip()]
     champion = load_model(
-        contract.get("DRIFTWATCH_CHAMPION_URI"), contract.get("DRIFTWATCH_CHAMPION_SHA256")
+        contract.get("DRIFTWATCH_CHAMPION_URI"), contract.get("DRIFTWATCH_CHAMPION_SHA256"), trusted
     )
     candidate = load_model(
-        contract.get("DRIFTWATCH_CANDIDATE_URI"), contract.get("DRIFTWATCH_CANDIDATE_SHA256")
+        contract.get("DRIFTWATCH_CANDIDATE_URI"),
+        contract.get("DRIFTWATCH_CANDIDATE_SHA256"),
+        trusted,
     )
     data = read_labeled(contract.get("DRIFTWATCH_DATA_URI"))
     holdout = split_by_time(data.frame, contract.holdout_share).holdout

@@ -45,6 +45,7 @@ _BLOCK = 4096
 # Blocks of draws no event stream reaches (events use blocks 0, 1, ...): training and
 # evaluation rows are never the events themselves.
 _TRAINING_BLOCK, _EVALUATION_BLOCK, _RETRAINING_BLOCK = 2**31, 2**31 + 1, 2**31 + 2
+_REFERENCE_BLOCK = 2**31 + 3
 NUMERICAL = ("amount", "age_days", "txn_per_hour", "distance_km")
 CATEGORICAL = ("country", "channel")
 NULLABLE = ("distance_km", "channel")
@@ -137,6 +138,14 @@ def scores(model: Any, frame: pd.DataFrame) -> np.ndarray:
     proba = model.predict_proba(frame[[*NUMERICAL, *CATEGORICAL]])
     positive = [str(c) for c in model.classes_].index("1")
     return np.asarray(proba[:, positive], dtype=float)
+
+
+def write_reference_csv(path: Path, champion: Any, seed: int, rows: int = 20_000) -> None:
+    """Pre-drift rows as a reference file (features, the champion's prediction) for
+    ``driftwatch reference build``; missing values are empty cells."""
+    frame = draw(rows, Era.PRE, seed, _REFERENCE_BLOCK)
+    frame["prediction"] = np.round(scores(champion, frame), 5)
+    frame[[*NUMERICAL, *CATEGORICAL, "prediction"]].to_csv(path, index=False)
 
 
 def accuracy(model: Any, frame: pd.DataFrame) -> float:

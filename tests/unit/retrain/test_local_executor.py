@@ -232,6 +232,7 @@ time.sleep(600)
 
 _GATED_JOB = """
 import os, sys, time
+open(sys.argv[0] + ".pid", "w").write(str(os.getpid()))
 with open(sys.argv[0] + ".starts", "a") as f:
     f.write("x")
 while not os.path.exists(sys.argv[0] + ".go"):
@@ -295,8 +296,9 @@ def test_a_wrapper_killed_with_its_job_fails_the_job(tmp_path: Path) -> None:
     script, _ = _launch_from_a_killed_parent(tmp_path)
     job_dir = tmp_path / "runs" / "driftwatch-fraud-1-train"
     wrapper = json.loads((job_dir / "started").read_text())["pid"]
-    os.killpg(os.getpgid(wrapper), signal.SIGKILL)  # e.g. the container went down
-    os.kill(wrapper, signal.SIGKILL)
+    job = int(Path(f"{script}.pid").read_text())
+    for pid in (wrapper, job):  # the machine or container went down with the service
+        os.kill(pid, signal.SIGKILL)
     spec = JobSpec(1, "fraud", Mode.TRAIN, "data", "out", timedelta(seconds=120))
     restarted = LocalExecutor(tmp_path / "runs", [sys.executable, str(script)])
     status = _settle(restarted, spec)
@@ -304,6 +306,22 @@ def test_a_wrapper_killed_with_its_job_fails_the_job(tmp_path: Path) -> None:
     assert status.reason == "the job's wrapper died without recording an exit status"
     restarted.launch(spec)
     assert restarted.observe(spec).reason == status.reason
+
+
+def test_a_directory_of_another_job_with_the_same_name_is_not_adopted(tmp_path: Path) -> None:
+    executor = _executor(tmp_path, "import os; open(os.environ['DRIFTWATCH_RESULT_PATH'], 'w')")
+    spec = _spec(tmp_path)
+    executor.launch(spec)
+    assert (
+        _settle(executor, spec).reason
+        == "result is not valid JSON: Expecting value: line 1 column 1 (char 0)"
+    )
+    other = JobSpec(1, "fraud", Mode.TRAIN, "elsewhere.parquet", "out", spec.timeout)
+    with pytest.raises(
+        ExecutorError, match="holds another job named driftwatch-fraud-1-train"
+    ) as err:
+        executor.launch(other)
+    assert not err.value.retriable
 
 
 def test_job_names_are_deterministic_and_dns_safe(tmp_path: Path) -> None:

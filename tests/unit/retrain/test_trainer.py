@@ -18,6 +18,7 @@ from retrain.artifacts import load_model, save_model
 from retrain.errors import TrainerError
 from retrain.executors import JobPhase, JobSpec, JobStatus, LocalExecutor, Mode
 from retrain.trainer.data import read_labeled, split_by_time
+from retrain.trainer.model import Task
 from retrain.trainer.run import encode_result
 from service.dev.concept import CATEGORICAL, NUMERICAL, Era, draw, train_champion
 from tests.unit.retrain.export import write_export
@@ -126,7 +127,11 @@ def test_a_tampered_candidate_is_refused_at_validation(
 
 def _trainer(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "retrain.trainer"], env=env, capture_output=True, text=True
+        [sys.executable, "-m", "retrain.trainer"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
 
 
@@ -212,3 +217,45 @@ def test_a_result_too_large_loses_its_smallest_slices() -> None:
     kept = json.loads(data)["candidate"]["slices"]
     assert list(kept) == [f"value-{i:03d}" for i in range(len(kept))]
     assert json.loads(data)["champion"]["slices"].keys() == kept.keys()
+
+
+def test_a_champion_of_other_types_needs_them_named(
+    tmp_path: Path, post_drift: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from sklearn.ensemble import RandomForestClassifier
+
+    from retrain.artifacts import TRUSTED_TYPES, artifact_types
+    from retrain.trainer.__main__ import main
+    from retrain.trainer.model import build_pipeline
+
+    frame = pd.read_parquet(post_drift).iloc[:1_000]
+    forest = build_pipeline(Task.CLASSIFICATION, NUMERICAL, CATEGORICAL)
+    forest.steps[-1] = ("model", RandomForestClassifier(n_estimators=3, random_state=0))
+    forest.fit(frame[[*NUMERICAL, *CATEGORICAL]], frame["label"])
+    uri, sha256 = save_model(forest, str(tmp_path / "forest.skops"))
+    env = {
+        "DRIFTWATCH_MODE": "validate",
+        "DRIFTWATCH_DATA_URI": str(post_drift),
+        "DRIFTWATCH_RESULT_PATH": str(tmp_path / "result.json"),
+        "DRIFTWATCH_CHAMPION_URI": uri,
+        "DRIFTWATCH_CHAMPION_SHA256": sha256,
+        "DRIFTWATCH_CANDIDATE_URI": uri,
+        "DRIFTWATCH_CANDIDATE_SHA256": sha256,
+    }
+    assert main(env) == 1
+    assert "holds types that are not trusted: sklearn.ensemble" in capsys.readouterr().err
+    assert not (tmp_path / "result.json").exists()
+    extra = artifact_types(Path(uri).read_bytes()) - TRUSTED_TYPES
+    assert main({**env, "DRIFTWATCH_TRUSTED_TYPES": ", ".join(sorted(extra))}) == 0
+    report = json.loads((tmp_path / "result.json").read_text())
+    assert report["champion"] == report["candidate"]
+    assert report["holdout_rows"] == 1_000
+
+
+def test_a_missing_category_scores_the_same_as_none_or_nan() -> None:
+    model = train_champion(SEED, rows=2_000)
+    rows = draw(200, Era.PRE, SEED)
+    with_none = rows.assign(channel=pd.Series([None] * 200, dtype=object))
+    with_nan = rows.assign(channel=pd.Series([np.nan] * 200, dtype=object))
+    x = [*NUMERICAL, *CATEGORICAL]
+    assert np.array_equal(model.predict_proba(with_none[x]), model.predict_proba(with_nan[x]))
