@@ -2,10 +2,13 @@
 
 Both read the same 3-partition topic of 20-feature prediction events in this
 one process run: (a) a consumer that only polls, (b) driftwatch's ingestion
-loop (decode, validate, aggregate, transactional SQL flush with offsets).
-Each is timed from its first record to its last, best of ``--rounds``.
+loop (decode, validate, aggregate, transactional SQL flush with offsets) with
+the labeled-event archive off, (c) the same with the archive on (a Delta append
+per flush before the SQL commit, in a local directory). Each is timed from its
+first record to its last, best of ``--rounds``.
 
-Last line: ``ingest: <events/s> events/s (<ratio> of bare consumer)``.
+Last line: ``ingest: <events/s> events/s (<ratio> of bare consumer); archive on:
+<events/s> events/s (<ratio> of bare consumer)`` (one line).
 ``--quick`` runs 3,000 events once, for the smoke test (the ratio means nothing then).
 """
 
@@ -21,10 +24,12 @@ from typing import Any
 from _common import Progress, bare_consumer, broker, fill_topic
 from kafka import KafkaConsumer
 
+from consumers.archive import ArchiveIntake
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
+from db.archive import ArchiveSettings, ArchiveWriter, Kind, read_table
 from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from service.config import KafkaConfig
@@ -52,31 +57,40 @@ def bare(kafka: TestKafka, topic: str, count: int) -> float:
     return count / elapsed
 
 
-def full(kafka: TestKafka, topic: str, count: int, workdir: Path, round_no: int) -> float:
+def full(
+    kafka: TestKafka, topic: str, count: int, workdir: Path, round_no: int, archive: bool
+) -> float:
     spec = _spec()
-    url = f"sqlite:///{workdir / f'ingest-{round_no}.db'}"
+    name = f"{'archive' if archive else 'ingest'}-{round_no}"
+    url = f"sqlite:///{workdir / f'{name}.db'}"
+    settings = ArchiveSettings(uri=str(workdir / name))
+    intake = ArchiveIntake(ArchiveWriter(settings, name), ["wide"]) if archive else None
     stop = threading.Event()
     progress = Progress(count, stop)
     engine = make_engine(url)
     upgrade(engine)
     cfg = KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers])
     opts = consumer_options(cfg, "earliest")
-    opts.update(kafka.client_options, group_id=f"bench-{topic}-{round_no}")
+    opts.update(kafka.client_options, group_id=f"bench-{topic}-{name}")
     loop = IngestLoop(
         consumer=KafkaConsumer(**opts),
         decoder=EventDecoder({"wide": spec}),
-        store=CheckpointStore(make_session_factory(engine), f"bench-{round_no}", time.time),
+        store=CheckpointStore(make_session_factory(engine), f"bench-{name}", time.time),
         dead_letters=DeadLetterPublisher(kafka.producer, f"{topic}-dlq"),
         settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
         stats=progress,
+        archive=intake,
     )
     loop.run(stop)
     assert progress.first is not None, "the loop read nothing"
     elapsed = time.perf_counter() - progress.first
     loop.dlq.close(timeout=2)
-    stored = CheckpointStore(make_session_factory(engine), f"bench-{round_no}", time.time)
+    stored = CheckpointStore(make_session_factory(engine), f"bench-{name}", time.time)
     offsets = stored.load(topic, range(3))
     assert sum(o.next_offset for o in offsets.values()) == count, "full path did not store all"
+    if archive:
+        rows = read_table(settings, "wide", Kind.PREDICTIONS, columns=["offset"])
+        assert rows is not None and rows.num_rows == count, "the archive does not hold all"
     engine.dispose()
     return count / elapsed
 
@@ -95,15 +109,23 @@ def main() -> None:
         sample = kafka.read_all(topic, timeout=30)[:1000]
         size = sum(len(r.value) for r in sample) / max(len(sample), 1)
         print(f"event size: {size:.0f} bytes, 20 features", flush=True)
-        bare_best = full_best = 0.0
+        bare_best = full_best = archive_best = 0.0
         for r in range(args.rounds):
             b = bare(kafka, topic, args.events)
-            f = full(kafka, topic, args.events, Path(tmp), r)
+            f = full(kafka, topic, args.events, Path(tmp), r, archive=False)
+            a = full(kafka, topic, args.events, Path(tmp), r, archive=True)
             print(
-                f"round {r + 1}: bare {b:,.0f} events/s, driftwatch {f:,.0f} events/s", flush=True
+                f"round {r + 1}: bare {b:,.0f} events/s, driftwatch {f:,.0f} events/s, "
+                f"with the archive {a:,.0f} events/s",
+                flush=True,
             )
             bare_best, full_best = max(bare_best, b), max(full_best, f)
-        print(f"ingest: {full_best:.0f} events/s ({full_best / bare_best:.2f} of bare consumer)")
+            archive_best = max(archive_best, a)
+        print(
+            f"ingest: {full_best:.0f} events/s ({full_best / bare_best:.2f} of bare consumer); "
+            f"archive on: {archive_best:.0f} events/s ({archive_best / bare_best:.2f} of bare "
+            "consumer)"
+        )
 
 
 if __name__ == "__main__":

@@ -25,7 +25,14 @@ from collections.abc import Mapping
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake import (
+    ColumnProperties,
+    CommitProperties,
+    DeltaTable,
+    Transaction,
+    WriterProperties,
+    write_deltalake,
+)
 from deltalake.exceptions import TableNotFoundError
 
 from db.archive.errors import ArchiveConflict, translate
@@ -80,6 +87,7 @@ class ArchiveWriter:
         self, uri: str, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
     ) -> int:
         table = self._load(uri)
+        rows = _once_per_source(rows)
         keep = rows if table is None else self._unarchived(table, rows)
         if keep.num_rows == 0:
             return 0
@@ -94,6 +102,7 @@ class ArchiveWriter:
                 schema_mode="merge",
                 storage_options=dict(self.settings.storage_options) or None,
                 commit_properties=CommitProperties(app_transactions=txns),
+                writer_properties=_writer_properties(keep.schema),
             )
         except Exception as exc:
             raise translate(exc, f"appending to {uri}") from exc
@@ -132,6 +141,43 @@ class ArchiveWriter:
         except Exception as exc:
             raise translate(exc, f"reading {uri}") from exc
         return table
+
+
+def _once_per_source(rows: pa.Table) -> pa.Table:
+    """``rows`` with each (topic, partition, offset) once, the first kept.
+
+    The loop hands each record over once; this holds the archive's rule even if
+    a record were delivered twice within one flush.
+    """
+    offsets = rows.column("offset").to_numpy()
+    partitions = rows.column("partition").to_numpy()
+    if len(offsets) < 2:
+        return rows
+    order = np.lexsort((offsets, partitions))
+    same = (np.diff(offsets[order]) == 0) & (np.diff(partitions[order]) == 0)
+    if not same.any():
+        return rows
+    codes = pc.dictionary_encode(rows.column("topic")).combine_chunks().indices.to_numpy()
+    order = np.lexsort((np.arange(len(offsets)), offsets, partitions, codes))
+    key = np.stack([codes[order], partitions[order], offsets[order]])
+    first = np.ones(len(order), bool)
+    first[1:] = (np.diff(key, axis=1) != 0).any(axis=0)
+    return rows.take(pa.array(np.sort(order[first])))
+
+
+def _writer_properties(schema: pa.Schema) -> WriterProperties:
+    """Dictionary pages only for text columns other than event ids.
+
+    Numbers and event ids are mostly distinct, so a dictionary is built and then
+    thrown away for each of their column chunks: on 50,000 20-feature events it
+    made the append about twice as slow. Compaction rewrites the files anyway.
+    """
+    text = [f.name for f in schema if pa.types.is_string(f.type) and f.name != "event_id"]
+    return WriterProperties(
+        compression="SNAPPY",
+        default_column_properties=ColumnProperties(dictionary_enabled=False),
+        column_properties={name: ColumnProperties(dictionary_enabled=True) for name in text},
+    )
 
 
 def _sources(rows: pa.Table) -> list[tuple[str, int]]:

@@ -63,7 +63,12 @@ def run_bench(script: str, kafka: TestKafka | None, pattern: str) -> re.Match[st
 
 @pytest.mark.kafka
 def test_ingest(kafka: TestKafka) -> None:
-    run_bench("ingest.py", kafka, r"ingest: \d+ events/s \(\d+\.\d\d of bare consumer\)")
+    run_bench(
+        "ingest.py",
+        kafka,
+        r"ingest: \d+ events/s \(\d+\.\d\d of bare consumer\); "
+        r"archive on: \d+ events/s \(\d+\.\d\d of bare consumer\)",
+    )
 
 
 @pytest.mark.kafka

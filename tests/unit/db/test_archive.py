@@ -105,3 +105,14 @@ def test_two_replicas_racing_on_a_partition_archive_each_event_once(settings):
     assert zombie.append("m", Kind.LABELS, labels([2, 3]), {("l", 0): 4}) == 0
     assert zombie.loads == 2
     assert archived(settings, "m") == [(0, o) for o in range(6)]
+
+
+def test_a_record_twice_in_one_append_is_archived_once(settings):
+    writer = ArchiveWriter(settings, "g")
+    rows = pa.concat_tables([labels([0, 1, 2]), labels([1, 2, 3]), labels([1], topic="other")])
+    assert writer.append("m", Kind.LABELS, rows, {("l", 0): 4, ("other", 0): 2}) == 5
+    assert archived(settings, "m") == [(0, 0), (0, 1), (0, 1), (0, 2), (0, 3)]
+    frame = DeltaTable(settings.table_uri("m", Kind.LABELS)).to_pandas()
+    assert sorted(zip(frame["topic"], frame["offset"], strict=True)) == [
+        ("l", 0), ("l", 1), ("l", 2), ("l", 3), ("other", 1)
+    ]  # fmt: skip
