@@ -46,9 +46,14 @@ def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
         try:
             rows = loop.exporter(run.model, run.data_from, run.data_to, str(partial))
         except Exception as exc:  # the archive's errors: retry those it calls retriable
-            if getattr(exc, "retriable", False):
+            if not getattr(exc, "retriable", False):
+                return _failed(run, f"exporting the training data failed: {exc}")
+            # Pending has the training phase's timeout, counted from the run's start.
+            waited = loop.clock() - run.created_at
+            if waited < loop.models[run.model].train_timeout:
                 return Step(note=f"export failed, retrying: {exc}")
-            return _failed(run, f"exporting the training data failed: {exc}")
+            seconds = int(waited.total_seconds())
+            return _failed(run, f"exporting the training data kept failing for {seconds} s: {exc}")
         if rows == 0:
             partial.unlink(missing_ok=True)
             return _failed(

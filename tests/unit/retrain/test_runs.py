@@ -249,3 +249,17 @@ def test_cancel_stops_the_run_and_its_jobs(rig: Rig) -> None:
     assert rig.run(run_id)[0] == "cancelled"
     assert rig.executor.cancelled == [TRAIN, VALIDATE]
     assert driver.tick() == {}
+
+
+def test_an_export_failing_past_the_training_timeout_fails_the_run(rig: Rig) -> None:
+    class Flaky(Exception):
+        retriable = True
+
+    rig.exporter.error = Flaky("object store timed out")
+    run_id = rig.start()
+    assert rig.driver().tick() == {run_id: Phase.PENDING}
+    rig.clock.advance(hours=1)
+    assert rig.driver().tick() == {run_id: Phase.FAILED}
+    assert rig.run(run_id)[2] == (
+        "exporting the training data kept failing for 3600 s: object store timed out"
+    )
