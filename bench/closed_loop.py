@@ -28,6 +28,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", help="default: a SQLite file in a temp dir")
+    # The scenario is already as small as the figure allows (the candidate learns from four
+    # post-drift windows); --quick is accepted for the smoke test and changes nothing.
+    parser.add_argument("--quick", action="store_true", help="the same run (smoke test)")
     args = parser.parse_args()
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
