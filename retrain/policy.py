@@ -92,7 +92,7 @@ class TriggerPolicy:
             decision = self._apply(session, m, cause, guard=None)
         if decision is None:  # the same request key, decided before: report that decision
             with transaction(self.sessions) as session:
-                stored = DecisionRepository(session).last_of_kind(model, "manual")
+                stored = DecisionRepository(session).get(cause)
                 assert stored is not None
                 return Decision(
                     model, "manual", stored.cause_key, stored.decision, stored.reason, stored.run_id

@@ -291,3 +291,14 @@ def test_a_cause_held_back_fires_once_its_guards_pass_keeping_why_it_waited(
 def test_a_disabled_model_decides_nothing(sessions: sessionmaker[Session], enabled: bool) -> None:
     add_drift(sessions, [True, True, True])
     assert policy(sessions, Clock(), enabled=enabled).tick() == []
+
+
+def test_a_manual_request_repeated_with_its_key_returns_its_first_decision(
+    sessions: sessionmaker[Session],
+) -> None:
+    p = policy(sessions, Clock(), drift_windows=0)
+    first = p.request("fraud", "retry-safe", key="req-1")
+    other = p.request("fraud", "another request")
+    again = p.request("fraud", "retry-safe", key="req-1")
+    assert other.decision == "suppressed"
+    assert again == first
