@@ -108,7 +108,8 @@ def translate(exc: sa_exc.SQLAlchemyError) -> StoreError:
 
 
 def violates(exc: sa_exc.IntegrityError, table: FromClause, constraint: str) -> bool:
-    """True when ``exc`` is the unique or primary key ``constraint`` of ``table`` refusing a row.
+    """True when ``exc`` is the unique or primary key ``constraint`` (or unique index) of
+    ``table`` refusing a row.
 
     PostgreSQL names the constraint (``diag.constraint_name``). SQLite names only
     its columns (``UNIQUE constraint failed: t.a, t.b``), so they are compared
@@ -116,7 +117,7 @@ def violates(exc: sa_exc.IntegrityError, table: FromClause, constraint: str) -> 
     """
     if not isinstance(table, Table):
         raise TypeError(f"expected a table (a model's __table__), got {table!r}")
-    wanted = next(
+    wanted: Any = next(
         (
             c
             for c in table.constraints
@@ -124,6 +125,10 @@ def violates(exc: sa_exc.IntegrityError, table: FromClause, constraint: str) -> 
         ),
         None,
     )
+    # A unique index (a partial one, such as "one production version per model") refuses
+    # rows the same way and is named the same way by PostgreSQL.
+    if wanted is None:
+        wanted = next((i for i in table.indexes if i.name == constraint and i.unique), None)
     if wanted is None:
         raise LookupError(f"{table.name} has no unique constraint {constraint!r}")
     orig: Any = exc.orig

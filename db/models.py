@@ -386,3 +386,10 @@ class ConceptDriftAlarmRow(Base):
     baseline_rate: Mapped[float | None] = mapped_column(Float(precision=53))
     alarm_rate: Mapped[float | None] = mapped_column(Float(precision=53))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The retraining tables live beside their repositories; importing them here puts them in
+# Base.metadata for the migrations' comparison and for anyone importing db.models alone.
+from db import registry as _registry  # noqa: E402, F401
+from db import runs as _runs  # noqa: E402, F401
+from db import triggers as _triggers  # noqa: E402, F401

@@ -8,7 +8,9 @@ system, skops' refusals) are translated where they are met. Other modules of
 RetrainError
 ├── ExecutorError      a job could not be launched, observed or cancelled (``retriable``)
 ├── ArtifactError      a model artifact is missing, tampered with or holds untrusted types
-└── TrainerError       the reference trainer cannot work on its input (bad data, bad env)
+├── TrainerError       the reference trainer cannot work on its input (bad data, bad env)
+├── RunRefused         a run cannot start: the model has no retrain settings
+└── MalformedResult    a job's result lacks a field the loop needs (a metric, the artifact)
 """
 
 from __future__ import annotations
@@ -37,3 +39,11 @@ class ArtifactError(RetrainError):
 
 class TrainerError(RetrainError):
     """The trainer cannot train or validate on what it was given."""
+
+
+class RunRefused(RetrainError):
+    """A run cannot be started as asked."""
+
+
+class MalformedResult(RetrainError):
+    """A job's result lacks what the loop needs (a metric, the holdout size, an artifact)."""

@@ -13,9 +13,11 @@ from pathlib import Path
 from consumers.errors import ConsumerError
 from db.errors import StoreError
 from drift.errors import DriftError
+from retrain.errors import RetrainError
 from service.cli_archive import add_archive_commands
 from service.cli_common import config_path, load, sessions_for
 from service.cli_drift import add_drift_commands
+from service.cli_retrain import add_retrain_commands
 from service.config import load_config
 from service.errors import ConfigError, ServiceError
 
@@ -216,6 +218,7 @@ def parser() -> argparse.ArgumentParser:
     )
     prod.set_defaults(func=cmd_produce_demo)
     add_drift_commands(sub)
+    add_retrain_commands(sub)
     add_archive_commands(sub)
     return p
 
@@ -229,7 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in exc.problems:
             print(line, file=sys.stderr)
         return 2
-    except (ServiceError, StoreError, ConsumerError, DriftError) as exc:
+    except (ServiceError, StoreError, ConsumerError, DriftError, RetrainError) as exc:
         print(f"driftwatch: {exc}", file=sys.stderr)
         return 1
 

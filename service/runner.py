@@ -268,6 +268,8 @@ def _scheduler(
     scheduler.add_job(
         evaluate, "interval", seconds=cfg.evaluation.interval, id="evaluate", **common
     )
+    retrain = _retrain_job(cfg, sessions, metrics)
+    scheduler.add_job(retrain, "interval", seconds=cfg.retrain.tick, id="retrain", **common)
     schedule_maintenance(scheduler, cfg, metrics, common)
     if cfg.evaluation.render_html:
         html = LatestHtml(sessions)
@@ -284,3 +286,28 @@ def _scheduler(
             render, "interval", seconds=max(cfg.evaluation.interval, 5.0), id="render", **common
         )
     return scheduler
+
+
+def _retrain_job(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics
+) -> Callable[[], None]:
+    """The retraining tick: the trigger policy, then one step of every active run."""
+    from retrain.errors import RetrainError
+    from service.retraining import build_retraining
+
+    try:
+        retraining = build_retraining(cfg, sessions)
+    except RetrainError as exc:
+        raise ServiceError(str(exc)) from exc
+
+    def tick() -> None:
+        try:
+            retraining.tick()
+        except (StoreError, SQLAlchemyError, RetrainError) as exc:
+            metrics.evaluation_failures.labels("retrain").inc()
+            log.warning("retraining tick failed, retrying next tick: %s", exc)
+        except Exception:  # a bug in one tick must not end retraining for good
+            metrics.evaluation_failures.labels("retrain").inc()
+            log.exception("retraining tick failed, retrying next tick")
+
+    return tick

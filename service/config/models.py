@@ -23,6 +23,7 @@ from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, Pr
 from drift.stats import Method
 from service.config.archive import RESERVED_COLUMNS, ModelArchiveConfig
 from service.config.base import Duration, Strict
+from service.config.retrain import ModelRetrainConfig
 
 
 def _increasing(v: list[float] | None) -> list[float] | None:
@@ -138,6 +139,7 @@ class ModelConfig(Strict):
     allowed_lateness: Duration = 0.0
     drift: DriftConfig = DriftConfig()
     labels: LabelsConfig = LabelsConfig()
+    retrain: ModelRetrainConfig = ModelRetrainConfig()
     archive: ModelArchiveConfig = ModelArchiveConfig()
 
     @field_validator("features")

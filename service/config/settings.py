@@ -15,6 +15,7 @@ from service.config.archive import ArchiveConfig
 from service.config.base import Duration, Strict
 from service.config.kafka import KafkaConfig
 from service.config.models import ModelConfig
+from service.config.retrain import RetrainConfig
 
 _PG_FORM = "postgresql+psycopg://user:password@host:5432/dbname"
 # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed; psycopg 3 is.
@@ -84,6 +85,7 @@ class Config(Strict):
     ingest: IngestConfig = IngestConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
     metrics: MetricsConfig = MetricsConfig()
+    retrain: RetrainConfig = RetrainConfig()
     archive: ArchiveConfig = ArchiveConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")

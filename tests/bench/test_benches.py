@@ -105,6 +105,17 @@ def test_concept_drift(kafka: TestKafka) -> None:
     assert found.group(2) == "0", "the seeded stationary stretch raises no alarm"
 
 
+@pytest.mark.kafka
+def test_closed_loop(kafka: TestKafka) -> None:
+    found = run_bench(
+        "closed_loop.py",
+        kafka,
+        r"closed_loop: champion (\d+\.\d)% before drift, (\d+\.\d)% after; "
+        r"candidate (\d+\.\d)% \((\d\.\d{3}) of pre-drift\)",
+    )
+    assert float(found.group(4)) >= 0.98, "the retrained candidate gets the pre-drift accuracy back"
+
+
 def test_drift_vs_evidently() -> None:
     run_bench(
         "drift_vs_evidently.py",

@@ -1,0 +1,210 @@
+"""One handler per active phase. A handler observes, decides and records; the
+:class:`retrain.runs.RunDriver` commits what it recorded, then runs its action.
+
+Handlers never raise for a job's failure: a failed, timed-out or malformed
+job ends the run as ``failed`` with the reason, and nothing else changes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db.registry import RegistryRepository, Stage
+from db.runs import GateRecord, RetrainRunRow, RunRepository
+from retrain.errors import MalformedResult
+from retrain.executors.base import JobPhase, JobSpec, JobStatus
+from retrain.gates import Verdict, judge
+from retrain.runs import Handler, Loop, Phase, Step
+
+_LOG_TAIL = 4096
+
+
+def _failed(run: RetrainRunRow, reason: str) -> Step:
+    run.failure_reason = reason
+    return Step(Phase.FAILED, reason)
+
+
+def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
+    """Export the run's data (once: the file is its own marker), then start training."""
+    champion = RegistryRepository(session).production(run.model)
+    if champion is None:
+        return _failed(
+            run,
+            f"model {run.model} has no production version to validate against; register "
+            f"the serving model with: driftwatch models register --model {run.model} "
+            "--version V --uri URI",
+        )
+    dest = loop.settings.data_path(run.model, run.id)
+    if not dest.exists():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        partial = dest.with_suffix(".partial")
+        try:
+            rows = loop.exporter(run.model, run.data_from, run.data_to, str(partial))
+        except Exception as exc:  # the archive's errors: retry those it calls retriable
+            if not getattr(exc, "retriable", False):
+                return _failed(run, f"exporting the training data failed: {exc}")
+            # Pending has the training phase's timeout, counted from the run's start.
+            waited = loop.clock() - run.created_at
+            if waited < loop.models[run.model].train_timeout:
+                return Step(note=f"export failed, retrying: {exc}")
+            seconds = int(waited.total_seconds())
+            return _failed(run, f"exporting the training data kept failing for {seconds} s: {exc}")
+        if rows == 0:
+            partial.unlink(missing_ok=True)
+            return _failed(
+                run,
+                f"no labelled events of {run.model} archived between "
+                f"{run.data_from.isoformat()} and {run.data_to.isoformat()}",
+            )
+        # The rename is what makes the export happen once: a crash before it re-exports.
+        os.replace(partial, dest)
+    run.data_uri = str(dest)
+    run.data_rows = _rows(dest)
+    run.champion_version_id = champion.id
+    spec = loop.train_spec(run)
+    return Step(
+        Phase.TRAINING,
+        f"{run.data_rows} labelled rows exported; champion {champion.version}",
+        lambda: loop.executor.launch(spec),
+    )
+
+
+def _rows(path: os.PathLike[str]) -> int:
+    import pyarrow.parquet as pq
+
+    return int(pq.read_metadata(path).num_rows)
+
+
+def training(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
+    spec = loop.train_spec(run)
+    status = loop.executor.observe(spec)
+    waiting = _waiting(loop, run, spec, status, "training")
+    if waiting is not None:
+        return waiting
+    run.train_log_tail = _tail(status.log_tail)
+    if status.phase is JobPhase.FAILED:
+        return _failed(run, f"training failed: {status.reason or 'no reason given'}")
+    try:
+        candidate = _register(loop, session, run, status.result or {})
+    except MalformedResult as exc:
+        return _failed(run, f"training result unusable: {exc}")
+    run.candidate_version_id = candidate.id
+    validate = loop.validate_spec(run, session)
+    return Step(
+        Phase.VALIDATING,
+        f"candidate {candidate.version} trained ({_metrics(candidate.metric_values)})",
+        lambda: loop.executor.launch(validate),
+    )
+
+
+def validating(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
+    spec = loop.validate_spec(run, session)
+    status = loop.executor.observe(spec)
+    waiting = _waiting(loop, run, spec, status, "validation")
+    if waiting is not None:
+        return waiting
+    run.validate_log_tail = _tail(status.log_tail)
+    if status.phase is JobPhase.FAILED:
+        return _failed(run, f"validation failed: {status.reason or 'no reason given'}")
+    try:
+        judgement = judge(loop.models[run.model].gates, status.result or {})
+    except MalformedResult as exc:
+        return _failed(run, f"validation result unusable: {exc}")
+    RunRepository(session).add_gates(
+        run.id,
+        (
+            GateRecord(r.gate, r.metric, r.slice, r.champion, r.candidate, r.threshold, r.passed)
+            for r in judgement.results
+        ),
+    )
+    run.verdict = str(judgement.verdict)
+    if judgement.verdict is Verdict.ACCEPTED:
+        return Step(Phase.ACCEPTED, judgement.reason())
+    registry = RegistryRepository(session)
+    candidate = registry.by_id(run.candidate_version_id) if run.candidate_version_id else None
+    if candidate is not None:
+        registry.set_stage(candidate, Stage.REJECTED, loop.clock())
+    return Step(Phase.REJECTED, judgement.reason())
+
+
+def _waiting(
+    loop: Loop, run: RetrainRunRow, spec: JobSpec, status: JobStatus, what: str
+) -> Step | None:
+    """The step while the job has no outcome yet; None once it has one."""
+    if status.phase is JobPhase.MISSING:
+        # Never launched (a crash between the commit and the launch), or lost by the
+        # backend: launching adopts it if it exists after all.
+        return Step(
+            note=f"{what} job {spec.name} missing, launching",
+            act=lambda: loop.executor.launch(spec),
+        )
+    if status.phase is JobPhase.RUNNING:
+        deadline = run.phase_deadline
+        if deadline is not None and loop.clock() >= deadline:
+            seconds = int(spec.timeout.total_seconds())
+            return Step(
+                Phase.FAILED,
+                _set_failure(run, f"{what} timed out after {seconds} s"),
+                lambda: loop.executor.cancel(spec),
+            )
+        return Step()
+    return None
+
+
+def _set_failure(run: RetrainRunRow, reason: str) -> str:
+    run.failure_reason = reason
+    return reason
+
+
+def _register(loop: Loop, session: Session, run: RetrainRunRow, result: Mapping[str, Any]) -> Any:
+    uri, sha256 = result.get("model_uri"), result.get("sha256")
+    if not isinstance(uri, str) or not isinstance(sha256, str) or len(sha256) != 64:
+        raise MalformedResult("no model_uri and 64-digit sha256")
+    metrics = result.get("metrics")
+    if not isinstance(metrics, Mapping):
+        raise MalformedResult("no metrics mapping")
+    data_range = result.get("data_range") or {}
+    return RegistryRepository(session).register(
+        run.model,
+        f"run-{run.id}",
+        uri,
+        sha256,
+        Stage.CANDIDATE,
+        loop.clock(),
+        metrics=metrics,
+        run_id=run.id,
+        data_from=_time(data_range.get("from")) or run.data_from,
+        data_to=_time(data_range.get("to")) or run.data_to,
+    )
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def _tail(text: str | None) -> str | None:
+    return None if text is None else text[-_LOG_TAIL:]
+
+
+def _metrics(values: Mapping[str, Any]) -> str:
+    return ", ".join(
+        f"{k} {v:.4f}" for k, v in sorted(values.items()) if isinstance(v, int | float)
+    )
+
+
+HANDLERS: Mapping[Phase, Handler] = {
+    Phase.PENDING: pending,
+    Phase.TRAINING: training,
+    Phase.VALIDATING: validating,
+}

@@ -1,0 +1,197 @@
+"""The run lifecycle: a persisted state machine, one handler per phase.
+
+    pending ──► training ──► validating ──► accepted | rejected
+       │            │             │
+       └────────────┴─────────────┴──► failed      (and cancelled, by an operator)
+
+Each tick takes every active run one step at most. A step runs in one
+transaction that holds the run's row (PostgreSQL: ``FOR UPDATE``, so two
+replicas ticking at once take turns): the handler observes the world, writes
+the transition, its history row and the alert it causes, and commits; only
+then does it act (launch a job). Every action is idempotent, and a job is
+known by its deterministic name, so a crash at any point resumes: a job
+launched before the crash is adopted, one never launched is ``missing`` and
+launched, a finished one is read again. The rollout issue continues from
+``accepted``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.registry import RegistryRepository
+from db.runs import AlertOutbox, RetrainRunRow, RunRepository
+from db.session import transaction
+from retrain.executors.base import Executor, JobSpec, Mode
+from retrain.settings import Exporter, LoopSettings, ModelRetrain
+
+log = logging.getLogger(__name__)
+
+
+class Phase(StrEnum):
+    PENDING = "pending"
+    TRAINING = "training"
+    VALIDATING = "validating"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset({Phase.ACCEPTED, Phase.REJECTED, Phase.FAILED, Phase.CANCELLED})
+# Alerts go out for the outcomes someone should look at.
+_ALERTED = {
+    Phase.ACCEPTED: "run_accepted",
+    Phase.REJECTED: "run_rejected",
+    Phase.FAILED: "run_failed",
+}
+
+Action = Callable[[], None]
+
+
+@dataclass
+class Step:
+    """What a handler decided: the phase it moved the run to (None: stays), why, and
+    what to do once that is committed."""
+
+    phase: Phase | None = None
+    note: str = ""
+    act: Action | None = None
+
+
+@dataclass(frozen=True)
+class Loop:
+    """Everything a handler works with. ``clock`` returns an aware UTC datetime."""
+
+    executor: Executor
+    models: Mapping[str, ModelRetrain]
+    settings: LoopSettings
+    exporter: Exporter
+    clock: Callable[[], datetime]
+
+    def train_spec(self, run: RetrainRunRow) -> JobSpec:
+        m = self.models[run.model]
+        return JobSpec(
+            run_id=run.id,
+            model=run.model,
+            mode=Mode.TRAIN,
+            data_uri=str(self.settings.data_path(run.model, run.id)),
+            output_uri=self.settings.output_uri(run.model, run.id),
+            timeout=m.train_timeout,
+            env=self._common_env(m),
+        )
+
+    def validate_spec(self, run: RetrainRunRow, session: Session) -> JobSpec:
+        m = self.models[run.model]
+        registry = RegistryRepository(session)
+        env = self._common_env(m)
+        for side, version_id in (
+            ("CHAMPION", run.champion_version_id),
+            ("CANDIDATE", run.candidate_version_id),
+        ):
+            version = registry.by_id(version_id) if version_id is not None else None
+            if version is not None:
+                env[f"DRIFTWATCH_{side}_URI"] = version.uri
+                env[f"DRIFTWATCH_{side}_SHA256"] = version.sha256
+        if m.slice_feature:
+            env["DRIFTWATCH_SLICE_FEATURE"] = m.slice_feature
+        return JobSpec(
+            run_id=run.id,
+            model=run.model,
+            mode=Mode.VALIDATE,
+            data_uri=str(self.settings.data_path(run.model, run.id)),
+            output_uri=self.settings.output_uri(run.model, run.id),
+            timeout=m.validate_timeout,
+            env=env,
+        )
+
+    @staticmethod
+    def _common_env(m: ModelRetrain) -> dict[str, str]:
+        return {"DRIFTWATCH_TASK": m.task, "DRIFTWATCH_HOLDOUT_SHARE": repr(m.holdout_share)}
+
+
+Handler = Callable[[Loop, Session, RetrainRunRow], Step]
+
+
+class RunDriver:
+    """Advances active runs, one transition per run per tick."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        loop: Loop,
+        handlers: Mapping[Phase, Handler] | None = None,
+    ) -> None:
+        from retrain.phases import HANDLERS
+
+        self.sessions = sessions
+        self.loop = loop
+        self.handlers = dict(handlers or HANDLERS)
+
+    def tick(self) -> dict[int, Phase]:
+        """One step of every active run of a configured model; each run's phase after it."""
+        with transaction(self.sessions) as session:
+            ids = [r.id for r in RunRepository(session).active() if r.model in self.loop.models]
+        return {run_id: self.step(run_id) for run_id in ids}
+
+    def step(self, run_id: int) -> Phase:
+        """One step of one run; its phase after the step."""
+        with transaction(self.sessions) as session:
+            runs = RunRepository(session)
+            run = runs.get(run_id, lock=True)
+            if run is None:
+                raise LookupError(f"no run {run_id}")
+            phase = Phase(run.phase)
+            if phase.final:
+                return phase
+            step = self.handlers[phase](self.loop, session, run)
+            if step.phase is not None:
+                self._enter(session, run, step.phase, step.note)
+                phase = step.phase
+        if step.act is not None:
+            step.act()
+        return phase
+
+    def _enter(self, session: Session, run: RetrainRunRow, phase: Phase, note: str) -> None:
+        now = self.loop.clock()
+        m = self.loop.models[run.model]
+        timeout = {Phase.TRAINING: m.train_timeout, Phase.VALIDATING: m.validate_timeout}.get(phase)
+        RunRepository(session).enter(
+            run, phase, note, now, final=phase.final, deadline=now + timeout if timeout else None
+        )
+        kind = _ALERTED.get(phase)
+        if kind is not None:
+            AlertOutbox(session).add(
+                f"run-{run.id}-{phase}",
+                kind,
+                run.model,
+                f"retrain run {run.id} of {run.model} {phase}: {note}",
+                now,
+                run_id=run.id,
+                payload={"run_id": run.id, "phase": str(phase), "verdict": run.verdict},
+            )
+        log.info("run %d of %s: %s (%s)", run.id, run.model, phase, note)
+
+    def cancel(self, run_id: int, reason: str) -> Phase:
+        """Cancel an active run and its jobs; a finished run is left as it is."""
+        with transaction(self.sessions) as session:
+            run = RunRepository(session).get(run_id, lock=True)
+            if run is None:
+                raise LookupError(f"no run {run_id}")
+            if Phase(run.phase).final:
+                return Phase(run.phase)
+            specs = [self.loop.train_spec(run), self.loop.validate_spec(run, session)]
+            self._enter(session, run, Phase.CANCELLED, reason)
+        for spec in specs:
+            self.loop.executor.cancel(spec)
+        return Phase.CANCELLED

@@ -1,0 +1,56 @@
+"""What the loop needs to know, free of the service's config classes (retrain never
+imports service): each model's policy and gates, where runs work, how data is exported."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Protocol
+
+from retrain.gates import GateSettings
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRetrain:
+    """One model's trigger policy, training data and gates (``models.<name>.retrain``)."""
+
+    model: str
+    gates: GateSettings
+    enabled: bool = True
+    drift_windows: int = 3
+    on_degradation: bool = True
+    on_concept_alarm: bool = True
+    cron: str | None = None
+    min_new_labels: int = 1000
+    cooldown: timedelta = timedelta(hours=1)
+    data_window: timedelta = timedelta(days=7)
+    holdout_share: float = 0.2
+    task: str = "classification"
+    slice_feature: str | None = None
+    train_timeout: timedelta = timedelta(hours=1)
+    validate_timeout: timedelta = timedelta(minutes=30)
+
+
+@dataclass(frozen=True, slots=True)
+class LoopSettings:
+    workdir: Path
+    artifacts_uri: str
+
+    def data_path(self, model: str, run_id: int) -> Path:
+        """Where a run's training data is exported: one deterministic file per run."""
+        return self.workdir / f"{model}-{run_id}" / "data.parquet"
+
+    def output_uri(self, model: str, run_id: int) -> str:
+        return f"{self.artifacts_uri.rstrip('/')}/{model}/run-{run_id}/"
+
+
+class Exporter(Protocol):
+    """Writes the model's labelled events with event time in [start, end] to ``dest``
+    (Parquet, the export format of the archive) and returns the rows written.
+
+    Errors with ``retriable`` true (an object store that did not answer) are
+    retried on the next tick; any other error fails the run.
+    """
+
+    def __call__(self, model: str, start: datetime, end: datetime, dest: str) -> int: ...

@@ -1,0 +1,81 @@
+"""The ``retrain`` section and each model's ``models.*.retrain``: when and how it is retrained."""
+
+from __future__ import annotations
+
+from pydantic import Field, field_validator, model_validator
+
+from drift.performance import Task
+from retrain.gates import TASK_METRICS
+from service.config.base import Duration, Strict
+
+
+class Gate(Strict):
+    """One metric's gate: ``min_delta`` (candidate better by at least) and/or
+    ``max_degradation`` (candidate worse by at most), in the metric's direction."""
+
+    min_delta: float | None = None
+    max_degradation: float | None = Field(default=None, ge=0)
+
+    @model_validator(mode="after")
+    def _one_bound(self) -> Gate:
+        if self.min_delta is None and self.max_degradation is None:
+            raise ValueError("give min_delta, max_degradation or both")
+        return self
+
+
+class ModelRetrainConfig(Strict):
+    enabled: bool = False
+    drift_windows: int = Field(default=3, ge=0, description="consecutive drifted windows, 0: off")
+    on_degradation: bool = True
+    on_concept_alarm: bool = True
+    cron: str | None = Field(default=None, description='a crontab line such as "0 3 * * 0"')
+    min_new_labels: int = Field(default=1000, ge=0)
+    cooldown: Duration = 3600.0
+    data_window: Duration = Field(default=7 * 86400.0, gt=0)
+    holdout_share: float = Field(default=0.2, gt=0, lt=1)
+    min_holdout: int = Field(default=200, ge=1)
+    task: Task = Task.CLASSIFICATION
+    gates: dict[str, Gate] = Field(
+        default_factory=lambda: {"accuracy": Gate(min_delta=0.0)},
+        description="a mapping of metric to {min_delta, max_degradation}",
+    )
+    slice_feature: str | None = None
+    slice_max_degradation: float = Field(default=0.05, ge=0)
+    train_timeout: Duration = Field(default=3600.0, gt=0)
+    validate_timeout: Duration = Field(default=1800.0, gt=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _crontab(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f"expected a crontab line such as '0 3 * * 0': {exc}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _gates_fit_task(self) -> ModelRetrainConfig:
+        known = TASK_METRICS[self.task]
+        unknown = sorted(set(self.gates) - known)
+        if unknown:
+            raise ValueError(
+                f"gates: {', '.join(unknown)} not a {self.task} metric; "
+                f"expected some of {', '.join(sorted(known))}"
+            )
+        if not self.gates:
+            raise ValueError("gates: at least one metric gate is needed")
+        return self
+
+
+class RetrainConfig(Strict):
+    executor: str = Field(default="local", description="local (kubernetes: next issue)")
+    workdir: str = "./driftwatch-runs"
+    artifacts_uri: str = "./driftwatch-models"
+    tick: Duration = Field(default=5.0, gt=0)
+    command: list[str] = Field(
+        default_factory=lambda: ["python", "-m", "retrain.trainer"], min_length=1
+    )

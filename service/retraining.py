@@ -1,0 +1,127 @@
+"""Wiring of the retraining loop: the config's ``retrain`` sections turned into the
+policy, the run driver, its executor and the archive export it trains on."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.archive import export_labeled
+from drift.schema import FeatureKind
+from retrain.executors import make_executor
+from retrain.executors.base import Executor
+from retrain.gates import GateSettings, MetricGate
+from retrain.policy import TriggerPolicy
+from retrain.runs import Loop, RunDriver
+from retrain.settings import Exporter, LoopSettings, ModelRetrain
+from service.config import Config
+from service.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def absolute_uri(uri: str) -> str:
+    """A local path made absolute (jobs and services run elsewhere); other URIs as they are."""
+    if "://" in uri:
+        return uri
+    return str(Path(uri).resolve())
+
+
+def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
+    """Every model's retrain settings; a slice feature must be one of its categorical features."""
+    out: dict[str, ModelRetrain] = {}
+    problems: list[str] = []
+    for name, m in cfg.models.items():
+        r = m.retrain
+        if r.slice_feature is not None:
+            feature = m.features.get(r.slice_feature)
+            if feature is None or feature.type is not FeatureKind.CATEGORICAL:
+                categorical = [
+                    f for f, c in m.features.items() if c.type is FeatureKind.CATEGORICAL
+                ]
+                problems.append(
+                    f"config: models.{name}.retrain.slice_feature: {r.slice_feature!r} is not a "
+                    f"categorical feature of the model (have {categorical})"
+                )
+                continue
+        out[name] = ModelRetrain(
+            model=name,
+            gates=GateSettings(
+                tuple(
+                    MetricGate(metric, g.min_delta, g.max_degradation)
+                    for metric, g in r.gates.items()
+                ),
+                min_holdout=r.min_holdout,
+                slice_max_degradation=r.slice_max_degradation if r.slice_feature else None,
+            ),
+            enabled=r.enabled,
+            drift_windows=r.drift_windows,
+            on_degradation=r.on_degradation,
+            on_concept_alarm=r.on_concept_alarm,
+            cron=r.cron,
+            min_new_labels=r.min_new_labels,
+            cooldown=timedelta(seconds=r.cooldown),
+            data_window=timedelta(seconds=r.data_window),
+            holdout_share=r.holdout_share,
+            task=str(r.task),
+            slice_feature=r.slice_feature,
+            train_timeout=timedelta(seconds=r.train_timeout),
+            validate_timeout=timedelta(seconds=r.validate_timeout),
+        )
+    if problems:
+        raise ConfigError(problems)
+    return out
+
+
+def archive_exporter(cfg: Config) -> Exporter:
+    """The labelled-event archive's export, as the loop calls it (event time in [start, end))."""
+    settings = cfg.archive.settings()
+    specs = cfg.model_specs()
+
+    def export(model: str, start: datetime, end: datetime, dest: str) -> int:
+        return export_labeled(settings, specs[model], start, end, dest).rows
+
+    return export
+
+
+@dataclass(frozen=True)
+class Retraining:
+    policy: TriggerPolicy
+    driver: RunDriver
+
+    def tick(self) -> None:
+        """Decide new causes, then advance every active run one step."""
+        self.policy.tick()
+        self.driver.tick()
+
+
+def build_retraining(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    *,
+    executor: Executor | None = None,
+    exporter: Exporter | None = None,
+    clock: Callable[[], datetime] = utc_now,
+) -> Retraining:
+    models = model_settings(cfg)
+    # Jobs run in a directory of their own: relative paths are made absolute here.
+    settings = LoopSettings(
+        Path(cfg.retrain.workdir).resolve(), absolute_uri(cfg.retrain.artifacts_uri)
+    )
+    loop = Loop(
+        executor or make_executor(cfg.retrain.executor, cfg.retrain),
+        models,
+        settings,
+        exporter or archive_exporter(cfg),
+        clock,
+    )
+    return Retraining(TriggerPolicy(sessions, models, clock), RunDriver(sessions, loop))

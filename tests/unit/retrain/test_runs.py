@@ -1,0 +1,265 @@
+"""The run lifecycle with a scripted executor, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.registry import RegistryRepository, Stage
+from db.runs import AlertOutbox, RunRepository
+from db.session import transaction
+from retrain.policy import TriggerPolicy
+from retrain.runs import Loop, Phase, RunDriver
+from retrain.settings import LoopSettings
+from tests.unit.retrain.support import (
+    SHA,
+    T0,
+    Clock,
+    ParquetExporter,
+    ScriptedExecutor,
+    model_settings,
+    train_result,
+    validate_result,
+)
+
+TRAIN, VALIDATE = "driftwatch-fraud-1-train", "driftwatch-fraud-1-validate"
+
+
+class Rig:
+    def __init__(self, sessions: sessionmaker[Session], tmp_path: Path, champion: bool = True):
+        self.sessions = sessions
+        self.clock = Clock()
+        self.executor = ScriptedExecutor()
+        self.exporter = ParquetExporter()
+        self.models = {"fraud": model_settings()}
+        self.settings = LoopSettings(tmp_path / "runs", "file:///artifacts")
+        self.policy = TriggerPolicy(sessions, self.models, self.clock)
+        if champion:
+            with transaction(sessions) as s:
+                RegistryRepository(s).register(
+                    "fraud", "v1", "file:///models/v1.skops", "a" * 64, Stage.PRODUCTION, T0
+                )
+
+    def driver(self) -> RunDriver:
+        """A fresh driver, as a restarted service builds it."""
+        loop = Loop(self.executor, self.models, self.settings, self.exporter, self.clock)
+        return RunDriver(self.sessions, loop)
+
+    def start(self) -> int:
+        decision = self.policy.request("fraud", "operator asked")
+        assert decision.decision == "fired" and decision.run_id is not None
+        return decision.run_id
+
+    def run(self, run_id: int) -> tuple[str, str | None, str | None]:
+        with transaction(self.sessions) as s:
+            row = RunRepository(s).get(run_id)
+            assert row is not None
+            return row.phase, row.verdict, row.failure_reason
+
+    def history(self, run_id: int) -> list[str]:
+        with transaction(self.sessions) as s:
+            return [p.phase for p in RunRepository(s).history(run_id)]
+
+    def alerts(self) -> list[str]:
+        with transaction(self.sessions) as s:
+            return [a.kind for a in AlertOutbox(s).events()]
+
+
+@pytest.fixture
+def rig(sessions: sessionmaker[Session], tmp_path: Path) -> Rig:
+    return Rig(sessions, tmp_path)
+
+
+def test_a_better_candidate_goes_train_validate_accepted_one_step_per_tick(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    assert driver.tick() == {run_id: Phase.TRAINING}
+    assert rig.settings.data_path("fraud", run_id).exists()
+    assert rig.executor.starts == {TRAIN: 1}
+    spec = rig.executor.specs[TRAIN]
+    assert spec.env == {"DRIFTWATCH_TASK": "classification", "DRIFTWATCH_HOLDOUT_SHARE": "0.2"}
+    assert driver.tick() == {run_id: Phase.TRAINING}  # still running
+    rig.executor.succeed(TRAIN, train_result(0.9))
+    assert driver.tick() == {run_id: Phase.VALIDATING}
+    validate = rig.executor.specs[VALIDATE]
+    assert validate.env["DRIFTWATCH_CHAMPION_URI"] == "file:///models/v1.skops"
+    assert validate.env["DRIFTWATCH_CANDIDATE_SHA256"] == SHA
+    rig.executor.succeed(VALIDATE, validate_result(0.70, 0.85))
+    assert driver.tick() == {run_id: Phase.ACCEPTED}
+    assert driver.tick() == {}  # nothing active
+    assert rig.run(run_id) == ("accepted", "accepted", None)
+    assert rig.history(run_id) == ["pending", "training", "validating", "accepted"]
+    assert rig.executor.starts == {TRAIN: 1, VALIDATE: 1}
+    assert rig.exporter.calls == 1
+    assert rig.alerts() == ["run_accepted"]
+    with transaction(rig.sessions) as s:
+        candidate = RegistryRepository(s).get("fraud", f"run-{run_id}")
+        assert candidate is not None
+        assert (candidate.stage, candidate.run_id, candidate.metric_values) == (
+            "candidate",
+            run_id,
+            {"accuracy": 0.9},
+        )
+        gates = [
+            (g.gate, g.champion_value, g.candidate_value, g.passed)
+            for g in RunRepository(s).gates(run_id)
+        ]
+    assert gates == [("min_holdout", None, 100.0, True), ("min_delta", 0.70, 0.85, True)]
+
+
+def test_a_worse_candidate_is_rejected_its_version_marked_and_alerted(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    driver.tick()
+    rig.executor.succeed(TRAIN, train_result())
+    driver.tick()
+    rig.executor.succeed(VALIDATE, validate_result(0.80, 0.75))
+    driver.tick()
+    phase, verdict, _ = rig.run(run_id)
+    assert (phase, verdict) == ("rejected", "rejected")
+    assert rig.alerts() == ["run_rejected"]
+    with transaction(rig.sessions) as s:
+        candidate = RegistryRepository(s).get("fraud", f"run-{run_id}")
+        assert candidate is not None and candidate.stage == "rejected"
+        production = RegistryRepository(s).production("fraud")
+        assert production is not None and production.version == "v1"
+
+
+def test_a_failed_training_fails_the_run_with_its_reason_and_changes_nothing_else(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    driver.tick()
+    rig.executor.fail(TRAIN, "exit code 3", log="line\nValueError: bad\n")
+    assert driver.tick() == {run_id: Phase.FAILED}
+    assert rig.run(run_id) == ("failed", None, "training failed: exit code 3")
+    with transaction(rig.sessions) as s:
+        row = RunRepository(s).get(run_id)
+        assert row is not None and row.train_log_tail == "line\nValueError: bad\n"
+        assert [v.version for v in RegistryRepository(s).versions("fraud")] == ["v1"]
+        assert RunRepository(s).gates(run_id) == []
+    assert rig.executor.starts == {TRAIN: 1}
+    assert rig.alerts() == ["run_failed"]
+
+
+def test_a_failed_validation_fails_the_run_and_judges_nothing(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    driver.tick()
+    rig.executor.succeed(TRAIN, train_result())
+    driver.tick()
+    rig.executor.fail(VALIDATE, "sha256 mismatch for file:///models/fraud/run-1/model.skops")
+    driver.tick()
+    phase, verdict, reason = rig.run(run_id)
+    assert (phase, verdict) == ("failed", None)
+    assert reason == "validation failed: sha256 mismatch for file:///models/fraud/run-1/model.skops"
+    with transaction(rig.sessions) as s:
+        assert RunRepository(s).gates(run_id) == []
+
+
+def test_a_job_running_past_its_phase_deadline_is_cancelled_and_fails_the_run(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    driver.tick()
+    rig.clock.advance(minutes=59)
+    assert driver.tick() == {run_id: Phase.TRAINING}
+    rig.clock.advance(minutes=1)
+    assert driver.tick() == {run_id: Phase.FAILED}
+    assert rig.run(run_id)[2] == "training timed out after 3600 s"
+    assert rig.executor.cancelled == [TRAIN]
+
+
+@pytest.mark.parametrize("phase", [Phase.TRAINING, Phase.VALIDATING])
+def test_a_crash_between_the_commit_and_the_launch_launches_once_on_restart(
+    rig: Rig, phase: Phase
+) -> None:
+    run_id = rig.start()
+    if phase is Phase.VALIDATING:
+        rig.driver().tick()
+        rig.executor.succeed(TRAIN, train_result())
+
+    def crash(_spec: object) -> None:
+        raise SystemExit("killed")
+
+    dying = rig.driver()
+    dying.loop.executor.launch = crash  # type: ignore[method-assign]
+    with pytest.raises(SystemExit):
+        dying.tick()
+    rig.executor.launch = ScriptedExecutor.launch.__get__(rig.executor)  # type: ignore[method-assign]
+    assert rig.run(run_id)[0] == phase  # the transition was committed before the launch
+    restarted = rig.driver()
+    assert restarted.tick() == {run_id: phase}  # the job is missing: launched now
+    assert restarted.tick() == {run_id: phase}  # and adopted from then on
+    assert rig.executor.starts[TRAIN] == 1
+    assert rig.executor.starts[VALIDATE] == (1 if phase is Phase.VALIDATING else 0)
+
+
+def test_an_export_interrupted_before_its_rename_is_redone_and_a_finished_one_is_kept(
+    rig: Rig,
+) -> None:
+    run_id = rig.start()
+    dest = rig.settings.data_path("fraud", run_id)
+    dest.parent.mkdir(parents=True)
+    dest.with_suffix(".partial").write_bytes(b"half a file")
+    rig.driver().tick()
+    assert rig.exporter.calls == 1
+    with transaction(rig.sessions) as s:
+        row = RunRepository(s).get(run_id)
+        assert row is not None and (row.data_rows, row.data_uri) == (500, str(dest))
+
+
+def test_a_model_without_a_production_version_fails_saying_how_to_register_one(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    rig = Rig(sessions, tmp_path, champion=False)
+    run_id = rig.start()
+    rig.driver().tick()
+    reason = rig.run(run_id)[2]
+    assert reason is not None
+    assert "has no production version" in reason and "driftwatch models register" in reason
+    assert rig.exporter.calls == 0 and not rig.executor.starts
+
+
+def test_no_archived_rows_fails_the_run_without_training(rig: Rig) -> None:
+    rig.exporter.rows = 0
+    run_id = rig.start()
+    rig.driver().tick()
+    phase, _, reason = rig.run(run_id)
+    assert phase == "failed" and reason is not None and reason.startswith("no labelled events")
+    assert not rig.executor.starts
+
+
+def test_a_retriable_export_error_keeps_the_run_pending(rig: Rig) -> None:
+    class Flaky(Exception):
+        retriable = True
+
+    rig.exporter.error = Flaky("object store timed out")
+    run_id = rig.start()
+    assert rig.driver().tick() == {run_id: Phase.PENDING}
+    rig.exporter.error = None
+    assert rig.driver().tick() == {run_id: Phase.TRAINING}
+
+
+def test_cancel_stops_the_run_and_its_jobs(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    driver.tick()
+    assert driver.cancel(run_id, "operator") == Phase.CANCELLED
+    assert rig.run(run_id)[0] == "cancelled"
+    assert rig.executor.cancelled == [TRAIN, VALIDATE]
+    assert driver.tick() == {}
+
+
+def test_an_export_failing_past_the_training_timeout_fails_the_run(rig: Rig) -> None:
+    class Flaky(Exception):
+        retriable = True
+
+    rig.exporter.error = Flaky("object store timed out")
+    run_id = rig.start()
+    assert rig.driver().tick() == {run_id: Phase.PENDING}
+    rig.clock.advance(hours=1)
+    assert rig.driver().tick() == {run_id: Phase.FAILED}
+    assert rig.run(run_id)[2] == (
+        "exporting the training data kept failing for 3600 s: object store timed out"
+    )
