@@ -12,6 +12,7 @@ the Job fails ``DeadlineExceeded``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import tempfile
@@ -43,13 +44,17 @@ class _Run:
 
 
 class Kubelet:
-    def __init__(self, emulator: Emulator, workdir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self, emulator: Emulator, workdir: Path, env: dict[str, str] | None = None
+    ) -> None:
         self.api = emulator
         self.store = emulator.store
         self.workdir = workdir
-        self.base_env = env if env is not None else {
-            k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")
-        }
+        self.base_env = (
+            env
+            if env is not None
+            else {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
+        )
         self._runs: dict[tuple[str, str], _Run] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
@@ -70,10 +75,8 @@ class Kubelet:
 
     def _loop(self) -> None:
         while not self._stop.wait(0.05):
-            try:
+            with contextlib.suppress(NotFound):  # deleted under us: the next pass sees it
                 self._sync()
-            except NotFound:
-                pass  # deleted under us: the next pass sees it gone
 
     def _sync(self) -> None:
         for ns in self.store.namespaces("jobs"):

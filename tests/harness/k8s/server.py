@@ -10,6 +10,7 @@ Role. More resources are one entry in ``RESOURCES`` (and a validator if needed).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import threading
@@ -102,6 +103,8 @@ class Emulator:
         self.faults: list[Fault] = []
         self.pod_logs: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        self.watches_open = threading.Event()  # cleared: new watch requests wait
+        self.watches_open.set()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
@@ -162,10 +165,8 @@ class Emulator:
             self.calls.add((group, resource, verb))
         fault = self._fault(verb, resource)
         if fault is not None and fault.after:
-            try:
+            with contextlib.suppress(ApiError):
                 self._dispatch(verb, res, ns, name, sub, query, body or {})
-            except ApiError:
-                pass
         if fault is not None:
             self._record(verb, resource, name, fault.status)
             if fault.status == 0:
@@ -178,7 +179,7 @@ class Emulator:
                 raise ApiError(
                     403,
                     "Forbidden",
-                    f"{what} is forbidden: User cannot {verb} resource \"{res}\" in API group "
+                    f'{what} is forbidden: User cannot {verb} resource "{res}" in API group '
                     f'"{group}" in the namespace "{ns}"',
                 )
             status, out = self._dispatch(verb, res, ns, name, sub, query, body or {})
@@ -208,6 +209,7 @@ class Emulator:
                 return 200, {"apiVersion": api_version, "kind": f"{kind}List",
                              "metadata": meta, "items": items}  # fmt: skip
             if verb == "watch":
+                self.watches_open.wait()
                 return 200, self._watch(res, ns, query)
             assert name is not None
             if verb == "get" and sub == "log":
@@ -215,7 +217,7 @@ class Emulator:
                 text = self.pod_logs.get((ns, name), "")
                 tail = query.get("tailLines")
                 if tail is not None:
-                    text = "".join(text.splitlines(keepends=True)[-int(tail):])
+                    text = "".join(text.splitlines(keepends=True)[-int(tail) :])
                 return 200, text
             if verb == "get":
                 return 200, self.store.get(res, ns, name)
@@ -295,6 +297,8 @@ def _merge(target: Obj, patch: Obj) -> None:
 
 def _handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # chunked watch streams, kept-alive connections
+
         def log_message(self, format: str, *args: Any) -> None:
             pass
 
@@ -306,14 +310,17 @@ def _handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             if status == 0:
                 self.close_connection = True
                 return
-            if not isinstance(out, dict | str):  # a watch: lines until it ends
+            if not isinstance(out, dict | str):  # a watch: one chunk per event, as a server
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
+                self.send_header("Transfer-Encoding", "chunked")
                 self.end_headers()
                 try:
                     for event in out:
-                        self.wfile.write(json.dumps(event).encode() + b"\n")
+                        line = json.dumps(event).encode() + b"\n"
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(line), line))
                         self.wfile.flush()
+                    self.wfile.write(b"0\r\n\r\n")
                 except (BrokenPipeError, ConnectionResetError):
                     pass
                 self.close_connection = True
@@ -326,6 +333,6 @@ def _handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             self.end_headers()
             self.wfile.write(data)
 
-        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve
+        do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _serve  # noqa: N815
 
     return Handler

@@ -102,7 +102,9 @@ class Store:
             ]
             return items, self._rv
 
-    def update(self, resource: str, namespace: str, name: str, change: Callable[[Obj], None]) -> Obj:
+    def update(
+        self, resource: str, namespace: str, name: str, change: Callable[[Obj], None]
+    ) -> Obj:
         with self.changed:
             try:
                 obj = self._objects[(resource, namespace, name)]
@@ -134,8 +136,11 @@ class Store:
         ]
 
     def compact(self) -> None:
-        """Forget the history up to now and end open watches (they must re-list)."""
+        """Forget the history up to now and end open watches: as in a cluster, where other
+        writes advance the global resourceVersion meanwhile, every watcher's last version
+        is now too old, and it must re-list."""
         with self.changed:
+            self._rv += 1
             self._compacted = self._rv
             self._events.clear()
             self.generation += 1
