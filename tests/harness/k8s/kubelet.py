@@ -58,6 +58,8 @@ class Kubelet:
         self._runs: dict[tuple[str, str], _Run] = {}
         self._failures: dict[tuple[str, str], int] = {}
         self._stop = threading.Event()
+        self.running = threading.Event()  # cleared: no new Pod starts (a node that is not ready)
+        self.running.set()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self.pods_started = 0
 
@@ -87,7 +89,8 @@ class Kubelet:
                     continue
                 run = self._runs.get(key)
                 if run is None:
-                    self._start(job)
+                    if self.running.is_set():
+                        self._start(job)
                 else:
                     self._check(job, run)
         for key, run in list(self._runs.items()):
