@@ -59,7 +59,7 @@ def make_executor(name: str, settings: ExecutorSettings) -> Executor:
         return FakeExecutor()
     if name == "kubernetes":
         # Imported here: the client is heavy and only this backend needs it.
-        from retrain.executors.kubernetes import connect
+        from retrain.executors.kubernetes_connect import connect
 
         cluster = getattr(settings, "kubernetes", None)
         if cluster is None:
