@@ -1,4 +1,6 @@
-"""SIGKILL of the retraining loop between any two steps of a Kubernetes run, then a
+"""SIGKILL of the retraining loop between any two steps of a Kubernetes run (in the export,
+with training committed but its create lost, after the create, while the Job runs, after it
+completed), then a
 restart: the run ends as an undisturbed one, with exactly one Job per step.
 
 The loop is a real process (tests/harness/retrain.py) whose executor is
@@ -21,7 +23,7 @@ from db.runs import RunRepository
 from db.session import transaction
 from tests.harness.k8s.cluster import NAMESPACE, cluster, job_template, until, write_kubeconfig
 from tests.harness.k8s.kubelet import Kubelet
-from tests.harness.k8s.server import Emulator
+from tests.harness.k8s.server import Emulator, Fault
 from tests.harness.retrain import DIR_ENV, REPO, starts
 from tests.integration.test_retrain_kill import (
     Loops,
@@ -79,23 +81,30 @@ def complete(emulator: Emulator, name: str) -> bool:
     return bool(job.get("status", {}).get("succeeded"))
 
 
-@pytest.mark.parametrize("kill_at", [None, "before-create", "after-create", "running", "completed"])
+@pytest.mark.parametrize(
+    "kill_at", [None, "export", "create-lost", "after-create", "running", "completed"]
+)
 def test_a_loop_killed_between_steps_ends_the_run_as_undisturbed_with_one_job_each(
     rig: tuple[Loops, Path, str, Emulator, Kubelet], kill_at: str | None
 ) -> None:
     loops, marks, config, emulator, kubelet = rig
     run_id, sessions = start_run(config)
     train = f"driftwatch-fraud-{run_id}-train"
-    if kill_at == "before-create":
+    if kill_at == "export":
         (marks / "hold-export").touch()
+    elif kill_at == "create-lost":  # training committed, its create request never applied
+        emulator.inject(Fault("create", "jobs", 0, delay=8.0))
     elif kill_at == "after-create":
         kubelet.running.clear()
     elif kill_at in ("running", "completed"):
         (marks / "hold-train").touch()
     first = loops.start()
-    if kill_at == "before-create":
+    if kill_at == "export":
         wait_until(lambda: "export" in starts(marks), 60, "the export")
         assert jobs(emulator) == []
+    elif kill_at == "create-lost":
+        until(lambda: emulator.count("create", "jobs", 0), 60)
+        assert phase_of(sessions, run_id)[0] == "training" and jobs(emulator) == []
     elif kill_at == "after-create":
         until(lambda: train in jobs(emulator), 60)
     elif kill_at is not None:
