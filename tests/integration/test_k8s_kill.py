@@ -1,7 +1,6 @@
 """SIGKILL of the retraining loop between any two steps of a Kubernetes run (in the export,
 with training committed but its create lost, after the create, while the Job runs, after it
-completed), then a
-restart: the run ends as an undisturbed one, with exactly one Job per step.
+completed), then a restart: the run ends as an undisturbed one, with one Job per step.
 
 The loop is a real process (tests/harness/retrain.py) whose executor is
 ``kubernetes``, talking over HTTP to the emulator in this process; the kubelet runs
