@@ -102,6 +102,7 @@ class Emulator:
         self.log: list[tuple[str, str, str, int]] = []  # (verb, resource, name, status)
         self.faults: list[Fault] = []
         self.pod_logs: dict[tuple[str, str], str] = {}
+        self.watched_from: list[str] = []  # the resourceVersion of every watch request
         self._lock = threading.Lock()
         self.watches_open = threading.Event()  # cleared: new watch requests wait
         self.watches_open.set()
@@ -210,6 +211,8 @@ class Emulator:
                              "metadata": meta, "items": items}  # fmt: skip
             if verb == "watch":
                 self.watches_open.wait()
+                with self._lock:
+                    self.watched_from.append(query.get("resourceVersion", ""))
                 return 200, self._watch(res, ns, query)
             assert name is not None
             if verb == "get" and sub == "log":

@@ -135,6 +135,13 @@ class Store:
             if e.rv > rv and e.resource == resource and e.namespace == namespace
         ]
 
+    def close_watches(self) -> None:
+        """End open watches, keeping the history (an API server restart or a load balancer
+        that drops long connections): watchers resume from their last version."""
+        with self.changed:
+            self.generation += 1
+            self.changed.notify_all()
+
     def compact(self) -> None:
         """Forget the history up to now and end open watches: as in a cluster, where other
         writes advance the global resourceVersion meanwhile, every watcher's last version

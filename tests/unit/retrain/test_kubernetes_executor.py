@@ -284,3 +284,35 @@ def test_a_result_over_the_limit_is_truncated_by_the_kubelet_and_refused(
     assert status.phase is JobPhase.FAILED
     assert (status.reason or "").startswith("result is not valid JSON")
     ex.close()
+
+
+def test_the_watch_resumes_from_the_last_bookmark(emu: tuple[Emulator, Kubelet]) -> None:
+    emulator, _ = emu
+    ex = executor(emulator, python_job(WRITE_RESULT))
+    ex.cache.start()
+    until(lambda: emulator.watched_from)
+    # A Job that is not driftwatch's: the watch filters its events out, bookmarks still move on.
+    other = emulator.store.create(
+        "jobs", NAMESPACE, {**python_job("pass"), "metadata": {"name": "someone-else"}}
+    )
+    seen = int(other["metadata"]["resourceVersion"])
+    until(
+        lambda: ex.cache._watch is not None and int(ex.cache._watch.resource_version or 0) >= seen
+    )
+    emulator.store.close_watches()
+    until(lambda: len(emulator.watched_from) >= 2)
+    assert int(emulator.watched_from[-1]) >= seen
+    assert ex.cache.relists == 1  # resumed, not re-listed
+    ex.close()
+
+
+def test_a_refused_connection_is_retriable(tmp_path: Path) -> None:
+    with cluster(tmp_path, kubelet=False) as (emulator, _):
+        url = emulator.url
+    settings = KubernetesSettings(NAMESPACE, python_job("pass"), request_timeout=2.0)
+    ex = KubernetesExecutor(api_client(url), settings, sleep=lambda _: None)
+    with pytest.raises(ExecutorError) as caught:
+        ex.launch(spec())
+    assert caught.value.retriable
+    assert "create job driftwatch-fraud-7-train" in str(caught.value)
+    ex.close()
