@@ -169,7 +169,11 @@ class KubernetesExecutor:
             self._refused[spec.name] = str(exc)
             return
         what = f"create job {spec.name} in namespace {self.namespace}"
-        body = client.V1Job.from_dict(job)
+        try:
+            body = client.V1Job.from_dict(job)
+        except ValueError as exc:  # the client's models refuse wrong types (pydantic)
+            self._refused[spec.name] = f"retrain.kubernetes.template: not a valid Job: {exc}"
+            return
         if body is None:
             self._refused[spec.name] = "retrain.kubernetes.template: not a Job"
             return
@@ -185,11 +189,10 @@ class KubernetesExecutor:
             if isinstance(cause, ApiException) and cause.status == 409:
                 self._adopt(spec)
                 return
-            elif exc.retriable:
+            if exc.retriable:
                 raise
-            else:
-                self._refused[spec.name] = str(exc)
-                return
+            self._refused[spec.name] = str(exc)
+            return
         self._refused.pop(spec.name, None)
         self.cache.remember(spec.name)
 

@@ -316,3 +316,19 @@ def test_a_refused_connection_is_retriable(tmp_path: Path) -> None:
     assert caught.value.retriable
     assert "create job driftwatch-fraud-7-train" in str(caught.value)
     ex.close()
+
+
+def test_a_template_of_the_wrong_types_fails_naming_the_field(
+    emu: tuple[Emulator, Kubelet],
+) -> None:
+    emulator, _ = emu
+    template = python_job("pass")
+    template["spec"]["backoffLimit"] = "many"
+    ex = executor(emulator, template)
+    ex.launch(spec())
+    status = ex.observe(spec())
+    assert status.phase is JobPhase.FAILED
+    assert "retrain.kubernetes.template" in (status.reason or "")
+    assert "backoffLimit" in (status.reason or "")
+    assert emulator.count("create", "jobs") == 0
+    ex.close()
