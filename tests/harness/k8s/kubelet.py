@@ -39,6 +39,7 @@ class _Run:
     message: Path
     policy: str
     started: float
+    container: str = "main"
     failures: int = 0
     attempts: list[str] = field(default_factory=list)
 
@@ -138,7 +139,9 @@ class Kubelet:
             )  # fmt: skip
         policy = container.get("terminationMessagePolicy") or "File"
         started = time.monotonic() if attempt == 0 else self._runs_started(ns, name)
-        self._runs[(ns, name)] = _Run(ns, name, pod_name, process, log, message, policy, started)
+        self._runs[(ns, name)] = _Run(
+            ns, name, pod_name, process, log, message, policy, started, container["name"]
+        )
 
     def _runs_started(self, ns: str, name: str) -> float:
         run = self._runs.get((ns, name))
@@ -184,7 +187,7 @@ class Kubelet:
             pod["status"] = {
                 "phase": phase,
                 "containerStatuses": [
-                    {"name": "main", "ready": False, "restartCount": 0, "image": "local",
+                    {"name": run.container, "ready": False, "restartCount": 0, "image": "local",
                      "imageID": "", "state": {"terminated": terminated}}
                 ],
             }  # fmt: skip
