@@ -1,7 +1,8 @@
 """Executors run a retraining run's jobs; ``retrain.executor`` picks the backend.
 
 Every backend implements :class:`~retrain.executors.base.Executor`: ``local``
-(subprocesses, the default) and ``fake`` (in memory, for tests). The factory
+(subprocesses, the default), ``kubernetes`` (Jobs on a cluster, settings under
+``retrain.kubernetes``) and ``fake`` (in memory, for tests). The factory
 fails loudly on any other name.
 """
 
@@ -23,7 +24,7 @@ from retrain.executors.base import (
 from retrain.executors.fake import FakeExecutor
 from retrain.executors.local import LocalExecutor
 
-EXECUTORS = ("local", "fake")
+EXECUTORS = ("local", "kubernetes", "fake")
 
 __all__ = [
     "EXECUTORS",
@@ -56,6 +57,17 @@ def make_executor(name: str, settings: ExecutorSettings) -> Executor:
         return LocalExecutor(settings.workdir, settings.command)
     if name == "fake":
         return FakeExecutor()
+    if name == "kubernetes":
+        # Imported here: the client is heavy and only this backend needs it.
+        from retrain.executors.kubernetes_connect import connect
+
+        cluster = getattr(settings, "kubernetes", None)
+        if cluster is None:
+            raise ExecutorError(
+                "retrain.kubernetes: required when retrain.executor is kubernetes",
+                retriable=False,
+            )
+        return connect(cluster)
     raise ExecutorError(
         f"retrain.executor: unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}",
         retriable=False,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, field_validator, model_validator
 
 from drift.performance import Task
@@ -71,11 +73,68 @@ class ModelRetrainConfig(Strict):
         return self
 
 
+class KubernetesConfig(Strict):
+    """``retrain.kubernetes``: where and how the ``kubernetes`` executor launches Jobs."""
+
+    namespace: str = Field(min_length=1, max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    template: str | None = Field(default=None, description="a YAML file holding a batch/v1 Job")
+    template_configmap: str | None = Field(
+        default=None, pattern=r"^[a-z0-9.-]+/[-._a-zA-Z0-9]+$", description="NAME/KEY"
+    )
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    result_path: str | None = Field(
+        default=None, description="default: the container's termination-message path"
+    )
+    ttl_seconds: int = Field(default=86400, gt=0)
+    resync: Duration = Field(default=300.0, gt=0)
+    request_timeout: Duration = Field(default=10.0, gt=0)
+
+    @field_validator("template")
+    @classmethod
+    def _readable(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        import yaml
+
+        try:
+            with open(v, encoding="utf-8") as f:
+                job = yaml.safe_load(f)
+        except (OSError, yaml.YAMLError) as exc:
+            raise ValueError(f"cannot read the Job template: {exc}") from None
+        if not isinstance(job, dict) or job.get("kind") != "Job":
+            raise ValueError(f"{v} does not hold a batch/v1 Job")
+        return v
+
+    @model_validator(mode="after")
+    def _one_template(self) -> KubernetesConfig:
+        if (self.template is None) == (self.template_configmap is None):
+            raise ValueError("give exactly one of template (a file) or template_configmap")
+        return self
+
+
 class RetrainConfig(Strict):
-    executor: str = Field(default="local", description="local (kubernetes: next issue)")
+    executor: Literal["local", "kubernetes", "fake"] = Field(
+        default="local", description="local, kubernetes (settings in retrain.kubernetes) or fake"
+    )
+    kubernetes: KubernetesConfig | None = None
     workdir: str = "./driftwatch-runs"
     artifacts_uri: str = "./driftwatch-models"
     tick: Duration = Field(default=5.0, gt=0)
     command: list[str] = Field(
         default_factory=lambda: ["python", "-m", "retrain.trainer"], min_length=1
     )
+
+    @model_validator(mode="after")
+    def _kubernetes_settings(self) -> RetrainConfig:
+        if self.executor == "kubernetes" and self.kubernetes is None:
+            raise ValueError(
+                "kubernetes: required when executor is kubernetes (namespace, template)"
+            )
+        # A finished Job must outlive a few ticks, or its result could be collected unread.
+        if self.kubernetes is not None and self.kubernetes.ttl_seconds < 10 * self.tick:
+            raise ValueError(
+                f"kubernetes.ttl_seconds: expected at least 10 ticks ({10 * self.tick:g} s)"
+            )
+        return self

@@ -95,8 +95,14 @@ class ClosedLoop:
 
 
 def run_closed_loop(
-    kafka: TestKafka, workdir: Path, database_url: str, topic: str, seed: int = 7
+    kafka: TestKafka,
+    workdir: Path,
+    database_url: str,
+    topic: str,
+    seed: int = 7,
+    retrain: dict[str, Any] | None = None,
 ) -> ClosedLoop:
+    """``retrain``: extra ``retrain:`` settings (another executor, for instance)."""
     config = write_config(
         workdir / "config.yaml",
         bootstrap_servers=kafka.bootstrap_servers,
@@ -111,6 +117,7 @@ def run_closed_loop(
                 "workdir": str(workdir / "runs"),
                 "artifacts_uri": str(workdir / "models"),
                 "tick": "1s",
+                **(retrain or {}),
             },
         },
     )

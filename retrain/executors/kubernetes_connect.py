@@ -1,0 +1,103 @@
+"""Connecting the ``kubernetes`` executor: client configuration (in-cluster or a
+kubeconfig) and the Job template (a file or a ConfigMap key), read once at start-up."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+import urllib3
+import yaml
+from kubernetes import client
+from kubernetes import config as k8s_config
+from kubernetes.client.exceptions import ApiException
+
+from retrain.errors import ExecutorError
+from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, translate
+
+
+class KubernetesConfig(Protocol):
+    """The ``retrain.kubernetes`` settings the factory reads."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def template(self) -> str | None: ...
+    @property
+    def template_configmap(self) -> str | None: ...
+    @property
+    def kubeconfig(self) -> str | None: ...
+    @property
+    def context(self) -> str | None: ...
+    @property
+    def in_cluster(self) -> bool: ...
+    @property
+    def result_path(self) -> str | None: ...
+    @property
+    def ttl_seconds(self) -> int: ...
+    @property
+    def resync(self) -> float: ...
+    @property
+    def request_timeout(self) -> float: ...
+
+
+def connect(cfg: KubernetesConfig) -> KubernetesExecutor:
+    """The executor for the configured cluster: in-cluster config or a kubeconfig, and the
+    Job template from a file or a ConfigMap key (read once, at start-up)."""
+    configuration = client.Configuration()
+    try:
+        if cfg.in_cluster:
+            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+                client_configuration=configuration
+            )
+        else:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=cfg.kubeconfig,
+                context=cfg.context,
+                client_configuration=configuration,
+            )
+    except (k8s_config.ConfigException, OSError) as exc:
+        key = "in_cluster" if cfg.in_cluster else "kubeconfig"
+        raise ExecutorError(f"retrain.kubernetes.{key}: {exc}", retriable=False) from exc
+    api_client = client.ApiClient(configuration)
+    settings = KubernetesSettings(
+        namespace=cfg.namespace,
+        template=_template(cfg, api_client),
+        result_path=cfg.result_path,
+        ttl_seconds=cfg.ttl_seconds,
+        resync_seconds=cfg.resync,
+        request_timeout=cfg.request_timeout,
+    )
+    return KubernetesExecutor(api_client, settings)
+
+
+def _template(cfg: KubernetesConfig, api_client: client.ApiClient) -> Mapping[str, Any]:
+    if cfg.template is not None:
+        key, source = "template", cfg.template
+        try:
+            with open(cfg.template, encoding="utf-8") as f:
+                text = f.read()
+        except OSError as exc:
+            raise ExecutorError(f"retrain.kubernetes.template: {exc}", retriable=False) from exc
+    else:
+        key, source = "template_configmap", str(cfg.template_configmap)
+        name, _, item = source.partition("/")
+        core = client.CoreV1Api(api_client)
+        try:
+            data = core.read_namespaced_config_map(name, cfg.namespace).data or {}
+        except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise translate(exc, f"retrain.kubernetes.template_configmap: get {source}") from exc
+        if item not in data:
+            raise _bad_key(key, f"ConfigMap {name} has no key {item!r}")
+        text = data[item]
+    try:
+        template = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise _bad_key(key, f"{source} is not YAML: {exc}") from exc
+    if not isinstance(template, dict):
+        raise _bad_key(key, f"{source} does not hold a Job mapping")
+    return template
+
+
+def _bad_key(key: str, what: str) -> ExecutorError:
+    return ExecutorError(f"retrain.kubernetes.{key}: {what}", retriable=False)

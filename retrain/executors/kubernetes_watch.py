@@ -1,0 +1,133 @@
+"""A list + watch cache of the executor's Jobs (an informer, minimally).
+
+One daemon thread lists the Jobs labelled ``app.kubernetes.io/managed-by=
+driftwatch`` in the namespace, then watches from the list's resourceVersion,
+resuming from the last one seen (events and bookmarks); a 410 Gone re-lists, and
+so does a periodic resync. The cache is a hint: the executor decides from the
+current object, read when the cache says a Job is no longer running.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes import client, watch
+from kubernetes.client.exceptions import ApiException
+
+MANAGED = "app.kubernetes.io/managed-by=driftwatch"
+
+
+class JobCache:
+    def __init__(
+        self,
+        api_client: client.ApiClient,
+        namespace: str,
+        *,
+        resync_seconds: float = 300.0,
+        watch_seconds: int = 30,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._api = client.BatchV1Api(api_client)
+        self.namespace = namespace
+        self.resync_seconds = resync_seconds
+        self.watch_seconds = watch_seconds
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._jobs: dict[str, Any] = {}
+        self._seen: set[str] = set()
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._watch: watch.Watch | None = None
+        self.relists = 0
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        with self._lock:
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="k8s-jobs", daemon=True)
+                self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        w = self._watch
+        if w is not None:
+            w.stop()  # type: ignore[no-untyped-call]
+
+    @property
+    def synced(self) -> bool:
+        return self._synced.is_set()
+
+    def get(self, name: str) -> Any | None:
+        """The cached Job (a ``V1Job``) or None."""
+        with self._lock:
+            return self._jobs.get(name)
+
+    def seen(self, name: str) -> bool:
+        """Whether this process ever saw the Job exist (so a 404 now means it was deleted)."""
+        with self._lock:
+            return name in self._seen
+
+    def remember(self, name: str) -> None:
+        with self._lock:
+            self._seen.add(name)
+
+    def _run(self) -> None:
+        rv: str | None = None
+        listed_at = 0.0
+        backoff = 0.1
+        while not self._stop.is_set():
+            try:
+                if rv is None or self._clock() - listed_at >= self.resync_seconds:
+                    rv = self._list()
+                    listed_at = self._clock()
+                rv = self._follow(rv)
+                backoff = 0.1
+            except ApiException as exc:
+                if exc.status == 410:
+                    rv = None  # history compacted: re-list, then watch from there
+                    continue
+                self.last_error = f"{exc.status} {exc.reason}"
+            except Exception as exc:  # a dropped connection: the next pass reconnects
+                self.last_error = repr(exc)
+            else:
+                continue
+            self._sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+    def _list(self) -> str:
+        listing = self._api.list_namespaced_job(self.namespace, label_selector=MANAGED)
+        with self._lock:
+            self._jobs = {str(j.metadata.name): j for j in listing.items if j.metadata}
+            self._seen.update(self._jobs)
+        self.relists += 1
+        self._synced.set()
+        return str(listing.metadata.resource_version if listing.metadata else "")
+
+    def _follow(self, rv: str) -> str:
+        w = self._watch = watch.Watch()  # type: ignore[no-untyped-call]
+        for event in w.stream(  # type: ignore[no-untyped-call]
+            self._api.list_namespaced_job,
+            self.namespace,
+            label_selector=MANAGED,
+            resource_version=rv,
+            allow_watch_bookmarks=True,
+            timeout_seconds=self.watch_seconds,
+        ):
+            if self._stop.is_set():
+                break
+            kind, job = event["type"], event["object"]
+            if kind in ("ADDED", "MODIFIED"):
+                with self._lock:
+                    self._jobs[job.metadata.name] = job
+                    self._seen.add(job.metadata.name)
+            elif kind == "DELETED":
+                with self._lock:
+                    self._jobs.pop(job.metadata.name, None)
+            rv = str(w.resource_version or rv)
+        return rv

@@ -1,0 +1,93 @@
+"""deploy/kubernetes/: the Role grants exactly what the executor calls, and every
+manifest validates against the official Kubernetes OpenAPI schemas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from retrain.executors import JobPhase, JobSpec, Mode, make_executor
+from retrain.executors.kubernetes import KubernetesExecutor
+from tests.harness.k8s.cluster import NAMESPACE, cluster, python_job, until, write_kubeconfig
+
+DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+KUBERNETES_VERSION = "1.33"
+
+
+def manifests() -> list[Path]:
+    return sorted(p for p in DEPLOY.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+@pytest.mark.parametrize("path", manifests(), ids=lambda p: p.name)
+def test_manifest_validates_against_the_official_schema(path: Path) -> None:
+    for document in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+        kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+
+
+def test_an_invalid_manifest_is_refused_by_the_validator() -> None:
+    role = yaml.safe_load((DEPLOY / "role.yaml").read_text(encoding="utf-8"))
+    role["rules"][0]["verbz"] = role["rules"][0].pop("verbs")
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(role, KUBERNETES_VERSION, strict=True)
+
+
+@dataclass(frozen=True)
+class Cluster:
+    namespace: str
+    kubeconfig: str
+    template: str | None = None
+    template_configmap: str | None = "trainer-job/job.yaml"
+    context: str | None = None
+    in_cluster: bool = False
+    result_path: str | None = None
+    ttl_seconds: int = 3600
+    resync: float = 300.0
+    request_timeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    workdir: str
+    command: tuple[str, ...]
+    kubernetes: Cluster
+
+
+def granted(role: dict[str, object]) -> set[tuple[str, str, str]]:
+    rules = role["rules"]
+    assert isinstance(rules, list)
+    return {
+        (group, resource, verb)
+        for rule in rules
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+        for verb in rule["verbs"]
+    }
+
+
+def test_the_role_grants_exactly_what_the_executor_calls(tmp_path: Path) -> None:
+    role = yaml.safe_load((DEPLOY / "role.yaml").read_text(encoding="utf-8"))
+    with cluster(tmp_path, role=role) as (emulator, _):
+        template = python_job("import sys; print('boom'); sys.exit(2)")
+        emulator.store.create(
+            "configmaps",
+            NAMESPACE,
+            {"metadata": {"name": "trainer-job"}, "data": {"job.yaml": yaml.safe_dump(template)}},
+        )
+        kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", emulator.url)
+        settings = Settings(str(tmp_path), ("python",), Cluster(NAMESPACE, str(kubeconfig)))
+        executor = make_executor("kubernetes", settings)
+        assert isinstance(executor, KubernetesExecutor)
+        spec = JobSpec(3, "fraud", Mode.TRAIN, "d", "o", timedelta(minutes=5))
+        executor.launch(spec)
+        status = until(lambda: (s := executor.observe(spec)).phase is JobPhase.FAILED and s)
+        assert status.log_tail == "boom\n"  # the log was read
+        executor.cancel(spec)
+        until(lambda: ("batch", "jobs", "watch") in emulator.calls)
+        executor.close()
+        assert [entry for entry in emulator.log if entry[3] == 403] == []
+        assert emulator.calls == granted(role)
