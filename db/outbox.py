@@ -140,12 +140,12 @@ class DeliveryRepository:
             .order_by(d.next_attempt_at, d.id)
             .limit(limit)
         )
-        return [Due(row, event) for row, event in self.session.execute(stmt).tuples()]
+        return [Due(row, event) for row, event in self.session.execute(stmt)]
 
     def get(self, delivery_id: int) -> Due | None:
         d, a = AlertDeliveryRow, AlertEventRow
         stmt = select(d, a).join(a, a.id == d.event_id).where(d.id == delivery_id)
-        found = self.session.execute(stmt).tuples().first()
+        found = self.session.execute(stmt).first()
         return None if found is None else Due(found[0], found[1])
 
     def firing(self, channel: str, sent_before: datetime) -> list[Due]:
@@ -170,7 +170,7 @@ class DeliveryRepository:
             )
             .order_by(d.id)
         )
-        return [Due(row, event) for row, event in self.session.execute(stmt).tuples()]
+        return [Due(row, event) for row, event in self.session.execute(stmt)]
 
     def finish_event(self, event_id: int, now: datetime) -> None:
         """Mark the event done once no delivery of it is pending."""
@@ -190,7 +190,7 @@ class DeliveryRepository:
         """Deliveries by (channel, status)."""
         d = AlertDeliveryRow
         stmt = select(d.channel, d.status, func.count()).group_by(d.channel, d.status)
-        return {(c, s): int(n) for c, s, n in self.session.execute(stmt).tuples()}
+        return {(c, s): int(n) for c, s, n in self.session.execute(stmt)}
 
     def listing(
         self, status: str | None = None, model: str | None = None, limit: int = 100
@@ -201,7 +201,7 @@ class DeliveryRepository:
             stmt = stmt.where(d.status == status)
         if model is not None:
             stmt = stmt.where(a.model == model)
-        return [Due(row, event) for row, event in self.session.execute(stmt).tuples()]
+        return [Due(row, event) for row, event in self.session.execute(stmt)]
 
 
 def last_action(session: Session, model: str, kind: str) -> str | None:
