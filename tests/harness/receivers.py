@@ -5,8 +5,9 @@ Each one checks the request the way its vendor documents it and answers like it
 (PagerDuty 202 ``{"status": "success"}``, Opsgenie 202 with a ``requestId``, Slack
 ``ok``, Alertmanager 200); a malformed request gets a 400 naming what is wrong. They
 keep what they accepted and the resulting state (open incidents, firing alerts), can
-be told to fail the next requests with a status (and ``Retry-After``), or to hang up
-without answering, which is what a receiver looks like when the sender dies mid-call.
+be told to fail the next requests with a status (and ``Retry-After``), or to hold a
+call open until ``release`` and hang up without answering (``hang_up``), which is what
+a receiver sees when the sender is killed mid-call.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Receiver:
     state: dict[str, Any] = field(default_factory=dict)
     failures: list[tuple[int, str | None]] = field(default_factory=list)
     hang_up: int = 0
+    release: threading.Event = field(default_factory=threading.Event)
     seen: threading.Condition = field(default_factory=threading.Condition)
     url: str = ""
 
@@ -188,6 +190,8 @@ def _handler(rx: Receiver) -> type[BaseHTTPRequestHandler]:
                 rx.hang_up -= 1 if hang else 0
                 failure = rx.failures.pop(0) if rx.failures and not hang else None
             if hang:
+                # Holds the call open, as a receiver does while the sender is killed.
+                rx.release.wait()
                 self.close_connection = True
                 self.connection.close()
                 return
@@ -237,5 +241,6 @@ def receiver(kind: str, secret: str = "") -> Iterator[Receiver]:
     try:
         yield rx
     finally:
+        rx.release.set()
         server.shutdown()
         server.server_close()
