@@ -45,8 +45,9 @@ class ChannelConfig(Strict):
     timeout: Duration = Field(default=10.0, gt=0)
     rate_limit: int = Field(default=30, ge=1, description="requests per rate_period")
     rate_period: Duration = Field(default=60.0, gt=0)
+    # Alertmanager expects clients to re-send active alerts every 30 s to 3 min.
     resend_interval: Duration = Field(
-        default=300.0, gt=0, description="alertmanager: re-send a firing alert this often"
+        default=60.0, gt=0, description="alertmanager: re-send a firing alert this often"
     )
 
     @model_validator(mode="after")

@@ -139,6 +139,7 @@ def check_alertmanager(rx: Receiver, req: Request) -> Checked:
         labels = alert.get("labels")
         _require(isinstance(labels, dict) and labels != {}, "labels")
         _require(all(isinstance(v, str) for v in labels.values()), "label values are strings")
+        _require(bool(labels.get("alertname")), "labels.alertname is required")
         for name in ("startsAt", "endsAt"):
             if name in alert:
                 _iso(alert[name], name)
