@@ -75,8 +75,10 @@ def event_payload(event: AlertEventRow) -> dict[str, Any]:
 
 
 def event_action(event: AlertEventRow) -> str:
-    """``trigger`` unless the event's payload says ``resolve`` (run alerts say nothing)."""
-    return "resolve" if event_payload(event).get("action") == "resolve" else "trigger"
+    """``trigger`` or ``resolve`` for a condition (its payload says which); ``notify`` for
+    a one-off event such as a run's outcome, whose payload names no action."""
+    action = event_payload(event).get("action")
+    return action if action in ("trigger", "resolve") else "notify"
 
 
 @translated

@@ -16,8 +16,12 @@ from typing import Any, Protocol
 
 
 class Action(StrEnum):
+    """``trigger``/``resolve`` open and close a condition; ``notify`` is a one-off event
+    (a run's outcome) that nothing resolves, so it is neither deduplicated nor re-sent."""
+
     TRIGGER = "trigger"
     RESOLVE = "resolve"
+    NOTIFY = "notify"
 
 
 class Severity(StrEnum):

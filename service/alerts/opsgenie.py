@@ -46,7 +46,7 @@ class OpsgenieChannel:
         self._url = url.rstrip("/")
 
     def send(self, alert: Alert, now: datetime) -> Outcome:
-        if alert.action is Action.TRIGGER:
+        if alert.action is not Action.RESOLVE:
             url, data = f"{self._url}/v2/alerts", create_payload(alert)
         else:
             alias = quote(alert.dedup_key, safe="")

@@ -16,10 +16,10 @@ EVENTS_URL = "https://events.pagerduty.com/v2/enqueue"
 def payload(alert: Alert, routing_key: str) -> dict[str, Any]:
     event: dict[str, Any] = {
         "routing_key": routing_key,
-        "event_action": str(alert.action),
+        "event_action": "resolve" if alert.action is Action.RESOLVE else "trigger",
         "dedup_key": alert.dedup_key,
     }
-    if alert.action is Action.TRIGGER:
+    if alert.action is not Action.RESOLVE:
         # PagerDuty's own severities are exactly critical/error/warning/info.
         event["payload"] = {
             "summary": alert.summary[:1024],

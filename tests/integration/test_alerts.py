@@ -131,7 +131,9 @@ def test_a_trigger_while_firing_is_deduplicated_and_a_clear_resolves_everywhere(
     worker.tick()
     with transaction(sessions) as s:
         # A second trigger of the same <model>/<kind> (as a replayed writer would queue).
-        AlertOutbox(s).add("again", DATA_DRIFT, "fraud", "still drifting", T0)
+        AlertOutbox(s).add(
+            "again", DATA_DRIFT, "fraud", "still drifting", T0, payload={"action": "trigger"}
+        )
     clock.advance(30)
     assert worker.tick() == 0
     assert drift(sessions, False, "report-2", clock.now)
@@ -268,3 +270,25 @@ def test_alertmanager_is_re_sent_while_firing_and_not_after_resolve(
     posts = [json.loads(r.raw)[0]["endsAt"] for r in rx["alertmanager"].accepted]
     assert len(posts) == 3
     assert datetime.fromisoformat(posts[2]) == T0 + timedelta(seconds=60)
+
+
+def test_run_outcomes_are_one_off_notices_never_skipped_nor_re_sent(
+    sessions: sessionmaker[Session], receivers: dict[str, Receiver]
+) -> None:
+    rxs = {k: receivers[k] for k in ("pagerduty", "alertmanager", "webhook")}
+    clock = Clock()
+    worker = make_worker(sessions, rxs, clock)
+    with transaction(sessions) as s:
+        AlertOutbox(s).add("run-1-failed", "run_failed", "fraud", "run 1 failed", T0)
+    worker.tick()
+    clock.advance(600)
+    with transaction(sessions) as s:
+        AlertOutbox(s).add("run-2-failed", "run_failed", "fraud", "run 2 failed", clock.now)
+    worker.tick()
+    worker.close()
+    for rx in rxs.values():
+        assert len(rx.accepted) == 2, rx.kind
+    pd = [r.json for r in rxs["pagerduty"].accepted]
+    assert [e["event_action"] for e in pd] == ["trigger", "trigger"]
+    assert pd[0]["payload"]["severity"] == "error"
+    assert [r.json["action"] for r in rxs["webhook"].accepted] == ["notify", "notify"]
