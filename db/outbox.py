@@ -21,9 +21,10 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+# A module reference, not a name: db.runs may be half-imported when db.models pulls this in.
+from db import runs
 from db.errors import translated
 from db.models import Base, BigId, UTCDateTime
-from db.runs import AlertEventRow
 
 
 class DeliveryStatus(StrEnum):
@@ -62,19 +63,19 @@ class Due:
     """A pending delivery with the event it carries."""
 
     delivery: AlertDeliveryRow
-    event: AlertEventRow
+    event: runs.AlertEventRow
 
     @property
     def payload(self) -> dict[str, Any]:
         return event_payload(self.event)
 
 
-def event_payload(event: AlertEventRow) -> dict[str, Any]:
+def event_payload(event: runs.AlertEventRow) -> dict[str, Any]:
     data = json.loads(event.payload or "{}")
     return data if isinstance(data, dict) else {}
 
 
-def event_action(event: AlertEventRow) -> str:
+def event_action(event: runs.AlertEventRow) -> str:
     """``trigger`` or ``resolve`` for a condition (its payload says which); ``notify`` for
     a one-off event such as a run's outcome, whose payload names no action."""
     action = event_payload(event).get("action")
@@ -86,9 +87,9 @@ class DeliveryRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def unrouted(self, limit: int) -> list[AlertEventRow]:
+    def unrouted(self, limit: int) -> list[runs.AlertEventRow]:
         """Events not yet fanned out to their channels, oldest first."""
-        a, d = AlertEventRow, AlertDeliveryRow
+        a, d = runs.AlertEventRow, AlertDeliveryRow
         has = select(d.id).where(d.event_id == a.id).exists()
         stmt = select(a).where(a.delivered_at.is_(None), ~has).order_by(a.id).limit(limit)
         return list(self.session.scalars(stmt).all())
@@ -110,7 +111,7 @@ class DeliveryRepository:
 
     def add(
         self,
-        event: AlertEventRow,
+        event: runs.AlertEventRow,
         channel: str,
         dedup_key: str,
         action: str,
@@ -134,7 +135,7 @@ class DeliveryRepository:
         return row
 
     def due(self, now: datetime, limit: int) -> list[Due]:
-        d, a = AlertDeliveryRow, AlertEventRow
+        d, a = AlertDeliveryRow, runs.AlertEventRow
         stmt = (
             select(d, a)
             .join(a, a.id == d.event_id)
@@ -145,7 +146,7 @@ class DeliveryRepository:
         return [Due(row, event) for row, event in self.session.execute(stmt)]
 
     def get(self, delivery_id: int) -> Due | None:
-        d, a = AlertDeliveryRow, AlertEventRow
+        d, a = AlertDeliveryRow, runs.AlertEventRow
         stmt = select(d, a).join(a, a.id == d.event_id).where(d.id == delivery_id)
         found = self.session.execute(stmt).first()
         return None if found is None else Due(found[0], found[1])
@@ -153,7 +154,7 @@ class DeliveryRepository:
     def firing(self, channel: str, sent_before: datetime) -> list[Due]:
         """Delivered triggers still firing on ``channel`` (the condition's latest delivery)
         whose last send is older than ``sent_before``."""
-        d, a = AlertDeliveryRow, AlertEventRow
+        d, a = AlertDeliveryRow, runs.AlertEventRow
         live = [DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]
         newest = (
             select(d.dedup_key, func.max(d.id).label("id"))
@@ -183,7 +184,7 @@ class DeliveryRepository:
             .where(d.event_id == event_id, d.status == DeliveryStatus.PENDING)
         )
         if not pending:
-            event = self.session.get(AlertEventRow, event_id)
+            event = self.session.get(runs.AlertEventRow, event_id)
             if event is not None and event.delivered_at is None:
                 event.delivered_at = now
         self.session.flush()
@@ -197,7 +198,7 @@ class DeliveryRepository:
     def listing(
         self, status: str | None = None, model: str | None = None, limit: int = 100
     ) -> list[Due]:
-        d, a = AlertDeliveryRow, AlertEventRow
+        d, a = AlertDeliveryRow, runs.AlertEventRow
         stmt = select(d, a).join(a, a.id == d.event_id).order_by(d.id.desc()).limit(limit)
         if status is not None:
             stmt = stmt.where(d.status == status)
@@ -208,7 +209,7 @@ class DeliveryRepository:
 
 def last_action(session: Session, model: str, kind: str) -> str | None:
     """The action of the newest alert event of ``model``/``kind``: is the condition firing?"""
-    a = AlertEventRow
+    a = runs.AlertEventRow
     stmt = select(a).where(a.model == model, a.kind == kind).order_by(a.id.desc()).limit(1)
     event = session.scalars(stmt).first()
     return None if event is None else event_action(event)
