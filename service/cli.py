@@ -14,6 +14,7 @@ from consumers.errors import ConsumerError
 from db.errors import StoreError
 from drift.errors import DriftError
 from retrain.errors import RetrainError
+from service.cli_alerts import add_alerts_commands
 from service.cli_archive import add_archive_commands
 from service.cli_common import config_path, load, sessions_for
 from service.cli_drift import add_drift_commands
@@ -220,6 +221,7 @@ def parser() -> argparse.ArgumentParser:
     add_drift_commands(sub)
     add_retrain_commands(sub)
     add_archive_commands(sub)
+    add_alerts_commands(sub)
     return p
 
 

@@ -36,6 +36,7 @@ from drift.report import DriftReport, FeatureDrift
 from drift.schema import ModelSpec
 from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_sample
 from drift.stats import Method
+from service.alerts.conditions import DATA_DRIFT, condition
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -291,7 +292,10 @@ class WindowEvaluator:
                 confirmed=confirmed,
                 sample=current.sample,
             )
-            report_id = repo.add(verdict, datetime.fromtimestamp(self._clock(), UTC))
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            report_id = repo.add(verdict, now)
+            if report_id is not None:
+                _drift_alert(session, verdict, report_id, now)
         if report_id is not None:
             self._observe(verdict)
             log.info(
@@ -378,3 +382,26 @@ class WindowEvaluator:
         m.evaluated_window_end.labels(verdict.model).set(
             verdict.window_start + verdict.window_seconds
         )
+
+
+def _drift_alert(session: Session, verdict: WindowVerdict, report_id: int, now: datetime) -> None:
+    """Dataset drift fires on a confirmed window and resolves on a clean one."""
+    drift = verdict.report.dataset_drift
+    firing = True if verdict.confirmed else (False if drift is not None and not drift else None)
+    share = verdict.report.drifted_share
+    condition(
+        session,
+        verdict.model,
+        DATA_DRIFT,
+        firing,
+        f"report-{report_id}",
+        f"dataset drift in {verdict.model}/{verdict.model_version}: drifted feature share "
+        f"{'n/a' if share is None else f'{share:.2f}'} (drift report {report_id})",
+        now,
+        {
+            "report_id": report_id,
+            "model_version": verdict.model_version,
+            "window_start": verdict.window_start,
+            "drifted_share": share,
+        },
+    )

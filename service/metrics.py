@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
@@ -122,6 +124,32 @@ class Metrics:
             registry=r,
         )
 
+        self.alerts_sent = Counter(
+            "driftwatch_alerts_sent_total",
+            "Alert deliveries a channel accepted",
+            ["channel"],
+            registry=r,
+        )
+        self.alerts_failed = Counter(
+            "driftwatch_alerts_failed_total",
+            "Failed alert delivery attempts, by whether they are retried",
+            ["channel", "retriable"],
+            registry=r,
+        )
+        self.alerts_dead = Counter(
+            "driftwatch_alerts_dead_total",
+            "Alert deliveries given up (out of attempts or refused with a 4xx)",
+            ["channel"],
+            registry=r,
+        )
+        self.alert_outbox = Gauge(
+            "driftwatch_alert_outbox_deliveries",
+            "Alert deliveries in the outbox by channel and status (pending, delivered, dead, "
+            "skipped)",
+            ["channel", "status"],
+            registry=r,
+        )
+
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
 
@@ -165,3 +193,23 @@ class IngestMetrics:
 
     def alarms(self, model: str, model_version: str, detector: str, n: int) -> None:
         self.m.concept_drift_alarms.labels(model, model_version, detector).inc(n)
+
+
+class AlertMetrics:
+    """:class:`service.alerts.worker.DeliveryObserver` on top of :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def sent(self, channel: str) -> None:
+        self.m.alerts_sent.labels(channel).inc()
+
+    def failed(self, channel: str, retriable: bool) -> None:
+        self.m.alerts_failed.labels(channel, str(retriable).lower()).inc()
+
+    def dead(self, channel: str) -> None:
+        self.m.alerts_dead.labels(channel).inc()
+
+    def outbox(self, counts: Mapping[tuple[str, str], int]) -> None:
+        for (channel, status), n in counts.items():
+            self.m.alert_outbox.labels(channel, status).set(n)

@@ -32,6 +32,7 @@ from db.repositories import OffsetRepository
 from db.session import transaction
 from drift.performance import ClassificationSketch
 from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
+from service.alerts.conditions import CONCEPT_DRIFT, PERFORMANCE_DEGRADATION, condition
 from service.evaluation import as_bound, closing_watermark
 from service.metrics import Metrics
 
@@ -209,9 +210,10 @@ class PerformanceEvaluator:
                 alarms=alarms,
                 concept_drift=concept_drift(alarms, judging.alarm_rule),
             )
-            report_id = PerformanceReportRepository(session).add(
-                result, datetime.fromtimestamp(self._clock(), UTC)
-            )
+            now = datetime.fromtimestamp(self._clock(), UTC)
+            report_id = PerformanceReportRepository(session).add(result, now)
+            if report_id is not None:
+                _performance_alerts(session, result, report_id, now)
         if report_id is not None:
             self._observe(result)
             log.info(
@@ -235,3 +237,37 @@ class PerformanceEvaluator:
         m.performance_reports.labels(result.model, flag).inc()
         if result.coverage is not None:
             m.label_coverage.labels(result.model, result.model_version).set(result.coverage)
+
+
+def _performance_alerts(
+    session: Session, result: PerformanceVerdict, report_id: int, now: datetime
+) -> None:
+    """Degradation and concept drift each fire on a window showing them, resolve on a clean one."""
+    where = f"{result.model}/{result.model_version}"
+    details = {
+        "report_id": report_id,
+        "model_version": result.model_version,
+        "window_start": result.window_start,
+        "verdict": result.verdict,
+    }
+    degraded = None if result.degradation is None else result.degradation.degraded
+    condition(
+        session,
+        result.model,
+        PERFORMANCE_DEGRADATION,
+        degraded,
+        f"report-{report_id}",
+        f"performance degraded in {where}: {result.verdict} (report {report_id})",
+        now,
+        details,
+    )
+    condition(
+        session,
+        result.model,
+        CONCEPT_DRIFT,
+        result.concept_drift,
+        f"report-{report_id}",
+        f"concept drift in {where}: {result.verdict} (report {report_id})",
+        now,
+        details,
+    )

@@ -271,6 +271,9 @@ def _scheduler(
     retrain = _retrain_job(cfg, sessions, metrics)
     scheduler.add_job(retrain, "interval", seconds=cfg.retrain.tick, id="retrain", **common)
     schedule_maintenance(scheduler, cfg, metrics, common)
+    if cfg.alerts.enabled and cfg.alerts.channels:
+        deliver = _alerts_job(cfg, sessions, metrics, closers)
+        scheduler.add_job(deliver, "interval", seconds=cfg.alerts.interval, id="alerts", **common)
     if cfg.evaluation.render_html:
         html = LatestHtml(sessions)
         closers.append(html.close)
@@ -309,5 +312,35 @@ def _retrain_job(
         except Exception:  # a bug in one tick must not end retraining for good
             metrics.evaluation_failures.labels("retrain").inc()
             log.exception("retraining tick failed, retrying next tick")
+
+    return tick
+
+
+def _alerts_job(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    metrics: Metrics,
+    closers: list[Callable[[], None]],
+) -> Callable[[], None]:
+    """The outbox delivery tick; a channel that cannot be built stops the start-up."""
+    from service.alerts import build_worker
+    from service.alerts.errors import AlertError
+    from service.metrics import AlertMetrics
+
+    try:
+        worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics))
+    except AlertError as exc:
+        raise ServiceError(str(exc)) from exc
+    closers.append(worker.close)
+
+    def tick() -> None:
+        try:
+            worker.tick()
+        except (StoreError, SQLAlchemyError) as exc:
+            metrics.evaluation_failures.labels("alerts").inc()
+            log.warning("alert delivery failed, retrying next tick: %s", exc)
+        except Exception:  # a bug in one tick must not end alerting for good
+            metrics.evaluation_failures.labels("alerts").inc()
+            log.exception("alert delivery failed, retrying next tick")
 
     return tick

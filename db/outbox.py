@@ -1,0 +1,215 @@
+"""Delivery of the alert outbox: one row per (alert event, channel).
+
+:class:`db.runs.AlertEventRow` is what happened, written in the transaction of the
+state change; an :class:`AlertDeliveryRow` is one channel's attempt to tell
+someone, with its retry schedule. Routing an event creates its deliveries (the
+unique (event, channel) pair makes a repeated routing a no-op); the event's
+``delivered_at`` is set once none of them is pending any more. A delivery is
+``pending`` until ``delivered``, ``dead`` (out of attempts, or refused for good)
+or ``skipped`` (deduplicated: the condition was already firing, or nothing
+was firing to resolve).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+# A module reference, not a name: db.runs may be half-imported when db.models pulls this in.
+from db import runs
+from db.errors import translated
+from db.models import Base, BigId, UTCDateTime
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    DEAD = "dead"
+    SKIPPED = "skipped"
+
+
+class AlertDeliveryRow(Base):
+    """One channel's delivery of one alert event; ``action`` is trigger or resolve,
+    ``sent_at`` the last successful send (a firing Alertmanager alert is re-sent)."""
+
+    __tablename__ = "alert_deliveries"
+    __table_args__ = (
+        UniqueConstraint("event_id", "channel", name="uq_alert_deliveries_event_channel"),
+        Index("ix_alert_deliveries_status_due", "status", "next_attempt_at"),
+        Index("ix_alert_deliveries_channel_dedup", "channel", "dedup_key"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    event_id: Mapped[int] = mapped_column(ForeignKey("alert_events.id", ondelete="CASCADE"))
+    channel: Mapped[str] = mapped_column(String(100))
+    dedup_key: Mapped[str] = mapped_column(String(300))
+    action: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A pending delivery with the event it carries."""
+
+    delivery: AlertDeliveryRow
+    event: runs.AlertEventRow
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        return event_payload(self.event)
+
+
+def event_payload(event: runs.AlertEventRow) -> dict[str, Any]:
+    data = json.loads(event.payload or "{}")
+    return data if isinstance(data, dict) else {}
+
+
+def event_action(event: runs.AlertEventRow) -> str:
+    """``trigger`` or ``resolve`` for a condition (its payload says which); ``notify`` for
+    a one-off event such as a run's outcome, whose payload names no action."""
+    action = event_payload(event).get("action")
+    return action if action in ("trigger", "resolve") else "notify"
+
+
+@translated
+class DeliveryRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def unrouted(self, limit: int) -> list[runs.AlertEventRow]:
+        """Events not yet fanned out to their channels, oldest first."""
+        a, d = runs.AlertEventRow, AlertDeliveryRow
+        has = select(d.id).where(d.event_id == a.id).exists()
+        stmt = select(a).where(a.delivered_at.is_(None), ~has).order_by(a.id).limit(limit)
+        return list(self.session.scalars(stmt).all())
+
+    def latest(self, channel: str, dedup_key: str) -> AlertDeliveryRow | None:
+        """The channel's last delivery of this condition that was (or will be) sent."""
+        d = AlertDeliveryRow
+        stmt = (
+            select(d)
+            .where(
+                d.channel == channel,
+                d.dedup_key == dedup_key,
+                d.status.in_([DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]),
+            )
+            .order_by(d.id.desc())
+            .limit(1)
+        )
+        return self.session.scalars(stmt).first()
+
+    def add(
+        self,
+        event: runs.AlertEventRow,
+        channel: str,
+        dedup_key: str,
+        action: str,
+        status: DeliveryStatus,
+        now: datetime,
+        note: str | None = None,
+    ) -> AlertDeliveryRow:
+        row = AlertDeliveryRow(
+            event_id=event.id,
+            channel=channel,
+            dedup_key=dedup_key,
+            action=action,
+            status=status,
+            attempts=0,
+            next_attempt_at=now,
+            last_error=note,
+            created_at=now,
+        )
+        self.session.add(row)
+        self.session.flush()
+        return row
+
+    def due(self, now: datetime, limit: int) -> list[Due]:
+        d, a = AlertDeliveryRow, runs.AlertEventRow
+        stmt = (
+            select(d, a)
+            .join(a, a.id == d.event_id)
+            .where(d.status == DeliveryStatus.PENDING, d.next_attempt_at <= now)
+            .order_by(d.next_attempt_at, d.id)
+            .limit(limit)
+        )
+        return [Due(row, event) for row, event in self.session.execute(stmt)]
+
+    def get(self, delivery_id: int) -> Due | None:
+        d, a = AlertDeliveryRow, runs.AlertEventRow
+        stmt = select(d, a).join(a, a.id == d.event_id).where(d.id == delivery_id)
+        found = self.session.execute(stmt).first()
+        return None if found is None else Due(found[0], found[1])
+
+    def firing(self, channel: str, sent_before: datetime) -> list[Due]:
+        """Delivered triggers still firing on ``channel`` (the condition's latest delivery)
+        whose last send is older than ``sent_before``."""
+        d, a = AlertDeliveryRow, runs.AlertEventRow
+        live = [DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]
+        newest = (
+            select(d.dedup_key, func.max(d.id).label("id"))
+            .where(d.channel == channel, d.status.in_(live))
+            .group_by(d.dedup_key)
+            .subquery()
+        )
+        stmt = (
+            select(d, a)
+            .join(newest, newest.c.id == d.id)
+            .join(a, a.id == d.event_id)
+            .where(
+                d.status == DeliveryStatus.DELIVERED,
+                d.action == "trigger",
+                d.sent_at <= sent_before,
+            )
+            .order_by(d.id)
+        )
+        return [Due(row, event) for row, event in self.session.execute(stmt)]
+
+    def finish_event(self, event_id: int, now: datetime) -> None:
+        """Mark the event done once no delivery of it is pending."""
+        d = AlertDeliveryRow
+        pending = self.session.scalar(
+            select(func.count())
+            .select_from(d)
+            .where(d.event_id == event_id, d.status == DeliveryStatus.PENDING)
+        )
+        if not pending:
+            event = self.session.get(runs.AlertEventRow, event_id)
+            if event is not None and event.delivered_at is None:
+                event.delivered_at = now
+        self.session.flush()
+
+    def counts(self) -> dict[tuple[str, str], int]:
+        """Deliveries by (channel, status)."""
+        d = AlertDeliveryRow
+        stmt = select(d.channel, d.status, func.count()).group_by(d.channel, d.status)
+        return {(c, s): int(n) for c, s, n in self.session.execute(stmt)}
+
+    def listing(
+        self, status: str | None = None, model: str | None = None, limit: int = 100
+    ) -> list[Due]:
+        d, a = AlertDeliveryRow, runs.AlertEventRow
+        stmt = select(d, a).join(a, a.id == d.event_id).order_by(d.id.desc()).limit(limit)
+        if status is not None:
+            stmt = stmt.where(d.status == status)
+        if model is not None:
+            stmt = stmt.where(a.model == model)
+        return [Due(row, event) for row, event in self.session.execute(stmt)]
+
+
+def last_action(session: Session, model: str, kind: str) -> str | None:
+    """The action of the newest alert event of ``model``/``kind``: is the condition firing?"""
+    a = runs.AlertEventRow
+    stmt = select(a).where(a.model == model, a.kind == kind).order_by(a.id.desc()).limit(1)
+    event = session.scalars(stmt).first()
+    return None if event is None else event_action(event)

@@ -1,0 +1,48 @@
+"""The alerts a verdict causes, written in the verdict's own transaction.
+
+A condition (dataset drift, performance degradation, concept drift) *fires* on
+the first window that shows it and *resolves* on the first window that shows it
+gone; windows in between add nothing. Whether it is firing is read from the
+newest alert event of ``<model>/<kind>``, in the same transaction, so the alert
+and the report that caused it commit together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from db.outbox import last_action
+from db.runs import AlertOutbox
+
+DATA_DRIFT = "data_drift"
+PERFORMANCE_DEGRADATION = "performance_degradation"
+CONCEPT_DRIFT = "concept_drift"
+
+
+def condition(
+    session: Session,
+    model: str,
+    kind: str,
+    firing: bool | None,
+    key: str,
+    message: str,
+    now: datetime,
+    details: Mapping[str, Any],
+) -> bool:
+    """Queue a trigger or a resolve when ``firing`` changes the condition's state;
+    ``None`` (no verdict) changes nothing. True when an alert was queued."""
+    if firing is None:
+        return False
+    was_firing = last_action(session, model, kind) == "trigger"
+    if firing == was_firing:
+        return False
+    action = "trigger" if firing else "resolve"
+    text = message if firing else f"cleared: {message}"
+    payload = {**details, "action": action}
+    return AlertOutbox(session).add(
+        f"{kind}-{key}-{action}", kind, model, text, now, payload=payload
+    )

@@ -1,0 +1,71 @@
+"""The ``alerts`` section: wrong settings stop the start with a message naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.alerts import make_channel
+from service.alerts.errors import ChannelConfigError
+from service.alerts.pagerduty import EVENTS_URL
+from service.config import load_config
+from service.config.alerts import ChannelConfig
+from service.errors import ConfigError
+
+BASE: dict[str, Any] = {
+    "kafka": {"bootstrap_servers": ["127.0.0.1:9092"]},
+    "models": {"fraud": {"window": "1m", "features": {"amount": {"type": "numerical"}}}},
+}
+
+
+def load(tmp_path: Path, alerts: dict[str, Any]) -> Any:
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "alerts": alerts}))
+    return load_config(str(path))
+
+
+@pytest.mark.parametrize(
+    ("alerts", "message"),
+    [
+        ({"channels": {"pd": {"type": "pagerduty"}}}, "alerts.channels.pd"),
+        ({"channels": {"s": {"type": "slack"}}}, "needs url"),
+        ({"channels": {"x": {"type": "teams", "url": "u"}}}, "alerts.channels.x.type"),
+        ({"channels": {}, "routes": [{"channels": ["nope"]}]}, "routes[0].channels"),
+        (
+            {"channels": {"w": {"type": "webhook", "url": "u", "secret": "a", "secret_env": "B"}}},
+            "give one of secret",
+        ),
+        ({"max_attempts": 0}, "alerts.max_attempts"),
+    ],
+)
+def test_a_wrong_alerts_setting_names_its_key(
+    tmp_path: Path, alerts: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load(tmp_path, alerts)
+
+
+def test_secrets_come_from_env_or_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "key").write_text("from-file\n")
+    monkeypatch.setenv("PD_KEY", "from-env")
+    env = ChannelConfig(type="pagerduty", secret_env="PD_KEY")
+    assert env.resolve_secret("alerts.channels.pd") == "from-env"
+    file = ChannelConfig(type="opsgenie", secret_file=str(tmp_path / "key"))
+    assert file.resolve_secret("alerts.channels.og") == "from-file"
+    missing = ChannelConfig(type="pagerduty", secret_env="NOT_SET_ANYWHERE")
+    with pytest.raises(ChannelConfigError, match=r"alerts.channels.pd.secret_env: \$NOT_SET"):
+        make_channel("pd", missing)
+    channel = make_channel("pd", env)
+    assert channel.name == "pd" and channel._url == EVENTS_URL  # type: ignore[attr-defined]
+    channel.close()
+
+
+def test_an_unknown_channel_type_fails_loudly_in_the_factory() -> None:
+    bogus = ChannelConfig.model_construct(type="teams", url="u", secret=None, secret_env=None,
+                                          secret_file=None, timeout=1.0)  # fmt: skip
+    with pytest.raises(ChannelConfigError, match="unknown channel type 'teams'"):
+        make_channel("t", bogus)
