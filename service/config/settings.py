@@ -11,6 +11,7 @@ from sqlalchemy.exc import ArgumentError
 from consumers.detectors import DetectorSpec
 from consumers.labels import LabelSpec
 from drift.schema import ModelSpec
+from service.config.api import ApiConfig
 from service.config.archive import ArchiveConfig
 from service.config.base import Duration, Strict
 from service.config.kafka import KafkaConfig
@@ -87,6 +88,7 @@ class Config(Strict):
     metrics: MetricsConfig = MetricsConfig()
     retrain: RetrainConfig = RetrainConfig()
     archive: ArchiveConfig = ArchiveConfig()
+    api: ApiConfig = ApiConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")
 

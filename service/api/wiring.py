@@ -1,0 +1,42 @@
+"""The API built from the service's config and live parts (used by ``driftwatch run``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api.app import ApiDeps
+from service.api.auth import TokenCheck, load_tokens
+from service.config import Config
+from service.rendering import job_for, render
+from service.retraining import Retraining
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def api_deps(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    retraining: Retraining,
+    registry: CollectorRegistry,
+    consumer_problem: Callable[[], str | None],
+    clock: Callable[[], datetime] = utc_now,
+) -> ApiDeps:
+    """The API's dependencies; unreadable token files stop start-up naming the key."""
+    return ApiDeps(
+        sessions=sessions,
+        models={name: m.labels.enabled for name, m in cfg.models.items()},
+        tokens=TokenCheck(load_tokens(cfg.api.tokens)),
+        request_retrain=retraining.policy.request,
+        render_html=lambda report_id: render(job_for(sessions, report_id)),
+        consumer_problem=consumer_problem,
+        registry=registry,
+        clock=clock,
+        metrics_open=cfg.api.metrics_open,
+        max_body_bytes=cfg.api.max_body_bytes,
+    )
