@@ -33,10 +33,11 @@ def test_write_routes_refuse_missing_unknown_and_read_only_tokens(api: Api) -> N
 
 def test_retrain_twice_with_one_key_starts_one_run_and_replays_the_answer(api: Api) -> None:
     headers = {"Idempotency-Key": "deploy-42"}
+    path = "/v1/models/fraud/retrain"
     with api.client(WRITE) as writer:
-        first = writer.post("/v1/models/fraud/retrain", json={"reason": "new data"}, headers=headers)
-        again = writer.post("/v1/models/fraud/retrain", json={"reason": "new data"}, headers=headers)
-        other = writer.post("/v1/models/fraud/retrain", json={"reason": "other"}, headers=headers)
+        first = writer.post(path, json={"reason": "new data"}, headers=headers)
+        again = writer.post(path, json={"reason": "new data"}, headers=headers)
+        other = writer.post(path, json={"reason": "other"}, headers=headers)
     assert first.status_code == 202
     assert first.json() == {"run_id": 1, "model": "fraud", "reason": "new data"}
     assert (again.status_code, again.json()) == (202, first.json())
@@ -51,9 +52,7 @@ def test_concurrent_repeats_of_one_key_start_one_run(api: Api) -> None:
 
     def call() -> None:
         with api.client(BOTH) as c:
-            answers.append(
-                c.post("/v1/models/fraud/retrain", headers={"Idempotency-Key": "same"})
-            )
+            answers.append(c.post("/v1/models/fraud/retrain", headers={"Idempotency-Key": "same"}))
 
     threads = [threading.Thread(target=call) for _ in range(4)]
     for t in threads:
