@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -10,9 +11,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.app import ApiDeps
 from service.api.auth import TokenCheck, load_tokens
+from service.api.server import ApiServer
 from service.config import Config
 from service.rendering import job_for, render
 from service.retraining import Retraining
+
+log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -40,3 +44,26 @@ def api_deps(
         metrics_open=cfg.api.metrics_open,
         max_body_bytes=cfg.api.max_body_bytes,
     )
+
+
+def start_api(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    registry: CollectorRegistry,
+    consumer_partitions: Callable[[], frozenset[int]],
+    wait: Callable[[float], bool],
+) -> ApiServer | None:
+    """Serve the API when ``api.port`` is set; None when it is 0 (off)."""
+    if not cfg.api.port:
+        return None
+    from service.api.app import create_app
+    from service.api.server import serve
+    from service.retraining import build_retraining
+
+    def consumer_problem() -> str | None:
+        return None if consumer_partitions() else "the consumer has no partitions assigned"
+
+    deps = api_deps(cfg, sessions, build_retraining(cfg, sessions), registry, consumer_problem)
+    server = serve(create_app(deps), cfg.api.host, cfg.api.port, wait=wait)
+    log.info("API on http://%s:%d (OpenAPI at /docs)", cfg.api.host, server.port)
+    return server
