@@ -48,12 +48,13 @@ def config(url: str, tmp_path: Path, **api: Any) -> Config:
             **api,
         },
         "models": {
-            "fraud": {"window": "1m", "features": {"amount": {"type": "numerical"}}},
-            "churn": {
+            "fraud": {
                 "window": "1m",
-                "features": {"tenure": {"type": "numerical"}},
-                "labels": {"enabled": False},
+                "features": {"amount": {"type": "numerical"}},
+                "labels": {"task": "classification"},
             },
+            # No labels section: labels are opt-in, so churn is watched for data drift only.
+            "churn": {"window": "1m", "features": {"tenure": {"type": "numerical"}}},
         },
         "retrain": {"workdir": str(tmp_path / "runs")},
     }
