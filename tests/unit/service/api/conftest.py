@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
-from service.api.app import create_app
+from service.api.app import ApiDeps, create_app
 from service.api.server import ApiServer, serve
 from service.api.wiring import api_deps
 from service.config import Config, load_config
@@ -69,6 +70,7 @@ class Api:
     sessions: sessionmaker[Session]
     retraining: Retraining
     consumer: list[str | None]
+    deps: ApiDeps
 
     def client(self, token: str | None = None) -> httpx.Client:
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
@@ -91,7 +93,18 @@ def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
     stop = threading.Event()
     server: ApiServer = serve(create_app(deps), "127.0.0.1", 0, wait=stop.wait)
     try:
-        yield Api(f"http://127.0.0.1:{server.port}", sessions, retraining, consumer)
+        yield Api(f"http://127.0.0.1:{server.port}", sessions, retraining, consumer, deps)
     finally:
         server.close()
         engine.dispose()
+
+
+@contextmanager
+def served(deps: ApiDeps) -> Iterator[str]:
+    """Another server for a variant of the dependencies; yields its base URL."""
+    stop = threading.Event()
+    server = serve(create_app(deps), "127.0.0.1", 0, wait=stop.wait)
+    try:
+        yield f"http://127.0.0.1:{server.port}"
+    finally:
+        server.close()

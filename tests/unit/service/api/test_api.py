@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 
 import httpx
 
 from db.runs import RunRepository
 from db.session import transaction
-from tests.unit.service.api.conftest import BOTH, READ, WRITE, Api
+from tests.unit.service.api.conftest import BOTH, READ, WRITE, Api, served
 
 
 def test_write_routes_refuse_missing_unknown_and_read_only_tokens(api: Api) -> None:
@@ -142,3 +143,25 @@ def test_probes_and_metrics_are_open_and_readiness_reports_the_consumer(api: Api
         }
         assert c.get("/metrics").status_code == 200
         assert c.get("/openapi.json").json()["paths"].keys() >= {"/v1/models/{model}/retrain"}
+
+
+def test_closed_metrics_need_a_read_token(api: Api) -> None:
+    with served(replace(api.deps, metrics_open=False)) as url:
+        assert httpx.get(f"{url}/metrics").status_code == 401
+        assert (
+            httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {WRITE}"}).status_code
+            == 403
+        )
+        r = httpx.get(f"{url}/metrics", headers={"Authorization": f"Bearer {READ}"})
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+
+
+def test_an_unexpected_failure_is_a_json_500_without_a_trace(api: Api) -> None:
+    def broken(report_id: int) -> str:
+        raise RuntimeError(f"secret detail of report {report_id}")
+
+    with served(replace(api.deps, render_html=broken)) as url:
+        r = httpx.get(f"{url}/v1/reports/3/html", headers={"Authorization": f"Bearer {READ}"})
+    assert r.status_code == 500
+    assert r.json() == {"message": "internal error"}
+    assert "secret" not in r.text and "Traceback" not in r.text
