@@ -25,10 +25,11 @@ CHECKS = (
 
 @pytest.mark.parametrize("token", [None, READ, WRITE, BOTH], ids=["none", "read", "write", "both"])
 def test_every_operation_conforms_to_the_served_schema(
-    api: Api, token: str | None, db_url: str
+    db_url: str, token: str | None, request: pytest.FixtureRequest
 ) -> None:
     if not db_url.startswith("sqlite"):
         pytest.skip("one database kind bounds the run; the routes are the same")
+    api: Api = request.getfixturevalue("api")
     schema = schemathesis.openapi.from_url(f"{api.url}/openapi.json")
     headers = {} if token is None else {"Authorization": f"Bearer {token}"}
     operations = [op.ok() for op in schema.get_all_operations()]
