@@ -23,6 +23,21 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+def report_html(sessions: sessionmaker[Session], report_id: int) -> str:
+    """The report's Evidently HTML: the stored page when the service rendered this report
+    (each model's newest), else rendered now, in this thread (seconds of CPU)."""
+    from db.models import DriftReportRow
+    from db.reports import DriftReportRepository
+    from drift.html import decompress_html
+
+    with sessions() as session:
+        row = session.get(DriftReportRow, report_id)
+        stored = None if row is None else DriftReportRepository(session).html(row.model)
+    if stored is not None and stored[0] == report_id:
+        return decompress_html(stored[1])
+    return render(job_for(sessions, report_id))
+
+
 def api_deps(
     cfg: Config,
     sessions: sessionmaker[Session],
@@ -37,7 +52,7 @@ def api_deps(
         models={name: m.labels.enabled for name, m in cfg.models.items()},
         tokens=TokenCheck(load_tokens(cfg.api.tokens)),
         request_retrain=retraining.policy.request,
-        render_html=lambda report_id: render(job_for(sessions, report_id)),
+        render_html=lambda report_id: report_html(sessions, report_id),
         consumer_problem=consumer_problem,
         registry=registry,
         clock=clock,

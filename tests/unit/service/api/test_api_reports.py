@@ -9,10 +9,12 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.reports import DriftReportRepository
+from db.session import transaction
+from drift.html import compress_html
 from service.api.app import ApiDeps
 from service.api.auth import Token, TokenCheck, digest
+from service.api.wiring import report_html
 from service.config.api import Scope
-from service.rendering import job_for, render
 from tests.unit.retrain.support import Clock
 from tests.unit.service.api.conftest import READ, served
 from tests.unit.service.test_rendering import reported
@@ -30,7 +32,7 @@ def test_reports_are_paged_by_window_and_render_as_html(reported: sessionmaker[S
         models={"fraud": False},
         tokens=TokenCheck([Token("reader", digest(READ), frozenset({Scope.READ}))]),
         request_retrain=_refuse,  # type: ignore[arg-type]
-        render_html=lambda report_id: render(job_for(reported, report_id)),
+        render_html=lambda report_id: report_html(reported, report_id),
         consumer_problem=lambda: None,
         registry=CollectorRegistry(),
         clock=Clock(),
@@ -57,3 +59,8 @@ def test_reports_are_paged_by_window_and_render_as_html(reported: sessionmaker[S
         assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
         assert "<html" in html.text.lower() and "amount" in html.text
         assert c.get("/v1/models/fraud").json()["latest_performance"] is None
+        # The page the service keeps for the newest report is served as stored.
+        with transaction(reported) as s:
+            page_bytes = compress_html("<html>kept by the service</html>")
+            DriftReportRepository(s).store_html("fraud", newer.id, page_bytes, Clock()())
+        assert c.get(f"/v1/reports/{newer.id}/html").text == "<html>kept by the service</html>"
