@@ -61,6 +61,26 @@ def api_deps(
     )
 
 
+def consumer_readiness(
+    registry: CollectorRegistry, partitions: Callable[[], frozenset[int]]
+) -> Callable[[], str | None]:
+    """Why the consumer is not ready, or None: the loop sets ``driftwatch_healthy`` to 0
+    while Kafka, the database or the dead-letter topic cannot be reached (it is stalled
+    then), and knows no partitions until the topic's metadata arrives."""
+
+    def problem() -> str | None:
+        if registry.get_sample_value("driftwatch_healthy") != 1:
+            return (
+                "the consumer is stalled: Kafka, the database or the dead-letter topic "
+                "is unreachable"
+            )
+        if not partitions():
+            return "the consumer has not seen the predictions topic's partitions yet"
+        return None
+
+    return problem
+
+
 def start_api(
     cfg: Config,
     sessions: sessionmaker[Session],
@@ -75,10 +95,8 @@ def start_api(
     from service.api.server import serve
     from service.retraining import build_retraining
 
-    def consumer_problem() -> str | None:
-        return None if consumer_partitions() else "the consumer has no partitions assigned"
-
-    deps = api_deps(cfg, sessions, build_retraining(cfg, sessions), registry, consumer_problem)
+    problem = consumer_readiness(registry, consumer_partitions)
+    deps = api_deps(cfg, sessions, build_retraining(cfg, sessions), registry, problem)
     server = serve(create_app(deps), cfg.api.host, cfg.api.port, wait=wait)
     log.info("API on http://%s:%d (OpenAPI at /docs)", cfg.api.host, server.port)
     return server

@@ -9,7 +9,9 @@ from typing import Any
 import pytest
 
 from service.api.auth import TokenCheck, digest, load_tokens
+from service.api.wiring import consumer_readiness
 from service.errors import ConfigError
+from service.metrics import Metrics
 from tests.unit.service.test_config import BASE, problems
 from tests.unit.service.test_config import load as load_cfg
 
@@ -68,3 +70,17 @@ def test_token_files_are_read_and_an_unreadable_one_names_the_key(tmp_path: Path
     with pytest.raises(ConfigError) as info:
         load_tokens(cfg.api.tokens)
     assert str(info.value).startswith(f"config: api.tokens[1].token_file: cannot read {missing}")
+
+
+def test_readiness_follows_the_healthy_gauge_and_the_partitions() -> None:
+    metrics = Metrics()
+    partitions: list[frozenset[int]] = [frozenset()]
+    problem = consumer_readiness(metrics.registry, lambda: partitions[0])
+    metrics.healthy.set(0)
+    assert problem() == (
+        "the consumer is stalled: Kafka, the database or the dead-letter topic is unreachable"
+    )
+    metrics.healthy.set(1)
+    assert problem() == "the consumer has not seen the predictions topic's partitions yet"
+    partitions[0] = frozenset({0, 1, 2})
+    assert problem() is None
