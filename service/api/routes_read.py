@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
+from pydantic import AwareDatetime
 
 from db.registry import RegistryRepository
 from db.runs import RunRepository
@@ -29,8 +29,8 @@ ModelName = Annotated[str, Path(min_length=1, max_length=200)]
 Id = Annotated[int, Path(ge=1, le=2**62)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
-From = Annotated[datetime | None, Query(alias="from", description="window start >= this")]
-To = Annotated[datetime | None, Query(alias="to", description="window start < this")]
+From = Annotated[AwareDatetime | None, Query(alias="from", description="window start >= this")]
+To = Annotated[AwareDatetime | None, Query(alias="to", description="window start < this")]
 
 
 def next_offset(rows: int, limit: int, offset: int) -> int | None:
@@ -68,10 +68,8 @@ def read_router(deps: ApiDeps) -> APIRouter:
                         champion=None if champion is None else views.version(champion),
                     )
                 )
-        more = len(names) if len(names) > offset + limit else 0
-        return ModelPage(
-            items=items, limit=limit, offset=offset, next_offset=next_offset(more, limit, offset)
-        )
+        more = offset + limit if len(names) > offset + limit else None
+        return ModelPage(items=items, limit=limit, offset=offset, next_offset=more)
 
     @router.get("/models/{model}", response_model=ModelDetail)
     def model(model: ModelName) -> ModelDetail:

@@ -90,6 +90,9 @@ def test_invalid_input_and_oversized_bodies_get_json_errors(api: Api) -> None:
         r = c.get("/v1/models/fraud/drift", params={"from": "yesterday"})
         assert r.status_code == 422
         assert r.json()["message"].startswith("query.from: ")
+        r = c.get("/v1/models/fraud/drift", params={"to": "2026-11-27T10:00:00"})
+        assert r.status_code == 422, r.text
+        assert r.json()["message"] == "query.to: Input should have timezone info"
         r = c.post("/v1/models/fraud/retrain", json={"reason": ""})
         assert r.status_code == 422 and r.json()["message"].startswith("body.reason: ")
         r = c.post("/v1/models/fraud/retrain", json={"reason": "x" * 2000})
