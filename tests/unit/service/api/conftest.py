@@ -79,6 +79,19 @@ class Api:
 
 @pytest.fixture
 def api(db_url: str, tmp_path: Path) -> Iterator[Api]:
+    """The API on each supported database kind."""
+    with serving(db_url, tmp_path) as served_api:
+        yield served_api
+
+
+@pytest.fixture
+def sqlite_api(sqlite_url: str, tmp_path: Path) -> Iterator[Api]:
+    with serving(sqlite_url, tmp_path) as served_api:
+        yield served_api
+
+
+@contextmanager
+def serving(db_url: str, tmp_path: Path) -> Iterator[Api]:
     cfg = config(db_url, tmp_path)
     engine = make_engine(db_url)
     sessions = make_session_factory(engine)
