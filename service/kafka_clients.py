@@ -128,7 +128,7 @@ def check_copartitioned(consumer: ConsumerClient, predictions: str, labels: str)
         raise ServiceError(
             f"kafka.topics.labels: topic {labels!r} does not exist; create it with "
             f"{len(pred_parts) or 'as many'} partitions as {predictions!r}, keyed by event_id, "
-            "or set models.<model>.labels.enabled: false"
+            "or drop the labels section of the models that get no labels (labels are opt-in)"
         )
     if pred_parts and len(pred_parts) != len(label_parts):
         raise ServiceError(

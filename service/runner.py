@@ -23,6 +23,7 @@ from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from drift.errors import ProfileMismatch
 from drift.schema import ModelSpec
+from service.api.wiring import start_api
 from service.cli_archive import build_archive, schedule_maintenance
 from service.config import Config
 from service.errors import ServiceError
@@ -213,6 +214,11 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     log.info("consuming %s as group %s", cfg.kafka.topics.predictions, cfg.kafka.group_id)
     scheduler.start()
     try:
+        api = start_api(
+            cfg, sessions, metrics.registry, lambda: loop.progress.partitions, stop.wait
+        )
+        if api is not None:
+            closers.append(api.close)
         loop.run(stop)
     finally:
         # A rendering in flight is abandoned, not awaited: it is redone after a restart.

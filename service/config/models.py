@@ -138,7 +138,8 @@ class ModelConfig(Strict):
     window: Duration = Field(description="a window length such as 5m or 1h")
     allowed_lateness: Duration = 0.0
     drift: DriftConfig = DriftConfig()
-    labels: LabelsConfig = LabelsConfig()
+    # Opt-in: a labels section (even empty) joins labels; without one, data drift only.
+    labels: LabelsConfig = LabelsConfig(enabled=False)
     retrain: ModelRetrainConfig = ModelRetrainConfig()
     archive: ModelArchiveConfig = ModelArchiveConfig()
 

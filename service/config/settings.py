@@ -12,6 +12,7 @@ from consumers.detectors import DetectorSpec
 from consumers.labels import LabelSpec
 from drift.schema import ModelSpec
 from service.config.alerts import AlertsConfig
+from service.config.api import ApiConfig
 from service.config.archive import ArchiveConfig
 from service.config.base import Duration, Strict
 from service.config.kafka import KafkaConfig
@@ -89,6 +90,7 @@ class Config(Strict):
     retrain: RetrainConfig = RetrainConfig()
     archive: ArchiveConfig = ArchiveConfig()
     alerts: AlertsConfig = AlertsConfig()
+    api: ApiConfig = ApiConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")
 

@@ -35,7 +35,7 @@ def wide_model(
 ) -> dict[str, Any]:
     """A model with many features, like the ones the performance targets speak of.
 
-    ``labels`` is its ``labels`` config (default: joined, as a regression).
+    ``labels`` is its ``labels`` config (default: none; labels are opt-in).
     """
     features: dict[str, Any] = {}
     for i in range(numerical):

@@ -163,7 +163,7 @@ def test_a_misspelt_section_in_a_variable_stops_loading_naming_the_nearest_key(
 def test_a_variable_naming_no_key_at_all_lists_the_keys(tmp_path: Path) -> None:
     assert problems(tmp_path, BASE, {"DRIFTWATCH_UNKNOWN__X": "1"}) == [
         "config: DRIFTWATCH_UNKNOWN__X: 'unknown' is not a configuration key; expected one of "
-        "alerts, archive, database, evaluation, ingest, kafka, log_level, metrics, models, retrain",
+        "alerts, api, archive, database, evaluation, ingest, kafka, log_level, metrics, models, retrain",
     ]
 
 
@@ -453,8 +453,15 @@ def test_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
 # -- labels ---------------------------------------------------------------------
 
 
-def test_labels_default_to_joined_with_the_task_from_the_prediction_type(tmp_path: Path) -> None:
-    spec = load(tmp_path).label_specs()["fraud"]
+def test_labels_are_opt_in_a_labels_section_joins_them(tmp_path: Path) -> None:
+    # Most production models never get labels: without a labels section a model is
+    # watched for data drift only, and no labels topic is needed.
+    assert load(tmp_path).label_specs() == {}
+    assert load(tmp_path).detector_specs() == {}
+
+
+def test_labels_section_joins_with_the_task_from_the_prediction_type(tmp_path: Path) -> None:
+    spec = load(tmp_path, mutated("models.fraud.labels", {})).label_specs()["fraud"]
     assert (spec.task, spec.join_ttl, spec.positive_label) == ("regression", 86400.0, "1")
     raw = mutated("models.fraud.labels", {"task": "classification", "positive_label": 1})
     spec = load(tmp_path, raw).label_specs()["fraud"]

@@ -18,7 +18,7 @@ def test_detectors_run_for_the_models_that_have_them(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     with caplog.at_level("INFO", logger="service.runner"):
-        assert build_detectors(load(tmp_path)) is None
+        assert build_detectors(load(tmp_path, mutated("models.fraud.labels", {}))) is None
     assert "model fraud: no concept-drift detectors" in caplog.text
     cfg = load(tmp_path, mutated("models.fraud.labels", {"task": "classification"}))
     observer = build_detectors(cfg)

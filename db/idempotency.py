@@ -1,0 +1,74 @@
+"""Idempotency keys of API requests: the first response to a key, replayed for repeats.
+
+A key is unique within its scope (the route and its target, e.g. the model a
+retrain was asked for). The request's fingerprint is stored with it, so a key
+reused for a different request is told apart from an honest retry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from db.errors import translated, violates
+from db.models import Base, BigId, UTCDateTime
+from db.session import savepoint
+
+
+class IdempotencyKeyRow(Base):
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_keys_key"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    scope: Mapped[str] = mapped_column(String(200))
+    key: Mapped[str] = mapped_column(String(200))
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    status: Mapped[int] = mapped_column(Integer)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResponse:
+    fingerprint: str
+    status: int
+    body: str
+
+
+@translated
+class IdempotencyRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, scope: str, key: str) -> StoredResponse | None:
+        r = IdempotencyKeyRow
+        row = self.session.scalars(select(r).where(r.scope == scope, r.key == key)).one_or_none()
+        return None if row is None else StoredResponse(row.fingerprint, row.status, row.body)
+
+    def remember(
+        self, scope: str, key: str, response: StoredResponse, now: datetime
+    ) -> StoredResponse:
+        """Store ``response`` for the key; when the key is stored already, the stored one."""
+        row = IdempotencyKeyRow(
+            scope=scope,
+            key=key,
+            fingerprint=response.fingerprint,
+            status=response.status,
+            body=response.body,
+            created_at=now,
+        )
+        try:
+            with savepoint(self.session):
+                self.session.add(row)
+                self.session.flush()
+        except IntegrityError as exc:
+            if not violates(exc, IdempotencyKeyRow.__table__, "uq_idempotency_keys_key"):
+                raise
+            stored = self.get(scope, key)
+            assert stored is not None
+            return stored
+        return response

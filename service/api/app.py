@@ -1,0 +1,59 @@
+"""The FastAPI application: its dependencies, middleware, error handlers and routers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from retrain.policy import Decision
+from service.api.auth import TokenCheck
+from service.api.errors import install_handlers
+from service.api.limits import BodyLimit
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """What the routes read and call; the runner builds it from the live service.
+
+    ``models`` maps each configured model to whether its labels are joined;
+    ``request_retrain(model, reason, key)`` is the policy's manual request, the
+    same path as ``driftwatch retrain``; ``render_html(report_id)`` renders the
+    stored report with Evidently; ``consumer_problem()`` says why the consumer is
+    not ready, or None.
+    """
+
+    sessions: sessionmaker[Session]
+    models: Mapping[str, bool]
+    tokens: TokenCheck
+    request_retrain: Callable[[str, str, str | None], Decision]
+    render_html: Callable[[int], str]
+    consumer_problem: Callable[[], str | None]
+    registry: CollectorRegistry
+    clock: Callable[[], datetime]
+    metrics_open: bool = True
+    max_body_bytes: int = 65536
+
+
+def create_app(deps: ApiDeps) -> FastAPI:
+    from service.api.routes_ops import ops_router
+    from service.api.routes_read import read_router
+    from service.api.routes_records import records_router
+    from service.api.routes_retrain import retrain_router
+
+    app = FastAPI(
+        title="driftwatch",
+        version="1",
+        description="Drift reports, performance, the model registry and retraining runs.",
+    )
+    install_handlers(app)
+    app.include_router(ops_router(deps))
+    app.include_router(read_router(deps))
+    app.include_router(records_router(deps))
+    app.include_router(retrain_router(deps))
+    app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
+    return app

@@ -1,0 +1,88 @@
+"""Bearer tokens with scopes, kept as sha256 digests and compared in constant time."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from service.api.errors import Forbidden, Unauthorized
+from service.config.api import Scope, TokenConfig
+from service.errors import ConfigError
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    name: str
+    digest: bytes
+    scopes: frozenset[Scope]
+
+
+def digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode("utf-8")).digest()
+
+
+def load_tokens(configs: Sequence[TokenConfig]) -> tuple[Token, ...]:
+    """The configured tokens; a token file that cannot be read stops start-up, naming it."""
+    tokens: list[Token] = []
+    problems: list[str] = []
+    for i, t in enumerate(configs):
+        if t.sha256 is not None:
+            tokens.append(Token(t.name, bytes.fromhex(t.sha256), frozenset(t.scopes)))
+            continue
+        assert t.token_file is not None
+        key = f"config: api.tokens[{i}].token_file"
+        try:
+            secret = Path(t.token_file).read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            problems.append(f"{key}: cannot read {t.token_file}: {exc}")
+            continue
+        if not secret:
+            problems.append(f"{key}: {t.token_file} is empty")
+            continue
+        tokens.append(Token(t.name, digest(secret), frozenset(t.scopes)))
+    if problems:
+        raise ConfigError(problems)
+    return tuple(tokens)
+
+
+class TokenCheck:
+    """Which known token, if any, a presented bearer token is."""
+
+    def __init__(self, tokens: Sequence[Token]) -> None:
+        self.tokens = tuple(tokens)
+
+    def identify(self, presented: str) -> Token | None:
+        # Every stored digest is compared, so the time taken says nothing about which matched.
+        wanted = digest(presented)
+        found: Token | None = None
+        for t in self.tokens:
+            if hmac.compare_digest(wanted, t.digest):
+                found = t
+        return found
+
+
+bearer = HTTPBearer(auto_error=False, description="a token with the read or write scope")
+
+
+def requires(check: TokenCheck, scope: Scope) -> Callable[..., Token]:
+    """A FastAPI dependency that lets the request through with a token holding ``scope``."""
+
+    def dependency(
+        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
+    ) -> Token:
+        if credentials is None or credentials.scheme.lower() != "bearer":
+            raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+        token = check.identify(credentials.credentials)
+        if token is None:
+            raise Unauthorized("the bearer token is not known")
+        if scope not in token.scopes:
+            raise Forbidden(f"the token {token.name!r} lacks the {scope} scope")
+        return token
+
+    return dependency

@@ -1,0 +1,107 @@
+"""``POST /v1/models/{model}/retrain`` (the ``write`` scope): a manual retraining request.
+
+It goes through the trigger policy's manual request, as ``driftwatch retrain``
+does. With an ``Idempotency-Key`` the first answer is stored (table
+``idempotency_keys``) and replayed to every repeat; the key also names the
+policy's manual cause, whose unique decision row keeps two concurrent repeats
+from starting two runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path
+from fastapi.responses import JSONResponse
+
+from db.idempotency import IdempotencyRepository, StoredResponse
+from db.runs import RunRepository
+from db.session import transaction
+from retrain.errors import RunRefused
+from service.api.app import ApiDeps
+from service.api.auth import requires
+from service.api.errors import ApiError, NotFound, error_body
+from service.api.schemas import ErrorBody, RetrainAccepted, RetrainRequest
+from service.config.api import Scope
+
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[\x21-\x7e]+$",
+        description="repeats with the same key and body get the first answer; one run starts",
+    ),
+]
+
+
+class KeyReused(ApiError):
+    status = 422
+
+
+def retrain_router(deps: ApiDeps) -> APIRouter:
+    router = APIRouter(
+        prefix="/v1",
+        dependencies=[Depends(requires(deps.tokens, Scope.WRITE))],
+        responses={s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 422)},
+        tags=["write"],
+    )
+
+    @router.post("/models/{model}/retrain", status_code=202, response_model=RetrainAccepted)
+    def retrain(
+        model: Annotated[str, Path(min_length=1, max_length=200)],
+        key: IdempotencyKey = None,
+        body: RetrainRequest | None = None,
+    ) -> JSONResponse:
+        """Start a retraining run now: 202 with its id, or 409 with the active run's id."""
+        if model not in deps.models:
+            raise NotFound(f"no model {model!r}; configured: {sorted(deps.models)}")
+        reason = (body or RetrainRequest()).reason
+        fingerprint = hashlib.sha256(json.dumps([model, reason]).encode()).hexdigest()
+        scope = f"retrain:{model}"
+        if key is not None:
+            with transaction(deps.sessions) as s:
+                stored = IdempotencyRepository(s).get(scope, key)
+            if stored is not None:
+                return _replay(stored, fingerprint)
+        answer = _request(deps, model, reason, key)
+        if key is not None:
+            with transaction(deps.sessions) as s:
+                answer = IdempotencyRepository(s).remember(
+                    scope,
+                    key,
+                    StoredResponse(fingerprint, answer.status, answer.body),
+                    deps.clock(),
+                )
+            return _replay(answer, fingerprint)
+        return JSONResponse(json.loads(answer.body), status_code=answer.status)
+
+    return router
+
+
+def _request(deps: ApiDeps, model: str, reason: str, key: str | None) -> StoredResponse:
+    # The policy's cause key is bounded in length, the header is not as tightly: hash it.
+    cause_key = None if key is None else "api-" + hashlib.sha256(key.encode()).hexdigest()
+    try:
+        decision = deps.request_retrain(model, reason, cause_key)
+    except RunRefused as exc:
+        raise NotFound(str(exc)) from exc
+    if decision.decision == "fired" and decision.run_id is not None:
+        body = RetrainAccepted(run_id=decision.run_id, model=model, reason=reason)
+        return StoredResponse("", 202, body.model_dump_json())
+    with transaction(deps.sessions) as s:
+        active = [r.id for r in RunRepository(s).active(model)]
+    conflict = error_body(
+        f"{model}: {decision.reason}; nothing started",
+        active_run_id=active[0] if active else None,
+    )
+    return StoredResponse("", 409, json.dumps(conflict))
+
+
+def _replay(stored: StoredResponse, fingerprint: str) -> JSONResponse:
+    if stored.fingerprint and stored.fingerprint != fingerprint:
+        raise KeyReused("Idempotency-Key was used before for a different request")
+    return JSONResponse(json.loads(stored.body), status_code=stored.status)

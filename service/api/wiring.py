@@ -1,0 +1,102 @@
+"""The API built from the service's config and live parts (used by ``driftwatch run``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.api.app import ApiDeps
+from service.api.auth import TokenCheck, load_tokens
+from service.api.server import ApiServer
+from service.config import Config
+from service.rendering import job_for, render
+from service.retraining import Retraining
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def report_html(sessions: sessionmaker[Session], report_id: int) -> str:
+    """The report's Evidently HTML: the stored page when the service rendered this report
+    (each model's newest), else rendered now, in this thread (seconds of CPU)."""
+    from db.models import DriftReportRow
+    from db.reports import DriftReportRepository
+    from drift.html import decompress_html
+
+    with sessions() as session:
+        row = session.get(DriftReportRow, report_id)
+        stored = None if row is None else DriftReportRepository(session).html(row.model)
+    if stored is not None and stored[0] == report_id:
+        return decompress_html(stored[1])
+    return render(job_for(sessions, report_id))
+
+
+def api_deps(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    retraining: Retraining,
+    registry: CollectorRegistry,
+    consumer_problem: Callable[[], str | None],
+    clock: Callable[[], datetime] = utc_now,
+) -> ApiDeps:
+    """The API's dependencies; unreadable token files stop start-up naming the key."""
+    return ApiDeps(
+        sessions=sessions,
+        models={name: m.labels.enabled for name, m in cfg.models.items()},
+        tokens=TokenCheck(load_tokens(cfg.api.tokens)),
+        request_retrain=retraining.policy.request,
+        render_html=lambda report_id: report_html(sessions, report_id),
+        consumer_problem=consumer_problem,
+        registry=registry,
+        clock=clock,
+        metrics_open=cfg.api.metrics_open,
+        max_body_bytes=cfg.api.max_body_bytes,
+    )
+
+
+def consumer_readiness(
+    registry: CollectorRegistry, partitions: Callable[[], frozenset[int]]
+) -> Callable[[], str | None]:
+    """Why the consumer is not ready, or None: the loop sets ``driftwatch_healthy`` to 0
+    while Kafka, the database or the dead-letter topic cannot be reached (it is stalled
+    then), and knows no partitions until the topic's metadata arrives."""
+
+    def problem() -> str | None:
+        if registry.get_sample_value("driftwatch_healthy") != 1:
+            return (
+                "the consumer is stalled: Kafka, the database or the dead-letter topic "
+                "is unreachable"
+            )
+        if not partitions():
+            return "the consumer has not seen the predictions topic's partitions yet"
+        return None
+
+    return problem
+
+
+def start_api(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    registry: CollectorRegistry,
+    consumer_partitions: Callable[[], frozenset[int]],
+    wait: Callable[[float], bool],
+) -> ApiServer | None:
+    """Serve the API when ``api.port`` is set; None when it is 0 (off)."""
+    if not cfg.api.port:
+        return None
+    from service.api.app import create_app
+    from service.api.server import serve
+    from service.retraining import build_retraining
+
+    problem = consumer_readiness(registry, consumer_partitions)
+    deps = api_deps(cfg, sessions, build_retraining(cfg, sessions), registry, problem)
+    server = serve(create_app(deps), cfg.api.host, cfg.api.port, wait=wait)
+    log.info("API on http://%s:%d (OpenAPI at /docs)", cfg.api.host, server.port)
+    return server

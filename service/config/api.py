@@ -1,0 +1,56 @@
+"""The ``api`` section: where the HTTP API listens and who may call it."""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+
+from service.config.base import Strict
+
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+
+class Scope(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+
+class TokenConfig(Strict):
+    """One bearer token: its sha256 (hex) in the config, or the token itself in a file."""
+
+    name: str = Field(min_length=1)
+    sha256: str | None = Field(default=None, description="the token's sha256, 64 hex digits")
+    token_file: Path | None = Field(default=None, description="a file holding the token")
+    scopes: list[Scope] = Field(min_length=1, description="some of read, write")
+
+    @field_validator("sha256")
+    @classmethod
+    def _hex(cls, v: str | None) -> str | None:
+        if v is not None and not _SHA256.match(v.lower()):
+            raise ValueError("expected the token's sha256 as 64 hex digits")
+        return None if v is None else v.lower()
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TokenConfig:
+        if (self.sha256 is None) == (self.token_file is None):
+            raise ValueError("give exactly one of sha256 and token_file")
+        return self
+
+
+class ApiConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535, description="a TCP port; 0 turns the API off")
+    tokens: list[TokenConfig] = []
+    metrics_open: bool = True
+    max_body_bytes: int = Field(default=65536, gt=0, description="a size in bytes")
+
+    @field_validator("tokens")
+    @classmethod
+    def _unique_names(cls, v: list[TokenConfig]) -> list[TokenConfig]:
+        names = [t.name for t in v]
+        if len(set(names)) != len(names):
+            raise ValueError("two tokens share a name")
+        return v
