@@ -390,8 +390,8 @@ class ConceptDriftAlarmRow(Base):
 
 # The retraining tables live beside their repositories; importing them here puts them in
 # Base.metadata for the migrations' comparison and for anyone importing db.models alone.
-from db import outbox as _outbox  # noqa: E402, F401
 from db import idempotency as _idempotency  # noqa: E402, F401
+from db import outbox as _outbox  # noqa: E402, F401
 from db import registry as _registry  # noqa: E402, F401
 from db import runs as _runs  # noqa: E402, F401
 from db import triggers as _triggers  # noqa: E402, F401
