@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -11,6 +12,8 @@ from db.models import DriftReportRow, PerformanceReportRow
 from db.registry import ModelVersionRow, Stage
 from db.runs import RetrainRunRow
 from service.api.schemas import DriftSummary, PerformanceSummary, RunSummary, Version
+
+_Report = TypeVar("_Report", DriftReportRow, PerformanceReportRow)
 
 
 def version(v: ModelVersionRow) -> Version:
@@ -27,57 +30,15 @@ def version(v: ModelVersionRow) -> Version:
 
 
 def drift(r: DriftReportRow) -> DriftSummary:
-    return DriftSummary(
-        id=r.id,
-        model=r.model,
-        model_version=r.model_version,
-        window_start=r.window_start,
-        window_end=r.window_end,
-        events=r.events,
-        features_drifted=r.features_drifted,
-        features_judged=r.features_judged,
-        drifted_share=r.drifted_share,
-        dataset_drift=r.dataset_drift,
-        confirmed=r.confirmed,
-        prediction_drifted=r.prediction_drifted,
-        created_at=r.created_at,
-    )
+    return DriftSummary.model_validate(r, from_attributes=True)
 
 
 def performance(r: PerformanceReportRow) -> PerformanceSummary:
-    return PerformanceSummary(
-        id=r.id,
-        model=r.model,
-        model_version=r.model_version,
-        window_start=r.window_start,
-        window_end=r.window_end,
-        task=r.task,
-        predicted=r.predicted,
-        labeled=r.labeled,
-        label_coverage=r.label_coverage,
-        accuracy=r.accuracy,
-        roc_auc=r.roc_auc,
-        rmse=r.rmse,
-        mae=r.mae,
-        degraded=r.degraded,
-        verdict=r.verdict,
-        concept_drift=r.concept_drift,
-    )
+    return PerformanceSummary.model_validate(r, from_attributes=True)
 
 
 def run(r: RetrainRunRow) -> RunSummary:
-    return RunSummary(
-        id=r.id,
-        model=r.model,
-        phase=r.phase,
-        active=r.active,
-        trigger=r.trigger,
-        reason=r.reason,
-        verdict=r.verdict,
-        failure_reason=r.failure_reason,
-        created_at=r.created_at,
-        finished_at=r.finished_at,
-    )
+    return RunSummary.model_validate(r, from_attributes=True)
 
 
 def candidates(session: Session, model: str) -> list[ModelVersionRow]:
@@ -90,6 +51,26 @@ def candidates(session: Session, model: str) -> list[ModelVersionRow]:
     return list(session.scalars(stmt).all())
 
 
+def report_page(
+    session: Session,
+    kind: type[_Report],
+    model: str,
+    start: datetime | None,
+    end: datetime | None,
+    limit: int,
+    offset: int,
+) -> list[_Report]:
+    """Reports of windows starting in [start, end), newest first; one extra row tells if
+    another page follows."""
+    stmt = select(kind).where(kind.model == model)
+    if start is not None:
+        stmt = stmt.where(kind.window_start >= start)
+    if end is not None:
+        stmt = stmt.where(kind.window_start < end)
+    stmt = stmt.order_by(kind.window_start.desc(), kind.id.desc()).offset(offset).limit(limit + 1)
+    return list(session.scalars(stmt).all())
+
+
 def drift_page(
     session: Session,
     model: str,
@@ -98,16 +79,7 @@ def drift_page(
     limit: int,
     offset: int,
 ) -> list[DriftReportRow]:
-    """Reports of windows starting in [start, end), newest first; one extra row tells if
-    another page follows."""
-    r = DriftReportRow
-    stmt = select(r).where(r.model == model)
-    if start is not None:
-        stmt = stmt.where(r.window_start >= start)
-    if end is not None:
-        stmt = stmt.where(r.window_start < end)
-    stmt = stmt.order_by(r.window_start.desc(), r.id.desc()).offset(offset).limit(limit + 1)
-    return list(session.scalars(stmt).all())
+    return report_page(session, DriftReportRow, model, start, end, limit, offset)
 
 
 def performance_page(
@@ -118,14 +90,7 @@ def performance_page(
     limit: int,
     offset: int,
 ) -> list[PerformanceReportRow]:
-    r = PerformanceReportRow
-    stmt = select(r).where(r.model == model)
-    if start is not None:
-        stmt = stmt.where(r.window_start >= start)
-    if end is not None:
-        stmt = stmt.where(r.window_start < end)
-    stmt = stmt.order_by(r.window_start.desc(), r.id.desc()).offset(offset).limit(limit + 1)
-    return list(session.scalars(stmt).all())
+    return report_page(session, PerformanceReportRow, model, start, end, limit, offset)
 
 
 def run_page(session: Session, model: str | None, limit: int, offset: int) -> list[RetrainRunRow]:
