@@ -11,12 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from db.errors import translated, violates
+from db.errors import translated
 from db.models import Base, BigId, UTCDateTime
-from db.session import savepoint
+from db.session import add_once
 
 
 class IdempotencyKeyRow(Base):
@@ -61,13 +60,7 @@ class IdempotencyRepository:
             body=response.body,
             created_at=now,
         )
-        try:
-            with savepoint(self.session):
-                self.session.add(row)
-                self.session.flush()
-        except IntegrityError as exc:
-            if not violates(exc, IdempotencyKeyRow.__table__, "uq_idempotency_keys_key"):
-                raise
+        if not add_once(self.session, row, "uq_idempotency_keys_key"):
             stored = self.get(scope, key)
             assert stored is not None
             return stored

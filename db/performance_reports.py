@@ -7,12 +7,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from db.errors import translated, violates
+from db.errors import translated
 from db.models import DriftReportRow, PerformanceReportRow
-from db.session import savepoint
+from db.session import add_once
 from drift.performance import PerformanceMetrics, PerformanceSketch
 from drift.stats.degradation import DegradationVerdict
 
@@ -94,15 +93,8 @@ class PerformanceReportRepository:
             alarm_detectors=",".join(sorted(name for name, n in v.alarms.items() if n)),
             concept_drift=v.concept_drift,
         )
-        try:
-            with savepoint(self.session):
-                self.session.add(row)
-                self.session.flush()
-        except IntegrityError as exc:
-            table = PerformanceReportRow.__table__
-            if violates(exc, table, "uq_performance_reports_window"):
-                return None
-            raise
+        if not add_once(self.session, row, "uq_performance_reports_window"):
+            return None
         return row.id
 
     def reported(self, model: str, since: datetime) -> set[tuple[str, datetime]]:

@@ -32,7 +32,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.errors import translated, violates
 from db.models import Base, BigId, UTCDateTime
-from db.session import savepoint
+from db.session import add_once, savepoint
 
 
 class RetrainRunRow(Base):
@@ -281,15 +281,7 @@ class AlertOutbox:
             payload=json.dumps(dict(payload or {}), sort_keys=True, default=str),
             created_at=now,
         )
-        try:
-            with savepoint(self.session):
-                self.session.add(row)
-                self.session.flush()
-        except IntegrityError as exc:
-            if violates(exc, AlertEventRow.__table__, "uq_alert_events_key"):
-                return False
-            raise
-        return True
+        return add_once(self.session, row, "uq_alert_events_key")
 
     def events(self, model: str | None = None) -> list[AlertEventRow]:
         a = AlertEventRow

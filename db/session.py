@@ -10,7 +10,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.errors import translate
+from db.errors import translate, violates
 
 
 def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
@@ -56,6 +56,24 @@ def savepoint(session: Session) -> Iterator[None]:
             connection.exec_driver_sql("BEGIN")
     with session.begin_nested():
         yield
+
+
+def add_once(session: Session, row: Any, constraint: str) -> bool:
+    """Insert ``row`` under a savepoint; False when its table's unique ``constraint``
+    refuses it as already stored (a replica or a repeated tick won the race).
+
+    Any other integrity error (NOT NULL, a foreign key, another unique key) is a
+    bug and is raised; the savepoint keeps the caller's transaction usable.
+    """
+    try:
+        with savepoint(session):
+            session.add(row)
+            session.flush()
+    except sa_exc.IntegrityError as exc:
+        if violates(exc, row.__table__, constraint):
+            return False
+        raise
+    return True
 
 
 @contextmanager

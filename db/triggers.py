@@ -17,10 +17,9 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func, select, update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from db.errors import translated, violates
+from db.errors import translated
 from db.models import (
     Base,
     BigId,
@@ -30,7 +29,7 @@ from db.models import (
     PerformanceReportRow,
     UTCDateTime,
 )
-from db.session import savepoint
+from db.session import add_once
 
 
 class TriggerDecisionRow(Base):
@@ -128,14 +127,8 @@ class DecisionRepository:
             run_id=run_id,
             created_at=now,
         )
-        try:
-            with savepoint(self.session):
-                self.session.add(row)
-                self.session.flush()
-        except IntegrityError as exc:
-            if violates(exc, TriggerDecisionRow.__table__, "uq_trigger_decisions_cause"):
-                return None
-            raise
+        if not add_once(self.session, row, "uq_trigger_decisions_cause"):
+            return None
         return row
 
     def for_run(self, run_id: int) -> TriggerDecisionRow | None:
