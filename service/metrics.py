@@ -14,9 +14,10 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Collection, Mapping, Sequence
-from typing import Any
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
 
 from db.outbox import DeliveryStatus
 from drift.performance.base import PerformanceMetrics
@@ -27,6 +28,7 @@ UNKNOWN = "unknown"
 # Performance metrics exported per model version, by the gauge they belong to.
 _RATIOS = ("accuracy", "precision", "recall", "f1", "roc_auc", "mape")
 _ERRORS = ("rmse", "mae", "mean_error")
+Family = TypeVar("Family", bound=MetricWrapperBase)
 
 
 class VersionSeries:
@@ -37,9 +39,11 @@ class VersionSeries:
     def __init__(self, keep: int = KEEP_VERSIONS) -> None:
         self._keep = keep
         self._lock = threading.Lock()
-        self._recent: dict[str, OrderedDict[str, set[tuple[Any, tuple[str, ...]]]]] = {}
+        self._recent: dict[
+            str, OrderedDict[str, set[tuple[MetricWrapperBase, tuple[str, ...]]]]
+        ] = {}
 
-    def labels(self, family: Any, model: str, version: str, *rest: str) -> Any:
+    def labels(self, family: Family, model: str, version: str, *rest: str) -> Family:
         """``family.labels(model, version, *rest)``, with the series remembered."""
         values = (model, version, *rest)
         with self._lock:
