@@ -151,7 +151,7 @@ def build_ingest_loop(
         store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
         dead_letters=build_dead_letters(cfg),
         settings=settings,
-        stats=IngestMetrics(metrics),
+        stats=IngestMetrics(metrics, cfg.models),
         label_specs=label_specs,
         join_observer=observer,
         archive=build_archive(cfg),
@@ -302,10 +302,11 @@ def _retrain_job(
 ) -> Callable[[], None]:
     """The retraining tick: the trigger policy, then one step of every active run."""
     from retrain.errors import RetrainError
+    from service.metrics import RetrainMetrics
     from service.retraining import build_retraining
 
     try:
-        retraining = build_retraining(cfg, sessions)
+        retraining = build_retraining(cfg, sessions, observer=RetrainMetrics(metrics))
     except RetrainError as exc:
         raise ServiceError(str(exc)) from exc
 

@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from retrain.policy import Decision
 from service.api.auth import TokenCheck
 from service.api.errors import install_handlers
+from service.api.instrument import RequestMetrics
 from service.api.limits import BodyLimit
+from service.metrics import http_metrics
 
 
 @dataclass(frozen=True)
@@ -51,9 +53,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
         description="Drift reports, performance, the model registry and retraining runs.",
     )
     install_handlers(app)
-    app.include_router(ops_router(deps))
-    app.include_router(read_router(deps))
-    app.include_router(records_router(deps))
-    app.include_router(retrain_router(deps))
+    routers = [ops_router(deps), read_router(deps), records_router(deps), retrain_router(deps)]
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
+    # Added last, so outermost: requests the body limit refuses are counted too. They never
+    # reach the router, so their route is matched on the routes as the routers declare them.
+    routes = [*app.router.routes, *(route for router in routers for route in router.routes)]
+    app.add_middleware(RequestMetrics, routes=routes, metrics=http_metrics(deps.registry))
     return app
