@@ -26,7 +26,8 @@ class ApiDeps:
     ``request_retrain(model, reason, key)`` is the policy's manual request, the
     same path as ``driftwatch retrain``; ``render_html(report_id)`` renders the
     stored report with Evidently; ``consumer_problem()`` says why the consumer is
-    not ready, or None.
+    not ready, or None. ``cookie_secure`` marks the overview page's session cookie
+    Secure even on plain HTTP (behind a TLS-terminating proxy).
     """
 
     sessions: sessionmaker[Session]
@@ -39,6 +40,7 @@ class ApiDeps:
     clock: Callable[[], datetime]
     metrics_open: bool = True
     max_body_bytes: int = 65536
+    cookie_secure: bool = False
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
@@ -46,6 +48,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     from service.api.routes_read import read_router
     from service.api.routes_records import records_router
     from service.api.routes_retrain import retrain_router
+    from service.api.routes_ui import ui_router
+    from service.api.ui_session import Sessions
 
     app = FastAPI(
         title="driftwatch",
@@ -53,7 +57,13 @@ def create_app(deps: ApiDeps) -> FastAPI:
         description="Drift reports, performance, the model registry and retraining runs.",
     )
     install_handlers(app)
-    routers = [ops_router(deps), read_router(deps), records_router(deps), retrain_router(deps)]
+    routers = [
+        ops_router(deps),
+        read_router(deps),
+        records_router(deps),
+        retrain_router(deps),
+        ui_router(deps, Sessions(deps.tokens, deps.clock)),
+    ]
     for router in routers:
         app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)

@@ -58,6 +58,7 @@ def api_deps(
         clock=clock,
         metrics_open=cfg.api.metrics_open,
         max_body_bytes=cfg.api.max_body_bytes,
+        cookie_secure=cfg.api.cookie_secure,
     )
 
 

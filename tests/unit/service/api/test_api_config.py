@@ -25,6 +25,7 @@ def with_api(api: dict[str, Any]) -> dict[str, Any]:
 def test_api_is_off_by_default_and_metrics_open(tmp_path: Path) -> None:
     cfg = load_cfg(tmp_path)
     assert (cfg.api.port, cfg.api.metrics_open, cfg.api.tokens) == (0, True, [])
+    assert cfg.api.cookie_secure is False
 
 
 @pytest.mark.parametrize(
@@ -43,6 +44,7 @@ def test_api_is_off_by_default_and_metrics_open(tmp_path: Path) -> None:
         ),
         ({"tokens": [{"name": "a", "sha256": "0" * 64, "scopes": []}]}, "config: api.tokens.0"),
         ({"prot": 8080}, "config: api.prot"),
+        ({"cookie_secure": "sometimes"}, "config: api.cookie_secure:"),
     ],
 )
 def test_wrong_api_settings_name_the_key(
