@@ -42,6 +42,8 @@ class Series:
 class Tick:
     position: float
     label: str
+    # The outer time labels align to the plot's edges, so they are not cut off.
+    anchor: str = "middle"
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,15 @@ def _time_ticks(starts: Sequence[datetime]) -> tuple[Tick, ...]:
     """The first, middle and last window starts (UTC), or fewer when there are fewer."""
     if not starts:
         return ()
-    chosen = sorted({0, (len(starts) - 1) // 2, len(starts) - 1})
+    last = len(starts) - 1
+    chosen = sorted({0, last // 2, last})
     fmt = "%H:%M:%S" if starts[0].date() == starts[-1].date() else "%m-%d %H:%M"
-    return tuple(Tick(round(_x(i, len(starts)), 1), starts[i].strftime(fmt)) for i in chosen)
+
+    def anchor(i: int) -> str:
+        if last == 0 or 0 < i < last:
+            return "middle"
+        return "start" if i == 0 else "end"
+
+    return tuple(
+        Tick(round(_x(i, len(starts)), 1), starts[i].strftime(fmt), anchor(i)) for i in chosen
+    )

@@ -22,7 +22,11 @@ def test_values_map_onto_the_plot_left_to_right_and_bottom_to_top() -> None:
     half = TOP + (BOTTOM_Y - TOP) / 2
     assert series.lines == (f"{LEFT}.0,{BOTTOM_Y}.0 {middle},{half} {WIDTH - RIGHT}.0,{TOP}.0",)
     assert series.markers == () and chart.flags == () and not chart.empty
-    assert [t.label for t in chart.x_ticks] == ["12:00:00", "12:01:00", "12:02:00"]
+    assert [(t.label, t.anchor) for t in chart.x_ticks] == [
+        ("12:00:00", "start"),
+        ("12:01:00", "middle"),
+        ("12:02:00", "end"),
+    ]
     assert [t.label for t in chart.y_ticks] == ["0%", "25%", "50%", "75%", "100%"]
 
 
@@ -66,5 +70,6 @@ def test_values_outside_zero_to_one_stay_on_the_plot_and_no_windows_is_empty() -
 def test_a_single_window_sits_in_the_middle_and_days_apart_show_dates() -> None:
     one = line_chart("share", [Point(at(0), "v1", 0.5)])
     assert one.series[0].markers == ((296.0, 82.0),)
+    assert [(t.position, t.anchor) for t in one.x_ticks] == [(296.0, "middle")]
     apart = line_chart("share", [Point(at(0), "v1", 0.5), Point(at(60 * 24), "v1", 0.5)])
     assert [t.label for t in apart.x_ticks] == ["11-27 12:00", "11-28 12:00"]
