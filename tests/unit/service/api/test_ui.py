@@ -120,6 +120,7 @@ def test_logout_needs_the_session_csrf_and_clears_the_cookie(browser: TestClient
     assert (r.status_code, r.headers["location"]) == (303, "/login")
     assert COOKIE not in browser.cookies
     assert browser.get("/").status_code == 303
+    assert browser.post("/logout").headers["location"] == "/login"
 
 
 def test_retrain_form_starts_a_run_then_reports_the_active_one(
@@ -199,3 +200,16 @@ def test_the_html_routes_stay_out_of_the_openapi_document(browser: TestClient) -
     paths = browser.get("/openapi.json").json()["paths"]
     assert not {"/", "/login", "/logout", "/ui/models/{model}/retrain"} & paths.keys()
     assert "/v1/models/{model}/retrain" in paths
+
+
+def test_only_known_outcomes_become_a_notice(browser: TestClient) -> None:
+    sign_in(browser, READ)
+    for query in (
+        {"flash": "<b>pwned</b>", "model": "fraud"},
+        {"flash": "started", "model": "nope", "run": "1"},
+        {"flash": "started", "model": "fraud", "run": "<b>1</b>"},
+    ):
+        page = browser.get("/", params=query).text
+        assert 'class="flash"' not in page and "pwned" not in page
+    held = browser.get("/", params={"flash": "held", "model": "fraud"}).text
+    assert "fraud: the retrain policy held the request back; nothing started." in held
