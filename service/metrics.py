@@ -6,6 +6,8 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
+from service.deadletters import NoTally, Tally
+
 
 class Metrics:
     """One registry per service instance, so tests can run several side by side."""
@@ -155,19 +157,24 @@ class Metrics:
 
 
 class IngestMetrics:
-    """:class:`consumers.stats.IngestStats` on top of :class:`Metrics`."""
+    """:class:`consumers.stats.IngestStats` on top of :class:`Metrics`; ``tally`` also
+    counts events and dead letters for the dead-letter rate alert."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(self, metrics: Metrics, tally: Tally | None = None) -> None:
         self.m = metrics
+        self.tally: Tally = tally or NoTally()
 
     def consumed(self, model: str, n: int) -> None:
         self.m.events_consumed.labels(model).inc(n)
+        self.tally.add(events=n)
 
     def invalid(self, reason: str) -> None:
         self.m.events_invalid.labels(reason).inc()
+        self.tally.add(events=1, dead=1)
 
     def late(self, model: str, n: int) -> None:
         self.m.events_late.labels(model).inc(n)
+        self.tally.add(events=n)
 
     def flushed(self, seconds: float, events: int) -> None:
         self.m.flush_seconds.observe(seconds)
@@ -187,6 +194,8 @@ class IngestMetrics:
 
     def labels(self, model: str, outcome: str, n: int) -> None:
         self.m.labels.labels(model, outcome).inc(n)
+        if outcome != "early":  # an early label is reported again once its prediction comes
+            self.tally.add(events=n)
 
     def unlabeled(self, model: str, n: int) -> None:
         self.m.predictions_unlabeled.labels(model).inc(n)

@@ -97,6 +97,20 @@ class AlertsConfig(Strict):
     severity: dict[str, SeverityName] = Field(
         default_factory=dict, description="a mapping of alert kind to severity"
     )
+    stalled_after: Duration = Field(
+        default=300.0,
+        gt=0,
+        description="consumer_stalled: events wait and no offset moved into SQL this long",
+    )
+    dead_letter_window: Duration = Field(
+        default=300.0, gt=0, description="dead_letter_rate: the rolling window measured"
+    )
+    dead_letter_ratio: float = Field(
+        default=0.05, gt=0, lt=1, description="dead_letter_rate: fires above this share"
+    )
+    dead_letter_min_events: int = Field(
+        default=100, ge=1, description="dead_letter_rate: fewer events in the window judge nothing"
+    )
 
     @model_validator(mode="after")
     def _routes_name_channels(self) -> AlertsConfig:
