@@ -131,7 +131,7 @@ class DeadLetterRate:
         if high or (firing and not clear):
             finding = Finding(owned, self._message(counts), self._details(counts))
             return self._condition.update(finding, frozenset())
-        return self._condition.update(None, owned if clear else frozenset())
+        return self._condition.update(None, owned if clear else frozenset(), self._details(counts))
 
     def _message(self, counts: Counts) -> str:
         return (

@@ -139,7 +139,8 @@ class StallWatch:
             if finding is None and self._missed is not None:
                 queued += self._condition.update(self._missed, frozenset())
             self._missed = None
-            queued += self._condition.update(finding, self.detector.healthy)
+            cleared = {"stalled_after": self.detector.stalled_after}
+            queued += self._condition.update(finding, self.detector.healthy, cleared)
         except StoreError:
             if finding is not None and self._condition.firing is None:
                 self._missed = finding

@@ -111,10 +111,16 @@ class ReplicaCondition:
     def scope(self, partitions: Iterable[PartitionKey]) -> str:
         return f"{self._group}/{describe(partitions)}"
 
-    def update(self, finding: Finding | None, healthy: frozenset[PartitionKey]) -> list[str]:
+    def update(
+        self,
+        finding: Finding | None,
+        healthy: frozenset[PartitionKey],
+        cleared: Mapping[str, Any] | None = None,
+    ) -> list[str]:
         """Bring the outbox in line with ``finding`` (None: nothing fires here); resolve
         other replicas' orphans naming one of the ``healthy`` partitions held here.
-        Returns the keys of the events queued.
+        ``cleared`` is what a resolve reports as measured. Returns the keys of the
+        events queued.
 
         A condition keeps the scope it fired with until it resolves, whatever the
         partitions do meanwhile: a rebalance or a second partition stalling is the
@@ -126,7 +132,7 @@ class ReplicaCondition:
             outbox = AlertOutbox(session)
             if current is not None and finding is None:
                 key = _resolve_key(current.trigger_key)
-                payload = self._payload(current.scope, current.partitions, "resolve", {})
+                payload = self._payload(current.scope, current.partitions, "resolve", cleared or {})
                 message = f"cleared: {self._kind} of {current.scope}"
                 if outbox.add(key, self._kind, SERVICE_MODEL, message, now, payload=payload):
                     queued.append(key)
@@ -140,7 +146,9 @@ class ReplicaCondition:
                 ):
                     queued.append(key)
                 current = _Open(scope, key, finding.partitions)
-            queued.extend(self._resolve_orphans(session, outbox, healthy, current, now))
+            queued.extend(
+                self._resolve_orphans(session, outbox, healthy, current, now, cleared or {})
+            )
         self._open = current
         return queued
 
@@ -166,6 +174,7 @@ class ReplicaCondition:
         healthy: frozenset[PartitionKey],
         mine: _Open | None,
         now: datetime,
+        cleared: Mapping[str, Any],
     ) -> list[str]:
         queued = []
         for event in _open_triggers(session, self._kind, self._group):
@@ -176,7 +185,10 @@ class ReplicaCondition:
             if not named & healthy:
                 continue  # still another replica's to resolve, or nobody's here yet
             key = _resolve_key(event.key)
-            resolve = {**payload, "action": "resolve", "resolved_by_successor": True}
+            same: dict[str, Any] = {
+                k: payload[k] for k in ("scope", "group", "partitions") if k in payload
+            }
+            resolve = {**same, **cleared, "action": "resolve", "resolved_by_successor": True}
             message = f"cleared: {self._kind} of {payload.get('scope')} (partitions healthy again)"
             if outbox.add(key, self._kind, SERVICE_MODEL, message, now, payload=resolve):
                 queued.append(key)

@@ -94,6 +94,12 @@ def test_a_high_share_fires_once_with_its_measures_and_resolves_when_it_drops(
     assert len(rig.read(30, 100, 0)) == 1  # 11 of 310: 3.5 %
     assert rig.read(40, 10, 0) == []
     assert [p["action"] for _, _, p in rig.events()] == ["trigger", "resolve"]
+    resolve = rig.events()[1][2]
+    assert (resolve["scope"], resolve["dead_letters"], resolve["events"]) == (
+        "dw/predictions:0-1",
+        11,
+        310,
+    )
 
 
 def test_too_few_events_to_judge_hold_a_firing_alert_until_the_dead_letters_age_out(

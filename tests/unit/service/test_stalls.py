@@ -131,7 +131,13 @@ def test_a_stall_fires_once_with_its_measures_and_resolves_once(
     assert len(rig.at(LIMIT + 60)) == 1
     assert rig.at(LIMIT + 80) == []
     assert [p["action"] for _, _, p in rig.events()] == ["trigger", "resolve"]
-    assert rig.events()[1][2]["scope"] == "dw/predictions:0"
+    assert rig.events()[1][2] == {
+        "action": "resolve",
+        "scope": "dw/predictions:0",
+        "group": "dw",
+        "partitions": {"predictions": [0]},
+        "stalled_after": LIMIT,
+    }
     assert rig.watch.problem() is None
 
 
@@ -161,6 +167,7 @@ def test_a_restarted_replica_resolves_the_stall_its_predecessor_left_firing(
     assert rig.at(LIMIT + 30) == []
     actions = [(p["action"], p["scope"]) for _, _, p in rig.events()]
     assert actions == [("trigger", "dw/predictions:0"), ("resolve", "dw/predictions:0")]
+    assert rig.events()[1][2]["resolved_by_successor"] is True
 
 
 def test_another_replicas_stall_is_left_alone(sessions: sessionmaker[Session]) -> None:
