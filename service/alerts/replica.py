@@ -26,10 +26,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.outbox import event_action, event_payload
 from db.runs import AlertEventRow, AlertOutbox
 from db.session import transaction
+from service.config.alerts import SERVICE_MODEL
 
-SERVICE_MODEL = "_service"
 CONSUMER_STALLED = "consumer_stalled"
 DEAD_LETTER_RATE = "dead_letter_rate"
+
+__all__ = ["CONSUMER_STALLED", "DEAD_LETTER_RATE", "SERVICE_MODEL", "Finding", "ReplicaCondition"]
 
 PartitionKey = tuple[str, int]
 

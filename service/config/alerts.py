@@ -23,6 +23,10 @@ NEEDS_SECRET = frozenset({"pagerduty", "opsgenie", "webhook"})
 # Which need a URL from the operator (the others default to the vendor's endpoint).
 NEEDS_URL = frozenset({"slack", "alertmanager", "webhook"})
 
+# The model name of the alerts a replica raises about itself (its consumer stalled, its
+# dead-letter rate): routes select them with ``models: [_service]``; no model may have it.
+SERVICE_MODEL = "_service"
+
 DEFAULT_SEVERITY: dict[str, SeverityName] = {
     "data_drift": "warning",
     "performance_degradation": "error",

@@ -63,6 +63,16 @@ def test_the_replica_watches_have_defaults_and_take_durations(tmp_path: Path) ->
     assert (a.stalled_after, a.dead_letter_window) == (120.0, 3600.0)
 
 
+def test_no_model_may_take_the_name_of_the_services_own_alerts(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    models = {"_service": BASE["models"]["fraud"]}
+    path.write_text(yaml.safe_dump({**BASE, "models": models}))
+    with pytest.raises(ConfigError, match=r"models: .*_service is the model name of the service"):
+        load_config(str(path))
+
+
 def test_secrets_come_from_env_or_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "key").write_text("from-file\n")
     monkeypatch.setenv("PD_KEY", "from-env")
