@@ -338,6 +338,9 @@ class IngestLoop:
     def _wait(self, seconds: float, may_poll: bool) -> None:
         end = self.clock.monotonic() + seconds
         while (left := end - self.clock.monotonic()) > 0:
+            # A flush retried for minutes must still show what waits behind it: the stall
+            # watch (and /readyz) read this survey.
+            self._report_lag()
             if not may_poll or self._stop.is_set():
                 self.clock.sleep(min(left, 0.1))
                 continue
@@ -373,6 +376,7 @@ class IngestLoop:
             self.progress.partitions,
             self.progress.busy
             | {tp.partition for tp in assigned if tp.topic == self.settings.topic},
+            self.progress.owned,
         )
         self._last_lag = -1.0
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))

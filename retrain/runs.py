@@ -26,7 +26,7 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.registry import RegistryRepository
+from db.registry import RegistryRepository, Stage
 from db.runs import AlertOutbox, RetrainRunRow, RunRepository
 from db.session import transaction
 from retrain.executors.base import Executor, JobSpec, Mode
@@ -56,6 +56,10 @@ _ALERTED = {
     Phase.REJECTED: "run_rejected",
     Phase.FAILED: "run_failed",
 }
+
+# A candidate version of a run that ends this way was never judged good: it is rejected
+# with the run (in the same transaction), so no candidate outlives its run.
+_ENDS_CANDIDATE = frozenset({Phase.FAILED, Phase.CANCELLED})
 
 Action = Callable[[], None]
 
@@ -203,6 +207,8 @@ class RunDriver:
         RunRepository(session).enter(
             run, phase, note, now, final=phase.final, deadline=now + timeout if timeout else None
         )
+        if phase in _ENDS_CANDIDATE:
+            self._reject_candidate(session, run, now)
         kind = _ALERTED.get(phase)
         if kind is not None:
             AlertOutbox(session).add(
@@ -215,6 +221,16 @@ class RunDriver:
                 payload={"run_id": run.id, "phase": str(phase), "verdict": run.verdict},
             )
         log.info("run %d of %s: %s (%s)", run.id, run.model, phase, note)
+
+    @staticmethod
+    def _reject_candidate(session: Session, run: RetrainRunRow, now: datetime) -> None:
+        """A run that ends without a verdict leaves no candidate waiting for one."""
+        if run.candidate_version_id is None:
+            return
+        registry = RegistryRepository(session)
+        version = registry.by_id(run.candidate_version_id)
+        if version is not None and version.stage == Stage.CANDIDATE:
+            registry.set_stage(version, Stage.REJECTED, now)
 
     def cancel(self, run_id: int, reason: str) -> Phase:
         """Cancel an active run and its jobs; a finished run is left as it is."""

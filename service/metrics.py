@@ -22,6 +22,7 @@ from prometheus_client.metrics import MetricWrapperBase
 from db.outbox import DeliveryStatus
 from drift.performance.base import PerformanceMetrics
 from drift.report import FeatureDrift
+from service.deadletters import NoTally, Tally
 
 KEEP_VERSIONS = 10
 UNKNOWN = "unknown"
@@ -314,23 +315,30 @@ def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
 
 class IngestMetrics:
     """:class:`consumers.stats.IngestStats` on top of :class:`Metrics`. Labels can name
-    any model, configured or not: those outside ``models`` are counted as ``unknown``."""
+    any model, configured or not: those outside ``models`` are counted as ``unknown``.
+    ``tally`` also counts events and dead letters for the dead-letter rate alert."""
 
-    def __init__(self, metrics: Metrics, models: Collection[str]) -> None:
+    def __init__(
+        self, metrics: Metrics, models: Collection[str], tally: Tally | None = None
+    ) -> None:
         self.m = metrics
         self._models = frozenset(models)
+        self.tally: Tally = tally or NoTally()
 
     def _model(self, name: str) -> str:
         return name if name in self._models else UNKNOWN
 
     def consumed(self, model: str, n: int) -> None:
         self.m.events_consumed.labels(self._model(model)).inc(n)
+        self.tally.add(events=n)
 
     def invalid(self, reason: str) -> None:
         self.m.events_invalid.labels(reason).inc()
+        self.tally.add(events=1, dead=1)
 
     def late(self, model: str, n: int) -> None:
         self.m.events_late.labels(self._model(model)).inc(n)
+        self.tally.add(events=n)
 
     def flushed(self, seconds: float, events: int) -> None:
         self.m.flush_seconds.observe(seconds)
@@ -350,6 +358,8 @@ class IngestMetrics:
 
     def labels(self, model: str, outcome: str, n: int) -> None:
         self.m.labels.labels(self._model(model), outcome).inc(n)
+        if outcome != "early":  # an early label is reported again once its prediction comes
+            self.tally.add(events=n)
 
     def unlabeled(self, model: str, n: int) -> None:
         self.m.predictions_unlabeled.labels(self._model(model)).inc(n)

@@ -26,6 +26,7 @@ from drift.schema import ModelSpec
 from service.api.wiring import start_api
 from service.cli_archive import build_archive, schedule_maintenance
 from service.config import Config
+from service.deadletters import Tally
 from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import (
@@ -43,6 +44,7 @@ from service.performance import (
 )
 from service.process import limit_malloc_arenas, pin_mmap_threshold
 from service.rendering import LatestHtml
+from service.watches import Watches, build_tally, build_watches
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +124,10 @@ def build_ingest_loop(
     metrics: Metrics,
     config_path: str | None = None,
     specs: Mapping[str, ModelSpec] | None = None,
+    tally: Tally | None = None,
 ) -> IngestLoop:
-    """The consumer loop; ``specs`` (default: the config's) decide each model's bins."""
+    """The consumer loop; ``specs`` (default: the config's) decide each model's bins;
+    ``tally`` counts its events and dead letters for the dead-letter rate."""
     engine = make_engine(cfg.database.url)
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     wait_for_brokers(cfg.kafka)
@@ -151,7 +155,7 @@ def build_ingest_loop(
         store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
         dead_letters=build_dead_letters(cfg),
         settings=settings,
-        stats=IngestMetrics(metrics, cfg.models),
+        stats=IngestMetrics(metrics, cfg.models, tally),
         label_specs=label_specs,
         join_observer=observer,
         archive=build_archive(cfg),
@@ -198,10 +202,12 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     sessions = make_session_factory(engine)
     evaluator = build_evaluator(cfg, sessions, metrics)
-    loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs())
+    tally = build_tally(cfg)
+    loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)
+    watches = build_watches(cfg, sessions, lambda: loop.progress, tally)
     closers: list[Callable[[], None]] = []
-    scheduler = _scheduler(cfg, evaluator, loop, sessions, metrics, closers)
+    scheduler = _scheduler(cfg, evaluator, loop, sessions, metrics, closers, watches)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -215,7 +221,12 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     scheduler.start()
     try:
         api = start_api(
-            cfg, sessions, metrics.registry, lambda: loop.progress.partitions, stop.wait
+            cfg,
+            sessions,
+            metrics.registry,
+            lambda: loop.progress.partitions,
+            watches.stalls.problem,
+            stop.wait,
         )
         if api is not None:
             closers.append(api.close)
@@ -236,8 +247,10 @@ def _scheduler(
     sessions: sessionmaker[Session],
     metrics: Metrics,
     closers: list[Callable[[], None]],
+    watches: Watches,
 ) -> Any:
-    """Periodic work beside the consumer: window evaluation and report rendering."""
+    """Periodic work beside the consumer: window evaluation, report rendering, and this
+    replica's own watches (on every replica: each has its own consumer)."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     scheduler = BackgroundScheduler(timezone="UTC")
@@ -277,6 +290,7 @@ def _scheduler(
     retrain = _retrain_job(cfg, sessions, metrics)
     scheduler.add_job(retrain, "interval", seconds=cfg.retrain.tick, id="retrain", **common)
     schedule_maintenance(scheduler, cfg, metrics, common)
+    _schedule_watches(scheduler, watches, metrics, common)
     if cfg.alerts.enabled and cfg.alerts.channels:
         deliver = _alerts_job(cfg, sessions, metrics, closers)
         scheduler.add_job(deliver, "interval", seconds=cfg.alerts.interval, id="alerts", **common)
@@ -319,6 +333,32 @@ def _retrain_job(
         except Exception:  # a bug in one tick must not end retraining for good
             metrics.evaluation_failures.labels("retrain").inc()
             log.exception("retraining tick failed, retrying next tick")
+
+    return tick
+
+
+def _schedule_watches(
+    scheduler: Any, watches: Watches, metrics: Metrics, common: Mapping[str, Any]
+) -> None:
+    """This replica's stall and dead-letter-rate checks."""
+    for name, check in (
+        ("consumer-stalls", watches.stalls.tick),
+        ("dead-letter-rate", watches.dead_letters.tick),
+    ):
+        job = _watch_job(name, check, metrics)
+        scheduler.add_job(job, "interval", seconds=watches.interval, id=name, **common)
+
+
+def _watch_job(name: str, check: Callable[[], object], metrics: Metrics) -> Callable[[], None]:
+    def tick() -> None:
+        try:
+            check()
+        except (StoreError, SQLAlchemyError) as exc:
+            metrics.evaluation_failures.labels(name).inc()
+            log.warning("%s check failed, retrying next tick: %s", name, exc)
+        except Exception:  # a bug in one tick must not end the watch for good
+            metrics.evaluation_failures.labels(name).inc()
+            log.exception("%s check failed, retrying next tick", name)
 
     return tick
 
