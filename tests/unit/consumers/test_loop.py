@@ -500,11 +500,11 @@ def test_a_flush_retried_for_minutes_keeps_the_progress_current_enough_to_see_a_
     seen = []
     commit = r.store.commit
 
-    def observed(*args: Any) -> Any:
+    def observed(*args: Any, **options: Any) -> Any:
         # What the stall watch would see on its thread while the flush is retried.
         stall = detector.observe(r.loop.progress)
         seen.append(None if stall is None else sorted(stall.partitions))
-        return commit(*args)
+        return commit(*args, **options)
 
     r.store.commit = observed  # type: ignore[method-assign]
     r.store.fail_commits = 600  # ten minutes of backoff at most 1 s each
