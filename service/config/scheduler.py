@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from service.config.base import Duration, Strict
 
@@ -41,6 +41,14 @@ class LeaderConfig(Strict):
     renew_deadline: Duration = Field(default=10.0, ge=1, description="at least 1s, e.g. 10s")
     retry_period: Duration = Field(default=2.0, ge=1, description="at least 1s, e.g. 2s")
     request_timeout: Duration = Field(default=5.0, gt=0, description="a duration such as 5s")
+
+    @field_validator("lease_duration")
+    @classmethod
+    def _whole_seconds(cls, v: float) -> float:
+        # A Lease holds it as integer seconds (leaseDurationSeconds).
+        if v != int(v):
+            raise ValueError("expected a whole number of seconds, at least 1s")
+        return v
 
     @model_validator(mode="after")
     def _ordered(self) -> LeaderConfig:

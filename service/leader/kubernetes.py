@@ -29,6 +29,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 from kubernetes.leaderelection import electionconfig, leaderelection
 from kubernetes.leaderelection.resourcelock.leaselock import LeaseLock
+from urllib3.exceptions import HTTPError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,8 @@ class LeaseElector:
     ) -> None:
         self.name, self.namespace, self.identity = name, namespace, identity
         self._api = _TimedCoordination(api_client, request_timeout)
-        self._durations = (lease_duration, renew_deadline, retry_period)
+        # The library writes the duration into the Lease's integer leaseDurationSeconds.
+        self._durations = (int(lease_duration), renew_deadline, retry_period)
         self._timeout = request_timeout
         self._clock = clock
         self._leading = False
@@ -156,11 +158,14 @@ class LeaseElector:
                 election.run()  # type: ignore[no-untyped-call]
             except _Stopped:
                 return
-            except Exception as exc:  # the library lets transport errors escape
+            except (HTTPError, OSError) as exc:  # the library lets transport errors escape
                 if self._leading:
-                    log.warning("leader: leadership lost, the Lease could not be read: %s", exc)
+                    log.warning("leader: leadership lost, the API server is unreachable: %s", exc)
                 else:
                     log.debug("leader: campaign failed, retrying: %s", exc)
+                self._leading = False
+            except Exception:  # a bug must not end campaigning for good
+                log.exception("leader: campaign failed, retrying")
                 self._leading = False
             self._stopping.wait(retry_period)
 

@@ -91,9 +91,12 @@ class AdvisoryLockElector:
 
     def stop(self) -> None:
         self._stopping.set()
-        # The thread wakes at once unless a query is in flight; if that query hangs, the
-        # process exits anyway and the server ends the session, and with it the lock.
-        self._thread.join(timeout=_STOP_WAIT)
+        if self._thread.is_alive():
+            # It wakes at once and releases, unless a query is in flight; if that query
+            # hangs, the process exits anyway and the server ends the session and its lock.
+            self._thread.join(timeout=_STOP_WAIT)
+        elif self._thread.ident is None:  # never started: stepped by hand
+            self._release()
         self._engine.dispose()
 
     def _run(self) -> None:
