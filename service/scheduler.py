@@ -115,6 +115,11 @@ class JobRunner:
         self._failures(name)
 
 
+def leader_gauge(metrics: SchedulerMetrics, elector: Elector) -> None:
+    """``driftwatch_leader{backend}`` reads the elector at every scrape."""
+    metrics.leader.labels(elector.backend).set_function(lambda: 1.0 if elector.is_leader() else 0.0)
+
+
 def watch(scheduler: Any, runner: JobRunner) -> None:
     """Count the scheduler's skipped runs in ``runner``'s metrics."""
     from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
@@ -137,9 +142,7 @@ def build_scheduler(
     from service.runner import build_performance_evaluator
 
     scheduler_metrics = SchedulerMetrics(metrics.registry)
-    scheduler_metrics.leader.labels(elector.backend).set_function(
-        lambda: 1.0 if elector.is_leader() else 0.0
-    )
+    leader_gauge(scheduler_metrics, elector)
     # The older per-job failure counter, kept for the dashboards that read it.
     runner = JobRunner(
         elector, scheduler_metrics, lambda job: metrics.evaluation_failures.labels(job).inc()

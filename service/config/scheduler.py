@@ -14,6 +14,14 @@ from service.config.base import Duration, Strict
 _JITTER = 1.2
 
 
+def _human(seconds: float) -> str:
+    """``seconds`` as the config would write it: 7d, 12h, 30m, 10s or 1.5s."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    return f"{seconds:g}s"
+
+
 class LeaderConfig(Strict):
     """``leader``: one replica runs the jobs that write reports, runs and alerts."""
 
@@ -54,13 +62,13 @@ class LeaderConfig(Strict):
     def _ordered(self) -> LeaderConfig:
         if self.renew_deadline >= self.lease_duration:
             raise ValueError(
-                f"renew_deadline ({self.renew_deadline:g}s) must be shorter than "
-                f"lease_duration ({self.lease_duration:g}s)"
+                f"renew_deadline ({_human(self.renew_deadline)}) must be shorter than "
+                f"lease_duration ({_human(self.lease_duration)})"
             )
         if self.renew_deadline <= _JITTER * self.retry_period:
             raise ValueError(
-                f"renew_deadline ({self.renew_deadline:g}s) must be longer than "
-                f"{_JITTER:g} x retry_period ({self.retry_period:g}s)"
+                f"renew_deadline ({_human(self.renew_deadline)}) must be longer than "
+                f"{_JITTER:g} x retry_period ({_human(self.retry_period)})"
             )
         return self
 
@@ -94,7 +102,8 @@ class RetentionConfig(Strict):
         # A window whose report went before its sketches would be evaluated again.
         if self.reports < self.sketches:
             raise ValueError(
-                f"reports ({self.reports:g}s) must be at least sketches ({self.sketches:g}s): "
+                f"reports ({_human(self.reports)}) must be at least sketches "
+                f"({_human(self.sketches)}): "
                 "a window whose report is gone but whose sketches remain is evaluated again"
             )
         return self
