@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from consumers.loop import IngestLoop
 from db.errors import StoreError
 from drift.errors import DriftError
+from drift.schema import ModelSpec
 from retrain.errors import RetrainError
 from service.alerts.errors import AlertError
 from service.config import Config
@@ -50,6 +50,12 @@ EXPECTED: tuple[type[BaseException], ...] = (
 # Every job runs at most once at a time; a late run is made once, not once per missed
 # period (coalesce), however late (no misfire grace limit).
 COMMON: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
+
+
+class Rebinning(Protocol):
+    """What follows the current reference profiles' bins: the ingestion loop."""
+
+    def replace_models(self, specs: Mapping[str, ModelSpec]) -> None: ...
 
 
 class JobRunner:
@@ -130,7 +136,7 @@ def watch(scheduler: Any, runner: JobRunner) -> None:
 def build_scheduler(
     cfg: Config,
     evaluator: WindowEvaluator,
-    loop: IngestLoop,
+    loop: Rebinning,
     sessions: sessionmaker[Session],
     metrics: Metrics,
     elector: Elector,

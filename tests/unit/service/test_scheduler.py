@@ -5,16 +5,20 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from db.errors import StoreUnavailable
+from drift.schema import ModelSpec
 from service.leader import AlwaysLeader
-from service.metrics import SchedulerMetrics
-from service.scheduler import COMMON, JobRunner, leader_gauge, watch
+from service.metrics import Metrics, SchedulerMetrics
+from service.scheduler import COMMON, JobRunner, build_scheduler, leader_gauge, watch
 from tests.harness.k8s.cluster import until
+from tests.unit.service.test_config import load, mutated
 
 
 class Switch:
@@ -137,3 +141,56 @@ def test_runs_refused_while_the_previous_is_going_and_missed_runs_are_counted() 
     finally:
         release.set()
         scheduler.shutdown(wait=True)
+
+
+class Rebinned:
+    def __init__(self) -> None:
+        self.specs: list[Mapping[str, ModelSpec]] = []
+
+    def replace_models(self, specs: Mapping[str, ModelSpec]) -> None:
+        self.specs.append(specs)
+
+
+def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    from db.session import make_engine, make_session_factory
+    from service.runner import build_evaluator
+
+    raw = mutated("database.url", sqlite_url)
+    raw["archive"] = {"uri": str(tmp_path / "archive")}
+    raw["retention"] = {"interval": "30m"}
+    cfg = load(tmp_path, raw)
+    engine = make_engine(sqlite_url)
+    sessions = make_session_factory(engine)
+    metrics = Metrics()
+    elector = Switch(leading=False)
+    closers: list[Callable[[], None]] = []
+    evaluator = build_evaluator(cfg, sessions, metrics)
+    scheduler = build_scheduler(cfg, evaluator, Rebinned(), sessions, metrics, elector, closers)
+    try:
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert set(jobs) == {"evaluate", "retrain", "archive", "retention", "render"}
+        assert jobs["retention"].trigger.interval == timedelta(minutes=30)
+        for job in jobs.values():
+            assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
+
+        r = metrics.registry
+        jobs["evaluate"].func()
+        skipped = "driftwatch_scheduler_job_skipped_total"
+        assert sample(r, skipped, job="evaluate", reason="not_leader") == 1.0
+        assert sample(r, skipped, job="performance", reason="not_leader") == 1.0
+        last = "driftwatch_scheduler_job_last_success_timestamp_seconds"
+        assert sample(r, last, job="profiles") is not None  # every replica keeps its bins
+        assert sample(r, "driftwatch_leader", backend="switch") == 0.0
+
+        elector.leading = True
+        for name in ("evaluate", "retention", "archive", "retrain"):
+            jobs[name].func()
+            assert sample(r, last, job=name) is not None, name
+        assert sample(r, "driftwatch_scheduler_job_failures_total", job="evaluate") is None
+        assert sample(r, "driftwatch_leader", backend="switch") == 1.0
+    finally:
+        for close in closers:
+            close()
+        engine.dispose()
