@@ -198,7 +198,7 @@ def build_scheduler(
             **every,
         )
     if cfg.alerts.enabled and cfg.alerts.channels:
-        deliver = _alerts(cfg, sessions, metrics, closers)
+        deliver = alerts_tick(cfg, sessions, metrics, closers)
         scheduler.add_job(
             runner.job("alerts", deliver), seconds=cfg.alerts.interval, id="alerts", **every
         )
@@ -233,7 +233,7 @@ def _archive(cfg: Config) -> Callable[[], object] | None:
     return archive_maintenance(cfg)
 
 
-def _alerts(
+def alerts_tick(
     cfg: Config,
     sessions: sessionmaker[Session],
     metrics: Metrics,
