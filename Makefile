@@ -5,8 +5,10 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# apt-get needs root: sudo only when not root already.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install kafka-dist lint types test test-fast demo bench clean
+.PHONY: install kafka-dist browser lint types test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -19,6 +21,11 @@ $(STAMP): pyproject.toml
 kafka-dist: $(STAMP)
 	$(BIN)/python -m service.dev.localkafka fetch
 
+# Debian's chromium, for the overview page's headless screenshot test.
+browser:
+	@command -v chromium >/dev/null || ($(SUDO) apt-get update && \
+	  $(SUDO) apt-get install -y --no-install-recommends chromium)
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -28,7 +35,7 @@ types: $(STAMP)
 
 # The whole suite, real Kafka and PostgreSQL included; a missing service fails
 # the run instead of skipping, and "no tests ran" (pytest exit 5) is a failure.
-test: kafka-dist lint types
+test: kafka-dist browser lint types
 	DRIFTWATCH_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -p no:cacheprovider; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 

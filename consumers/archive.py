@@ -3,14 +3,20 @@
 The loop hands over, per poll and partition, the valid prediction events with
 their offsets and each valid label; a flush turns what was buffered into one
 Arrow table per model and kind and appends it through an :class:`ArchiveSink`
-(:class:`db.archive.ArchiveWriter`) before the SQL transaction commits. The
-sink drops whatever an earlier, replayed flush already archived, so a buffer
-is cleared once its append is done and never needs to be rolled back.
+(:class:`db.archive.ArchiveWriter`). The sink drops whatever an earlier,
+replayed flush already archived, so a buffer is cleared once its append is
+done and never needs to be rolled back.
+
+A flush's appends run on a thread of their own (:meth:`ArchiveIntake.start`)
+while the loop builds its SQL transaction, and the loop waits for them before
+that transaction commits: the archive is still written first, but the Parquet
+encoding and the Delta commit, which release the GIL, overlap the SQL work.
 :class:`NoArchive` stands in when no model is archived.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -29,14 +35,44 @@ class ArchiveSink(Protocol):
     ) -> int: ...
 
 
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    """One partition's archived events of one poll, with their feature columns."""
+
+    partition: int
+    events: list[PredictionEvent]
+    times: list[float]
+    offsets: list[int]
+    columns: dict[str, Any]
+
+
 @dataclass(slots=True)
 class _Predictions:
     codec: ModelCodec
     topic: str
-    events: list[PredictionEvent] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    offsets: list[int] = field(default_factory=list)
-    partitions: list[np.ndarray] = field(default_factory=list)
+    chunks: list[_Chunk] = field(default_factory=list)
+
+    def table(self) -> pa.Table:
+        chunks = self.chunks
+        events = [e for c in chunks for e in c.events]
+        features = {name: _concat([c.columns[name] for c in chunks]) for name in chunks[0].columns}
+        return prediction_table(
+            self.codec.spec,
+            [e.event_id for e in events],
+            [e.model_version for e in events],
+            [t for c in chunks for t in c.times],
+            features,
+            [e.prediction for e in events],
+            self.topic,
+            np.concatenate([np.full(len(c.offsets), c.partition, np.int32) for c in chunks]),
+            np.asarray([o for c in chunks for o in c.offsets], np.int64),
+        )
+
+
+def _concat(parts: list[Any]) -> Any:
+    if isinstance(parts[0], np.ndarray):
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+    return [v for part in parts for v in part]
 
 
 @dataclass(slots=True)
@@ -47,6 +83,44 @@ class _Labels:
     times: list[float] = field(default_factory=list)
     offsets: list[int] = field(default_factory=list)
     partitions: list[int] = field(default_factory=list)
+
+
+class PendingAppend:
+    """A flush's appends under way on their own thread; :meth:`wait` re-raises their error."""
+
+    def __init__(self, work: Any) -> None:
+        self._error: BaseException | None = None
+        # A daemon thread: a hung object store must not keep a stopping process alive.
+        self._thread = threading.Thread(target=self._run, args=(work,), daemon=True)
+        self._thread.start()
+
+    def _run(self, work: Any) -> None:
+        try:
+            work()
+        except BaseException as exc:  # handed to the loop's thread by wait()
+            self._error = exc
+
+    def join(self) -> None:
+        """Wait for the appends to end, whatever their outcome."""
+        self._thread.join()
+
+    def wait(self) -> None:
+        """Wait for the appends to end; raise what made them fail."""
+        self._thread.join()
+        error, self._error = self._error, None
+        if error is not None:
+            raise error
+
+
+class _Done(PendingAppend):
+    def __init__(self) -> None:
+        self._error = None
+
+    def join(self) -> None:
+        return None
+
+    def wait(self) -> None:
+        return None
 
 
 class ArchiveIntake:
@@ -66,14 +140,18 @@ class ArchiveIntake:
         offsets: list[int],
         events: list[PredictionEvent],
         times: list[float],
-    ) -> None:
-        """One partition's valid events of a poll, in offset order, with their offsets."""
+    ) -> dict[str, Any] | None:
+        """One partition's valid events of a poll, in offset order, with their offsets.
+
+        Returns the feature columns of all of ``events`` when it extracted them
+        (one archived model), so that the window sketches need not read the
+        events a second time; None otherwise.
+        """
         if not events or not self.models:
-            return
+            return None
         first = events[0].model
         if all(e.model == first for e in events):
-            self._add(codecs, first, topic, partition, offsets, events, times)
-            return
+            return self._add(codecs, first, topic, partition, offsets, events, times)
         for model in {e.model for e in events}:
             picked = [i for i, e in enumerate(events) if e.model == model]
             self._add(
@@ -85,6 +163,7 @@ class ArchiveIntake:
                 [events[i] for i in picked],
                 [times[i] for i in picked],
             )
+        return None
 
     def _add(
         self,
@@ -95,16 +174,15 @@ class ArchiveIntake:
         offsets: list[int],
         events: list[PredictionEvent],
         times: list[float],
-    ) -> None:
+    ) -> dict[str, Any] | None:
         if model not in self.models:
-            return
+            return None
         buf = self._predictions.get(model)
         if buf is None:
             buf = self._predictions[model] = _Predictions(codecs[model], topic)
-        buf.events.extend(events)
-        buf.times.extend(times)
-        buf.offsets.extend(offsets)
-        buf.partitions.append(np.full(len(events), partition, np.int32))
+        columns = buf.codec.columns([e.features for e in events])
+        buf.chunks.append(_Chunk(partition, events, times, offsets, columns))
+        return columns
 
     def add_label(self, topic: str, partition: int, offset: int, label: LabelEvent) -> None:
         if label.model not in self.models:
@@ -118,22 +196,18 @@ class ArchiveIntake:
         buf.offsets.append(offset)
         buf.partitions.append(partition)
 
+    def start(self, advances: list[OffsetAdvance]) -> PendingAppend:
+        """Begin :meth:`flush` on a thread of its own. The caller waits for it before
+        anything else touches this buffer, and before its SQL transaction commits."""
+        if not self._predictions and not self._labels:
+            return _Done()
+        return PendingAppend(lambda: self.flush(advances))
+
     def flush(self, advances: list[OffsetAdvance]) -> None:
         """Append every buffered table; raises StoreError (ArchiveError) as the store does."""
         next_offsets = {(a.topic, a.partition): a.next_offset for a in advances}
         for model in sorted(self._predictions):
-            p = self._predictions[model]
-            rows = prediction_table(
-                p.codec.spec,
-                [e.event_id for e in p.events],
-                [e.model_version for e in p.events],
-                p.times,
-                p.codec.columns([e.features for e in p.events]),
-                [e.prediction for e in p.events],
-                p.topic,
-                np.concatenate(p.partitions),
-                np.asarray(p.offsets, np.int64),
-            )
+            rows = self._predictions[model].table()
             self.sink.append(model, Kind.PREDICTIONS, rows, next_offsets)
             del self._predictions[model]
         for model in sorted(self._labels):
@@ -154,15 +228,9 @@ class ArchiveIntake:
         for model, p in list(self._predictions.items()):
             if p.topic != topic:
                 continue
-            where = np.concatenate(p.partitions)
-            keep = [i for i, part in enumerate(where.tolist()) if part not in partitions]
-            if not keep:
+            p.chunks = [c for c in p.chunks if c.partition not in partitions]
+            if not p.chunks:
                 del self._predictions[model]
-                continue
-            p.events = [p.events[i] for i in keep]
-            p.times = [p.times[i] for i in keep]
-            p.offsets = [p.offsets[i] for i in keep]
-            p.partitions = [where[keep]]
         for model, b in list(self._labels.items()):
             if b.topic != topic:
                 continue

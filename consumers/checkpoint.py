@@ -52,12 +52,14 @@ class CheckpointStore:
         deltas: Mapping[WindowKey, WindowDelta],
         join: JoinBatch | None = None,
         fences: Sequence[OffsetFence] = (),
+        before_commit: Callable[[], None] | None = None,
     ) -> JoinCounts:
         """Apply ``deltas`` and ``join`` and move offsets atomically.
 
         Raises OffsetConflict (nothing applied) when a stored offset is not the
         expected one (``advances``' ``expected``, or a fence's), StoreUnavailable
-        when the database cannot be reached.
+        when the database cannot be reached. ``before_commit`` runs last inside
+        the transaction; whatever it raises rolls the transaction back.
         """
         now = datetime.fromtimestamp(self._clock(), UTC)
         try:
@@ -74,9 +76,10 @@ class CheckpointStore:
                 windows = WindowAggregateRepository(session)
                 for key, delta in deltas.items():
                     windows.add(key, delta, now)
-                if join is not None:
-                    return apply_join(session, join, now)
-                return JoinCounts()
+                counts = JoinCounts() if join is None else apply_join(session, join, now)
+                if before_commit is not None:
+                    before_commit()
+                return counts
         except sa_exc.IntegrityError as exc:
             # Two first-ever flushes of one partition raced on the insert.
             first = [(a.topic, a.partition) for a in advances if a.expected is None]

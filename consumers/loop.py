@@ -41,7 +41,7 @@ from consumers.dlq import DeadLetterPublisher, envelope
 from consumers.errors import ConsumerError, DeadLetterError, InvalidEvent, from_the_future
 from consumers.events import EventDecoder
 from consumers.intake import LabelIntake
-from consumers.join import JoinCounts, PartitionObserver
+from consumers.join import PartitionObserver
 from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.positions import Positions, Stopping
@@ -221,7 +221,7 @@ class IngestLoop:
             for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
                 self._dead_letter(records[index], exc)
             offsets = valid_offsets(records, {i for i, _ in decoded.invalid})
-            self.archive.add_predictions(
+            columns = self.archive.add_predictions(
                 self.decoder.codecs, tp.topic, tp.partition, offsets, decoded.events, decoded.times
             )
             watermark = self.acc.add_partition_batch(
@@ -232,6 +232,7 @@ class IngestLoop:
                 times=decoded.times,
                 on_consumed=self.stats.consumed,
                 on_accepted=self.labels.prediction_hook(tp.partition),
+                columns=columns,
             )
             self.book.advance(key, records[-1].offset + 1, watermark)
 
@@ -267,23 +268,28 @@ class IngestLoop:
             return
         started = self.clock.monotonic()
         self.dlq.confirm(timeout=10.0)
-        # Before SQL: a crash after this replays events that the archive then skips.
-        self.archive.flush(advances)
-        events = self.acc.events
-        windows = {m: c.spec.window_seconds for m, c in self.decoder.codecs.items()}
-        join, fences = self.labels.flush_work(advances, self.book, self.settings.topic, windows)
+        # The archive is written before SQL commits: a crash between the two
+        # replays events that the archive then skips. Its append runs while the
+        # SQL transaction is built, and the commit waits for it.
+        archived = self.archive.start(advances)
         try:
-            if join is None:
-                self.store.commit(advances, self.acc.deltas)
-                counts = JoinCounts()
-            else:
-                counts = self.store.commit(advances, self.acc.deltas, join, fences)
+            events = self.acc.events
+            windows = {m: c.spec.window_seconds for m, c in self.decoder.codecs.items()}
+            join, fences = self.labels.flush_work(advances, self.book, self.settings.topic, windows)
+            counts = self.store.commit(
+                advances, self.acc.deltas, join, fences, before_commit=archived.wait
+            )
         except OffsetConflict as conflict:
+            archived.join()
             linked = None
             if self.labels.topic is not None:
                 linked = (self.settings.topic, self.labels.topic)
             self.positions.resolve_conflict(conflict, advances, linked, self._drop_buffers)
             return self.flush_once()
+        finally:
+            # Whatever failed, the append is over before the buffers are touched again;
+            # an append that failed unseen keeps its buffer for the next flush.
+            archived.join()
         self.acc.take()
         self.labels.committed()
         self.book.confirm(advances)
@@ -332,6 +338,9 @@ class IngestLoop:
     def _wait(self, seconds: float, may_poll: bool) -> None:
         end = self.clock.monotonic() + seconds
         while (left := end - self.clock.monotonic()) > 0:
+            # A flush retried for minutes must still show what waits behind it: the stall
+            # watch (and /readyz) read this survey.
+            self._report_lag()
             if not may_poll or self._stop.is_set():
                 self.clock.sleep(min(left, 0.1))
                 continue
@@ -367,6 +376,7 @@ class IngestLoop:
             self.progress.partitions,
             self.progress.busy
             | {tp.partition for tp in assigned if tp.topic == self.settings.topic},
+            self.progress.owned,
         )
         self._last_lag = -1.0
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))

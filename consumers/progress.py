@@ -12,16 +12,48 @@ from consumers.stats import IngestStats
 
 
 @dataclass(frozen=True, slots=True)
+class OwnedPartition:
+    """One owned partition of any subscribed topic, as far as SQL has it.
+
+    ``committed`` is the next offset stored in SQL (None: nothing stored yet),
+    ``position`` the next offset read, ``high`` the broker's high watermark
+    (None: not known yet).
+    """
+
+    topic: str
+    partition: int
+    committed: int | None
+    position: int | None
+    high: int | None
+
+    @property
+    def lag(self) -> int | None:
+        """Messages not yet durable in SQL; None when that cannot be told."""
+        base = self.committed if self.committed is not None else self.position
+        if self.high is None or base is None:
+            return None
+        return max(self.high - base, 0)
+
+    @property
+    def behind(self) -> bool:
+        """Events wait to be made durable: some unread or unflushed."""
+        unflushed = self.position is not None and self.position != self.committed
+        return unflushed or bool(self.lag)
+
+
+@dataclass(frozen=True, slots=True)
 class ConsumerProgress:
     """What this replica knows about the predictions topic, for deciding idleness.
 
     ``partitions`` are all of the topic's partitions (empty until metadata
     arrives); ``busy`` are the owned ones with events read but not yet flushed,
-    or not yet read, or whose end is not known yet.
+    or not yet read, or whose end is not known yet. ``owned`` is every owned
+    partition of every topic, for telling a stalled consumer from a busy one.
     """
 
     partitions: frozenset[int] = frozenset()
     busy: frozenset[int] = frozenset()
+    owned: tuple[OwnedPartition, ...] = ()
 
 
 def survey(
@@ -29,14 +61,17 @@ def survey(
 ) -> ConsumerProgress:
     """Report every owned partition's lag; the predictions ``topic``'s progress."""
     busy = set()
+    owned = []
     for owned_topic, partition in book.owned():
-        position = book.position((owned_topic, partition))
+        key = (owned_topic, partition)
+        position = book.position(key)
         high = consumer.highwater(TopicPartition(owned_topic, partition))
         if high is not None and position is not None:
             stats.lag(owned_topic, partition, max(high - position, 0))
         busy_here = high is None or position is None or position < high
         if busy_here and owned_topic == topic:
             busy.add(partition)
+        owned.append(OwnedPartition(owned_topic, partition, book.stored(key), position, high))
     busy.update(a.partition for a in book.pending() if a.topic == topic)
     known = consumer.partitions_for_topic(topic) or set()
-    return ConsumerProgress(frozenset(known), frozenset(busy))
+    return ConsumerProgress(frozenset(known), frozenset(busy), tuple(owned))

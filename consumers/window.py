@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from consumers.events import ModelCodec, PredictionEvent
 from db.repositories import WindowDelta, WindowKey
@@ -40,6 +41,7 @@ class WindowAccumulator:
         times: list[float] | None = None,
         on_consumed: Callable[[str, int], None] | None = None,
         on_accepted: Callable[[str, str, int, list[PredictionEvent]], None] | None = None,
+        columns: dict[str, Any] | None = None,
     ) -> float | None:
         """Fold one partition's events in offset order; return the new watermark.
 
@@ -47,7 +49,9 @@ class WindowAccumulator:
         the watermark, the latest event time seen before it) is counted as late
         and not aggregated. ``times`` are the events' times when already known.
         ``on_accepted(model, version, window_start, events)`` sees the aggregated
-        events of each window (the label join registers them).
+        events of each window (the label join registers them). ``columns`` are
+        the feature columns of all of ``events`` when already extracted (the
+        archive does); they serve when the batch is a single window's.
         """
         wm = -math.inf if watermark is None else watermark
         if times is None:
@@ -66,10 +70,15 @@ class WindowAccumulator:
                 delta.sketch.sample.ceiling = self._ceilings.get(key)
             if group.events:
                 sampled = codec.spec.sample_size > 0
+                cols = (
+                    columns
+                    if columns is not None and group.events is events
+                    else codec.columns([e.features for e in group.events])
+                )
                 delta.sketch.update(
                     WindowBatch(
                         len(group.events),
-                        codec.columns([e.features for e in group.events]),
+                        cols,
                         codec.predictions(group.events),
                         [sample_key(e.event_id) for e in group.events] if sampled else None,
                     )

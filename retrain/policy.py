@@ -32,7 +32,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.runs import RunRepository
+from db.runs import AlertOutbox, RunRepository
 from db.session import savepoint, transaction
 from db.triggers import Cause, DecisionRepository, TriggerInputs
 from retrain.errors import RunRefused
@@ -42,6 +42,7 @@ from retrain.settings import ModelRetrain
 log = logging.getLogger(__name__)
 
 FIRED, SUPPRESSED = "fired", "suppressed"
+RETRAIN_STARTED = "retrain_started"
 
 
 class _Lost(Exception):
@@ -177,7 +178,25 @@ class TriggerPolicy:
             Phase.PENDING,
             now,
         )
-        return None if run is None else run.id
+        if run is None:
+            return None
+        # In the run's own transaction: the run and its "started" alert exist together.
+        AlertOutbox(session).add(
+            f"run-{run.id}-started",
+            RETRAIN_STARTED,
+            m.model,
+            f"retrain run {run.id} of {m.model} started ({cause.kind}): {cause.summary}",
+            now,
+            run_id=run.id,
+            payload={
+                "run_id": run.id,
+                "trigger": cause.kind,
+                "cause_key": cause.key,
+                "data_from": run.data_from.isoformat(),
+                "data_to": run.data_to.isoformat(),
+            },
+        )
+        return run.id
 
     def _guard(self, session: Session, m: ModelRetrain, cause: Cause) -> str | None:
         """Why an automatic cause must not start a run now; None when it may.

@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.registry import RegistryRepository
+from db.registry import RegistryRepository, Stage
 from db.runs import AlertOutbox, RetrainRunRow, RunRepository
 from db.session import transaction
 from retrain.executors.base import Executor, JobSpec, Mode
@@ -55,6 +56,10 @@ _ALERTED = {
     Phase.REJECTED: "run_rejected",
     Phase.FAILED: "run_failed",
 }
+
+# A candidate version of a run that ends this way was never judged good: it is rejected
+# with the run (in the same transaction), so no candidate outlives its run.
+_ENDS_CANDIDATE = frozenset({Phase.FAILED, Phase.CANCELLED})
 
 Action = Callable[[], None]
 
@@ -123,6 +128,27 @@ class Loop:
 Handler = Callable[[Loop, Session, RetrainRunRow], Step]
 
 
+class RunObserver(Protocol):
+    """What the driver reports; :class:`service.metrics.RetrainMetrics` exports it.
+
+    ``finished`` is called once for each transition to a final phase that this
+    driver committed, after the commit: a run finished by another replica, or
+    before a restart, is not reported again.
+    """
+
+    def finished(self, model: str, trigger: str, outcome: str) -> None: ...
+
+    def active(self, counts: Mapping[str, int]) -> None: ...
+
+
+class NoRunObserver:
+    def finished(self, model: str, trigger: str, outcome: str) -> None:
+        pass
+
+    def active(self, counts: Mapping[str, int]) -> None:
+        pass
+
+
 class RunDriver:
     """Advances active runs, one transition per run per tick."""
 
@@ -131,18 +157,27 @@ class RunDriver:
         sessions: sessionmaker[Session],
         loop: Loop,
         handlers: Mapping[Phase, Handler] | None = None,
+        observer: RunObserver | None = None,
     ) -> None:
         from retrain.phases import HANDLERS
 
         self.sessions = sessions
         self.loop = loop
         self.handlers = dict(handlers or HANDLERS)
+        self.observer: RunObserver = observer or NoRunObserver()
 
     def tick(self) -> dict[int, Phase]:
         """One step of every active run of a configured model; each run's phase after it."""
         with transaction(self.sessions) as session:
-            ids = [r.id for r in RunRepository(session).active() if r.model in self.loop.models]
-        return {run_id: self.step(run_id) for run_id in ids}
+            runs = [(r.id, r.model) for r in RunRepository(session).active()]
+        ids = [(run_id, model) for run_id, model in runs if model in self.loop.models]
+        phases = {run_id: self.step(run_id) for run_id, _ in ids}
+        active = dict.fromkeys(self.loop.models, 0)
+        for run_id, model in ids:
+            if not phases[run_id].final:
+                active[model] += 1
+        self.observer.active(active)
+        return phases
 
     def step(self, run_id: int) -> Phase:
         """One step of one run; its phase after the step."""
@@ -158,6 +193,9 @@ class RunDriver:
             if step.phase is not None:
                 self._enter(session, run, step.phase, step.note)
                 phase = step.phase
+            model, trigger = run.model, run.trigger
+        if step.phase is not None and step.phase.final:
+            self.observer.finished(model, trigger, str(step.phase))
         if step.act is not None:
             step.act()
         return phase
@@ -169,6 +207,8 @@ class RunDriver:
         RunRepository(session).enter(
             run, phase, note, now, final=phase.final, deadline=now + timeout if timeout else None
         )
+        if phase in _ENDS_CANDIDATE:
+            self._reject_candidate(session, run, now)
         kind = _ALERTED.get(phase)
         if kind is not None:
             AlertOutbox(session).add(
@@ -182,6 +222,16 @@ class RunDriver:
             )
         log.info("run %d of %s: %s (%s)", run.id, run.model, phase, note)
 
+    @staticmethod
+    def _reject_candidate(session: Session, run: RetrainRunRow, now: datetime) -> None:
+        """A run that ends without a verdict leaves no candidate waiting for one."""
+        if run.candidate_version_id is None:
+            return
+        registry = RegistryRepository(session)
+        version = registry.by_id(run.candidate_version_id)
+        if version is not None and version.stage == Stage.CANDIDATE:
+            registry.set_stage(version, Stage.REJECTED, now)
+
     def cancel(self, run_id: int, reason: str) -> Phase:
         """Cancel an active run and its jobs; a finished run is left as it is."""
         with transaction(self.sessions) as session:
@@ -192,6 +242,8 @@ class RunDriver:
                 return Phase(run.phase)
             specs = [self.loop.train_spec(run), self.loop.validate_spec(run, session)]
             self._enter(session, run, Phase.CANCELLED, reason)
+            model, trigger = run.model, run.trigger
+        self.observer.finished(model, trigger, str(Phase.CANCELLED))
         for spec in specs:
             self.loop.executor.cancel(spec)
         return Phase.CANCELLED

@@ -373,12 +373,12 @@ class WindowEvaluator:
             return
         report = verdict.report
         m.drift_reports.labels(verdict.model, str(bool(report.dataset_drift)).lower()).inc()
-        m.drifted_share.labels(verdict.model, verdict.model_version).set(
-            report.drifted_share or 0.0
-        )
-        m.dataset_drift.labels(verdict.model, verdict.model_version).set(
+        version = verdict.model_version
+        m.versions.labels(m.drifted_share, verdict.model, version).set(report.drifted_share or 0.0)
+        m.versions.labels(m.dataset_drift, verdict.model, version).set(
             1 if verdict.confirmed else 0
         )
+        m.feature_drift(verdict.model, report.features)
         m.evaluated_window_end.labels(verdict.model).set(
             verdict.window_start + verdict.window_seconds
         )

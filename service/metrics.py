@@ -1,10 +1,61 @@
-"""Every Prometheus metric of the service, and the adapters that feed them."""
+"""Every Prometheus metric of the service, and the adapters that feed them.
+
+Label values come from the configuration (model, feature, channel and job
+names) or from fixed sets in the code (methods, outcomes, statuses, route
+templates), never from raw input, so the number of series stays bounded. The
+one exception is ``model_version``, which the stream stamps on every event:
+its series are kept for the :data:`KEEP_VERSIONS` versions of each model
+reported most recently (:class:`VersionSeries`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Collection, Mapping, Sequence
+from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.metrics import MetricWrapperBase
+
+from db.outbox import DeliveryStatus
+from drift.performance.base import PerformanceMetrics
+from drift.report import FeatureDrift
+from service.deadletters import NoTally, Tally
+
+KEEP_VERSIONS = 10
+UNKNOWN = "unknown"
+# Performance metrics exported per model version, by the gauge they belong to.
+_RATIOS = ("accuracy", "precision", "recall", "f1", "roc_auc", "mape")
+_ERRORS = ("rmse", "mae", "mean_error")
+Family = TypeVar("Family", bound=MetricWrapperBase)
+
+
+class VersionSeries:
+    """Remembers which series carry each model's versions, and removes those of all but
+    the ``keep`` versions seen most recently: a model that ships a version per deploy
+    would otherwise add series for ever."""
+
+    def __init__(self, keep: int = KEEP_VERSIONS) -> None:
+        self._keep = keep
+        self._lock = threading.Lock()
+        self._recent: dict[
+            str, OrderedDict[str, set[tuple[MetricWrapperBase, tuple[str, ...]]]]
+        ] = {}
+
+    def labels(self, family: Family, model: str, version: str, *rest: str) -> Family:
+        """``family.labels(model, version, *rest)``, with the series remembered."""
+        values = (model, version, *rest)
+        with self._lock:
+            versions = self._recent.setdefault(model, OrderedDict())
+            versions.setdefault(version, set()).add((family, values))
+            versions.move_to_end(version)
+            while len(versions) > self._keep:
+                _, gone = versions.popitem(last=False)
+                for old_family, old_values in gone:
+                    old_family.remove(*old_values)
+            return family.labels(*values)
 
 
 class Metrics:
@@ -12,6 +63,9 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.versions = VersionSeries()
+        self.http = http_metrics(self.registry)
+        self._feature_methods: dict[tuple[str, str], str] = {}
         r = self.registry
         self.events_consumed = Counter(
             "driftwatch_events_consumed_total",
@@ -81,7 +135,7 @@ class Metrics:
             registry=r,
         )
         self.drifted_share = Gauge(
-            "driftwatch_drifted_feature_share",
+            "driftwatch_drifted_feature_share_ratio",
             "Share of drifted features in the newest evaluated window",
             ["model", "model_version"],
             registry=r,
@@ -96,6 +150,19 @@ class Metrics:
             "driftwatch_evaluated_window_end_seconds",
             "End (epoch seconds) of the newest window with a drift report",
             ["model"],
+            registry=r,
+        )
+        self.feature_drift_score = Gauge(
+            "driftwatch_feature_drift_score",
+            "Test statistic or distance of each feature in the newest drift report (its unit "
+            "is the method's)",
+            ["model", "feature", "method"],
+            registry=r,
+        )
+        self.feature_drifted = Gauge(
+            "driftwatch_feature_drift_detected",
+            "1 when the feature drifted in the newest drift report, 0 otherwise",
+            ["model", "feature", "method"],
             registry=r,
         )
         self.evaluation_failures = Counter(
@@ -121,6 +188,34 @@ class Metrics:
             "driftwatch_label_coverage_ratio",
             "Labelled share of the predictions of the newest reported window",
             ["model", "model_version"],
+            registry=r,
+        )
+        self.performance_ratio = Gauge(
+            "driftwatch_model_performance_ratio",
+            "Unitless performance metrics of the newest performance report: accuracy, "
+            "precision, recall, f1, roc_auc (classification) or mape (regression)",
+            ["model", "model_version", "metric"],
+            registry=r,
+        )
+        self.performance_error = Gauge(
+            "driftwatch_model_error_label_units",
+            "Regression errors of the newest performance report (rmse, mae, mean_error), "
+            "in the units of the model's label",
+            ["model", "model_version", "metric"],
+            registry=r,
+        )
+
+        self.retrain_runs = Counter(
+            "driftwatch_retrain_runs_total",
+            "Retraining runs this replica took to a final phase, by trigger and outcome "
+            "(accepted, rejected, failed, cancelled)",
+            ["model", "trigger", "outcome"],
+            registry=r,
+        )
+        self.retrain_active = Gauge(
+            "driftwatch_retrain_active_runs",
+            "Retraining runs not yet finished, as of the newest retraining tick",
+            ["model"],
             registry=r,
         )
 
@@ -153,21 +248,97 @@ class Metrics:
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
 
+    def feature_drift(self, model: str, features: Sequence[FeatureDrift]) -> None:
+        """Each feature's score and flag in a new drift report. A feature judged by another
+        method than before loses its old series, and one without enough data to judge
+        loses its series altogether: a stale verdict would read as current."""
+        for f in features:
+            key = (model, f.name)
+            judged = f.method is not None and f.score is not None and f.drifted is not None
+            method = str(f.method) if judged else None
+            old = self._feature_methods.pop(key, None)
+            if old is not None and old != method:
+                self.feature_drift_score.remove(model, f.name, old)
+                self.feature_drifted.remove(model, f.name, old)
+            if method is None or f.score is None:
+                continue
+            self._feature_methods[key] = method
+            self.feature_drift_score.labels(model, f.name, method).set(f.score)
+            self.feature_drifted.labels(model, f.name, method).set(1 if f.drifted else 0)
+
+    def performance(self, model: str, version: str, values: PerformanceMetrics) -> None:
+        """The metrics of a new performance report; undefined ones are left out."""
+        for family, names in ((self.performance_ratio, _RATIOS), (self.performance_error, _ERRORS)):
+            for name in names:
+                value = getattr(values, name)
+                if value is not None:
+                    self.versions.labels(family, model, version, name).set(value)
+
+
+class HttpMetrics:
+    """Requests the API served, by route template, method and status."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "driftwatch_http_requests_total",
+            "HTTP requests the API answered, by route template (unmatched: no route), method "
+            "and status",
+            ["route", "method", "status"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "driftwatch_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method",
+            ["route", "method"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.duration.labels(route, method).observe(seconds)
+
+
+_HTTP: weakref.WeakKeyDictionary[CollectorRegistry, HttpMetrics] = weakref.WeakKeyDictionary()
+_HTTP_LOCK = threading.Lock()
+
+
+def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
+    """The registry's HTTP metrics, created on first use: the service and every app built
+    on one registry (tests build several) share them, as a registry takes a name once."""
+    with _HTTP_LOCK:
+        found = _HTTP.get(registry)
+        if found is None:
+            found = _HTTP[registry] = HttpMetrics(registry)
+        return found
+
 
 class IngestMetrics:
-    """:class:`consumers.stats.IngestStats` on top of :class:`Metrics`."""
+    """:class:`consumers.stats.IngestStats` on top of :class:`Metrics`. Labels can name
+    any model, configured or not: those outside ``models`` are counted as ``unknown``.
+    ``tally`` also counts events and dead letters for the dead-letter rate alert."""
 
-    def __init__(self, metrics: Metrics) -> None:
+    def __init__(
+        self, metrics: Metrics, models: Collection[str], tally: Tally | None = None
+    ) -> None:
         self.m = metrics
+        self._models = frozenset(models)
+        self.tally: Tally = tally or NoTally()
+
+    def _model(self, name: str) -> str:
+        return name if name in self._models else UNKNOWN
 
     def consumed(self, model: str, n: int) -> None:
-        self.m.events_consumed.labels(model).inc(n)
+        self.m.events_consumed.labels(self._model(model)).inc(n)
+        self.tally.add(events=n)
 
     def invalid(self, reason: str) -> None:
         self.m.events_invalid.labels(reason).inc()
+        self.tally.add(events=1, dead=1)
 
     def late(self, model: str, n: int) -> None:
-        self.m.events_late.labels(model).inc(n)
+        self.m.events_late.labels(self._model(model)).inc(n)
+        self.tally.add(events=n)
 
     def flushed(self, seconds: float, events: int) -> None:
         self.m.flush_seconds.observe(seconds)
@@ -186,13 +357,16 @@ class IngestMetrics:
         self.m.healthy.set(1 if ok else 0)
 
     def labels(self, model: str, outcome: str, n: int) -> None:
-        self.m.labels.labels(model, outcome).inc(n)
+        self.m.labels.labels(self._model(model), outcome).inc(n)
+        if outcome != "early":  # an early label is reported again once its prediction comes
+            self.tally.add(events=n)
 
     def unlabeled(self, model: str, n: int) -> None:
-        self.m.predictions_unlabeled.labels(model).inc(n)
+        self.m.predictions_unlabeled.labels(self._model(model)).inc(n)
 
     def alarms(self, model: str, model_version: str, detector: str, n: int) -> None:
-        self.m.concept_drift_alarms.labels(model, model_version, detector).inc(n)
+        family = self.m.concept_drift_alarms
+        self.m.versions.labels(family, self._model(model), model_version, detector).inc(n)
 
 
 class AlertMetrics:
@@ -200,6 +374,7 @@ class AlertMetrics:
 
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics
+        self._channels: set[str] = set()
 
     def sent(self, channel: str) -> None:
         self.m.alerts_sent.labels(channel).inc()
@@ -211,8 +386,27 @@ class AlertMetrics:
         self.m.alerts_dead.labels(channel).inc()
 
     def outbox(self, counts: Mapping[tuple[str, str], int]) -> None:
-        for (channel, status), n in counts.items():
-            self.m.alert_outbox.labels(channel, status).set(n)
+        """The outbox by channel and status; a status with no rows left reads 0, not the
+        count it had when it last had some (the query only returns what exists)."""
+        self._channels.update(channel for channel, _ in counts)
+        for channel in self._channels:
+            for status in DeliveryStatus:
+                n = counts.get((channel, str(status)), 0)
+                self.m.alert_outbox.labels(channel, str(status)).set(n)
+
+
+class RetrainMetrics:
+    """:class:`retrain.runs.RunObserver` on top of :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def finished(self, model: str, trigger: str, outcome: str) -> None:
+        self.m.retrain_runs.labels(model, trigger, outcome).inc()
+
+    def active(self, counts: Mapping[str, int]) -> None:
+        for model, n in counts.items():
+            self.m.retrain_active.labels(model).set(n)
 
 
 # -- scheduler and leader election ----------------------------------------------------

@@ -236,7 +236,9 @@ class PerformanceEvaluator:
         flag = {None: "unknown", True: "true", False: "false"}[degraded]
         m.performance_reports.labels(result.model, flag).inc()
         if result.coverage is not None:
-            m.label_coverage.labels(result.model, result.model_version).set(result.coverage)
+            coverage = m.versions.labels(m.label_coverage, result.model, result.model_version)
+            coverage.set(result.coverage)
+        m.performance(result.model, result.model_version, result.metrics)
 
 
 def _performance_alerts(

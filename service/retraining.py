@@ -17,7 +17,7 @@ from retrain.executors import make_executor
 from retrain.executors.base import Executor
 from retrain.gates import GateSettings, MetricGate
 from retrain.policy import TriggerPolicy
-from retrain.runs import Loop, RunDriver
+from retrain.runs import Loop, RunDriver, RunObserver
 from retrain.settings import Exporter, LoopSettings, ModelRetrain
 from service.config import Config
 from service.errors import ConfigError
@@ -111,7 +111,9 @@ def build_retraining(
     executor: Executor | None = None,
     exporter: Exporter | None = None,
     clock: Callable[[], datetime] = utc_now,
+    observer: RunObserver | None = None,
 ) -> Retraining:
+    """The policy and the run driver; ``observer`` hears of runs the driver finishes."""
     models = model_settings(cfg)
     # Jobs run in a directory of their own: relative paths are made absolute here.
     settings = LoopSettings(
@@ -124,4 +126,5 @@ def build_retraining(
         exporter or archive_exporter(cfg),
         clock,
     )
-    return Retraining(TriggerPolicy(sessions, models, clock), RunDriver(sessions, loop))
+    driver = RunDriver(sessions, loop, observer=observer)
+    return Retraining(TriggerPolicy(sessions, models, clock), driver)

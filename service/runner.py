@@ -23,6 +23,7 @@ from drift.schema import ModelSpec
 from service.api.wiring import start_api
 from service.cli_archive import build_archive
 from service.config import Config
+from service.deadletters import Tally
 from service.errors import ServiceError
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import (
@@ -41,6 +42,7 @@ from service.performance import (
 )
 from service.process import limit_malloc_arenas, pin_mmap_threshold
 from service.scheduler import build_scheduler
+from service.watches import build_tally, build_watches
 
 log = logging.getLogger(__name__)
 
@@ -120,8 +122,10 @@ def build_ingest_loop(
     metrics: Metrics,
     config_path: str | None = None,
     specs: Mapping[str, ModelSpec] | None = None,
+    tally: Tally | None = None,
 ) -> IngestLoop:
-    """The consumer loop; ``specs`` (default: the config's) decide each model's bins."""
+    """The consumer loop; ``specs`` (default: the config's) decide each model's bins;
+    ``tally`` counts its events and dead letters for the dead-letter rate."""
     engine = make_engine(cfg.database.url)
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     wait_for_brokers(cfg.kafka)
@@ -149,7 +153,7 @@ def build_ingest_loop(
         store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
         dead_letters=build_dead_letters(cfg),
         settings=settings,
-        stats=IngestMetrics(metrics),
+        stats=IngestMetrics(metrics, cfg.models, tally),
         label_specs=label_specs,
         join_observer=observer,
         archive=build_archive(cfg),
@@ -196,11 +200,13 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     sessions = make_session_factory(engine)
     evaluator = build_evaluator(cfg, sessions, metrics)
-    loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs())
+    tally = build_tally(cfg)
+    loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)
+    watches = build_watches(cfg, sessions, lambda: loop.progress, tally)
     closers: list[Callable[[], None]] = []
     elector = make_elector(cfg)
-    scheduler = build_scheduler(cfg, evaluator, loop, sessions, metrics, elector, closers)
+    scheduler = build_scheduler(cfg, evaluator, loop, sessions, metrics, elector, closers, watches)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -215,7 +221,12 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     scheduler.start()
     try:
         api = start_api(
-            cfg, sessions, metrics.registry, lambda: loop.progress.partitions, stop.wait
+            cfg,
+            sessions,
+            metrics.registry,
+            lambda: loop.progress.partitions,
+            watches.stalls.problem,
+            stop.wait,
         )
         if api is not None:
             closers.append(api.close)

@@ -10,8 +10,9 @@ refused because the previous run is still going) are counted by
 
 Leader-only, because they write shared state: window and performance evaluation,
 report rendering, the retraining tick, alert delivery, retention and archive
-maintenance. On every replica: ingestion (not a job) and keeping the consumer's
-bins on the current reference profiles (``profiles``).
+maintenance. On every replica: ingestion (not a job), keeping the consumer's
+bins on the current reference profiles (``profiles``), and the watches of this
+replica's own consumer (``consumer-stalls``, ``dead-letter-rate``).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from service.errors import ServiceError
 from service.evaluation import WindowEvaluator
 from service.leader import Elector
 from service.metrics import Metrics, SchedulerMetrics
+from service.watches import Watches
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +143,7 @@ def build_scheduler(
     metrics: Metrics,
     elector: Elector,
     closers: list[Callable[[], None]],
+    watches: Watches,
 ) -> Any:
     """The scheduler of ``driftwatch run``, not started; ``closers`` gets what it opened."""
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -175,10 +178,17 @@ def build_scheduler(
 
     every = {"trigger": "interval", **COMMON}
     scheduler.add_job(evaluate, seconds=cfg.evaluation.interval, id="evaluate", **every)
-    retrain = _retraining(cfg, sessions)
+    retrain = _retraining(cfg, sessions, metrics)
     scheduler.add_job(
         runner.job("retrain", retrain), seconds=cfg.retrain.tick, id="retrain", **every
     )
+    # Each replica watches its own consumer: every replica runs them.
+    for name, check in (
+        ("consumer-stalls", watches.stalls.tick),
+        ("dead-letter-rate", watches.dead_letters.tick),
+    ):
+        job = runner.job(name, check, leader_only=False)
+        scheduler.add_job(job, seconds=watches.interval, id=name, **every)
     maintain = _archive(cfg)
     if maintain is not None:
         scheduler.add_job(
@@ -216,12 +226,15 @@ def build_scheduler(
     return scheduler
 
 
-def _retraining(cfg: Config, sessions: sessionmaker[Session]) -> Callable[[], object]:
+def _retraining(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics
+) -> Callable[[], object]:
     """The retraining tick: the trigger policy, then one step of every active run."""
+    from service.metrics import RetrainMetrics
     from service.retraining import build_retraining
 
     try:
-        retraining = build_retraining(cfg, sessions)
+        retraining = build_retraining(cfg, sessions, observer=RetrainMetrics(metrics))
     except RetrainError as exc:
         raise ServiceError(str(exc)) from exc
     return retraining.tick

@@ -18,15 +18,20 @@ from service.alerts.http import body, post
 
 def payload(alert: Alert, now: datetime, hold: timedelta) -> list[dict[str, Any]]:
     ends = now if alert.action is Action.RESOLVE else now + hold
+    labels = {
+        "alertname": f"driftwatch_{alert.kind}",
+        "model": alert.model,
+        "kind": alert.kind,
+        "severity": str(alert.severity),
+        "service": "driftwatch",
+    }
+    scope = alert.details.get("scope")
+    if isinstance(scope, str) and scope:
+        # Alertmanager identifies an alert by its label set: two replicas' stalls are two.
+        labels["scope"] = scope
     return [
         {
-            "labels": {
-                "alertname": f"driftwatch_{alert.kind}",
-                "model": alert.model,
-                "kind": alert.kind,
-                "severity": str(alert.severity),
-                "service": "driftwatch",
-            },
+            "labels": labels,
             "annotations": {"summary": alert.message, "dedup_key": alert.dedup_key},
             "startsAt": alert.created_at.isoformat(),
             "endsAt": ends.isoformat(),

@@ -31,10 +31,18 @@ class Severity(StrEnum):
     INFO = "info"
 
 
+def dedup_key(model: str, kind: str, details: Mapping[str, Any]) -> str:
+    """``<model>/<kind>``, or ``<model>/<kind>/<scope>`` for a condition that several
+    holders raise on their own (each replica's consumer: its group and partitions)."""
+    scope = details.get("scope")
+    return f"{model}/{kind}/{scope}" if isinstance(scope, str) and scope else f"{model}/{kind}"
+
+
 @dataclass(frozen=True, slots=True)
 class Alert:
-    """One outbox event as a channel sees it. ``dedup_key`` is ``<model>/<kind>``:
-    the trigger and the resolve of one condition share it."""
+    """One outbox event as a channel sees it. ``dedup_key`` is ``<model>/<kind>``
+    (plus the payload's ``scope`` when it names one): the trigger and the resolve of
+    one condition share it."""
 
     event_id: int
     model: str
@@ -47,7 +55,7 @@ class Alert:
 
     @property
     def dedup_key(self) -> str:
-        return f"{self.model}/{self.kind}"
+        return dedup_key(self.model, self.kind, self.details)
 
     @property
     def summary(self) -> str:

@@ -4,8 +4,9 @@ One :meth:`OutboxWorker.tick` (the ``alerts`` scheduler job) does three things,
 each bookkeeping step in its own short transaction so no HTTP call holds a lock:
 
 1. *route*: every new event becomes one delivery per channel its route names,
-   deduplicated by ``<model>/<kind>`` per channel: a trigger while the condition
-   is already firing there, or a resolve when nothing fires, is ``skipped``;
+   deduplicated by ``<model>/<kind>`` (plus the payload's ``scope``) per channel:
+   a trigger while the condition is already firing there, or a resolve when
+   nothing fires, is ``skipped``;
 2. *re-send*: Alertmanager forgets alerts whose ``endsAt`` passed, so firing ones
    are posted again every ``resend_interval``;
 3. *deliver*: due deliveries are sent, oldest first, within each channel's rate
@@ -32,7 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.outbox import DeliveryRepository, DeliveryStatus, Due, event_action, event_payload
 from db.runs import AlertEventRow
 from db.session import transaction
-from service.alerts.base import Action, Alert, Channel, Outcome, Severity
+from service.alerts.base import Action, Alert, Channel, Outcome, Severity, dedup_key
 from service.config.alerts import AlertsConfig
 
 log = logging.getLogger(__name__)
@@ -184,7 +185,7 @@ class OutboxWorker:
 
     def _route_one(self, repo: DeliveryRepository, event: AlertEventRow, now: datetime) -> None:
         action = event_action(event)
-        dedup = f"{event.model}/{event.kind}"
+        dedup = dedup_key(event.model, event.kind, event_payload(event))
         severity = self._router.severity(event, event_payload(event))
         for channel in self._router.channels(event.model, event.kind, severity):
             if channel not in self._channels:

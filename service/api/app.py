@@ -13,7 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from retrain.policy import Decision
 from service.api.auth import TokenCheck
 from service.api.errors import install_handlers
+from service.api.instrument import RequestMetrics
 from service.api.limits import BodyLimit
+from service.metrics import http_metrics
 
 
 @dataclass(frozen=True)
@@ -24,7 +26,8 @@ class ApiDeps:
     ``request_retrain(model, reason, key)`` is the policy's manual request, the
     same path as ``driftwatch retrain``; ``render_html(report_id)`` renders the
     stored report with Evidently; ``consumer_problem()`` says why the consumer is
-    not ready, or None.
+    not ready, or None. ``cookie_secure`` marks the overview page's session cookie
+    Secure even on plain HTTP (behind a TLS-terminating proxy).
     """
 
     sessions: sessionmaker[Session]
@@ -37,6 +40,7 @@ class ApiDeps:
     clock: Callable[[], datetime]
     metrics_open: bool = True
     max_body_bytes: int = 65536
+    cookie_secure: bool = False
 
 
 def create_app(deps: ApiDeps) -> FastAPI:
@@ -44,6 +48,8 @@ def create_app(deps: ApiDeps) -> FastAPI:
     from service.api.routes_read import read_router
     from service.api.routes_records import records_router
     from service.api.routes_retrain import retrain_router
+    from service.api.routes_ui import ui_router
+    from service.api.ui_session import Sessions
 
     app = FastAPI(
         title="driftwatch",
@@ -51,9 +57,18 @@ def create_app(deps: ApiDeps) -> FastAPI:
         description="Drift reports, performance, the model registry and retraining runs.",
     )
     install_handlers(app)
-    app.include_router(ops_router(deps))
-    app.include_router(read_router(deps))
-    app.include_router(records_router(deps))
-    app.include_router(retrain_router(deps))
+    routers = [
+        ops_router(deps),
+        read_router(deps),
+        records_router(deps),
+        retrain_router(deps),
+        ui_router(deps, Sessions(deps.tokens, deps.clock)),
+    ]
+    for router in routers:
+        app.include_router(router)
     app.add_middleware(BodyLimit, max_bytes=deps.max_body_bytes)
+    # Added last, so outermost: requests the body limit refuses are counted too. They never
+    # reach the router, so their route is matched on the routes as the routers declare them.
+    routes = [*app.router.routes, *(route for router in routers for route in router.routes)]
+    app.add_middleware(RequestMetrics, routes=routes, metrics=http_metrics(deps.registry))
     return app

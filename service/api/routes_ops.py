@@ -24,7 +24,7 @@ def ops_router(deps: ApiDeps) -> APIRouter:
 
     @router.get("/readyz", response_model=Status, responses={503: {"model": Status}})
     def readyz() -> Response:
-        """The database answers and the consumer has its partitions."""
+        """The database answers and the consumer has its partitions and is not stalled."""
         problems: list[str] = []
         try:
             with deps.sessions() as session:

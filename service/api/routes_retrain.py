@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Path
@@ -82,21 +83,39 @@ def retrain_router(deps: ApiDeps) -> APIRouter:
     return router
 
 
-def _request(deps: ApiDeps, model: str, reason: str, key: str | None) -> StoredResponse:
-    # The policy's cause key is bounded in length, the header is not as tightly: hash it.
-    cause_key = None if key is None else "api-" + hashlib.sha256(key.encode()).hexdigest()
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A manual request's answer: the run it started, or why none started (and the
+    active run, if that is the reason)."""
+
+    run_id: int | None
+    reason: str
+    active_run_id: int | None
+
+
+def request_run(deps: ApiDeps, model: str, reason: str, cause_key: str | None) -> Outcome:
+    """The policy's manual request, shared by this route and the overview page's form;
+    NotFound when the model has no retrain settings."""
     try:
         decision = deps.request_retrain(model, reason, cause_key)
     except RunRefused as exc:
         raise NotFound(str(exc)) from exc
     if decision.decision == "fired" and decision.run_id is not None:
-        body = RetrainAccepted(run_id=decision.run_id, model=model, reason=reason)
-        return StoredResponse("", 202, body.model_dump_json())
+        return Outcome(decision.run_id, decision.reason, None)
     with transaction(deps.sessions) as s:
         active = [r.id for r in RunRepository(s).active(model)]
+    return Outcome(None, decision.reason, active[0] if active else None)
+
+
+def _request(deps: ApiDeps, model: str, reason: str, key: str | None) -> StoredResponse:
+    # The policy's cause key is bounded in length, the header is not as tightly: hash it.
+    cause_key = None if key is None else "api-" + hashlib.sha256(key.encode()).hexdigest()
+    outcome = request_run(deps, model, reason, cause_key)
+    if outcome.run_id is not None:
+        body = RetrainAccepted(run_id=outcome.run_id, model=model, reason=reason)
+        return StoredResponse("", 202, body.model_dump_json())
     conflict = error_body(
-        f"{model}: {decision.reason}; nothing started",
-        active_run_id=active[0] if active else None,
+        f"{model}: {outcome.reason}; nothing started", active_run_id=outcome.active_run_id
     )
     return StoredResponse("", 409, json.dumps(conflict))
 

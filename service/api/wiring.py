@@ -58,15 +58,20 @@ def api_deps(
         clock=clock,
         metrics_open=cfg.api.metrics_open,
         max_body_bytes=cfg.api.max_body_bytes,
+        cookie_secure=cfg.api.cookie_secure,
     )
 
 
 def consumer_readiness(
-    registry: CollectorRegistry, partitions: Callable[[], frozenset[int]]
+    registry: CollectorRegistry,
+    partitions: Callable[[], frozenset[int]],
+    stall: Callable[[], str | None],
 ) -> Callable[[], str | None]:
     """Why the consumer is not ready, or None: the loop sets ``driftwatch_healthy`` to 0
     while Kafka, the database or the dead-letter topic cannot be reached (it is stalled
-    then), and knows no partitions until the topic's metadata arrives."""
+    then), knows no partitions until the topic's metadata arrives, and ``stall`` is the
+    stall watch's verdict (:meth:`service.stalls.StallWatch.problem`), the one the
+    ``consumer_stalled`` alert follows."""
 
     def problem() -> str | None:
         if registry.get_sample_value("driftwatch_healthy") != 1:
@@ -76,7 +81,7 @@ def consumer_readiness(
             )
         if not partitions():
             return "the consumer has not seen the predictions topic's partitions yet"
-        return None
+        return stall()
 
     return problem
 
@@ -86,6 +91,7 @@ def start_api(
     sessions: sessionmaker[Session],
     registry: CollectorRegistry,
     consumer_partitions: Callable[[], frozenset[int]],
+    stall: Callable[[], str | None],
     wait: Callable[[float], bool],
 ) -> ApiServer | None:
     """Serve the API when ``api.port`` is set; None when it is 0 (off)."""
@@ -95,7 +101,7 @@ def start_api(
     from service.api.server import serve
     from service.retraining import build_retraining
 
-    problem = consumer_readiness(registry, consumer_partitions)
+    problem = consumer_readiness(registry, consumer_partitions, stall)
     deps = api_deps(cfg, sessions, build_retraining(cfg, sessions), registry, problem)
     server = serve(create_app(deps), cfg.api.host, cfg.api.port, wait=wait)
     log.info("API on http://%s:%d (OpenAPI at /docs)", cfg.api.host, server.port)

@@ -23,6 +23,10 @@ NEEDS_SECRET = frozenset({"pagerduty", "opsgenie", "webhook"})
 # Which need a URL from the operator (the others default to the vendor's endpoint).
 NEEDS_URL = frozenset({"slack", "alertmanager", "webhook"})
 
+# The model name of the alerts a replica raises about itself (its consumer stalled, its
+# dead-letter rate): routes select them with ``models: [_service]``; no model may have it.
+SERVICE_MODEL = "_service"
+
 DEFAULT_SEVERITY: dict[str, SeverityName] = {
     "data_drift": "warning",
     "performance_degradation": "error",
@@ -96,6 +100,20 @@ class AlertsConfig(Strict):
     routes: list[RouteConfig] = []
     severity: dict[str, SeverityName] = Field(
         default_factory=dict, description="a mapping of alert kind to severity"
+    )
+    stalled_after: Duration = Field(
+        default=300.0,
+        gt=0,
+        description="consumer_stalled: events wait and no offset moved into SQL this long",
+    )
+    dead_letter_window: Duration = Field(
+        default=300.0, gt=0, description="dead_letter_rate: the rolling window measured"
+    )
+    dead_letter_ratio: float = Field(
+        default=0.05, gt=0, lt=1, description="dead_letter_rate: fires above this share"
+    )
+    dead_letter_min_events: int = Field(
+        default=100, ge=1, description="dead_letter_rate: fewer events in the window judge nothing"
     )
 
     @model_validator(mode="after")

@@ -46,6 +46,8 @@ class ApiConfig(Strict):
     tokens: list[TokenConfig] = []
     metrics_open: bool = True
     max_body_bytes: int = Field(default=65536, gt=0, description="a size in bytes")
+    # The overview page's session cookie is Secure on https requests regardless.
+    cookie_secure: bool = False
 
     @field_validator("tokens")
     @classmethod

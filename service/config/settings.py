@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError
 from consumers.detectors import DetectorSpec
 from consumers.labels import LabelSpec
 from drift.schema import ModelSpec
-from service.config.alerts import AlertsConfig
+from service.config.alerts import SERVICE_MODEL, AlertsConfig
 from service.config.api import ApiConfig
 from service.config.archive import ArchiveConfig
 from service.config.base import Duration, Strict
@@ -96,6 +96,16 @@ class Config(Strict):
     retention: RetentionConfig = RetentionConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")
+
+    @field_validator("models")
+    @classmethod
+    def _not_the_service(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        if SERVICE_MODEL in v:
+            raise ValueError(
+                f"{SERVICE_MODEL} is the model name of the service's own alerts "
+                "(consumer_stalled, dead_letter_rate); give the model another name"
+            )
+        return v
 
     def model_specs(self) -> dict[str, ModelSpec]:
         return {name: m.spec(name) for name, m in self.models.items()}

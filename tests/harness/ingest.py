@@ -71,12 +71,12 @@ class FlakyStore(CheckpointStore):
         super().__init__(sessions, group, clock.time)
         self.fail_commits = self.fail_loads = self.lose_acks = self.commit_calls = 0
 
-    def commit(self, advances: Any, deltas: Any, *join: Any) -> Any:
+    def commit(self, advances: Any, deltas: Any, *join: Any, **options: Any) -> Any:
         self.commit_calls += 1
         if self.fail_commits:
             self.fail_commits -= 1
             raise StoreUnavailable("database down")
-        counts = super().commit(advances, deltas, *join)
+        counts = super().commit(advances, deltas, *join, **options)
         if self.lose_acks:
             self.lose_acks -= 1
             raise StoreUnavailable("connection lost before the commit was acknowledged")

@@ -7,14 +7,17 @@ from pathlib import Path
 
 from consumers.loop import IngestLoop
 from service.config import load_config
+from service.deadletters import Tally
 from service.metrics import Metrics
 from service.runner import build_ingest_loop
 
 
 class InProcessService:
-    def __init__(self, config: Path) -> None:
+    def __init__(self, config: Path, tally: Tally | None = None) -> None:
         self.metrics = Metrics()
-        self.loop: IngestLoop = build_ingest_loop(load_config(config, env={}), self.metrics)
+        self.loop: IngestLoop = build_ingest_loop(
+            load_config(config, env={}), self.metrics, tally=tally
+        )
         self._stop = threading.Event()
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, daemon=True)

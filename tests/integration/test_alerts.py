@@ -292,3 +292,47 @@ def test_run_outcomes_are_one_off_notices_never_skipped_nor_re_sent(
     assert [e["event_action"] for e in pd] == ["trigger", "trigger"]
     assert pd[0]["payload"]["severity"] == "error"
     assert [r.json["action"] for r in rxs["webhook"].accepted] == ["notify", "notify"]
+
+
+def test_two_replicas_stalls_are_two_alerts_each_resolved_on_its_own(
+    sessions: sessionmaker[Session], receivers: dict[str, Receiver]
+) -> None:
+    from consumers.progress import ConsumerProgress, OwnedPartition
+    from service.alerts.replica import CONSUMER_STALLED, ReplicaCondition
+    from service.stalls import StallDetector, StallWatch
+
+    clock = Clock()
+    seconds = [0.0]
+    progress = {
+        "a": ConsumerProgress(owned=(OwnedPartition("predictions", 0, 1, 2, 3),)),
+        "b": ConsumerProgress(owned=(OwnedPartition("predictions", 1, 4, 4, 9),)),
+    }
+    watches = {
+        name: StallWatch(
+            lambda name=name: progress[name],  # type: ignore[misc]
+            StallDetector(60.0, lambda: seconds[0]),
+            ReplicaCondition(sessions, CONSUMER_STALLED, "dw", clock),
+        )
+        for name in progress
+    }
+    for seconds[0] in (0.0, 60.0):
+        for w in watches.values():
+            w.tick()
+    worker = make_worker(sessions, receivers, clock)
+    assert worker.tick() == 10  # one trigger per replica per channel: not deduplicated
+    progress["a"] = ConsumerProgress(owned=(OwnedPartition("predictions", 0, 3, 3, 3),))
+    seconds[0] = 70.0
+    for w in watches.values():
+        w.tick()
+    clock.advance(5)
+    assert worker.tick() == 5  # a's resolve only; b still stalls
+    worker.close()
+    pd = [(r.json["event_action"], r.json["dedup_key"]) for r in receivers["pagerduty"].accepted]
+    assert sorted(pd) == [
+        ("resolve", "_service/consumer_stalled/dw/predictions:0"),
+        ("trigger", "_service/consumer_stalled/dw/predictions:0"),
+        ("trigger", "_service/consumer_stalled/dw/predictions:1"),
+    ]
+    am = [r.json[0]["labels"] for r in receivers["alertmanager"].accepted]
+    assert {labels["scope"] for labels in am} == {"dw/predictions:0", "dw/predictions:1"}
+    assert watches["b"].problem() is not None and watches["a"].problem() is None

@@ -487,3 +487,30 @@ def test_a_message_too_large_to_dead_letter_whole_is_dead_lettered_truncated(
     assert 0 < len(kept) < len(huge) and huge.startswith(kept)
     assert windows(sql) == {0: (2, 0)}
     assert offsets(sql) == {0: (3, T + 2)}
+
+
+def test_a_flush_retried_for_minutes_keeps_the_progress_current_enough_to_see_a_stall(
+    sql: Any, clock: FakeClock
+) -> None:
+    from service.stalls import StallDetector
+
+    r = rig(sql, clock, {0: spaced(3), 1: spaced(3), 2: []})
+    r.drain()
+    detector = StallDetector(300.0, clock.monotonic)
+    seen = []
+    commit = r.store.commit
+
+    def observed(*args: Any) -> Any:
+        # What the stall watch would see on its thread while the flush is retried.
+        stall = detector.observe(r.loop.progress)
+        seen.append(None if stall is None else sorted(stall.partitions))
+        return commit(*args)
+
+    r.store.commit = observed  # type: ignore[method-assign]
+    r.store.fail_commits = 600  # ten minutes of backoff at most 1 s each
+    r.flush()
+    assert [(TOPIC, 0), (TOPIC, 1)] in seen  # partition 2 has nothing waiting
+    assert seen[0] is None
+    clock.now += 2
+    r.loop._report_lag()
+    assert detector.observe(r.loop.progress) is None  # the flush went through

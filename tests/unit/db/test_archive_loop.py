@@ -15,6 +15,7 @@ from consumers.archive import ArchiveIntake
 from consumers.dlq import DeadLetterPublisher
 from consumers.loop import IngestLoop, IngestSettings, _Rebalance
 from db.archive import ArchiveSettings, ArchiveWriter, Kind
+from db.archive.errors import ArchiveUnavailable
 from db.errors import StoreUnavailable
 from db.session import make_engine, make_session_factory
 from tests.harness.ingest import (
@@ -45,7 +46,21 @@ def ev(t: float) -> bytes:
 PARTS = {0: [ev(T + 1), b"{bad", ev(T + 2), ev(T + 3)], 1: [ev(T + 4)]}
 
 
-def start(sql: Any, clock: FakeClock, settings: ArchiveSettings) -> tuple[IngestLoop, FlakyStore]:
+class FailingWriter(ArchiveWriter):
+    """The real writer, told to fail its next appends as an unreachable object store does."""
+
+    fail_appends = 0
+
+    def append(self, *args: Any, **kwargs: Any) -> int:
+        if self.fail_appends:
+            self.fail_appends -= 1
+            raise ArchiveUnavailable("object store unreachable")
+        return super().append(*args, **kwargs)
+
+
+def start(
+    sql: Any, clock: FakeClock, settings: ArchiveSettings, writer: ArchiveWriter | None = None
+) -> tuple[IngestLoop, FlakyStore]:
     """A fresh process: a new consumer over the same partitions, the same SQL and archive."""
     consumer = FakeConsumer(clock, [TopicPartition(TOPIC, p) for p in PARTS], 2)
     for p, values in PARTS.items():
@@ -60,7 +75,7 @@ def start(sql: Any, clock: FakeClock, settings: ArchiveSettings) -> tuple[Ingest
         IngestSettings(TOPIC, max_backoff=1.0),
         Stats(),
         clock=clock,
-        archive=ArchiveIntake(ArchiveWriter(settings, GROUP), ["fraud"]),
+        archive=ArchiveIntake(writer or ArchiveWriter(settings, GROUP), ["fraud"]),
     )
     loop.consumer.subscribe([TOPIC], listener=_Rebalance(loop))
     while batch := loop._poll(0):
@@ -91,4 +106,26 @@ def test_a_crash_between_the_archive_append_and_the_sql_commit_archives_nothing_
         (1, 0, f"e{T + 4}"),
     ]
     assert frame.set_index("event_id").loc[f"e{T + 3}", "amount"] == 3.0
+    engine.dispose()
+
+
+def test_a_failed_archive_append_rolls_the_sql_transaction_back_and_the_retry_stores_once(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    # The append runs beside the SQL work; its failure must still keep SQL from committing.
+    engine = make_engine(sqlite_url)
+    sql = make_session_factory(engine)
+    clock = FakeClock(T + 100.0)
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"))
+    writer = FailingWriter(settings, GROUP)
+    writer.fail_appends = 1
+    loop, store = start(sql, clock, settings, writer)
+    with pytest.raises(ArchiveUnavailable):
+        loop.flush_once()
+    assert store.load(TOPIC, PARTS) == {}
+    assert not Path(settings.table_uri("fraud", Kind.PREDICTIONS)).exists()
+    loop.flush_once()
+    assert {p: o.next_offset for p, o in store.load(TOPIC, PARTS).items()} == {0: 4, 1: 1}
+    frame = DeltaTable(settings.table_uri("fraud", Kind.PREDICTIONS)).to_pandas()
+    assert sorted(frame["event_id"]) == sorted(f"e{T + i}" for i in (1, 2, 3, 4))
     engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from db.models import (
     PerformanceReportRow,
     ReferenceProfileRow,
 )
-from db.runs import RunRepository
+from db.runs import AlertOutbox, RunRepository
 from db.session import transaction
 from db.triggers import DecisionRepository
 from retrain.policy import TriggerPolicy
@@ -302,3 +303,23 @@ def test_a_manual_request_repeated_with_its_key_returns_its_first_decision(
     again = p.request("fraud", "retry-safe", key="req-1")
     assert other.decision == "suppressed"
     assert again == first
+
+
+def test_a_fired_trigger_queues_one_retrain_started_alert_and_a_repeated_tick_none(
+    sessions: sessionmaker[Session],
+) -> None:
+    clock = Clock()
+    add_drift(sessions, [True, True, True])
+    p = policy(sessions, clock)
+    made = p.tick()
+    assert [(d.cause, d.decision) for d in made] == [("drift", "fired")]
+    run_id = made[0].run_id
+    assert p.tick() == []
+    with transaction(sessions) as s:
+        events = AlertOutbox(s).events("fraud")
+        assert [(e.kind, e.run_id, e.key) for e in events] == [
+            ("retrain_started", run_id, f"run-{run_id}-started")
+        ]
+        payload = json.loads(events[0].payload)
+    assert payload["run_id"] == run_id and payload["trigger"] == "drift"
+    assert payload["cause_key"] == made[0].key

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -62,6 +63,11 @@ class Rig:
         with transaction(self.sessions) as s:
             return [p.phase for p in RunRepository(s).history(run_id)]
 
+    def stage(self, version: str) -> str | None:
+        with transaction(self.sessions) as s:
+            row = RegistryRepository(s).get("fraud", version)
+            return None if row is None else row.stage
+
     def alerts(self) -> list[str]:
         with transaction(self.sessions) as s:
             return [a.kind for a in AlertOutbox(s).events()]
@@ -93,7 +99,7 @@ def test_a_better_candidate_goes_train_validate_accepted_one_step_per_tick(rig: 
     assert rig.history(run_id) == ["pending", "training", "validating", "accepted"]
     assert rig.executor.starts == {TRAIN: 1, VALIDATE: 1}
     assert rig.exporter.calls == 1
-    assert rig.alerts() == ["run_accepted"]
+    assert rig.alerts() == ["retrain_started", "run_accepted"]
     with transaction(rig.sessions) as s:
         candidate = RegistryRepository(s).get("fraud", f"run-{run_id}")
         assert candidate is not None
@@ -119,7 +125,7 @@ def test_a_worse_candidate_is_rejected_its_version_marked_and_alerted(rig: Rig) 
     driver.tick()
     phase, verdict, _ = rig.run(run_id)
     assert (phase, verdict) == ("rejected", "rejected")
-    assert rig.alerts() == ["run_rejected"]
+    assert rig.alerts() == ["retrain_started", "run_rejected"]
     with transaction(rig.sessions) as s:
         candidate = RegistryRepository(s).get("fraud", f"run-{run_id}")
         assert candidate is not None and candidate.stage == "rejected"
@@ -140,7 +146,7 @@ def test_a_failed_training_fails_the_run_with_its_reason_and_changes_nothing_els
         assert [v.version for v in RegistryRepository(s).versions("fraud")] == ["v1"]
         assert RunRepository(s).gates(run_id) == []
     assert rig.executor.starts == {TRAIN: 1}
-    assert rig.alerts() == ["run_failed"]
+    assert rig.alerts() == ["retrain_started", "run_failed"]
 
 
 def test_a_failed_validation_fails_the_run_and_judges_nothing(rig: Rig) -> None:
@@ -156,6 +162,7 @@ def test_a_failed_validation_fails_the_run_and_judges_nothing(rig: Rig) -> None:
     assert reason == "validation failed: sha256 mismatch for file:///models/fraud/run-1/model.skops"
     with transaction(rig.sessions) as s:
         assert RunRepository(s).gates(run_id) == []
+    assert rig.stage(f"run-{run_id}") == "rejected"  # trained, never judged good
 
 
 def test_a_job_running_past_its_phase_deadline_is_cancelled_and_fails_the_run(rig: Rig) -> None:
@@ -249,6 +256,46 @@ def test_cancel_stops_the_run_and_its_jobs(rig: Rig) -> None:
     assert rig.run(run_id)[0] == "cancelled"
     assert rig.executor.cancelled == [TRAIN, VALIDATE]
     assert driver.tick() == {}
+    assert rig.stage(f"run-{run_id}") is None  # cancelled before training produced one
+
+
+def test_cancelling_a_run_with_a_trained_candidate_rejects_that_version(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    driver.tick()
+    rig.executor.succeed(TRAIN, train_result())
+    assert driver.tick() == {run_id: Phase.VALIDATING}
+    assert rig.stage(f"run-{run_id}") == "candidate"
+    assert driver.cancel(run_id, "operator") == Phase.CANCELLED
+    assert rig.stage(f"run-{run_id}") == "rejected"
+    assert rig.alerts() == ["retrain_started"]  # a cancel is the operator's own doing
+
+
+def test_a_validation_timing_out_rejects_the_trained_candidate(rig: Rig) -> None:
+    run_id = rig.start()
+    driver = rig.driver()
+    driver.tick()
+    rig.executor.succeed(TRAIN, train_result())
+    driver.tick()
+    rig.clock.advance(hours=2)
+    assert driver.tick() == {run_id: Phase.FAILED}
+    assert rig.stage(f"run-{run_id}") == "rejected"
+    with transaction(rig.sessions) as s:
+        production = RegistryRepository(s).production("fraud")
+        assert production is not None and production.version == "v1"  # untouched
+
+
+def test_a_started_run_queues_one_retrain_started_alert_with_its_id(rig: Rig) -> None:
+    run_id = rig.start()
+    rig.driver().tick()
+    rig.driver().tick()
+    with transaction(rig.sessions) as s:
+        started = [e for e in AlertOutbox(s).events() if e.kind == "retrain_started"]
+        assert [(e.run_id, e.key, e.model) for e in started] == [
+            (run_id, f"run-{run_id}-started", "fraud")
+        ]
+        payload = json.loads(started[0].payload)
+    assert payload["run_id"] == run_id and payload["trigger"] == "manual"
 
 
 def test_an_export_failing_past_the_training_timeout_fails_the_run(rig: Rig) -> None:

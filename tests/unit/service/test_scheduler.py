@@ -154,8 +154,10 @@ class Rebinned:
 def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
     tmp_path: Path, sqlite_url: str
 ) -> None:
+    from consumers.progress import ConsumerProgress
     from db.session import make_engine, make_session_factory
     from service.runner import build_evaluator
+    from service.watches import build_tally, build_watches
 
     raw = mutated("database.url", sqlite_url)
     raw["archive"] = {"uri": str(tmp_path / "archive")}
@@ -167,21 +169,34 @@ def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
     elector = Switch(leading=False)
     closers: list[Callable[[], None]] = []
     evaluator = build_evaluator(cfg, sessions, metrics)
-    scheduler = build_scheduler(cfg, evaluator, Rebinned(), sessions, metrics, elector, closers)
+    watches = build_watches(cfg, sessions, ConsumerProgress, build_tally(cfg))
+    scheduler = build_scheduler(
+        cfg, evaluator, Rebinned(), sessions, metrics, elector, closers, watches
+    )
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
-        assert set(jobs) == {"evaluate", "retrain", "archive", "retention", "render"}
+        assert set(jobs) == {
+            "evaluate",
+            "retrain",
+            "archive",
+            "retention",
+            "render",
+            "consumer-stalls",
+            "dead-letter-rate",
+        }
         assert jobs["retention"].trigger.interval == timedelta(minutes=30)
         for job in jobs.values():
             assert (job.max_instances, job.coalesce, job.misfire_grace_time) == (1, True, None)
 
         r = metrics.registry
-        jobs["evaluate"].func()
+        for name in ("evaluate", "consumer-stalls", "dead-letter-rate"):
+            jobs[name].func()
         skipped = "driftwatch_scheduler_job_skipped_total"
         assert sample(r, skipped, job="evaluate", reason="not_leader") == 1.0
         assert sample(r, skipped, job="performance", reason="not_leader") == 1.0
         last = "driftwatch_scheduler_job_last_success_timestamp_seconds"
-        assert sample(r, last, job="profiles") is not None  # every replica keeps its bins
+        for name in ("profiles", "consumer-stalls", "dead-letter-rate"):
+            assert sample(r, last, job=name) is not None, name  # on every replica
         assert sample(r, "driftwatch_leader", backend="switch") == 0.0
 
         elector.leading = True

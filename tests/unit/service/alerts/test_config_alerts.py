@@ -40,6 +40,12 @@ def load(tmp_path: Path, alerts: dict[str, Any]) -> Any:
             "give one of secret",
         ),
         ({"max_attempts": 0}, "alerts.max_attempts"),
+        ({"stalled_after": "0s"}, "alerts.stalled_after"),
+        ({"stalled_after": "soon"}, "alerts.stalled_after"),
+        ({"dead_letter_window": "-5m"}, "alerts.dead_letter_window"),
+        ({"dead_letter_ratio": 1.5}, "alerts.dead_letter_ratio"),
+        ({"dead_letter_ratio": 0}, "alerts.dead_letter_ratio"),
+        ({"dead_letter_min_events": 0}, "alerts.dead_letter_min_events"),
     ],
 )
 def test_a_wrong_alerts_setting_names_its_key(
@@ -47,6 +53,24 @@ def test_a_wrong_alerts_setting_names_its_key(
 ) -> None:
     with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
         load(tmp_path, alerts)
+
+
+def test_the_replica_watches_have_defaults_and_take_durations(tmp_path: Path) -> None:
+    a = load(tmp_path, {}).alerts
+    assert (a.stalled_after, a.dead_letter_window) == (300.0, 300.0)
+    assert (a.dead_letter_ratio, a.dead_letter_min_events) == (0.05, 100)
+    a = load(tmp_path, {"stalled_after": "2m", "dead_letter_window": "1h"}).alerts
+    assert (a.stalled_after, a.dead_letter_window) == (120.0, 3600.0)
+
+
+def test_no_model_may_take_the_name_of_the_services_own_alerts(tmp_path: Path) -> None:
+    import yaml
+
+    path = tmp_path / "c.yaml"
+    models = {"_service": BASE["models"]["fraud"]}
+    path.write_text(yaml.safe_dump({**BASE, "models": models}))
+    with pytest.raises(ConfigError, match=r"models: .*_service is the model name of the service"):
+        load_config(str(path))
 
 
 def test_secrets_come_from_env_or_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,6 +25,7 @@ def with_api(api: dict[str, Any]) -> dict[str, Any]:
 def test_api_is_off_by_default_and_metrics_open(tmp_path: Path) -> None:
     cfg = load_cfg(tmp_path)
     assert (cfg.api.port, cfg.api.metrics_open, cfg.api.tokens) == (0, True, [])
+    assert cfg.api.cookie_secure is False
 
 
 @pytest.mark.parametrize(
@@ -43,6 +44,7 @@ def test_api_is_off_by_default_and_metrics_open(tmp_path: Path) -> None:
         ),
         ({"tokens": [{"name": "a", "sha256": "0" * 64, "scopes": []}]}, "config: api.tokens.0"),
         ({"prot": 8080}, "config: api.prot"),
+        ({"cookie_secure": "sometimes"}, "config: api.cookie_secure:"),
     ],
 )
 def test_wrong_api_settings_name_the_key(
@@ -72,10 +74,11 @@ def test_token_files_are_read_and_an_unreadable_one_names_the_key(tmp_path: Path
     assert str(info.value).startswith(f"config: api.tokens[1].token_file: cannot read {missing}")
 
 
-def test_readiness_follows_the_healthy_gauge_and_the_partitions() -> None:
+def test_readiness_follows_the_healthy_gauge_the_partitions_and_the_stall_watch() -> None:
     metrics = Metrics()
     partitions: list[frozenset[int]] = [frozenset()]
-    problem = consumer_readiness(metrics.registry, lambda: partitions[0])
+    stall: list[str | None] = [None]
+    problem = consumer_readiness(metrics.registry, lambda: partitions[0], lambda: stall[0])
     metrics.healthy.set(0)
     assert problem() == (
         "the consumer is stalled: Kafka, the database or the dead-letter topic is unreachable"
@@ -84,3 +87,5 @@ def test_readiness_follows_the_healthy_gauge_and_the_partitions() -> None:
     assert problem() == "the consumer has not seen the predictions topic's partitions yet"
     partitions[0] = frozenset({0, 1, 2})
     assert problem() is None
+    stall[0] = "the consumer is stalled: predictions:0 made no progress for 300 s"
+    assert problem() == stall[0]

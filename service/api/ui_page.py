@@ -1,0 +1,91 @@
+"""What the overview page shows of each model, read with the API's own queries."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from db.registry import RegistryRepository
+from service.api import views
+from service.api.charts import Chart, Point, line_chart
+from service.api.schemas import DriftSummary, PerformanceSummary, RunSummary, Version
+
+WINDOWS = 48  # newest windows charted per model
+RUNS = 10  # newest runs listed per model
+
+
+@dataclass(frozen=True)
+class ModelPanel:
+    """One model's section. ``performance`` is None for a model without labels: the page
+    then has no performance section for it at all."""
+
+    name: str
+    drift_chart: Chart
+    latest_drift: DriftSummary | None
+    performance: Performance | None
+    versions: list[Version]
+    runs: list[RunSummary]
+
+    @property
+    def active_run(self) -> RunSummary | None:
+        return next((r for r in self.runs if r.active), None)
+
+
+@dataclass(frozen=True)
+class Performance:
+    chart: Chart
+    latest: PerformanceSummary | None
+
+
+def panel(session: Session, model: str, labels: bool) -> ModelPanel:
+    drift = [views.drift(r) for r in views.drift_page(session, model, None, None, WINDOWS, 0)]
+    drift = drift[:WINDOWS]
+    share = line_chart(
+        "drifted feature share",
+        [
+            Point(r.window_start, r.model_version, r.drifted_share, r.dataset_drift is True)
+            for r in drift
+        ],
+    )
+    performance = None
+    if labels:
+        rows = views.performance_page(session, model, None, None, WINDOWS, 0)[:WINDOWS]
+        perf = [views.performance(r) for r in rows]
+        accuracy = line_chart(
+            "accuracy",
+            [Point(r.window_start, r.model_version, r.accuracy, r.degraded is True) for r in perf],
+        )
+        performance = Performance(accuracy, perf[0] if perf else None)
+    runs = [views.run(r) for r in views.run_page(session, model, RUNS, 0)[:RUNS]]
+    versions = [views.version(v) for v in reversed(RegistryRepository(session).versions(model))]
+    return ModelPanel(
+        name=model,
+        drift_chart=share,
+        latest_drift=drift[0] if drift else None,
+        performance=performance,
+        versions=versions,
+        runs=runs,
+    )
+
+
+def panels(session: Session, models: Mapping[str, bool]) -> list[ModelPanel]:
+    return [panel(session, name, models[name]) for name in sorted(models)]
+
+
+def notice(params: Mapping[str, str], models: Mapping[str, bool]) -> str | None:
+    """The message a retrain form's redirect asks for. Built here from a fixed set of
+    outcomes, so a crafted link cannot put its own words on the page."""
+    model, outcome, run = params.get("model"), params.get("flash"), params.get("run")
+    if model not in models or outcome is None:
+        return None
+    number = f" {run}" if run is not None and run.isdigit() and len(run) < 20 else ""
+    if outcome == "started" and number:
+        return f"{model}: retraining run{number} started."
+    if outcome == "active":
+        which = f" (run{number})" if number else ""
+        return f"{model}: a run is already active{which}; nothing started."
+    if outcome == "held":
+        return f"{model}: the retrain policy held the request back; nothing started."
+    return None

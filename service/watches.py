@@ -1,0 +1,57 @@
+"""The replica's own watches, built from the ``alerts`` config: stalls and dead letters.
+
+Both run on every replica (each has its own consumer), as scheduler jobs every
+:attr:`Watches.interval` seconds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.progress import ConsumerProgress
+from service.alerts.replica import CONSUMER_STALLED, DEAD_LETTER_RATE, ReplicaCondition
+from service.config import Config
+from service.deadletters import DeadLetterRate, EventTally
+from service.stalls import StallDetector, StallWatch
+
+# Often enough that a stall is seen within a tenth of its limit, and never busier than 1/s.
+_MIN_INTERVAL, _MAX_INTERVAL = 1.0, 15.0
+
+
+@dataclass(frozen=True)
+class Watches:
+    stalls: StallWatch
+    dead_letters: DeadLetterRate
+    interval: float
+
+
+def build_tally(cfg: Config) -> EventTally:
+    """The rolling count the ingest stats feed (see :class:`service.metrics.IngestMetrics`)."""
+    return EventTally(cfg.alerts.dead_letter_window, time.monotonic)
+
+
+def build_watches(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    progress: Callable[[], ConsumerProgress],
+    tally: EventTally,
+) -> Watches:
+    a = cfg.alerts
+
+    def condition(kind: str) -> ReplicaCondition:
+        return ReplicaCondition(sessions, kind, cfg.kafka.group_id, lambda: datetime.now(UTC))
+
+    stalls = StallWatch(
+        progress, StallDetector(a.stalled_after, time.monotonic), condition(CONSUMER_STALLED)
+    )
+    rate = DeadLetterRate(
+        tally, a.dead_letter_ratio, a.dead_letter_min_events, progress, condition(DEAD_LETTER_RATE)
+    )
+    shortest = min(a.stalled_after, a.dead_letter_window)
+    interval = min(_MAX_INTERVAL, max(_MIN_INTERVAL, shortest / 10))
+    return Watches(stalls, rate, interval)

@@ -1,0 +1,78 @@
+"""The dead_letter_rate alert on a real broker: malformed events raise it, once."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from consumers.synthetic import SyntheticPlan, SyntheticStream
+from db.migrate import upgrade
+from db.runs import AlertOutbox
+from db.session import make_engine, make_session_factory
+from service.alerts.replica import DEAD_LETTER_RATE, SERVICE_MODEL
+from service.config import load_config
+from service.watches import build_tally, build_watches
+from tests.harness.inprocess import InProcessService
+from tests.harness.kafka import TestKafka
+from tests.harness.scenario import wait_for_count, wait_for_total, write_config
+
+pytestmark = pytest.mark.kafka
+_START = time.time() - 3 * 86400  # in the past: future events are rejected
+VALID, MALFORMED = 100, 20
+
+
+def test_a_burst_of_malformed_events_queues_one_dead_letter_rate_alert(
+    kafka: TestKafka, tmp_path: Path
+) -> None:
+    topic = f"dlrate-{time.time_ns()}"
+    kafka.create_topic(topic, 2)
+    kafka.create_topic(f"{topic}-labels", 2)
+    kafka.create_topic(f"{topic}-dlq", 1)
+    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    upgrade(make_engine(db))
+    config = write_config(
+        tmp_path / "c.yaml",
+        bootstrap_servers=kafka.bootstrap_servers,
+        api_version=kafka.api_version,
+        database_url=db,
+        topic=topic,
+        group_id=topic,
+        flush_interval="200ms",
+    )
+    cfg = load_config(config, env={})
+    tally = build_tally(cfg)
+    service = InProcessService(config, tally)
+    sessions = make_session_factory(make_engine(db))
+    watches = build_watches(cfg, sessions, lambda: service.loop.progress, tally)
+    stream = SyntheticStream(
+        SyntheticPlan(model=cfg.model_specs()["wide"], rate=50.0, start=_START)
+    )
+    producer = kafka.producer()
+    try:
+        for i in range(VALID):
+            event = stream.event(i, _START + i / 50.0)
+            producer.send(topic, key=str(i).encode(), value=event.prediction)
+        for i in range(MALFORMED):
+            producer.send(topic, key=f"bad-{i}".encode(), value=b"{not json")
+        producer.flush()
+        assert wait_for_total(db, VALID, timeout=60) == VALID
+        assert wait_for_count(lambda: tally.counts().dead, MALFORMED, timeout=30) == MALFORMED
+        first = watches.dead_letters.tick()
+        again = watches.dead_letters.tick()
+    finally:
+        producer.close()
+        service.stop()
+    assert len(first) == 1 and again == []
+    with sessions() as s:
+        events = [e for e in AlertOutbox(s).events() if e.kind == DEAD_LETTER_RATE]
+    assert [(e.model, e.key) for e in events] == [(SERVICE_MODEL, first[0])]
+    payload = json.loads(events[0].payload)
+    assert (payload["events"], payload["dead_letters"]) == (VALID + MALFORMED, MALFORMED)
+    assert payload["ratio"] == round(MALFORMED / (VALID + MALFORMED), 6)
+    assert (payload["threshold"], payload["min_events"]) == (0.05, 100)
+    assert payload["window_seconds"] == 300.0
+    assert payload["scope"] == f"{topic}/{topic}:0-1"
+    assert payload["partitions"] == {topic: [0, 1]}

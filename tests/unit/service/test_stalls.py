@@ -1,0 +1,205 @@
+"""The stall watch: when a consumer counts as stalled, its alert, and /readyz."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.progress import ConsumerProgress, OwnedPartition
+from db.errors import StoreError
+from db.runs import AlertOutbox
+from db.session import make_engine, make_session_factory
+from service.alerts.replica import CONSUMER_STALLED, SERVICE_MODEL, ReplicaCondition
+from service.stalls import StallDetector, StallWatch
+
+T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+LIMIT = 300.0
+
+
+class Rig:
+    """A fake progress source and one clock, stepped by hand."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+        self.seconds = 0.0
+        self.progress = ConsumerProgress()
+        self.watch = self.new_watch()
+
+    def new_watch(self) -> StallWatch:
+        """A watch as a (re)started replica builds it."""
+        condition = ReplicaCondition(self.sessions, CONSUMER_STALLED, "dw", self.now)
+        detector = StallDetector(LIMIT, lambda: self.seconds)
+        return StallWatch(lambda: self.progress, detector, condition)
+
+    def now(self) -> datetime:
+        return T0 + timedelta(seconds=self.seconds)
+
+    def owns(self, *parts: tuple[str, int, int | None, int | None, int | None]) -> None:
+        self.progress = ConsumerProgress(owned=tuple(OwnedPartition(*p) for p in parts))
+
+    def at(self, seconds: float) -> list[str]:
+        self.seconds = seconds
+        return self.watch.tick()
+
+    def events(self) -> list[tuple[str, str, dict[str, Any]]]:
+        with self.sessions() as s:
+            return [(e.model, e.kind, json.loads(e.payload)) for e in AlertOutbox(s).events()]
+
+
+def test_a_caught_up_consumer_never_stalls() -> None:
+    t = [0.0]
+    d = StallDetector(LIMIT, lambda: t[0])
+    idle = ConsumerProgress(owned=(OwnedPartition("p", 0, 50, 50, 50),))
+    for t[0] in (0.0, 1000.0, 5000.0):
+        assert d.observe(idle) is None
+    assert d.healthy == {("p", 0)}
+
+
+def test_a_slow_consumer_that_keeps_flushing_never_stalls() -> None:
+    t = 0.0
+    d = StallDetector(LIMIT, lambda: t)
+    for step in range(20):
+        t = step * 100.0
+        busy = ConsumerProgress(owned=(OwnedPartition("p", 0, 10 * step, 10 * step + 5, 1000),))
+        assert d.observe(busy) is None
+
+
+def test_events_waiting_behind_an_unmoving_offset_stall_after_the_limit() -> None:
+    t = 0.0
+    d = StallDetector(LIMIT, lambda: t)
+    stuck = ConsumerProgress(
+        owned=(OwnedPartition("p", 0, 10, 30, 40), OwnedPartition("p", 1, 7, 7, 7))
+    )
+    assert d.observe(stuck) is None
+    t = LIMIT - 1
+    assert d.observe(stuck) is None
+    t = LIMIT
+    stall = d.observe(stuck)
+    assert stall is not None
+    assert (list(stall.partitions), stall.seconds, stall.partitions[("p", 0)].lag) == (
+        [("p", 0)],
+        LIMIT,
+        30,
+    )
+    assert d.healthy == {("p", 1)}
+    moved = ConsumerProgress(owned=(OwnedPartition("p", 0, 30, 30, 40),))
+    t = LIMIT + 5
+    assert d.observe(moved) is None and d.healthy == {("p", 0)}
+
+
+def test_unflushed_reads_of_a_partition_sql_never_held_count_as_waiting() -> None:
+    t = 0.0
+    d = StallDetector(LIMIT, lambda: t)
+    never_flushed = ConsumerProgress(owned=(OwnedPartition("p", 0, None, 20, 20),))
+    d.observe(never_flushed)
+    t = LIMIT
+    assert d.observe(never_flushed) is not None
+    # Assigned, nothing read, nothing stored, end unknown: nothing tells of a stall.
+    unknown = ConsumerProgress(owned=(OwnedPartition("p", 0, None, None, None),))
+    assert d.observe(unknown) is None
+
+
+def test_a_stall_fires_once_with_its_measures_and_resolves_once(
+    sessions: sessionmaker[Session],
+) -> None:
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 100, 180, 250), ("predictions", 1, 40, 40, 40))
+    assert rig.at(0) == [] and rig.watch.problem() is None
+    assert rig.at(LIMIT - 1) == []
+    assert len(rig.at(LIMIT + 20)) == 1
+    assert rig.at(LIMIT + 40) == []  # still stalled: nothing more
+    [(model, kind, payload)] = rig.events()
+    assert (model, kind) == (SERVICE_MODEL, CONSUMER_STALLED)
+    assert payload == {
+        "action": "trigger",
+        "scope": "dw/predictions:0",
+        "group": "dw",
+        "partitions": {"predictions": [0]},
+        "stalled_seconds": LIMIT + 20,
+        "stalled_after": LIMIT,
+        "lag": {"predictions:0": 150},
+        "committed": {"predictions:0": 100},
+    }
+    problem = rig.watch.problem()
+    assert problem is not None and "predictions:0 made no progress for 340 s" in problem
+    rig.owns(("predictions", 0, 250, 250, 250), ("predictions", 1, 40, 40, 40))
+    assert len(rig.at(LIMIT + 60)) == 1
+    assert rig.at(LIMIT + 80) == []
+    assert [p["action"] for _, _, p in rig.events()] == ["trigger", "resolve"]
+    assert rig.events()[1][2] == {
+        "action": "resolve",
+        "scope": "dw/predictions:0",
+        "group": "dw",
+        "partitions": {"predictions": [0]},
+        "stalled_after": LIMIT,
+    }
+    assert rig.watch.problem() is None
+
+
+def test_a_second_partition_stalling_is_the_same_page(sessions: sessionmaker[Session]) -> None:
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 1, 2, 3), ("predictions", 1, 0, 0, 0))
+    rig.at(0)
+    assert len(rig.at(LIMIT)) == 1
+    rig.owns(("predictions", 0, 1, 2, 3), ("predictions", 1, 0, 0, 9))
+    rig.at(LIMIT + 1)
+    assert rig.at(2 * LIMIT + 1) == []  # both stalled now: still the page that fired
+    assert [p["action"] for _, _, p in rig.events()] == ["trigger"]
+
+
+def test_a_restarted_replica_resolves_the_stall_its_predecessor_left_firing(
+    sessions: sessionmaker[Session],
+) -> None:
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 1, 2, 3))
+    rig.at(0)
+    rig.at(LIMIT)
+    rig.watch = rig.new_watch()  # SIGKILL and restart: the firing state is gone
+    rig.progress = ConsumerProgress()
+    assert rig.at(LIMIT + 10) == []  # not assigned yet: nothing known
+    rig.owns(("predictions", 0, 3, 3, 3))
+    assert len(rig.at(LIMIT + 20)) == 1
+    assert rig.at(LIMIT + 30) == []
+    actions = [(p["action"], p["scope"]) for _, _, p in rig.events()]
+    assert actions == [("trigger", "dw/predictions:0"), ("resolve", "dw/predictions:0")]
+    assert rig.events()[1][2]["resolved_by_successor"] is True
+
+
+def test_another_replicas_stall_is_left_alone(sessions: sessionmaker[Session]) -> None:
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 1, 2, 3))
+    rig.at(0)
+    rig.at(LIMIT)
+    other = rig.new_watch()
+    rig.watch, mine = other, rig.watch
+    rig.owns(("predictions", 1, 5, 5, 5))  # the other replica holds partition 1, healthy
+    assert rig.at(LIMIT + 10) == []
+    assert [p["action"] for _, _, p in rig.events()] == ["trigger"]
+    assert mine.detector.stall is not None
+
+
+def test_a_stall_that_ends_while_the_outbox_is_unreachable_is_told_after_the_fact(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    rig = Rig(sessions)
+    down = make_session_factory(make_engine(f"sqlite:///{tmp_path / 'missing' / 'x.db'}"))
+    condition = ReplicaCondition(down, CONSUMER_STALLED, "dw", rig.now)
+    rig.watch = StallWatch(
+        lambda: rig.progress, StallDetector(LIMIT, lambda: rig.seconds), condition
+    )
+    rig.owns(("predictions", 0, 1, 2, 3))
+    for seconds in (0.0, LIMIT):  # the database is down: the stall cannot be queued
+        with pytest.raises(StoreError):
+            rig.at(seconds)
+    assert rig.watch.problem() is not None  # /readyz knows all the same
+    condition._sessions = sessions  # the database is back, and the flush went through
+    rig.owns(("predictions", 0, 3, 3, 3))
+    assert len(rig.at(LIMIT + 10)) == 2
+    actions = [(p["action"], p.get("stalled_seconds")) for _, _, p in rig.events()]
+    assert actions == [("trigger", LIMIT), ("resolve", None)]
+    assert rig.at(LIMIT + 20) == []
