@@ -134,7 +134,8 @@ class LeaseElector:
         # The library sleeps between attempts where it cannot be woken; the release need
         # not wait for it: a renewal racing the release loses on the resourceVersion
         # (409), or makes the release lose, and the Lease then expires by itself.
-        self._thread.join(timeout=_STOP_WAIT)
+        if self._thread.is_alive():
+            self._thread.join(timeout=_STOP_WAIT)
         was_leading, self._leading = self._leading, False
         if was_leading:
             self._release()
@@ -194,5 +195,5 @@ class LeaseElector:
             lease.spec.holder_identity = None
             self._api.replace_namespaced_lease(self.name, self.namespace, lease)
             log.info("leader: released Lease %s/%s", self.namespace, self.name)
-        except (ApiException, OSError) as exc:  # the Lease then expires by itself
+        except (ApiException, HTTPError, OSError) as exc:  # the Lease then expires by itself
             log.warning("leader: releasing Lease %s/%s failed: %s", self.namespace, self.name, exc)

@@ -115,3 +115,21 @@ def test_a_stale_update_is_refused_with_409(emulator: Emulator) -> None:
         api.replace_namespaced_lease(LEASE, NAMESPACE, created)
     assert info.value.status == 409
     assert api.read_namespaced_lease(LEASE, NAMESPACE).spec.holder_identity == "y"
+
+
+def test_a_leader_that_cannot_reach_the_api_server_still_stops_cleanly(
+    emulator: Emulator, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = elector(f"http://127.0.0.1:{proxy.port}", "replica-a")
+    a.start()
+    until(lambda: a.is_leader() and emulator.count("update", "leases", 200) >= 1)
+    proxy.cut()
+    with caplog.at_level("WARNING", logger="service.leader.kubernetes"):
+        a.stop()  # never raises: the Lease is left to expire
+    assert not a.is_leader()
+    assert holder(emulator) == "replica-a"
+    # Either the release failed, or a renewal cut in flight ended the leadership first.
+    assert (
+        "releasing Lease ml/driftwatch-leader failed" in caplog.text
+        or "leadership lost, the API server is unreachable" in caplog.text
+    )
