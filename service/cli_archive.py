@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from consumers.archive import ArchiveIntake, NoArchive
-from db.archive import ArchiveError, ArchiveWriter, export_labeled, maintain
+from db.archive import ArchiveWriter, export_labeled, maintain
 from service.cli_common import load, require_model
 from service.config import Config
 from service.errors import ServiceError
-from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
 
@@ -30,24 +30,22 @@ def build_archive(cfg: Config) -> ArchiveIntake:
     return ArchiveIntake(writer, models)
 
 
-def schedule_maintenance(scheduler: Any, cfg: Config, metrics: Metrics, common: Any) -> None:
-    """Retention, compaction and vacuum of the archive tables, every ``archive.compact_interval``.
+def archive_maintenance(cfg: Config) -> Callable[[], None] | None:
+    """Retention, compaction and vacuum of the archive tables; None when nothing is archived.
 
-    Every replica may run it: each step commits through the Delta log, and a
-    step that loses a race to another replica fails and is redone next time.
+    The scheduler runs it on the leader only (every ``archive.compact_interval``).
+    Each step commits through the Delta log, so two replicas would not corrupt a
+    table; but both would rewrite the same files and all but one commit would
+    lose the race and be thrown away, so one replica does it. A failure
+    (:class:`ArchiveError`) is retried at the next run.
     """
     models = archived_models(cfg)
     if not models:
-        return
+        return None
     settings = cfg.archive.settings()
 
     def tick() -> None:
-        try:
-            done = maintain(settings, models, datetime.now(UTC))
-        except ArchiveError as exc:
-            metrics.evaluation_failures.labels("archive").inc()
-            log.warning("archive maintenance failed, retrying next time: %s", exc)
-            return
+        done = maintain(settings, models, datetime.now(UTC))
         log.info(
             "archive maintenance: %d rows past retention deleted, %d files compacted, %d vacuumed",
             done.deleted_rows,
@@ -55,9 +53,7 @@ def schedule_maintenance(scheduler: Any, cfg: Config, metrics: Metrics, common: 
             done.vacuumed_files,
         )
 
-    scheduler.add_job(
-        tick, "interval", seconds=cfg.archive.compact_interval, id="archive", **common
-    )
+    return tick
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:

@@ -407,3 +407,50 @@ class RetrainMetrics:
     def active(self, counts: Mapping[str, int]) -> None:
         for model, n in counts.items():
             self.m.retrain_active.labels(model).set(n)
+
+
+# -- scheduler and leader election ----------------------------------------------------
+# Kept together at the end of the module: the scheduler's own metrics, registered on the
+# service's registry by ``service.scheduler`` (``SchedulerMetrics(metrics.registry)``).
+
+_JOB_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+
+
+class SchedulerMetrics:
+    """Per scheduler job: last success, duration, failures and skipped runs; and whether
+    this replica is the leader."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.last_success = Gauge(
+            "driftwatch_scheduler_job_last_success_timestamp_seconds",
+            "When (epoch seconds) the job last finished without an error",
+            ["job"],
+            registry=r,
+        )
+        self.duration = Histogram(
+            "driftwatch_scheduler_job_duration_seconds",
+            "Time one run of the job took, failed or not",
+            ["job"],
+            buckets=_JOB_SECONDS,
+            registry=r,
+        )
+        self.failures = Counter(
+            "driftwatch_scheduler_job_failures_total",
+            "Runs of the job that raised (retried at its next run)",
+            ["job"],
+            registry=r,
+        )
+        self.skipped = Counter(
+            "driftwatch_scheduler_job_skipped_total",
+            "Runs of the job not made: not_leader (another replica acts), misfire (too late "
+            "to run), max_instances (the previous run was still going)",
+            ["job", "reason"],
+            registry=r,
+        )
+        self.leader = Gauge(
+            "driftwatch_leader",
+            "1 while this replica holds the leadership of its backend, 0 otherwise",
+            ["backend"],
+            registry=r,
+        )

@@ -8,9 +8,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.checkpoint import CheckpointStore
@@ -18,13 +16,12 @@ from consumers.detectors import ALARM_RULE, DetectorObserver
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
-from db.errors import StoreError
 from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from drift.errors import ProfileMismatch
 from drift.schema import ModelSpec
 from service.api.wiring import start_api
-from service.cli_archive import build_archive, schedule_maintenance
+from service.cli_archive import build_archive
 from service.config import Config
 from service.deadletters import Tally
 from service.errors import ServiceError
@@ -35,6 +32,7 @@ from service.kafka_clients import (
     make_consumer,
     wait_for_brokers,
 )
+from service.leader import make_elector
 from service.metrics import IngestMetrics, Metrics
 from service.performance import (
     PerformanceEvaluator,
@@ -43,8 +41,8 @@ from service.performance import (
     ReferenceValue,
 )
 from service.process import limit_malloc_arenas, pin_mmap_threshold
-from service.rendering import LatestHtml
-from service.watches import Watches, build_tally, build_watches
+from service.scheduler import build_scheduler
+from service.watches import build_tally, build_watches
 
 log = logging.getLogger(__name__)
 
@@ -207,7 +205,8 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     evaluator.follow(lambda: loop.progress)
     watches = build_watches(cfg, sessions, lambda: loop.progress, tally)
     closers: list[Callable[[], None]] = []
-    scheduler = _scheduler(cfg, evaluator, loop, sessions, metrics, closers, watches)
+    elector = make_elector(cfg)
+    scheduler = build_scheduler(cfg, evaluator, loop, sessions, metrics, elector, closers, watches)
     stop = threading.Event()
 
     def _on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -218,6 +217,7 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     signal.signal(signal.SIGINT, _on_signal)
     metrics.healthy.set(1)
     log.info("consuming %s as group %s", cfg.kafka.topics.predictions, cfg.kafka.group_id)
+    elector.start()
     scheduler.start()
     try:
         api = start_api(
@@ -234,160 +234,8 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     finally:
         # A rendering in flight is abandoned, not awaited: it is redone after a restart.
         scheduler.shutdown(wait=False)
+        elector.stop()
         for close in closers:
             close()
         loop.dlq.close(timeout=2.0)
     log.info("stopped cleanly")
-
-
-def _scheduler(
-    cfg: Config,
-    evaluator: WindowEvaluator,
-    loop: IngestLoop,
-    sessions: sessionmaker[Session],
-    metrics: Metrics,
-    closers: list[Callable[[], None]],
-    watches: Watches,
-) -> Any:
-    """Periodic work beside the consumer: window evaluation, report rendering, and this
-    replica's own watches (on every replica: each has its own consumer)."""
-    from apscheduler.schedulers.background import BackgroundScheduler
-
-    scheduler = BackgroundScheduler(timezone="UTC")
-    current = dict(evaluator.specs())
-    performance = build_performance_evaluator(cfg, sessions, metrics)
-
-    def evaluate() -> None:
-        try:
-            evaluator.tick()
-        except (StoreError, SQLAlchemyError) as exc:
-            metrics.evaluation_failures.labels("evaluate").inc()
-            log.warning("window evaluation failed, retrying next tick: %s", exc)
-        except ProfileMismatch as exc:
-            metrics.evaluation_failures.labels("evaluate").inc()
-            log.error("new reference profile ignored: %s", exc)
-        except Exception:  # a bug in one tick must not end evaluation for good
-            metrics.evaluation_failures.labels("evaluate").inc()
-            log.exception("window evaluation failed, retrying next tick")
-        specs = evaluator.specs()
-        if specs != current:
-            current.update(specs)
-            loop.replace_models(specs)
-        try:
-            performance.tick()
-        except (StoreError, SQLAlchemyError) as exc:
-            metrics.evaluation_failures.labels("performance").inc()
-            log.warning("performance evaluation failed, retrying next tick: %s", exc)
-        except Exception:  # a bug in one tick must not end evaluation for good
-            metrics.evaluation_failures.labels("performance").inc()
-            log.exception("performance evaluation failed, retrying next tick")
-
-    # Every job runs at most once at a time; a late tick is skipped, not queued.
-    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
-    scheduler.add_job(
-        evaluate, "interval", seconds=cfg.evaluation.interval, id="evaluate", **common
-    )
-    retrain = _retrain_job(cfg, sessions, metrics)
-    scheduler.add_job(retrain, "interval", seconds=cfg.retrain.tick, id="retrain", **common)
-    schedule_maintenance(scheduler, cfg, metrics, common)
-    _schedule_watches(scheduler, watches, metrics, common)
-    if cfg.alerts.enabled and cfg.alerts.channels:
-        deliver = _alerts_job(cfg, sessions, metrics, closers)
-        scheduler.add_job(deliver, "interval", seconds=cfg.alerts.interval, id="alerts", **common)
-    if cfg.evaluation.render_html:
-        html = LatestHtml(sessions)
-        closers.append(html.close)
-
-        def render() -> None:
-            try:
-                html.tick()
-            except Exception as exc:  # a report that cannot be rendered must not stop the loop
-                metrics.evaluation_failures.labels("render").inc()
-                log.warning("rendering the latest report failed: %s", exc)
-
-        scheduler.add_job(
-            render, "interval", seconds=max(cfg.evaluation.interval, 5.0), id="render", **common
-        )
-    return scheduler
-
-
-def _retrain_job(
-    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics
-) -> Callable[[], None]:
-    """The retraining tick: the trigger policy, then one step of every active run."""
-    from retrain.errors import RetrainError
-    from service.metrics import RetrainMetrics
-    from service.retraining import build_retraining
-
-    try:
-        retraining = build_retraining(cfg, sessions, observer=RetrainMetrics(metrics))
-    except RetrainError as exc:
-        raise ServiceError(str(exc)) from exc
-
-    def tick() -> None:
-        try:
-            retraining.tick()
-        except (StoreError, SQLAlchemyError, RetrainError) as exc:
-            metrics.evaluation_failures.labels("retrain").inc()
-            log.warning("retraining tick failed, retrying next tick: %s", exc)
-        except Exception:  # a bug in one tick must not end retraining for good
-            metrics.evaluation_failures.labels("retrain").inc()
-            log.exception("retraining tick failed, retrying next tick")
-
-    return tick
-
-
-def _schedule_watches(
-    scheduler: Any, watches: Watches, metrics: Metrics, common: Mapping[str, Any]
-) -> None:
-    """This replica's stall and dead-letter-rate checks."""
-    for name, check in (
-        ("consumer-stalls", watches.stalls.tick),
-        ("dead-letter-rate", watches.dead_letters.tick),
-    ):
-        job = _watch_job(name, check, metrics)
-        scheduler.add_job(job, "interval", seconds=watches.interval, id=name, **common)
-
-
-def _watch_job(name: str, check: Callable[[], object], metrics: Metrics) -> Callable[[], None]:
-    def tick() -> None:
-        try:
-            check()
-        except (StoreError, SQLAlchemyError) as exc:
-            metrics.evaluation_failures.labels(name).inc()
-            log.warning("%s check failed, retrying next tick: %s", name, exc)
-        except Exception:  # a bug in one tick must not end the watch for good
-            metrics.evaluation_failures.labels(name).inc()
-            log.exception("%s check failed, retrying next tick", name)
-
-    return tick
-
-
-def _alerts_job(
-    cfg: Config,
-    sessions: sessionmaker[Session],
-    metrics: Metrics,
-    closers: list[Callable[[], None]],
-) -> Callable[[], None]:
-    """The outbox delivery tick; a channel that cannot be built stops the start-up."""
-    from service.alerts import build_worker
-    from service.alerts.errors import AlertError
-    from service.metrics import AlertMetrics
-
-    try:
-        worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics))
-    except AlertError as exc:
-        raise ServiceError(str(exc)) from exc
-    closers.append(worker.close)
-
-    def tick() -> None:
-        try:
-            worker.tick()
-        except (StoreError, SQLAlchemyError) as exc:
-            metrics.evaluation_failures.labels("alerts").inc()
-            log.warning("alert delivery failed, retrying next tick: %s", exc)
-        except Exception:  # a bug in one tick must not end alerting for good
-            metrics.evaluation_failures.labels("alerts").inc()
-            log.exception("alert delivery failed, retrying next tick")
-
-    return tick

@@ -18,6 +18,7 @@ from service.config.base import Duration, Strict
 from service.config.kafka import KafkaConfig
 from service.config.models import ModelConfig
 from service.config.retrain import RetrainConfig
+from service.config.scheduler import LeaderConfig, RetentionConfig
 
 _PG_FORM = "postgresql+psycopg://user:password@host:5432/dbname"
 # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed; psycopg 3 is.
@@ -91,6 +92,8 @@ class Config(Strict):
     archive: ArchiveConfig = ArchiveConfig()
     alerts: AlertsConfig = AlertsConfig()
     api: ApiConfig = ApiConfig()
+    leader: LeaderConfig = LeaderConfig()
+    retention: RetentionConfig = RetentionConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")
 

@@ -120,12 +120,15 @@ def test_a_sigkill_mid_delivery_is_delivered_once_after_the_restart(
 def main(config: str) -> None:
     from db.session import make_engine, make_session_factory
     from service.config import load_config
-    from service.metrics import Metrics
-    from service.runner import _alerts_job
+    from service.leader import AlwaysLeader
+    from service.metrics import Metrics, SchedulerMetrics
+    from service.scheduler import JobRunner, alerts_tick
 
     cfg = load_config(config)
     sessions = make_session_factory(make_engine(cfg.database.url))
-    tick = _alerts_job(cfg, sessions, Metrics(), [])
+    metrics = Metrics()
+    runner = JobRunner(AlwaysLeader(), SchedulerMetrics(metrics.registry))
+    tick = runner.job("alerts", alerts_tick(cfg, sessions, metrics, []))
     n = 0
     while True:
         tick()

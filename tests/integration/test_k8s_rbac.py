@@ -1,5 +1,5 @@
-"""deploy/kubernetes/: the Role grants exactly what the executor calls, and every
-manifest validates against the official Kubernetes OpenAPI schemas."""
+"""deploy/kubernetes/: the Role grants exactly what the executor and leader election
+call, and every manifest validates against the official Kubernetes OpenAPI schemas."""
 
 from __future__ import annotations
 
@@ -13,7 +13,15 @@ import yaml
 
 from retrain.executors import JobPhase, JobSpec, Mode, make_executor
 from retrain.executors.kubernetes import KubernetesExecutor
-from tests.harness.k8s.cluster import NAMESPACE, cluster, python_job, until, write_kubeconfig
+from service.leader.kubernetes import LeaseElector
+from tests.harness.k8s.cluster import (
+    NAMESPACE,
+    api_client,
+    cluster,
+    python_job,
+    until,
+    write_kubeconfig,
+)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.33"
@@ -69,7 +77,7 @@ def granted(role: dict[str, object]) -> set[tuple[str, str, str]]:
     }
 
 
-def test_the_role_grants_exactly_what_the_executor_calls(tmp_path: Path) -> None:
+def test_the_role_grants_exactly_what_the_executor_and_the_elector_call(tmp_path: Path) -> None:
     role = yaml.safe_load((DEPLOY / "role.yaml").read_text(encoding="utf-8"))
     with cluster(tmp_path, role=role) as (emulator, _):
         template = python_job("import sys; print('boom'); sys.exit(2)")
@@ -89,5 +97,18 @@ def test_the_role_grants_exactly_what_the_executor_calls(tmp_path: Path) -> None
         executor.cancel(spec)
         until(lambda: ("batch", "jobs", "watch") in emulator.calls)
         executor.close()
+        elector = LeaseElector(
+            api_client(emulator.url),
+            name="driftwatch",
+            namespace=NAMESPACE,
+            identity="replica-a",
+            lease_duration=3.0,
+            renew_deadline=2.0,
+            retry_period=1.0,
+            request_timeout=1.0,
+        )
+        elector.start()  # creates the Lease, reads and renews it
+        until(lambda: emulator.count("update", "leases") >= 1)
+        elector.stop()
         assert [entry for entry in emulator.log if entry[3] == 403] == []
         assert emulator.calls == granted(role)

@@ -1,9 +1,11 @@
 """A Kubernetes API emulator over real HTTP: the subset the service calls.
 
-Namespaced Jobs (``batch/v1``), Pods and their logs, ConfigMaps (``v1``): create,
-get, list, patch (merge), delete, watch with ``resourceVersion``, bookmarks and
-410 Gone for compacted history; 404, 409, 422 and 403 (per-verb RBAC from a
-Role given to it); injected 5xx and hung requests. Every call is recorded as
+Namespaced Jobs (``batch/v1``), Pods and their logs, ConfigMaps (``v1``) and
+Leases (``coordination.k8s.io/v1``): create, get, list, patch (merge), update
+(PUT, refused with 409 Conflict when its ``resourceVersion`` is not the stored
+one), delete, watch with ``resourceVersion``, bookmarks and 410 Gone for
+compacted history; 404, 409, 422 and 403 (per-verb RBAC from a Role given to
+it); injected 5xx and hung requests. Every call is recorded as
 (apiGroup, resource, verb), which is what the RBAC test compares with the
 Role. More resources are one entry in ``RESOURCES`` (and a validator if needed).
 """
@@ -21,13 +23,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.harness.k8s.store import Conflict, NotFound, Obj, Store, matches
+from tests.harness.k8s.store import Conflict, NotFound, Obj, Stale, Store, matches
 
 # plural -> (apiGroup, version, kind)
 RESOURCES: dict[str, tuple[str, str, str]] = {
     "jobs": ("batch", "v1", "Job"),
     "pods": ("", "v1", "Pod"),
     "configmaps": ("", "v1", "ConfigMap"),
+    "leases": ("coordination.k8s.io", "v1", "Lease"),
 }
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z0-9.]+)/v1)/namespaces/(?P<ns>[a-z0-9-]+)"
@@ -226,6 +229,9 @@ class Emulator:
                 return 200, self.store.get(res, ns, name)
             if verb == "patch":
                 return 200, self.store.update(res, ns, name, lambda o: _merge(o, body))
+            if verb == "update":
+                body.update(apiVersion=api_version, kind=kind)
+                return 200, self.store.replace(res, ns, name, body)
             if verb == "delete":
                 gone = self.store.delete(res, ns, name)
                 if res == "jobs":  # background propagation: the Job's Pods go too
@@ -234,6 +240,14 @@ class Emulator:
                 return 200, gone
         except NotFound:
             raise ApiError(404, "NotFound", f'{res} "{name}" not found') from None
+        except Stale as exc:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {res}.{group or "core"} "{name}": the object '
+                f"has been modified; please apply your changes to the latest version and try "
+                f"again (stored {exc.stored}, sent {exc.sent})",
+            ) from None
         except Conflict:
             raise ApiError(409, "AlreadyExists", f'{res} "{body["metadata"]["name"]}" '
                            "already exists") from None  # fmt: skip

@@ -35,6 +35,14 @@ class NotFound(Exception):
     """No such object (404)."""
 
 
+class Stale(Exception):
+    """An update sent a resourceVersion that is not the stored one (409 Conflict)."""
+
+    def __init__(self, stored: str, sent: str) -> None:
+        super().__init__(f"stored {stored}, sent {sent}")
+        self.stored, self.sent = stored, sent
+
+
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -111,6 +119,26 @@ class Store:
             except KeyError:
                 raise NotFound(name) from None
             change(obj)
+            self._record("MODIFIED", resource, namespace, obj)
+            return copy.deepcopy(obj)
+
+    def replace(self, resource: str, namespace: str, name: str, obj: Obj) -> Obj:
+        """PUT: the whole object, if the ``resourceVersion`` it carries (when it carries
+        one) is the stored one; identity fields stay the server's."""
+        with self.changed:
+            try:
+                stored = self._objects[(resource, namespace, name)]
+            except KeyError:
+                raise NotFound(name) from None
+            meta = obj.setdefault("metadata", {})
+            sent = meta.get("resourceVersion")
+            if sent is not None and str(sent) != stored["metadata"]["resourceVersion"]:
+                raise Stale(stored["metadata"]["resourceVersion"], str(sent))
+            for key in ("uid", "creationTimestamp", "namespace"):
+                meta[key] = stored["metadata"][key]
+            meta["name"] = name
+            meta.setdefault("labels", {})
+            self._objects[(resource, namespace, name)] = obj
             self._record("MODIFIED", resource, namespace, obj)
             return copy.deepcopy(obj)
 

@@ -36,26 +36,21 @@ def test_bad_values_name_the_key(tmp_path: Path) -> None:
     assert reserved and "['offset'] are reserved" in reserved[0], found
 
 
-def test_driftwatch_run_schedules_maintenance_only_when_a_model_is_archived(tmp_path: Path) -> None:
-    from apscheduler.schedulers.background import BackgroundScheduler
-
+def test_driftwatch_run_maintains_the_archive_only_when_a_model_is_archived(
+    tmp_path: Path,
+) -> None:
     from consumers.archive import NoArchive
-    from service.cli_archive import build_archive, schedule_maintenance
-    from service.metrics import Metrics
+    from service.cli_archive import archive_maintenance, build_archive
 
     raw = copy.deepcopy(BASE)
     raw["archive"] = {"uri": str(tmp_path / "archive"), "compact_interval": "10m"}
     cfg = load(tmp_path, raw, {})
-    scheduler = BackgroundScheduler(timezone="UTC")
-    schedule_maintenance(scheduler, cfg, Metrics(), {"max_instances": 1})
-    (job,) = scheduler.get_jobs()
-    assert (job.id, job.trigger.interval.total_seconds()) == ("archive", 600.0)
-    job.func()  # nothing archived yet: a tick is a no-op, not an error
+    maintain = archive_maintenance(cfg)
+    assert maintain is not None
+    maintain()  # nothing archived yet: a run is a no-op, not an error
     assert build_archive(cfg).models == {"fraud"}
 
     raw["models"]["fraud"]["archive"] = {"enabled": False}
     cfg = load(tmp_path, raw, {})
-    scheduler = BackgroundScheduler(timezone="UTC")
-    schedule_maintenance(scheduler, cfg, Metrics(), {})
-    assert scheduler.get_jobs() == []
+    assert archive_maintenance(cfg) is None
     assert isinstance(build_archive(cfg), NoArchive)

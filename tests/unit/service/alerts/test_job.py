@@ -14,7 +14,7 @@ from service.alerts.conditions import DATA_DRIFT, condition
 from service.config import Config
 from service.errors import ServiceError
 from service.metrics import Metrics
-from service.runner import _alerts_job
+from service.scheduler import alerts_tick
 from tests.harness.receivers import receiver
 
 BASE: dict[str, Any] = {
@@ -39,7 +39,7 @@ def test_the_job_delivers_and_exports_its_metrics(sessions: sessionmaker[Session
                 "routes": [{"channels": ["hook"]}],
             }
         )
-        tick = _alerts_job(cfg, sessions, metrics, closers)
+        tick = alerts_tick(cfg, sessions, metrics, closers)
         tick()
         for close in closers:
             close()
@@ -56,4 +56,4 @@ def test_a_channel_whose_secret_is_missing_stops_the_start(
     monkeypatch.delenv("NO_SUCH_PD_KEY", raising=False)
     cfg = config({"channels": {"pd": {"type": "pagerduty", "secret_env": "NO_SUCH_PD_KEY"}}})
     with pytest.raises(ServiceError, match=r"alerts\.channels\.pd\.secret_env"):
-        _alerts_job(cfg, sessions, Metrics(CollectorRegistry()), [])
+        alerts_tick(cfg, sessions, Metrics(CollectorRegistry()), [])

@@ -1,0 +1,167 @@
+"""Deleting what has outlived its use, one bounded batch at a time.
+
+Each method deletes at most ``limit`` rows of one table (and what the database
+cascades from them) and returns how many it deleted; the caller commits each
+batch on its own, so a large backlog never holds one long transaction or long
+row locks on PostgreSQL. Rows are chosen by id first, then deleted by id, so a
+batch is the same on SQLite and PostgreSQL (neither has ``DELETE ... LIMIT``
+everywhere).
+
+What is never deleted, whatever its age:
+
+- a window's sketches before the window has a report (it is still to be judged);
+- a model's newest drift or performance report (the API, the overview page and
+  the trigger policy read it), and any report behind a trigger decision that
+  started a retrain run (its ``drift_report_id``/``performance_report_id`` and
+  every id of its evidence): a run's record keeps what caused it;
+- an alert event with a delivery still pending, or not yet routed;
+- the newest alert event of each ``<model>/<kind>``, whose action says whether the
+  condition is firing, and any event that holds a channel's newest live delivery of
+  a ``<model>/<kind>``, which deduplication and re-sending read.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, delete, func, select
+from sqlalchemy.orm import Session, aliased
+
+from db.errors import translated
+from db.idempotency import IdempotencyKeyRow
+from db.models import DriftReportRow, PerformanceAggregate, PerformanceReportRow, WindowAggregate
+from db.outbox import AlertDeliveryRow, DeliveryStatus
+from db.runs import AlertEventRow
+from db.triggers import TriggerDecisionRow
+
+_LIVE = (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
+
+
+@translated
+class RetentionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def _delete(self, table: type, chosen: Select[Any]) -> int:
+        ids = list(self.session.scalars(chosen))
+        if ids:
+            self.session.execute(delete(table).where(table.id.in_(ids)))  # type: ignore[attr-defined]
+        return len(ids)
+
+    def sketches(self, ended_before: datetime, limit: int) -> int:
+        """Window sketches of windows that ended before ``ended_before`` and have a drift
+        report (any profile): they will not be judged again."""
+        w, d = WindowAggregate, DriftReportRow
+        reported = (
+            select(d.id)
+            .where(
+                d.model == w.model,
+                d.model_version == w.model_version,
+                d.window_start == w.window_start,
+            )
+            .exists()
+        )
+        chosen = select(w.id).where(w.window_end < ended_before, reported).order_by(w.id)
+        return self._delete(w, chosen.limit(limit))
+
+    def performance_sketches(self, ended_before: datetime, limit: int) -> int:
+        """The joined pairs' sketches of windows that have a performance report."""
+        a, r = PerformanceAggregate, PerformanceReportRow
+        reported = (
+            select(r.id)
+            .where(
+                r.model == a.model,
+                r.model_version == a.model_version,
+                r.window_start == a.window_start,
+            )
+            .exists()
+        )
+        chosen = select(a.id).where(a.window_end < ended_before, reported).order_by(a.id)
+        return self._delete(a, chosen.limit(limit))
+
+    def drift_reports(self, ended_before: datetime, limit: int) -> int:
+        """Drift reports (with their feature results and rendered HTML, by cascade)."""
+        return self._reports(DriftReportRow, "drift_reports", ended_before, limit)
+
+    def performance_reports(self, ended_before: datetime, limit: int) -> int:
+        return self._reports(PerformanceReportRow, "performance_reports", ended_before, limit)
+
+    def _reports(
+        self,
+        table: type[DriftReportRow] | type[PerformanceReportRow],
+        evidence_key: str,
+        ended_before: datetime,
+        limit: int,
+    ) -> int:
+        newer = aliased(table)
+        newest_of_model = (
+            select(func.max(newer.window_start)).where(newer.model == table.model).scalar_subquery()
+        )
+        chosen = (
+            select(table.id)
+            .where(table.window_end < ended_before, table.window_start < newest_of_model)
+            .order_by(table.id)
+        )
+        kept = self.run_evidence(evidence_key)
+        if kept:
+            chosen = chosen.where(table.id.not_in(kept))
+        return self._delete(table, chosen.limit(limit))
+
+    def run_evidence(self, evidence_key: str) -> list[int]:
+        """Ids of ``evidence_key`` reports behind the decisions that started a run."""
+        t = TriggerDecisionRow
+        column = t.drift_report_id if evidence_key == "drift_reports" else t.performance_report_id
+        ids: set[int] = set()
+        for direct, decision in self.session.execute(
+            select(column, t).where(t.run_id.is_not(None))
+        ):
+            if direct is not None:
+                ids.add(direct)
+            ids.update(decision.evidence_ids.get(evidence_key, ()))
+        return sorted(ids)
+
+    def alert_events(self, created_before: datetime, limit: int) -> int:
+        """Finished alert events (and their delivered, dead or skipped deliveries)."""
+        a, d = AlertEventRow, AlertDeliveryRow
+        newer = aliased(AlertEventRow)
+        newest_of_condition = (
+            select(func.max(newer.id))
+            .where(newer.model == a.model, newer.kind == a.kind)
+            .scalar_subquery()
+        )
+        live = aliased(AlertDeliveryRow)
+        newest_live = (
+            select(func.max(live.id))
+            .where(live.status.in_(_LIVE))
+            .group_by(live.channel, live.dedup_key)
+            .subquery()
+        )
+        holds_newest = (
+            select(d.id).where(d.event_id == a.id, d.id.in_(select(newest_live.c[0]))).exists()
+        )
+        pending = select(d.id).where(d.event_id == a.id, d.status == DeliveryStatus.PENDING)
+        chosen = (
+            select(a.id)
+            .where(
+                a.delivered_at.is_not(None),
+                a.created_at < created_before,
+                a.id < newest_of_condition,
+                ~pending.exists(),
+                ~holds_newest,
+            )
+            .order_by(a.id)
+            .limit(limit)
+        )
+        ids = list(self.session.scalars(chosen))
+        if ids:
+            # Explicit rather than by cascade: the deliveries go first, in the same batch.
+            self.session.execute(delete(d).where(d.event_id.in_(ids)))
+            self.session.execute(delete(a).where(a.id.in_(ids)))
+        return len(ids)
+
+    def idempotency_keys(self, created_before: datetime, limit: int) -> int:
+        """Keys past their expiry: a repeat of the request is then a new request."""
+        k = IdempotencyKeyRow
+        chosen = select(k.id).where(k.created_at < created_before).order_by(k.id).limit(limit)
+        return self._delete(k, chosen)
