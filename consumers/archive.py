@@ -16,6 +16,7 @@ encoding and the Delta commit, which release the GIL, overlap the SQL work.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ class _Predictions:
 def _concat(parts: list[Any]) -> Any:
     if isinstance(parts[0], np.ndarray):
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
-    return [v for part in parts for v in part]
+    return list(itertools.chain.from_iterable(parts))
 
 
 @dataclass(slots=True)

@@ -86,8 +86,12 @@ def _source(topic: str, partitions: np.ndarray, offsets: np.ndarray) -> list[pa.
 def _feature(kind: FeatureKind, values: Any) -> pa.Array:
     if kind is FeatureKind.NUMERICAL:
         return pa.array(values, pa.float64(), from_pandas=False)
-    # Categories are kept as text, as the drift sketches count them.
-    return pa.array([v if v is None or type(v) is str else str(v) for v in values], pa.string())
+    # Categories are kept as text, as the drift sketches count them. Nearly always every
+    # value already is text, and pyarrow converts that without a Python-level pass.
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([v if v is None or type(v) is str else str(v) for v in values], pa.string())
 
 
 def prediction_table(
