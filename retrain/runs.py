@@ -129,7 +129,7 @@ Handler = Callable[[Loop, Session, RetrainRunRow], Step]
 
 
 class RunObserver(Protocol):
-    """What the driver reports; :class:`service.metrics.RetrainMetrics` exports it.
+    """What the driver reports; :class:`service.metric_feeds.RetrainMetrics` exports it.
 
     ``finished`` is called once for each transition to a final phase that this
     driver committed, after the commit: a run finished by another replica, or

@@ -1,7 +1,7 @@
 """The ``dead_letter_rate`` alert: too large a share of this replica's events is invalid.
 
 The ingest loop reports what it reads through :class:`consumers.stats.IngestStats`;
-:class:`service.metrics.IngestMetrics` also feeds an :class:`EventTally`, a
+:class:`service.metric_feeds.IngestMetrics` also feeds an :class:`EventTally`, a
 rolling count over ``alerts.dead_letter_window`` kept in time buckets (no
 Prometheus scraping). Events are the valid predictions (late ones included),
 the labels read, and the dead letters (invalid predictions and labels).
@@ -87,7 +87,7 @@ class EventTally:
 
 
 class Tally(Protocol):
-    """Where :class:`service.metrics.IngestMetrics` counts events and dead letters."""
+    """Where :class:`service.metric_feeds.IngestMetrics` counts events and dead letters."""
 
     def add(self, events: int = 0, dead: int = 0) -> None: ...
 

@@ -1,4 +1,5 @@
-"""Every Prometheus metric of the service, and the adapters that feed them.
+"""Every Prometheus metric of the service (the adapters that feed them from the
+ingestion loop, the alert worker and the run driver are in :mod:`service.metric_feeds`).
 
 Label values come from the configuration (model, feature, channel and job
 names) or from fixed sets in the code (methods, outcomes, statuses, route
@@ -13,16 +14,14 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Sequence
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.metrics import MetricWrapperBase
 
-from db.outbox import DeliveryStatus
 from drift.performance.base import PerformanceMetrics
 from drift.report import FeatureDrift
-from service.deadletters import NoTally, Tally
 
 KEEP_VERSIONS = 10
 UNKNOWN = "unknown"
@@ -311,102 +310,6 @@ def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
         if found is None:
             found = _HTTP[registry] = HttpMetrics(registry)
         return found
-
-
-class IngestMetrics:
-    """:class:`consumers.stats.IngestStats` on top of :class:`Metrics`. Labels can name
-    any model, configured or not: those outside ``models`` are counted as ``unknown``.
-    ``tally`` also counts events and dead letters for the dead-letter rate alert."""
-
-    def __init__(
-        self, metrics: Metrics, models: Collection[str], tally: Tally | None = None
-    ) -> None:
-        self.m = metrics
-        self._models = frozenset(models)
-        self.tally: Tally = tally or NoTally()
-
-    def _model(self, name: str) -> str:
-        return name if name in self._models else UNKNOWN
-
-    def consumed(self, model: str, n: int) -> None:
-        self.m.events_consumed.labels(self._model(model)).inc(n)
-        self.tally.add(events=n)
-
-    def invalid(self, reason: str) -> None:
-        self.m.events_invalid.labels(reason).inc()
-        self.tally.add(events=1, dead=1)
-
-    def late(self, model: str, n: int) -> None:
-        self.m.events_late.labels(self._model(model)).inc(n)
-        self.tally.add(events=n)
-
-    def flushed(self, seconds: float, events: int) -> None:
-        self.m.flush_seconds.observe(seconds)
-        self.m.flushed_events.inc(events)
-
-    def flush_failed(self, reason: str) -> None:
-        self.m.flush_failures.labels(reason).inc()
-
-    def offset_conflicts(self, n: int) -> None:
-        self.m.offset_conflicts.inc(n)
-
-    def lag(self, topic: str, partition: int, lag: int) -> None:
-        self.m.consumer_lag.labels(topic, str(partition)).set(lag)
-
-    def healthy(self, ok: bool) -> None:
-        self.m.healthy.set(1 if ok else 0)
-
-    def labels(self, model: str, outcome: str, n: int) -> None:
-        self.m.labels.labels(self._model(model), outcome).inc(n)
-        if outcome != "early":  # an early label is reported again once its prediction comes
-            self.tally.add(events=n)
-
-    def unlabeled(self, model: str, n: int) -> None:
-        self.m.predictions_unlabeled.labels(self._model(model)).inc(n)
-
-    def alarms(self, model: str, model_version: str, detector: str, n: int) -> None:
-        family = self.m.concept_drift_alarms
-        self.m.versions.labels(family, self._model(model), model_version, detector).inc(n)
-
-
-class AlertMetrics:
-    """:class:`service.alerts.worker.DeliveryObserver` on top of :class:`Metrics`."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.m = metrics
-        self._channels: set[str] = set()
-
-    def sent(self, channel: str) -> None:
-        self.m.alerts_sent.labels(channel).inc()
-
-    def failed(self, channel: str, retriable: bool) -> None:
-        self.m.alerts_failed.labels(channel, str(retriable).lower()).inc()
-
-    def dead(self, channel: str) -> None:
-        self.m.alerts_dead.labels(channel).inc()
-
-    def outbox(self, counts: Mapping[tuple[str, str], int]) -> None:
-        """The outbox by channel and status; a status with no rows left reads 0, not the
-        count it had when it last had some (the query only returns what exists)."""
-        self._channels.update(channel for channel, _ in counts)
-        for channel in self._channels:
-            for status in DeliveryStatus:
-                n = counts.get((channel, str(status)), 0)
-                self.m.alert_outbox.labels(channel, str(status)).set(n)
-
-
-class RetrainMetrics:
-    """:class:`retrain.runs.RunObserver` on top of :class:`Metrics`."""
-
-    def __init__(self, metrics: Metrics) -> None:
-        self.m = metrics
-
-    def finished(self, model: str, trigger: str, outcome: str) -> None:
-        self.m.retrain_runs.labels(model, trigger, outcome).inc()
-
-    def active(self, counts: Mapping[str, int]) -> None:
-        for model, n in counts.items():
-            self.m.retrain_active.labels(model).set(n)
 
 
 # -- scheduler and leader election ----------------------------------------------------

@@ -33,7 +33,8 @@ from service.kafka_clients import (
     wait_for_brokers,
 )
 from service.leader import make_elector
-from service.metrics import IngestMetrics, Metrics
+from service.metric_feeds import IngestMetrics
+from service.metrics import Metrics
 from service.performance import (
     PerformanceEvaluator,
     PerformanceJudging,

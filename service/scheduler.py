@@ -230,7 +230,7 @@ def _retraining(
     cfg: Config, sessions: sessionmaker[Session], metrics: Metrics
 ) -> Callable[[], object]:
     """The retraining tick: the trigger policy, then one step of every active run."""
-    from service.metrics import RetrainMetrics
+    from service.metric_feeds import RetrainMetrics
     from service.retraining import build_retraining
 
     try:
@@ -254,7 +254,7 @@ def alerts_tick(
 ) -> Callable[[], object]:
     """The outbox delivery tick; a channel that cannot be built stops the start-up."""
     from service.alerts import build_worker
-    from service.metrics import AlertMetrics
+    from service.metric_feeds import AlertMetrics
 
     try:
         worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics))

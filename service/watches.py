@@ -31,7 +31,7 @@ class Watches:
 
 
 def build_tally(cfg: Config) -> EventTally:
-    """The rolling count the ingest stats feed (see :class:`service.metrics.IngestMetrics`)."""
+    """The rolling count the ingest stats feed (see :class:`service.metric_feeds.IngestMetrics`)."""
     return EventTally(cfg.alerts.dead_letter_window, time.monotonic)
 
 

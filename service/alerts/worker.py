@@ -42,7 +42,7 @@ _RANK = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2, Severity.CRIT
 
 
 class DeliveryObserver(Protocol):
-    """What the worker reports; :class:`service.metrics.AlertMetrics` exports it."""
+    """What the worker reports; :class:`service.metric_feeds.AlertMetrics` exports it."""
 
     def sent(self, channel: str) -> None: ...
 

@@ -21,7 +21,8 @@ from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
 from service.alerts.worker import OutboxWorker
 from service.config.alerts import AlertsConfig
-from service.metrics import AlertMetrics, Metrics
+from service.metric_feeds import AlertMetrics
+from service.metrics import Metrics
 from tests.harness.receivers import Receiver, receiver
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
