@@ -30,14 +30,8 @@ from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
 from service.config.alerts import AlertsConfig
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
-from service.metrics import (
-    AlertMetrics,
-    IngestMetrics,
-    Metrics,
-    RetrainMetrics,
-    VersionSeries,
-    http_metrics,
-)
+from service.metric_feeds import AlertMetrics, IngestMetrics, RetrainMetrics
+from service.metrics import Metrics, VersionSeries, http_metrics
 from service.performance import PerformanceEvaluator, PerformanceJudging, ReferenceValue
 from tests.harness.receivers import receiver
 from tests.unit.retrain.support import (
