@@ -52,33 +52,30 @@ class RetentionRepository:
     def sketches(self, ended_before: datetime, limit: int) -> int:
         """Window sketches of windows that ended before ``ended_before`` and have a drift
         report (any profile): they will not be judged again."""
-        w, d = WindowAggregate, DriftReportRow
-        reported = (
-            select(d.id)
-            .where(
-                d.model == w.model,
-                d.model_version == w.model_version,
-                d.window_start == w.window_start,
-            )
-            .exists()
-        )
-        chosen = select(w.id).where(w.window_end < ended_before, reported).order_by(w.id)
-        return self._delete(w, chosen.limit(limit))
+        return self._reported(WindowAggregate, DriftReportRow, ended_before, limit)
 
     def performance_sketches(self, ended_before: datetime, limit: int) -> int:
         """The joined pairs' sketches of windows that have a performance report."""
-        a, r = PerformanceAggregate, PerformanceReportRow
+        return self._reported(PerformanceAggregate, PerformanceReportRow, ended_before, limit)
+
+    def _reported(self, sketches: Any, reports: Any, ended_before: datetime, limit: int) -> int:
+        """Rows of ``sketches`` (a per-partition window table) whose window ended before
+        ``ended_before`` and has a row in ``reports`` for its model, version and start."""
         reported = (
-            select(r.id)
+            select(reports.id)
             .where(
-                r.model == a.model,
-                r.model_version == a.model_version,
-                r.window_start == a.window_start,
+                reports.model == sketches.model,
+                reports.model_version == sketches.model_version,
+                reports.window_start == sketches.window_start,
             )
             .exists()
         )
-        chosen = select(a.id).where(a.window_end < ended_before, reported).order_by(a.id)
-        return self._delete(a, chosen.limit(limit))
+        chosen = (
+            select(sketches.id)
+            .where(sketches.window_end < ended_before, reported)
+            .order_by(sketches.id)
+        )
+        return self._delete(sketches, chosen.limit(limit))
 
     def drift_reports(self, ended_before: datetime, limit: int) -> int:
         """Drift reports (with their feature results and rendered HTML, by cascade)."""
