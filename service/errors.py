@@ -3,6 +3,7 @@
 ServiceError
 ├── ConfigError   the configuration is missing, unreadable or invalid
 └── RenderError   a report could not be rendered now (retriable: the next tick retries)
+    └── RenderBusy  the API's renderer has as many requests as it takes; retry later
 """
 
 
@@ -20,3 +21,7 @@ class ConfigError(ServiceError):
 
 class RenderError(ServiceError):
     retriable = True
+
+
+class RenderBusy(RenderError):
+    pass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, ProcessPoolExecutor
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.profiles import ProfileRepository
 from db.reports import DriftReportRepository, ReportDetail
 from db.session import transaction
-from service.errors import RenderError
+from service.errors import RenderBusy, RenderError
 
 log = logging.getLogger(__name__)
 
@@ -105,52 +106,19 @@ def _worker_pool() -> Executor:
     return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
 
 
-class LatestHtml:
-    """Keeps the stored HTML of each model's newest report current.
+class RenderWorker:
+    """One rendering process, started when first needed; a dead one is replaced."""
 
-    One worker process renders one report at a time; a tick waits for it in
-    the scheduler's own thread, never in the ingestion loop or the evaluator.
-    """
-
-    def __init__(
-        self,
-        sessions: sessionmaker[Session],
-        clock: Callable[[], float] = time.time,
-        pool_factory: Callable[[], Executor] = _worker_pool,
-    ) -> None:
-        self._sessions = sessions
-        self._clock = clock
+    def __init__(self, pool_factory: Callable[[], Executor] = _worker_pool) -> None:
         self._pool_factory = pool_factory
         self._pool: Executor | None = None
 
-    def tick(self) -> list[str]:
-        """Render and store what is missing; return the models whose HTML changed."""
-        with self._sessions() as session:
-            repo = DriftReportRepository(session)
-            latest, rendered = repo.latest_ids(), repo.rendered()
-        changed = []
-        for model, report_id in sorted(latest.items()):
-            if rendered.get(model) == report_id:
-                continue
-            try:
-                job = job_for(self._sessions, report_id)
-            except ReportNotFound as exc:
-                log.info("latest report of %s not rendered: %s", model, exc)
-                continue
-            html = self._render(job)
-            with transaction(self._sessions) as session:
-                DriftReportRepository(session).store_html(
-                    model, report_id, html, datetime.fromtimestamp(self._clock(), UTC)
-                )
-            changed.append(model)
-        return changed
-
-    def _render(self, job: RenderJob) -> bytes:
-        """Render in the worker; a dead worker (crash, OOM kill) is replaced once.
+    def render(self, job: RenderJob) -> bytes:
+        """The compressed HTML of ``job``; a dead worker (crash, OOM kill) is replaced once.
 
         A pool whose worker died refuses every later job, so it is dropped: the
-        retry and any later tick run in a new one. A job that kills its worker
-        twice fails this tick only.
+        retry and any later job run in a new one. A job that kills its worker
+        twice fails alone.
         """
         for attempt in range(2):
             try:
@@ -174,3 +142,83 @@ class LatestHtml:
 
     def close(self) -> None:
         self._discard()
+
+
+class LatestHtml:
+    """Keeps the stored HTML of each model's newest report current.
+
+    One worker process renders one report at a time; a tick waits for it in
+    the scheduler's own thread, never in the ingestion loop or the evaluator.
+    """
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Callable[[], float] = time.time,
+        pool_factory: Callable[[], Executor] = _worker_pool,
+    ) -> None:
+        self._sessions = sessions
+        self._clock = clock
+        self._worker = RenderWorker(pool_factory)
+
+    def tick(self) -> list[str]:
+        """Render and store what is missing; return the models whose HTML changed."""
+        with self._sessions() as session:
+            repo = DriftReportRepository(session)
+            latest, rendered = repo.latest_ids(), repo.rendered()
+        changed = []
+        for model, report_id in sorted(latest.items()):
+            if rendered.get(model) == report_id:
+                continue
+            try:
+                job = job_for(self._sessions, report_id)
+            except ReportNotFound as exc:
+                log.info("latest report of %s not rendered: %s", model, exc)
+                continue
+            html = self._worker.render(job)
+            with transaction(self._sessions) as session:
+                DriftReportRepository(session).store_html(
+                    model, report_id, html, datetime.fromtimestamp(self._clock(), UTC)
+                )
+            changed.append(model)
+        return changed
+
+    def close(self) -> None:
+        self._worker.close()
+
+
+class OnDemandHtml:
+    """Any stored report's HTML for the API: the stored page of a model's newest report,
+    else rendered now in a worker process of its own (seconds of CPU that must not
+    hold the service's GIL). At most ``capacity`` requests render or wait at once; more
+    are refused with RenderBusy rather than queued without bound."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        capacity: int = 2,
+        pool_factory: Callable[[], Executor] = _worker_pool,
+    ) -> None:
+        self._sessions = sessions
+        self._slots = threading.BoundedSemaphore(capacity)
+        self._worker = RenderWorker(pool_factory)
+
+    def html(self, report_id: int) -> str:
+        from db.models import DriftReportRow
+        from drift.html import decompress_html
+
+        with self._sessions() as session:
+            row = session.get(DriftReportRow, report_id)
+            stored = None if row is None else DriftReportRepository(session).html(row.model)
+        if stored is not None and stored[0] == report_id:
+            return decompress_html(stored[1])
+        job = job_for(self._sessions, report_id)
+        if not self._slots.acquire(blocking=False):
+            raise RenderBusy("other reports are being rendered; retry in a few seconds")
+        try:
+            return decompress_html(self._worker.render(job))
+        finally:
+            self._slots.release()
+
+    def close(self) -> None:
+        self._worker.close()

@@ -26,7 +26,7 @@ from service.api.schemas import (
     RunPage,
 )
 from service.config.api import Scope
-from service.errors import RenderError
+from service.errors import RenderBusy, RenderError
 from service.rendering import ReportNotFound
 
 HTML: dict[str, object] = {"text/html": {"schema": {"type": "string"}}}
@@ -34,6 +34,10 @@ HTML: dict[str, object] = {"text/html": {"schema": {"type": "string"}}}
 
 class Unrenderable(ApiError):
     status = 409
+
+
+class RendererBusy(ApiError):
+    status = 503
 
 
 def records_router(deps: ApiDeps) -> APIRouter:
@@ -83,16 +87,20 @@ def records_router(deps: ApiDeps) -> APIRouter:
         responses={
             200: {"content": HTML},
             409: {"model": ErrorBody},
+            503: {"model": ErrorBody},
         },
     )
     def report_html(report_id: Id) -> HTMLResponse:
-        """The report rendered by Evidently (takes seconds: it re-tests every column)."""
+        """The report rendered by Evidently (takes seconds: it re-tests every column, in a
+        worker process; 503 while that worker has as many requests as it takes)."""
         try:
             return HTMLResponse(deps.render_html(report_id))
         except ReportNotFound as exc:
             if "no drift report" in str(exc):
                 raise NotFound(str(exc)) from exc
             raise Unrenderable(str(exc)) from exc
+        except RenderBusy as exc:
+            raise RendererBusy(str(exc)) from exc
         except RenderError as exc:
             raise Unrenderable(str(exc)) from exc
 

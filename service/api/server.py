@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import uvicorn
 from fastapi import FastAPI
@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 class ApiServer:
     server: uvicorn.Server
     thread: threading.Thread
+    # What the routes hold that must end with the server (the API's rendering worker).
+    on_close: list[Callable[[], None]] = field(default_factory=list)
 
     @property
     def port(self) -> int:
@@ -30,6 +32,8 @@ class ApiServer:
     def close(self, timeout: float = 5.0) -> None:
         self.server.should_exit = True
         self.thread.join(timeout)
+        for close in self.on_close:
+            close()
 
 
 def serve(app: FastAPI, host: str, port: int, *, wait: Callable[[float], bool]) -> ApiServer:

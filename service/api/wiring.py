@@ -13,7 +13,7 @@ from service.api.app import ApiDeps
 from service.api.auth import TokenCheck, load_tokens
 from service.api.server import ApiServer
 from service.config import Config
-from service.rendering import job_for, render
+from service.rendering import OnDemandHtml
 from service.retraining import Retraining
 
 log = logging.getLogger(__name__)
@@ -23,27 +23,13 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def report_html(sessions: sessionmaker[Session], report_id: int) -> str:
-    """The report's Evidently HTML: the stored page when the service rendered this report
-    (each model's newest), else rendered now, in this thread (seconds of CPU)."""
-    from db.models import DriftReportRow
-    from db.reports import DriftReportRepository
-    from drift.html import decompress_html
-
-    with sessions() as session:
-        row = session.get(DriftReportRow, report_id)
-        stored = None if row is None else DriftReportRepository(session).html(row.model)
-    if stored is not None and stored[0] == report_id:
-        return decompress_html(stored[1])
-    return render(job_for(sessions, report_id))
-
-
 def api_deps(
     cfg: Config,
     sessions: sessionmaker[Session],
     retraining: Retraining,
     registry: CollectorRegistry,
     consumer_problem: Callable[[], str | None],
+    render_html: Callable[[int], str],
     clock: Callable[[], datetime] = utc_now,
 ) -> ApiDeps:
     """The API's dependencies; unreadable token files stop start-up naming the key."""
@@ -52,7 +38,7 @@ def api_deps(
         models={name: m.labels.enabled for name, m in cfg.models.items()},
         tokens=TokenCheck(load_tokens(cfg.api.tokens)),
         request_retrain=retraining.policy.request,
-        render_html=lambda report_id: report_html(sessions, report_id),
+        render_html=render_html,
         consumer_problem=consumer_problem,
         registry=registry,
         clock=clock,
@@ -102,7 +88,15 @@ def start_api(
     from service.retraining import build_retraining
 
     problem = consumer_readiness(registry, consumer_partitions, stall)
-    deps = api_deps(cfg, sessions, build_retraining(cfg, sessions), registry, problem)
-    server = serve(create_app(deps), cfg.api.host, cfg.api.port, wait=wait)
+    renderer = OnDemandHtml(sessions)
+    deps = api_deps(
+        cfg, sessions, build_retraining(cfg, sessions), registry, problem, renderer.html
+    )
+    try:
+        server = serve(create_app(deps), cfg.api.host, cfg.api.port, wait=wait)
+    except BaseException:
+        renderer.close()
+        raise
+    server.on_close.append(renderer.close)
     log.info("API on http://%s:%d (OpenAPI at /docs)", cfg.api.host, server.port)
     return server

@@ -21,6 +21,7 @@ from service.api.app import ApiDeps, create_app
 from service.api.server import ApiServer, serve
 from service.api.wiring import api_deps
 from service.config import Config, load_config
+from service.rendering import OnDemandHtml
 from service.retraining import Retraining, build_retraining
 from tests.unit.retrain.support import Clock, ParquetExporter, ScriptedExecutor
 
@@ -100,8 +101,15 @@ def serving(db_url: str, tmp_path: Path) -> Iterator[Api]:
         cfg, sessions, executor=ScriptedExecutor(), exporter=ParquetExporter(), clock=clock
     )
     consumer: list[str | None] = [None]
+    renderer = OnDemandHtml(sessions)
     deps = api_deps(
-        cfg, sessions, retraining, CollectorRegistry(), lambda: consumer[0], clock=clock
+        cfg,
+        sessions,
+        retraining,
+        CollectorRegistry(),
+        lambda: consumer[0],
+        renderer.html,
+        clock=clock,
     )
     stop = threading.Event()
     server: ApiServer = serve(create_app(deps), "127.0.0.1", 0, wait=stop.wait)
@@ -109,6 +117,7 @@ def serving(db_url: str, tmp_path: Path) -> Iterator[Api]:
         yield Api(f"http://127.0.0.1:{server.port}", sessions, retraining, consumer, deps)
     finally:
         server.close()
+        renderer.close()
         engine.dispose()
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from contextlib import closing
 from datetime import timedelta
+from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -13,8 +18,8 @@ from db.session import transaction
 from drift.html import compress_html
 from service.api.app import ApiDeps
 from service.api.auth import Token, TokenCheck, digest
-from service.api.wiring import report_html
 from service.config.api import Scope
+from service.rendering import OnDemandHtml
 from tests.unit.retrain.support import Clock
 from tests.unit.service.api.conftest import READ, served
 from tests.unit.service.test_rendering import reported
@@ -26,23 +31,32 @@ def _refuse(model: str, reason: str, key: str | None) -> object:
     raise AssertionError("no retrain in these tests")
 
 
-def test_reports_are_paged_by_window_and_render_as_html(reported: sessionmaker[Session]) -> None:
-    deps = ApiDeps(
-        sessions=reported,
+def _deps(sessions: sessionmaker[Session], render_html: Callable[[int], str]) -> ApiDeps:
+    return ApiDeps(
+        sessions=sessions,
         models={"fraud": False},
         tokens=TokenCheck([Token("reader", digest(READ), frozenset({Scope.READ}))]),
         request_retrain=_refuse,  # type: ignore[arg-type]
-        render_html=lambda report_id: report_html(reported, report_id),
+        render_html=render_html,
         consumer_problem=lambda: None,
         registry=CollectorRegistry(),
         clock=Clock(),
     )
+
+
+def test_reports_are_paged_by_window_and_render_as_html(reported: sessionmaker[Session]) -> None:
+    renderer = OnDemandHtml(reported)
+    deps = _deps(reported, renderer.html)
     with reported() as s:
         stored = DriftReportRepository(s).summaries("fraud")
     assert len(stored) == 2
     older, newer = sorted(stored, key=lambda r: r.window_start)
     headers = {"Authorization": f"Bearer {READ}"}
-    with served(deps) as url, httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+    with (
+        served(deps) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=60) as c,
+        closing(renderer),
+    ):
         page = c.get("/v1/models/fraud/drift").json()
         assert [r["id"] for r in page["items"]] == [newer.id, older.id]
         page = c.get("/v1/models/fraud/drift", params={"limit": 1}).json()
@@ -64,3 +78,51 @@ def test_reports_are_paged_by_window_and_render_as_html(reported: sessionmaker[S
             page_bytes = compress_html("<html>kept by the service</html>")
             DriftReportRepository(s).store_html("fraud", newer.id, page_bytes, Clock()())
         assert c.get(f"/v1/reports/{newer.id}/html").text == "<html>kept by the service</html>"
+
+
+class HeldPool(Executor):
+    """A rendering pool whose renders finish only when the test opens ``gate``."""
+
+    def __init__(self) -> None:
+        self.gate = threading.Event()
+        self.started = threading.Event()
+
+    def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> Future[Any]:
+        done: Future[Any] = Future()
+
+        def finish() -> None:
+            self.gate.wait(30)
+            done.set_result(compress_html("<html>rendered late</html>"))
+
+        self.started.set()
+        threading.Thread(target=finish, daemon=True).start()
+        return done
+
+
+def test_a_render_beyond_the_renderer_capacity_gets_503_not_a_queue(
+    reported: sessionmaker[Session],
+) -> None:
+    pool = HeldPool()
+    renderer = OnDemandHtml(reported, capacity=1, pool_factory=lambda: pool)
+    with reported() as s:
+        older = min(DriftReportRepository(s).summaries("fraud"), key=lambda r: r.window_start)
+    headers = {"Authorization": f"Bearer {READ}"}
+    answers: list[httpx.Response] = []
+    with (
+        served(_deps(reported, renderer.html)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=60) as c,
+    ):
+        first = threading.Thread(
+            target=lambda: answers.append(c.get(f"/v1/reports/{older.id}/html"))
+        )
+        first.start()
+        assert pool.started.wait(30)
+        busy = c.get(f"/v1/reports/{older.id}/html")
+        assert busy.status_code == 503
+        assert "retry" in busy.json()["message"]
+        pool.gate.set()
+        first.join(30)
+        assert [a.status_code for a in answers] == [200]
+        assert answers[0].text == "<html>rendered late</html>"
+        # The slot is free again once the render is done.
+        assert c.get(f"/v1/reports/{older.id}/html").status_code == 200
