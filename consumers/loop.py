@@ -221,6 +221,10 @@ class IngestLoop:
             for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
                 self._dead_letter(records[index], exc)
             offsets = valid_offsets(records, {i for i, _ in decoded.invalid})
+            next_offset = records[-1].offset + 1
+            # Done with the records: freed now, they are not walked by every garbage
+            # collection while the batch is aggregated (each is a young, tracked object).
+            records.clear()
             columns = self.archive.add_predictions(
                 self.decoder.codecs, tp.topic, tp.partition, offsets, decoded.events, decoded.times
             )
@@ -234,7 +238,7 @@ class IngestLoop:
                 on_accepted=self.labels.prediction_hook(tp.partition),
                 columns=columns,
             )
-            self.book.advance(key, records[-1].offset + 1, watermark)
+            self.book.advance(key, next_offset, watermark)
 
     def _dead_letter(self, rec: Record, exc: InvalidEvent) -> None:
         self.dlq.publish(
