@@ -24,7 +24,7 @@ kafka-dist: $(STAMP)
 # Debian's chromium, for the overview page's headless screenshot test.
 browser:
 	@command -v chromium >/dev/null || ($(SUDO) apt-get update && \
-	  $(SUDO) apt-get install -y --no-install-recommends chromium)
+	  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
