@@ -26,6 +26,7 @@ class ArchiveSettings:
     retention_seconds: float = 90 * 86400.0
     storage_options: Mapping[str, str] = field(default_factory=dict)
     vacuum_grace_seconds: float = 86400.0
+    compact_every: int = 100
 
     def table_uri(self, model: str, kind: Kind) -> str:
         return f"{self.uri.rstrip('/')}/{model}/{kind.value}"

@@ -38,6 +38,11 @@ class ArchiveConfig(Strict):
     compact_interval: Duration = Field(
         default=3600.0, gt=0, description="how often retention and compaction run, e.g. 1h"
     )
+    compact_every: int = Field(
+        default=100,
+        ge=1,
+        description="appends a replica makes to a table before it compacts the table's files",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -49,6 +54,7 @@ class ArchiveConfig(Strict):
             uri=self.uri,
             retention_seconds=self.retention,
             storage_options=dict(self.storage_options),
+            compact_every=self.compact_every,
         )
 
 

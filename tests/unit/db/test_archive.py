@@ -116,3 +116,22 @@ def test_a_record_twice_in_one_append_is_archived_once(settings):
     assert sorted(zip(frame["topic"], frame["offset"], strict=True)) == [
         ("l", 0), ("l", 1), ("l", 2), ("l", 3), ("other", 1)
     ]  # fmt: skip
+
+
+def test_a_writer_compacts_a_table_every_compact_every_appends_and_loses_nothing(
+    tmp_path: Path,
+) -> None:
+    # Each flush adds a file; an append's cost grows with the files a table holds.
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"), compact_every=5)
+    writer = ArchiveWriter(settings, "g")
+    for flush in range(12):
+        offsets = list(range(flush * 3, flush * 3 + 3))
+        assert writer.append("m", Kind.LABELS, labels(offsets), {("l", 0): offsets[-1] + 1}) == 3
+    table = DeltaTable(settings.table_uri("m", Kind.LABELS))
+    # Compacted after appends 5 and 10 (one file each time), then two more appends.
+    assert len(table.file_uris()) == 3
+    assert archived(settings, "m") == [(0, o) for o in range(36)]
+    assert table.transaction_version("driftwatch:g:l:0") == 36
+    # The application transactions survive compaction: a replay still adds nothing.
+    replay = ArchiveWriter(settings, "g")
+    assert replay.append("m", Kind.LABELS, labels(list(range(30, 36))), {("l", 0): 36}) == 0
