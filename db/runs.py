@@ -26,6 +26,7 @@ from sqlalchemy import (
     UniqueConstraint,
     select,
     text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
@@ -37,7 +38,9 @@ from db.session import add_once, savepoint
 
 class RetrainRunRow(Base):
     """One retraining run. ``data_from``/``data_to`` bound the event times it trains on;
-    ``phase_deadline`` is when the current phase times out; log tails are the jobs'."""
+    ``phase_deadline`` is when the current phase times out; log tails are the jobs'.
+    ``train_launched_at``/``validate_launched_at`` say a job's launch returned: a job the
+    executor no longer finds after that was lost, and is never launched a second time."""
 
     __tablename__ = "retrain_runs"
     __table_args__ = (
@@ -68,9 +71,15 @@ class RetrainRunRow(Base):
     train_log_tail: Mapped[str | None] = mapped_column(Text)
     validate_log_tail: Mapped[str | None] = mapped_column(Text)
     phase_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    train_launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    validate_launched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    def launched_at(self, mode: str) -> datetime | None:
+        """When the ``mode`` job's launch was recorded (``train`` or ``validate``)."""
+        return {"train": self.train_launched_at, "validate": self.validate_launched_at}[mode]
 
 
 class RunPhaseRow(Base):
@@ -229,6 +238,15 @@ class RunRepository:
             run.finished_at = now
         self.session.add(RunPhaseRow(run_id=run.id, phase=phase, note=note, entered_at=now))
         self.session.flush()
+
+    def record_launch(self, run_id: int, mode: str, now: datetime) -> None:
+        """Note that the run's ``mode`` job (train or validate) was launched; the first
+        record stands, so a later adoption of the same job changes nothing."""
+        r = RetrainRunRow
+        column = {"train": r.train_launched_at, "validate": r.validate_launched_at}[mode]
+        self.session.execute(
+            update(r).where(r.id == run_id, column.is_(None)).values({column: now})
+        )
 
     def history(self, run_id: int) -> list[RunPhaseRow]:
         p = RunPhaseRow
