@@ -70,7 +70,7 @@ def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
     return Step(
         Phase.TRAINING,
         f"{run.data_rows} labelled rows exported; champion {champion.version}",
-        lambda: loop.executor.launch(spec),
+        launch=spec,
     )
 
 
@@ -83,7 +83,7 @@ def _rows(path: os.PathLike[str]) -> int:
 def training(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
     spec = loop.train_spec(run)
     status = loop.executor.observe(spec)
-    waiting = _waiting(loop, run, spec, status, "training")
+    waiting = _waiting(loop, session, run, spec, status, "training")
     if waiting is not None:
         return waiting
     run.train_log_tail = _tail(status.log_tail)
@@ -98,14 +98,14 @@ def training(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
     return Step(
         Phase.VALIDATING,
         f"candidate {candidate.version} trained ({_metrics(candidate.metric_values)})",
-        lambda: loop.executor.launch(validate),
+        launch=validate,
     )
 
 
 def validating(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
     spec = loop.validate_spec(run, session)
     status = loop.executor.observe(spec)
-    waiting = _waiting(loop, run, spec, status, "validation")
+    waiting = _waiting(loop, session, run, spec, status, "validation")
     if waiting is not None:
         return waiting
     run.validate_log_tail = _tail(status.log_tail)
@@ -133,32 +133,38 @@ def validating(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
 
 
 def _waiting(
-    loop: Loop, run: RetrainRunRow, spec: JobSpec, status: JobStatus, what: str
+    loop: Loop,
+    session: Session,
+    run: RetrainRunRow,
+    spec: JobSpec,
+    status: JobStatus,
+    what: str,
 ) -> Step | None:
     """The step while the job has no outcome yet; None once it has one."""
+    launched = run.launched_at(spec.mode)
     if status.phase is JobPhase.MISSING:
-        # Never launched (a crash between the commit and the launch), or lost by the
-        # backend: launching adopts it if it exists after all.
-        return Step(
-            note=f"{what} job {spec.name} missing, launching",
-            act=lambda: loop.executor.launch(spec),
-        )
+        if launched is not None:
+            # It ran, or runs no more, and its result is gone with it (a Kubernetes Job
+            # deleted by its TTL while the service was down): launching it again would
+            # train twice.
+            return _failed(run, f"{what} job {spec.name} disappeared before its result was read")
+        # Never launched: a crash between the commit and the launch.
+        return Step(note=f"{what} job {spec.name} missing, launching", launch=spec)
+    if status.phase is JobPhase.UNSTARTED:
+        return Step(note=f"{what} job {spec.name} never started, launching again", launch=spec)
+    if launched is None and status.phase is JobPhase.RUNNING:
+        # The launch returned but its record was lost (a crash or a database error in
+        # between): the job exists, so record it now, before it can finish and vanish.
+        RunRepository(session).record_launch(run.id, spec.mode, loop.clock())
     if status.phase is JobPhase.RUNNING:
         deadline = run.phase_deadline
         if deadline is not None and loop.clock() >= deadline:
             seconds = int(spec.timeout.total_seconds())
-            return Step(
-                Phase.FAILED,
-                _set_failure(run, f"{what} timed out after {seconds} s"),
-                lambda: loop.executor.cancel(spec),
-            )
+            timed_out = _failed(run, f"{what} timed out after {seconds} s")
+            timed_out.act = lambda: loop.executor.cancel(spec)
+            return timed_out
         return Step()
     return None
-
-
-def _set_failure(run: RetrainRunRow, reason: str) -> str:
-    run.failure_reason = reason
-    return reason
 
 
 def _register(loop: Loop, session: Session, run: RetrainRunRow, result: Mapping[str, Any]) -> Any:

@@ -8,10 +8,14 @@ Each tick takes every active run one step at most. A step runs in one
 transaction that holds the run's row (PostgreSQL: ``FOR UPDATE``, so two
 replicas ticking at once take turns): the handler observes the world, writes
 the transition, its history row and the alert it causes, and commits; only
-then does it act (launch a job). Every action is idempotent, and a job is
-known by its deterministic name, so a crash at any point resumes: a job
-launched before the crash is adopted, one never launched is ``missing`` and
-launched, a finished one is read again. The rollout issue continues from
+then does it act (launch or cancel a job). Once a launch returns, a second
+transaction records it on the run (``train_launched_at`` /
+``validate_launched_at``). Every action is idempotent, and a job is known by
+its deterministic name, so a crash at any point resumes: a job launched before
+the crash is adopted, a finished one is read again, one ``missing`` with no
+launch recorded was never launched and is launched now, and one ``missing``
+although its launch was recorded is lost (deleted before its result was read)
+and fails the run rather than train twice. The rollout issue continues from
 ``accepted``.
 """
 
@@ -67,11 +71,12 @@ Action = Callable[[], None]
 @dataclass
 class Step:
     """What a handler decided: the phase it moved the run to (None: stays), why, and
-    what to do once that is committed."""
+    what to do once that is committed: ``act``, then ``launch`` that job and record it."""
 
     phase: Phase | None = None
     note: str = ""
     act: Action | None = None
+    launch: JobSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -198,7 +203,19 @@ class RunDriver:
             self.observer.finished(model, trigger, str(step.phase))
         if step.act is not None:
             step.act()
+        if step.launch is not None:
+            self._launch(step.launch)
         return phase
+
+    def _launch(self, spec: JobSpec) -> None:
+        """Launch the job, then record that it was launched, in a transaction of its own:
+        the record is what later tells a job deleted after it ran from one never launched.
+        A crash between the two leaves no record; the job is adopted and recorded when
+        next seen running (:func:`retrain.phases._waiting`)."""
+        if not self.loop.executor.launch(spec):
+            return  # refused: observe reports why, and the run fails with it
+        with transaction(self.sessions) as session:
+            RunRepository(session).record_launch(spec.run_id, spec.mode, self.loop.clock())
 
     def _enter(self, session: Session, run: RetrainRunRow, phase: Phase, note: str) -> None:
         now = self.loop.clock()

@@ -2,7 +2,11 @@
 
 A job is named after its run and mode, so every action on it is idempotent: a
 second ``launch`` of the same name adopts the job instead of starting another,
-which is what makes the run lifecycle safe to resume after a crash. Backends:
+which is what makes the run lifecycle safe to resume after a crash. A name only
+protects while the job exists, though: a Kubernetes Job deleted after it finished
+could be created again. So the run records in SQL that a launch returned
+(:mod:`retrain.runs`), and a job ``MISSING`` after that is lost, never relaunched;
+``UNSTARTED`` is the one absent job a backend may start again safely. Backends:
 ``local`` (a subprocess, :mod:`retrain.executors.local`) and ``fake`` (in
 process, for the lifecycle's unit tests); Kubernetes Jobs come next and fit the
 same shape (a 409 on create is the adoption).
@@ -33,7 +37,12 @@ class JobPhase(StrEnum):
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
-    MISSING = "missing"  # never launched (or launched so briefly that nothing started)
+    # No trace of the job: never launched, or gone (deleted, cleaned up) since; only the
+    # run's launch record tells which.
+    MISSING = "missing"
+    # Launched, but it never started and nothing will start it (the local executor's
+    # wrapper died before it began): launching again starts it, once.
+    UNSTARTED = "unstarted"
 
 
 @dataclass(frozen=True)
@@ -94,8 +103,12 @@ class JobStatus:
 
 
 class Executor(Protocol):
-    def launch(self, spec: JobSpec) -> None:
-        """Start the job; a second launch of the same ``spec.name`` adopts, never starts twice."""
+    def launch(self, spec: JobSpec) -> bool:
+        """Start the job; a second launch of the same ``spec.name`` adopts, never starts twice.
+
+        True when the job now exists (started or adopted); False when the backend refused
+        it for good, and ``observe`` reports why. Retriable trouble raises.
+        """
         ...
 
     def observe(self, spec: JobSpec) -> JobStatus:

@@ -41,12 +41,13 @@ class FakeExecutor:
         """Script the job ``name`` to fail with ``reason``."""
         self._scripted[name] = JobStatus(JobPhase.FAILED, reason, log_tail)
 
-    def launch(self, spec: JobSpec) -> None:
+    def launch(self, spec: JobSpec) -> bool:
         if self.fail_next_launch is not None:
             error, self.fail_next_launch = self.fail_next_launch, None
             raise error
         if spec.name not in self.starts and spec.name not in self.cancelled:
             self.starts[spec.name] += 1
+        return True
 
     def observe(self, spec: JobSpec) -> JobStatus:
         name = spec.name

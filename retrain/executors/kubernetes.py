@@ -9,6 +9,10 @@ name this run and mode. Jobs are followed by :class:`JobCache` (list + watch);
 a terminal decision is always made from the Job as read now, and the result is
 the terminated container's termination message, read from the Pod's status.
 
+``observe`` reports a Job that does not exist as ``MISSING``, whether it was
+never created or was deleted since (``ttlSecondsAfterFinished``, an operator):
+the run's launch record in SQL tells the two apart (:mod:`retrain.phases`).
+
 API errors are translated here: 5xx, 429, timeouts and refused connections are
 retried a few times, then raised as a retriable :class:`ExecutorError` (the run
 stays in its phase); 401, 403, 404 and 422 on create fail the job with a reason
@@ -161,22 +165,19 @@ class KubernetesExecutor:
             pause *= 2
         raise AssertionError("unreachable")
 
-    def launch(self, spec: JobSpec) -> None:
+    def launch(self, spec: JobSpec) -> bool:
         self.cache.start()
         try:
             job = render(spec, self.settings)
         except ExecutorError as exc:
-            self._refused[spec.name] = str(exc)
-            return
+            return self._refuse(spec, str(exc))
         what = f"create job {spec.name} in namespace {self.namespace}"
         try:
             body = client.V1Job.from_dict(job)
         except ValueError as exc:  # the client's models refuse wrong types (pydantic)
-            self._refused[spec.name] = f"retrain.kubernetes.template: not a valid Job: {exc}"
-            return
+            return self._refuse(spec, f"retrain.kubernetes.template: not a valid Job: {exc}")
         if body is None:
-            self._refused[spec.name] = "retrain.kubernetes.template: not a Job"
-            return
+            return self._refuse(spec, "retrain.kubernetes.template: not a Job")
         try:
             self._call(
                 what,
@@ -187,28 +188,32 @@ class KubernetesExecutor:
         except ExecutorError as exc:
             cause = exc.__cause__
             if isinstance(cause, ApiException) and cause.status == 409:
-                self._adopt(spec)
-                return
+                return self._adopt(spec)
             if exc.retriable:
                 raise
-            self._refused[spec.name] = str(exc)
-            return
+            return self._refuse(spec, str(exc))
         self._refused.pop(spec.name, None)
-        self.cache.remember(spec.name)
+        return True
 
-    def _adopt(self, spec: JobSpec) -> None:
+    def _refuse(self, spec: JobSpec, reason: str) -> bool:
+        """Remember why the job cannot exist, for ``observe``; in memory only, since the
+        launch is not recorded: after a restart, launching again finds the same reason."""
+        self._refused[spec.name] = reason
+        return False
+
+    def _adopt(self, spec: JobSpec) -> bool:
         """A 409: the name is taken; it is ours when its labels name this run and mode."""
         existing = self._read(spec)
         if existing is None:
             raise ExecutorError(f"job {spec.name} conflicted, then vanished", retriable=True)
-        if self._ours(existing, spec):
-            self._refused.pop(spec.name, None)
-            self.cache.remember(spec.name)
-        else:
-            self._refused[spec.name] = (
+        if not self._ours(existing, spec):
+            return self._refuse(
+                spec,
                 f"job {spec.name} already exists in namespace {self.namespace} and belongs to "
-                "another run (its driftwatch labels differ); delete it or use another namespace"
+                "another run (its driftwatch labels differ); delete it or use another namespace",
             )
+        self._refused.pop(spec.name, None)
+        return True
 
     def _ours(self, job: Any, spec: JobSpec) -> bool:
         labels = job.metadata.labels or {}
@@ -247,11 +252,9 @@ class KubernetesExecutor:
                 raise
             return JobStatus(JobPhase.FAILED, str(exc))
         if job is None:
-            if self.cache.seen(spec.name):
-                reason = f"job {spec.name} disappeared before its result was read"
-                return JobStatus(JobPhase.FAILED, reason)
+            # Never created, or deleted (its TTL, an operator): the run's launch record
+            # tells which, and survives a restart, which no memory of this process does.
             return JobStatus(JobPhase.MISSING)
-        self.cache.remember(spec.name)
         if not self._ours(job, spec):
             return JobStatus(JobPhase.FAILED, f"job {spec.name} belongs to another run")
         terminal = _terminal(job)

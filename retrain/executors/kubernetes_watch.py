@@ -39,7 +39,6 @@ class JobCache:
         self._sleep = sleep
         self._lock = threading.Lock()
         self._jobs: dict[str, Any] = {}
-        self._seen: set[str] = set()
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -68,15 +67,6 @@ class JobCache:
         with self._lock:
             return self._jobs.get(name)
 
-    def seen(self, name: str) -> bool:
-        """Whether this process ever saw the Job exist (so a 404 now means it was deleted)."""
-        with self._lock:
-            return name in self._seen
-
-    def remember(self, name: str) -> None:
-        with self._lock:
-            self._seen.add(name)
-
     def _run(self) -> None:
         rv: str | None = None
         listed_at = 0.0
@@ -104,7 +94,6 @@ class JobCache:
         listing = self._api.list_namespaced_job(self.namespace, label_selector=MANAGED)
         with self._lock:
             self._jobs = {str(j.metadata.name): j for j in listing.items if j.metadata}
-            self._seen.update(self._jobs)
         self.relists += 1
         self._synced.set()
         return str(listing.metadata.resource_version if listing.metadata else "")
@@ -125,7 +114,6 @@ class JobCache:
             if kind in ("ADDED", "MODIFIED"):
                 with self._lock:
                     self._jobs[job.metadata.name] = job
-                    self._seen.add(job.metadata.name)
             elif kind == "DELETED":
                 with self._lock:
                     self._jobs.pop(job.metadata.name, None)

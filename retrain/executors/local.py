@@ -5,7 +5,9 @@ job's description, its log, its result file and the files of the wrapper
 (:mod:`retrain.executors.wrapper`) that runs it: the wrapper lives in its own
 session, so a job survives the service, and it records the exit status, so a
 restarted service (a new executor instance) can still observe the job, running
-or finished, without starting it again.
+or finished, without starting it again. A job is ``MISSING`` only while it has
+no directory (never launched, or the directory was removed since); a directory
+whose wrapper never began is ``UNSTARTED``, to be launched again.
 
 The job's environment is the service's, less every ``DRIFTWATCH_*`` variable
 (the service's own settings, database URL included, are none of the
@@ -94,14 +96,14 @@ class LocalExecutor:
     def job_dir(self, spec: JobSpec) -> Path:
         return self.workdir / spec.name
 
-    def launch(self, spec: JobSpec) -> None:
+    def launch(self, spec: JobSpec) -> bool:
         job_dir = self.job_dir(spec)
         own = self._wrappers.get(spec.name)
         if own is not None and own.poll() is None:
-            return
+            return True
         self._check_same_job(spec, job_dir)
         if self._begun(job_dir):
-            return  # adopted: a wrapper ran or runs it, or it was cancelled
+            return True  # adopted: a wrapper ran or runs it, or it was cancelled
         try:
             job_dir.mkdir(parents=True, exist_ok=True)
             job = {"name": spec.name, "spec": spec.fingerprint(), "command": self.command}
@@ -117,6 +119,7 @@ class LocalExecutor:
                 )
         except OSError as exc:
             raise ExecutorError(f"cannot start job {spec.name}: {exc}", retriable=True) from exc
+        return True
 
     def _check_same_job(self, spec: JobSpec, job_dir: Path) -> None:
         """Refuse to adopt a directory left by another job of the same name (e.g. a run id
@@ -174,7 +177,10 @@ class LocalExecutor:
                 return JobStatus(JobPhase.RUNNING)  # spawned, not yet holding its lock
             reason = f"the job's wrapper exited with code {code} before starting the job"
             return JobStatus(JobPhase.FAILED, reason, log_tail(job_dir / WRAPPER_LOG))
-        return JobStatus(JobPhase.MISSING)  # the launcher died before its wrapper began
+        # The launcher died before spawning the wrapper, or the wrapper died (or has yet to
+        # take its lock) before it began: the lock and ``started`` make a second wrapper
+        # run the job once, so launching again is safe even after the launch was recorded.
+        return JobStatus(JobPhase.UNSTARTED)
 
     def _ended(self, spec: JobSpec, job_dir: Path) -> JobStatus | None:
         try:

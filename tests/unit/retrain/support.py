@@ -35,14 +35,17 @@ class ScriptedExecutor:
     """Jobs run until a test scripts their outcome; launches are counted by name."""
 
     starts: Counter[str] = field(default_factory=Counter)
+    launches: Counter[str] = field(default_factory=Counter)  # every call, adoptions too
     cancelled: list[str] = field(default_factory=list)
     outcomes: dict[str, JobStatus] = field(default_factory=dict)
     specs: dict[str, JobSpec] = field(default_factory=dict)
 
-    def launch(self, spec: JobSpec) -> None:
+    def launch(self, spec: JobSpec) -> bool:
+        self.launches[spec.name] += 1
         if spec.name not in self.starts:  # a second launch adopts
             self.starts[spec.name] += 1
             self.specs[spec.name] = spec
+        return True
 
     def observe(self, spec: JobSpec) -> JobStatus:
         if spec.name not in self.starts:
@@ -57,6 +60,10 @@ class ScriptedExecutor:
 
     def fail(self, name: str, reason: str, log: str = "Traceback ...\n") -> None:
         self.outcomes[name] = JobStatus(JobPhase.FAILED, reason, log)
+
+    def vanish(self, name: str) -> None:
+        """The backend loses the job (a Kubernetes Job deleted by its TTL)."""
+        self.outcomes[name] = JobStatus(JobPhase.MISSING)
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.registry import RegistryRepository, Stage
 from db.runs import AlertOutbox, RunRepository
 from db.session import transaction
+from retrain.executors.base import Executor
 from retrain.policy import TriggerPolicy
 from retrain.runs import Loop, Phase, RunDriver
 from retrain.settings import LoopSettings
@@ -29,10 +31,22 @@ TRAIN, VALIDATE = "driftwatch-fraud-1-train", "driftwatch-fraud-1-validate"
 
 
 class Rig:
-    def __init__(self, sessions: sessionmaker[Session], tmp_path: Path, champion: bool = True):
+    """A database with a production champion, and a driver per (re)start. ``backend``
+    builds a real executor (local, Kubernetes) anew on each restart, since a restarted
+    service keeps nothing in memory; without one, the scripted executor stands in."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        tmp_path: Path,
+        champion: bool = True,
+        backend: Callable[[], Executor] | None = None,
+    ):
         self.sessions = sessions
         self.clock = Clock()
         self.executor = ScriptedExecutor()
+        self.backend = backend
+        self.real = backend() if backend is not None else None
         self.exporter = ParquetExporter()
         self.models = {"fraud": model_settings()}
         self.settings = LoopSettings(tmp_path / "runs", "file:///artifacts")
@@ -45,8 +59,21 @@ class Rig:
 
     def driver(self) -> RunDriver:
         """A fresh driver, as a restarted service builds it."""
-        loop = Loop(self.executor, self.models, self.settings, self.exporter, self.clock)
+        executor = self.real if self.real is not None else self.executor
+        loop = Loop(executor, self.models, self.settings, self.exporter, self.clock)
         return RunDriver(self.sessions, loop)
+
+    def restart(self) -> RunDriver:
+        """A driver of a restarted service: a real executor is built anew."""
+        if self.backend is not None:
+            self.close()
+            self.real = self.backend()
+        return self.driver()
+
+    def close(self) -> None:
+        close = getattr(self.real, "close", None)
+        if close is not None:
+            close()
 
     def start(self) -> int:
         decision = self.policy.request("fraud", "operator asked")
