@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Integer, String, Text, UniqueConstraint, select
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.errors import translated
@@ -20,7 +20,10 @@ from db.session import add_once
 
 class IdempotencyKeyRow(Base):
     __tablename__ = "idempotency_keys"
-    __table_args__ = (UniqueConstraint("scope", "key", name="uq_idempotency_keys_key"),)
+    __table_args__ = (
+        UniqueConstraint("scope", "key", name="uq_idempotency_keys_key"),
+        Index("ix_idempotency_keys_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     scope: Mapped[str] = mapped_column(String(200))

@@ -94,6 +94,8 @@ class WindowAggregate(Base):
             "layout",
             name="uq_window_aggregates_key",
         ),
+        # Retention selects by window end; without it every batch scans the table.
+        Index("ix_window_aggregates_window_end", "window_end"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -145,6 +147,7 @@ class DriftReportRow(Base):
             "model", "model_version", "window_start", "profile_id", name="uq_drift_reports_window"
         ),
         Index("ix_drift_reports_model_window", "model", "window_start"),
+        Index("ix_drift_reports_window_end", "window_end"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -269,6 +272,7 @@ class PerformanceAggregate(Base):
             "layout",
             name="uq_performance_aggregates_key",
         ),
+        Index("ix_performance_aggregates_window_end", "window_end"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -298,6 +302,7 @@ class PerformanceReportRow(Base):
         UniqueConstraint(
             "model", "model_version", "window_start", name="uq_performance_reports_window"
         ),
+        Index("ix_performance_reports_window_end", "window_end"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
@@ -373,6 +378,8 @@ class ConceptDriftAlarmRow(Base):
     __tablename__ = "concept_drift_alarms"
     __table_args__ = (
         Index("ix_concept_drift_alarms_window", "model", "model_version", "prediction_time"),
+        # Retention's range is over all models, which the index above cannot serve.
+        Index("ix_concept_drift_alarms_prediction_time", "prediction_time"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -14,6 +14,10 @@ What is never deleted, whatever its age:
   the trigger policy read it), and any report behind a trigger decision that
   started a retrain run (its ``drift_report_id``/``performance_report_id`` and
   every id of its evidence): a run's record keeps what caused it;
+- a model's newest concept-drift alarm (the trigger policy's cause is the newest alarm:
+  without it an older alarm nobody decided on would become the newest and fire a run),
+  and any alarm behind a trigger decision that started a retrain run
+  (``concept_alarm_id`` and its evidence);
 - an alert event with a delivery still pending, or not yet routed;
 - the newest alert event of each ``<model>/<kind>``, whose action says whether the
   condition is firing, and any event that holds a channel's newest live delivery of
@@ -30,7 +34,13 @@ from sqlalchemy.orm import Session, aliased
 
 from db.errors import translated
 from db.idempotency import IdempotencyKeyRow
-from db.models import DriftReportRow, PerformanceAggregate, PerformanceReportRow, WindowAggregate
+from db.models import (
+    ConceptDriftAlarmRow,
+    DriftReportRow,
+    PerformanceAggregate,
+    PerformanceReportRow,
+    WindowAggregate,
+)
 from db.outbox import AlertDeliveryRow, DeliveryStatus
 from db.runs import AlertEventRow
 from db.triggers import TriggerDecisionRow
@@ -105,10 +115,31 @@ class RetentionRepository:
             chosen = chosen.where(table.id.not_in(kept))
         return self._delete(table, chosen.limit(limit))
 
+    def concept_drift_alarms(self, predicted_before: datetime, limit: int) -> int:
+        """Alarms on pairs predicted before ``predicted_before``: by event time, like the
+        reports, so an alarm goes with the reports of its window."""
+        a = ConceptDriftAlarmRow
+        newer = aliased(ConceptDriftAlarmRow)
+        newest_of_model = select(func.max(newer.id)).where(newer.model == a.model).scalar_subquery()
+        chosen = (
+            select(a.id)
+            .where(a.prediction_time < predicted_before, a.id < newest_of_model)
+            .order_by(a.id)
+        )
+        kept = self.run_evidence("concept_drift_alarms")
+        if kept:
+            chosen = chosen.where(a.id.not_in(kept))
+        return self._delete(a, chosen.limit(limit))
+
     def run_evidence(self, evidence_key: str) -> list[int]:
-        """Ids of ``evidence_key`` reports behind the decisions that started a run."""
+        """Ids of ``evidence_key`` rows (reports or alarms) behind the decisions that
+        started a run."""
         t = TriggerDecisionRow
-        column = t.drift_report_id if evidence_key == "drift_reports" else t.performance_report_id
+        column = {
+            "drift_reports": t.drift_report_id,
+            "performance_reports": t.performance_report_id,
+            "concept_drift_alarms": t.concept_alarm_id,
+        }[evidence_key]
         ids: set[int] = set()
         for direct, decision in self.session.execute(
             select(column, t).where(t.run_id.is_not(None))

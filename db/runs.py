@@ -115,7 +115,10 @@ class AlertEventRow(Base):
     delivered later by the alert channels. ``key`` makes a retried write a no-op."""
 
     __tablename__ = "alert_events"
-    __table_args__ = (UniqueConstraint("key", name="uq_alert_events_key"),)
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_alert_events_key"),
+        Index("ix_alert_events_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(200))

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String, Text, UniqueConstraint, func, select, update
+from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.errors import translated
@@ -40,6 +40,9 @@ class TriggerDecisionRow(Base):
     __tablename__ = "trigger_decisions"
     __table_args__ = (
         UniqueConstraint("model", "cause_kind", "cause_key", name="uq_trigger_decisions_cause"),
+        # Deleting an alarm clears the decisions' links to it (ON DELETE SET NULL): per
+        # deleted row a lookup on this column, a scan of the table without the index.
+        Index("ix_trigger_decisions_concept_alarm_id", "concept_alarm_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

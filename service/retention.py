@@ -37,6 +37,11 @@ RULES = (
     Rule("performance_sketches", lambda c: c.sketches, RetentionRepository.performance_sketches),
     Rule("drift_reports", lambda c: c.reports, RetentionRepository.drift_reports),
     Rule("performance_reports", lambda c: c.reports, RetentionRepository.performance_reports),
+    Rule(
+        "concept_drift_alarms",
+        lambda c: c.concept_drift_alarms,
+        RetentionRepository.concept_drift_alarms,
+    ),
     Rule("alert_events", lambda c: c.outbox, RetentionRepository.alert_events),
     Rule("idempotency_keys", lambda c: c.idempotency_keys, RetentionRepository.idempotency_keys),
 )

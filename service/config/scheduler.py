@@ -84,6 +84,11 @@ class RetentionConfig(Strict):
     reports: Duration = Field(
         default=90 * 86400.0, gt=0, description="how long drift and performance reports stay"
     )
+    concept_drift_alarms: Duration = Field(
+        default=90 * 86400.0,
+        gt=0,
+        description="how long concept-drift alarms stay, by prediction time, e.g. 90d",
+    )
     outbox: Duration = Field(
         default=30 * 86400.0, gt=0, description="how long finished alert events stay, e.g. 30d"
     )

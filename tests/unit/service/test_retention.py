@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.idempotency import IdempotencyKeyRow
 from db.models import (
+    ConceptDriftAlarmRow,
     DriftFeatureRow,
     DriftReportRow,
     PerformanceAggregate,
@@ -115,6 +116,15 @@ class Rows:
         )  # fmt: skip
         return int(self.add(row).id)
 
+    def alarm(self, model: str, days: float) -> int:
+        predicted = ago(days)
+        row = ConceptDriftAlarmRow(
+            model=model, model_version="v1", partition=0, detector="rule",
+            prediction_time=predicted, label_time=predicted + WINDOW, labeled=100,
+            baseline_rate=0.1, alarm_rate=0.3, created_at=predicted + WINDOW,
+        )  # fmt: skip
+        return int(self.add(row).id)
+
     def run_started_by(self, model: str, **decision: Any) -> int:
         run = self.add(
             RetrainRunRow(
@@ -188,6 +198,7 @@ def test_reports_go_with_their_feature_results_except_the_newest_and_what_runs_c
             "performance_sketches",
             "drift_reports",
             "performance_reports",
+            "concept_drift_alarms",
             "alert_events",
             "idempotency_keys",
         ),
@@ -290,3 +301,51 @@ def test_idempotency_keys_expire_and_a_backlog_goes_in_bounded_batches(
     assert job.tick()["idempotency_keys"] == 0
     with sessions() as s:
         assert list(s.scalars(select(IdempotencyKeyRow.key))) == ["fresh"]
+
+
+def test_alarms_go_except_each_models_newest_and_what_runs_cite(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as s:
+        rows = Rows(s)
+        old = rows.alarm("fraud", 100)
+        cited = rows.alarm("fraud", 95)
+        in_evidence = rows.alarm("fraud", 93)
+        suppressed = rows.alarm("fraud", 92)
+        young = rows.alarm("fraud", 80)
+        newest = rows.alarm("fraud", 1)
+        only = rows.alarm("churn", 200)  # old, but churn's newest (only) alarm
+        rows.run_started_by(
+            "fraud",
+            concept_alarm_id=cited,
+            evidence={"concept_drift_alarms": [cited, in_evidence]},
+        )
+        rows.add(
+            TriggerDecisionRow(
+                model="fraud", cause_kind="concept_alarm", cause_key="k", decision="suppressed",
+                reason="cooldown", evidence=json.dumps({"concept_drift_alarms": [suppressed]}),
+                concept_alarm_id=suppressed, run_id=None, created_at=ago(92),
+            )
+        )  # fmt: skip
+    assert retention(sessions, concept_drift_alarms="90d").tick()["concept_drift_alarms"] == 2
+    with sessions() as s:
+        assert ids(s, ConceptDriftAlarmRow) == {cited, in_evidence, young, newest, only}
+        assert {old, suppressed} & ids(s, ConceptDriftAlarmRow) == set()
+        links = set(s.scalars(select(TriggerDecisionRow.concept_alarm_id)))
+        assert links == {cited, None}  # the suppressed decision stays, its link is cleared
+    assert retention(sessions, concept_drift_alarms="90d").tick()["concept_drift_alarms"] == 0
+
+
+def test_a_backlog_of_alarms_goes_in_bounded_batches(sessions: sessionmaker[Session]) -> None:
+    with sessions.begin() as s:
+        rows = Rows(s)
+        backlog = [rows.alarm("fraud", 120 - i) for i in range(5)]
+        newest = rows.alarm("fraud", 100)  # old too, but the newest: kept
+    job = retention(sessions, concept_drift_alarms="90d", batch_size=2, max_batches=2)
+    assert job.tick()["concept_drift_alarms"] == 4  # two batches of two, the rest waits
+    with sessions() as s:
+        assert ids(s, ConceptDriftAlarmRow) == {backlog[4], newest}
+    assert job.tick()["concept_drift_alarms"] == 1
+    assert job.tick()["concept_drift_alarms"] == 0
+    with sessions() as s:
+        assert ids(s, ConceptDriftAlarmRow) == {newest}
