@@ -13,15 +13,17 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
 from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
+from db.migrate import upgrade
 from db.repositories import WindowAggregateRepository
 from db.session import make_engine, make_session_factory
-from service.config import load_config
+from service.config import Config, load_config
 from tests.harness.kafka import TestKafka
 
 REPO = Path(__file__).resolve().parents[2]
@@ -94,11 +96,51 @@ def write_config(
     return path
 
 
-def create_topics(kafka: TestKafka, name: str) -> None:
+def create_topics(kafka: TestKafka, name: str, partitions: int = 3) -> None:
     """The predictions topic ``name`` with the labels and dead-letter topics a config names."""
-    kafka.create_topic(name, 3)
-    kafka.create_topic(f"{name}-labels", 3)  # keyed like the predictions, same partition count
+    kafka.create_topic(name, partitions)
+    # Keyed like the predictions, same partition count.
+    kafka.create_topic(f"{name}-labels", partitions)
     kafka.create_topic(f"{name}-dlq", 1)
+
+
+@dataclass(frozen=True)
+class Ingest:
+    """A fresh predictions topic (with its labels and dead-letter topics), a migrated
+    SQLite database and the config of the ``wide`` model that ingests one into the
+    other, flushing every 200 ms; ``stream`` makes valid events of the model."""
+
+    topic: str
+    db: str
+    config: Path
+    cfg: Config
+    stream: SyntheticStream
+
+    def event(self, i: int) -> bytes:
+        """The i-th valid prediction event as produced, at the stream's rate."""
+        plan = self.stream.plan
+        return self.stream.event(i, plan.start + i / plan.rate).prediction
+
+
+def fresh_ingest(kafka: TestKafka, workdir: Path, prefix: str, partitions: int) -> Ingest:
+    topic = f"{prefix}-{time.time_ns()}"
+    create_topics(kafka, topic, partitions)
+    db = f"sqlite:///{workdir / 'db.sqlite'}"
+    upgrade(make_engine(db))
+    config = write_config(
+        workdir / "c.yaml",
+        bootstrap_servers=kafka.bootstrap_servers,
+        api_version=kafka.api_version,
+        database_url=db,
+        topic=topic,
+        group_id=topic,
+        flush_interval="200ms",
+    )
+    cfg = load_config(config, env={})
+    # Event time in the past: the consumer rejects events from its future.
+    start = time.time() - 3 * 86400
+    plan = SyntheticPlan(model=cfg.model_specs()["wide"], rate=50.0, start=start)
+    return Ingest(topic, db, config, cfg, SyntheticStream(plan))
 
 
 def send_synthetic(

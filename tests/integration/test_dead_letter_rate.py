@@ -3,58 +3,35 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
 
-from consumers.synthetic import SyntheticPlan, SyntheticStream
-from db.migrate import upgrade
 from db.runs import AlertOutbox
 from db.session import make_engine, make_session_factory
 from service.alerts.replica import DEAD_LETTER_RATE, SERVICE_MODEL
-from service.config import load_config
 from service.watches import build_tally, build_watches
 from tests.harness.inprocess import InProcessService
 from tests.harness.kafka import TestKafka
-from tests.harness.scenario import wait_for_count, wait_for_total, write_config
+from tests.harness.scenario import fresh_ingest, wait_for_count, wait_for_total
 
 pytestmark = pytest.mark.kafka
-_START = time.time() - 3 * 86400  # in the past: future events are rejected
 VALID, MALFORMED = 100, 20
 
 
 def test_a_burst_of_malformed_events_queues_one_dead_letter_rate_alert(
     kafka: TestKafka, tmp_path: Path
 ) -> None:
-    topic = f"dlrate-{time.time_ns()}"
-    kafka.create_topic(topic, 2)
-    kafka.create_topic(f"{topic}-labels", 2)
-    kafka.create_topic(f"{topic}-dlq", 1)
-    db = f"sqlite:///{tmp_path / 'db.sqlite'}"
-    upgrade(make_engine(db))
-    config = write_config(
-        tmp_path / "c.yaml",
-        bootstrap_servers=kafka.bootstrap_servers,
-        api_version=kafka.api_version,
-        database_url=db,
-        topic=topic,
-        group_id=topic,
-        flush_interval="200ms",
-    )
-    cfg = load_config(config, env={})
+    setup = fresh_ingest(kafka, tmp_path, "dlrate", partitions=2)
+    topic, db, config, cfg = setup.topic, setup.db, setup.config, setup.cfg
     tally = build_tally(cfg)
     service = InProcessService(config, tally)
     sessions = make_session_factory(make_engine(db))
     watches = build_watches(cfg, sessions, lambda: service.loop.progress, tally)
-    stream = SyntheticStream(
-        SyntheticPlan(model=cfg.model_specs()["wide"], rate=50.0, start=_START)
-    )
     producer = kafka.producer()
     try:
         for i in range(VALID):
-            event = stream.event(i, _START + i / 50.0)
-            producer.send(topic, key=str(i).encode(), value=event.prediction)
+            producer.send(topic, key=str(i).encode(), value=setup.event(i))
         for i in range(MALFORMED):
             producer.send(topic, key=f"bad-{i}".encode(), value=b"{not json")
         producer.flush()

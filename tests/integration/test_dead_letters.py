@@ -14,45 +14,24 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumers.synthetic import SyntheticPlan, SyntheticStream
-from db.migrate import upgrade
-from db.session import make_engine
-from service.config import load_config
 from tests.harness.inprocess import InProcessService
 from tests.harness.kafka import TestKafka
-from tests.harness.scenario import stored_counts, wait_for_total, write_config
+from tests.harness.scenario import fresh_ingest, stored_counts, wait_for_total
 
 pytestmark = pytest.mark.kafka
-_START = time.time() - 3 * 86400  # in the past: future events are rejected
 
 
 @pytest.fixture(scope="module")
 def running(kafka: TestKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    workdir = tmp_path_factory.mktemp("dlq")
-    topic = f"dlq-test-{time.time_ns()}"
-    kafka.create_topic(topic, 3)
-    kafka.create_topic(f"{topic}-labels", 3)
-    kafka.create_topic(f"{topic}-dlq", 1)
-    db = f"sqlite:///{workdir / 'db.sqlite'}"
-    upgrade(make_engine(db))
-    config = write_config(
-        workdir / "c.yaml",
-        bootstrap_servers=kafka.bootstrap_servers,
-        api_version=kafka.api_version,
-        database_url=db,
-        topic=topic,
-        group_id=topic,
-        flush_interval="200ms",
-    )
-    spec = load_config(config, env={}).model_specs()["wide"]
-    service = InProcessService(config)
+    setup = fresh_ingest(kafka, tmp_path_factory.mktemp("dlq"), "dlq-test", partitions=3)
+    service = InProcessService(setup.config)
     state = {
-        "db": db,
-        "topic": topic,
+        "db": setup.db,
+        "topic": setup.topic,
         "service": service,
         "sent_valid": 0,
         "invalid": [],
-        "stream": SyntheticStream(SyntheticPlan(model=spec, rate=50.0, start=_START)),
+        "setup": setup,
         "index": itertools.count(),
         "producer": kafka.producer(),
     }
@@ -62,9 +41,8 @@ def running(kafka: TestKafka, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 
 def _valid_event(state: dict[str, Any]) -> dict[str, Any]:
-    i = next(state["index"])
-    ev = state["stream"].event(i, _START + i / 50.0)
-    return json.loads(ev.prediction)
+    event: dict[str, Any] = json.loads(state["setup"].event(next(state["index"])))
+    return event
 
 
 REQUIRED = ["event_id", "model", "model_version", "timestamp", "features", "prediction"]
