@@ -96,9 +96,8 @@ def write_config(
 
 def create_topics(kafka: TestKafka, name: str) -> None:
     """The predictions topic ``name`` with the labels and dead-letter topics a config names."""
-    kafka.create_topic(name, 3)
-    kafka.create_topic(f"{name}-labels", 3)  # keyed like the predictions, same partition count
-    kafka.create_topic(f"{name}-dlq", 1)
+    # The labels topic is keyed like the predictions, with the same partition count.
+    kafka.create_topics({name: 3, f"{name}-labels": 3, f"{name}-dlq": 1})
 
 
 def send_synthetic(

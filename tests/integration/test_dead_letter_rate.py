@@ -28,9 +28,7 @@ def test_a_burst_of_malformed_events_queues_one_dead_letter_rate_alert(
     kafka: TestKafka, tmp_path: Path
 ) -> None:
     topic = f"dlrate-{time.time_ns()}"
-    kafka.create_topic(topic, 2)
-    kafka.create_topic(f"{topic}-labels", 2)
-    kafka.create_topic(f"{topic}-dlq", 1)
+    kafka.create_topics({topic: 2, f"{topic}-labels": 2, f"{topic}-dlq": 1})
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
     upgrade(make_engine(db))
     config = write_config(

@@ -30,9 +30,7 @@ _START = time.time() - 3 * 86400  # in the past: future events are rejected
 def running(kafka: TestKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     workdir = tmp_path_factory.mktemp("dlq")
     topic = f"dlq-test-{time.time_ns()}"
-    kafka.create_topic(topic, 3)
-    kafka.create_topic(f"{topic}-labels", 3)
-    kafka.create_topic(f"{topic}-dlq", 1)
+    kafka.create_topics({topic: 3, f"{topic}-labels": 3, f"{topic}-dlq": 1})
     db = f"sqlite:///{workdir / 'db.sqlite'}"
     upgrade(make_engine(db))
     config = write_config(
