@@ -59,8 +59,10 @@ def pg_template(pg_databases: Databases) -> str:
 
 
 @pytest.fixture
-def pg_url(pg_databases: Databases, pg_template: str) -> str:
-    return pg_databases.create(template=pg_template)
+def pg_url(pg_databases: Databases, pg_template: str) -> Iterator[str]:
+    url = pg_databases.create(template=pg_template)
+    yield url
+    pg_databases.drop_soon(url)
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -198,19 +199,38 @@ class LocalKafka:
 
     def create_topic(self, name: str, partitions: int) -> None:
         """Create a topic (an existing one is fine) and wait until it has leaders."""
+        self.create_topics({name: partitions})
+
+    def create_topics(self, topics: dict[str, int]) -> None:
+        """Create topics (name -> partitions) at once, then wait until all have leaders.
+
+        0.9 has no CreateTopics request, so each topic costs a JVM of its own; they
+        run side by side, since each spends most of its ~0.6 s loading classes.
+        """
+        with concurrent.futures.ThreadPoolExecutor(len(topics) or 1) as pool:
+            outputs = pool.map(self._run_topic_command, topics.items())
+            for name, output in zip(topics, outputs, strict=True):
+                # 0.9 exits non-zero for real failures and "already exists"; the text differs.
+                if output is not None and "already exists" not in output:
+                    raise LocalKafkaError(f"creating topic {name!r} failed: {output}")
+        deadline = time.monotonic() + 30
+        while not self._leaders_ready(list(topics)):
+            if time.monotonic() > deadline:
+                raise LocalKafkaError(f"topics {list(topics)} lack a leader after 30 s")
+            time.sleep(0.1)
+
+    def _run_topic_command(self, topic: tuple[str, int]) -> str | None:
+        """Run TopicCommand --create; None when it succeeded, else its output."""
+        name, partitions = topic
         args = f"--zookeeper {self.zookeeper_connect} --create --topic {name}"
         args += f" --partitions {partitions} --replication-factor 1"
-        command = [*self._jvm("topics", "128m"), "kafka.admin.TopicCommand", *args.split()]
+        # A short-lived tool: compiling for peak speed would cost more than it saves.
+        quick = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+        java, *options = self._jvm("topics", "128m")
+        command = [java, *quick, *options, "kafka.admin.TopicCommand", *args.split()]
         result = subprocess.run(command, capture_output=True, text=True, check=False)
         output = (result.stdout + result.stderr).strip()
-        # 0.9 exits non-zero both for real failures and for "already exists"; only the text differs.
-        if "already exists" not in output and (result.returncode != 0 or "Error" in output):
-            raise LocalKafkaError(f"creating topic {name!r} failed: {output}")
-        deadline = time.monotonic() + 30
-        while not self._leaders_ready([name]):
-            if time.monotonic() > deadline:
-                raise LocalKafkaError(f"topic {name!r} has no leader for some partition after 30 s")
-            time.sleep(0.2)
+        return output if result.returncode != 0 or "Error" in output else None
 
     def produce_file(self, topic: str, path: Path) -> None:
         """Send every ``key<TAB>value`` line of ``path`` to ``topic`` with Kafka's own

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -43,14 +44,18 @@ class TestKafka:
         return options
 
     def create_topic(self, name: str, partitions: int) -> None:
+        self.create_topics({name: partitions})
+
+    def create_topics(self, topics: dict[str, int]) -> None:
+        """Create topics (name -> partitions) in one go; existing ones are fine."""
         if self.local is not None:
-            self.local.create_topic(name, partitions)
+            self.local.create_topics(topics)
             return
         admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers)
         try:
-            admin.create_topics([NewTopic(name, partitions, 1)])
-        except TopicAlreadyExistsError:
-            pass
+            for name, partitions in topics.items():
+                with contextlib.suppress(TopicAlreadyExistsError):
+                    admin.create_topics([NewTopic(name, partitions, 1)])
         finally:
             admin.close()
 

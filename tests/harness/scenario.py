@@ -98,10 +98,8 @@ def write_config(
 
 def create_topics(kafka: TestKafka, name: str, partitions: int = 3) -> None:
     """The predictions topic ``name`` with the labels and dead-letter topics a config names."""
-    kafka.create_topic(name, partitions)
-    # Keyed like the predictions, same partition count.
-    kafka.create_topic(f"{name}-labels", partitions)
-    kafka.create_topic(f"{name}-dlq", 1)
+    # The labels topic is keyed like the predictions, with the same partition count.
+    kafka.create_topics({name: partitions, f"{name}-labels": partitions, f"{name}-dlq": 1})
 
 
 @dataclass(frozen=True)

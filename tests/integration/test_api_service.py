@@ -36,8 +36,7 @@ def test_a_model_without_labels_starts_and_its_drift_is_served(
     kafka: TestKafka, sqlite_url: str, tmp_path: Path
 ) -> None:
     topic = f"nolabels-{os.getpid()}"
-    kafka.create_topic(topic, 3)
-    kafka.create_topic(f"{topic}-dlq", 1)  # and no labels topic at all
+    kafka.create_topics({topic: 3, f"{topic}-dlq": 1})  # and no labels topic at all
     port = _free_port()
     model = {
         **wide_model(numerical=4, categorical=1, window=f"{WINDOW}s"),
