@@ -303,6 +303,8 @@ class PerformanceReportRow(Base):
             "model", "model_version", "window_start", name="uq_performance_reports_window"
         ),
         Index("ix_performance_reports_window_end", "window_end"),
+        # Deleting a drift report clears this link (ON DELETE SET NULL), a lookup per row.
+        Index("ix_performance_reports_drift_report_id", "drift_report_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -40,9 +40,11 @@ class TriggerDecisionRow(Base):
     __tablename__ = "trigger_decisions"
     __table_args__ = (
         UniqueConstraint("model", "cause_kind", "cause_key", name="uq_trigger_decisions_cause"),
-        # Deleting an alarm clears the decisions' links to it (ON DELETE SET NULL): per
-        # deleted row a lookup on this column, a scan of the table without the index.
+        # Deleting an alarm or a report clears the decisions' links to it (ON DELETE SET
+        # NULL): per deleted row a lookup on its column, a scan of the table without these.
         Index("ix_trigger_decisions_concept_alarm_id", "concept_alarm_id"),
+        Index("ix_trigger_decisions_drift_report_id", "drift_report_id"),
+        Index("ix_trigger_decisions_performance_report_id", "performance_report_id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -16,7 +16,9 @@ depends_on = None
 
 # Each retention batch selects by one of these columns; without an index that is a full
 # scan of the table per batch (up to retention.max_batches per table and run).
-# trigger_decisions.concept_alarm_id: deleting an alarm clears the links to it.
+# The foreign keys into retained tables: deleting a report or an alarm clears the links to
+# it (ON DELETE SET NULL), which PostgreSQL looks up per deleted row; without an index on
+# the referencing column every lookup scans that table.
 _INDEXES = (
     ("ix_window_aggregates_window_end", "window_aggregates", "window_end"),
     ("ix_performance_aggregates_window_end", "performance_aggregates", "window_end"),
@@ -26,6 +28,9 @@ _INDEXES = (
     ("ix_alert_events_created_at", "alert_events", "created_at"),
     ("ix_idempotency_keys_created_at", "idempotency_keys", "created_at"),
     ("ix_trigger_decisions_concept_alarm_id", "trigger_decisions", "concept_alarm_id"),
+    ("ix_trigger_decisions_drift_report_id", "trigger_decisions", "drift_report_id"),
+    ("ix_trigger_decisions_performance_report_id", "trigger_decisions", "performance_report_id"),
+    ("ix_performance_reports_drift_report_id", "performance_reports", "drift_report_id"),
 )
 
 
