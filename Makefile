@@ -35,8 +35,10 @@ types: $(STAMP)
 
 # The whole suite, real Kafka and PostgreSQL included; a missing service fails
 # the run instead of skipping, and "no tests ran" (pytest exit 5) is a failure.
+# PYTHONFAULTHANDLER: a crash of the interpreter itself (also after pytest's own
+# handler is gone, at exit) prints every thread's stack instead of nothing.
 test: kafka-dist browser lint types
-	DRIFTWATCH_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -p no:cacheprovider; \
+	PYTHONFAULTHANDLER=1 DRIFTWATCH_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -p no:cacheprovider; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP)

@@ -36,5 +36,19 @@ def main(env: Mapping[str, str]) -> int:
     return 0
 
 
+def _exit(code: int) -> None:
+    """End the process without tearing down the native thread pools.
+
+    pyarrow's CPU pool, torn down at interpreter exit while a worker is still
+    alive, sometimes aborts the process (SIGABRT, "terminate called without an
+    active exception"; apache/arrow#34314), turning a finished job, result
+    written, into a crash. The result file is closed by then, so only the
+    standard streams need flushing.
+    """
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main(os.environ))
+    _exit(main(os.environ))
