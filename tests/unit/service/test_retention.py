@@ -142,6 +142,17 @@ class Rows:
         )  # fmt: skip
         return int(run.id)
 
+    def suppressed(self, model: str, kind: str, days: float, **decision: Any) -> None:
+        """A decision that started nothing, citing ``evidence`` and the linked ids given."""
+        evidence = decision.pop("evidence", {})
+        self.add(
+            TriggerDecisionRow(
+                model=model, cause_kind=kind, cause_key="k", decision="suppressed",
+                reason="cooldown", evidence=json.dumps(evidence), run_id=None,
+                created_at=ago(days), **decision,
+            )
+        )  # fmt: skip
+
     def event(
         self, model: str, kind: str, days: float, delivered: bool, *deliveries: tuple[str, str]
     ) -> int:
@@ -213,13 +224,9 @@ def test_a_report_cited_only_by_a_suppressed_decision_is_not_kept(
         rows = Rows(s)
         old = rows.drift("fraud", 100)
         rows.drift("fraud", 1)
-        rows.add(
-            TriggerDecisionRow(
-                model="fraud", cause_kind="drift", cause_key="k", decision="suppressed",
-                reason="cooldown", evidence=json.dumps({"drift_reports": [old]}),
-                drift_report_id=old, run_id=None, created_at=ago(100),
-            )
-        )  # fmt: skip
+        rows.suppressed(
+            "fraud", "drift", 100, evidence={"drift_reports": [old]}, drift_report_id=old
+        )
     retention(sessions).tick()
     with sessions() as s:
         assert old not in ids(s, DriftReportRow)
@@ -320,13 +327,13 @@ def test_alarms_go_except_each_models_newest_and_what_runs_cite(
             concept_alarm_id=cited,
             evidence={"concept_drift_alarms": [cited, in_evidence]},
         )
-        rows.add(
-            TriggerDecisionRow(
-                model="fraud", cause_kind="concept_alarm", cause_key="k", decision="suppressed",
-                reason="cooldown", evidence=json.dumps({"concept_drift_alarms": [suppressed]}),
-                concept_alarm_id=suppressed, run_id=None, created_at=ago(92),
-            )
-        )  # fmt: skip
+        rows.suppressed(
+            "fraud",
+            "concept_alarm",
+            92,
+            evidence={"concept_drift_alarms": [suppressed]},
+            concept_alarm_id=suppressed,
+        )
     assert retention(sessions, concept_drift_alarms="90d").tick()["concept_drift_alarms"] == 2
     with sessions() as s:
         assert ids(s, ConceptDriftAlarmRow) == {cited, in_evidence, young, newest, only}
