@@ -57,7 +57,7 @@ def archive_maintenance(cfg: Config) -> Callable[[], None] | None:
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:
-    from service.reference import parse_instant
+    from service.monitoring.reference import parse_instant
 
     cfg = load(args)
     require_model(cfg, args.model)

@@ -13,7 +13,7 @@ from service.errors import ServiceError
 
 
 def cmd_reference_build(args: argparse.Namespace) -> int:
-    from service import reference
+    from service.monitoring import reference
 
     cfg = load(args)
     require_model(cfg, args.model)
@@ -213,7 +213,7 @@ def cmd_report_show(args: argparse.Namespace) -> int:
 
 
 def cmd_report_html(args: argparse.Namespace) -> int:
-    from service.rendering import ReportNotFound, job_for, render
+    from service.monitoring.rendering import ReportNotFound, job_for, render
 
     cfg = load(args)
     try:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 
 from db.outbox import DeliveryStatus
-from service.deadletters import NoTally, Tally
 from service.metrics import UNKNOWN, Metrics
+from service.monitoring.deadletters import NoTally, Tally
 
 
 class IngestMetrics:

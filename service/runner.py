@@ -23,9 +23,7 @@ from drift.schema import ModelSpec
 from service.api.wiring import start_api
 from service.cli_archive import build_archive
 from service.config import Config
-from service.deadletters import Tally
 from service.errors import ServiceError
-from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import (
     check_copartitioned,
     dead_letter_producer,
@@ -35,7 +33,9 @@ from service.kafka_clients import (
 from service.leader import make_elector
 from service.metric_feeds import IngestMetrics
 from service.metrics import Metrics
-from service.performance import (
+from service.monitoring.deadletters import Tally
+from service.monitoring.evaluation import EvaluationSettings, Judging, WindowEvaluator
+from service.monitoring.performance import (
     PerformanceEvaluator,
     PerformanceJudging,
     PerformanceSettings,

@@ -32,9 +32,9 @@ from retrain.errors import RetrainError
 from service.alerts.errors import AlertError
 from service.config import Config
 from service.errors import ServiceError
-from service.evaluation import WindowEvaluator
 from service.leader import Elector
 from service.metrics import Metrics, SchedulerMetrics
+from service.monitoring.evaluation import WindowEvaluator
 from service.watches import Watches
 
 log = logging.getLogger(__name__)
@@ -198,7 +198,7 @@ def build_scheduler(
             **every,
         )
     if cfg.retention.enabled:
-        from service.retention import Retention
+        from service.monitoring.retention import Retention
 
         retention = Retention(sessions, cfg.retention)
         scheduler.add_job(
@@ -213,7 +213,7 @@ def build_scheduler(
             runner.job("alerts", deliver), seconds=cfg.alerts.interval, id="alerts", **every
         )
     if cfg.evaluation.render_html:
-        from service.rendering import LatestHtml
+        from service.monitoring.rendering import LatestHtml
 
         html = LatestHtml(sessions)
         closers.append(html.close)

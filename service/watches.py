@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from consumers.progress import ConsumerProgress
 from service.alerts.replica import CONSUMER_STALLED, DEAD_LETTER_RATE, ReplicaCondition
 from service.config import Config
-from service.deadletters import DeadLetterRate, EventTally
-from service.stalls import StallDetector, StallWatch
+from service.monitoring.deadletters import DeadLetterRate, EventTally
+from service.monitoring.stalls import StallDetector, StallWatch
 
 # Often enough that a stall is seen within a tenth of its limit, and never busier than 1/s.
 _MIN_INTERVAL, _MAX_INTERVAL = 1.0, 15.0

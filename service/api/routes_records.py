@@ -27,7 +27,7 @@ from service.api.schemas import (
 )
 from service.config.api import Scope
 from service.errors import RenderBusy, RenderError
-from service.rendering import ReportNotFound
+from service.monitoring.rendering import ReportNotFound
 
 HTML: dict[str, object] = {"text/html": {"schema": {"type": "string"}}}
 

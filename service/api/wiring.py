@@ -13,7 +13,7 @@ from service.api.app import ApiDeps
 from service.api.auth import TokenCheck, load_tokens
 from service.api.server import ApiServer
 from service.config import Config
-from service.rendering import OnDemandHtml
+from service.monitoring.rendering import OnDemandHtml
 from service.retraining import Retraining
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def consumer_readiness(
     """Why the consumer is not ready, or None: the loop sets ``driftwatch_healthy`` to 0
     while Kafka, the database or the dead-letter topic cannot be reached (it is stalled
     then), knows no partitions until the topic's metadata arrives, and ``stall`` is the
-    stall watch's verdict (:meth:`service.stalls.StallWatch.problem`), the one the
+    stall watch's verdict (:meth:`service.monitoring.stalls.StallWatch.problem`), the one the
     ``consumer_stalled`` alert follows."""
 
     def problem() -> str | None:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from consumers.loop import IngestLoop
 from service.config import load_config
-from service.deadletters import Tally
 from service.metrics import Metrics
+from service.monitoring.deadletters import Tally
 from service.runner import build_ingest_loop
 
 

@@ -300,7 +300,7 @@ def test_two_replicas_stalls_are_two_alerts_each_resolved_on_its_own(
 ) -> None:
     from consumers.progress import ConsumerProgress, OwnedPartition
     from service.alerts.replica import CONSUMER_STALLED, ReplicaCondition
-    from service.stalls import StallDetector, StallWatch
+    from service.monitoring.stalls import StallDetector, StallWatch
 
     clock = Clock()
     seconds = [0.0]

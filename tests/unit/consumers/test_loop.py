@@ -492,7 +492,7 @@ def test_a_message_too_large_to_dead_letter_whole_is_dead_lettered_truncated(
 def test_a_flush_retried_for_minutes_keeps_the_progress_current_enough_to_see_a_stall(
     sql: Any, clock: FakeClock
 ) -> None:
-    from service.stalls import StallDetector
+    from service.monitoring.stalls import StallDetector
 
     r = rig(sql, clock, {0: spaced(3), 1: spaced(3), 2: []})
     r.drain()

@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from consumers.progress import ConsumerProgress, OwnedPartition
 from db.runs import AlertOutbox
 from service.alerts.replica import DEAD_LETTER_RATE, SERVICE_MODEL, ReplicaCondition
-from service.deadletters import Counts, DeadLetterRate, EventTally
 from service.metric_feeds import IngestMetrics
 from service.metrics import Metrics
+from service.monitoring.deadletters import Counts, DeadLetterRate, EventTally
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 WINDOW = 300.0

@@ -24,9 +24,9 @@ from db.reports import DriftReportRepository
 from db.repositories import OffsetAdvance
 from drift.errors import ProfileMismatch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
-from service import reference
 from service.config import ModelConfig
-from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
+from service.monitoring import reference
+from service.monitoring.evaluation import EvaluationSettings, Judging, WindowEvaluator
 
 T0 = 1_800_000_000.0
 WINDOW = 10

@@ -29,10 +29,10 @@ from retrain.settings import LoopSettings
 from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
 from service.config.alerts import AlertsConfig
-from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.metric_feeds import AlertMetrics, IngestMetrics, RetrainMetrics
 from service.metrics import Metrics, VersionSeries, http_metrics
-from service.performance import PerformanceEvaluator, PerformanceJudging, ReferenceValue
+from service.monitoring.evaluation import EvaluationSettings, Judging, WindowEvaluator
+from service.monitoring.performance import PerformanceEvaluator, PerformanceJudging, ReferenceValue
 from tests.harness.receivers import receiver
 from tests.unit.retrain.support import (
     T0 as RUN_T0,

@@ -18,7 +18,7 @@ from db.repositories import OffsetAdvance
 from db.session import make_engine, make_session_factory
 from drift.performance import Task
 from drift.schema import PredictionKind
-from service.performance import (
+from service.monitoring.performance import (
     PerformanceEvaluator,
     PerformanceJudging,
     PerformanceSettings,

@@ -18,7 +18,7 @@ from db.models import ReportHtmlRow
 from db.reports import DriftReportRepository
 from drift.html import decompress_html
 from service.errors import RenderError
-from service.rendering import LatestHtml
+from service.monitoring.rendering import LatestHtml
 from tests.unit.service.test_evaluation import (
     T0,
     Clock,

@@ -25,7 +25,7 @@ from db.outbox import AlertDeliveryRow
 from db.runs import AlertEventRow, RetrainRunRow
 from db.triggers import TriggerDecisionRow
 from service.config.scheduler import RetentionConfig
-from service.retention import Retention
+from service.monitoring.retention import Retention
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 WINDOW = timedelta(minutes=5)

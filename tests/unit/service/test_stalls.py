@@ -15,7 +15,7 @@ from db.errors import StoreError
 from db.runs import AlertOutbox
 from db.session import make_engine, make_session_factory
 from service.alerts.replica import CONSUMER_STALLED, SERVICE_MODEL, ReplicaCondition
-from service.stalls import StallDetector, StallWatch
+from service.monitoring.stalls import StallDetector, StallWatch
 
 T0 = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 LIMIT = 300.0

@@ -7,7 +7,7 @@ import json
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.runs import AlertOutbox
-from service.performance import ReferenceValue
+from service.monitoring.performance import ReferenceValue
 from tests.unit.service.test_performance import T, advance, alarm, fill, report
 
 

@@ -21,7 +21,7 @@ from service.api.app import ApiDeps, create_app
 from service.api.server import ApiServer, serve
 from service.api.wiring import api_deps
 from service.config import Config, load_config
-from service.rendering import OnDemandHtml
+from service.monitoring.rendering import OnDemandHtml
 from service.retraining import Retraining, build_retraining
 from tests.unit.retrain.support import Clock, ParquetExporter, ScriptedExecutor
 

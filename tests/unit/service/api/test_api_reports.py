@@ -19,7 +19,7 @@ from drift.html import compress_html
 from service.api.app import ApiDeps
 from service.api.auth import Token, TokenCheck, digest
 from service.config.api import Scope
-from service.rendering import OnDemandHtml
+from service.monitoring.rendering import OnDemandHtml
 from tests.unit.retrain.support import Clock
 from tests.unit.service.api.conftest import READ, served
 from tests.unit.service.test_rendering import reported

@@ -5,7 +5,7 @@ none can still be joined: the predictions' closing watermark has passed the
 window's end plus the allowed lateness, and the labels' closing watermark its
 end plus the join TTL (by then every prediction of the window was joined or
 swept as unlabelled). Both closing watermarks are computed as for data drift
-(:func:`service.watermarks.closing_watermark`), from the offsets in SQL.
+(:func:`service.monitoring.watermarks.closing_watermark`), from the offsets in SQL.
 
 The report holds the metrics of the merged partition sketches, the sample
 sizes, the label coverage (labelled / predicted) and the window-level
@@ -34,7 +34,7 @@ from drift.performance import ClassificationSketch
 from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
 from service.alerts.conditions import CONCEPT_DRIFT, PERFORMANCE_DEGRADATION, condition
 from service.metrics import Metrics
-from service.watermarks import as_bound, closing_watermark
+from service.monitoring.watermarks import as_bound, closing_watermark
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 A window is closed once the lowest watermark over the active partitions of the
 predictions topic has passed its end plus the allowed lateness
-(:func:`service.watermarks.closing_watermark`, where idle partitions and why
+(:func:`service.monitoring.watermarks.closing_watermark`, where idle partitions and why
 they are ignored are described).
 
 Evaluation is idempotent: a report is unique per (model, version, window,
@@ -33,7 +33,7 @@ from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_samp
 from drift.stats import Method
 from service.alerts.conditions import DATA_DRIFT, condition
 from service.metrics import Metrics
-from service.watermarks import as_bound, closing_watermark
+from service.monitoring.watermarks import as_bound, closing_watermark
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ its own watermark passes; a partition that has delivered nothing for
 quiet partition would hold every window open forever. Watermarks are read from
 SQL, where they are committed with the offsets and the aggregates, so a window
 judged closed has had every on-time event flushed. Data drift
-(:mod:`service.evaluation`) closes windows on the predictions topic, concept
-drift (:mod:`service.performance`) on the predictions and the labels topics.
+(:mod:`service.monitoring.evaluation`) closes windows on the predictions topic, concept
+drift (:mod:`service.monitoring.performance`) on the predictions and the labels topics.
 """
 
 from __future__ import annotations
