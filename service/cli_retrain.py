@@ -18,7 +18,7 @@ from db.triggers import DecisionRepository
 from retrain.runs import Phase
 from service.cli_common import load, require_model, sessions_for
 from service.errors import ServiceError
-from service.retraining import absolute_uri, build_retraining, utc_now
+from service.wiring.retraining import absolute_uri, build_retraining, utc_now
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:

@@ -20,7 +20,6 @@ from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from drift.errors import ProfileMismatch
 from drift.schema import ModelSpec
-from service.api.wiring import start_api
 from service.cli_archive import build_archive
 from service.config import Config
 from service.errors import ServiceError
@@ -43,7 +42,8 @@ from service.monitoring.performance import (
 )
 from service.process import limit_malloc_arenas, pin_mmap_threshold
 from service.scheduler import build_scheduler
-from service.watches import build_tally, build_watches
+from service.wiring.api import start_api
+from service.wiring.watches import build_tally, build_watches
 
 log = logging.getLogger(__name__)
 

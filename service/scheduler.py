@@ -35,7 +35,7 @@ from service.errors import ServiceError
 from service.leader import Elector
 from service.metrics import Metrics, SchedulerMetrics
 from service.monitoring.evaluation import WindowEvaluator
-from service.watches import Watches
+from service.wiring.watches import Watches
 
 log = logging.getLogger(__name__)
 
@@ -231,7 +231,7 @@ def _retraining(
 ) -> Callable[[], object]:
     """The retraining tick: the trigger policy, then one step of every active run."""
     from service.metric_feeds import RetrainMetrics
-    from service.retraining import build_retraining
+    from service.wiring.retraining import build_retraining
 
     try:
         retraining = build_retraining(cfg, sessions, observer=RetrainMetrics(metrics))

@@ -56,7 +56,7 @@ class CopyExporter:
 def loop(config: str, source: str, directory: str) -> None:
     from db.session import make_engine, make_session_factory
     from service.config import load_config
-    from service.retraining import build_retraining
+    from service.wiring.retraining import build_retraining
 
     cfg = load_config(config, env={})
     sessions = make_session_factory(make_engine(cfg.database.url))

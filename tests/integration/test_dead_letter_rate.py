@@ -10,7 +10,7 @@ import pytest
 from db.runs import AlertOutbox
 from db.session import make_engine, make_session_factory
 from service.alerts.replica import DEAD_LETTER_RATE, SERVICE_MODEL
-from service.watches import build_tally, build_watches
+from service.wiring.watches import build_tally, build_watches
 from tests.harness.inprocess import InProcessService
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import fresh_ingest, wait_for_count, wait_for_total

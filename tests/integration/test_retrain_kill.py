@@ -27,7 +27,7 @@ from db.runs import RunRepository
 from db.session import make_engine, make_session_factory, transaction
 from retrain.policy import TriggerPolicy
 from service.config import load_config
-from service.retraining import model_settings
+from service.wiring.retraining import model_settings
 from tests.harness.retrain import DIR_ENV, REPO, starts
 
 pytestmark = pytest.mark.postgres

@@ -20,7 +20,7 @@ from retrain.executors.base import JobPhase
 from retrain.runs import Phase
 from service.config import load_config
 from service.dev.concept import CATEGORICAL, NUMERICAL, Era, draw, train_champion
-from service.retraining import Retraining, build_retraining
+from service.wiring.retraining import Retraining, build_retraining
 from tests.harness.retrain import CopyExporter
 from tests.unit.retrain.export import write_export
 

@@ -16,7 +16,7 @@ from retrain.runs import Loop, RunDriver
 from retrain.settings import LoopSettings
 from service.cli import main
 from service.config import load_config
-from service.retraining import build_retraining, model_settings
+from service.wiring.retraining import build_retraining, model_settings
 from tests.unit.retrain.support import (
     Clock,
     ParquetExporter,

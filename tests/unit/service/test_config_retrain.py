@@ -9,7 +9,7 @@ import pytest
 
 from service.config import load_config
 from service.errors import ConfigError
-from service.retraining import model_settings
+from service.wiring.retraining import model_settings
 from tests.unit.service.test_config import BASE, mutated, problems, write
 
 

@@ -157,7 +157,7 @@ def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
     from consumers.progress import ConsumerProgress
     from db.session import make_engine, make_session_factory
     from service.runner import build_evaluator
-    from service.watches import build_tally, build_watches
+    from service.wiring.watches import build_tally, build_watches
 
     raw = mutated("database.url", sqlite_url)
     raw["archive"] = {"uri": str(tmp_path / "archive")}

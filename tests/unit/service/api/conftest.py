@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.session import make_engine, make_session_factory
 from service.api.app import ApiDeps, create_app
 from service.api.server import ApiServer, serve
-from service.api.wiring import api_deps
 from service.config import Config, load_config
 from service.monitoring.rendering import OnDemandHtml
-from service.retraining import Retraining, build_retraining
+from service.wiring.api import api_deps
+from service.wiring.retraining import Retraining, build_retraining
 from tests.unit.retrain.support import Clock, ParquetExporter, ScriptedExecutor
 
 READ, WRITE, BOTH = "read-token-0123", "write-token-4567", "admin-token-89ab"

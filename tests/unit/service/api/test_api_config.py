@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from service.api.auth import TokenCheck, digest, load_tokens
-from service.api.wiring import consumer_readiness
 from service.errors import ConfigError
 from service.metrics import Metrics
+from service.wiring.api import consumer_readiness
 from tests.unit.service.test_config import BASE, problems
 from tests.unit.service.test_config import load as load_cfg
 

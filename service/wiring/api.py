@@ -14,7 +14,7 @@ from service.api.auth import TokenCheck, load_tokens
 from service.api.server import ApiServer
 from service.config import Config
 from service.monitoring.rendering import OnDemandHtml
-from service.retraining import Retraining
+from service.wiring.retraining import Retraining
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +85,7 @@ def start_api(
         return None
     from service.api.app import create_app
     from service.api.server import serve
-    from service.retraining import build_retraining
+    from service.wiring.retraining import build_retraining
 
     problem = consumer_readiness(registry, consumer_partitions, stall)
     renderer = OnDemandHtml(sessions)
