@@ -20,7 +20,7 @@ from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from drift.errors import ProfileMismatch
 from drift.schema import ModelSpec
-from service.cli_archive import build_archive
+from service.cli.archive import build_archive
 from service.config import Config
 from service.errors import ServiceError
 from service.kafka_clients import (

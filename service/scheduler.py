@@ -241,7 +241,7 @@ def _retraining(
 
 
 def _archive(cfg: Config) -> Callable[[], object] | None:
-    from service.cli_archive import archive_maintenance
+    from service.cli.archive import archive_maintenance
 
     return archive_maintenance(cfg)
 

@@ -21,7 +21,7 @@ from db.repositories import WindowAggregateRepository, WindowDelta, WindowKey
 from db.session import make_engine, make_session_factory
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import WindowBatch, WindowSketch
-from service.cli import configure_logging, main
+from service.cli.main import configure_logging, main
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from typing import Any
 
 from db.outbox import DeliveryRepository, DeliveryStatus, event_action
 from db.session import transaction
-from service.cli_common import load, sessions_for
+from service.cli.common import load, sessions_for
 from service.errors import ServiceError
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from service.cli_common import load, require_model, sessions_for
+from service.cli.common import load, require_model, sessions_for
 from service.errors import ServiceError
 
 

@@ -14,11 +14,11 @@ from consumers.errors import ConsumerError
 from db.errors import StoreError
 from drift.errors import DriftError
 from retrain.errors import RetrainError
-from service.cli_alerts import add_alerts_commands
-from service.cli_archive import add_archive_commands
-from service.cli_common import config_path, load, sessions_for
-from service.cli_drift import add_drift_commands
-from service.cli_retrain import add_retrain_commands
+from service.cli.alerts import add_alerts_commands
+from service.cli.archive import add_archive_commands
+from service.cli.common import config_path, load, sessions_for
+from service.cli.drift import add_drift_commands
+from service.cli.retrain import add_retrain_commands
 from service.config import load_config
 from service.errors import ConfigError, ServiceError
 

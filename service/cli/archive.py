@@ -10,7 +10,7 @@ from typing import Any
 
 from consumers.archive import ArchiveIntake, NoArchive
 from db.archive import ArchiveWriter, export_labeled, maintain
-from service.cli_common import load, require_model
+from service.cli.common import load, require_model
 from service.config import Config
 from service.errors import ServiceError
 

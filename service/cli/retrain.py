@@ -16,7 +16,7 @@ from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from db.triggers import DecisionRepository
 from retrain.runs import Phase
-from service.cli_common import load, require_model, sessions_for
+from service.cli.common import load, require_model, sessions_for
 from service.errors import ServiceError
 from service.wiring.retraining import absolute_uri, build_retraining, utc_now
 
