@@ -1,5 +1,5 @@
-"""The operations HTTP API: FastAPI routes served by uvicorn inside ``driftwatch run``."""
+"""The operations HTTP API: FastAPI routes served by uvicorn inside ``driftwatch run``.
 
-from service.api.app import ApiDeps, create_app
-
-__all__ = ["ApiDeps", "create_app"]
+``deps`` holds what the handlers need, each ``routes_*`` module one router of
+module-level handlers, ``app`` puts them together (see :func:`service.api.app.create_app`).
+"""

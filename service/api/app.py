@@ -2,67 +2,35 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from datetime import datetime
+from fastapi import APIRouter, FastAPI
 
-from fastapi import FastAPI
-from prometheus_client import CollectorRegistry
-from sqlalchemy.orm import Session, sessionmaker
-
-from retrain.policy import Decision
-from service.api.auth import TokenCheck
+from service.api import routes_ops, routes_read, routes_records, routes_retrain, routes_ui
+from service.api.deps import ApiDeps
 from service.api.errors import install_handlers
 from service.api.instrument import RequestMetrics
 from service.api.limits import BodyLimit
+from service.api.ui_session import Sessions
 from service.metrics import http_metrics
 
 
-@dataclass(frozen=True)
-class ApiDeps:
-    """What the routes read and call; the runner builds it from the live service.
-
-    ``models`` maps each configured model to whether its labels are joined;
-    ``request_retrain(model, reason, key)`` is the policy's manual request, the
-    same path as ``driftwatch retrain``; ``render_html(report_id)`` renders the
-    stored report with Evidently; ``consumer_problem()`` says why the consumer is
-    not ready, or None. ``cookie_secure`` marks the overview page's session cookie
-    Secure even on plain HTTP (behind a TLS-terminating proxy).
-    """
-
-    sessions: sessionmaker[Session]
-    models: Mapping[str, bool]
-    tokens: TokenCheck
-    request_retrain: Callable[[str, str, str | None], Decision]
-    render_html: Callable[[int], str]
-    consumer_problem: Callable[[], str | None]
-    registry: CollectorRegistry
-    clock: Callable[[], datetime]
-    metrics_open: bool = True
-    max_body_bytes: int = 65536
-    cookie_secure: bool = False
-
-
 def create_app(deps: ApiDeps) -> FastAPI:
-    from service.api.routes_ops import ops_router
-    from service.api.routes_read import read_router
-    from service.api.routes_records import records_router
-    from service.api.routes_retrain import retrain_router
-    from service.api.routes_ui import ui_router
-    from service.api.ui_session import Sessions
-
+    """The application serving ``deps``: handlers find them on ``app.state`` per request
+    (:mod:`service.api.deps`), so one set of route modules serves any number of apps."""
     app = FastAPI(
         title="driftwatch",
         version="1",
         description="Drift reports, performance, the model registry and retraining runs.",
     )
+    app.state.deps = deps
+    app.state.ui_sessions = Sessions(deps.tokens, deps.clock)
     install_handlers(app)
-    routers = [
-        ops_router(deps),
-        read_router(deps),
-        records_router(deps),
-        retrain_router(deps),
-        ui_router(deps, Sessions(deps.tokens, deps.clock)),
+    routers: list[APIRouter] = [
+        routes_ops.router,
+        routes_ops.metrics_router(deps.metrics_open),
+        routes_read.router,
+        routes_records.router,
+        routes_retrain.router,
+        routes_ui.router,
     ]
     for router in routers:
         app.include_router(router)

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.api.errors import Forbidden, Unauthorized
@@ -70,19 +69,16 @@ class TokenCheck:
 bearer = HTTPBearer(auto_error=False, description="a token with the read or write scope")
 
 
-def requires(check: TokenCheck, scope: Scope) -> Callable[..., Token]:
-    """A FastAPI dependency that lets the request through with a token holding ``scope``."""
-
-    def dependency(
-        credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-    ) -> Token:
-        if credentials is None or credentials.scheme.lower() != "bearer":
-            raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
-        token = check.identify(credentials.credentials)
-        if token is None:
-            raise Unauthorized("the bearer token is not known")
-        if scope not in token.scopes:
-            raise Forbidden(f"the token {token.name!r} lacks the {scope} scope")
-        return token
-
-    return dependency
+def authorize(
+    check: TokenCheck, credentials: HTTPAuthorizationCredentials | None, scope: Scope
+) -> Token:
+    """The presented token when it is known and holds ``scope``; Unauthorized or Forbidden
+    otherwise (the scope guards in :mod:`service.api.deps` call it per request)."""
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
+    token = check.identify(credentials.credentials)
+    if token is None:
+        raise Unauthorized("the bearer token is not known")
+    if scope not in token.scopes:
+        raise Forbidden(f"the token {token.name!r} lacks the {scope} scope")
+    return token

@@ -8,40 +8,48 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from service.api.app import ApiDeps
-from service.api.auth import requires
+from service.api.deps import Deps, read_scope
 from service.api.schemas import ErrorBody, Status
-from service.config.api import Scope
+
+router = APIRouter(tags=["operations"])
 
 
-def ops_router(deps: ApiDeps) -> APIRouter:
-    router = APIRouter(tags=["operations"])
+@router.get("/healthz", response_model=Status)
+def healthz() -> Status:
+    """The process is alive and answering."""
+    return Status(status="ok")
 
-    @router.get("/healthz", response_model=Status)
-    def healthz() -> Status:
-        """The process is alive and answering."""
-        return Status(status="ok")
 
-    @router.get("/readyz", response_model=Status, responses={503: {"model": Status}})
-    def readyz() -> Response:
-        """The database answers and the consumer has its partitions and is not stalled."""
-        problems: list[str] = []
-        try:
-            with deps.sessions() as session:
-                session.execute(text("SELECT 1"))
-        except SQLAlchemyError as exc:
-            problems.append(f"database unreachable: {type(exc).__name__}")
-        consumer = deps.consumer_problem()
-        if consumer is not None:
-            problems.append(consumer)
-        body = Status(status="not ready" if problems else "ready", problems=problems)
-        return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
+@router.get("/readyz", response_model=Status, responses={503: {"model": Status}})
+def readyz(deps: Deps) -> Response:
+    """The database answers and the consumer has its partitions and is not stalled."""
+    problems: list[str] = []
+    try:
+        with deps.sessions() as session:
+            session.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        problems.append(f"database unreachable: {type(exc).__name__}")
+    consumer = deps.consumer_problem()
+    if consumer is not None:
+        problems.append(consumer)
+    body = Status(status="not ready" if problems else "ready", problems=problems)
+    return JSONResponse(body.model_dump(), status_code=503 if problems else 200)
 
-    guard = [] if deps.metrics_open else [Depends(requires(deps.tokens, Scope.READ))]
 
-    @router.get(
+def metrics(deps: Deps) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def metrics_router(open_to_all: bool) -> APIRouter:
+    """``/metrics``, open (``api.metrics_open``) or behind the ``read`` scope. Chosen when
+    the application is built, so that the OpenAPI document says which."""
+    metrics_only = APIRouter(tags=["operations"])
+    metrics_only.add_api_route(
         "/metrics",
-        dependencies=guard,
+        metrics,
+        methods=["GET"],
+        dependencies=[] if open_to_all else [Depends(read_scope)],
         response_class=Response,
         responses={
             200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
@@ -49,8 +57,4 @@ def ops_router(deps: ApiDeps) -> APIRouter:
             403: {"model": ErrorBody},
         },
     )
-    def metrics() -> Response:
-        """Prometheus metrics in the text exposition format."""
-        return Response(generate_latest(deps.registry), media_type=CONTENT_TYPE_LATEST)
-
-    return router
+    return metrics_only

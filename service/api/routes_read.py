@@ -11,8 +11,7 @@ from db.registry import RegistryRepository
 from db.runs import RunRepository
 from db.session import transaction
 from service.api import views
-from service.api.app import ApiDeps
-from service.api.auth import requires
+from service.api.deps import ApiDeps, Deps, read_scope
 from service.api.errors import NotFound
 from service.api.schemas import (
     DriftPage,
@@ -22,7 +21,6 @@ from service.api.schemas import (
     ModelSummary,
     PerformancePage,
 )
-from service.config.api import Scope
 
 ERRORS: dict[int | str, dict[str, object]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 422)}
 ModelName = Annotated[str, Path(min_length=1, max_length=200)]
@@ -31,6 +29,10 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 From = Annotated[AwareDatetime | None, Query(alias="from", description="window start >= this")]
 To = Annotated[AwareDatetime | None, Query(alias="to", description="window start < this")]
+
+router = APIRouter(
+    prefix="/v1", dependencies=[Depends(read_scope)], responses=ERRORS, tags=["read"]
+)
 
 
 def next_offset(rows: int, limit: int, offset: int) -> int | None:
@@ -44,84 +46,77 @@ def known(deps: ApiDeps, model: str) -> bool:
     return deps.models[model]
 
 
-def read_router(deps: ApiDeps) -> APIRouter:
-    router = APIRouter(
-        prefix="/v1",
-        dependencies=[Depends(requires(deps.tokens, Scope.READ))],
-        responses=ERRORS,
-        tags=["read"],
-    )
-
-    @router.get("/models", response_model=ModelPage)
-    def models(limit: Limit = 50, offset: Offset = 0) -> ModelPage:
-        names = sorted(deps.models)
-        page = names[offset : offset + limit]
-        with transaction(deps.sessions) as s:
-            registry = RegistryRepository(s)
-            items = []
-            for name in page:
-                champion = registry.production(name)
-                items.append(
-                    ModelSummary(
-                        name=name,
-                        labels=deps.models[name],
-                        champion=None if champion is None else views.version(champion),
-                    )
+@router.get("/models", response_model=ModelPage)
+def models(deps: Deps, limit: Limit = 50, offset: Offset = 0) -> ModelPage:
+    names = sorted(deps.models)
+    page = names[offset : offset + limit]
+    with transaction(deps.sessions) as s:
+        registry = RegistryRepository(s)
+        items = []
+        for name in page:
+            champion = registry.production(name)
+            items.append(
+                ModelSummary(
+                    name=name,
+                    labels=deps.models[name],
+                    champion=None if champion is None else views.version(champion),
                 )
-        more = offset + limit if len(names) > offset + limit else None
-        return ModelPage(items=items, limit=limit, offset=offset, next_offset=more)
-
-    @router.get("/models/{model}", response_model=ModelDetail)
-    def model(model: ModelName) -> ModelDetail:
-        """Champion, candidates, the latest verdicts and the active run."""
-        labels = known(deps, model)
-        with transaction(deps.sessions) as s:
-            champion = RegistryRepository(s).production(model)
-            drift = views.latest_drift(s, model)
-            perf = views.latest_performance(s, model) if labels else None
-            active = RunRepository(s).active(model)
-            return ModelDetail(
-                name=model,
-                labels=labels,
-                champion=None if champion is None else views.version(champion),
-                candidates=[views.version(v) for v in views.candidates(s, model)],
-                latest_drift=None if drift is None else views.drift(drift),
-                latest_performance=None if perf is None else views.performance(perf),
-                active_run=views.run(active[0]) if active else None,
             )
+    more = offset + limit if len(names) > offset + limit else None
+    return ModelPage(items=items, limit=limit, offset=offset, next_offset=more)
 
-    @router.get("/models/{model}/drift", response_model=DriftPage)
-    def drift(
-        model: ModelName, start: From = None, end: To = None, limit: Limit = 50, offset: Offset = 0
-    ) -> DriftPage:
-        """Drift reports of windows starting in [from, to), newest first."""
-        known(deps, model)
-        with transaction(deps.sessions) as s:
-            rows = views.drift_page(s, model, start, end, limit, offset)
-            more = next_offset(len(rows), limit, offset)
-            items = [views.drift(r) for r in rows[:limit]]
-        return DriftPage(
-            items=items,
-            limit=limit,
-            offset=offset,
-            next_offset=more,
+
+@router.get("/models/{model}", response_model=ModelDetail)
+def model(deps: Deps, model: ModelName) -> ModelDetail:
+    """Champion, candidates, the latest verdicts and the active run."""
+    labels = known(deps, model)
+    with transaction(deps.sessions) as s:
+        champion = RegistryRepository(s).production(model)
+        drift = views.latest_drift(s, model)
+        perf = views.latest_performance(s, model) if labels else None
+        active = RunRepository(s).active(model)
+        return ModelDetail(
+            name=model,
+            labels=labels,
+            champion=None if champion is None else views.version(champion),
+            candidates=[views.version(v) for v in views.candidates(s, model)],
+            latest_drift=None if drift is None else views.drift(drift),
+            latest_performance=None if perf is None else views.performance(perf),
+            active_run=views.run(active[0]) if active else None,
         )
 
-    @router.get("/models/{model}/performance", response_model=PerformancePage)
-    def performance(
-        model: ModelName, start: From = None, end: To = None, limit: Limit = 50, offset: Offset = 0
-    ) -> PerformancePage:
-        """Performance reports of windows starting in [from, to), newest first."""
-        known(deps, model)
-        with transaction(deps.sessions) as s:
-            rows = views.performance_page(s, model, start, end, limit, offset)
-            more = next_offset(len(rows), limit, offset)
-            items = [views.performance(r) for r in rows[:limit]]
-        return PerformancePage(
-            items=items,
-            limit=limit,
-            offset=offset,
-            next_offset=more,
-        )
 
-    return router
+@router.get("/models/{model}/drift", response_model=DriftPage)
+def drift(
+    deps: Deps,
+    model: ModelName,
+    start: From = None,
+    end: To = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> DriftPage:
+    """Drift reports of windows starting in [from, to), newest first."""
+    known(deps, model)
+    with transaction(deps.sessions) as s:
+        rows = views.drift_page(s, model, start, end, limit, offset)
+        more = next_offset(len(rows), limit, offset)
+        items = [views.drift(r) for r in rows[:limit]]
+    return DriftPage(items=items, limit=limit, offset=offset, next_offset=more)
+
+
+@router.get("/models/{model}/performance", response_model=PerformancePage)
+def performance(
+    deps: Deps,
+    model: ModelName,
+    start: From = None,
+    end: To = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> PerformancePage:
+    """Performance reports of windows starting in [from, to), newest first."""
+    known(deps, model)
+    with transaction(deps.sessions) as s:
+        rows = views.performance_page(s, model, start, end, limit, offset)
+        more = next_offset(len(rows), limit, offset)
+        items = [views.performance(r) for r in rows[:limit]]
+    return PerformancePage(items=items, limit=limit, offset=offset, next_offset=more)

@@ -12,8 +12,7 @@ from db.reports import DriftReportRepository
 from db.runs import RunRepository
 from db.session import transaction
 from service.api import views
-from service.api.app import ApiDeps
-from service.api.auth import requires
+from service.api.deps import Deps, read_scope
 from service.api.errors import ApiError, NotFound
 from service.api.routes_read import ERRORS, Id, Limit, Offset, known, next_offset
 from service.api.schemas import (
@@ -25,10 +24,12 @@ from service.api.schemas import (
     RunDetail,
     RunPage,
 )
-from service.config.api import Scope
 from service.errors import RenderBusy, RenderError
 from service.monitoring.rendering import ReportNotFound
 
+router = APIRouter(
+    prefix="/v1", dependencies=[Depends(read_scope)], responses=ERRORS, tags=["read"]
+)
 HTML: dict[str, object] = {"text/html": {"schema": {"type": "string"}}}
 
 
@@ -40,120 +41,114 @@ class RendererBusy(ApiError):
     status = 503
 
 
-def records_router(deps: ApiDeps) -> APIRouter:
-    router = APIRouter(
-        prefix="/v1",
-        dependencies=[Depends(requires(deps.tokens, Scope.READ))],
-        responses=ERRORS,
-        tags=["read"],
-    )
-
-    @router.get("/reports/{report_id}", response_model=ReportBody)
-    def report(report_id: Id) -> ReportBody:
-        with transaction(deps.sessions) as s:
-            detail = DriftReportRepository(s).get(report_id)
-            if detail is None:
-                raise NotFound(f"no drift report with id {report_id}")
-            summary = s.get(DriftReportRow, report_id)
-            assert summary is not None
-            return ReportBody(
-                summary=views.drift(summary),
-                reference_rows=detail.reference_rows,
-                prediction_method=detail.prediction_method,
-                prediction_score=detail.prediction_score,
-                prediction_p_value=detail.prediction_p_value,
-                features=[
-                    FeatureBody(
-                        feature=f.feature,
-                        kind=f.kind,
-                        method=f.method,
-                        score=f.score,
-                        p_value=f.p_value,
-                        threshold=f.threshold,
-                        drifted=f.drifted,
-                        reference_count=f.reference_count,
-                        current_count=f.current_count,
-                        unseen_categories=list(f.unseen_categories),
-                    )
-                    for f in detail.features
-                ],
-                html_available=bool(detail.sample),
-            )
-
-    @router.get(
-        "/reports/{report_id}/html",
-        # Errors stay JSON: an HTML response class would document them as text/html.
-        response_model=None,
-        responses={
-            200: {"content": HTML},
-            409: {"model": ErrorBody},
-            503: {"model": ErrorBody},
-        },
-    )
-    def report_html(report_id: Id) -> HTMLResponse:
-        """The report rendered by Evidently (takes seconds: it re-tests every column, in a
-        worker process; 503 while that worker has as many requests as it takes)."""
-        try:
-            return HTMLResponse(deps.render_html(report_id))
-        except ReportNotFound as exc:
-            if "no drift report" in str(exc):
-                raise NotFound(str(exc)) from exc
-            raise Unrenderable(str(exc)) from exc
-        except RenderBusy as exc:
-            raise RendererBusy(str(exc)) from exc
-        except RenderError as exc:
-            raise Unrenderable(str(exc)) from exc
-
-    @router.get("/runs", response_model=RunPage)
-    def runs(
-        model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
-        limit: Limit = 50,
-        offset: Offset = 0,
-    ) -> RunPage:
-        """Retraining runs, newest first."""
-        if model is not None:
-            known(deps, model)
-        with transaction(deps.sessions) as s:
-            rows = views.run_page(s, model, limit, offset)
-            more = next_offset(len(rows), limit, offset)
-            items = [views.run(r) for r in rows[:limit]]
-        return RunPage(
-            items=items,
-            limit=limit,
-            offset=offset,
-            next_offset=more,
+@router.get("/reports/{report_id}", response_model=ReportBody)
+def report(deps: Deps, report_id: Id) -> ReportBody:
+    with transaction(deps.sessions) as s:
+        detail = DriftReportRepository(s).get(report_id)
+        if detail is None:
+            raise NotFound(f"no drift report with id {report_id}")
+        summary = s.get(DriftReportRow, report_id)
+        assert summary is not None
+        return ReportBody(
+            summary=views.drift(summary),
+            reference_rows=detail.reference_rows,
+            prediction_method=detail.prediction_method,
+            prediction_score=detail.prediction_score,
+            prediction_p_value=detail.prediction_p_value,
+            features=[
+                FeatureBody(
+                    feature=f.feature,
+                    kind=f.kind,
+                    method=f.method,
+                    score=f.score,
+                    p_value=f.p_value,
+                    threshold=f.threshold,
+                    drifted=f.drifted,
+                    reference_count=f.reference_count,
+                    current_count=f.current_count,
+                    unseen_categories=list(f.unseen_categories),
+                )
+                for f in detail.features
+            ],
+            html_available=bool(detail.sample),
         )
 
-    @router.get("/runs/{run_id}", response_model=RunDetail)
-    def run(run_id: Id) -> RunDetail:
-        """A run's phases, its gates and, if it failed, why."""
-        with transaction(deps.sessions) as s:
-            repo = RunRepository(s)
-            row = repo.get(run_id)
-            if row is None:
-                raise NotFound(f"no run {run_id}")
-            return RunDetail(
-                run=views.run(row),
-                data_from=row.data_from,
-                data_to=row.data_to,
-                champion_version_id=row.champion_version_id,
-                candidate_version_id=row.candidate_version_id,
-                history=[
-                    PhaseBody(phase=p.phase, note=p.note, entered_at=p.entered_at)
-                    for p in repo.history(run_id)
-                ],
-                gates=[
-                    GateBody(
-                        gate=g.gate,
-                        metric=g.metric,
-                        slice=g.slice,
-                        champion_value=g.champion_value,
-                        candidate_value=g.candidate_value,
-                        threshold=g.threshold,
-                        passed=g.passed,
-                    )
-                    for g in repo.gates(run_id)
-                ],
-            )
 
-    return router
+@router.get(
+    "/reports/{report_id}/html",
+    # Errors stay JSON: an HTML response class would document them as text/html.
+    response_model=None,
+    responses={
+        200: {"content": HTML},
+        409: {"model": ErrorBody},
+        503: {"model": ErrorBody},
+    },
+)
+def report_html(deps: Deps, report_id: Id) -> HTMLResponse:
+    """The report rendered by Evidently (takes seconds: it re-tests every column, in a
+    worker process; 503 while that worker has as many requests as it takes)."""
+    try:
+        return HTMLResponse(deps.render_html(report_id))
+    except ReportNotFound as exc:
+        if "no drift report" in str(exc):
+            raise NotFound(str(exc)) from exc
+        raise Unrenderable(str(exc)) from exc
+    except RenderBusy as exc:
+        raise RendererBusy(str(exc)) from exc
+    except RenderError as exc:
+        raise Unrenderable(str(exc)) from exc
+
+
+@router.get("/runs", response_model=RunPage)
+def runs(
+    deps: Deps,
+    model: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
+    limit: Limit = 50,
+    offset: Offset = 0,
+) -> RunPage:
+    """Retraining runs, newest first."""
+    if model is not None:
+        known(deps, model)
+    with transaction(deps.sessions) as s:
+        rows = views.run_page(s, model, limit, offset)
+        more = next_offset(len(rows), limit, offset)
+        items = [views.run(r) for r in rows[:limit]]
+    return RunPage(
+        items=items,
+        limit=limit,
+        offset=offset,
+        next_offset=more,
+    )
+
+
+@router.get("/runs/{run_id}", response_model=RunDetail)
+def run(deps: Deps, run_id: Id) -> RunDetail:
+    """A run's phases, its gates and, if it failed, why."""
+    with transaction(deps.sessions) as s:
+        repo = RunRepository(s)
+        row = repo.get(run_id)
+        if row is None:
+            raise NotFound(f"no run {run_id}")
+        return RunDetail(
+            run=views.run(row),
+            data_from=row.data_from,
+            data_to=row.data_to,
+            champion_version_id=row.champion_version_id,
+            candidate_version_id=row.candidate_version_id,
+            history=[
+                PhaseBody(phase=p.phase, note=p.note, entered_at=p.entered_at)
+                for p in repo.history(run_id)
+            ],
+            gates=[
+                GateBody(
+                    gate=g.gate,
+                    metric=g.metric,
+                    slice=g.slice,
+                    champion_value=g.champion_value,
+                    candidate_value=g.candidate_value,
+                    threshold=g.threshold,
+                    passed=g.passed,
+                )
+                for g in repo.gates(run_id)
+            ],
+        )

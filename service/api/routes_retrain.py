@@ -21,11 +21,9 @@ from db.idempotency import IdempotencyRepository, StoredResponse
 from db.runs import RunRepository
 from db.session import transaction
 from retrain.errors import RunRefused
-from service.api.app import ApiDeps
-from service.api.auth import requires
+from service.api.deps import ApiDeps, Deps, write_scope
 from service.api.errors import ApiError, NotFound, error_body
 from service.api.schemas import ErrorBody, RetrainAccepted, RetrainRequest
-from service.config.api import Scope
 
 IdempotencyKey = Annotated[
     str | None,
@@ -43,44 +41,43 @@ class KeyReused(ApiError):
     status = 422
 
 
-def retrain_router(deps: ApiDeps) -> APIRouter:
-    router = APIRouter(
-        prefix="/v1",
-        dependencies=[Depends(requires(deps.tokens, Scope.WRITE))],
-        responses={s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 422)},
-        tags=["write"],
-    )
+router = APIRouter(
+    prefix="/v1",
+    dependencies=[Depends(write_scope)],
+    responses={s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 422)},
+    tags=["write"],
+)
 
-    @router.post("/models/{model}/retrain", status_code=202, response_model=RetrainAccepted)
-    def retrain(
-        model: Annotated[str, Path(min_length=1, max_length=200)],
-        key: IdempotencyKey = None,
-        body: RetrainRequest | None = None,
-    ) -> JSONResponse:
-        """Start a retraining run now: 202 with its id, or 409 with the active run's id."""
-        if model not in deps.models:
-            raise NotFound(f"no model {model!r}; configured: {sorted(deps.models)}")
-        reason = (body or RetrainRequest()).reason
-        fingerprint = hashlib.sha256(json.dumps([model, reason]).encode()).hexdigest()
-        scope = f"retrain:{model}"
-        if key is not None:
-            with transaction(deps.sessions) as s:
-                stored = IdempotencyRepository(s).get(scope, key)
-            if stored is not None:
-                return _replay(stored, fingerprint)
-        answer = _request(deps, model, reason, key)
-        if key is not None:
-            with transaction(deps.sessions) as s:
-                answer = IdempotencyRepository(s).remember(
-                    scope,
-                    key,
-                    StoredResponse(fingerprint, answer.status, answer.body),
-                    deps.clock(),
-                )
-            return _replay(answer, fingerprint)
-        return JSONResponse(json.loads(answer.body), status_code=answer.status)
 
-    return router
+@router.post("/models/{model}/retrain", status_code=202, response_model=RetrainAccepted)
+def retrain(
+    deps: Deps,
+    model: Annotated[str, Path(min_length=1, max_length=200)],
+    key: IdempotencyKey = None,
+    body: RetrainRequest | None = None,
+) -> JSONResponse:
+    """Start a retraining run now: 202 with its id, or 409 with the active run's id."""
+    if model not in deps.models:
+        raise NotFound(f"no model {model!r}; configured: {sorted(deps.models)}")
+    reason = (body or RetrainRequest()).reason
+    fingerprint = hashlib.sha256(json.dumps([model, reason]).encode()).hexdigest()
+    scope = f"retrain:{model}"
+    if key is not None:
+        with transaction(deps.sessions) as s:
+            stored = IdempotencyRepository(s).get(scope, key)
+        if stored is not None:
+            return _replay(stored, fingerprint)
+    answer = _request(deps, model, reason, key)
+    if key is not None:
+        with transaction(deps.sessions) as s:
+            answer = IdempotencyRepository(s).remember(
+                scope,
+                key,
+                StoredResponse(fingerprint, answer.status, answer.body),
+                deps.clock(),
+            )
+        return _replay(answer, fingerprint)
+    return JSONResponse(json.loads(answer.body), status_code=answer.status)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +94,7 @@ def request_run(deps: ApiDeps, model: str, reason: str, cause_key: str | None) -
     """The policy's manual request, shared by this route and the overview page's form;
     NotFound when the model has no retrain settings."""
     try:
-        decision = deps.request_retrain(model, reason, cause_key)
+        decision = deps.retrain_policy.request(model, reason, cause_key)
     except RunRefused as exc:
         raise NotFound(str(exc)) from exc
     if decision.decision == "fired" and decision.run_id is not None:

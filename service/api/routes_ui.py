@@ -20,8 +20,8 @@ from starlette.concurrency import run_in_threadpool
 
 from db.session import transaction
 from service.api import ui_page
-from service.api.app import ApiDeps
 from service.api.auth import Token
+from service.api.deps import ApiDeps, Deps, UiSessions
 from service.api.errors import NotFound
 from service.api.routes_retrain import request_run
 from service.api.ui_session import COOKIE, Sessions
@@ -139,65 +139,67 @@ async def retrain_form(deps: ApiDeps, sessions: Sessions, request: Request, mode
     return RedirectResponse(f"/?{urlencode(query)}", status_code=303)
 
 
-def ui_router(deps: ApiDeps, sessions: Sessions) -> APIRouter:
-    router = APIRouter(include_in_schema=False)
+router = APIRouter(include_in_schema=False)
 
-    @router.get("/")
-    def overview(request: Request) -> Response:
-        presented = request.query_params.get("token")
-        if presented is not None:
-            return start_session(deps, sessions, request, presented)
-        session = signed_in(sessions, request)
-        if session is None:
-            return RedirectResponse("/login", status_code=303)
-        token, cookie = session
-        if Scope.READ not in token.scopes:
-            return problem(403, "Forbidden", f"The token {token.name!r} lacks the read scope.")
-        with transaction(deps.sessions) as s:
-            models = ui_page.panels(s, deps.models)
-        return page(
-            "overview.html",
-            models=models,
-            panels=PANELS,
-            user=token.name,
-            can_write=Scope.WRITE in token.scopes,
-            csrf=sessions.csrf(cookie, token),
-            notice=ui_page.notice(request.query_params, deps.models),
-        )
 
-    @router.get("/login")
-    def login_form(request: Request) -> Response:
-        if signed_in(sessions, request) is not None:
-            return RedirectResponse("/", status_code=303)
-        return login_page()
+@router.get("/")
+def overview(request: Request, deps: Deps, sessions: UiSessions) -> Response:
+    presented = request.query_params.get("token")
+    if presented is not None:
+        return start_session(deps, sessions, request, presented)
+    session = signed_in(sessions, request)
+    if session is None:
+        return RedirectResponse("/login", status_code=303)
+    token, cookie = session
+    if Scope.READ not in token.scopes:
+        return problem(403, "Forbidden", f"The token {token.name!r} lacks the read scope.")
+    with transaction(deps.sessions) as s:
+        models = ui_page.panels(s, deps.models)
+    return page(
+        "overview.html",
+        models=models,
+        panels=PANELS,
+        user=token.name,
+        can_write=Scope.WRITE in token.scopes,
+        csrf=sessions.csrf(cookie, token),
+        notice=ui_page.notice(request.query_params, deps.models),
+    )
 
-    @router.post("/login")
-    async def login(request: Request) -> Response:
+
+@router.get("/login")
+def login_form(request: Request, sessions: UiSessions) -> Response:
+    if signed_in(sessions, request) is not None:
+        return RedirectResponse("/", status_code=303)
+    return login_page()
+
+
+@router.post("/login")
+async def login(request: Request, deps: Deps, sessions: UiSessions) -> Response:
+    try:
+        fields = await read_form(request)
+    except FormError as exc:
+        return login_page(exc.status, exc.message)
+    presented = fields.get("token", "").strip()
+    if not presented:
+        return login_page(400, "Enter a token.")
+    return start_session(deps, sessions, request, presented)
+
+
+@router.post("/logout")
+async def logout(request: Request, sessions: UiSessions) -> Response:
+    session = signed_in(sessions, request)
+    if session is not None:
         try:
             fields = await read_form(request)
         except FormError as exc:
-            return login_page(exc.status, exc.message)
-        presented = fields.get("token", "").strip()
-        if not presented:
-            return login_page(400, "Enter a token.")
-        return start_session(deps, sessions, request, presented)
+            return problem(exc.status, "Bad form", exc.message)
+        if not sessions.csrf_ok(session[1], session[0], fields.get("csrf")):
+            return problem(403, "Forbidden", "The form does not belong to this session.")
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+    return response
 
-    @router.post("/logout")
-    async def logout(request: Request) -> Response:
-        session = signed_in(sessions, request)
-        if session is not None:
-            try:
-                fields = await read_form(request)
-            except FormError as exc:
-                return problem(exc.status, "Bad form", exc.message)
-            if not sessions.csrf_ok(session[1], session[0], fields.get("csrf")):
-                return problem(403, "Forbidden", "The form does not belong to this session.")
-        response = RedirectResponse("/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
-        return response
 
-    @router.post("/ui/models/{model}/retrain")
-    async def retrain(request: Request, model: str) -> Response:
-        return await retrain_form(deps, sessions, request, model)
-
-    return router
+@router.post("/ui/models/{model}/retrain")
+async def retrain(request: Request, deps: Deps, sessions: UiSessions, model: str) -> Response:
+    return await retrain_form(deps, sessions, request, model)

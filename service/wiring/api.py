@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from service.api.app import ApiDeps
 from service.api.auth import TokenCheck, load_tokens
+from service.api.deps import ApiDeps
 from service.api.server import ApiServer
 from service.config import Config
 from service.monitoring.rendering import OnDemandHtml
@@ -37,7 +37,7 @@ def api_deps(
         sessions=sessions,
         models={name: m.labels.enabled for name, m in cfg.models.items()},
         tokens=TokenCheck(load_tokens(cfg.api.tokens)),
-        request_retrain=retraining.policy.request,
+        retrain_policy=retraining.policy,
         render_html=render_html,
         consumer_problem=consumer_problem,
         registry=registry,

@@ -17,7 +17,8 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
-from service.api.app import ApiDeps, create_app
+from service.api.app import create_app
+from service.api.deps import ApiDeps
 from service.api.server import ApiServer, serve
 from service.config import Config, load_config
 from service.monitoring.rendering import OnDemandHtml

@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.reports import DriftReportRepository
 from db.session import transaction
 from drift.html import compress_html
-from service.api.app import ApiDeps
 from service.api.auth import Token, TokenCheck, digest
+from service.api.deps import ApiDeps
 from service.config.api import Scope
 from service.monitoring.rendering import OnDemandHtml
 from tests.unit.retrain.support import Clock
@@ -27,8 +27,9 @@ from tests.unit.service.test_rendering import reported
 __all__ = ["reported"]  # the fixture: two drift reports of model fraud
 
 
-def _refuse(model: str, reason: str, key: str | None) -> object:
-    raise AssertionError("no retrain in these tests")
+class _Refuse:
+    def request(self, model: str, reason: str, key: str | None = None) -> object:
+        raise AssertionError("no retrain in these tests")
 
 
 def _deps(sessions: sessionmaker[Session], render_html: Callable[[int], str]) -> ApiDeps:
@@ -36,7 +37,7 @@ def _deps(sessions: sessionmaker[Session], render_html: Callable[[int], str]) ->
         sessions=sessions,
         models={"fraud": False},
         tokens=TokenCheck([Token("reader", digest(READ), frozenset({Scope.READ}))]),
-        request_retrain=_refuse,  # type: ignore[arg-type]
+        retrain_policy=_Refuse(),  # type: ignore[arg-type]
         render_html=render_html,
         consumer_problem=lambda: None,
         registry=CollectorRegistry(),

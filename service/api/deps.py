@@ -1,0 +1,77 @@
+"""What the API's handlers read and call, and the FastAPI dependencies that hand it to them.
+
+:func:`service.api.app.create_app` keeps one :class:`ApiDeps` on the application's
+state; every handler declares what it needs (``deps: Deps``, a scope guard) and
+FastAPI resolves it per request. Nothing here is a route, so the route modules
+import this one and the application imports the route modules: never the other way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials
+from prometheus_client import CollectorRegistry
+from sqlalchemy.orm import Session, sessionmaker
+
+from retrain.policy import TriggerPolicy
+from service.api.auth import Token, TokenCheck, authorize, bearer
+from service.api.ui_session import Sessions
+from service.config.api import Scope
+
+
+@dataclass(frozen=True)
+class ApiDeps:
+    """What the routes read and call; :mod:`service.wiring` builds it from the live service.
+
+    ``models`` maps each configured model to whether its labels are joined;
+    ``retrain_policy`` is the trigger policy whose manual request
+    (:meth:`retrain.policy.TriggerPolicy.request`) the retrain route and the overview
+    page's form make, the same path as ``driftwatch retrain``; ``render_html(report_id)``
+    renders the stored report with Evidently; ``consumer_problem()`` says why the
+    consumer is not ready, or None. ``cookie_secure`` marks the overview page's session
+    cookie Secure even on plain HTTP (behind a TLS-terminating proxy).
+    """
+
+    sessions: sessionmaker[Session]
+    models: Mapping[str, bool]
+    tokens: TokenCheck
+    retrain_policy: TriggerPolicy
+    render_html: Callable[[int], str]
+    consumer_problem: Callable[[], str | None]
+    registry: CollectorRegistry
+    clock: Callable[[], datetime]
+    metrics_open: bool = True
+    max_body_bytes: int = 65536
+    cookie_secure: bool = False
+
+
+def current(request: Request) -> ApiDeps:
+    """The dependencies of the application serving ``request``."""
+    deps: ApiDeps = request.app.state.deps
+    return deps
+
+
+def ui_sessions(request: Request) -> Sessions:
+    """The overview page's session signer (one per application, with its own secret)."""
+    sessions: Sessions = request.app.state.ui_sessions
+    return sessions
+
+
+Deps = Annotated[ApiDeps, Depends(current)]
+UiSessions = Annotated[Sessions, Depends(ui_sessions)]
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+def read_scope(credentials: Credentials, deps: Deps) -> Token:
+    """Lets the request through with a token holding the ``read`` scope."""
+    return authorize(deps.tokens, credentials, Scope.READ)
+
+
+def write_scope(credentials: Credentials, deps: Deps) -> Token:
+    """Lets the request through with a token holding the ``write`` scope."""
+    return authorize(deps.tokens, credentials, Scope.WRITE)
