@@ -7,7 +7,7 @@ of event time: ``--before`` events at 90 % accuracy, then ``--after`` at 80 %
 order. Both topics are keyed by event_id.
 
 driftwatch's ingestion loop reads both topics as ``driftwatch run`` does
-(built by ``service.runner.build_ingest_loop`` from a config, here on a
+(built by ``service.wiring.monitoring.build_ingest_loop`` from a config, here on a
 thread of this process, with a SQLite file): decode, join in SQL, feed the
 joined pairs to the default alarm rule per partition, flush transactionally.
 Both topics are streamed live: in steps of ``--chunk`` seconds of event time,
@@ -52,7 +52,11 @@ from db.models import DetectorStateRow, PerformanceAggregate, PerformanceReportR
 from db.session import make_engine, make_session_factory
 from service.config import load_config
 from service.metrics import Metrics
-from service.runner import build_detectors, build_ingest_loop, build_performance_evaluator
+from service.wiring.monitoring import (
+    build_detectors,
+    build_ingest_loop,
+    build_performance_evaluator,
+)
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import write_config
 

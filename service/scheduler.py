@@ -8,34 +8,27 @@ failures). APScheduler's own skips (a run missed past its grace time, or one
 refused because the previous run is still going) are counted by
 :meth:`JobRunner.on_event`.
 
-Leader-only, because they write shared state: window and performance evaluation,
-report rendering, the retraining tick, alert delivery, retention and archive
-maintenance. On every replica: ingestion (not a job), keeping the consumer's
-bins on the current reference profiles (``profiles``), and the watches of this
-replica's own consumer (``consumer-stalls``, ``dead-letter-rate``).
+Which jobs ``driftwatch run`` has, and which of their steps every replica runs, is
+decided in :mod:`service.wiring.jobs`; this module only schedules them.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import StoreError
 from drift.errors import DriftError
-from drift.schema import ModelSpec
 from retrain.errors import RetrainError
 from service.alerts.errors import AlertError
-from service.config import Config
 from service.errors import ServiceError
 from service.leader import Elector
 from service.metrics import Metrics, SchedulerMetrics
-from service.monitoring.evaluation import WindowEvaluator
-from service.wiring.watches import Watches
 
 log = logging.getLogger(__name__)
 
@@ -54,10 +47,28 @@ EXPECTED: tuple[type[BaseException], ...] = (
 COMMON: dict[str, Any] = {"max_instances": 1, "coalesce": True, "misfire_grace_time": None}
 
 
-class Rebinning(Protocol):
-    """What follows the current reference profiles' bins: the ingestion loop."""
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One piece of work with its own metrics; a follower skips it when ``leader_only``."""
 
-    def replace_models(self, specs: Mapping[str, ModelSpec]) -> None: ...
+    name: str
+    work: Callable[[], object]
+    leader_only: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A scheduler job: its steps run in order, each whatever became of the one before,
+    every ``every`` seconds (:mod:`service.wiring.jobs` says which jobs ``run`` has)."""
+
+    name: str
+    every: float
+    steps: tuple[Step, ...]
+
+
+def job(name: str, work: Callable[[], object], every: float, *, leader_only: bool = True) -> Job:
+    """A job of one step of the same name."""
+    return Job(name, every, (Step(name, work, leader_only),))
 
 
 class JobRunner:
@@ -109,6 +120,16 @@ class JobRunner:
         run.__name__ = name
         return run
 
+    def steps(self, job: Job) -> Callable[[], None]:
+        """``job`` as a scheduler job: each of its steps under :meth:`run`."""
+
+        def run() -> None:
+            for step in job.steps:
+                self.run(step.name, step.work, leader_only=step.leader_only)
+
+        run.__name__ = job.name
+        return run
+
     def on_event(self, event: Any) -> None:
         """APScheduler listener for missed runs and runs refused by ``max_instances``."""
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
@@ -135,20 +156,10 @@ def watch(scheduler: Any, runner: JobRunner) -> None:
     scheduler.add_listener(runner.on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
 
 
-def build_scheduler(
-    cfg: Config,
-    evaluator: WindowEvaluator,
-    loop: Rebinning,
-    sessions: sessionmaker[Session],
-    metrics: Metrics,
-    elector: Elector,
-    closers: list[Callable[[], None]],
-    watches: Watches,
-) -> Any:
-    """The scheduler of ``driftwatch run``, not started; ``closers`` gets what it opened."""
+def build_scheduler(jobs: Sequence[Job], metrics: Metrics, elector: Elector) -> Any:
+    """The scheduler of ``driftwatch run``, not started: every job every ``job.every``
+    seconds, each of its steps run by one :class:`JobRunner` that ``elector`` guards."""
     from apscheduler.schedulers.background import BackgroundScheduler
-
-    from service.runner import build_performance_evaluator
 
     scheduler_metrics = SchedulerMetrics(metrics.registry)
     leader_gauge(scheduler_metrics, elector)
@@ -158,107 +169,8 @@ def build_scheduler(
     )
     scheduler = BackgroundScheduler(timezone="UTC")
     watch(scheduler, runner)
-
-    current = dict(evaluator.specs())
-    performance = build_performance_evaluator(cfg, sessions, metrics)
-
-    def profiles() -> None:
-        # Every replica bins its events on the current profiles, leader or not.
-        specs = evaluator.refresh_profiles()
-        if specs != current:
-            current.clear()
-            current.update(specs)
-            loop.replace_models(specs)
-
-    def evaluate() -> None:
-        runner.run("profiles", profiles, leader_only=False)
-        runner.run("evaluate", evaluator.tick)
-        # After the drift reports: a performance report links its window's drift report.
-        runner.run("performance", performance.tick)
-
-    every = {"trigger": "interval", **COMMON}
-    scheduler.add_job(evaluate, seconds=cfg.evaluation.interval, id="evaluate", **every)
-    retrain = _retraining(cfg, sessions, metrics)
-    scheduler.add_job(
-        runner.job("retrain", retrain), seconds=cfg.retrain.tick, id="retrain", **every
-    )
-    # Each replica watches its own consumer: every replica runs them.
-    for name, check in (
-        ("consumer-stalls", watches.stalls.tick),
-        ("dead-letter-rate", watches.dead_letters.tick),
-    ):
-        job = runner.job(name, check, leader_only=False)
-        scheduler.add_job(job, seconds=watches.interval, id=name, **every)
-    maintain = _archive(cfg)
-    if maintain is not None:
+    for each in jobs:
         scheduler.add_job(
-            runner.job("archive", maintain),
-            seconds=cfg.archive.compact_interval,
-            id="archive",
-            **every,
-        )
-    if cfg.retention.enabled:
-        from service.monitoring.retention import Retention
-
-        retention = Retention(sessions, cfg.retention)
-        scheduler.add_job(
-            runner.job("retention", retention.tick),
-            seconds=cfg.retention.interval,
-            id="retention",
-            **every,
-        )
-    if cfg.alerts.enabled and cfg.alerts.channels:
-        deliver = alerts_tick(cfg, sessions, metrics, closers)
-        scheduler.add_job(
-            runner.job("alerts", deliver), seconds=cfg.alerts.interval, id="alerts", **every
-        )
-    if cfg.evaluation.render_html:
-        from service.monitoring.rendering import LatestHtml
-
-        html = LatestHtml(sessions)
-        closers.append(html.close)
-        scheduler.add_job(
-            runner.job("render", html.tick),
-            seconds=max(cfg.evaluation.interval, 5.0),
-            id="render",
-            **every,
+            runner.steps(each), trigger="interval", seconds=each.every, id=each.name, **COMMON
         )
     return scheduler
-
-
-def _retraining(
-    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics
-) -> Callable[[], object]:
-    """The retraining tick: the trigger policy, then one step of every active run."""
-    from service.metric_feeds import RetrainMetrics
-    from service.wiring.retraining import build_retraining
-
-    try:
-        retraining = build_retraining(cfg, sessions, observer=RetrainMetrics(metrics))
-    except RetrainError as exc:
-        raise ServiceError(str(exc)) from exc
-    return retraining.tick
-
-
-def _archive(cfg: Config) -> Callable[[], object] | None:
-    from service.cli.archive import archive_maintenance
-
-    return archive_maintenance(cfg)
-
-
-def alerts_tick(
-    cfg: Config,
-    sessions: sessionmaker[Session],
-    metrics: Metrics,
-    closers: list[Callable[[], None]],
-) -> Callable[[], object]:
-    """The outbox delivery tick; a channel that cannot be built stops the start-up."""
-    from service.alerts import build_worker
-    from service.metric_feeds import AlertMetrics
-
-    try:
-        worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics))
-    except AlertError as exc:
-        raise ServiceError(str(exc)) from exc
-    closers.append(worker.close)
-    return worker.tick

@@ -1,59 +1,14 @@
-"""The archive's wiring: the ingestion loop's writer, the maintenance job, the export command."""
+"""The ``driftwatch archive`` commands (the archive's writer and maintenance job are built in
+:mod:`service.wiring.monitoring`)."""
 
 from __future__ import annotations
 
 import argparse
-import logging
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
-from consumers.archive import ArchiveIntake, NoArchive
-from db.archive import ArchiveWriter, export_labeled, maintain
+from db.archive import export_labeled
 from service.cli.common import load, require_model
-from service.config import Config
 from service.errors import ServiceError
-
-log = logging.getLogger(__name__)
-
-
-def archived_models(cfg: Config) -> list[str]:
-    return [name for name, m in cfg.models.items() if m.archive.enabled]
-
-
-def build_archive(cfg: Config) -> ArchiveIntake:
-    """What the ingestion loop archives through; a no-op when no model is archived."""
-    models = archived_models(cfg)
-    if not models:
-        return NoArchive()
-    writer = ArchiveWriter(cfg.archive.settings(), cfg.kafka.group_id)
-    return ArchiveIntake(writer, models)
-
-
-def archive_maintenance(cfg: Config) -> Callable[[], None] | None:
-    """Retention, compaction and vacuum of the archive tables; None when nothing is archived.
-
-    The scheduler runs it on the leader only (every ``archive.compact_interval``).
-    Each step commits through the Delta log, so two replicas would not corrupt a
-    table; but both would rewrite the same files and all but one commit would
-    lose the race and be thrown away, so one replica does it. A failure
-    (:class:`ArchiveError`) is retried at the next run.
-    """
-    models = archived_models(cfg)
-    if not models:
-        return None
-    settings = cfg.archive.settings()
-
-    def tick() -> None:
-        done = maintain(settings, models, datetime.now(UTC))
-        log.info(
-            "archive maintenance: %d rows past retention deleted, %d files compacted, %d vacuumed",
-            done.deleted_rows,
-            done.compacted_files,
-            done.vacuumed_files,
-        )
-
-    return tick
 
 
 def cmd_archive_export(args: argparse.Namespace) -> int:

@@ -68,7 +68,7 @@ def cmd_reference_list(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from service.runner import build_evaluator, build_performance_evaluator
+    from service.wiring.monitoring import build_evaluator, build_performance_evaluator
 
     cfg = load(args)
     sessions = sessions_for(cfg, args)

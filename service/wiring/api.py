@@ -1,8 +1,7 @@
-"""The API built from the service's config and live parts (used by ``driftwatch run``)."""
+"""The API's dependencies built from the service's config and live parts."""
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -11,12 +10,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import TokenCheck, load_tokens
 from service.api.deps import ApiDeps
-from service.api.server import ApiServer
 from service.config import Config
 from service.monitoring.rendering import OnDemandHtml
 from service.wiring.retraining import Retraining
-
-log = logging.getLogger(__name__)
 
 
 def utc_now() -> datetime:
@@ -72,31 +68,25 @@ def consumer_readiness(
     return problem
 
 
-def start_api(
+def build_api(
     cfg: Config,
     sessions: sessionmaker[Session],
+    retraining: Retraining,
     registry: CollectorRegistry,
     consumer_partitions: Callable[[], frozenset[int]],
     stall: Callable[[], str | None],
-    wait: Callable[[float], bool],
-) -> ApiServer | None:
-    """Serve the API when ``api.port`` is set; None when it is 0 (off)."""
+    closers: list[Callable[[], None]],
+) -> ApiDeps | None:
+    """The API's dependencies when ``api.port`` is set, None when it is 0 (off);
+    ``closers`` gets the on-demand renderer's worker."""
     if not cfg.api.port:
         return None
-    from service.api.app import create_app
-    from service.api.server import serve
-    from service.wiring.retraining import build_retraining
-
     problem = consumer_readiness(registry, consumer_partitions, stall)
     renderer = OnDemandHtml(sessions)
-    deps = api_deps(
-        cfg, sessions, build_retraining(cfg, sessions), registry, problem, renderer.html
-    )
     try:
-        server = serve(create_app(deps), cfg.api.host, cfg.api.port, wait=wait)
+        deps = api_deps(cfg, sessions, retraining, registry, problem, renderer.html)
     except BaseException:
         renderer.close()
         raise
-    server.on_close.append(renderer.close)
-    log.info("API on http://%s:%d (OpenAPI at /docs)", cfg.api.host, server.port)
-    return server
+    closers.append(renderer.close)
+    return deps

@@ -9,7 +9,7 @@ from consumers.loop import IngestLoop
 from service.config import load_config
 from service.metrics import Metrics
 from service.monitoring.deadletters import Tally
-from service.runner import build_ingest_loop
+from service.wiring.monitoring import build_ingest_loop
 
 
 class InProcessService:

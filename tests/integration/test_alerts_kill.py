@@ -122,7 +122,8 @@ def main(config: str) -> None:
     from service.config import load_config
     from service.leader import AlwaysLeader
     from service.metrics import Metrics, SchedulerMetrics
-    from service.scheduler import JobRunner, alerts_tick
+    from service.scheduler import JobRunner
+    from service.wiring.jobs import alerts_tick
 
     cfg = load_config(config)
     sessions = make_session_factory(make_engine(cfg.database.url))

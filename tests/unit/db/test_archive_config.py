@@ -40,7 +40,7 @@ def test_driftwatch_run_maintains_the_archive_only_when_a_model_is_archived(
     tmp_path: Path,
 ) -> None:
     from consumers.archive import NoArchive
-    from service.cli.archive import archive_maintenance, build_archive
+    from service.wiring.monitoring import archive_maintenance, build_archive
 
     raw = copy.deepcopy(BASE)
     raw["archive"] = {"uri": str(tmp_path / "archive"), "compact_interval": "10m"}

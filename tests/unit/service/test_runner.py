@@ -10,14 +10,18 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.detectors import DetectorObserver
 from consumers.errors import DeadLetterError
-from service.runner import build_dead_letters, build_detectors, build_performance_evaluator
+from service.wiring.monitoring import (
+    build_dead_letters,
+    build_detectors,
+    build_performance_evaluator,
+)
 from tests.unit.service.test_config import load, mutated
 
 
 def test_detectors_run_for_the_models_that_have_them(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with caplog.at_level("INFO", logger="service.runner"):
+    with caplog.at_level("INFO", logger="service.wiring.monitoring"):
         assert build_detectors(load(tmp_path, mutated("models.fraud.labels", {}))) is None
     assert "model fraud: no concept-drift detectors" in caplog.text
     cfg = load(tmp_path, mutated("models.fraud.labels", {"task": "classification"}))

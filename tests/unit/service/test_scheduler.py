@@ -156,7 +156,9 @@ def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
 ) -> None:
     from consumers.progress import ConsumerProgress
     from db.session import make_engine, make_session_factory
-    from service.runner import build_evaluator
+    from service.wiring.jobs import scheduled_jobs
+    from service.wiring.monitoring import build_evaluator
+    from service.wiring.retraining import build_retraining
     from service.wiring.watches import build_tally, build_watches
 
     raw = mutated("database.url", sqlite_url)
@@ -170,9 +172,17 @@ def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
     closers: list[Callable[[], None]] = []
     evaluator = build_evaluator(cfg, sessions, metrics)
     watches = build_watches(cfg, sessions, ConsumerProgress, build_tally(cfg))
-    scheduler = build_scheduler(
-        cfg, evaluator, Rebinned(), sessions, metrics, elector, closers, watches
+    scheduled = scheduled_jobs(
+        cfg,
+        sessions,
+        metrics,
+        closers,
+        evaluator=evaluator,
+        loop=Rebinned(),
+        watches=watches,
+        retraining=build_retraining(cfg, sessions),
     )
+    scheduler = build_scheduler(scheduled, metrics, elector)
     try:
         jobs = {job.id: job for job in scheduler.get_jobs()}
         assert set(jobs) == {

@@ -14,7 +14,7 @@ from service.alerts.conditions import DATA_DRIFT, condition
 from service.config import Config
 from service.errors import ServiceError
 from service.metrics import Metrics
-from service.scheduler import alerts_tick
+from service.wiring.jobs import alerts_tick
 from tests.harness.receivers import receiver
 
 BASE: dict[str, Any] = {

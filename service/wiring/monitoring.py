@@ -1,0 +1,217 @@
+"""How the consumer and the monitoring are built from the config: the ingestion loop and
+what it writes through (dead letters, detectors, the archive), the window and
+performance evaluators, and the archive's maintenance job."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.archive import ArchiveIntake, NoArchive
+from consumers.checkpoint import CheckpointStore
+from consumers.detectors import ALARM_RULE, DetectorObserver
+from consumers.dlq import DeadLetterPublisher
+from consumers.events import EventDecoder
+from consumers.loop import IngestLoop, IngestSettings
+from db.archive import ArchiveWriter, maintain
+from db.migrate import require_current
+from db.session import make_engine, make_session_factory
+from drift.errors import ProfileMismatch
+from drift.schema import ModelSpec
+from service.config import Config
+from service.errors import ServiceError
+from service.kafka_clients import (
+    check_copartitioned,
+    dead_letter_producer,
+    make_consumer,
+    wait_for_brokers,
+)
+from service.metric_feeds import IngestMetrics
+from service.metrics import Metrics
+from service.monitoring.deadletters import Tally
+from service.monitoring.evaluation import EvaluationSettings, Judging, WindowEvaluator
+from service.monitoring.performance import (
+    PerformanceEvaluator,
+    PerformanceJudging,
+    PerformanceSettings,
+    ReferenceValue,
+)
+
+log = logging.getLogger(__name__)
+
+
+def judging(cfg: Config) -> dict[str, Judging]:
+    """Each model's evaluation settings from its config."""
+    specs = cfg.model_specs()
+    return {
+        name: Judging(
+            spec=specs[name],
+            methods=m.drift_methods(),
+            thresholds=m.drift_thresholds(),
+            min_rows=m.drift.min_rows,
+            drift_share=m.drift.drift_share,
+            bh_correction=m.drift.bh_correction,
+            confirm_windows=m.drift.confirm_windows,
+        )
+        for name, m in cfg.models.items()
+    }
+
+
+def build_evaluator(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+) -> WindowEvaluator:
+    """The window evaluator, with every model's current profile loaded and checked."""
+    evaluator = WindowEvaluator(
+        sessions,
+        judging(cfg),
+        EvaluationSettings(
+            topic=cfg.kafka.topics.predictions,
+            consumer_group=cfg.kafka.group_id,
+            idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
+            backfill=cfg.evaluation.backfill,
+        ),
+        metrics,
+    )
+    try:
+        evaluator.refresh_profiles()
+    except ProfileMismatch as exc:
+        raise ServiceError(
+            f"{exc}; rebuild it with driftwatch reference build, or fix models.*.features"
+        ) from exc
+    return evaluator
+
+
+def build_performance_evaluator(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+) -> PerformanceEvaluator:
+    """The evaluator of labelled windows, for every model whose labels are joined."""
+    models = {}
+    for name, spec in cfg.label_specs().items():
+        m = cfg.models[name]
+        ref = m.labels.reference
+        models[name] = PerformanceJudging(
+            spec=spec,
+            window_seconds=int(m.window),
+            allowed_lateness=int(m.allowed_lateness),
+            reference=None
+            if ref is None
+            else ReferenceValue(ref.accuracy, ref.mse, ref.n, ref.mse_variance),
+            min_labeled=m.labels.min_labeled,
+            alpha=m.labels.alpha,
+            alarm_rule=ALARM_RULE in m.detectors(),
+        )
+    settings = PerformanceSettings(
+        predictions_topic=cfg.kafka.topics.predictions,
+        labels_topic=cfg.kafka.topics.labels,
+        consumer_group=cfg.kafka.group_id,
+        idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
+        backfill=cfg.evaluation.backfill,
+    )
+    return PerformanceEvaluator(sessions, models, settings, metrics)
+
+
+def build_ingest_loop(
+    cfg: Config,
+    metrics: Metrics,
+    config_path: str | None = None,
+    specs: Mapping[str, ModelSpec] | None = None,
+    tally: Tally | None = None,
+) -> IngestLoop:
+    """The consumer loop; ``specs`` (default: the config's) decide each model's bins;
+    ``tally`` counts its events and dead letters for the dead-letter rate."""
+    engine = make_engine(cfg.database.url)
+    require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
+    wait_for_brokers(cfg.kafka)
+    consumer = make_consumer(cfg.kafka, cfg.ingest.start_from)
+    label_specs = cfg.label_specs()
+    topics = cfg.kafka.topics
+    if label_specs:
+        try:
+            check_copartitioned(consumer, topics.predictions, topics.labels)
+        except ServiceError:
+            consumer.close(autocommit=False)
+            raise
+    observer = build_detectors(cfg) if label_specs else None
+    settings = IngestSettings(
+        topic=topics.predictions,
+        labels_topic=topics.labels if label_specs else None,
+        flush_events=cfg.ingest.flush_events,
+        flush_interval=cfg.ingest.flush_interval,
+        max_clock_skew=cfg.ingest.max_clock_skew,
+        start_from_earliest=cfg.ingest.start_from == "earliest",
+    )
+    return IngestLoop(
+        consumer=consumer,
+        decoder=EventDecoder(specs or cfg.model_specs()),
+        store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
+        dead_letters=build_dead_letters(cfg),
+        settings=settings,
+        stats=IngestMetrics(metrics, cfg.models, tally),
+        label_specs=label_specs,
+        join_observer=observer,
+        archive=build_archive(cfg),
+    )
+
+
+def build_dead_letters(cfg: Config) -> DeadLetterPublisher:
+    """The dead-letter publisher; its producer is created when first needed."""
+    return DeadLetterPublisher(
+        lambda: dead_letter_producer(cfg.kafka), cfg.kafka.topics.dead_letter
+    )
+
+
+def build_detectors(cfg: Config) -> DetectorObserver | None:
+    """The streaming detectors on the joined pairs, or None when no model has any."""
+    for name, m in cfg.models.items():
+        if m.labels.enabled and m.labels.detectors is None and not m.detectors():
+            log.info(
+                "model %s: no concept-drift detectors; a regression's need "
+                "models.%s.labels.reference.mse as their loss scale",
+                name,
+                name,
+            )
+    specs = cfg.detector_specs()
+    return DetectorObserver(specs) if specs else None
+
+
+def archived_models(cfg: Config) -> list[str]:
+    return [name for name, m in cfg.models.items() if m.archive.enabled]
+
+
+def build_archive(cfg: Config) -> ArchiveIntake:
+    """What the ingestion loop archives through; a no-op when no model is archived."""
+    models = archived_models(cfg)
+    if not models:
+        return NoArchive()
+    writer = ArchiveWriter(cfg.archive.settings(), cfg.kafka.group_id)
+    return ArchiveIntake(writer, models)
+
+
+def archive_maintenance(cfg: Config) -> Callable[[], None] | None:
+    """Retention, compaction and vacuum of the archive tables; None when nothing is archived.
+
+    The scheduler runs it on the leader only (every ``archive.compact_interval``).
+    Each step commits through the Delta log, so two replicas would not corrupt a
+    table; but both would rewrite the same files and all but one commit would
+    lose the race and be thrown away, so one replica does it. A failure
+    (:class:`ArchiveError`) is retried at the next run.
+    """
+    models = archived_models(cfg)
+    if not models:
+        return None
+    settings = cfg.archive.settings()
+
+    def tick() -> None:
+        done = maintain(settings, models, datetime.now(UTC))
+        log.info(
+            "archive maintenance: %d rows past retention deleted, %d files compacted, %d vacuumed",
+            done.deleted_rows,
+            done.compacted_files,
+            done.vacuumed_files,
+        )
+
+    return tick
