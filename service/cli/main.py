@@ -122,8 +122,16 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
     ]
     streams: list[EventSource] = [SyntheticStream(p) for p in plans]
     if args.scenario == "concept":
-        from service.dev.concept import concept_streams
-
+        try:
+            from service.dev.concept import concept_streams
+        except ModuleNotFoundError as exc:
+            if not (exc.name or "").startswith("service.dev"):
+                raise
+            # service/dev/ is left out of the wheel: development tooling, not the service.
+            raise ServiceError(
+                "--scenario concept: the demo scenario (service.dev) comes with a checkout "
+                "of driftwatch, not with the installed package"
+            ) from exc
         streams = list(concept_streams(plans, args.champion))
     producer = make_producer(cfg.kafka)
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import msgspec
@@ -142,3 +143,18 @@ def test_produce_demo_names_what_keeps_a_model_from_the_scenario(
         "--scenario concept needs the features of the demo's fraud model:",
         "models.fraud: feature 'country' must be categorical",
     ]
+
+
+def test_produce_demo_says_the_scenario_needs_a_checkout_when_service_dev_is_absent(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.cli import main
+
+    # As in an installed wheel, which leaves service/dev/ out.
+    monkeypatch.setitem(sys.modules, "service.dev.concept", None)
+    config = tmp_path / "c.yaml"
+    config.write_text(DEMO.read_text(encoding="utf-8"))
+    argv = ["produce-demo", "--config", str(config), "--scenario", "concept", "--count", "1"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert "--scenario concept" in err and "checkout" in err
