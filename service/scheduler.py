@@ -127,7 +127,8 @@ class JobRunner:
             for step in job.steps:
                 self.run(step.name, step.work, leader_only=step.leader_only)
 
-        run.__name__ = job.name
+        # APScheduler's log lines name a job by its function's qualified name.
+        run.__name__ = run.__qualname__ = job.name
         return run
 
     def on_event(self, event: Any) -> None:
