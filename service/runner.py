@@ -25,7 +25,7 @@ from service.cli_archive import build_archive
 from service.config import Config
 from service.deadletters import Tally
 from service.errors import ServiceError
-from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
+from service.evaluation import DriftObserver, EvaluationSettings, Judging, WindowEvaluator
 from service.kafka_clients import (
     check_copartitioned,
     dead_letter_producer,
@@ -33,11 +33,12 @@ from service.kafka_clients import (
     wait_for_brokers,
 )
 from service.leader import make_elector
-from service.metric_feeds import IngestMetrics
+from service.metric_feeds import IngestMetrics, ReportMetrics
 from service.metrics import Metrics
 from service.performance import (
     PerformanceEvaluator,
     PerformanceJudging,
+    PerformanceObserver,
     PerformanceSettings,
     ReferenceValue,
 )
@@ -66,7 +67,7 @@ def judging(cfg: Config) -> dict[str, Judging]:
 
 
 def build_evaluator(
-    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+    cfg: Config, sessions: sessionmaker[Session], observer: DriftObserver | None = None
 ) -> WindowEvaluator:
     """The window evaluator, with every model's current profile loaded and checked."""
     evaluator = WindowEvaluator(
@@ -78,7 +79,7 @@ def build_evaluator(
             idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
             backfill=cfg.evaluation.backfill,
         ),
-        metrics,
+        observer,
     )
     try:
         evaluator.refresh_profiles()
@@ -90,7 +91,9 @@ def build_evaluator(
 
 
 def build_performance_evaluator(
-    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    observer: PerformanceObserver | None = None,
 ) -> PerformanceEvaluator:
     """The evaluator of labelled windows, for every model whose labels are joined."""
     models = {}
@@ -115,7 +118,7 @@ def build_performance_evaluator(
         idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
         backfill=cfg.evaluation.backfill,
     )
-    return PerformanceEvaluator(sessions, models, settings, metrics)
+    return PerformanceEvaluator(sessions, models, settings, observer)
 
 
 def build_ingest_loop(
@@ -200,7 +203,7 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     engine = make_engine(cfg.database.url)
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     sessions = make_session_factory(engine)
-    evaluator = build_evaluator(cfg, sessions, metrics)
+    evaluator = build_evaluator(cfg, sessions, ReportMetrics(metrics))
     tally = build_tally(cfg)
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)

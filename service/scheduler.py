@@ -34,6 +34,7 @@ from service.config import Config
 from service.errors import ServiceError
 from service.evaluation import WindowEvaluator
 from service.leader import Elector
+from service.metric_feeds import ReportMetrics
 from service.metrics import Metrics, SchedulerMetrics
 from service.watches import Watches
 
@@ -160,7 +161,7 @@ def build_scheduler(
     watch(scheduler, runner)
 
     current = dict(evaluator.specs())
-    performance = build_performance_evaluator(cfg, sessions, metrics)
+    performance = build_performance_evaluator(cfg, sessions, ReportMetrics(metrics))
 
     def profiles() -> None:
         # Every replica bins its events on the current profiles, leader or not.

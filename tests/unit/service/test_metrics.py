@@ -31,7 +31,7 @@ from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
 from service.config.alerts import AlertsConfig
 from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
-from service.metric_feeds import AlertMetrics, IngestMetrics, RetrainMetrics
+from service.metric_feeds import AlertMetrics, IngestMetrics, ReportMetrics, RetrainMetrics
 from service.metrics import (
     HTTP,
     SCHEDULER,
@@ -88,7 +88,7 @@ def test_a_drift_report_sets_each_features_score_and_flag_and_the_drifted_share(
         sessions,
         {"fraud": Judging(spec=SPEC)},
         EvaluationSettings(topic=TOPIC, consumer_group="g", idle_partition_timeout=60),
-        metrics=metrics,
+        observer=ReportMetrics(metrics),
         clock=EpochClock(T0),
     )
     written = evaluator.tick()
@@ -146,7 +146,7 @@ def test_a_performance_report_sets_the_versions_accuracy_and_coverage(
         sessions,
         {"fraud": judging},
         PERFORMANCE_SETTINGS,
-        metrics,
+        ReportMetrics(metrics),
         clock=lambda: PERFORMANCE_T + 10.0,
     )
     assert len(evaluator.tick()) == 1
