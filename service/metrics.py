@@ -64,7 +64,7 @@ def declare(target: object, specs: Sequence[Spec], registry: CollectorRegistry) 
 
 
 _FLUSH_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-_HTTP_SECONDS = (*_FLUSH_SECONDS, 30)
+_HTTP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 _JOB_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 _MODEL = ("model",)
 _VERSION = ("model", "model_version")
