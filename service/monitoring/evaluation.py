@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,7 +32,6 @@ from drift.schema import ModelSpec
 from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_sample
 from drift.stats import Method
 from service.alerts.conditions import DATA_DRIFT, condition
-from service.metrics import Metrics
 from service.monitoring.watermarks import as_bound, closing_watermark
 
 log = logging.getLogger(__name__)
@@ -69,13 +68,25 @@ class _Current:
     sample: bytes | None
 
 
+class DriftObserver(Protocol):
+    """What the evaluator reports of each drift report it stored, after the commit;
+    :class:`service.metric_feeds.ReportMetrics` exports it."""
+
+    def drift_report(self, verdict: WindowVerdict) -> None: ...
+
+
+class NoDriftObserver:
+    def drift_report(self, verdict: WindowVerdict) -> None:
+        pass
+
+
 class WindowEvaluator:
     def __init__(
         self,
         sessions: sessionmaker[Session],
         models: Mapping[str, Judging],
         settings: EvaluationSettings,
-        metrics: Metrics | None = None,
+        observer: DriftObserver | None = None,
         clock: Callable[[], float] = time.time,
         progress: Callable[[], ConsumerProgress] | None = None,
     ) -> None:
@@ -84,7 +95,7 @@ class WindowEvaluator:
         self._missing_since: dict[int, float] = {}
         self._models = models
         self._settings = settings
-        self._metrics = metrics
+        self._observer: DriftObserver = observer or NoDriftObserver()
         self._clock = clock
         self._profiles: dict[str, StoredProfile] = {}
         self._warned: set[str] = set()
@@ -237,7 +248,7 @@ class WindowEvaluator:
             if report_id is not None:
                 _drift_alert(session, verdict, report_id, now)
         if report_id is not None:
-            self._observe(verdict)
+            self._observer.drift_report(verdict)
             log.info(
                 "drift report %d: %s/%s window %s drifted share %s%s",
                 report_id,
@@ -306,22 +317,6 @@ class WindowEvaluator:
                 stored.prediction, {"prediction": data["prediction"]}, min_rows=min_rows
             )
         return result.features[0]
-
-    def _observe(self, verdict: WindowVerdict) -> None:
-        m = self._metrics
-        if m is None:
-            return
-        report = verdict.report
-        m.drift_reports.labels(verdict.model, str(bool(report.dataset_drift)).lower()).inc()
-        version = verdict.model_version
-        m.versions.labels(m.drifted_share, verdict.model, version).set(report.drifted_share or 0.0)
-        m.versions.labels(m.dataset_drift, verdict.model, version).set(
-            1 if verdict.confirmed else 0
-        )
-        m.feature_drift(verdict.model, report.features)
-        m.evaluated_window_end.labels(verdict.model).set(
-            verdict.window_start + verdict.window_seconds
-        )
 
 
 def _drift_alert(session: Session, verdict: WindowVerdict, report_id: int, now: datetime) -> None:

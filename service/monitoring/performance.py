@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -33,7 +34,6 @@ from db.session import transaction
 from drift.performance import ClassificationSketch
 from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
 from service.alerts.conditions import CONCEPT_DRIFT, PERFORMANCE_DEGRADATION, condition
-from service.metrics import Metrics
 from service.monitoring.watermarks import as_bound, closing_watermark
 
 log = logging.getLogger(__name__)
@@ -120,19 +120,31 @@ def concept_drift(alarms: Mapping[str, int], alarm_rule: bool) -> bool | None:
     return False if alarm_rule else None
 
 
+class PerformanceObserver(Protocol):
+    """What the evaluator reports of each performance report it stored, after the commit;
+    :class:`service.metric_feeds.ReportMetrics` exports it."""
+
+    def performance_report(self, verdict: PerformanceVerdict) -> None: ...
+
+
+class NoPerformanceObserver:
+    def performance_report(self, verdict: PerformanceVerdict) -> None:
+        pass
+
+
 class PerformanceEvaluator:
     def __init__(
         self,
         sessions: sessionmaker[Session],
         models: Mapping[str, PerformanceJudging],
         settings: PerformanceSettings,
-        metrics: Metrics | None = None,
+        observer: PerformanceObserver | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._sessions = sessions
         self._models = models
         self._settings = settings
-        self._metrics = metrics
+        self._observer: PerformanceObserver = observer or NoPerformanceObserver()
         self._clock = clock
 
     def tick(self) -> list[int]:
@@ -215,7 +227,7 @@ class PerformanceEvaluator:
             if report_id is not None:
                 _performance_alerts(session, result, report_id, now)
         if report_id is not None:
-            self._observe(result)
+            self._observer.performance_report(result)
             log.info(
                 "performance report %d: %s/%s window %s, %d of %d labelled: %s",
                 report_id,
@@ -227,18 +239,6 @@ class PerformanceEvaluator:
                 text,
             )
         return report_id
-
-    def _observe(self, result: PerformanceVerdict) -> None:
-        m = self._metrics
-        if m is None:
-            return
-        degraded = None if result.degradation is None else result.degradation.degraded
-        flag = {None: "unknown", True: "true", False: "false"}[degraded]
-        m.performance_reports.labels(result.model, flag).inc()
-        if result.coverage is not None:
-            coverage = m.versions.labels(m.label_coverage, result.model, result.model_version)
-            coverage.set(result.coverage)
-        m.performance(result.model, result.model_version, result.metrics)
 
 
 def _performance_alerts(

@@ -19,6 +19,7 @@ from retrain.errors import RetrainError
 from service.alerts.errors import AlertError
 from service.config import Config
 from service.errors import ServiceError
+from service.metric_feeds import ReportMetrics
 from service.metrics import Metrics
 from service.monitoring.evaluation import WindowEvaluator
 from service.monitoring.performance import PerformanceEvaluator
@@ -136,7 +137,7 @@ def scheduled_jobs(
     retraining: Retraining,
 ) -> list[Job]:
     """Every job of ``driftwatch run``; ``closers`` gets what the jobs opened."""
-    performance = build_performance_evaluator(cfg, sessions, metrics)
+    performance = build_performance_evaluator(cfg, sessions, ReportMetrics(metrics))
     return [
         evaluation_job(cfg, evaluator, loop, performance),
         job("retrain", retraining.tick, cfg.retrain.tick),

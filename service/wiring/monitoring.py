@@ -33,10 +33,16 @@ from service.kafka_clients import (
 from service.metric_feeds import IngestMetrics
 from service.metrics import Metrics
 from service.monitoring.deadletters import Tally
-from service.monitoring.evaluation import EvaluationSettings, Judging, WindowEvaluator
+from service.monitoring.evaluation import (
+    DriftObserver,
+    EvaluationSettings,
+    Judging,
+    WindowEvaluator,
+)
 from service.monitoring.performance import (
     PerformanceEvaluator,
     PerformanceJudging,
+    PerformanceObserver,
     PerformanceSettings,
     ReferenceValue,
 )
@@ -62,7 +68,7 @@ def judging(cfg: Config) -> dict[str, Judging]:
 
 
 def build_evaluator(
-    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+    cfg: Config, sessions: sessionmaker[Session], observer: DriftObserver | None = None
 ) -> WindowEvaluator:
     """The window evaluator, with every model's current profile loaded and checked."""
     evaluator = WindowEvaluator(
@@ -74,7 +80,7 @@ def build_evaluator(
             idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
             backfill=cfg.evaluation.backfill,
         ),
-        metrics,
+        observer,
     )
     try:
         evaluator.refresh_profiles()
@@ -86,7 +92,9 @@ def build_evaluator(
 
 
 def build_performance_evaluator(
-    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    observer: PerformanceObserver | None = None,
 ) -> PerformanceEvaluator:
     """The evaluator of labelled windows, for every model whose labels are joined."""
     models = {}
@@ -111,7 +119,7 @@ def build_performance_evaluator(
         idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
         backfill=cfg.evaluation.backfill,
     )
-    return PerformanceEvaluator(sessions, models, settings, metrics)
+    return PerformanceEvaluator(sessions, models, settings, observer)
 
 
 def build_ingest_loop(

@@ -22,6 +22,7 @@ from db.session import make_engine, make_session_factory
 from service.api.deps import ApiDeps
 from service.config import Config
 from service.leader import Elector, make_elector
+from service.metric_feeds import ReportMetrics
 from service.metrics import Metrics
 from service.monitoring.evaluation import WindowEvaluator
 from service.scheduler import Job
@@ -58,7 +59,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     engine = make_engine(cfg.database.url)
     require_current(engine, f"driftwatch db upgrade --config {config_path or 'FILE'}")
     sessions = make_session_factory(engine)
-    evaluator = build_evaluator(cfg, sessions, metrics)
+    evaluator = build_evaluator(cfg, sessions, ReportMetrics(metrics))
     tally = build_tally(cfg)
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)

@@ -19,7 +19,7 @@ from db.runs import AlertOutbox
 from db.session import make_engine, make_session_factory, transaction
 from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
-from service.alerts.worker import OutboxWorker
+from service.alerts.worker import DeliveryObserver, OutboxWorker
 from service.config.alerts import AlertsConfig
 from service.metric_feeds import AlertMetrics
 from service.metrics import Metrics
@@ -65,7 +65,7 @@ def make_worker(
     sessions: sessionmaker[Session],
     rxs: dict[str, Receiver],
     clock: Clock,
-    metrics: Metrics | None = None,
+    observer: DeliveryObserver | None = None,
     **settings: Any,
 ) -> OutboxWorker:
     cfg = AlertsConfig.model_validate(
@@ -76,7 +76,6 @@ def make_worker(
             **settings,
         }
     )
-    observer = AlertMetrics(metrics) if metrics is not None else None
     return build_worker(cfg, sessions, observer, clock)
 
 
@@ -163,7 +162,7 @@ def test_503_three_times_is_retried_with_backoff_then_delivered_once(
     pd["pagerduty"].fail_next(1, 503, retry_after="120")
     registry = Metrics(CollectorRegistry())
     clock = Clock()
-    worker = make_worker(sessions, pd, clock, registry)
+    worker = make_worker(sessions, pd, clock, AlertMetrics(registry))
     drift(sessions, True, "report-1", T0)
     waits = []
     for _ in range(10):
@@ -201,7 +200,9 @@ def test_a_4xx_is_not_retried_and_attempts_run_out_into_the_dead_state(
     rxs["webhook"].fail_next(10, 500)
     registry = Metrics(CollectorRegistry())
     clock = Clock()
-    worker = make_worker(sessions, rxs, clock, registry, max_attempts=3, max_backoff="15s")
+    worker = make_worker(
+        sessions, rxs, clock, AlertMetrics(registry), max_attempts=3, max_backoff="15s"
+    )
     drift(sessions, True, "report-1", T0)
     for _ in range(5):
         worker.tick()

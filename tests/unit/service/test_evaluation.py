@@ -20,13 +20,18 @@ from consumers.events import EventDecoder
 from consumers.synthetic import SyntheticPlan, SyntheticStream, write_reference_csv
 from consumers.window import WindowAccumulator
 from db.models import DriftReportRow
-from db.reports import DriftReportRepository
+from db.reports import DriftReportRepository, WindowVerdict
 from db.repositories import OffsetAdvance
 from drift.errors import ProfileMismatch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from service.config import ModelConfig
 from service.monitoring import reference
-from service.monitoring.evaluation import EvaluationSettings, Judging, WindowEvaluator
+from service.monitoring.evaluation import (
+    EvaluationSettings,
+    Judging,
+    NoDriftObserver,
+    WindowEvaluator,
+)
 
 T0 = 1_800_000_000.0
 WINDOW = 10
@@ -146,6 +151,39 @@ def test_evaluation_is_idempotent_and_waits_for_the_slowest_partition(
     assert len(evaluator(sessions, clock).tick()) == 1
     with sessions() as s:
         assert s.scalar(select(func.count()).select_from(DriftReportRow)) == 3
+
+
+class Reports:
+    """A :class:`DriftObserver` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[str, str, int]] = []
+
+    def drift_report(self, verdict: WindowVerdict) -> None:
+        self.windows.append((verdict.model, verdict.model_version, verdict.window_start))
+
+
+def test_the_observer_hears_of_each_stored_report_once(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    build_profile(sessions, tmp_path)
+    ingest(sessions, aligned(sessions), windows=3, drift_at=None)
+    settings = EvaluationSettings(topic=TOPIC, consumer_group="g", idle_partition_timeout=60)
+    first, second = Reports(), Reports()
+    models = {"fraud": Judging(spec=SPEC)}
+    written = WindowEvaluator(sessions, models, settings, first, Clock(T0 + 30)).tick()
+    # Another replica, a moment later: the windows are reported already, so it hears nothing.
+    assert WindowEvaluator(sessions, models, settings, second, Clock(T0 + 31)).tick() == []
+    with sessions() as s:
+        stored = [DriftReportRepository(s).get(report_id) for report_id in written]
+    assert len(written) == 2 and second.windows == []
+    assert first.windows == [
+        (r.summary.model, r.summary.model_version, int(r.summary.window_start.timestamp()))
+        for r in stored
+        if r is not None
+    ]
+    # Without an observer the evaluator reports to a no-op one.
+    assert isinstance(evaluator(sessions, Clock(T0))._observer, NoDriftObserver)
 
 
 def test_small_windows_held_whole_use_exact_values(

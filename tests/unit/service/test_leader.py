@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
+import yaml
 
-from service.leader import AlwaysLeader, LeaderError, make_elector, resolve_backend
+from service.cli import main
+from service.config.scheduler import LeaderConfig
+from service.leader import BACKENDS, AlwaysLeader, LeaderError, make_elector, resolve_backend
 from service.leader.kubernetes import LeaseElector
 from service.leader.postgres import AdvisoryLockElector, lock_key
 from tests.harness.k8s.cluster import write_kubeconfig
@@ -65,6 +69,36 @@ def test_an_elector_that_cannot_be_built_names_the_key(tmp_path: Path) -> None:
     missing = str(tmp_path / "nope")
     with pytest.raises(LeaderError, match=r"^leader\.kubeconfig: "):
         make_elector(load(tmp_path, with_url(PG, backend="kubernetes", kubeconfig=missing)), {})
+
+
+def test_the_factory_refuses_a_backend_it_has_no_builder_for(tmp_path: Path) -> None:
+    cfg = load(tmp_path, with_url(PG))
+    # model_copy skips validation: the factory must not lean on config to catch the name.
+    etcd = cfg.model_copy(update={"leader": cfg.leader.model_copy(update={"backend": "etcd"})})
+    expected = (
+        r"^leader\.backend: unknown backend 'etcd'; expected auto, kubernetes, none, postgres$"
+    )
+    with pytest.raises(LeaderError, match=expected):
+        make_elector(etcd, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"})
+
+
+def test_config_admits_exactly_the_backends_the_factory_builds() -> None:
+    allowed = get_args(LeaderConfig.model_fields["backend"].annotation)
+    assert sorted(allowed) == sorted(["auto", *BACKENDS])
+
+
+def test_an_unknown_backend_stops_start_up_naming_the_key_and_the_choices(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "driftwatch.yaml"
+    path.write_text(yaml.safe_dump(with_url("sqlite:///x.db")), encoding="utf-8")
+    for name in [n for n in os.environ if n.startswith("DRIFTWATCH_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("DRIFTWATCH_LEADER__BACKEND", "kubernets")
+    assert main(["run", "--config", str(path)]) == 2
+    assert capsys.readouterr().err == (
+        "config: leader.backend: Input should be 'auto', 'kubernetes', 'postgres' or 'none'\n"
+    )
 
 
 @pytest.mark.parametrize(

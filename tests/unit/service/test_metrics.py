@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import get_type_hints
 
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,8 +30,18 @@ from retrain.settings import LoopSettings
 from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
 from service.config.alerts import AlertsConfig
-from service.metric_feeds import AlertMetrics, IngestMetrics, RetrainMetrics
-from service.metrics import Metrics, VersionSeries, http_metrics
+from service.metric_feeds import AlertMetrics, IngestMetrics, ReportMetrics, RetrainMetrics
+from service.metrics import (
+    HTTP,
+    SCHEDULER,
+    SERVICE,
+    HttpMetrics,
+    Metrics,
+    SchedulerMetrics,
+    Spec,
+    VersionSeries,
+    http_metrics,
+)
 from service.monitoring.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.monitoring.performance import PerformanceEvaluator, PerformanceJudging, ReferenceValue
 from tests.harness.receivers import receiver
@@ -77,7 +88,7 @@ def test_a_drift_report_sets_each_features_score_and_flag_and_the_drifted_share(
         sessions,
         {"fraud": Judging(spec=SPEC)},
         EvaluationSettings(topic=TOPIC, consumer_group="g", idle_partition_timeout=60),
-        metrics=metrics,
+        observer=ReportMetrics(metrics),
         clock=EpochClock(T0),
     )
     written = evaluator.tick()
@@ -135,7 +146,7 @@ def test_a_performance_report_sets_the_versions_accuracy_and_coverage(
         sessions,
         {"fraud": judging},
         PERFORMANCE_SETTINGS,
-        metrics,
+        ReportMetrics(metrics),
         clock=lambda: PERFORMANCE_T + 10.0,
     )
     assert len(evaluator.tick()) == 1
@@ -302,3 +313,73 @@ def test_http_requests_are_counted_by_route_template_and_status(
         assert "12345" not in scraped.text
         # One registry, one set of HTTP metrics, however many apps are built on it.
         assert http_metrics(api.deps.registry) is http_metrics(api.deps.registry)
+
+
+# What dashboards, alert rules and the README's table query: a renamed family or label
+# silently empties a panel, so any change here must be deliberate.
+PINNED = {
+    "driftwatch_alert_outbox_deliveries": ("channel", "status"),
+    "driftwatch_alerts_dead_total": ("channel",),
+    "driftwatch_alerts_failed_total": ("channel", "retriable"),
+    "driftwatch_alerts_sent_total": ("channel",),
+    "driftwatch_concept_drift_alarms_total": ("detector", "model", "model_version"),
+    "driftwatch_consumer_lag_messages": ("partition", "topic"),
+    "driftwatch_dataset_drift": ("model", "model_version"),
+    "driftwatch_drift_reports_total": ("dataset_drift", "model"),
+    "driftwatch_drifted_feature_share_ratio": ("model", "model_version"),
+    "driftwatch_evaluated_window_end_seconds": ("model",),
+    "driftwatch_evaluation_failures_total": ("job",),
+    "driftwatch_events_consumed_total": ("model",),
+    "driftwatch_events_invalid_total": ("reason",),
+    "driftwatch_events_late_total": ("model",),
+    "driftwatch_feature_drift_detected": ("feature", "method", "model"),
+    "driftwatch_feature_drift_score": ("feature", "method", "model"),
+    "driftwatch_flush_duration_seconds": (),
+    "driftwatch_flush_failures_total": ("error",),
+    "driftwatch_flushed_events_total": (),
+    "driftwatch_healthy": (),
+    "driftwatch_http_request_duration_seconds": ("method", "route"),
+    "driftwatch_http_requests_total": ("method", "route", "status"),
+    "driftwatch_label_coverage_ratio": ("model", "model_version"),
+    "driftwatch_labels_total": ("model", "outcome"),
+    "driftwatch_leader": ("backend",),
+    "driftwatch_model_error_label_units": ("metric", "model", "model_version"),
+    "driftwatch_model_performance_ratio": ("metric", "model", "model_version"),
+    "driftwatch_offset_conflicts_total": (),
+    "driftwatch_performance_reports_total": ("degraded", "model"),
+    "driftwatch_predictions_unlabeled_total": ("model",),
+    "driftwatch_retrain_active_runs": ("model",),
+    "driftwatch_retrain_runs_total": ("model", "outcome", "trigger"),
+    "driftwatch_scheduler_job_duration_seconds": ("job",),
+    "driftwatch_scheduler_job_failures_total": ("job",),
+    "driftwatch_scheduler_job_last_success_timestamp_seconds": ("job",),
+    "driftwatch_scheduler_job_skipped_total": ("job", "reason"),
+}
+
+
+def test_the_exported_metric_and_label_names_are_the_pinned_ones() -> None:
+    metrics = Metrics(CollectorRegistry())
+    tables: list[tuple[object, tuple[Spec, ...]]] = [
+        (metrics, SERVICE),
+        (metrics.http, HTTP),
+        (SchedulerMetrics(metrics.registry), SCHEDULER),
+    ]
+    for holder, specs in tables:
+        for spec in specs:
+            if spec.labels:  # a labelled family shows its label names once it has a series
+                getattr(holder, spec.attr).labels(*["x"] * len(spec.labels))
+    exported = {
+        family.name + ("_total" if family.type == "counter" else ""): tuple(
+            sorted({label for s in family.samples for label in s.labels} - {"le"})
+        )
+        for family in metrics.registry.collect()
+    }
+    assert exported == PINNED
+
+
+def test_each_family_is_an_attribute_annotated_with_its_kind() -> None:
+    for holder, specs in ((Metrics, SERVICE), (HttpMetrics, HTTP), (SchedulerMetrics, SCHEDULER)):
+        hints = get_type_hints(holder)
+        assert {spec.attr: spec.kind for spec in specs} == {
+            name: kind for name, kind in hints.items() if kind in (Counter, Gauge, Histogram)
+        }

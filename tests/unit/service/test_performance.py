@@ -13,12 +13,13 @@ from consumers.checkpoint import CheckpointStore
 from consumers.join import JoinBatch
 from consumers.labels import LabelSpec
 from db.join import LabelRecord, PredictionRecord
-from db.performance_reports import PerformanceReportRepository
+from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
 from db.repositories import OffsetAdvance
 from db.session import make_engine, make_session_factory
 from drift.performance import Task
 from drift.schema import PredictionKind
 from service.monitoring.performance import (
+    NoPerformanceObserver,
     PerformanceEvaluator,
     PerformanceJudging,
     PerformanceSettings,
@@ -111,6 +112,34 @@ def test_a_window_is_reported_once_its_labels_are_final(sql: Any) -> None:
     assert row.degradation_metric == "accuracy"
     assert row.degraded is True
     assert row.verdict.startswith("degraded: accuracy 0.75 vs reference 0.9")
+
+
+class Verdicts:
+    """A :class:`PerformanceObserver` that keeps what it was told."""
+
+    def __init__(self) -> None:
+        self.windows: list[tuple[str, str, int, int]] = []
+
+    def performance_report(self, verdict: PerformanceVerdict) -> None:
+        self.windows.append(
+            (verdict.model, verdict.model_version, verdict.window_start, verdict.labeled)
+        )
+
+
+def test_the_observer_hears_of_each_stored_report_once(sql: Any) -> None:
+    fill(sql, correct=150, wrong=50, unlabeled=20)
+    advance(sql, predictions=T + 700, labels=T + 700)
+    judging = PerformanceJudging(SPEC, 60, 10, None, min_labeled=100)
+    heard = Verdicts()
+    ev = PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, heard, clock=lambda: T + 10.0)
+    [report_id] = ev.tick()
+    assert ev.tick() == []
+    with sql() as s:
+        [row] = PerformanceReportRepository(s).rows("fraud")
+    assert row.id == report_id
+    start = int(row.window_start.timestamp())
+    assert heard.windows == [("fraud", row.model_version, start, row.labeled)] and start == T
+    assert isinstance(evaluator(sql, None)._observer, NoPerformanceObserver)
 
 
 def test_too_few_labels_or_no_reference_give_no_verdict(sql: Any) -> None:

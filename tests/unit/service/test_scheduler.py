@@ -156,6 +156,7 @@ def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
 ) -> None:
     from consumers.progress import ConsumerProgress
     from db.session import make_engine, make_session_factory
+    from service.metric_feeds import ReportMetrics
     from service.wiring.jobs import scheduled_jobs
     from service.wiring.monitoring import build_evaluator
     from service.wiring.retraining import build_retraining
@@ -170,7 +171,7 @@ def test_driftwatch_run_schedules_every_job_and_followers_only_keep_their_bins(
     metrics = Metrics()
     elector = Switch(leading=False)
     closers: list[Callable[[], None]] = []
-    evaluator = build_evaluator(cfg, sessions, metrics)
+    evaluator = build_evaluator(cfg, sessions, ReportMetrics(metrics))
     watches = build_watches(cfg, sessions, ConsumerProgress, build_tally(cfg))
     scheduled = scheduled_jobs(
         cfg,
