@@ -38,6 +38,9 @@ class ApiDeps:
     consumer_problem: Callable[[], str | None]
     registry: CollectorRegistry
     clock: Callable[[], datetime]
+    # Signs the overview page's session cookies (api.session_secret); sessions live in SQL.
+    session_secret: str
+    session_lifetime: float = 8 * 3600.0
     metrics_open: bool = True
     max_body_bytes: int = 65536
     cookie_secure: bool = False
@@ -62,7 +65,12 @@ def create_app(deps: ApiDeps) -> FastAPI:
         read_router(deps),
         records_router(deps),
         retrain_router(deps),
-        ui_router(deps, Sessions(deps.tokens, deps.clock)),
+        ui_router(
+            deps,
+            Sessions(
+                deps.tokens, deps.sessions, deps.clock, deps.session_secret, deps.session_lifetime
+            ),
+        ),
     ]
     for router in routers:
         app.include_router(router)

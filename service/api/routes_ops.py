@@ -47,6 +47,7 @@ def ops_router(deps: ApiDeps) -> APIRouter:
             200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
             401: {"model": ErrorBody},
             403: {"model": ErrorBody},
+            429: {"model": ErrorBody},
         },
     )
     def metrics() -> Response:

@@ -47,7 +47,7 @@ def retrain_router(deps: ApiDeps) -> APIRouter:
     router = APIRouter(
         prefix="/v1",
         dependencies=[Depends(requires(deps.tokens, Scope.WRITE))],
-        responses={s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 422)},
+        responses={s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 422, 429)},
         tags=["write"],
     )
 
