@@ -8,15 +8,35 @@ STAMP := $(VENV)/.installed
 # apt-get needs root: sudo only when not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install kafka-dist browser lint types test test-fast demo bench clean
+.PHONY: install lock audit kafka-dist browser lint types test test-fast demo bench clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# Exact versions from constraints.txt (see `lock`), so a test run, the demo and the image
+# install the same, audited set.
+$(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[test]'
 	@touch $(STAMP)
+
+# Re-resolve every dependency (test extras included) in a scratch virtualenv and pin the
+# result: run after changing a dependency in pyproject.toml, then `make audit`, and commit
+# both files.
+LOCK_VENV := .lock-venv
+lock:
+	rm -rf $(LOCK_VENV) && $(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCK_VENV)/bin/python -m pip install --quiet -e '.[test]'
+	{ echo "# Exact versions of every dependency, test extras included; made by \`make lock\`."; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --exclude-editable; } > constraints.txt
+	rm -rf $(LOCK_VENV)
+
+# Known vulnerabilities in the pinned set, from PyPI's advisory data (one request per
+# package). --strict: a package PyPI cannot answer for fails the audit, as does an
+# unreachable registry, so a check that audited nothing never passes.
+audit: $(STAMP)
+	$(BIN)/pip-audit --strict --progress-spinner off --no-deps --disable-pip -r constraints.txt
 
 kafka-dist: $(STAMP)
 	$(BIN)/python -m service.dev.localkafka fetch

@@ -46,11 +46,11 @@ from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.positions import Positions, Stopping
 from consumers.progress import ConsumerProgress, survey
-from consumers.retry import Backoff, Dependency, Health
+from consumers.retry import Backoff, Dependency, Health, retrying_until
 from consumers.stats import IngestStats
 from consumers.window import WindowAccumulator
 from db.detectors import Alarm
-from db.errors import OffsetConflict, StoreError
+from db.errors import OffsetConflict
 from drift.schema import ModelSpec
 
 __all__ = ["ConsumerProgress", "IngestLoop", "IngestSettings"]
@@ -314,30 +314,32 @@ class IngestLoop:
     def _flush_with_retry(self, deadline: float | None) -> bool:
         """Flush, retrying retriable failures with backoff until done or ``deadline``
         (monotonic)."""
-        backoff = Backoff(self.settings.max_backoff)
         # Inside a rebalance callback (deadline set) polling again is not allowed.
         may_poll = deadline is None
+
+        def failed(exc: BaseException) -> None:
+            down = Dependency.DEAD_LETTERS if isinstance(exc, DeadLetterError) else Dependency.STORE
+            self.health.down(down)
+            self.stats.flush_failed(type(exc).__name__)
+
+        retrying = retrying_until(
+            deadline,
+            self.clock.monotonic,
+            self.settings.max_backoff,
+            sleep=lambda seconds: self._wait(seconds, may_poll),
+            on_failure=failed,
+        )
         try:
-            while True:
-                try:
-                    self.flush_once()
-                    self.health.up(Dependency.STORE, Dependency.DEAD_LETTERS)
-                    return True
-                except (StoreError, ConsumerError) as exc:
-                    if not exc.retriable:
-                        raise
-                    failed = isinstance(exc, DeadLetterError)
-                    self.health.down(Dependency.DEAD_LETTERS if failed else Dependency.STORE)
-                    self.stats.flush_failed(type(exc).__name__)
-                    wait = backoff.next()
-                    log.warning("flush failed, retrying in %.1fs: %s", wait, exc)
-                if deadline is not None and self.clock.monotonic() + wait > deadline:
-                    log.error("giving up flushing; unflushed events will be read again")
-                    return False
-                self._wait(wait, may_poll)
+            flushed: bool = retrying(self._flush_and_report)
+            return flushed
         finally:
             if may_poll:
                 self.consumer.resume(*self.consumer.assignment())
+
+    def _flush_and_report(self) -> bool:
+        self.flush_once()
+        self.health.up(Dependency.STORE, Dependency.DEAD_LETTERS)
+        return True
 
     def _wait(self, seconds: float, may_poll: bool) -> None:
         end = self.clock.monotonic() + seconds

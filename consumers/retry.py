@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from enum import StrEnum
 
+from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
+
+from consumers.errors import ConsumerError
 from consumers.stats import IngestStats
+from db.errors import StoreError
+
+log = logging.getLogger(__name__)
 
 
 class Dependency(StrEnum):
@@ -47,3 +55,50 @@ class Health:
     def down(self, dependency: Dependency) -> None:
         self._down.add(dependency)
         self._stats.healthy(False)
+
+
+def retriable(exc: BaseException) -> bool:
+    """A failure of the store or of Kafka that a later attempt may not meet again."""
+    return isinstance(exc, (StoreError, ConsumerError)) and exc.retriable
+
+
+def retrying_until(
+    deadline: float | None,
+    monotonic: Callable[[], float],
+    max_backoff: float,
+    sleep: Callable[[float], None],
+    on_failure: Callable[[BaseException], None],
+) -> Retrying:
+    """A flush retrier: retriable failures are retried after 0.5 s, doubling up to
+    ``max_backoff`` (which bounds the first wait too), until the next wait would end past
+    ``deadline`` (None: never); then the call answers False. Other errors propagate.
+    ``sleep`` waits (the loop keeps polling meanwhile); ``on_failure`` sees each retried one."""
+
+    def failed(state: RetryCallState) -> None:
+        on_failure(_exception(state))
+
+    def past_deadline(state: RetryCallState) -> bool:
+        return deadline is not None and monotonic() + state.upcoming_sleep > deadline
+
+    def give_up(state: RetryCallState) -> bool:
+        log.error("giving up flushing; unflushed events will be read again")
+        return False
+
+    def announce(state: RetryCallState) -> None:
+        log.warning("flush failed, retrying in %.1fs: %s", state.upcoming_sleep, _exception(state))
+
+    return Retrying(
+        retry=retry_if_exception(retriable),
+        wait=wait_exponential(multiplier=0.5, max=max_backoff),
+        stop=past_deadline,
+        sleep=sleep,
+        after=failed,
+        before_sleep=announce,
+        retry_error_callback=give_up,
+    )
+
+
+def _exception(state: RetryCallState) -> BaseException:
+    exc = None if state.outcome is None else state.outcome.exception()
+    assert exc is not None, "tenacity calls these hooks after a failed attempt only"
+    return exc

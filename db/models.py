@@ -404,3 +404,4 @@ from db import outbox as _outbox  # noqa: E402, F401
 from db import registry as _registry  # noqa: E402, F401
 from db import runs as _runs  # noqa: E402, F401
 from db import triggers as _triggers  # noqa: E402, F401
+from db import ui_sessions as _ui_sessions  # noqa: E402, F401

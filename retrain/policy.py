@@ -135,6 +135,8 @@ class TriggerPolicy:
     ) -> Decision | None:
         """Fire a cause suppressed before whose guards now pass (its held-back reason is
         kept in the new one); None when a run is active or another replica fired it."""
+        # Not a retry loop (no attempts, waits or deadline): a policy decision re-taken once
+        # per tick, so a retry library (tenacity, as the flush uses) has nothing to do here.
         now = self.clock()
         reason = f"{cause.summary} (held back before: {held})"
         try:

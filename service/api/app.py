@@ -22,7 +22,9 @@ def create_app(deps: ApiDeps) -> FastAPI:
         description="Drift reports, performance, the model registry and retraining runs.",
     )
     app.state.deps = deps
-    app.state.ui_sessions = Sessions(deps.tokens, deps.clock)
+    app.state.ui_sessions = Sessions(
+        deps.tokens, deps.sessions, deps.clock, deps.session_secret, deps.session_lifetime
+    )
     install_handlers(app)
     routers: list[APIRouter] = [
         routes_ops.router,

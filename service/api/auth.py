@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastapi import Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from service.api.errors import Forbidden, Unauthorized
+from service.api.errors import Forbidden, TooManyRequests, Unauthorized
+from service.api.throttle import Throttle, TooManyAttempts
 from service.config.api import Scope, TokenConfig
 from service.errors import ConfigError
 
@@ -51,10 +54,21 @@ def load_tokens(configs: Sequence[TokenConfig]) -> tuple[Token, ...]:
 
 
 class TokenCheck:
-    """Which known token, if any, a presented bearer token is."""
+    """Which known token, if any, a presented bearer token is; unknown tokens are
+    throttled per client address (see :mod:`service.api.throttle`)."""
 
-    def __init__(self, tokens: Sequence[Token]) -> None:
+    def __init__(self, tokens: Sequence[Token], throttle: Throttle | None = None) -> None:
         self.tokens = tuple(tokens)
+        self.throttle = throttle or Throttle(10, 60.0, 10_000, time.monotonic)
+
+    def attempt(self, client: str, presented: str) -> Token | None:
+        """:meth:`identify`, for ``client``: TooManyAttempts while it is throttled, and an
+        unknown token counts against it."""
+        self.throttle.check(client)
+        token = self.identify(presented)
+        if token is None:
+            self.throttle.failed(client)
+        return token
 
     def identify(self, presented: str) -> Token | None:
         # Every stored digest is compared, so the time taken says nothing about which matched.
@@ -66,17 +80,31 @@ class TokenCheck:
         return found
 
 
+def client_address(request: Request) -> str:
+    return request.client.host if request.client is not None else "unknown"
+
+
 bearer = HTTPBearer(auto_error=False, description="a token with the read or write scope")
 
 
 def authorize(
-    check: TokenCheck, credentials: HTTPAuthorizationCredentials | None, scope: Scope
+    check: TokenCheck,
+    credentials: HTTPAuthorizationCredentials | None,
+    scope: Scope,
+    client: str,
 ) -> Token:
     """The presented token when it is known and holds ``scope``; Unauthorized or Forbidden
-    otherwise (the scope guards in :mod:`service.api.deps` call it per request)."""
+    otherwise, TooManyRequests while ``client`` is throttled for unknown tokens (the scope
+    guards in :mod:`service.api.deps` call it per request)."""
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthorized("a bearer token is required (Authorization: Bearer <token>)")
-    token = check.identify(credentials.credentials)
+    try:
+        token = check.attempt(client, credentials.credentials)
+    except TooManyAttempts as exc:
+        raise TooManyRequests(
+            f"too many unknown tokens from this address; retry after {exc.retry_after} s",
+            exc.retry_after,
+        ) from None
     if token is None:
         raise Unauthorized("the bearer token is not known")
     if scope not in token.scopes:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from retrain.policy import TriggerPolicy
-from service.api.auth import Token, TokenCheck, authorize, bearer
+from service.api.auth import Token, TokenCheck, authorize, bearer, client_address
 from service.api.ui_session import Sessions
 from service.config.api import Scope
 
@@ -45,6 +45,9 @@ class ApiDeps:
     consumer_problem: Callable[[], str | None]
     registry: CollectorRegistry
     clock: Callable[[], datetime]
+    # Signs the overview page's session cookies (api.session_secret); sessions live in SQL.
+    session_secret: str
+    session_lifetime: float = 8 * 3600.0
     metrics_open: bool = True
     max_body_bytes: int = 65536
     cookie_secure: bool = False
@@ -67,11 +70,11 @@ UiSessions = Annotated[Sessions, Depends(ui_sessions)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
 
 
-def read_scope(credentials: Credentials, deps: Deps) -> Token:
+def read_scope(request: Request, credentials: Credentials, deps: Deps) -> Token:
     """Lets the request through with a token holding the ``read`` scope."""
-    return authorize(deps.tokens, credentials, Scope.READ)
+    return authorize(deps.tokens, credentials, Scope.READ, client_address(request))
 
 
-def write_scope(credentials: Credentials, deps: Deps) -> Token:
+def write_scope(request: Request, credentials: Credentials, deps: Deps) -> Token:
     """Lets the request through with a token holding the ``write`` scope."""
-    return authorize(deps.tokens, credentials, Scope.WRITE)
+    return authorize(deps.tokens, credentials, Scope.WRITE, client_address(request))

@@ -5,7 +5,8 @@ ApiError              an answer with a status and a message (never a stack trace
 ├── Forbidden         403: a known token without the scope the route needs
 ├── NotFound          404: the model, report or run does not exist
 ├── Conflict          409: the request collides with stored state (an active run)
-└── PayloadTooLarge   413: the body is larger than ``api.max_body_bytes``
+├── PayloadTooLarge   413: the body is larger than ``api.max_body_bytes``
+└── TooManyRequests   429: the client failed too often (``api.login_attempts``)
 """
 
 from __future__ import annotations
@@ -52,6 +53,14 @@ class PayloadTooLarge(ApiError):
     status = 413
 
 
+class TooManyRequests(ApiError):
+    status = 429
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 def error_body(message: str, **extra: Any) -> dict[str, Any]:
     return {"message": message, **extra}
 
@@ -62,6 +71,8 @@ def install_handlers(app: FastAPI) -> None:
     async def api_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, ApiError)
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, Unauthorized) else None
+        if isinstance(exc, TooManyRequests):
+            headers = {"Retry-After": str(exc.retry_after)}
         return JSONResponse(
             error_body(exc.message, **exc.extra), status_code=exc.status, headers=headers
         )

@@ -55,6 +55,7 @@ def metrics_router(open_to_all: bool) -> APIRouter:
             200: {"content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
             401: {"model": ErrorBody},
             403: {"model": ErrorBody},
+            429: {"model": ErrorBody},
         },
     )
     return metrics_only

@@ -22,7 +22,9 @@ from service.api.schemas import (
     PerformancePage,
 )
 
-ERRORS: dict[int | str, dict[str, object]] = {s: {"model": ErrorBody} for s in (401, 403, 404, 422)}
+ERRORS: dict[int | str, dict[str, object]] = {
+    s: {"model": ErrorBody} for s in (401, 403, 404, 422, 429)
+}
 ModelName = Annotated[str, Path(min_length=1, max_length=200)]
 Id = Annotated[int, Path(ge=1, le=2**62)]
 Limit = Annotated[int, Query(ge=1, le=500)]

@@ -44,7 +44,7 @@ class KeyReused(ApiError):
 router = APIRouter(
     prefix="/v1",
     dependencies=[Depends(write_scope)],
-    responses={s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 422)},
+    responses={s: {"model": ErrorBody} for s in (401, 403, 404, 409, 413, 422, 429)},
     tags=["write"],
 )
 

@@ -4,7 +4,8 @@ These routes answer HTML, are left out of the OpenAPI document, and answer
 every refusal as an HTML page with its status and a message. The page needs a
 token with the ``read`` scope, presented once through the sign-in form (or as
 ``?token=`` on ``/``, which is then dropped from the address by a redirect) and
-kept as a signed session cookie (see ``service.api.ui_session``). The retrain
+kept as a signed session cookie (see ``service.api.ui_session``); failed sign-ins are
+throttled per client address (``service.api.throttle``). The retrain
 form needs the ``write`` scope and the session's CSRF token, and asks the
 policy exactly as ``POST /v1/models/{model}/retrain`` does.
 """
@@ -20,10 +21,11 @@ from starlette.concurrency import run_in_threadpool
 
 from db.session import transaction
 from service.api import ui_page
-from service.api.auth import Token
+from service.api.auth import Token, client_address
 from service.api.deps import ApiDeps, Deps, UiSessions
 from service.api.errors import NotFound
 from service.api.routes_retrain import request_run
+from service.api.throttle import TooManyAttempts
 from service.api.ui_session import COOKIE, Sessions
 from service.config.api import Scope
 
@@ -87,7 +89,12 @@ def signed_in(sessions: Sessions, request: Request) -> tuple[Token, str] | None:
 
 def start_session(deps: ApiDeps, sessions: Sessions, request: Request, presented: str) -> Response:
     """Exchange a presented token for the session cookie, then show the overview."""
-    token = deps.tokens.identify(presented)
+    try:
+        token = deps.tokens.attempt(client_address(request), presented)
+    except TooManyAttempts as exc:
+        page = login_page(429, f"Too many failed sign-ins; retry after {exc.retry_after} s.")
+        page.headers["Retry-After"] = str(exc.retry_after)
+        return page
     if token is None:
         return login_page(401, "The token is not known.")
     if Scope.READ not in token.scopes:
@@ -107,7 +114,7 @@ def start_session(deps: ApiDeps, sessions: Sessions, request: Request, presented
 
 async def retrain_form(deps: ApiDeps, sessions: Sessions, request: Request, model: str) -> Response:
     """The retrain button: a redirect to the page with the outcome, or a 4xx page."""
-    session = signed_in(sessions, request)
+    session = await run_in_threadpool(signed_in, sessions, request)
     if session is None:
         return problem(401, "Sign in first", "The session is missing or has expired.")
     token, cookie = session
@@ -182,12 +189,12 @@ async def login(request: Request, deps: Deps, sessions: UiSessions) -> Response:
     presented = fields.get("token", "").strip()
     if not presented:
         return login_page(400, "Enter a token.")
-    return start_session(deps, sessions, request, presented)
+    return await run_in_threadpool(start_session, deps, sessions, request, presented)
 
 
 @router.post("/logout")
 async def logout(request: Request, sessions: UiSessions) -> Response:
-    session = signed_in(sessions, request)
+    session = await run_in_threadpool(signed_in, sessions, request)
     if session is not None:
         try:
             fields = await read_form(request)
@@ -195,6 +202,8 @@ async def logout(request: Request, sessions: UiSessions) -> Response:
             return problem(exc.status, "Bad form", exc.message)
         if not sessions.csrf_ok(session[1], session[0], fields.get("csrf")):
             return problem(403, "Forbidden", "The form does not belong to this session.")
+        # Revoked in SQL: the cookie, if kept or copied, is refused by every replica.
+        await run_in_threadpool(sessions.revoke, session[1])
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
     return response

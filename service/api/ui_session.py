@@ -1,85 +1,109 @@
-"""Browser sessions of the overview page: a signed cookie naming the token, and CSRF tokens.
+"""Browser sessions of the overview page: a signed session id in a cookie, the session
+itself in SQL, and CSRF tokens.
 
-The cookie holds ``<name>.<expiry>.<signature>``, never the bearer token: the
-signature is an HMAC-SHA256, under a secret drawn when the process starts, of
-the token's name, the expiry and the token's stored digest. A stolen cookie is
-therefore worth a bounded session (not the token), and it dies with a restart
-or when its token is removed from the config. Scopes are looked up from the
-configured token on every request, never read from the cookie.
+The cookie holds an itsdangerous ``TimestampSigner`` signature (HMAC-SHA256 under
+``api.session_secret``) of a random session id, never the bearer token. Whether
+the session stands is decided in SQL (``db.ui_sessions``): it must be stored, not
+expired, not revoked by signing out, and opened with the token that still has
+that name and digest in the config. Every replica with the same secret and
+database therefore accepts it, a restart keeps it, and signing out ends it on
+all of them. Scopes are looked up from the configured token on every request,
+never read from the cookie.
 
-A form's CSRF token is the HMAC of the session cookie under the same secret
-(with a distinct label): a page from another origin can neither read the
-cookie nor compute it.
+A form's CSRF token is a signature of the session id under the same secret with
+another salt: a page from another origin can neither read the cookie nor compute it.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import hmac
 import secrets
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from itsdangerous import BadSignature, Signer, TimestampSigner
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.session import transaction
+from db.ui_sessions import UiSessionRepository
 from service.api.auth import Token, TokenCheck
 
 COOKIE = "driftwatch_session"
-LIFETIME_SECONDS = 8 * 3600
+
+
+class _ClockSigner(TimestampSigner):
+    """Timestamps from the injected clock, so a session's age is judged by one clock."""
+
+    def __init__(self, secret: str, clock: Callable[[], datetime]) -> None:
+        super().__init__(secret, salt="driftwatch-session", digest_method=hashlib.sha256)
+        self._clock = clock
+
+    def get_timestamp(self) -> int:
+        return int(self._clock().timestamp())
 
 
 class Sessions:
     def __init__(
         self,
         tokens: TokenCheck,
+        db: sessionmaker[Session],
         clock: Callable[[], datetime],
-        secret: bytes | None = None,
-        lifetime: int = LIFETIME_SECONDS,
+        secret: str,
+        lifetime: float,
     ) -> None:
         self.tokens = tokens
+        self.db = db
         self.clock = clock
-        self.lifetime = lifetime
-        self._secret = secrets.token_bytes(32) if secret is None else secret
-
-    def _sign(self, label: bytes, payload: str, token: Token) -> str:
-        mac = hmac.new(self._secret, label + b"\0" + payload.encode() + b"\0", hashlib.sha256)
-        mac.update(token.digest)
-        return mac.hexdigest()
+        self.lifetime = int(lifetime)
+        self._cookies = _ClockSigner(secret, clock)
+        self._csrf = Signer(secret, salt="driftwatch-csrf", digest_method=hashlib.sha256)
 
     def issue(self, token: Token) -> str:
-        """A cookie value for ``token``, valid for the session lifetime from now."""
-        name = base64.urlsafe_b64encode(token.name.encode()).decode().rstrip("=")
-        payload = f"{name}.{int(self.clock().timestamp()) + self.lifetime}"
-        return f"{payload}.{self._sign(b'session', payload, token)}"
+        """Open a session for ``token``; the cookie value that names it."""
+        sid = secrets.token_hex(32)
+        now = self.clock()
+        with transaction(self.db) as s:
+            UiSessionRepository(s).open(
+                sid, token.name, token.digest.hex(), now, now + timedelta(seconds=self.lifetime)
+            )
+        return self._cookies.sign(sid).decode()
+
+    def _sid(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            return self._cookies.unsign(cookie, max_age=self.lifetime).decode()
+        except (BadSignature, UnicodeError):
+            # BadSignature covers SignatureExpired and malformed values.
+            return None
 
     def read(self, cookie: str | None) -> Token | None:
-        """The configured token a cookie value stands for, or None (absent, forged, expired)."""
-        if not cookie or cookie.count(".") != 2:
+        """The configured token a cookie value stands for, or None (absent, forged,
+        expired, revoked, or its token removed or replaced in the config)."""
+        sid = self._sid(cookie)
+        if sid is None:
             return None
-        name_b64, expiry, signature = cookie.split(".")
-        try:
-            name = base64.urlsafe_b64decode(name_b64 + "=" * (-len(name_b64) % 4)).decode()
-            expires = int(expiry)
-        except (binascii.Error, UnicodeDecodeError, ValueError):
+        with transaction(self.db) as s:
+            stored = UiSessionRepository(s).live(sid, self.clock())
+        if stored is None:
             return None
-        token = next((t for t in self.tokens.tokens if t.name == name), None)
-        if token is None:
-            return None
-        expected = self._sign(b"session", f"{name_b64}.{expiry}", token)
-        if not _same(expected, signature):
-            return None
-        if expires <= self.clock().timestamp():
+        token = next((t for t in self.tokens.tokens if t.name == stored.token_name), None)
+        if token is None or not hmac.compare_digest(token.digest.hex(), stored.token_sha256):
             return None
         return token
 
+    def revoke(self, cookie: str | None) -> None:
+        """End the session the cookie names, for every replica; a bad cookie is ignored."""
+        sid = self._sid(cookie)
+        if sid is not None:
+            with transaction(self.db) as s:
+                UiSessionRepository(s).revoke(sid, self.clock())
+
     def csrf(self, cookie: str, token: Token) -> str:
         """The CSRF token that forms of the session ``cookie`` carry."""
-        return self._sign(b"csrf", cookie, token)
+        return self._csrf.get_signature(cookie).decode()
 
     def csrf_ok(self, cookie: str, token: Token, presented: str | None) -> bool:
-        return presented is not None and _same(self.csrf(cookie, token), presented)
-
-
-def _same(expected: str, presented: str) -> bool:
-    # compare_digest refuses str holding non-ASCII; what a client sends may hold anything.
-    return hmac.compare_digest(expected.encode(), presented.encode("utf-8", "replace"))
+        # verify_signature compares in constant time and answers False to anything malformed.
+        return presented is not None and self._csrf.verify_signature(cookie, presented)

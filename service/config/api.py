@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import Field, field_validator, model_validator
 
-from service.config.base import Strict
+from service.config.base import Duration, Strict
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
@@ -40,6 +40,10 @@ class TokenConfig(Strict):
         return self
 
 
+# Session cookies are signed with this secret: at least 256 bits of it, as hex or base64.
+MIN_SECRET_CHARS = 32
+
+
 class ApiConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=0, ge=0, le=65535, description="a TCP port; 0 turns the API off")
@@ -48,6 +52,30 @@ class ApiConfig(Strict):
     max_body_bytes: int = Field(default=65536, gt=0, description="a size in bytes")
     # The overview page's session cookie is Secure on https requests regardless.
     cookie_secure: bool = False
+    # Signs the overview page's sessions; every replica needs the same one, and it must
+    # outlive a restart. Inline (or DRIFTWATCH_API__SESSION_SECRET) or a mounted file.
+    session_secret: str | None = Field(
+        default=None, min_length=MIN_SECRET_CHARS, repr=False, description="a long secret"
+    )
+    session_secret_file: Path | None = None
+    session_lifetime: Duration = Field(default=8 * 3600.0, gt=0, description="a duration")
+    # Sign-in attempts and unknown bearer tokens, per client address (see service.api.throttle).
+    login_attempts: int = Field(default=10, ge=1, description="failures allowed per period")
+    login_period: Duration = Field(default=60.0, gt=0, description="a duration such as 1m")
+    login_clients: int = Field(default=10_000, ge=1, description="client addresses tracked")
+
+    @model_validator(mode="after")
+    def _session_secret(self) -> ApiConfig:
+        given = [k for k in ("session_secret", "session_secret_file") if getattr(self, k)]
+        if len(given) > 1:
+            raise ValueError("give one of session_secret and session_secret_file")
+        if self.port and not given:
+            raise ValueError(
+                "the API (api.port) serves the overview page, whose sessions need "
+                "session_secret (or DRIFTWATCH_API__SESSION_SECRET) or session_secret_file, "
+                f"at least {MIN_SECRET_CHARS} characters, the same on every replica"
+            )
+        return self
 
     @field_validator("tokens")
     @classmethod

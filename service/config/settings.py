@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
@@ -65,7 +65,8 @@ class IngestConfig(Strict):
 
 
 class MetricsConfig(Strict):
-    host: str = "0.0.0.0"
+    # This port has no authentication: loopback unless the operator opens it on purpose.
+    host: str = "127.0.0.1"
     port: int = Field(default=9108, ge=0, le=65535, description="a TCP port; 0 turns metrics off")
 
 
@@ -106,6 +107,25 @@ class Config(Strict):
                 "(consumer_stalled, dead_letter_rate); give the model another name"
             )
         return v
+
+    @model_validator(mode="after")
+    def _metrics_behind_auth(self) -> Config:
+        # The separate metrics port cannot check a token: when metrics are closed they are
+        # served only by the API's /metrics, to read tokens, and that port stays shut.
+        if self.api.metrics_open:
+            return self
+        if not self.api.port:
+            raise ValueError(
+                "api.metrics_open: false serves metrics only on the API's /metrics; set api.port"
+            )
+        if self.metrics.port and "port" in self.metrics.model_fields_set:
+            raise ValueError(
+                "metrics.port: the metrics port has no authentication; set it to 0 when "
+                "api.metrics_open is false (metrics are then on the API's /metrics)"
+            )
+        # Frozen sections: replaced, not assigned, so the default port is not opened.
+        object.__setattr__(self, "metrics", self.metrics.model_copy(update={"port": 0}))
+        return self
 
     def model_specs(self) -> dict[str, ModelSpec]:
         return {name: m.spec(name) for name, m in self.models.items()}

@@ -10,7 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from service.api.auth import TokenCheck, load_tokens
 from service.api.deps import ApiDeps
+from service.api.throttle import Throttle
 from service.config import Config
+from service.config.api import MIN_SECRET_CHARS, ApiConfig
+from service.errors import ConfigError
 from service.monitoring.rendering import OnDemandHtml
 from service.wiring.retraining import Retraining
 
@@ -28,20 +31,50 @@ def api_deps(
     render_html: Callable[[int], str],
     clock: Callable[[], datetime] = utc_now,
 ) -> ApiDeps:
-    """The API's dependencies; unreadable token files stop start-up naming the key."""
+    """The API's dependencies; unreadable token or secret files stop start-up naming the key."""
+    throttle = Throttle(
+        cfg.api.login_attempts,
+        cfg.api.login_period,
+        cfg.api.login_clients,
+        lambda: clock().timestamp(),
+    )
     return ApiDeps(
         sessions=sessions,
         models={name: m.labels.enabled for name, m in cfg.models.items()},
-        tokens=TokenCheck(load_tokens(cfg.api.tokens)),
+        tokens=TokenCheck(load_tokens(cfg.api.tokens), throttle),
         retrain_policy=retraining.policy,
         render_html=render_html,
         consumer_problem=consumer_problem,
         registry=registry,
         clock=clock,
+        session_secret=session_secret(cfg.api),
+        session_lifetime=cfg.api.session_lifetime,
         metrics_open=cfg.api.metrics_open,
         max_body_bytes=cfg.api.max_body_bytes,
         cookie_secure=cfg.api.cookie_secure,
     )
+
+
+def session_secret(api: ApiConfig) -> str:
+    """The secret that signs session cookies: inline, or read from its file now; a missing,
+    unreadable or short one stops start-up naming the key."""
+    if api.session_secret is not None:
+        return api.session_secret
+    key = "config: api.session_secret_file"
+    if api.session_secret_file is None:
+        raise ConfigError(["config: api.session_secret: required when the API is served"])
+    try:
+        secret = api.session_secret_file.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{key}: cannot read {api.session_secret_file}: {exc}"]) from None
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            [
+                f"{key}: {api.session_secret_file} holds {len(secret)} characters; "
+                f"at least {MIN_SECRET_CHARS} are needed"
+            ]
+        )
+    return secret
 
 
 def consumer_readiness(

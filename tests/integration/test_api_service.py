@@ -55,6 +55,9 @@ def test_a_model_without_labels_starts_and_its_drift_is_served(
             "evaluation": {"interval": "1s", "idle_partition_timeout": "3s", "render_html": False},
             "api": {
                 "port": port,
+                "session_secret": "integration-test-session-secret-0123456789",
+                # Metrics only behind a read token: no open metrics port at all.
+                "metrics_open": False,
                 "tokens": [
                     {
                         "name": "ops",
@@ -112,5 +115,8 @@ def test_a_model_without_labels_starts_and_its_drift_is_served(
         assert detail["latest_drift"]["id"] >= drifted[0]["id"]
         assert client.get("/v1/models/wide/performance").json()["items"] == []
         assert httpx.post(f"http://127.0.0.1:{port}/v1/models/wide/retrain").status_code == 401
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 401
+        scraped = client.get("/metrics")
+        assert scraped.status_code == 200 and "driftwatch_healthy 1.0" in scraped.text
     finally:
         assert svc.terminate() == 0, svc.log_text()

@@ -83,6 +83,7 @@ def _config(kafka: TestKafka, url: str, topic: str, port: int, tmp_path: Path) -
             "retrain": {"executor": "fake", "workdir": str(tmp_path / "runs"), "tick": "1s"},
             "api": {
                 "port": port,
+                "session_secret": "integration-test-session-secret-0123456789",
                 "tokens": [
                     {
                         "name": "admin",
@@ -234,7 +235,7 @@ def _request_a_run(base: str) -> None:
         assert signed.status_code == 303 and TOKEN not in signed.headers["set-cookie"]
         page = browser.get("/")
         assert page.status_code == 200
-        found = re.search(r'name="csrf" value="([0-9a-f]{64})"', page.text)
+        found = re.search(r'name="csrf" value="([A-Za-z0-9_-]{43})"', page.text)
         assert found is not None
         r = browser.post("/ui/models/fraud/retrain", data={"csrf": found.group(1)})
         assert r.status_code == 303, r.text

@@ -27,6 +27,7 @@ from service.wiring.retraining import Retraining, build_retraining
 from tests.unit.retrain.support import Clock, ParquetExporter, ScriptedExecutor
 
 READ, WRITE, BOTH = "read-token-0123", "write-token-4567", "admin-token-89ab"
+SECRET = "session-secret-of-the-api-tests-0123456789"
 
 
 def sha(token: str) -> str:
@@ -48,6 +49,7 @@ def config(url: str, tmp_path: Path, **api: Any) -> Config:
                 {"name": "admin", "token_file": str(token_file), "scopes": ["read", "write"]},
             ],
             "max_body_bytes": 1024,
+            "session_secret": SECRET,
             **api,
         },
         "models": {

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import socket
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client import start_http_server
 
 from service.api.auth import TokenCheck, digest, load_tokens
 from service.errors import ConfigError
 from service.metrics import Metrics
-from service.wiring.api import consumer_readiness
+from service.wiring.api import consumer_readiness, session_secret
 from tests.unit.service.test_config import BASE, problems
 from tests.unit.service.test_config import load as load_cfg
 
@@ -89,3 +92,98 @@ def test_readiness_follows_the_healthy_gauge_the_partitions_and_the_stall_watch(
     assert problem() is None
     stall[0] = "the consumer is stalled: predictions:0 made no progress for 300 s"
     assert problem() == stall[0]
+
+
+SECRET = "0123456789abcdef0123456789abcdef"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"api": {"port": 8080}}, "config: api: the API (api.port) serves"),
+        ({"api": {"session_secret": "short"}}, "config: api.session_secret:"),
+        (
+            {"api": {"session_secret": SECRET, "session_secret_file": "/s"}},
+            "config: api: give one of session_secret and session_secret_file",
+        ),
+        ({"api": {"login_attempts": 0}}, "config: api.login_attempts:"),
+        ({"api": {"login_period": "soon"}}, "config: api.login_period:"),
+        ({"api": {"login_clients": 0}}, "config: api.login_clients:"),
+        (
+            {"api": {"metrics_open": False}},
+            "config: (top level): api.metrics_open: false serves metrics only",
+        ),
+        (
+            {
+                "api": {"port": 8080, "session_secret": SECRET, "metrics_open": False},
+                "metrics": {"port": 9108},
+            },
+            "config: (top level): metrics.port: the metrics port has no authentication",
+        ),
+    ],
+)
+def test_session_throttle_and_metrics_settings_name_the_key(
+    tmp_path: Path, raw: dict[str, Any], expected: str
+) -> None:
+    config = copy.deepcopy(BASE)
+    config.update(raw)
+    found = problems(tmp_path, config)
+    assert any(line.startswith(expected) for line in found), found
+
+
+def test_the_metrics_port_is_loopback_by_default_and_shut_when_metrics_are_closed(
+    tmp_path: Path,
+) -> None:
+    config = copy.deepcopy(BASE)
+    config.pop("metrics", None)
+    assert load_cfg(tmp_path, config).metrics.host == "127.0.0.1"
+    config["api"] = {"port": 8080, "session_secret": SECRET, "metrics_open": False}
+    cfg = load_cfg(tmp_path, config)
+    assert cfg.metrics.port == 0  # the runner opens no metrics port; the API serves /metrics
+    env = {"DRIFTWATCH_API__SESSION_SECRET": SECRET}
+    config["api"] = {"port": 8080}
+    assert load_cfg(tmp_path, config, env).api.session_secret == SECRET
+
+
+def test_a_session_secret_file_is_read_at_start_up_and_a_short_one_names_the_key(
+    tmp_path: Path,
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text(SECRET + "\n", encoding="utf-8")
+    cfg = load_cfg(tmp_path, with_api({"port": 8080, "session_secret_file": str(secret)}))
+    assert session_secret(cfg.api) == SECRET
+    secret.write_text("too short", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        session_secret(cfg.api)
+    assert str(info.value).startswith("config: api.session_secret_file: ")
+    secret.unlink()
+    with pytest.raises(ConfigError) as info:
+        session_secret(cfg.api)
+    assert str(info.value).startswith(f"config: api.session_secret_file: cannot read {secret}")
+
+
+def _outward_address() -> str:
+    # The address this machine reaches others from (no packet is sent for a UDP connect).
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.connect(("10.255.255.255", 9))
+        address: str = s.getsockname()[0]
+        return address
+
+
+def test_the_default_metrics_port_answers_on_loopback_only(tmp_path: Path) -> None:
+    outward = _outward_address()
+    if outward.startswith("127."):
+        pytest.skip("this machine has no address but loopback to test from")
+    config = copy.deepcopy(BASE)
+    config.pop("metrics", None)
+    cfg = load_cfg(tmp_path, config)
+    metrics = Metrics()
+    server, thread = start_http_server(0, addr=cfg.metrics.host, registry=metrics.registry)
+    try:
+        port = server.server_address[1]
+        assert httpx.get(f"http://127.0.0.1:{port}/metrics").status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            httpx.get(f"http://{outward}:{port}/metrics", timeout=5)
+    finally:
+        server.shutdown()
+        thread.join(5)

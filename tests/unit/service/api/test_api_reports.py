@@ -42,6 +42,7 @@ def _deps(sessions: sessionmaker[Session], render_html: Callable[[int], str]) ->
         consumer_problem=lambda: None,
         registry=CollectorRegistry(),
         clock=Clock(),
+        session_secret="s" * 32,
     )
 
 
