@@ -205,7 +205,7 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)
     watches = build_watches(cfg, sessions, lambda: loop.progress, tally)
-    closers: list[Callable[[], None]] = []
+    closers: list[Callable[[], object]] = []
     elector = make_elector(cfg)
     scheduler = build_scheduler(cfg, evaluator, loop, sessions, metrics, elector, closers, watches)
     stop = threading.Event()
@@ -236,7 +236,12 @@ def run(cfg: Config, config_path: str | None = None) -> None:
         # A rendering in flight is abandoned, not awaited: it is redone after a restart.
         scheduler.shutdown(wait=False)
         elector.stop()
+        clean = True
         for close in closers:
-            close()
+            # False: it had to abandon work in flight (an alert delivery past its deadline).
+            clean = close() is not False and clean
         loop.dlq.close(timeout=2.0)
-    log.info("stopped cleanly")
+    if clean:
+        log.info("stopped cleanly")
+    else:
+        log.warning("stopped, abandoning work in flight (it is redone after a restart)")

@@ -142,7 +142,7 @@ def build_scheduler(
     sessions: sessionmaker[Session],
     metrics: Metrics,
     elector: Elector,
-    closers: list[Callable[[], None]],
+    closers: list[Callable[[], object]],
     watches: Watches,
 ) -> Any:
     """The scheduler of ``driftwatch run``, not started; ``closers`` gets what it opened."""
@@ -208,7 +208,7 @@ def build_scheduler(
             **every,
         )
     if cfg.alerts.enabled and cfg.alerts.channels:
-        deliver = alerts_tick(cfg, sessions, metrics, closers)
+        deliver = alerts_tick(cfg, sessions, metrics, closers, elector.is_leader)
         scheduler.add_job(
             runner.job("alerts", deliver), seconds=cfg.alerts.interval, id="alerts", **every
         )
@@ -250,14 +250,16 @@ def alerts_tick(
     cfg: Config,
     sessions: sessionmaker[Session],
     metrics: Metrics,
-    closers: list[Callable[[], None]],
+    closers: list[Callable[[], object]],
+    is_leader: Callable[[], bool] = lambda: True,
 ) -> Callable[[], object]:
-    """The outbox delivery tick; a channel that cannot be built stops the start-up."""
+    """The outbox delivery tick; a channel that cannot be built stops the start-up.
+    Leadership is asked again before every send (a tick may outlive it)."""
     from service.alerts import build_worker
     from service.metric_feeds import AlertMetrics
 
     try:
-        worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics))
+        worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics), is_leader=is_leader)
     except AlertError as exc:
         raise ServiceError(str(exc)) from exc
     closers.append(worker.close)
