@@ -156,9 +156,9 @@ class DeliveryRepository:
         return row
 
     def due(self, channel: str, now: datetime, limit: int) -> list[Due]:
-        """``channel``'s pending deliveries whose time has come, unclaimed, and first of
-        their ``dedup_key`` still pending there (a resolve never overtakes its trigger);
-        oldest schedule first."""
+        """``channel``'s pending deliveries whose time has come, unclaimed, and (for a
+        condition's trigger or resolve) first of their ``dedup_key`` still pending there:
+        a resolve never overtakes its trigger. Oldest schedule first."""
         d, a = AlertDeliveryRow, runs.AlertEventRow
         earlier = aliased(AlertDeliveryRow)
         blocked = (
@@ -167,6 +167,7 @@ class DeliveryRepository:
                 earlier.channel == d.channel,
                 earlier.dedup_key == d.dedup_key,
                 earlier.status == DeliveryStatus.PENDING,
+                earlier.action != "notify",
                 earlier.id < d.id,
             )
             .exists()
@@ -179,7 +180,8 @@ class DeliveryRepository:
                 d.status == DeliveryStatus.PENDING,
                 d.next_attempt_at <= now,
                 or_(d.claimed_until.is_(None), d.claimed_until < now),
-                ~blocked,
+                # One-off notices are independent; only a condition's changes are ordered.
+                or_(d.action == "notify", ~blocked),
             )
             .order_by(d.next_attempt_at, d.id)
             .limit(limit)
@@ -187,7 +189,7 @@ class DeliveryRepository:
         return [Due(row, event) for row, event in self.session.execute(stmt)]
 
     def claim(self, delivery_id: int, owner: str, now: datetime, until: datetime) -> bool:
-        """Take the delivery for ``owner`` until ``until`` unless another holds it now
+        """Take the delivery for ``owner`` until ``until`` unless a claim holds it now
         (compare-and-set: of two workers racing, one wins)."""
         d = AlertDeliveryRow
         stmt = (
@@ -195,7 +197,7 @@ class DeliveryRepository:
             .where(
                 d.id == delivery_id,
                 d.status == DeliveryStatus.PENDING,
-                or_(d.claimed_until.is_(None), d.claimed_until < now, d.claimed_by == owner),
+                or_(d.claimed_until.is_(None), d.claimed_until < now),
             )
             .values(claimed_by=owner, claimed_until=until)
             .execution_options(synchronize_session=False)

@@ -155,11 +155,12 @@ class OutboxWorker:
         finally:
             self._idle.set()
 
-    def close(self) -> bool:
-        """Let the pass in flight finish for up to the longest channel deadline, else
-        abandon its sends (released, not counted as attempts); close the channels.
-        True when nothing was abandoned."""
-        grace = max((self._settings.limit(c).deadline for c in self._channels), default=1.0)
+    def close(self, grace: float | None = None) -> bool:
+        """Let the pass in flight finish for up to ``grace`` seconds (the longest channel
+        deadline by default), else abandon its sends (released, not counted as attempts);
+        close the channels. True when nothing was abandoned."""
+        if grace is None:
+            grace = max((self._settings.limit(c).deadline for c in self._channels), default=1.0)
         with self._state:
             self._closing = True
         self._dispatch.stop()
@@ -167,7 +168,7 @@ class OutboxWorker:
         self._dispatch.close(0.0 if not finished else grace)
         if not finished:
             # The cancelled sends come back to the pass, which releases their claims.
-            self._idle.wait(grace)
+            self._idle.wait(max(grace, 5.0))
             log.warning("alert deliveries in flight abandoned at shutdown, not counted")
         return finished
 
