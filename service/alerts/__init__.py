@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from service.alerts.base import Channel
 from service.alerts.errors import ChannelConfigError
 from service.alerts.http import make_client
 from service.alerts.log import LogChannel
+from service.alerts.masking import url_secrets
 from service.alerts.opsgenie import API_URL, OpsgenieChannel
 from service.alerts.pagerduty import EVENTS_URL, PagerDutyChannel
 from service.alerts.slack import SlackChannel
@@ -89,4 +91,17 @@ def build_worker(
         rates=rates,
         limits=limits,
     )
-    return OutboxWorker(sessions, channels, Router(cfg), settings, clock, observer, is_leader)
+    return OutboxWorker(
+        sessions, channels, Router(cfg), settings, clock, observer, is_leader, secrets(cfg)
+    )
+
+
+def secrets(cfg: AlertsConfig) -> list[str]:
+    """Every channel's credentials (URL parts, keys), removed from any error text."""
+    found: list[str] = []
+    for name, channel in cfg.channels.items():
+        if channel.url:
+            found += url_secrets(channel.url)
+        with contextlib.suppress(ValueError):  # already reported by make_channel
+            found.append(channel.resolve_secret(f"alerts.channels.{name}") or "")
+    return [s for s in found if s]

@@ -20,7 +20,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -38,8 +38,10 @@ class Dispatcher:
         channels: Mapping[str, Channel],
         limits: Callable[[str], Limits],
         is_leader: Callable[[], bool],
+        secrets: Sequence[str] = (),
     ) -> None:
         self._channels = channels
+        self._secrets = secrets
         self._limits = limits
         self._is_leader = is_leader
         self._closing = threading.Event()
@@ -82,12 +84,17 @@ class Dispatcher:
                 return None
             try:
                 async with asyncio.timeout(deadline):
-                    return await self._channels[channel].send(alert, now)
+                    outcome = await self._channels[channel].send(alert, now)
             except TimeoutError:
                 late = f"no complete answer within the {deadline:g} s deadline"
                 return Outcome(False, True, late)
             except Exception as exc:  # contained: stored as this delivery's failed attempt
-                return Outcome(False, True, redact(f"{type(exc).__name__}: {exc}", ()))
+                outcome = Outcome(False, True, f"{type(exc).__name__}: {exc}")
+        if outcome.error is None:
+            return outcome
+        # Every channel's secrets, not only this one's: the text is stored and logged.
+        error = redact(outcome.error, self._secrets)
+        return Outcome(outcome.ok, outcome.retriable, error, outcome.retry_after)
 
     def stop(self) -> None:
         """Start no more sends; those already running go on."""

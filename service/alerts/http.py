@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 
 from service.alerts.base import Outcome
-from service.alerts.masking import MaskUrls, mask_url, redact
+from service.alerts.masking import MaskUrls, mask_url, redact, url_secrets
 
 # 408 and 429 say "later", like a 5xx; any other 4xx will fail the same way again.
 _RETRIABLE_4XX = frozenset({408, 429})
@@ -80,7 +80,7 @@ async def post(
     """POST ``content``; never raises on what the network or the receiver does. Every error
     text has ``url`` masked and ``secrets`` removed, since it is stored and logged."""
     all_headers = {"Content-Type": "application/json", **(headers or {})}
-    hidden = [url, *secrets]
+    hidden = [*url_secrets(url), *secrets]
     try:
         async with client.stream("POST", url, content=content, headers=all_headers) as answer:
             text = await _prefix(answer)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 MASK = "***"
+_SHORTEST_SECRET = 8
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"<>]+")
 
 
@@ -32,6 +33,24 @@ def mask_url(url: str) -> str:
         return MASK
     rest = "/" + MASK if (parts.path not in ("", "/") or parts.query or parts.fragment) else ""
     return f"{parts.scheme}://{host}{port}{rest}"
+
+
+def url_secrets(url: str) -> list[str]:
+    """Every part of ``url`` that may be a credential on its own: the URL, its userinfo
+    and password, its path (a Slack hook's path is the token), its query and values."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return [url]
+    found = [url, parts.netloc.rpartition("@")[0], password or ""]
+    found += [parts.query, parts.fragment, parts.path]
+    segments = [p for p in parts.path.split("/") if p]
+    # Each tail of the path and each segment: a token may be echoed without its prefix.
+    found += ["/".join(segments[i:]) for i in range(len(segments))] + segments
+    found += [value for _, value in parse_qsl(parts.query)]
+    # A short part ("/x", "v2") would mask every occurrence of itself in any text.
+    return [f for f in found if len(f) >= _SHORTEST_SECRET]
 
 
 def redact(text: str, secrets: Iterable[str], replacement: str = MASK) -> str:

@@ -34,7 +34,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -124,6 +124,7 @@ class OutboxWorker:
         clock: Callable[[], datetime],
         observer: DeliveryObserver | None = None,
         is_leader: Callable[[], bool] = lambda: True,
+        secrets: Sequence[str] = (),
     ) -> None:
         self._sessions = sessions
         self._channels = channels
@@ -132,7 +133,7 @@ class OutboxWorker:
         self._clock = clock
         self._observer: DeliveryObserver = observer or NoObserver()
         self._limiter = RateLimiter(settings.rates)
-        self._dispatch = Dispatcher(channels, settings.limit, is_leader)
+        self._dispatch = Dispatcher(channels, settings.limit, is_leader, secrets)
         self.owner = _owner()
         self._state = threading.Lock()
         self._closing = False
