@@ -53,7 +53,8 @@ class DeliverySettings:
         give_up = created + timedelta(seconds=self.dead_after)
         if now >= give_up:
             return None
-        return min(now + timedelta(seconds=wait), give_up)
+        # In seconds first: now + any configured wait could pass datetime's range.
+        return now + timedelta(seconds=min(wait, (give_up - now).total_seconds()))
 
     def limit(self, channel: str) -> Limits:
         return self.limits.get(channel, Limits())

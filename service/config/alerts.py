@@ -112,6 +112,7 @@ class AlertsConfig(Strict):
     dead_after: Duration = Field(
         default=86400.0,
         gt=0,
+        le=366 * 86400.0,
         description="a delivery still failing this long after it was queued is dead",
     )
     batch: int = Field(default=100, ge=1)

@@ -50,6 +50,7 @@ def load(tmp_path: Path, alerts: dict[str, Any]) -> Any:
         ({"max_retry_after": "0s"}, "alerts.max_retry_after"),
         ({"max_retry_after": "later"}, "alerts.max_retry_after"),
         ({"dead_after": "-1h"}, "alerts.dead_after"),
+        ({"dead_after": "400d"}, "alerts.dead_after"),
         (
             {"channels": {"s": {"type": "slack", "url": "u", "deadline": "0s"}}},
             "alerts.channels.s.deadline",

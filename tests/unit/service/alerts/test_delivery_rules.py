@@ -74,6 +74,8 @@ def test_a_delivery_failing_past_dead_after_gets_no_further_attempt() -> None:
         seconds=3600
     )
     assert s.next_attempt(created, NOW + timedelta(seconds=3600), 1.0) is None
+    # Whatever the configured backoff, the schedule stays a date.
+    assert s.next_attempt(created, NOW, 1e300) == NOW + timedelta(seconds=3600)
 
 
 def test_backoff_doubles_is_capped_and_never_undercuts_retry_after() -> None:
