@@ -52,7 +52,7 @@ from db.outbox import (
 from db.runs import AlertEventRow
 from db.session import transaction
 from service.alerts.base import Action, Alert, Channel, Outcome, Severity, dedup_key
-from service.alerts.dispatch import Dispatcher
+from service.alerts.dispatch import Dispatcher, Sent
 from service.alerts.rules import DeliverySettings, Limits, RateLimiter, Router
 
 __all__ = ["DeliverySettings", "Limits", "OutboxWorker", "RateLimiter", "Router"]
@@ -148,8 +148,9 @@ class OutboxWorker:
             self._idle.clear()
         try:
             self.route()
-            self.resend()
+            resends = self._submit_resends()
             sent = self.deliver()
+            self._resent(resends)
             with transaction(self._sessions) as session:
                 self._observer.outbox(DeliveryRepository(session).counts())
             return sent
@@ -202,7 +203,14 @@ class OutboxWorker:
         repo.finish_event(event.id, now)
 
     def resend(self) -> int:
-        now, count = self._clock(), 0
+        """Re-send firing Alertmanager alerts now; the re-sends that succeeded."""
+        return self._resent(self._submit_resends())
+
+    def _submit_resends(self) -> dict[Sent, tuple[int, datetime]]:
+        """Start the due re-sends; they run beside the pass's deliveries, so a slow
+        Alertmanager never holds another channel's delivery back."""
+        now = self._clock()
+        futures: dict[Sent, tuple[int, datetime]] = {}
         for channel, interval in self._settings.resend.items():
             with transaction(self._sessions) as session:
                 stale = DeliveryRepository(session).firing(
@@ -210,16 +218,19 @@ class OutboxWorker:
                 )
                 todo = [(d.delivery.id, self._alert(d)) for d in stale]
             budget = self._dispatch.budget()
-            futures = {}
             for delivery_id, alert in todo:
                 if not self._limiter.allow(channel, now):
                     break
-                futures[self._dispatch.submit(channel, alert, now, budget)] = delivery_id
-            for future in concurrent.futures.as_completed(futures):
-                outcome = None if future.cancelled() else future.result()
-                if outcome is not None and outcome.ok:
-                    count += 1
-                    self._mark_resent(futures[future], now)
+                futures[self._dispatch.submit(channel, alert, now, budget)] = (delivery_id, now)
+        return futures
+
+    def _resent(self, futures: dict[Sent, tuple[int, datetime]]) -> int:
+        count = 0
+        for future in concurrent.futures.as_completed(futures):
+            outcome = None if future.cancelled() else future.result()
+            if outcome is not None and outcome.ok:
+                count += 1
+                self._mark_resent(*futures[future])
         return count
 
     def _mark_resent(self, delivery_id: int, now: datetime) -> None:
@@ -250,7 +261,7 @@ class OutboxWorker:
 
     def _send_all(self, todo: list[_Claimed], now: datetime) -> int:
         budget = self._dispatch.budget()
-        futures: dict[concurrent.futures.Future[Outcome | None], _Claimed] = {}
+        futures: dict[Sent, _Claimed] = {}
         sent = 0
         for item in todo:
             if item.alert is None:
