@@ -8,6 +8,14 @@ unique (event, channel) pair makes a repeated routing a no-op); the event's
 ``pending`` until ``delivered``, ``dead`` (out of attempts, or refused for good)
 or ``skipped`` (deduplicated: the condition was already firing, or nothing
 was firing to resolve).
+
+Which deliveries are due is decided per channel (:meth:`DeliveryRepository.due`), so
+one channel's backlog never fills another's batch, and never a delivery while an
+earlier one of the same channel and ``dedup_key`` is still pending: a resolve waits
+for its trigger. A pass *claims* what it sends (``claimed_by``/``claimed_until``,
+compare-and-set): another worker (a new leader, ``driftwatch alerts deliver``) skips
+a claimed delivery until the claim ends, so a leadership handover in the middle of
+a send does not send it twice.
 """
 
 from __future__ import annotations
@@ -18,8 +26,19 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, Integer, String, Text, UniqueConstraint, func, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy import (
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 # A module reference, not a name: db.runs may be half-imported when db.models pulls this in.
 from db import runs
@@ -56,6 +75,8 @@ class AlertDeliveryRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claimed_by: Mapped[str | None] = mapped_column(String(64))
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,16 +155,65 @@ class DeliveryRepository:
         self.session.flush()
         return row
 
-    def due(self, now: datetime, limit: int) -> list[Due]:
+    def due(self, channel: str, now: datetime, limit: int) -> list[Due]:
+        """``channel``'s pending deliveries whose time has come, unclaimed, and (for a
+        condition's trigger or resolve) first of their ``dedup_key`` still pending there:
+        a resolve never overtakes its trigger. Oldest schedule first."""
         d, a = AlertDeliveryRow, runs.AlertEventRow
+        earlier = aliased(AlertDeliveryRow)
+        blocked = (
+            select(earlier.id)
+            .where(
+                earlier.channel == d.channel,
+                earlier.dedup_key == d.dedup_key,
+                earlier.status == DeliveryStatus.PENDING,
+                earlier.action != "notify",
+                earlier.id < d.id,
+            )
+            .exists()
+        )
         stmt = (
             select(d, a)
             .join(a, a.id == d.event_id)
-            .where(d.status == DeliveryStatus.PENDING, d.next_attempt_at <= now)
+            .where(
+                d.channel == channel,
+                d.status == DeliveryStatus.PENDING,
+                d.next_attempt_at <= now,
+                or_(d.claimed_until.is_(None), d.claimed_until < now),
+                # One-off notices are independent; only a condition's changes are ordered.
+                or_(d.action == "notify", ~blocked),
+            )
             .order_by(d.next_attempt_at, d.id)
             .limit(limit)
         )
         return [Due(row, event) for row, event in self.session.execute(stmt)]
+
+    def claim(self, delivery_id: int, owner: str, now: datetime, until: datetime) -> bool:
+        """Take the delivery for ``owner`` until ``until`` unless a claim holds it now
+        (compare-and-set: of two workers racing, one wins)."""
+        d = AlertDeliveryRow
+        stmt = (
+            update(d)
+            .where(
+                d.id == delivery_id,
+                d.status == DeliveryStatus.PENDING,
+                or_(d.claimed_until.is_(None), d.claimed_until < now),
+            )
+            .values(claimed_by=owner, claimed_until=until)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(self.session.execute(stmt).rowcount)  # type: ignore[attr-defined]
+
+    def release(self, delivery_id: int, owner: str) -> None:
+        """Give back a claim without an attempt (not sent: shutdown, rate limit, budget)."""
+        d = AlertDeliveryRow
+        stmt = (
+            update(d)
+            .where(d.id == delivery_id, d.claimed_by == owner)
+            .values(claimed_by=None, claimed_until=None)
+            .execution_options(synchronize_session=False)
+        )
+        self.session.execute(stmt)
 
     def get(self, delivery_id: int) -> Due | None:
         d, a = AlertDeliveryRow, runs.AlertEventRow
@@ -207,9 +277,15 @@ class DeliveryRepository:
         return [Due(row, event) for row, event in self.session.execute(stmt)]
 
 
-def last_action(session: Session, model: str, kind: str) -> str | None:
-    """The action of the newest alert event of ``model``/``kind``: is the condition firing?"""
+def last_action(session: Session, model: str, kind: str, scope: str | None = None) -> str | None:
+    """The action of the newest alert event of ``model``/``kind`` whose payload names
+    ``scope`` (None: names none): is that condition firing? Events are few (one per
+    change of state, and retention deletes old ones), so the scope is matched here
+    rather than in SQL, where JSON differs between SQLite and PostgreSQL."""
     a = runs.AlertEventRow
-    stmt = select(a).where(a.model == model, a.kind == kind).order_by(a.id.desc()).limit(1)
-    event = session.scalars(stmt).first()
-    return None if event is None else event_action(event)
+    stmt = select(a).where(a.model == model, a.kind == kind).order_by(a.id.desc())
+    for event in session.scalars(stmt):
+        named = event_payload(event).get("scope")
+        if (named if isinstance(named, str) and named else None) == scope:
+            return event_action(event)
+    return None

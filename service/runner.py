@@ -72,6 +72,9 @@ def run(cfg: Config, config_path: str | None = None) -> None:
         # A rendering in flight is abandoned, not awaited: it is redone after a restart.
         scheduler.shutdown(wait=False)
         service.elector.stop()
-        service.close()
+        clean = service.close()
         service.loop.dlq.close(timeout=2.0)
-    log.info("stopped cleanly")
+    if clean:
+        log.info("stopped cleanly")
+    else:
+        log.warning("stopped, abandoning work in flight (it is redone after a restart)")

@@ -8,6 +8,7 @@ builder plus one POST.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -79,10 +80,22 @@ class Outcome:
 
 
 class Channel(Protocol):
-    """One destination. ``send`` never raises on a delivery failure; it says so."""
+    """One destination. ``send`` says how a delivery went rather than raising; the worker
+    still contains anything it raises (or a hang: it runs under a total deadline) to the
+    one delivery."""
 
     name: str
 
-    def send(self, alert: Alert, now: datetime) -> Outcome: ...
+    async def send(self, alert: Alert, now: datetime) -> Outcome: ...
 
-    def close(self) -> None: ...
+    async def close(self) -> None: ...
+
+
+def bounded_key(key: str, limit: int) -> str:
+    """``key`` if it fits a receiver's ``limit``, else a prefix and a digest of the whole,
+    so two long keys that share a prefix stay two (a model_version comes from the stream
+    and may be long)."""
+    if len(key) <= limit:
+        return key
+    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
+    return f"{key[: limit - len(digest) - 1]}#{digest}"

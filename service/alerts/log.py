@@ -6,6 +6,7 @@ import logging
 from datetime import datetime
 
 from service.alerts.base import Alert, Outcome
+from service.alerts.masking import printable
 
 log = logging.getLogger(__name__)
 
@@ -14,11 +15,16 @@ class LogChannel:
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def send(self, alert: Alert, now: datetime) -> Outcome:
+    async def send(self, alert: Alert, now: datetime) -> Outcome:
+        # printable: a model_version with a newline must not forge a second log line.
         log.warning(
-            "alert %s (%s, %s): %s", alert.dedup_key, alert.action, alert.severity, alert.message
+            "alert %s (%s, %s): %s",
+            printable(alert.dedup_key),
+            alert.action,
+            alert.severity,
+            printable(alert.message),
         )
         return Outcome.delivered()
 
-    def close(self) -> None:
+    async def close(self) -> None:
         pass

@@ -1,6 +1,11 @@
 """A generic JSON webhook, signed: ``X-Driftwatch-Signature: sha256=<hex>`` is the
 HMAC-SHA256 of ``<timestamp>.<body>`` under the shared secret, and
-``X-Driftwatch-Timestamp`` carries that timestamp so a receiver can refuse replays."""
+``X-Driftwatch-Timestamp`` carries that timestamp so a receiver can refuse replays.
+
+The body is JSON; values from the stream travel as JSON strings, exactly, and a
+receiver that renders them must escape them for its own markup. The URL and the
+signing secret are never logged (see :mod:`service.alerts.masking`).
+"""
 
 from __future__ import annotations
 
@@ -35,20 +40,21 @@ def signature(secret: bytes, timestamp: str, content: bytes) -> str:
 
 
 class WebhookChannel:
-    def __init__(self, name: str, url: str, secret: bytes, client: httpx.Client) -> None:
+    def __init__(self, name: str, url: str, secret: bytes, client: httpx.AsyncClient) -> None:
         self.name = name
         self._url = url
         self._secret = secret
         self._client = client
 
-    def send(self, alert: Alert, now: datetime) -> Outcome:
+    async def send(self, alert: Alert, now: datetime) -> Outcome:
         content = body(payload(alert))
         stamp = str(int(now.timestamp()))
         headers = {
             "X-Driftwatch-Timestamp": stamp,
             "X-Driftwatch-Signature": signature(self._secret, stamp, content),
         }
-        return post(self._client, self._url, content, now, headers)
+        secrets = [self._secret.decode(errors="replace")]
+        return await post(self._client, self._url, content, now, headers, secrets)
 
-    def close(self) -> None:
-        self._client.close()
+    async def close(self) -> None:
+        await self._client.aclose()

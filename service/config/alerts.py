@@ -49,6 +49,15 @@ class ChannelConfig(Strict):
     timeout: Duration = Field(default=10.0, gt=0)
     rate_limit: int = Field(default=30, ge=1, description="requests per rate_period")
     rate_period: Duration = Field(default=60.0, gt=0)
+    deadline: Duration = Field(
+        default=15.0,
+        gt=0,
+        description="the whole of one delivery request (connect to last byte); timeout is "
+        "per network operation, so a receiver trickling bytes is cut here",
+    )
+    concurrency: int = Field(
+        default=4, ge=1, le=64, description="deliveries in flight at once on this channel"
+    )
     # Alertmanager expects clients to re-send active alerts every 30 s to 3 min.
     resend_interval: Duration = Field(
         default=60.0, gt=0, description="alertmanager: re-send a firing alert this often"
@@ -95,6 +104,17 @@ class AlertsConfig(Strict):
     max_attempts: int = Field(default=8, ge=1)
     backoff: Duration = Field(default=5.0, gt=0, description="first retry delay, then doubled")
     max_backoff: Duration = Field(default=3600.0, gt=0)
+    max_retry_after: Duration = Field(
+        default=3600.0,
+        gt=0,
+        description="a receiver's Retry-After is obeyed up to this long, never longer",
+    )
+    dead_after: Duration = Field(
+        default=86400.0,
+        gt=0,
+        le=366 * 86400.0,
+        description="a delivery still failing this long after it was queued is dead",
+    )
     batch: int = Field(default=100, ge=1)
     channels: dict[str, ChannelConfig] = {}
     routes: list[RouteConfig] = []

@@ -108,7 +108,7 @@ def build_api(
     registry: CollectorRegistry,
     consumer_partitions: Callable[[], frozenset[int]],
     stall: Callable[[], str | None],
-    closers: list[Callable[[], None]],
+    closers: list[Callable[[], object]],
 ) -> ApiDeps | None:
     """The API's dependencies when ``api.port`` is set, None when it is 0 (off);
     ``closers`` gets the on-demand renderer's worker."""

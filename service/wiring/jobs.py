@@ -81,14 +81,16 @@ def alerts_tick(
     cfg: Config,
     sessions: sessionmaker[Session],
     metrics: Metrics,
-    closers: list[Callable[[], None]],
+    closers: list[Callable[[], object]],
+    is_leader: Callable[[], bool] = lambda: True,
 ) -> Callable[[], object]:
-    """The outbox delivery tick; a channel that cannot be built stops the start-up."""
+    """The outbox delivery tick; a channel that cannot be built stops the start-up.
+    Leadership is asked again before every send (a tick may outlive it)."""
     from service.alerts import build_worker
     from service.metric_feeds import AlertMetrics
 
     try:
-        worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics))
+        worker = build_worker(cfg.alerts, sessions, AlertMetrics(metrics), is_leader=is_leader)
     except AlertError as exc:
         raise ServiceError(str(exc)) from exc
     closers.append(worker.close)
@@ -99,7 +101,8 @@ def maintenance_jobs(
     cfg: Config,
     sessions: sessionmaker[Session],
     metrics: Metrics,
-    closers: list[Callable[[], None]],
+    closers: list[Callable[[], object]],
+    is_leader: Callable[[], bool] = lambda: True,
 ) -> list[Job]:
     """The leader's jobs that only some configs have: archive maintenance, retention,
     alert delivery and the rendering of the newest reports."""
@@ -114,7 +117,7 @@ def maintenance_jobs(
             job("retention", Retention(sessions, cfg.retention).tick, cfg.retention.interval)
         )
     if cfg.alerts.enabled and cfg.alerts.channels:
-        deliver = alerts_tick(cfg, sessions, metrics, closers)
+        deliver = alerts_tick(cfg, sessions, metrics, closers, is_leader)
         jobs.append(job("alerts", deliver, cfg.alerts.interval))
     if cfg.evaluation.render_html:
         from service.monitoring.rendering import LatestHtml
@@ -129,14 +132,16 @@ def scheduled_jobs(
     cfg: Config,
     sessions: sessionmaker[Session],
     metrics: Metrics,
-    closers: list[Callable[[], None]],
+    closers: list[Callable[[], object]],
     *,
     evaluator: WindowEvaluator,
     loop: Rebinning,
     watches: Watches,
     retraining: Retraining,
+    is_leader: Callable[[], bool] = lambda: True,
 ) -> list[Job]:
-    """Every job of ``driftwatch run``; ``closers`` gets what the jobs opened."""
+    """Every job of ``driftwatch run``; ``closers`` gets what the jobs opened;
+    ``is_leader`` is asked again inside jobs that may outlive leadership (alerts)."""
     performance = build_performance_evaluator(cfg, sessions, ReportMetrics(metrics))
     return [
         evaluation_job(cfg, evaluator, loop, performance),
@@ -144,5 +149,5 @@ def scheduled_jobs(
         # Each replica watches its own consumer: every replica runs them.
         job("consumer-stalls", watches.stalls.tick, watches.interval, leader_only=False),
         job("dead-letter-rate", watches.dead_letters.tick, watches.interval, leader_only=False),
-        *maintenance_jobs(cfg, sessions, metrics, closers),
+        *maintenance_jobs(cfg, sessions, metrics, closers, is_leader),
     ]

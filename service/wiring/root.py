@@ -46,11 +46,15 @@ class Service:
     retraining: Retraining
     jobs: list[Job]
     api: ApiDeps | None
-    closers: list[Callable[[], None]] = field(default_factory=list)
+    closers: list[Callable[[], object]] = field(default_factory=list)
 
-    def close(self) -> None:
+    def close(self) -> bool:
+        """Close every part; False when one had to abandon work in flight (an alert
+        delivery past its deadline), which is redone after a restart."""
+        clean = True
         for close in reversed(self.closers):
-            close()
+            clean = close() is not False and clean
+        return clean
 
 
 def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None) -> Service:
@@ -65,7 +69,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     evaluator.follow(lambda: loop.progress)
     watches = build_watches(cfg, sessions, lambda: loop.progress, tally)
     elector = make_elector(cfg)
-    closers: list[Callable[[], None]] = []
+    closers: list[Callable[[], object]] = []
     try:
         retraining = retraining_for(cfg, sessions, metrics)
         jobs = scheduled_jobs(
@@ -77,6 +81,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
             loop=loop,
             watches=watches,
             retraining=retraining,
+            is_leader=elector.is_leader,
         )
         api = build_api(
             cfg,

@@ -5,9 +5,12 @@ Each one checks the request the way its vendor documents it and answers like it
 (PagerDuty 202 ``{"status": "success"}``, Opsgenie 202 with a ``requestId``, Slack
 ``ok``, Alertmanager 200); a malformed request gets a 400 naming what is wrong. They
 keep what they accepted and the resulting state (open incidents, firing alerts), can
-be told to fail the next requests with a status (and ``Retry-After``), or to hold a
+be told to fail the next requests with a status (and ``Retry-After``), to give the
+next requests any answer at all (``answer_next``: status, raw headers, body), to hold a
 call open until ``release`` and hang up without answering (``hang_up``), which is what
-a receiver sees when the sender is killed mid-call.
+a receiver sees when the sender is killed mid-call, or to answer 200 and then trickle
+the body one byte a second (``trickle``) until ``release`` or until the sender hangs up
+(``cut`` is set then).
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ class Request:
         return json.loads(self.raw)
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A scripted answer, sent as given (a header value may be anything latin-1 allows)."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...] = ()
+    body: bytes = b""
+
+
 @dataclass
 class Receiver:
     """One receiver; ``accepted`` holds the requests it answered with a 2xx."""
@@ -52,12 +64,20 @@ class Receiver:
     state: dict[str, Any] = field(default_factory=dict)
     failures: list[tuple[int, str | None]] = field(default_factory=list)
     hang_up: int = 0
+    script: list[Answer] = field(default_factory=list)
+    trickle: int = 0
+    trickling: threading.Event = field(default_factory=threading.Event)
+    cut: threading.Event = field(default_factory=threading.Event)
     release: threading.Event = field(default_factory=threading.Event)
     seen: threading.Condition = field(default_factory=threading.Condition)
     url: str = ""
 
     def fail_next(self, times: int, status: int = 503, retry_after: str | None = None) -> None:
         self.failures.extend([(status, retry_after)] * times)
+
+    def answer_next(self, *answers: Answer) -> None:
+        with self.seen:
+            self.script.extend(answers)
 
     def wait_received(self, count: int, timeout: float = 30.0) -> bool:
         with self.seen:
@@ -95,6 +115,7 @@ def check_pagerduty(rx: Receiver, req: Request) -> Checked:
     action = body.get("event_action")
     _require(action in {"trigger", "acknowledge", "resolve"}, "event_action")
     key = body.get("dedup_key")
+    _require(key is None or (isinstance(key, str) and len(key) <= 255), "dedup_key (<= 255)")
     if action == "trigger":
         p = body.get("payload") or {}
         _require(isinstance(p.get("summary"), str) and 0 < len(p["summary"]) <= 1024, "summary")
@@ -120,6 +141,9 @@ def check_opsgenie(rx: Receiver, req: Request) -> Checked:
         alias = body.get("alias")
         _require(alias is None or (isinstance(alias, str) and len(alias) <= 512), "alias")
         _require(body.get("priority", "P3") in {"P1", "P2", "P3", "P4", "P5"}, "priority")
+        tags = body.get("tags", [])
+        _require(all(isinstance(t, str) and len(t) <= 50 for t in tags), "tags (<= 50 chars)")
+        _require(len(body.get("entity", "")) <= 512, "entity (<= 512 chars)")
         details = body.get("details", {})
         _require(all(isinstance(v, str) for v in details.values()), "details are strings")
         rx.state[alias] = "open"
@@ -189,7 +213,14 @@ def _handler(rx: Receiver) -> type[BaseHTTPRequestHandler]:
                 rx.seen.notify_all()
                 hang = rx.hang_up > 0
                 rx.hang_up -= 1 if hang else 0
+                trickle = not hang and rx.trickle > 0
+                rx.trickle -= 1 if trickle else 0
+                scripted = rx.script.pop(0) if rx.script and not (hang or trickle) else None
                 failure = rx.failures.pop(0) if rx.failures and not hang else None
+            if trickle:
+                return self._trickle(req)
+            if scripted is not None:
+                return self._scripted(scripted)
             if hang:
                 # Holds the call open, as a receiver does while the sender is killed.
                 rx.release.wait()
@@ -210,6 +241,37 @@ def _handler(rx: Receiver) -> type[BaseHTTPRequestHandler]:
                 with rx.seen:
                     rx.accepted.append(req)
             self._answer(status, answer, {})
+
+        def _trickle(self, req: Request) -> None:
+            size = 10**6
+            data = b'{"status": "success"}'.ljust(size)
+            self.send_response(202)
+            self.send_header("Content-Length", str(size))
+            self.end_headers()
+            rx.trickling.set()
+            sent = 0
+            try:
+                while not rx.release.wait(1.0):
+                    self.wfile.write(data[sent : sent + 1])
+                    self.wfile.flush()
+                    sent += 1
+                with rx.seen:
+                    rx.accepted.append(req)
+                # Released: the rest at once, so the sender gets its complete answer.
+                self.wfile.write(data[sent:])
+            except OSError:
+                if not rx.release.is_set():
+                    rx.cut.set()  # the sender hung up mid-body
+            finally:
+                rx.trickling.clear()
+
+        def _scripted(self, answer: Answer) -> None:
+            self.send_response(answer.status)
+            for name, value in answer.headers:
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(answer.body)))
+            self.end_headers()
+            self.wfile.write(answer.body)
 
         def _answer(self, status: int, answer: Any, headers: dict[str, str]) -> None:
             data = (

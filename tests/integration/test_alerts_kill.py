@@ -3,7 +3,9 @@ duplicates nothing: after the restart the receiver accepts it exactly once.
 
 The delivery runs as a real process (the service's ``alerts`` scheduler tick, as
 ``driftwatch run`` wires it), against PostgreSQL and a local PagerDuty receiver
-that holds the first call open until the process is dead.
+that holds the first call open until the process is dead. The dead process's claim
+on the delivery keeps any other worker from sending it meanwhile; once the claim
+has ended, the restarted service sends it, once.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +40,15 @@ def write_config(path: Path, database_url: str, pagerduty_url: str) -> Path:
         "models": {"fraud": {"window": "1m", "features": {"amount": {"type": "numerical"}}}},
         "alerts": {
             "interval": "50ms",
-            "channels": {"pd": {"type": "pagerduty", "url": pagerduty_url, "secret_env": "PD_KEY"}},
+            # A deadline far beyond the test: the first call ends only by the SIGKILL.
+            "channels": {
+                "pd": {
+                    "type": "pagerduty",
+                    "url": pagerduty_url,
+                    "secret_env": "PD_KEY",
+                    "deadline": "10m",
+                }
+            },
             "routes": [{"channels": ["pd"]}],
         },
     }
@@ -78,12 +88,18 @@ def services() -> Iterator[list[Service]]:
             s.kill()
 
 
-def delivery(database_url: str) -> tuple[str, int]:
+def delivery(database_url: str, end_claim: bool = False) -> tuple[str, int, bool]:
+    """Status, attempts, and whether a live claim holds it; ``end_claim`` moves the claim's
+    end into the past, as the passing of its time would (the killed holder never returns)."""
     engine = make_engine(database_url)
     try:
         with transaction(make_session_factory(engine)) as s:
             [due] = DeliveryRepository(s).listing()
-            return due.delivery.status, due.delivery.attempts
+            row, now = due.delivery, datetime.now(UTC)
+            claimed = row.claimed_until is not None and row.claimed_until > now
+            if end_claim and row.claimed_until is not None:
+                row.claimed_until = now - timedelta(seconds=1)
+            return row.status, row.attempts, claimed
     finally:
         engine.dispose()
 
@@ -103,14 +119,15 @@ def test_a_sigkill_mid_delivery_is_delivered_once_after_the_restart(
         services[0].kill()
         rx.release.set()
         assert rx.accepted == []
-        assert delivery(pg_url) == (DeliveryStatus.PENDING, 0)
+        # Claimed by the dead process: no other worker sends it until the claim ends.
+        assert delivery(pg_url, end_claim=True) == (DeliveryStatus.PENDING, 0, True)
 
         services.append(Service(config))
         services[1].ticks(1)
         assert rx.wait_received(2)
         services[1].ticks(5)
         services[1].kill()
-    assert delivery(pg_url) == (DeliveryStatus.DELIVERED, 1)
+    assert delivery(pg_url) == (DeliveryStatus.DELIVERED, 1, False)
     assert len(rx.received) == 2
     [accepted] = rx.accepted
     assert accepted.json["event_action"] == "trigger"

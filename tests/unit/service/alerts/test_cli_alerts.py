@@ -45,6 +45,7 @@ def test_a_refused_alert_is_listed_as_dead(
     assert main(["alerts", "list", "--config", cfg, "--status", "dead", "--json"]) == 0
     [dead] = json.loads(capsys.readouterr().out)["deliveries"]
     assert (dead["channel"], dead["status"], dead["attempts"]) == ("team", "dead", 1)
-    assert dead["dedup_key"] == "fraud/data_drift" and dead["last_error"].startswith("HTTP 404")
+    assert dead["dedup_key"] == "fraud/data_drift"
+    assert dead["last_error"].startswith("refused: HTTP 404")
     assert main(["alerts", "list", "--config", cfg]) == 0
     assert "dead" in capsys.readouterr().out

@@ -14,6 +14,7 @@ from db.errors import StoreError
 from db.reports import DriftReportRepository
 from db.runs import AlertOutbox
 from db.session import transaction
+from service.alerts.base import dedup_key
 from service.alerts.conditions import DATA_DRIFT, condition
 from tests.unit.service.test_evaluation import (
     T0,
@@ -86,3 +87,35 @@ def test_a_report_whose_alert_cannot_be_written_is_not_stored_either(
         reports = DriftReportRepository(s).summaries("fraud")
     # The four unconfirmed windows are stored; the confirmed one rolled back with its alert.
     assert [r.confirmed for r in reports] == [False, False, False, False]
+
+
+def drift_window(sessions: sessionmaker[Session], i: int, version: str, firing: bool) -> None:
+    """One verdict as the evaluators queue it: their details name the model_version."""
+    with transaction(sessions) as s:
+        details = {"report_id": i, "model_version": version}
+        condition(s, "fraud", DATA_DRIFT, firing, f"r{i}", f"drift in {version}", NOW, details)
+
+
+def test_two_live_versions_never_make_one_alert_fire_and_resolve_in_turn(
+    sessions: sessionmaker[Session],
+) -> None:
+    # A canary beside the stable version: the stable one drifts, the canary is clean.
+    for i in range(6):
+        drift_window(sessions, 2 * i, "v1", True)
+        drift_window(sessions, 2 * i + 1, "v2", False)
+    actions = [(p["scope"], p["action"]) for _, _, _, p in events(sessions)]
+    assert actions == [("v1", "trigger")]
+
+
+def test_a_clean_window_of_another_version_does_not_resolve_a_page(
+    sessions: sessionmaker[Session],
+) -> None:
+    drift_window(sessions, 0, "v1", True)
+    drift_window(sessions, 1, "v2", False)  # a new version's first, clean window
+    drift_window(sessions, 2, "v2", True)
+    drift_window(sessions, 3, "v1", False)
+    actions = [(p["scope"], p["action"]) for _, _, _, p in events(sessions)]
+    assert actions == [("v1", "trigger"), ("v2", "trigger"), ("v1", "resolve")]
+    # Each version's pages share nothing downstream: the dedup key names the version.
+    keys = {dedup_key("fraud", DATA_DRIFT, p) for _, _, _, p in events(sessions)}
+    assert keys == {"fraud/data_drift/v1", "fraud/data_drift/v2"}

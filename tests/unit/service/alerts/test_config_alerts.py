@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,18 @@ def load(tmp_path: Path, alerts: dict[str, Any]) -> Any:
         ({"dead_letter_ratio": 1.5}, "alerts.dead_letter_ratio"),
         ({"dead_letter_ratio": 0}, "alerts.dead_letter_ratio"),
         ({"dead_letter_min_events": 0}, "alerts.dead_letter_min_events"),
+        ({"max_retry_after": "0s"}, "alerts.max_retry_after"),
+        ({"max_retry_after": "later"}, "alerts.max_retry_after"),
+        ({"dead_after": "-1h"}, "alerts.dead_after"),
+        ({"dead_after": "400d"}, "alerts.dead_after"),
+        (
+            {"channels": {"s": {"type": "slack", "url": "u", "deadline": "0s"}}},
+            "alerts.channels.s.deadline",
+        ),
+        (
+            {"channels": {"s": {"type": "slack", "url": "u", "concurrency": 0}}},
+            "alerts.channels.s.concurrency",
+        ),
     ],
 )
 def test_a_wrong_alerts_setting_names_its_key(
@@ -85,7 +98,7 @@ def test_secrets_come_from_env_or_files(tmp_path: Path, monkeypatch: pytest.Monk
         make_channel("pd", missing)
     channel = make_channel("pd", env)
     assert channel.name == "pd" and channel._url == EVENTS_URL  # type: ignore[attr-defined]
-    channel.close()
+    asyncio.run(channel.close())
 
 
 def test_an_unknown_channel_type_fails_loudly_in_the_factory() -> None:

@@ -19,8 +19,8 @@ from service.config.alerts import AlertsConfig
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def answer(status: int, **headers: str) -> httpx.Response:
-    return httpx.Response(status, headers=headers, text="x")
+def answer(status: int, **headers: str) -> tuple[int, httpx.Headers, str]:
+    return status, httpx.Headers(headers), "x"
 
 
 @pytest.mark.parametrize(
@@ -30,7 +30,7 @@ def answer(status: int, **headers: str) -> httpx.Response:
      (401, False, False), (404, False, False), (422, False, False)],
 )  # fmt: skip
 def test_only_429_408_and_5xx_are_retried(status: int, ok: bool, retriable: bool) -> None:
-    outcome = classify(answer(status), NOW)
+    outcome = classify(*answer(status), NOW)
     assert (outcome.ok, outcome.retriable) == (ok, retriable)
 
 
@@ -40,9 +40,42 @@ def test_retry_after_is_read_as_seconds_or_as_an_http_date() -> None:
     assert retry_after("Fri, 27 Nov 2026 11:00:00 GMT", NOW) == 0.0
     assert retry_after("soon", NOW) is None
     assert retry_after(None, NOW) is None
-    assert classify(answer(503, **{"Retry-After": "7"}), NOW).retry_after == 7.0
+    assert classify(*answer(503, **{"Retry-After": "7"}), NOW).retry_after == 7.0
     # A refusal's Retry-After is moot: it is not retried.
-    assert classify(answer(400, **{"Retry-After": "7"}), NOW).retry_after is None
+    assert classify(*answer(400, **{"Retry-After": "7"}), NOW).retry_after is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["\u00b2", "\u0663", "1\u00b2", "12.5", "-1", "+5", "1e3", "0x10", "", " ", "5 s",
+     "Fri, 27 Nov 2026 12:05:00 GMT\u00b2", "\uff11\uff12"],
+)  # fmt: skip
+def test_retry_after_takes_only_ascii_digits_or_an_http_date(value: str) -> None:
+    # "²" passes str.isdigit() and made float() raise inside the send (issue 17, point 1).
+    assert retry_after(value, NOW) is None
+
+
+def test_a_huge_retry_after_is_bounded_before_any_arithmetic() -> None:
+    assert retry_after("9" * 13, NOW) == 1e10
+    assert retry_after("9" * 400, NOW) == 1e10  # float() of it would overflow
+    assert retry_after("Sun, 06 Nov 1994 08:49:37 -0000", NOW) == 0.0  # naive: GMT
+    assert retry_after("Sunday, 06-Nov-94 08:49:37 GMT", NOW) == 0.0  # RFC 850 form
+    s = DeliverySettings(backoff=5.0, max_backoff=60.0, max_retry_after=600.0)
+    assert s.delay(1, retry_after("9" * 400, NOW)) == 600.0
+    assert s.delay(200, None) == 60.0
+
+
+def test_a_delivery_failing_past_dead_after_gets_no_further_attempt() -> None:
+    s = DeliverySettings(dead_after=3600.0)
+    created = NOW
+    assert s.next_attempt(created, NOW, 60.0) == NOW + timedelta(seconds=60)
+    # A wait past the age limit is cut to it: one last attempt, then dead.
+    assert s.next_attempt(created, NOW + timedelta(seconds=3500), 600.0) == NOW + timedelta(
+        seconds=3600
+    )
+    assert s.next_attempt(created, NOW + timedelta(seconds=3600), 1.0) is None
+    # Whatever the configured backoff, the schedule stays a date.
+    assert s.next_attempt(created, NOW, 1e300) == NOW + timedelta(seconds=3600)
 
 
 def test_backoff_doubles_is_capped_and_never_undercuts_retry_after() -> None:
