@@ -13,9 +13,9 @@ from datetime import datetime
 from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from db.base import Base, BigId, UTCDateTime
 from db.errors import translated
-from db.models import Base, BigId, UTCDateTime
-from db.session import add_once
+from db.repository import add_once
 
 
 class IdempotencyKeyRow(Base):

@@ -1,66 +1,26 @@
-"""Typed table models. Timestamps are stored as UTC and read back timezone-aware."""
+"""The monitoring half's tables: offsets, window aggregates, profiles, reports, the
+label join and the concept-drift detectors. Timestamps are stored as UTC and read
+back timezone-aware (:class:`db.base.UTCDateTime`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-# SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for growth.
-BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that is always UTC and timezone-aware in Python.
-
-    SQLite has no timezone support and returns naive values; normalising here
-    means no caller ever compares naive with aware datetimes.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; pass a timezone-aware value")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+from db.base import Base, BigId, UTCDateTime
 
 
 class ConsumerOffset(Base):
@@ -395,12 +355,3 @@ class ConceptDriftAlarmRow(Base):
     baseline_rate: Mapped[float | None] = mapped_column(Float(precision=53))
     alarm_rate: Mapped[float | None] = mapped_column(Float(precision=53))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-# The retraining tables live beside their repositories; importing them here puts them in
-# Base.metadata for the migrations' comparison and for anyone importing db.models alone.
-from db import idempotency as _idempotency  # noqa: E402, F401
-from db import outbox as _outbox  # noqa: E402, F401
-from db import registry as _registry  # noqa: E402, F401
-from db import runs as _runs  # noqa: E402, F401
-from db import triggers as _triggers  # noqa: E402, F401

@@ -19,9 +19,9 @@ from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from db.base import Base, BigId, UTCDateTime
 from db.errors import StoreError, translated, violates
-from db.models import Base, BigId, UTCDateTime
-from db.session import savepoint
+from db.repository import savepoint
 
 
 class Stage(StrEnum):

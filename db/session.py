@@ -10,7 +10,9 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.errors import translate, violates
+# Imported for its effect: every table in Base.metadata, so each foreign key resolves on flush.
+from db import tables  # noqa: F401
+from db.errors import translate
 
 
 def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
@@ -37,43 +39,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
-
-
-@contextmanager
-def savepoint(session: Session) -> Iterator[None]:
-    """``session.begin_nested()``, kept nested on SQLite too.
-
-    pysqlite opens its transaction only before an INSERT, UPDATE or DELETE, so a
-    SAVEPOINT sent first becomes the outermost transaction and its RELEASE
-    commits: a later rollback of the caller's transaction would not undo it.
-    Beginning the transaction here, as pysqlite would at the insert, keeps the
-    savepoint inside it.
-    """
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        driver: Any = connection.connection.driver_connection
-        if not driver.in_transaction:
-            connection.exec_driver_sql("BEGIN")
-    with session.begin_nested():
-        yield
-
-
-def add_once(session: Session, row: Any, constraint: str) -> bool:
-    """Insert ``row`` under a savepoint; False when its table's unique ``constraint``
-    refuses it as already stored (a replica or a repeated tick won the race).
-
-    Any other integrity error (NOT NULL, a foreign key, another unique key) is a
-    bug and is raised; the savepoint keeps the caller's transaction usable.
-    """
-    try:
-        with savepoint(session):
-            session.add(row)
-            session.flush()
-    except sa_exc.IntegrityError as exc:
-        if violates(exc, row.__table__, constraint):
-            return False
-        raise
-    return True
 
 
 @contextmanager

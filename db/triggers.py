@@ -19,17 +19,15 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from db.base import Base, BigId, UTCDateTime
 from db.errors import translated
 from db.models import (
-    Base,
-    BigId,
     ConceptDriftAlarmRow,
     DriftReportRow,
     PerformanceAggregate,
     PerformanceReportRow,
-    UTCDateTime,
 )
-from db.session import add_once
+from db.repository import add_once
 
 
 class TriggerDecisionRow(Base):

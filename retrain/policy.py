@@ -32,8 +32,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.runs import AlertOutbox, RunRepository
-from db.session import savepoint, transaction
+from db.outbox import AlertOutbox
+from db.repository import savepoint
+from db.runs import RunRepository
+from db.session import transaction
 from db.triggers import Cause, DecisionRepository, TriggerInputs
 from retrain.errors import RunRefused
 from retrain.runs import Phase

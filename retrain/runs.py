@@ -30,8 +30,9 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.outbox import AlertOutbox
 from db.registry import RegistryRepository, Stage
-from db.runs import AlertOutbox, RetrainRunRow, RunRepository
+from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from retrain.executors.base import Executor, JobSpec, Mode
 from retrain.settings import Exporter, LoopSettings, ModelRetrain

@@ -30,8 +30,14 @@ from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.outbox import DeliveryRepository, DeliveryStatus, Due, event_action, event_payload
-from db.runs import AlertEventRow
+from db.outbox import (
+    AlertEventRow,
+    DeliveryRepository,
+    DeliveryStatus,
+    Due,
+    event_action,
+    event_payload,
+)
 from db.session import transaction
 from service.alerts.base import Action, Alert, Channel, Outcome, Severity, dedup_key
 from service.config.alerts import AlertsConfig

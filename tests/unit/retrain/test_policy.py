@@ -17,7 +17,8 @@ from db.models import (
     PerformanceReportRow,
     ReferenceProfileRow,
 )
-from db.runs import AlertOutbox, RunRepository
+from db.outbox import AlertOutbox
+from db.runs import RunRepository
 from db.session import transaction
 from db.triggers import DecisionRepository
 from retrain.policy import TriggerPolicy

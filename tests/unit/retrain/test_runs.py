@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.outbox import AlertOutbox
 from db.registry import RegistryRepository, Stage
-from db.runs import AlertOutbox, RunRepository
+from db.runs import RunRepository
 from db.session import transaction
 from retrain.executors.base import Executor
 from retrain.policy import TriggerPolicy
