@@ -19,7 +19,7 @@ from db.runs import GateRecord, RetrainRunRow, RunRepository
 from retrain.errors import MalformedResult
 from retrain.executors.base import JobPhase, JobSpec, JobStatus
 from retrain.gates import Verdict, judge
-from retrain.runs import Handler, Loop, Phase, Step
+from retrain.lifecycle import Handler, Loop, Phase, Step
 
 _LOG_TAIL = 4096
 

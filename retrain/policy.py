@@ -38,7 +38,7 @@ from db.runs import RunRepository
 from db.session import transaction
 from db.triggers import Cause, DecisionRepository, TriggerInputs
 from retrain.errors import RunRefused
-from retrain.runs import Phase
+from retrain.lifecycle import Phase
 from retrain.settings import ModelRetrain
 
 log = logging.getLogger(__name__)

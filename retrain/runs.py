@@ -22,10 +22,8 @@ and fails the run rather than train twice. The rollout issue continues from
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -34,27 +32,13 @@ from db.outbox import AlertOutbox
 from db.registry import RegistryRepository, Stage
 from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
-from retrain.executors.base import Executor, JobSpec, Mode
-from retrain.settings import Exporter, LoopSettings, ModelRetrain
+from retrain.executors.base import JobSpec
+from retrain.lifecycle import Handler, Loop, Phase
+from retrain.phases import HANDLERS
 
 log = logging.getLogger(__name__)
 
 
-class Phase(StrEnum):
-    PENDING = "pending"
-    TRAINING = "training"
-    VALIDATING = "validating"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = frozenset({Phase.ACCEPTED, Phase.REJECTED, Phase.FAILED, Phase.CANCELLED})
 # Alerts go out for the outcomes someone should look at.
 _ALERTED = {
     Phase.ACCEPTED: "run_accepted",
@@ -65,73 +49,6 @@ _ALERTED = {
 # A candidate version of a run that ends this way was never judged good: it is rejected
 # with the run (in the same transaction), so no candidate outlives its run.
 _ENDS_CANDIDATE = frozenset({Phase.FAILED, Phase.CANCELLED})
-
-Action = Callable[[], None]
-
-
-@dataclass
-class Step:
-    """What a handler decided: the phase it moved the run to (None: stays), why, and
-    what to do once that is committed: ``act``, then ``launch`` that job and record it."""
-
-    phase: Phase | None = None
-    note: str = ""
-    act: Action | None = None
-    launch: JobSpec | None = None
-
-
-@dataclass(frozen=True)
-class Loop:
-    """Everything a handler works with. ``clock`` returns an aware UTC datetime."""
-
-    executor: Executor
-    models: Mapping[str, ModelRetrain]
-    settings: LoopSettings
-    exporter: Exporter
-    clock: Callable[[], datetime]
-
-    def train_spec(self, run: RetrainRunRow) -> JobSpec:
-        m = self.models[run.model]
-        return JobSpec(
-            run_id=run.id,
-            model=run.model,
-            mode=Mode.TRAIN,
-            data_uri=str(self.settings.data_path(run.model, run.id)),
-            output_uri=self.settings.output_uri(run.model, run.id),
-            timeout=m.train_timeout,
-            env=self._common_env(m),
-        )
-
-    def validate_spec(self, run: RetrainRunRow, session: Session) -> JobSpec:
-        m = self.models[run.model]
-        registry = RegistryRepository(session)
-        env = self._common_env(m)
-        for side, version_id in (
-            ("CHAMPION", run.champion_version_id),
-            ("CANDIDATE", run.candidate_version_id),
-        ):
-            version = registry.by_id(version_id) if version_id is not None else None
-            if version is not None:
-                env[f"DRIFTWATCH_{side}_URI"] = version.uri
-                env[f"DRIFTWATCH_{side}_SHA256"] = version.sha256
-        if m.slice_feature:
-            env["DRIFTWATCH_SLICE_FEATURE"] = m.slice_feature
-        return JobSpec(
-            run_id=run.id,
-            model=run.model,
-            mode=Mode.VALIDATE,
-            data_uri=str(self.settings.data_path(run.model, run.id)),
-            output_uri=self.settings.output_uri(run.model, run.id),
-            timeout=m.validate_timeout,
-            env=env,
-        )
-
-    @staticmethod
-    def _common_env(m: ModelRetrain) -> dict[str, str]:
-        return {"DRIFTWATCH_TASK": m.task, "DRIFTWATCH_HOLDOUT_SHARE": repr(m.holdout_share)}
-
-
-Handler = Callable[[Loop, Session, RetrainRunRow], Step]
 
 
 class RunObserver(Protocol):
@@ -165,8 +82,6 @@ class RunDriver:
         handlers: Mapping[Phase, Handler] | None = None,
         observer: RunObserver | None = None,
     ) -> None:
-        from retrain.phases import HANDLERS
-
         self.sessions = sessions
         self.loop = loop
         self.handlers = dict(handlers or HANDLERS)

@@ -15,7 +15,7 @@ from db.registry import ModelVersionRow, RegistryRepository, Stage
 from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from db.triggers import DecisionRepository
-from retrain.runs import Phase
+from retrain.lifecycle import Phase
 from service.cli_common import load, require_model, sessions_for
 from service.errors import ServiceError
 from service.retraining import absolute_uri, build_retraining, utc_now

@@ -21,8 +21,8 @@ from db.outbox import AlertOutbox
 from db.runs import RunRepository
 from db.session import transaction
 from db.triggers import DecisionRepository
+from retrain.lifecycle import Phase
 from retrain.policy import TriggerPolicy
-from retrain.runs import Phase
 from tests.unit.retrain.support import T0, Clock, model_settings
 
 W = timedelta(minutes=5)

@@ -25,7 +25,7 @@ from db.session import transaction
 from retrain.executors.base import Executor, JobPhase, Mode
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings
 from retrain.executors.local import LocalExecutor
-from retrain.runs import Phase
+from retrain.lifecycle import Phase
 from tests.harness.k8s.cluster import NAMESPACE, api_client, cluster, python_job, until
 from tests.harness.k8s.kubelet import Kubelet
 from tests.harness.k8s.server import Emulator, Fault

@@ -14,8 +14,9 @@ from db.registry import RegistryRepository, Stage
 from db.runs import RunRepository
 from db.session import transaction
 from retrain.executors.base import Executor
+from retrain.lifecycle import Loop, Phase
 from retrain.policy import TriggerPolicy
-from retrain.runs import Loop, Phase, RunDriver
+from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
 from tests.unit.retrain.support import (
     SHA,

@@ -12,7 +12,8 @@ import yaml
 
 from db.registry import RegistryRepository
 from db.session import make_engine, make_session_factory, transaction
-from retrain.runs import Loop, RunDriver
+from retrain.lifecycle import Loop
+from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
 from service.cli import main
 from service.config import load_config

@@ -23,8 +23,9 @@ from drift.performance import PerformanceMetrics, Task
 from drift.report import FeatureDrift
 from drift.schema import FeatureKind
 from drift.stats import Method
+from retrain.lifecycle import Loop, Phase
 from retrain.policy import TriggerPolicy
-from retrain.runs import Loop, Phase, RunDriver
+from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
 from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
