@@ -25,7 +25,7 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.base import Base, BigId, UTCDateTime
 from db.errors import translated
-from db.repository import add_once
+from db.repository import Repository
 
 
 class DeliveryStatus(StrEnum):
@@ -238,9 +238,8 @@ def last_action(session: Session, model: str, kind: str) -> str | None:
 
 
 @translated
-class AlertOutbox:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class AlertOutbox(Repository[AlertEventRow]):
+    row = AlertEventRow
 
     def add(
         self,
@@ -263,11 +262,11 @@ class AlertOutbox:
             payload=json.dumps(dict(payload or {}), sort_keys=True, default=str),
             created_at=now,
         )
-        return add_once(self.session, row, "uq_alert_events_key")
+        return self._add_once(row, "uq_alert_events_key")
 
     def events(self, model: str | None = None) -> list[AlertEventRow]:
         a = AlertEventRow
         stmt = select(a).order_by(a.id)
         if model is not None:
             stmt = stmt.where(a.model == model)
-        return list(self.session.scalars(stmt).all())
+        return self._list(stmt)

@@ -27,11 +27,11 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from db.base import Base, BigId, UTCDateTime
 from db.errors import translated, violates
-from db.repository import savepoint
+from db.repository import Repository, savepoint
 
 
 class RetrainRunRow(Base):
@@ -120,9 +120,8 @@ class GateRecord:
 
 
 @translated
-class RunRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class RunRepository(Repository[RetrainRunRow]):
+    row = RetrainRunRow
 
     def start(
         self,
@@ -148,8 +147,7 @@ class RunRepository:
         )
         try:
             with savepoint(self.session):
-                self.session.add(row)
-                self.session.flush()
+                self._add(row)
                 self.session.add(
                     RunPhaseRow(run_id=row.id, phase=phase, note=reason, entered_at=now)
                 )
@@ -166,21 +164,19 @@ class RunRepository:
         stmt = select(RetrainRunRow).where(RetrainRunRow.id == run_id)
         if lock:
             stmt = stmt.with_for_update()
-        return self.session.scalars(stmt).one_or_none()
+        return self._one(stmt)
 
     def active(self, model: str | None = None) -> list[RetrainRunRow]:
         r = RetrainRunRow
         stmt = select(r).where(r.active.is_(True)).order_by(r.id)
         if model is not None:
             stmt = stmt.where(r.model == model)
-        return list(self.session.scalars(stmt).all())
+        return self._list(stmt)
 
     def latest(self, model: str) -> RetrainRunRow | None:
         """The model's newest run, finished or not."""
         r = RetrainRunRow
-        return self.session.scalars(
-            select(r).where(r.model == model).order_by(r.id.desc()).limit(1)
-        ).first()
+        return self._first(select(r).where(r.model == model).order_by(r.id.desc()).limit(1))
 
     def last_finished_at(self, model: str) -> datetime | None:
         r = RetrainRunRow
@@ -197,7 +193,7 @@ class RunRepository:
         stmt = select(r).order_by(r.id.desc()).limit(limit)
         if model is not None:
             stmt = stmt.where(r.model == model)
-        return list(self.session.scalars(stmt).all())
+        return self._list(stmt)
 
     def enter(
         self,

@@ -27,7 +27,7 @@ from db.models import (
     PerformanceAggregate,
     PerformanceReportRow,
 )
-from db.repository import add_once
+from db.repository import Repository
 
 
 class TriggerDecisionRow(Base):
@@ -89,17 +89,16 @@ class Cause:
 
 
 @translated
-class DecisionRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class DecisionRepository(Repository[TriggerDecisionRow]):
+    row = TriggerDecisionRow
 
     def get(self, cause: Cause) -> TriggerDecisionRow | None:
         d = TriggerDecisionRow
-        return self.session.scalars(
+        return self._one(
             select(d).where(
                 d.model == cause.model, d.cause_kind == cause.kind, d.cause_key == cause.key
             )
-        ).one_or_none()
+        )
 
     def fire(self, decision_id: int, reason: str, run_id: int) -> bool:
         """Turn a suppressed decision into the one that started ``run_id``; False when it is
@@ -130,13 +129,13 @@ class DecisionRepository:
             run_id=run_id,
             created_at=now,
         )
-        if not add_once(self.session, row, "uq_trigger_decisions_cause"):
+        if not self._add_once(row, "uq_trigger_decisions_cause"):
             return None
         return row
 
     def for_run(self, run_id: int) -> TriggerDecisionRow | None:
         d = TriggerDecisionRow
-        return self.session.scalars(select(d).where(d.run_id == run_id)).first()
+        return self._first(select(d).where(d.run_id == run_id))
 
     def decisions(self, model: str | None = None, limit: int = 100) -> list[TriggerDecisionRow]:
         """The newest ``limit`` decisions, oldest first."""
@@ -148,9 +147,9 @@ class DecisionRepository:
 
     def last_of_kind(self, model: str, kind: str) -> TriggerDecisionRow | None:
         d = TriggerDecisionRow
-        return self.session.scalars(
+        return self._first(
             select(d).where(d.model == model, d.cause_kind == kind).order_by(d.id.desc()).limit(1)
-        ).first()
+        )
 
 
 # How many reports back the start of a streak is looked for.
