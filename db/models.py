@@ -41,34 +41,45 @@ class ConsumerOffset(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class WindowAggregate(Base):
+class AggregateKey:
+    """The key columns of a per-partition window aggregate (data or performance).
+
+    One row per (model, version, window, partition, layout): ``layout``
+    fingerprints the sketch's bins and schema, and rows of different layouts
+    never merge. ``updated_at`` is the last flush that added to the row. The
+    sort orders keep the columns where the tables had them before the mixin.
+    """
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True, sort_order=-1)
+    model: Mapped[str] = mapped_column(String(200), sort_order=-1)
+    model_version: Mapped[str] = mapped_column(String(200), sort_order=-1)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=-1)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=-1)
+    partition: Mapped[int] = mapped_column(Integer, sort_order=-1)
+    layout: Mapped[str] = mapped_column(String(32), sort_order=-1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=1)
+
+
+def aggregate_key_args(table: str) -> tuple[UniqueConstraint, Index]:
+    """The unique key and window-end index of an :class:`AggregateKey` table."""
+    return (
+        UniqueConstraint(
+            "model", "model_version", "window_start", "partition", "layout", name=f"uq_{table}_key"
+        ),
+        # Retention selects by window end; without it every batch scans the table.
+        Index(f"ix_{table}_window_end", "window_end"),
+    )
+
+
+class WindowAggregate(AggregateKey, Base):
     """One partition's share of one window of one model version."""
 
     __tablename__ = "window_aggregates"
-    __table_args__ = (
-        UniqueConstraint(
-            "model",
-            "model_version",
-            "window_start",
-            "partition",
-            "layout",
-            name="uq_window_aggregates_key",
-        ),
-        # Retention selects by window end; without it every batch scans the table.
-        Index("ix_window_aggregates_window_end", "window_end"),
-    )
+    __table_args__ = aggregate_key_args(__tablename__)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    model: Mapped[str] = mapped_column(String(200))
-    model_version: Mapped[str] = mapped_column(String(200))
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    partition: Mapped[int] = mapped_column(Integer)
-    layout: Mapped[str] = mapped_column(String(32))
     event_count: Mapped[int] = mapped_column(BigInteger)
     late_count: Mapped[int] = mapped_column(BigInteger)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ReferenceProfileRow(Base):
@@ -213,7 +224,7 @@ class PendingLabel(Base):
     expires_at: Mapped[float] = mapped_column(Float(precision=53))
 
 
-class PerformanceAggregate(Base):
+class PerformanceAggregate(AggregateKey, Base):
     """One partition's share of the labelled outcomes of one window of one model version.
 
     The window is the predictions' (by prediction event time). ``predicted``
@@ -223,30 +234,12 @@ class PerformanceAggregate(Base):
     """
 
     __tablename__ = "performance_aggregates"
-    __table_args__ = (
-        UniqueConstraint(
-            "model",
-            "model_version",
-            "window_start",
-            "partition",
-            "layout",
-            name="uq_performance_aggregates_key",
-        ),
-        Index("ix_performance_aggregates_window_end", "window_end"),
-    )
+    __table_args__ = aggregate_key_args(__tablename__)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    model: Mapped[str] = mapped_column(String(200))
-    model_version: Mapped[str] = mapped_column(String(200))
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    partition: Mapped[int] = mapped_column(Integer)
-    layout: Mapped[str] = mapped_column(String(32))
     predicted: Mapped[int] = mapped_column(BigInteger)
     labeled: Mapped[int] = mapped_column(BigInteger)
     unlabeled: Mapped[int] = mapped_column(BigInteger)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class PerformanceReportRow(Base):
