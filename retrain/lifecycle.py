@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 
 from sqlalchemy.orm import Session
 
@@ -41,14 +42,36 @@ _FINAL = frozenset({Phase.ACCEPTED, Phase.REJECTED, Phase.FAILED, Phase.CANCELLE
 Action = Callable[[], None]
 
 
+@dataclass(frozen=True)
+class Export:
+    """An export found due: the model's labelled events with event time in [start, end],
+    written to ``dest`` (the run's data file, which exists only once the export is done)."""
+
+    model: str
+    start: datetime
+    end: datetime
+    dest: Path
+
+
+@dataclass(frozen=True)
+class ExportFailure:
+    """Why an export wrote no file; ``retriable`` says whether a later tick may succeed
+    (its ``reason`` is then the error alone, told again if it keeps failing)."""
+
+    reason: str
+    retriable: bool
+
+
 @dataclass
 class Step:
     """What a handler decided: the phase it moved the run to (None: stays), why, and
-    what to do once that is committed: ``act``, then ``launch`` that job and record it."""
+    what to do once that is committed: ``act``, ``export`` the run's data, then
+    ``launch`` that job and record it."""
 
     phase: Phase | None = None
     note: str = ""
     act: Action | None = None
+    export: Export | None = None
     launch: JobSpec | None = None
 
 

@@ -147,6 +147,7 @@ def test_runs_show_prints_the_trigger_timeline_and_every_gate(
         clock,
     )
     driver = RunDriver(sessions, loop)
+    driver.tick()  # exports; the next tick starts training
     driver.tick()
     executor.succeed("driftwatch-fraud-1-train", train_result(0.9))
     driver.tick()

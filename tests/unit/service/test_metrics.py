@@ -211,6 +211,7 @@ def test_runs_are_counted_once_by_trigger_and_outcome_and_active_ones_gauged(
 
     first = policy.request("fraud", "operator asked").run_id
     assert first is not None
+    assert driver.tick() == {first: Phase.PENDING}  # exports; the next tick starts training
     assert driver.tick() == {first: Phase.TRAINING}
     assert value("driftwatch_retrain_active_runs", {"model": "fraud"}) == 1
     assert value("driftwatch_retrain_runs_total", failed) is None
