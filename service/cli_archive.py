@@ -21,12 +21,12 @@ def archived_models(cfg: Config) -> list[str]:
     return [name for name, m in cfg.models.items() if m.archive.enabled]
 
 
-def build_archive(cfg: Config) -> ArchiveIntake:
+def build_archive(cfg: Config, compaction_failed: Callable[[], None]) -> ArchiveIntake:
     """What the ingestion loop archives through; a no-op when no model is archived."""
     models = archived_models(cfg)
     if not models:
         return NoArchive()
-    writer = ArchiveWriter(cfg.archive.settings(), cfg.kafka.group_id)
+    writer = ArchiveWriter(cfg.archive.settings(), cfg.kafka.group_id, compaction_failed)
     return ArchiveIntake(writer, models)
 
 

@@ -99,6 +99,11 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.archive_compaction_failures = Counter(
+            "driftwatch_archive_compaction_failures_total",
+            "Archive compactions that failed (appends slow down until one succeeds)",
+            registry=r,
+        )
         self.offset_conflicts = Counter(
             "driftwatch_offset_conflicts_total",
             "Partitions whose stored offset moved under this consumer",

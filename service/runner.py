@@ -157,7 +157,7 @@ def build_ingest_loop(
         stats=IngestMetrics(metrics, cfg.models, tally),
         label_specs=label_specs,
         join_observer=observer,
-        archive=build_archive(cfg),
+        archive=build_archive(cfg, metrics.archive_compaction_failures.inc),
     )
 
 
