@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,3 +54,14 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
             yield session
     except sa_exc.SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def database_problem(sessions: sessionmaker[Session]) -> str | None:
+    """None when the database answers a trivial query, else why not (a readiness probe's
+    answer: the error's kind, without the connection details its message may hold)."""
+    try:
+        with sessions() as session:
+            session.execute(text("SELECT 1"))
+    except sa_exc.SQLAlchemyError as exc:
+        return f"database unreachable: {type(exc).__name__}"
+    return None
