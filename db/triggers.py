@@ -14,6 +14,7 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, select, update
@@ -28,6 +29,13 @@ from db.models import (
     PerformanceReportRow,
 )
 from db.repository import Repository
+
+
+class TriggerDecision(StrEnum):
+    """What became of a cause: it started a run, or it did not (and the row says why)."""
+
+    FIRED = "fired"
+    SUPPRESSED = "suppressed"
 
 
 class TriggerDecisionRow(Base):
@@ -106,14 +114,23 @@ class DecisionRepository(Repository[TriggerDecisionRow]):
         d = TriggerDecisionRow
         result = self.session.execute(
             update(d)
-            .where(d.id == decision_id, d.decision == "suppressed", d.run_id.is_(None))
-            .values(decision="fired", reason=reason, run_id=run_id)
+            .where(
+                d.id == decision_id,
+                d.decision == TriggerDecision.SUPPRESSED,
+                d.run_id.is_(None),
+            )
+            .values(decision=TriggerDecision.FIRED, reason=reason, run_id=run_id)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def add(
-        self, cause: Cause, decision: str, reason: str, now: datetime, run_id: int | None = None
+        self,
+        cause: Cause,
+        decision: TriggerDecision,
+        reason: str,
+        now: datetime,
+        run_id: int | None = None,
     ) -> TriggerDecisionRow | None:
         """Store the decision on ``cause``; None when the cause was decided already."""
         row = TriggerDecisionRow(

@@ -27,7 +27,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     sessions = sessions_for(cfg, args)
     retraining = build_retraining(cfg, sessions)
     decision = retraining.policy.request(args.model, args.reason or "requested from the CLI")
-    if decision.decision != "fired" or decision.run_id is None:
+    if not decision.fired or decision.run_id is None:
         print(f"{args.model}: {decision.reason}; nothing started")
         with transaction(sessions) as s:
             active = [r.id for r in RunRepository(s).active(args.model)]
