@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, select
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from db.base import Base, BigId, UTCDateTime
 from db.errors import translated
-from db.models import Base, BigId, UTCDateTime
-from db.session import add_once
+from db.repository import Repository
 
 
 class IdempotencyKeyRow(Base):
@@ -42,13 +42,12 @@ class StoredResponse:
 
 
 @translated
-class IdempotencyRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class IdempotencyRepository(Repository[IdempotencyKeyRow]):
+    row = IdempotencyKeyRow
 
     def get(self, scope: str, key: str) -> StoredResponse | None:
         r = IdempotencyKeyRow
-        row = self.session.scalars(select(r).where(r.scope == scope, r.key == key)).one_or_none()
+        row = self._one(select(r).where(r.scope == scope, r.key == key))
         return None if row is None else StoredResponse(row.fingerprint, row.status, row.body)
 
     def remember(
@@ -63,7 +62,7 @@ class IdempotencyRepository:
             body=response.body,
             created_at=now,
         )
-        if not add_once(self.session, row, "uq_idempotency_keys_key"):
+        if not self._add_once(row, "uq_idempotency_keys_key"):
             stored = self.get(scope, key)
             assert stored is not None
             return stored

@@ -1,66 +1,26 @@
-"""Typed table models. Timestamps are stored as UTC and read back timezone-aware."""
+"""The monitoring half's tables: offsets, window aggregates, profiles, reports, the
+label join and the concept-drift detectors. Timestamps are stored as UTC and read
+back timezone-aware (:class:`db.base.UTCDateTime`)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Any
+from datetime import datetime
 
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    DateTime,
     Float,
     ForeignKey,
     Index,
     Integer,
     LargeBinary,
-    MetaData,
     String,
     Text,
-    TypeDecorator,
     UniqueConstraint,
 )
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
-NAMING_CONVENTION = {
-    "ix": "ix_%(column_0_label)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-# SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for growth.
-BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timestamp that is always UTC and timezone-aware in Python.
-
-    SQLite has no timezone support and returns naive values; normalising here
-    means no caller ever compares naive with aware datetimes.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError("naive datetimes are not stored; pass a timezone-aware value")
-        return value.astimezone(UTC)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        assert isinstance(value, datetime)
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+from db.base import Base, BigId, UTCDateTime
 
 
 class ConsumerOffset(Base):
@@ -81,34 +41,45 @@ class ConsumerOffset(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
-class WindowAggregate(Base):
+class AggregateKey:
+    """The key columns of a per-partition window aggregate (data or performance).
+
+    One row per (model, version, window, partition, layout): ``layout``
+    fingerprints the sketch's bins and schema, and rows of different layouts
+    never merge. ``updated_at`` is the last flush that added to the row. The
+    sort orders keep the columns where the tables had them before the mixin.
+    """
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True, sort_order=-1)
+    model: Mapped[str] = mapped_column(String(200), sort_order=-1)
+    model_version: Mapped[str] = mapped_column(String(200), sort_order=-1)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=-1)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=-1)
+    partition: Mapped[int] = mapped_column(Integer, sort_order=-1)
+    layout: Mapped[str] = mapped_column(String(32), sort_order=-1)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, sort_order=1)
+
+
+def aggregate_key_args(table: str) -> tuple[UniqueConstraint, Index]:
+    """The unique key and window-end index of an :class:`AggregateKey` table."""
+    return (
+        UniqueConstraint(
+            "model", "model_version", "window_start", "partition", "layout", name=f"uq_{table}_key"
+        ),
+        # Retention selects by window end; without it every batch scans the table.
+        Index(f"ix_{table}_window_end", "window_end"),
+    )
+
+
+class WindowAggregate(AggregateKey, Base):
     """One partition's share of one window of one model version."""
 
     __tablename__ = "window_aggregates"
-    __table_args__ = (
-        UniqueConstraint(
-            "model",
-            "model_version",
-            "window_start",
-            "partition",
-            "layout",
-            name="uq_window_aggregates_key",
-        ),
-        # Retention selects by window end; without it every batch scans the table.
-        Index("ix_window_aggregates_window_end", "window_end"),
-    )
+    __table_args__ = aggregate_key_args(__tablename__)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    model: Mapped[str] = mapped_column(String(200))
-    model_version: Mapped[str] = mapped_column(String(200))
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    partition: Mapped[int] = mapped_column(Integer)
-    layout: Mapped[str] = mapped_column(String(32))
     event_count: Mapped[int] = mapped_column(BigInteger)
     late_count: Mapped[int] = mapped_column(BigInteger)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ReferenceProfileRow(Base):
@@ -253,7 +224,7 @@ class PendingLabel(Base):
     expires_at: Mapped[float] = mapped_column(Float(precision=53))
 
 
-class PerformanceAggregate(Base):
+class PerformanceAggregate(AggregateKey, Base):
     """One partition's share of the labelled outcomes of one window of one model version.
 
     The window is the predictions' (by prediction event time). ``predicted``
@@ -263,30 +234,12 @@ class PerformanceAggregate(Base):
     """
 
     __tablename__ = "performance_aggregates"
-    __table_args__ = (
-        UniqueConstraint(
-            "model",
-            "model_version",
-            "window_start",
-            "partition",
-            "layout",
-            name="uq_performance_aggregates_key",
-        ),
-        Index("ix_performance_aggregates_window_end", "window_end"),
-    )
+    __table_args__ = aggregate_key_args(__tablename__)
 
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    model: Mapped[str] = mapped_column(String(200))
-    model_version: Mapped[str] = mapped_column(String(200))
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
-    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
-    partition: Mapped[int] = mapped_column(Integer)
-    layout: Mapped[str] = mapped_column(String(32))
     predicted: Mapped[int] = mapped_column(BigInteger)
     labeled: Mapped[int] = mapped_column(BigInteger)
     unlabeled: Mapped[int] = mapped_column(BigInteger)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class PerformanceReportRow(Base):
@@ -395,13 +348,3 @@ class ConceptDriftAlarmRow(Base):
     baseline_rate: Mapped[float | None] = mapped_column(Float(precision=53))
     alarm_rate: Mapped[float | None] = mapped_column(Float(precision=53))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-
-
-# The retraining tables live beside their repositories; importing them here puts them in
-# Base.metadata for the migrations' comparison and for anyone importing db.models alone.
-from db import idempotency as _idempotency  # noqa: E402, F401
-from db import outbox as _outbox  # noqa: E402, F401
-from db import registry as _registry  # noqa: E402, F401
-from db import runs as _runs  # noqa: E402, F401
-from db import triggers as _triggers  # noqa: E402, F401
-from db import ui_sessions as _ui_sessions  # noqa: E402, F401

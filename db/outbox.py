@@ -1,7 +1,8 @@
-"""Delivery of the alert outbox: one row per (alert event, channel).
+"""The alert outbox and its delivery: one row per alert event, one per (event, channel).
 
-:class:`db.runs.AlertEventRow` is what happened, written in the transaction of the
-state change; an :class:`AlertDeliveryRow` is one channel's attempt to tell
+An :class:`AlertEventRow` is what happened, queued by :class:`AlertOutbox` in the
+transaction of the state change that causes it (a run's outcome, a drift
+condition, a stall); an :class:`AlertDeliveryRow` is one channel's attempt to tell
 someone, with its retry schedule. Routing an event creates its deliveries (the
 unique (event, channel) pair makes a repeated routing a no-op); the event's
 ``delivered_at`` is set once none of them is pending any more. A delivery is
@@ -21,6 +22,7 @@ a send does not send it twice.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -40,10 +42,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
-# A module reference, not a name: db.runs may be half-imported when db.models pulls this in.
-from db import runs
+from db.base import Base, BigId, UTCDateTime
 from db.errors import translated
-from db.models import Base, BigId, UTCDateTime
+from db.repository import Repository
 
 
 class DeliveryStatus(StrEnum):
@@ -51,6 +52,27 @@ class DeliveryStatus(StrEnum):
     DELIVERED = "delivered"
     DEAD = "dead"
     SKIPPED = "skipped"
+
+
+class AlertEventRow(Base):
+    """The alert outbox: written in the transaction of the state change that causes it,
+    delivered later by the alert channels. ``key`` makes a retried write a no-op."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (
+        UniqueConstraint("key", name="uq_alert_events_key"),
+        Index("ix_alert_events_created_at", "created_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200))
+    kind: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str] = mapped_column(String(200))
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("retrain_runs.id", ondelete="SET NULL"))
+    message: Mapped[str] = mapped_column(Text)
+    payload: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class AlertDeliveryRow(Base):
@@ -84,19 +106,19 @@ class Due:
     """A pending delivery with the event it carries."""
 
     delivery: AlertDeliveryRow
-    event: runs.AlertEventRow
+    event: AlertEventRow
 
     @property
     def payload(self) -> dict[str, Any]:
         return event_payload(self.event)
 
 
-def event_payload(event: runs.AlertEventRow) -> dict[str, Any]:
+def event_payload(event: AlertEventRow) -> dict[str, Any]:
     data = json.loads(event.payload or "{}")
     return data if isinstance(data, dict) else {}
 
 
-def event_action(event: runs.AlertEventRow) -> str:
+def event_action(event: AlertEventRow) -> str:
     """``trigger`` or ``resolve`` for a condition (its payload says which); ``notify`` for
     a one-off event such as a run's outcome, whose payload names no action."""
     action = event_payload(event).get("action")
@@ -108,9 +130,9 @@ class DeliveryRepository:
     def __init__(self, session: Session) -> None:
         self.session = session
 
-    def unrouted(self, limit: int) -> list[runs.AlertEventRow]:
+    def unrouted(self, limit: int) -> list[AlertEventRow]:
         """Events not yet fanned out to their channels, oldest first."""
-        a, d = runs.AlertEventRow, AlertDeliveryRow
+        a, d = AlertEventRow, AlertDeliveryRow
         has = select(d.id).where(d.event_id == a.id).exists()
         stmt = select(a).where(a.delivered_at.is_(None), ~has).order_by(a.id).limit(limit)
         return list(self.session.scalars(stmt).all())
@@ -132,7 +154,7 @@ class DeliveryRepository:
 
     def add(
         self,
-        event: runs.AlertEventRow,
+        event: AlertEventRow,
         channel: str,
         dedup_key: str,
         action: str,
@@ -159,7 +181,7 @@ class DeliveryRepository:
         """``channel``'s pending deliveries whose time has come, unclaimed, and (for a
         condition's trigger or resolve) first of their ``dedup_key`` still pending there:
         a resolve never overtakes its trigger. Oldest schedule first."""
-        d, a = AlertDeliveryRow, runs.AlertEventRow
+        d, a = AlertDeliveryRow, AlertEventRow
         earlier = aliased(AlertDeliveryRow)
         blocked = (
             select(earlier.id)
@@ -216,7 +238,7 @@ class DeliveryRepository:
         self.session.execute(stmt)
 
     def get(self, delivery_id: int) -> Due | None:
-        d, a = AlertDeliveryRow, runs.AlertEventRow
+        d, a = AlertDeliveryRow, AlertEventRow
         stmt = select(d, a).join(a, a.id == d.event_id).where(d.id == delivery_id)
         found = self.session.execute(stmt).first()
         return None if found is None else Due(found[0], found[1])
@@ -224,7 +246,7 @@ class DeliveryRepository:
     def firing(self, channel: str, sent_before: datetime) -> list[Due]:
         """Delivered triggers still firing on ``channel`` (the condition's latest delivery)
         whose last send is older than ``sent_before``."""
-        d, a = AlertDeliveryRow, runs.AlertEventRow
+        d, a = AlertDeliveryRow, AlertEventRow
         live = [DeliveryStatus.PENDING, DeliveryStatus.DELIVERED]
         newest = (
             select(d.dedup_key, func.max(d.id).label("id"))
@@ -254,7 +276,7 @@ class DeliveryRepository:
             .where(d.event_id == event_id, d.status == DeliveryStatus.PENDING)
         )
         if not pending:
-            event = self.session.get(runs.AlertEventRow, event_id)
+            event = self.session.get(AlertEventRow, event_id)
             if event is not None and event.delivered_at is None:
                 event.delivered_at = now
         self.session.flush()
@@ -268,7 +290,7 @@ class DeliveryRepository:
     def listing(
         self, status: str | None = None, model: str | None = None, limit: int = 100
     ) -> list[Due]:
-        d, a = AlertDeliveryRow, runs.AlertEventRow
+        d, a = AlertDeliveryRow, AlertEventRow
         stmt = select(d, a).join(a, a.id == d.event_id).order_by(d.id.desc()).limit(limit)
         if status is not None:
             stmt = stmt.where(d.status == status)
@@ -282,10 +304,45 @@ def last_action(session: Session, model: str, kind: str, scope: str | None = Non
     ``scope`` (None: names none): is that condition firing? Events are few (one per
     change of state, and retention deletes old ones), so the scope is matched here
     rather than in SQL, where JSON differs between SQLite and PostgreSQL."""
-    a = runs.AlertEventRow
+    a = AlertEventRow
     stmt = select(a).where(a.model == model, a.kind == kind).order_by(a.id.desc())
     for event in session.scalars(stmt):
         named = event_payload(event).get("scope")
         if (named if isinstance(named, str) and named else None) == scope:
             return event_action(event)
     return None
+
+
+@translated
+class AlertOutbox(Repository[AlertEventRow]):
+    row = AlertEventRow
+
+    def add(
+        self,
+        key: str,
+        kind: str,
+        model: str,
+        message: str,
+        now: datetime,
+        *,
+        run_id: int | None = None,
+        payload: Mapping[str, Any] | None = None,
+    ) -> bool:
+        """Queue an alert; False when the ``key`` was queued already."""
+        row = AlertEventRow(
+            key=key,
+            kind=kind,
+            model=model,
+            run_id=run_id,
+            message=message,
+            payload=json.dumps(dict(payload or {}), sort_keys=True, default=str),
+            created_at=now,
+        )
+        return self._add_once(row, "uq_alert_events_key")
+
+    def events(self, model: str | None = None) -> list[AlertEventRow]:
+        a = AlertEventRow
+        stmt = select(a).order_by(a.id)
+        if model is not None:
+            stmt = stmt.where(a.model == model)
+        return self._list(stmt)

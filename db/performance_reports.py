@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import translated
 from db.models import DriftReportRow, PerformanceReportRow
-from db.session import add_once
+from db.repository import add_once
 from drift.performance import PerformanceMetrics, PerformanceSketch
 from drift.stats.degradation import DegradationVerdict
 

@@ -17,11 +17,11 @@ from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, select, text
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from db.base import Base, BigId, UTCDateTime
 from db.errors import StoreError, translated, violates
-from db.models import Base, BigId, UTCDateTime
-from db.session import savepoint
+from db.repository import Repository, savepoint
 
 
 class Stage(StrEnum):
@@ -76,9 +76,8 @@ class ModelVersionRow(Base):
 
 
 @translated
-class RegistryRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class RegistryRepository(Repository[ModelVersionRow]):
+    row = ModelVersionRow
 
     def register(
         self,
@@ -114,8 +113,7 @@ class RegistryRepository:
         )
         try:
             with savepoint(self.session):
-                self.session.add(row)
-                self.session.flush()
+                self._add(row)
         except IntegrityError as exc:
             table = ModelVersionRow.__table__
             if violates(exc, table, "uq_model_versions_production"):
@@ -138,18 +136,11 @@ class RegistryRepository:
 
     def get(self, model: str, version: str) -> ModelVersionRow | None:
         v = ModelVersionRow
-        return self.session.scalars(
-            select(v).where(v.model == model, v.version == version)
-        ).one_or_none()
-
-    def by_id(self, version_id: int) -> ModelVersionRow | None:
-        return self.session.get(ModelVersionRow, version_id)
+        return self._one(select(v).where(v.model == model, v.version == version))
 
     def production(self, model: str) -> ModelVersionRow | None:
         v = ModelVersionRow
-        return self.session.scalars(
-            select(v).where(v.model == model, v.stage == str(Stage.PRODUCTION))
-        ).one_or_none()
+        return self._one(select(v).where(v.model == model, v.stage == str(Stage.PRODUCTION)))
 
     def set_stage(self, row: ModelVersionRow, stage: Stage, now: datetime) -> None:
         try:
@@ -172,4 +163,4 @@ class RegistryRepository:
         stmt = select(v).order_by(v.model, v.id)
         if model is not None:
             stmt = stmt.where(v.model == model)
-        return list(self.session.scalars(stmt).all())
+        return self._list(stmt)

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import translated, violates
 from db.models import DriftFeatureRow, DriftReportRow, ReportHtmlRow
-from db.session import savepoint
+from db.repository import savepoint
 from drift.report import DriftReport, FeatureDrift
 
 

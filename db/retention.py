@@ -41,8 +41,7 @@ from db.models import (
     PerformanceReportRow,
     WindowAggregate,
 )
-from db.outbox import AlertDeliveryRow, DeliveryStatus
-from db.runs import AlertEventRow
+from db.outbox import AlertDeliveryRow, AlertEventRow, DeliveryStatus
 from db.triggers import TriggerDecisionRow
 
 _LIVE = (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)

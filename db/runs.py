@@ -1,19 +1,18 @@
-"""Retraining runs: the run rows, their phase history, gate results and the alert outbox.
+"""Retraining runs: the run rows, their phase history and gate results.
 
 A run's phase is stored as text (the state machine and its ``Phase`` enum live
-in :mod:`retrain.runs`). ``active`` is true until the run reaches a final
+in :mod:`retrain.lifecycle`). ``active`` is true until the run reaches a final
 phase; a partial unique index allows one active run per model, so two
 replicas deciding at once can never start two. Every transition writes its
-history row, and the alert it causes, in the caller's transaction.
+history row in the caller's transaction, and the caller queues the alert it causes
+there too (:class:`db.outbox.AlertOutbox`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -23,17 +22,16 @@ from sqlalchemy import (
     Index,
     String,
     Text,
-    UniqueConstraint,
     select,
     text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
+from db.base import Base, BigId, UTCDateTime
 from db.errors import translated, violates
-from db.models import Base, BigId, UTCDateTime
-from db.session import add_once, savepoint
+from db.repository import Repository, savepoint
 
 
 class RetrainRunRow(Base):
@@ -110,27 +108,6 @@ class ValidationResultRow(Base):
     passed: Mapped[bool] = mapped_column(Boolean)
 
 
-class AlertEventRow(Base):
-    """The alert outbox: written in the transaction of the state change that causes it,
-    delivered later by the alert channels. ``key`` makes a retried write a no-op."""
-
-    __tablename__ = "alert_events"
-    __table_args__ = (
-        UniqueConstraint("key", name="uq_alert_events_key"),
-        Index("ix_alert_events_created_at", "created_at"),
-    )
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    key: Mapped[str] = mapped_column(String(200))
-    kind: Mapped[str] = mapped_column(String(32))
-    model: Mapped[str] = mapped_column(String(200))
-    run_id: Mapped[int | None] = mapped_column(ForeignKey("retrain_runs.id", ondelete="SET NULL"))
-    message: Mapped[str] = mapped_column(Text)
-    payload: Mapped[str] = mapped_column(Text)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-
-
 @dataclass(frozen=True, slots=True)
 class GateRecord:
     gate: str
@@ -143,9 +120,8 @@ class GateRecord:
 
 
 @translated
-class RunRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class RunRepository(Repository[RetrainRunRow]):
+    row = RetrainRunRow
 
     def start(
         self,
@@ -171,8 +147,7 @@ class RunRepository:
         )
         try:
             with savepoint(self.session):
-                self.session.add(row)
-                self.session.flush()
+                self._add(row)
                 self.session.add(
                     RunPhaseRow(run_id=row.id, phase=phase, note=reason, entered_at=now)
                 )
@@ -189,21 +164,19 @@ class RunRepository:
         stmt = select(RetrainRunRow).where(RetrainRunRow.id == run_id)
         if lock:
             stmt = stmt.with_for_update()
-        return self.session.scalars(stmt).one_or_none()
+        return self._one(stmt)
 
     def active(self, model: str | None = None) -> list[RetrainRunRow]:
         r = RetrainRunRow
         stmt = select(r).where(r.active.is_(True)).order_by(r.id)
         if model is not None:
             stmt = stmt.where(r.model == model)
-        return list(self.session.scalars(stmt).all())
+        return self._list(stmt)
 
     def latest(self, model: str) -> RetrainRunRow | None:
         """The model's newest run, finished or not."""
         r = RetrainRunRow
-        return self.session.scalars(
-            select(r).where(r.model == model).order_by(r.id.desc()).limit(1)
-        ).first()
+        return self._first(select(r).where(r.model == model).order_by(r.id.desc()).limit(1))
 
     def last_finished_at(self, model: str) -> datetime | None:
         r = RetrainRunRow
@@ -220,7 +193,7 @@ class RunRepository:
         stmt = select(r).order_by(r.id.desc()).limit(limit)
         if model is not None:
             stmt = stmt.where(r.model == model)
-        return list(self.session.scalars(stmt).all())
+        return self._list(stmt)
 
     def enter(
         self,
@@ -274,39 +247,3 @@ class RunRepository:
     def gates(self, run_id: int) -> list[ValidationResultRow]:
         v = ValidationResultRow
         return list(self.session.scalars(select(v).where(v.run_id == run_id).order_by(v.id)).all())
-
-
-@translated
-class AlertOutbox:
-    def __init__(self, session: Session) -> None:
-        self.session = session
-
-    def add(
-        self,
-        key: str,
-        kind: str,
-        model: str,
-        message: str,
-        now: datetime,
-        *,
-        run_id: int | None = None,
-        payload: Mapping[str, Any] | None = None,
-    ) -> bool:
-        """Queue an alert; False when the ``key`` was queued already."""
-        row = AlertEventRow(
-            key=key,
-            kind=kind,
-            model=model,
-            run_id=run_id,
-            message=message,
-            payload=json.dumps(dict(payload or {}), sort_keys=True, default=str),
-            created_at=now,
-        )
-        return add_once(self.session, row, "uq_alert_events_key")
-
-    def events(self, model: str | None = None) -> list[AlertEventRow]:
-        a = AlertEventRow
-        stmt = select(a).order_by(a.id)
-        if model is not None:
-            stmt = stmt.where(a.model == model)
-        return list(self.session.scalars(stmt).all())

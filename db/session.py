@@ -6,11 +6,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.errors import translate, violates
+# Imported for its effect: every table in Base.metadata, so each foreign key resolves on flush.
+from db import tables  # noqa: F401
+from db.errors import translate
 
 
 def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
@@ -40,43 +42,6 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 
 @contextmanager
-def savepoint(session: Session) -> Iterator[None]:
-    """``session.begin_nested()``, kept nested on SQLite too.
-
-    pysqlite opens its transaction only before an INSERT, UPDATE or DELETE, so a
-    SAVEPOINT sent first becomes the outermost transaction and its RELEASE
-    commits: a later rollback of the caller's transaction would not undo it.
-    Beginning the transaction here, as pysqlite would at the insert, keeps the
-    savepoint inside it.
-    """
-    connection = session.connection()
-    if connection.dialect.name == "sqlite":
-        driver: Any = connection.connection.driver_connection
-        if not driver.in_transaction:
-            connection.exec_driver_sql("BEGIN")
-    with session.begin_nested():
-        yield
-
-
-def add_once(session: Session, row: Any, constraint: str) -> bool:
-    """Insert ``row`` under a savepoint; False when its table's unique ``constraint``
-    refuses it as already stored (a replica or a repeated tick won the race).
-
-    Any other integrity error (NOT NULL, a foreign key, another unique key) is a
-    bug and is raised; the savepoint keeps the caller's transaction usable.
-    """
-    try:
-        with savepoint(session):
-            session.add(row)
-            session.flush()
-    except sa_exc.IntegrityError as exc:
-        if violates(exc, row.__table__, constraint):
-            return False
-        raise
-    return True
-
-
-@contextmanager
 def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session whose transaction commits on leaving the block, rolls back on an error.
 
@@ -89,3 +54,14 @@ def transaction(sessions: sessionmaker[Session]) -> Iterator[Session]:
             yield session
     except sa_exc.SQLAlchemyError as exc:
         raise translate(exc) from exc
+
+
+def database_problem(sessions: sessionmaker[Session]) -> str | None:
+    """None when the database answers a trivial query, else why not (a readiness probe's
+    answer: the error's kind, without the connection details its message may hold)."""
+    try:
+        with sessions() as session:
+            session.execute(text("SELECT 1"))
+    except sa_exc.SQLAlchemyError as exc:
+        return f"database unreachable: {type(exc).__name__}"
+    return None

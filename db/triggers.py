@@ -14,22 +14,28 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, Text, UniqueConstraint, func, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from db.base import Base, BigId, UTCDateTime
 from db.errors import translated
 from db.models import (
-    Base,
-    BigId,
     ConceptDriftAlarmRow,
     DriftReportRow,
     PerformanceAggregate,
     PerformanceReportRow,
-    UTCDateTime,
 )
-from db.session import add_once
+from db.repository import Repository
+
+
+class TriggerDecision(StrEnum):
+    """What became of a cause: it started a run, or it did not (and the row says why)."""
+
+    FIRED = "fired"
+    SUPPRESSED = "suppressed"
 
 
 class TriggerDecisionRow(Base):
@@ -91,17 +97,16 @@ class Cause:
 
 
 @translated
-class DecisionRepository:
-    def __init__(self, session: Session) -> None:
-        self.session = session
+class DecisionRepository(Repository[TriggerDecisionRow]):
+    row = TriggerDecisionRow
 
     def get(self, cause: Cause) -> TriggerDecisionRow | None:
         d = TriggerDecisionRow
-        return self.session.scalars(
+        return self._one(
             select(d).where(
                 d.model == cause.model, d.cause_kind == cause.kind, d.cause_key == cause.key
             )
-        ).one_or_none()
+        )
 
     def fire(self, decision_id: int, reason: str, run_id: int) -> bool:
         """Turn a suppressed decision into the one that started ``run_id``; False when it is
@@ -109,14 +114,23 @@ class DecisionRepository:
         d = TriggerDecisionRow
         result = self.session.execute(
             update(d)
-            .where(d.id == decision_id, d.decision == "suppressed", d.run_id.is_(None))
-            .values(decision="fired", reason=reason, run_id=run_id)
+            .where(
+                d.id == decision_id,
+                d.decision == TriggerDecision.SUPPRESSED,
+                d.run_id.is_(None),
+            )
+            .values(decision=TriggerDecision.FIRED, reason=reason, run_id=run_id)
             .execution_options(synchronize_session=False)
         )
         return bool(result.rowcount == 1)  # type: ignore[attr-defined]
 
     def add(
-        self, cause: Cause, decision: str, reason: str, now: datetime, run_id: int | None = None
+        self,
+        cause: Cause,
+        decision: TriggerDecision,
+        reason: str,
+        now: datetime,
+        run_id: int | None = None,
     ) -> TriggerDecisionRow | None:
         """Store the decision on ``cause``; None when the cause was decided already."""
         row = TriggerDecisionRow(
@@ -132,13 +146,13 @@ class DecisionRepository:
             run_id=run_id,
             created_at=now,
         )
-        if not add_once(self.session, row, "uq_trigger_decisions_cause"):
+        if not self._add_once(row, "uq_trigger_decisions_cause"):
             return None
         return row
 
     def for_run(self, run_id: int) -> TriggerDecisionRow | None:
         d = TriggerDecisionRow
-        return self.session.scalars(select(d).where(d.run_id == run_id)).first()
+        return self._first(select(d).where(d.run_id == run_id))
 
     def decisions(self, model: str | None = None, limit: int = 100) -> list[TriggerDecisionRow]:
         """The newest ``limit`` decisions, oldest first."""
@@ -150,9 +164,9 @@ class DecisionRepository:
 
     def last_of_kind(self, model: str, kind: str) -> TriggerDecisionRow | None:
         d = TriggerDecisionRow
-        return self.session.scalars(
+        return self._first(
             select(d).where(d.model == model, d.cause_kind == kind).order_by(d.id.desc()).limit(1)
-        ).first()
+        )
 
 
 # How many reports back the start of a streak is looked for.

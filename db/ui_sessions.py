@@ -14,8 +14,8 @@ from datetime import datetime
 from sqlalchemy import Index, String, delete, select, update
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
+from db.base import Base, UTCDateTime
 from db.errors import translated
-from db.models import Base, UTCDateTime
 
 
 class UiSessionRow(Base):

@@ -8,18 +8,20 @@ job ends the run as ``failed`` with the reason, and nothing else changes.
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db.errors import StoreError
 from db.registry import RegistryRepository, Stage
 from db.runs import GateRecord, RetrainRunRow, RunRepository
 from retrain.errors import MalformedResult
 from retrain.executors.base import JobPhase, JobSpec, JobStatus
 from retrain.gates import Verdict, judge
-from retrain.runs import Handler, Loop, Phase, Step
+from retrain.lifecycle import Export, ExportFailure, Handler, Loop, Phase, Step
 
 _LOG_TAIL = 4096
 
@@ -30,7 +32,13 @@ def _failed(run: RetrainRunRow, reason: str) -> Step:
 
 
 def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
-    """Export the run's data (once: the file is its own marker), then start training."""
+    """Start training once the run's data is exported; until then, ask for the export.
+
+    The export runs after this step commits, outside the run's row lock (it can take
+    minutes, and a cancel must not wait for it): here the champion and the data's
+    destination are recorded and the export is asked for; a later tick finds the
+    renamed file (:func:`export`) and starts training.
+    """
     champion = RegistryRepository(session).production(run.model)
     if champion is None:
         return _failed(
@@ -39,38 +47,60 @@ def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
             f"the serving model with: driftwatch models register --model {run.model} "
             "--version V --uri URI",
         )
-    dest = loop.settings.data_path(run.model, run.id)
-    if not dest.exists():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        partial = dest.with_suffix(".partial")
-        try:
-            rows = loop.exporter(run.model, run.data_from, run.data_to, str(partial))
-        except Exception as exc:  # the archive's errors: retry those it calls retriable
-            if not getattr(exc, "retriable", False):
-                return _failed(run, f"exporting the training data failed: {exc}")
-            # Pending has the training phase's timeout, counted from the run's start.
-            waited = loop.clock() - run.created_at
-            if waited < loop.models[run.model].train_timeout:
-                return Step(note=f"export failed, retrying: {exc}")
-            seconds = int(waited.total_seconds())
-            return _failed(run, f"exporting the training data kept failing for {seconds} s: {exc}")
-        if rows == 0:
-            partial.unlink(missing_ok=True)
-            return _failed(
-                run,
-                f"no labelled events of {run.model} archived between "
-                f"{run.data_from.isoformat()} and {run.data_to.isoformat()}",
-            )
-        # The rename is what makes the export happen once: a crash before it re-exports.
-        os.replace(partial, dest)
-    run.data_uri = str(dest)
-    run.data_rows = _rows(dest)
     run.champion_version_id = champion.id
+    dest = loop.settings.data_path(run.model, run.id)
+    run.data_uri = str(dest)
+    if not dest.exists():
+        due = Export(run.model, run.data_from, run.data_to, dest)
+        return Step(note=f"exporting the training data to {dest}", export=due)
+    run.data_rows = _rows(dest)
     spec = loop.train_spec(run)
     return Step(
         Phase.TRAINING,
         f"{run.data_rows} labelled rows exported; champion {champion.version}",
         launch=spec,
+    )
+
+
+def export(loop: Loop, due: Export) -> ExportFailure | None:
+    """Write the export, outside any transaction; None once the file is in place.
+
+    The rename is what makes the export happen once: a crash before it leaves no
+    file, and the next tick exports again. Each attempt writes a partial file of
+    its own, so two exporters of one run (a leader handing over) never write into
+    the same file.
+    """
+    due.dest.parent.mkdir(parents=True, exist_ok=True)
+    partial = due.dest.with_name(f"{due.dest.name}.{uuid.uuid4().hex}.partial")
+    try:
+        rows = loop.exporter(due.model, due.start, due.end, str(partial))
+    except StoreError as exc:  # the archive's errors (db.archive.errors) derive from it
+        partial.unlink(missing_ok=True)
+        if exc.retriable:
+            return ExportFailure(str(exc), retriable=True)
+        return ExportFailure(f"exporting the training data failed: {exc}", retriable=False)
+    if rows == 0:
+        partial.unlink(missing_ok=True)
+        return ExportFailure(
+            f"no labelled events of {due.model} archived between "
+            f"{due.start.isoformat()} and {due.end.isoformat()}",
+            retriable=False,
+        )
+    os.replace(partial, due.dest)
+    return None
+
+
+def export_failed(loop: Loop, run: RetrainRunRow, failure: ExportFailure) -> Step:
+    """The step after a failed export: a retriable failure keeps the run pending for as
+    long as the training phase's timeout, counted from the run's start; any other fails it."""
+    if not failure.retriable:
+        return _failed(run, failure.reason)
+    waited = loop.clock() - run.created_at
+    if waited < loop.models[run.model].train_timeout:
+        return Step(note=f"export failed, retrying: {failure.reason}")
+    seconds = int(waited.total_seconds())
+    return _failed(
+        run, f"exporting the training data kept failing for {seconds} s: {failure.reason}"
     )
 
 

@@ -32,16 +32,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.runs import AlertOutbox, RunRepository
-from db.session import savepoint, transaction
-from db.triggers import Cause, DecisionRepository, TriggerInputs
+from db.outbox import AlertOutbox
+from db.repository import savepoint
+from db.runs import RunRepository
+from db.session import transaction
+from db.triggers import Cause, DecisionRepository, TriggerDecision, TriggerInputs
 from retrain.errors import RunRefused
-from retrain.runs import Phase
+from retrain.lifecycle import Phase
 from retrain.settings import ModelRetrain
 
 log = logging.getLogger(__name__)
 
-FIRED, SUPPRESSED = "fired", "suppressed"
 RETRAIN_STARTED = "retrain_started"
 
 
@@ -58,9 +59,13 @@ class Decision:
     model: str
     cause: str
     key: str
-    decision: str
+    decision: TriggerDecision
     reason: str
     run_id: int | None
+
+    @property
+    def fired(self) -> bool:
+        return self.decision is TriggerDecision.FIRED
 
 
 class TriggerPolicy:
@@ -96,7 +101,12 @@ class TriggerPolicy:
                 stored = DecisionRepository(session).get(cause)
                 assert stored is not None
                 return Decision(
-                    model, "manual", stored.cause_key, stored.decision, stored.reason, stored.run_id
+                    model,
+                    "manual",
+                    stored.cause_key,
+                    TriggerDecision(stored.decision),
+                    stored.reason,
+                    stored.run_id,
                 )
         return decision
 
@@ -105,9 +115,11 @@ class TriggerPolicy:
         made: list[Decision] = []
         for cause in self._causes(session, m):
             stored = decisions.get(cause)
-            if stored is not None and (stored.decision == FIRED or stored.run_id is not None):
+            if stored is not None and (
+                stored.decision == TriggerDecision.FIRED or stored.run_id is not None
+            ):
                 continue
-            fired = next((d for d in made if d.decision == FIRED), None)
+            fired = next((d for d in made if d.fired), None)
             guard: str | None
             if fired is not None:
                 guard = f"run {fired.run_id} started this tick by cause {fired.cause}"
@@ -146,7 +158,7 @@ class TriggerPolicy:
                     raise _Lost
         except _Lost:
             return None
-        return Decision(m.model, cause.kind, cause.key, FIRED, reason, run)
+        return Decision(m.model, cause.kind, cause.key, TriggerDecision.FIRED, reason, run)
 
     def _apply(
         self, session: Session, m: ModelRetrain, cause: Cause, guard: str | None
@@ -155,19 +167,23 @@ class TriggerPolicy:
         decided the cause first."""
         now = self.clock()
         reason = guard or cause.summary
-        row = DecisionRepository(session).add(cause, SUPPRESSED if guard else FIRED, reason, now)
+        row = DecisionRepository(session).add(
+            cause, TriggerDecision.SUPPRESSED if guard else TriggerDecision.FIRED, reason, now
+        )
         if row is None:
             return None
         if guard is None:
             run = self._start(session, m, cause, now)
             if run is None:
                 active = RunRepository(session).active(m.model)
-                row.decision = SUPPRESSED
+                row.decision = TriggerDecision.SUPPRESSED
                 row.reason = f"run {active[0].id if active else '?'} is active"
             else:
                 row.run_id = run
             session.flush()
-        return Decision(m.model, cause.kind, cause.key, row.decision, row.reason, row.run_id)
+        return Decision(
+            m.model, cause.kind, cause.key, TriggerDecision(row.decision), row.reason, row.run_id
+        )
 
     def _start(self, session: Session, m: ModelRetrain, cause: Cause, now: datetime) -> int | None:
         end = TriggerInputs(session).newest_labeled_end(m.model) or now

@@ -8,10 +8,15 @@ Each tick takes every active run one step at most. A step runs in one
 transaction that holds the run's row (PostgreSQL: ``FOR UPDATE``, so two
 replicas ticking at once take turns): the handler observes the world, writes
 the transition, its history row and the alert it causes, and commits; only
-then does it act (launch or cancel a job). Once a launch returns, a second
-transaction records it on the run (``train_launched_at`` /
-``validate_launched_at``). Every action is idempotent, and a job is known by
-its deterministic name, so a crash at any point resumes: a job launched before
+then does it act (export the run's data, launch or cancel a job). Once a launch
+returns, a second transaction records it on the run (``train_launched_at`` /
+``validate_launched_at``). The export, which can take minutes, runs outside
+the row lock too (so ``runs cancel`` never waits for it): the pending phase
+asks for it and commits, the export writes a partial file and renames it, and
+a later tick finds the renamed file and starts training; a failed export is
+recorded in a transaction of its own, on the run as it is by then. Every
+action is idempotent, and a job is known by its deterministic name, so a crash
+at any point resumes: an export cut short is redone, a job launched before
 the crash is adopted, a finished one is read again, one ``missing`` with no
 launch recorded was never launched and is launched now, and one ``missing``
 although its launch was recorded is lost (deleted before its result was read)
@@ -23,37 +28,22 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.outbox import AlertOutbox
 from db.registry import RegistryRepository, Stage
-from db.runs import AlertOutbox, RetrainRunRow, RunRepository
+from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
-from retrain.executors.base import Executor, JobSpec, Mode
-from retrain.settings import Exporter, LoopSettings, ModelRetrain
+from retrain.executors.base import JobSpec
+from retrain.lifecycle import Handler, Loop, Phase, Step
+from retrain.phases import HANDLERS, export, export_failed
 
 log = logging.getLogger(__name__)
 
 
-class Phase(StrEnum):
-    PENDING = "pending"
-    TRAINING = "training"
-    VALIDATING = "validating"
-    ACCEPTED = "accepted"
-    REJECTED = "rejected"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-    @property
-    def final(self) -> bool:
-        return self in _FINAL
-
-
-_FINAL = frozenset({Phase.ACCEPTED, Phase.REJECTED, Phase.FAILED, Phase.CANCELLED})
 # Alerts go out for the outcomes someone should look at.
 _ALERTED = {
     Phase.ACCEPTED: "run_accepted",
@@ -65,72 +55,7 @@ _ALERTED = {
 # with the run (in the same transaction), so no candidate outlives its run.
 _ENDS_CANDIDATE = frozenset({Phase.FAILED, Phase.CANCELLED})
 
-Action = Callable[[], None]
-
-
-@dataclass
-class Step:
-    """What a handler decided: the phase it moved the run to (None: stays), why, and
-    what to do once that is committed: ``act``, then ``launch`` that job and record it."""
-
-    phase: Phase | None = None
-    note: str = ""
-    act: Action | None = None
-    launch: JobSpec | None = None
-
-
-@dataclass(frozen=True)
-class Loop:
-    """Everything a handler works with. ``clock`` returns an aware UTC datetime."""
-
-    executor: Executor
-    models: Mapping[str, ModelRetrain]
-    settings: LoopSettings
-    exporter: Exporter
-    clock: Callable[[], datetime]
-
-    def train_spec(self, run: RetrainRunRow) -> JobSpec:
-        m = self.models[run.model]
-        return JobSpec(
-            run_id=run.id,
-            model=run.model,
-            mode=Mode.TRAIN,
-            data_uri=str(self.settings.data_path(run.model, run.id)),
-            output_uri=self.settings.output_uri(run.model, run.id),
-            timeout=m.train_timeout,
-            env=self._common_env(m),
-        )
-
-    def validate_spec(self, run: RetrainRunRow, session: Session) -> JobSpec:
-        m = self.models[run.model]
-        registry = RegistryRepository(session)
-        env = self._common_env(m)
-        for side, version_id in (
-            ("CHAMPION", run.champion_version_id),
-            ("CANDIDATE", run.candidate_version_id),
-        ):
-            version = registry.by_id(version_id) if version_id is not None else None
-            if version is not None:
-                env[f"DRIFTWATCH_{side}_URI"] = version.uri
-                env[f"DRIFTWATCH_{side}_SHA256"] = version.sha256
-        if m.slice_feature:
-            env["DRIFTWATCH_SLICE_FEATURE"] = m.slice_feature
-        return JobSpec(
-            run_id=run.id,
-            model=run.model,
-            mode=Mode.VALIDATE,
-            data_uri=str(self.settings.data_path(run.model, run.id)),
-            output_uri=self.settings.output_uri(run.model, run.id),
-            timeout=m.validate_timeout,
-            env=env,
-        )
-
-    @staticmethod
-    def _common_env(m: ModelRetrain) -> dict[str, str]:
-        return {"DRIFTWATCH_TASK": m.task, "DRIFTWATCH_HOLDOUT_SHARE": repr(m.holdout_share)}
-
-
-Handler = Callable[[Loop, Session, RetrainRunRow], Step]
+Decide = Callable[[Session, RetrainRunRow], Step]
 
 
 class RunObserver(Protocol):
@@ -164,8 +89,6 @@ class RunDriver:
         handlers: Mapping[Phase, Handler] | None = None,
         observer: RunObserver | None = None,
     ) -> None:
-        from retrain.phases import HANDLERS
-
         self.sessions = sessions
         self.loop = loop
         self.handlers = dict(handlers or HANDLERS)
@@ -186,26 +109,49 @@ class RunDriver:
 
     def step(self, run_id: int) -> Phase:
         """One step of one run; its phase after the step."""
+        phase, step = self._decide(
+            run_id, lambda s, run: self.handlers[Phase(run.phase)](self.loop, s, run)
+        )
+        if step is None:
+            return phase
+        if step.act is not None:
+            step.act()
+        if step.export is not None:
+            failure = export(self.loop, step.export)
+            # On the run as it is now (a cancel may have ended it meanwhile): a failure is
+            # recorded; a finished export waits for the next tick, which finds its file.
+            phase, _ = self._decide(
+                run_id,
+                lambda _s, run: (
+                    Step() if failure is None else export_failed(self.loop, run, failure)
+                ),
+                Phase.PENDING,
+            )
+        if step.launch is not None:
+            self._launch(step.launch)
+        return phase
+
+    def _decide(
+        self, run_id: int, decide: Decide, only: Phase | None = None
+    ) -> tuple[Phase, Step | None]:
+        """One transaction holding the run's row: ``decide`` on the run (an active one, in
+        phase ``only`` if given), record the transition it chose and commit. The phase
+        after it, and the step (None when the run was not in a phase to decide on)."""
         with transaction(self.sessions) as session:
-            runs = RunRepository(session)
-            run = runs.get(run_id, lock=True)
+            run = RunRepository(session).get(run_id, lock=True)
             if run is None:
                 raise LookupError(f"no run {run_id}")
             phase = Phase(run.phase)
-            if phase.final:
-                return phase
-            step = self.handlers[phase](self.loop, session, run)
+            if phase.final or (only is not None and phase is not only):
+                return phase, None
+            step = decide(session, run)
             if step.phase is not None:
                 self._enter(session, run, step.phase, step.note)
                 phase = step.phase
             model, trigger = run.model, run.trigger
         if step.phase is not None and step.phase.final:
             self.observer.finished(model, trigger, str(step.phase))
-        if step.act is not None:
-            step.act()
-        if step.launch is not None:
-            self._launch(step.launch)
-        return phase
+        return phase, step
 
     def _launch(self, spec: JobSpec) -> None:
         """Launch the job, then record that it was launched, in a transaction of its own:

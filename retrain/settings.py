@@ -49,8 +49,11 @@ class Exporter(Protocol):
     """Writes the model's labelled events with event time in [start, end] to ``dest``
     (Parquet, the export format of the archive) and returns the rows written.
 
-    Errors with ``retriable`` true (an object store that did not answer) are
-    retried on the next tick; any other error fails the run.
+    It raises :class:`db.errors.StoreError` (the archive's errors derive from it):
+    one with ``retriable`` true (an object store that did not answer) is retried
+    on the next tick, any other fails the run. Any other exception is a bug, and
+    is raised out of the tick. It runs after the pending step's commit, outside
+    the run's row lock.
     """
 
     def __call__(self, model: str, start: datetime, end: datetime, dest: str) -> int: ...

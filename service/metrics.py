@@ -86,6 +86,8 @@ SERVICE: tuple[Spec, ...] = (
          "Events made durable in SQL"),
     Spec("flush_failures", Counter, "driftwatch_flush_failures_total",
          "Failed flush attempts (retried)", ("error",)),
+    Spec("archive_compaction_failures", Counter, "driftwatch_archive_compaction_failures_total",
+         "Archive compactions that failed (appends slow down until one succeeds)"),
     Spec("offset_conflicts", Counter, "driftwatch_offset_conflicts_total",
          "Partitions whose stored offset moved under this consumer"),
     Spec("consumer_lag", Gauge, "driftwatch_consumer_lag_messages",
@@ -210,6 +212,7 @@ class Metrics:
     flush_seconds: Histogram
     flushed_events: Counter
     flush_failures: Counter
+    archive_compaction_failures: Counter
     offset_conflicts: Counter
     consumer_lag: Gauge
     labels: Counter

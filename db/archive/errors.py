@@ -9,12 +9,19 @@
 
 deltalake's, pyarrow's and fsspec's exceptions are translated where they are
 raised (:func:`translate`), so the ingestion loop retries the archive exactly as
-it retries SQL: both are the store.
+it retries SQL: both are the store. Only storage failures are retriable; an
+exception of no storage library (a bug) becomes a plain, fatal ArchiveError.
 """
 
 from __future__ import annotations
 
-from deltalake.exceptions import CommitFailedError, DeltaProtocolError, TableNotFoundError
+from deltalake.exceptions import (
+    CommitFailedError,
+    DeltaError,
+    DeltaProtocolError,
+    SchemaMismatchError,
+    TableNotFoundError,
+)
 
 from db.errors import StoreError
 
@@ -46,9 +53,11 @@ def translate(exc: Exception, what: str) -> ArchiveError:
         return ArchiveError(text)
     if isinstance(exc, OSError):
         return ArchiveUnavailable(text)
-    # deltalake reports object-store failures (network, permissions) as a generic DeltaError
-    # or OSError; a schema mismatch as a SchemaMismatchError: retrying cannot fix those.
-    name = type(exc).__name__
-    if "Schema" in name or isinstance(exc, ValueError | TypeError):
-        return ArchiveError(text)
-    return ArchiveUnavailable(text)
+    # deltalake reports object-store failures (network, permissions) as a generic
+    # DeltaError or OSError, and a schema mismatch as a SchemaMismatchError, which
+    # retrying cannot fix.
+    if isinstance(exc, DeltaError) and not isinstance(exc, SchemaMismatchError):
+        return ArchiveUnavailable(text)
+    # Anything else (pyarrow refusing the data, a KeyError in our own code) is a bug or
+    # bad input: not retriable, so it surfaces instead of being retried forever.
+    return ArchiveError(text)

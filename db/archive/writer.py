@@ -31,7 +31,7 @@ does it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import pyarrow as pa
@@ -44,7 +44,7 @@ from deltalake import (
     WriterProperties,
     write_deltalake,
 )
-from deltalake.exceptions import TableNotFoundError
+from deltalake.exceptions import DeltaError, TableNotFoundError
 
 from db.archive.errors import ArchiveConflict, translate
 from db.archive.settings import ArchiveSettings, Kind
@@ -54,12 +54,27 @@ log = logging.getLogger(__name__)
 _ATTEMPTS = 5
 
 
-class ArchiveWriter:
-    """Appends flushes of buffered events to ``{uri}/{model}/{kind}``."""
+def _unobserved() -> None:
+    pass
 
-    def __init__(self, settings: ArchiveSettings, group: str) -> None:
+
+class ArchiveWriter:
+    """Appends flushes of buffered events to ``{uri}/{model}/{kind}``.
+
+    ``compaction_failed`` is called for each compaction that failed (the service
+    counts them): the table keeps its small files, and appends slow down, until a
+    later compaction succeeds.
+    """
+
+    def __init__(
+        self,
+        settings: ArchiveSettings,
+        group: str,
+        compaction_failed: Callable[[], None] = _unobserved,
+    ) -> None:
         self.settings = settings
         self.group = group
+        self.compaction_failed = compaction_failed
         self._tables: dict[str, DeltaTable] = {}
         self._appends: dict[str, int] = {}
 
@@ -105,14 +120,16 @@ class ArchiveWriter:
 
     def compact(self, uri: str) -> int:
         """Compact the table's small files; returns how many it replaced (0 when the
-        compaction lost a race or failed: it is maintenance, never a flush's failure)."""
+        compaction lost a race or failed: it is maintenance, never a flush's failure,
+        but a failure is logged and counted, since appends slow down until one works)."""
         table = self._load(uri)
         if table is None:
             return 0
         try:
             done = table.optimize.compact()
-        except Exception as exc:
-            log.info("compacting %s skipped: %s", uri, exc)
+        except (DeltaError, OSError) as exc:
+            log.warning("compacting %s failed: %s", uri, exc)
+            self.compaction_failed()
             return 0
         finally:
             self._tables.pop(uri, None)

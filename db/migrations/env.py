@@ -5,13 +5,13 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection
 
-from db.models import Base
+from db.tables import metadata
 
 
 def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
-        target_metadata=Base.metadata,
+        target_metadata=metadata,
         # SQLite cannot ALTER most things in place; batch mode rebuilds tables instead.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,

@@ -7,9 +7,10 @@ protects while the job exists, though: a Kubernetes Job deleted after it finishe
 could be created again. So the run records in SQL that a launch returned
 (:mod:`retrain.runs`), and a job ``MISSING`` after that is lost, never relaunched;
 ``UNSTARTED`` is the one absent job a backend may start again safely. Backends:
-``local`` (a subprocess, :mod:`retrain.executors.local`) and ``fake`` (in
-process, for the lifecycle's unit tests); Kubernetes Jobs come next and fit the
-same shape (a 409 on create is the adoption).
+``local`` (a subprocess, :mod:`retrain.executors.local`), ``kubernetes`` (a
+``batch/v1`` Job, :mod:`retrain.executors.kubernetes`: a 409 on create is the
+adoption) and ``fake`` (in process, for tests and demos); one contract test
+runs over all three (``tests/unit/retrain/test_executor_contract.py``).
 """
 
 from __future__ import annotations

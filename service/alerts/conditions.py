@@ -21,8 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.outbox import last_action
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox, last_action
 
 DATA_DRIFT = "data_drift"
 PERFORMANCE_DEGRADATION = "performance_degradation"

@@ -23,8 +23,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.outbox import event_action, event_payload
-from db.runs import AlertEventRow, AlertOutbox
+from db.outbox import AlertEventRow, AlertOutbox, event_action, event_payload
 from db.session import transaction
 from service.config.alerts import SERVICE_MODEL
 

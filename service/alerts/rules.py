@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from db.runs import AlertEventRow
+from db.outbox import AlertEventRow
 from service.alerts.base import Severity
 from service.config.alerts import AlertsConfig
 

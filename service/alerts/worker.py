@@ -43,13 +43,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.outbox import (
     AlertDeliveryRow,
+    AlertEventRow,
     DeliveryRepository,
     DeliveryStatus,
     Due,
     event_action,
     event_payload,
 )
-from db.runs import AlertEventRow
 from db.session import transaction
 from service.alerts.base import Action, Alert, Channel, Outcome, Severity, dedup_key
 from service.alerts.dispatch import Dispatcher, Sent

@@ -5,9 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 
+from db.session import database_problem
 from service.api.deps import Deps, read_scope
 from service.api.schemas import ErrorBody, Status
 
@@ -24,11 +23,9 @@ def healthz() -> Status:
 def readyz(deps: Deps) -> Response:
     """The database answers and the consumer has its partitions and is not stalled."""
     problems: list[str] = []
-    try:
-        with deps.sessions() as session:
-            session.execute(text("SELECT 1"))
-    except SQLAlchemyError as exc:
-        problems.append(f"database unreachable: {type(exc).__name__}")
+    database = database_problem(deps.sessions)
+    if database is not None:
+        problems.append(database)
     consumer = deps.consumer_problem()
     if consumer is not None:
         problems.append(consumer)

@@ -97,7 +97,7 @@ def request_run(deps: ApiDeps, model: str, reason: str, cause_key: str | None) -
         decision = deps.retrain_policy.request(model, reason, cause_key)
     except RunRefused as exc:
         raise NotFound(str(exc)) from exc
-    if decision.decision == "fired" and decision.run_id is not None:
+    if decision.fired and decision.run_id is not None:
         return Outcome(decision.run_id, decision.reason, None)
     with transaction(deps.sessions) as s:
         active = [r.id for r in RunRepository(s).active(model)]

@@ -15,7 +15,7 @@ from db.registry import ModelVersionRow, RegistryRepository, Stage
 from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from db.triggers import DecisionRepository
-from retrain.runs import Phase
+from retrain.lifecycle import Phase
 from service.cli.common import load, require_model, sessions_for
 from service.errors import ServiceError
 from service.wiring.retraining import absolute_uri, build_retraining, utc_now
@@ -27,7 +27,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     sessions = sessions_for(cfg, args)
     retraining = build_retraining(cfg, sessions)
     decision = retraining.policy.request(args.model, args.reason or "requested from the CLI")
-    if decision.decision != "fired" or decision.run_id is None:
+    if not decision.fired or decision.run_id is None:
         print(f"{args.model}: {decision.reason}; nothing started")
         with transaction(sessions) as s:
             active = [r.id for r in RunRepository(s).active(args.model)]

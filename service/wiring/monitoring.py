@@ -161,7 +161,7 @@ def build_ingest_loop(
         stats=IngestMetrics(metrics, cfg.models, tally),
         label_specs=label_specs,
         join_observer=observer,
-        archive=build_archive(cfg),
+        archive=build_archive(cfg, metrics.archive_compaction_failures.inc),
     )
 
 
@@ -190,12 +190,12 @@ def archived_models(cfg: Config) -> list[str]:
     return [name for name, m in cfg.models.items() if m.archive.enabled]
 
 
-def build_archive(cfg: Config) -> ArchiveIntake:
+def build_archive(cfg: Config, compaction_failed: Callable[[], None]) -> ArchiveIntake:
     """What the ingestion loop archives through; a no-op when no model is archived."""
     models = archived_models(cfg)
     if not models:
         return NoArchive()
-    writer = ArchiveWriter(cfg.archive.settings(), cfg.kafka.group_id)
+    writer = ArchiveWriter(cfg.archive.settings(), cfg.kafka.group_id, compaction_failed)
     return ArchiveIntake(writer, models)
 
 

@@ -16,8 +16,9 @@ from drift.schema import FeatureKind
 from retrain.executors import make_executor
 from retrain.executors.base import Executor
 from retrain.gates import GateSettings, MetricGate
+from retrain.lifecycle import Loop
 from retrain.policy import TriggerPolicy
-from retrain.runs import Loop, RunDriver, RunObserver
+from retrain.runs import RunDriver, RunObserver
 from retrain.settings import Exporter, LoopSettings, ModelRetrain
 from service.config import Config
 from service.errors import ConfigError

@@ -14,8 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.outbox import DeliveryRepository, DeliveryStatus
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox, DeliveryRepository, DeliveryStatus
 from db.session import make_engine, make_session_factory, transaction
 from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition

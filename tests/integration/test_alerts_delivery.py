@@ -20,8 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.outbox import DeliveryRepository, DeliveryStatus
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox, DeliveryRepository, DeliveryStatus
 from db.session import transaction
 from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition

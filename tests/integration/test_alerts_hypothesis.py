@@ -21,8 +21,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.outbox import AlertDeliveryRow, DeliveryRepository, DeliveryStatus
-from db.runs import AlertOutbox
+from db.outbox import AlertDeliveryRow, AlertOutbox, DeliveryRepository, DeliveryStatus
 from db.session import transaction
 from service.alerts import build_worker
 from service.alerts.worker import OutboxWorker

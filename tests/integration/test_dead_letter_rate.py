@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox
 from db.session import make_engine, make_session_factory
 from service.alerts.replica import DEAD_LETTER_RATE, SERVICE_MODEL
 from service.wiring.watches import build_tally, build_watches

@@ -17,7 +17,7 @@ from db.runs import RunRepository
 from db.session import make_engine, make_session_factory, transaction
 from retrain.artifacts import save_model
 from retrain.executors.base import JobPhase
-from retrain.runs import Phase
+from retrain.lifecycle import Phase
 from service.config import load_config
 from service.dev.concept import CATEGORICAL, NUMERICAL, Era, draw, train_champion
 from service.wiring.retraining import Retraining, build_retraining

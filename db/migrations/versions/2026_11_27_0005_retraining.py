@@ -12,7 +12,7 @@ from typing import Any
 import sqlalchemy as sa
 from alembic import op
 
-from db.models import UTCDateTime
+from db.base import UTCDateTime
 
 revision = "0005"
 down_revision = "0004"

@@ -135,3 +135,23 @@ def test_a_writer_compacts_a_table_every_compact_every_appends_and_loses_nothing
     # The application transactions survive compaction: a replay still adds nothing.
     replay = ArchiveWriter(settings, "g")
     assert replay.append("m", Kind.LABELS, labels(list(range(30, 36))), {("l", 0): 36}) == 0
+
+
+def test_a_failed_compaction_is_logged_as_a_warning_counted_and_fails_no_flush(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"), compact_every=3)
+    failures: list[None] = []
+    writer = ArchiveWriter(settings, "g", compaction_failed=lambda: failures.append(None))
+    writer.append("m", Kind.LABELS, labels([0]), {("l", 0): 1})
+    writer.append("m", Kind.LABELS, labels([1]), {("l", 0): 2})
+    uri = settings.table_uri("m", Kind.LABELS)
+    # A data file gone from under the table: the compaction cannot read it.
+    Path(DeltaTable(uri).file_uris()[0]).unlink()
+    with caplog.at_level("WARNING", logger="db.archive.writer"):
+        assert writer.append("m", Kind.LABELS, labels([2]), {("l", 0): 3}) == 1
+    assert failures == [None]
+    assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
+        ("WARNING", f"compacting {uri} failed")
+    ]
+    assert DeltaTable(uri).transaction_version("driftwatch:g:l:0") == 3

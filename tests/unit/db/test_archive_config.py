@@ -48,9 +48,9 @@ def test_driftwatch_run_maintains_the_archive_only_when_a_model_is_archived(
     maintain = archive_maintenance(cfg)
     assert maintain is not None
     maintain()  # nothing archived yet: a run is a no-op, not an error
-    assert build_archive(cfg).models == {"fraud"}
+    assert build_archive(cfg, lambda: None).models == {"fraud"}
 
     raw["models"]["fraud"]["archive"] = {"enabled": False}
     cfg = load(tmp_path, raw, {})
     assert archive_maintenance(cfg) is None
-    assert isinstance(build_archive(cfg), NoArchive)
+    assert isinstance(build_archive(cfg, lambda: None), NoArchive)

@@ -87,12 +87,12 @@ def test_migrations_build_exactly_what_the_models_describe(db_url: str) -> None:
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from db.models import Base
+    from db.tables import metadata
 
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+            diff = compare_metadata(MigrationContext.configure(conn), metadata)
     finally:
         engine.dispose()
     assert diff == []

@@ -17,11 +17,12 @@ from db.models import (
     PerformanceReportRow,
     ReferenceProfileRow,
 )
-from db.runs import AlertOutbox, RunRepository
+from db.outbox import AlertOutbox
+from db.runs import RunRepository
 from db.session import transaction
-from db.triggers import DecisionRepository
+from db.triggers import DecisionRepository, TriggerDecision
+from retrain.lifecycle import Phase
 from retrain.policy import TriggerPolicy
-from retrain.runs import Phase
 from tests.unit.retrain.support import T0, Clock, model_settings
 
 W = timedelta(minutes=5)
@@ -163,20 +164,21 @@ def test_causes_during_a_run_and_its_cooldown_are_suppressed_and_stored_with_why
     p = policy(sessions, clock, drift_windows=0)
     add_degraded(sessions, T0 - 3 * W)
     (first,) = p.tick()
-    assert first.decision == "fired" and first.run_id is not None
+    assert first.decision is TriggerDecision.FIRED and first.run_id is not None
     add_alarm(sessions)
     (during,) = p.tick()
-    assert (during.cause, during.decision) == ("concept_alarm", "suppressed")
+    assert (during.cause, during.decision) == ("concept_alarm", TriggerDecision.SUPPRESSED)
     assert during.reason == f"run {first.run_id} is active (pending)"
     finish(sessions, first.run_id, clock.now)
     clock.advance(minutes=30)
     add_degraded(sessions, T0 - 2 * W)
     (cooling,) = p.tick()
-    assert cooling.decision == "suppressed" and cooling.reason.startswith("cooldown: the last run")
+    assert cooling.decision is TriggerDecision.SUPPRESSED
+    assert cooling.reason.startswith("cooldown: the last run")
     clock.advance(minutes=31)
     add_degraded(sessions, T0 - W)
     (after,) = p.tick()
-    assert after.decision == "fired"
+    assert after.decision is TriggerDecision.FIRED
     assert [d[:2] for d in decisions(sessions)] == [
         ("degradation", "fired"),
         ("concept_alarm", "suppressed"),
@@ -193,12 +195,12 @@ def test_too_few_new_labels_since_the_last_runs_data_suppresses(
     add_labels(sessions, T0 - 9 * W, 1500)
     add_degraded(sessions, T0 - 9 * W)
     (first,) = p.tick()
-    assert first.decision == "fired" and first.run_id is not None
+    assert first.decision is TriggerDecision.FIRED and first.run_id is not None
     finish(sessions, first.run_id, clock.now)
     add_labels(sessions, T0 - 2 * W, 400)  # after the first run's data ends
     add_degraded(sessions, T0 - 2 * W)
     (second,) = p.tick()
-    assert second.decision == "suppressed"
+    assert second.decision is TriggerDecision.SUPPRESSED
     assert second.reason.startswith("400 new labelled events since ")
     assert second.reason.endswith(", 1000 needed")
 
@@ -246,7 +248,8 @@ def test_a_manual_request_during_a_run_starts_nothing_and_says_which(
 ) -> None:
     p = policy(sessions, Clock(), drift_windows=0, min_new_labels=10**9)
     first = p.request("fraud", "new features")
-    assert first.decision == "fired"  # manual requests skip the label and cooldown guards
+    # Manual requests skip the label and cooldown guards.
+    assert first.decision is TriggerDecision.FIRED
     second = p.request("fraud", "again")
     assert (second.decision, second.reason) == ("suppressed", f"run {first.run_id} is active")
 
@@ -260,7 +263,7 @@ def test_labels_from_before_the_change_began_do_not_count(
     add_drift(sessions, [False, True, True], end=T0 - W)  # drift from the window at T0 - 3W
     add_labels(sessions, T0 - 2 * W, 300)
     (early,) = p.tick()
-    assert early.decision == "suppressed"
+    assert early.decision is TriggerDecision.SUPPRESSED
     assert early.reason == f"300 new labelled events since {(T0 - 3 * W).isoformat()}, 1000 needed"
     add_labels(sessions, T0 - W, 800)
     add_drift(sessions, [True], end=T0)  # the streak goes on: a new cause
@@ -276,7 +279,7 @@ def test_a_cause_held_back_fires_once_its_guards_pass_keeping_why_it_waited(
     add_degraded(sessions, T0 - 2 * W)
     add_labels(sessions, T0 - 2 * W, 600)
     (held,) = p.tick()
-    assert held.decision == "suppressed"
+    assert held.decision is TriggerDecision.SUPPRESSED
     assert p.tick() == []  # still too few: nothing new is written
     add_labels(sessions, T0 - W, 600)  # no new report, only labels
     (fired,) = p.tick()
@@ -301,8 +304,9 @@ def test_a_manual_request_repeated_with_its_key_returns_its_first_decision(
     first = p.request("fraud", "retry-safe", key="req-1")
     other = p.request("fraud", "another request")
     again = p.request("fraud", "retry-safe", key="req-1")
-    assert other.decision == "suppressed"
-    assert again == first
+    assert other.decision is TriggerDecision.SUPPRESSED
+    # Read back from its row, the repeated decision is the enum, not the stored text.
+    assert again == first and again.decision is TriggerDecision.FIRED and again.fired
 
 
 def test_a_fired_trigger_queues_one_retrain_started_alert_and_a_repeated_tick_none(

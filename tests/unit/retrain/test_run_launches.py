@@ -25,7 +25,7 @@ from db.session import transaction
 from retrain.executors.base import Executor, JobPhase, Mode
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings
 from retrain.executors.local import LocalExecutor
-from retrain.runs import Phase
+from retrain.lifecycle import Phase
 from tests.harness.k8s.cluster import NAMESPACE, api_client, cluster, python_job, until
 from tests.harness.k8s.kubelet import Kubelet
 from tests.harness.k8s.server import Emulator, Fault
@@ -85,7 +85,7 @@ def rig(sessions: sessionmaker[Session], tmp_path: Path) -> Rig:
 def test_a_validation_job_lost_after_its_launch_fails_the_run_and_rejects_the_candidate(
     rig: Rig,
 ) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     rig.driver().tick()
     rig.executor.succeed(TRAIN, train_result())
     assert rig.driver().tick() == {run_id: Phase.VALIDATING}
@@ -103,7 +103,7 @@ def test_a_validation_job_lost_after_its_launch_fails_the_run_and_rejects_the_ca
 
 
 def test_a_launch_whose_record_was_lost_is_recorded_when_its_job_is_seen(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     real = rig.executor.launch
 
     def launch_then_die(spec: Any) -> bool:
@@ -151,7 +151,7 @@ def test_a_kubernetes_job_deleted_while_the_service_was_down_fails_the_run_once(
 ) -> None:
     rig, emulator, kubelet = k8s
     (tmp_path / "marks" / "go").touch()
-    run_id = rig.start()
+    run_id = rig.start_exported()
     train = f"driftwatch-fraud-{run_id}-train"
     assert rig.driver().tick() == {run_id: Phase.TRAINING}
     assert launched(rig, run_id) == (True, False)
@@ -173,7 +173,7 @@ def test_a_crash_before_the_kubernetes_create_launches_once_after_restart(
     k8s: tuple[Rig, Emulator, Kubelet], tmp_path: Path
 ) -> None:
     rig, emulator, _ = k8s
-    run_id = rig.start()
+    run_id = rig.start_exported()
     train = f"driftwatch-fraud-{run_id}-train"
     crash_in(rig, killed)
     assert rig.run(run_id)[0] == "training" and launched(rig, run_id) == (False, False)
@@ -197,7 +197,7 @@ def test_a_create_applied_but_unanswered_is_adopted_recorded_and_never_repeated(
     rig, emulator, kubelet = k8s
     # Every attempt reaches the API server, whose answer is lost: the launch raises.
     emulator.inject(Fault("create", "jobs", 503, count=3, after=True))
-    run_id = rig.start()
+    run_id = rig.start_exported()
     train = f"driftwatch-fraud-{run_id}-train"
     with pytest.raises(Exception, match="503"):
         rig.driver().tick()
@@ -239,7 +239,7 @@ def job_dir(tmp_path: Path, run_id: int) -> Path:
 def test_a_local_job_running_across_a_restart_is_adopted_not_failed(
     local: Rig, tmp_path: Path
 ) -> None:
-    run_id = local.start()
+    run_id = local.start_exported()
     assert local.driver().tick() == {run_id: Phase.TRAINING}
     until(lambda: starts(tmp_path / "marks") == ["train"])
     restarted = local.restart()
@@ -266,7 +266,7 @@ def crash_at_the_spawn(rig: Rig, monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_local_job_that_never_started_is_launched_once_whether_recorded_or_not(
     local: Rig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, recorded: bool
 ) -> None:
-    run_id = local.start()
+    run_id = local.start_exported()
     crash_at_the_spawn(local, monkeypatch)
     assert (job_dir(tmp_path, run_id) / "job.json").exists()
     if recorded:  # the launch had returned before its wrapper was killed
@@ -290,7 +290,7 @@ def test_a_local_job_that_never_started_is_launched_once_whether_recorded_or_not
 def test_a_local_crash_before_the_launch_launches_once_after_restart(
     local: Rig, tmp_path: Path
 ) -> None:
-    run_id = local.start()
+    run_id = local.start_exported()
     crash_in(local, killed)
     assert not job_dir(tmp_path, run_id).exists()
     assert local.restart().tick() == {run_id: Phase.TRAINING}
@@ -303,7 +303,7 @@ def test_a_local_job_whose_directory_was_removed_after_its_launch_fails_the_run(
     local: Rig, tmp_path: Path
 ) -> None:
     (tmp_path / "marks" / "go").touch()
-    run_id = local.start()
+    run_id = local.start_exported()
     local.driver().tick()
     until((job_dir(tmp_path, run_id) / "exit.json").exists)
     shutil.rmtree(job_dir(tmp_path, run_id))  # an operator cleaned retrain.workdir

@@ -9,12 +9,15 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.archive.errors import ArchiveNotFound, ArchiveUnavailable
+from db.outbox import AlertOutbox
 from db.registry import RegistryRepository, Stage
-from db.runs import AlertOutbox, RunRepository
+from db.runs import RunRepository
 from db.session import transaction
 from retrain.executors.base import Executor
+from retrain.lifecycle import Loop, Phase
 from retrain.policy import TriggerPolicy
-from retrain.runs import Loop, Phase, RunDriver
+from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
 from tests.unit.retrain.support import (
     SHA,
@@ -80,6 +83,12 @@ class Rig:
         assert decision.decision == "fired" and decision.run_id is not None
         return decision.run_id
 
+    def start_exported(self) -> int:
+        """A started run whose first tick exported its data: the next tick starts training."""
+        run_id = self.start()
+        assert self.driver().tick() == {run_id: Phase.PENDING}
+        return run_id
+
     def run(self, run_id: int) -> tuple[str, str | None, str | None]:
         with transaction(self.sessions) as s:
             row = RunRepository(s).get(run_id)
@@ -108,8 +117,10 @@ def rig(sessions: sessionmaker[Session], tmp_path: Path) -> Rig:
 def test_a_better_candidate_goes_train_validate_accepted_one_step_per_tick(rig: Rig) -> None:
     run_id = rig.start()
     driver = rig.driver()
+    # The export runs after the pending step's commit; the next tick finds its file.
+    assert driver.tick() == {run_id: Phase.PENDING}
+    assert rig.settings.data_path("fraud", run_id).exists() and not rig.executor.starts
     assert driver.tick() == {run_id: Phase.TRAINING}
-    assert rig.settings.data_path("fraud", run_id).exists()
     assert rig.executor.starts == {TRAIN: 1}
     spec = rig.executor.specs[TRAIN]
     assert spec.env == {"DRIFTWATCH_TASK": "classification", "DRIFTWATCH_HOLDOUT_SHARE": "0.2"}
@@ -143,7 +154,7 @@ def test_a_better_candidate_goes_train_validate_accepted_one_step_per_tick(rig: 
 
 
 def test_a_worse_candidate_is_rejected_its_version_marked_and_alerted(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     driver = rig.driver()
     driver.tick()
     rig.executor.succeed(TRAIN, train_result())
@@ -161,7 +172,7 @@ def test_a_worse_candidate_is_rejected_its_version_marked_and_alerted(rig: Rig) 
 
 
 def test_a_failed_training_fails_the_run_with_its_reason_and_changes_nothing_else(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     driver = rig.driver()
     driver.tick()
     rig.executor.fail(TRAIN, "exit code 3", log="line\nValueError: bad\n")
@@ -177,7 +188,7 @@ def test_a_failed_training_fails_the_run_with_its_reason_and_changes_nothing_els
 
 
 def test_a_failed_validation_fails_the_run_and_judges_nothing(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     driver = rig.driver()
     driver.tick()
     rig.executor.succeed(TRAIN, train_result())
@@ -193,7 +204,7 @@ def test_a_failed_validation_fails_the_run_and_judges_nothing(rig: Rig) -> None:
 
 
 def test_a_job_running_past_its_phase_deadline_is_cancelled_and_fails_the_run(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     driver = rig.driver()
     driver.tick()
     rig.clock.advance(minutes=59)
@@ -208,7 +219,7 @@ def test_a_job_running_past_its_phase_deadline_is_cancelled_and_fails_the_run(ri
 def test_a_crash_between_the_commit_and_the_launch_launches_once_on_restart(
     rig: Rig, phase: Phase
 ) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     if phase is Phase.VALIDATING:
         rig.driver().tick()
         rig.executor.succeed(TRAIN, train_result())
@@ -236,7 +247,8 @@ def test_an_export_interrupted_before_its_rename_is_redone_and_a_finished_one_is
     dest = rig.settings.data_path("fraud", run_id)
     dest.parent.mkdir(parents=True)
     dest.with_suffix(".partial").write_bytes(b"half a file")
-    rig.driver().tick()
+    assert rig.driver().tick() == {run_id: Phase.PENDING}
+    assert rig.driver().tick() == {run_id: Phase.TRAINING}
     assert rig.exporter.calls == 1
     with transaction(rig.sessions) as s:
         row = RunRepository(s).get(run_id)
@@ -265,18 +277,37 @@ def test_no_archived_rows_fails_the_run_without_training(rig: Rig) -> None:
 
 
 def test_a_retriable_export_error_keeps_the_run_pending(rig: Rig) -> None:
-    class Flaky(Exception):
-        retriable = True
-
-    rig.exporter.error = Flaky("object store timed out")
+    rig.exporter.error = ArchiveUnavailable("object store timed out")
     run_id = rig.start()
     assert rig.driver().tick() == {run_id: Phase.PENDING}
     rig.exporter.error = None
+    assert rig.driver().tick() == {run_id: Phase.PENDING}  # exported now
     assert rig.driver().tick() == {run_id: Phase.TRAINING}
+    assert rig.exporter.calls == 2
+    dest = rig.settings.data_path("fraud", run_id)
+    assert sorted(p.name for p in dest.parent.iterdir()) == [dest.name]  # no partial left
+
+
+def test_a_refused_export_fails_the_run_with_the_archives_reason(rig: Rig) -> None:
+    rig.exporter.error = ArchiveNotFound("no table at s3://archive/fraud/labels")
+    run_id = rig.start()
+    assert rig.driver().tick() == {run_id: Phase.FAILED}
+    assert rig.run(run_id)[2] == (
+        "exporting the training data failed: no table at s3://archive/fraud/labels"
+    )
+    assert rig.alerts() == ["retrain_started", "run_failed"]
+
+
+def test_a_bug_in_the_exporter_is_raised_not_retried_as_an_outage(rig: Rig) -> None:
+    rig.exporter.error = KeyError("amount")
+    run_id = rig.start()
+    with pytest.raises(KeyError, match="amount"):
+        rig.driver().tick()
+    assert rig.run(run_id) == ("pending", None, None)
 
 
 def test_cancel_stops_the_run_and_its_jobs(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     driver = rig.driver()
     driver.tick()
     assert driver.cancel(run_id, "operator") == Phase.CANCELLED
@@ -287,7 +318,7 @@ def test_cancel_stops_the_run_and_its_jobs(rig: Rig) -> None:
 
 
 def test_cancelling_a_run_with_a_trained_candidate_rejects_that_version(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     driver = rig.driver()
     driver.tick()
     rig.executor.succeed(TRAIN, train_result())
@@ -299,7 +330,7 @@ def test_cancelling_a_run_with_a_trained_candidate_rejects_that_version(rig: Rig
 
 
 def test_a_validation_timing_out_rejects_the_trained_candidate(rig: Rig) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     driver = rig.driver()
     driver.tick()
     rig.executor.succeed(TRAIN, train_result())
@@ -326,10 +357,7 @@ def test_a_started_run_queues_one_retrain_started_alert_with_its_id(rig: Rig) ->
 
 
 def test_an_export_failing_past_the_training_timeout_fails_the_run(rig: Rig) -> None:
-    class Flaky(Exception):
-        retriable = True
-
-    rig.exporter.error = Flaky("object store timed out")
+    rig.exporter.error = ArchiveUnavailable("object store timed out")
     run_id = rig.start()
     assert rig.driver().tick() == {run_id: Phase.PENDING}
     rig.clock.advance(hours=1)

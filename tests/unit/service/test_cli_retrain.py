@@ -12,7 +12,8 @@ import yaml
 
 from db.registry import RegistryRepository
 from db.session import make_engine, make_session_factory, transaction
-from retrain.runs import Loop, RunDriver
+from retrain.lifecycle import Loop
+from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
 from service.cli import main
 from service.config import load_config
@@ -146,6 +147,7 @@ def test_runs_show_prints_the_trigger_timeline_and_every_gate(
         clock,
     )
     driver = RunDriver(sessions, loop)
+    driver.tick()  # exports; the next tick starts training
     driver.tick()
     executor.succeed("driftwatch-fraud-1-train", train_result(0.9))
     driver.tick()

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.progress import ConsumerProgress, OwnedPartition
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox
 from service.alerts.replica import DEAD_LETTER_RATE, SERVICE_MODEL, ReplicaCondition
 from service.metric_feeds import IngestMetrics
 from service.metrics import Metrics

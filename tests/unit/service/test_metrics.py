@@ -24,8 +24,9 @@ from drift.performance import PerformanceMetrics, Task
 from drift.report import FeatureDrift
 from drift.schema import FeatureKind
 from drift.stats import Method
+from retrain.lifecycle import Loop, Phase
 from retrain.policy import TriggerPolicy
-from retrain.runs import Loop, Phase, RunDriver
+from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
 from service.alerts import build_worker
 from service.alerts.conditions import DATA_DRIFT, condition
@@ -221,6 +222,7 @@ def test_runs_are_counted_once_by_trigger_and_outcome_and_active_ones_gauged(
 
     first = policy.request("fraud", "operator asked").run_id
     assert first is not None
+    assert driver.tick() == {first: Phase.PENDING}  # exports; the next tick starts training
     assert driver.tick() == {first: Phase.TRAINING}
     assert value("driftwatch_retrain_active_runs", {"model": "fraud"}) == 1
     assert value("driftwatch_retrain_runs_total", failed) is None

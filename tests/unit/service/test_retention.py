@@ -21,8 +21,8 @@ from db.models import (
     ReportHtmlRow,
     WindowAggregate,
 )
-from db.outbox import AlertDeliveryRow
-from db.runs import AlertEventRow, RetrainRunRow
+from db.outbox import AlertDeliveryRow, AlertEventRow
+from db.runs import RetrainRunRow
 from db.triggers import TriggerDecisionRow
 from service.config.scheduler import RetentionConfig
 from service.monitoring.retention import Retention

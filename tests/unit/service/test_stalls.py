@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.progress import ConsumerProgress, OwnedPartition
 from db.errors import StoreError
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox
 from db.session import make_engine, make_session_factory
 from service.alerts.replica import CONSUMER_STALLED, SERVICE_MODEL, ReplicaCondition
 from service.monitoring.stalls import StallDetector, StallWatch

@@ -11,8 +11,8 @@ from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.errors import StoreError
+from db.outbox import AlertOutbox
 from db.reports import DriftReportRepository
-from db.runs import AlertOutbox
 from db.session import transaction
 from service.alerts.base import dedup_key
 from service.alerts.conditions import DATA_DRIFT, condition

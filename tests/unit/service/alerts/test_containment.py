@@ -7,8 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.outbox import DeliveryRepository, DeliveryStatus
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox, DeliveryRepository, DeliveryStatus
 from db.session import transaction
 from service.alerts.base import Alert, Outcome
 from service.alerts.log import LogChannel

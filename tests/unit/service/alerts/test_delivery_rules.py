@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from db.runs import AlertEventRow
+from db.outbox import AlertEventRow
 from service.alerts.base import Severity
 from service.alerts.http import classify, retry_after
 from service.alerts.webhook import signature

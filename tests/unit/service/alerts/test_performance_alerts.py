@@ -6,7 +6,7 @@ import json
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.runs import AlertOutbox
+from db.outbox import AlertOutbox
 from service.monitoring.performance import ReferenceValue
 from tests.unit.service.test_performance import T, advance, alarm, fill, report
 
