@@ -70,8 +70,8 @@ class IngestMetrics:
 
 
 class ReportMetrics:
-    """:class:`service.evaluation.DriftObserver` and
-    :class:`service.performance.PerformanceObserver` on top of :class:`Metrics`."""
+    """:class:`service.monitoring.evaluation.DriftObserver` and
+    :class:`service.monitoring.performance.PerformanceObserver` on top of :class:`Metrics`."""
 
     def __init__(self, metrics: Metrics) -> None:
         self.m = metrics

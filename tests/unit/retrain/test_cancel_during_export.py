@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from service.retraining import build_retraining
+from service.wiring.retraining import build_retraining
 
 from db.registry import RegistryRepository, Stage
 from db.runs import RunRepository
