@@ -211,6 +211,11 @@ class Metrics:
             ["model", "trigger", "outcome"],
             registry=r,
         )
+        self.kubernetes_watch_errors = Counter(
+            "driftwatch_kubernetes_watch_errors_total",
+            "Failed lists or watches of the retraining Jobs (the executor then reads each Job)",
+            registry=r,
+        )
         self.retrain_active = Gauge(
             "driftwatch_retrain_active_runs",
             "Retraining runs not yet finished, as of the newest retraining tick",

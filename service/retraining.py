@@ -112,15 +112,17 @@ def build_retraining(
     exporter: Exporter | None = None,
     clock: Callable[[], datetime] = utc_now,
     observer: RunObserver | None = None,
+    on_watch_error: Callable[[str], None] | None = None,
 ) -> Retraining:
-    """The policy and the run driver; ``observer`` hears of runs the driver finishes."""
+    """The policy and the run driver; ``observer`` hears of runs the driver finishes,
+    ``on_watch_error`` of the Kubernetes executor's failed watches."""
     models = model_settings(cfg)
     # Jobs run in a directory of their own: relative paths are made absolute here.
     settings = LoopSettings(
         Path(cfg.retrain.workdir).resolve(), absolute_uri(cfg.retrain.artifacts_uri)
     )
     loop = Loop(
-        executor or make_executor(cfg.retrain.executor, cfg.retrain),
+        executor or make_executor(cfg.retrain.executor, cfg.retrain, on_watch_error=on_watch_error),
         models,
         settings,
         exporter or archive_exporter(cfg),

@@ -234,7 +234,12 @@ def _retraining(
     from service.retraining import build_retraining
 
     try:
-        retraining = build_retraining(cfg, sessions, observer=RetrainMetrics(metrics))
+        retraining = build_retraining(
+            cfg,
+            sessions,
+            observer=RetrainMetrics(metrics),
+            on_watch_error=lambda _reason: metrics.kubernetes_watch_errors.inc(),
+        )
     except RetrainError as exc:
         raise ServiceError(str(exc)) from exc
     return retraining.tick
