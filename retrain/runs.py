@@ -99,6 +99,7 @@ class Loop:
             output_uri=self.settings.output_uri(run.model, run.id),
             timeout=m.train_timeout,
             env=self._common_env(m),
+            pass_env=m.pass_env,
         )
 
     def validate_spec(self, run: RetrainRunRow, session: Session) -> JobSpec:
@@ -123,6 +124,7 @@ class Loop:
             output_uri=self.settings.output_uri(run.model, run.id),
             timeout=m.validate_timeout,
             env=env,
+            pass_env=m.pass_env,
         )
 
     @staticmethod

@@ -42,6 +42,12 @@ def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
     problems: list[str] = []
     for name, m in cfg.models.items():
         r = m.retrain
+        if r.pass_env and cfg.retrain.executor == "kubernetes":
+            problems.append(
+                f"config: models.{name}.retrain.pass_env: only the local executor passes the "
+                "service's variables; give a Kubernetes Job its variables in the Job template "
+                "(env, or envFrom a Secret)"
+            )
         if r.slice_feature is not None:
             feature = m.features.get(r.slice_feature)
             if feature is None or feature.type is not FeatureKind.CATEGORICAL:
@@ -76,6 +82,7 @@ def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
             slice_feature=r.slice_feature,
             train_timeout=timedelta(seconds=r.train_timeout),
             validate_timeout=timedelta(seconds=r.validate_timeout),
+            pass_env=tuple(r.pass_env),
         )
     if problems:
         raise ConfigError(problems)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -26,6 +26,36 @@ from typing import Any, Protocol
 # What a job may write as its result, in bytes (the Kubernetes termination message limit).
 RESULT_LIMIT_BYTES = 4096
 _DNS_MAX = 63
+
+# The base environment a local job inherits from the service, by name: what a process
+# needs to run an interpreter, find its files and format text. Everything else of the
+# service's environment (database URL, alert keys, cloud credentials, PGPASSWORD) stays
+# out unless a model's ``retrain.pass_env`` names it. Kubernetes Jobs get none of the
+# service's environment: their base is the image's and the template's.
+BASE_ENV = frozenset(
+    {
+        "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+        # Where TLS finds its trust roots (a trainer may write to an object store).
+        "SSL_CERT_FILE", "SSL_CERT_DIR",
+        # The interpreter's own settings: where it and its packages are, how it runs.
+        "PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE",
+        "PYTHONFAULTHANDLER", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX",
+        "PYTHONHASHSEED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONWARNINGS", "PYTHONDEVMODE",
+        "PYTHONUNBUFFERED", "VIRTUAL_ENV",
+    }
+)  # fmt: skip
+BASE_ENV_PREFIXES = ("LC_",)
+
+
+def base_env(environ: Mapping[str, str], passed: Iterable[str] = ()) -> dict[str, str]:
+    """The part of ``environ`` a job may see: :data:`BASE_ENV`, ``LC_*``, and ``passed``
+    (the names a model's config lists), never a ``DRIFTWATCH_*`` setting of the service."""
+    wanted = BASE_ENV | set(passed)
+    return {
+        k: v
+        for k, v in environ.items()
+        if (k in wanted or k.startswith(BASE_ENV_PREFIXES)) and not k.startswith("DRIFTWATCH_")
+    }
 
 
 class Mode(StrEnum):
@@ -56,6 +86,8 @@ class JobSpec:
     output_uri: str
     timeout: timedelta
     env: Mapping[str, str] = field(default_factory=dict)
+    # Names of the service's environment a local job receives too (models.*.retrain.pass_env).
+    pass_env: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -76,6 +108,8 @@ class JobSpec:
             "timeout": self.timeout.total_seconds(),
             "env": dict(sorted(self.env.items())),
         }
+        if self.pass_env:  # only when given: directories of earlier jobs stay adoptable
+            body["pass_env"] = sorted(self.pass_env)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def contract_env(self, result_path: str) -> dict[str, str]:

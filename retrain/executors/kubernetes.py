@@ -122,8 +122,10 @@ def _bad(field: str, what: str) -> ExecutorError:
 
 
 def _label(value: str) -> str:
-    """A label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends."""
-    clean = "".join(c if c.isalnum() or c in "._-" else "-" for c in value)[:63]
+    """A label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends
+    (ASCII: ``str.isalnum`` is true for any script's letters and digits)."""
+    clean = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "-" for c in value)
+    clean = clean[:63]
     return clean.strip("._-") or "model"
 
 

@@ -9,9 +9,12 @@ or finished, without starting it again. A job is ``MISSING`` only while it has
 no directory (never launched, or the directory was removed since); a directory
 whose wrapper never began is ``UNSTARTED``, to be launched again.
 
-The job's environment is the service's, less every ``DRIFTWATCH_*`` variable
-(the service's own settings, database URL included, are none of the
-trainer's business), plus the environment contract of the job.
+The job's environment is built by allow-list (:func:`~retrain.executors.base.base_env`):
+the environment contract of the job, a small base taken from the service
+(``PATH``, ``HOME``, ``LANG``/``LC_*``, ``TZ``, ``TMPDIR``, the interpreter's
+``PYTHON*`` settings) and the names the model's ``retrain.pass_env`` lists.
+Nothing else of the service's environment (its ``DRIFTWATCH_*`` settings,
+database password, alert keys, cloud credentials) reaches a trainer.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain.errors import ExecutorError
-from retrain.executors.base import JobPhase, JobSpec, JobStatus, result_status
+from retrain.executors.base import JobPhase, JobSpec, JobStatus, base_env, result_status
 from retrain.executors.wrapper import CANCELLED, EXIT, JOB, LOCK, LOG, STARTED, write_atomic
 
 RESULT = "result.json"
@@ -144,7 +147,7 @@ class LocalExecutor:
         )
 
     def _env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
+        env = base_env(os.environ, spec.pass_env)
         env.update(spec.contract_env(str(job_dir / RESULT)))
         env["PYTHONUNBUFFERED"] = "1"  # the log tail should hold the last words of a crash
         return env

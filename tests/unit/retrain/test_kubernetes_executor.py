@@ -16,7 +16,7 @@ from retrain.errors import ExecutorError
 from retrain.executors import JobPhase, JobSpec, JobStatus, Mode
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, render
 from tests.harness.k8s.cluster import NAMESPACE, api_client, cluster, python_job, until
-from tests.harness.k8s.kubelet import Kubelet
+from tests.harness.k8s.kubelet import Kubelet, image_env
 from tests.harness.k8s.server import Emulator, Fault
 from tests.harness.k8s.store import SUFFIX_ALPHABET
 
@@ -462,3 +462,31 @@ def test_a_dead_watch_is_logged_counted_and_the_job_read_instead(
     emulator.role = None
     until(lambda: ex.cache.healthy)
     ex.close()
+
+
+def test_a_job_gets_nothing_of_the_service_environment_beyond_the_contract(
+    emu: tuple[Emulator, Kubelet], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    emulator, _ = emu
+    for name in ("PGPASSWORD", "AWS_SECRET_ACCESS_KEY", "DRIFTWATCH_DATABASE__URL"):
+        monkeypatch.setenv(name, "secret")
+    script = (
+        "import json, os; open(os.environ['DRIFTWATCH_RESULT_PATH'], 'w')"
+        ".write(json.dumps({'names': sorted(os.environ)}))"
+    )
+    ex = executor(emulator, python_job(script))
+    ex.launch(spec())
+    status = finished(ex, spec())
+    assert status.phase is JobPhase.SUCCEEDED and status.result is not None, status
+    job = emulator.store.get("jobs", NAMESPACE, spec().name)
+    carried = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert carried == {"EXTRA", *spec().contract_env("r")}  # the template's and the contract
+    assert set(status.result["names"]) == carried | set(image_env())
+
+
+@pytest.mark.parametrize("model", ["fräud", "模型", "ﬁn²", "a" * 80])
+def test_label_values_are_ascii_label_syntax_whatever_the_model_name(model: str) -> None:
+    s = JobSpec(7, model, Mode.TRAIN, "/d", "/o/", timedelta(seconds=60))
+    job = render(s, KubernetesSettings(NAMESPACE, python_job("pass")))
+    label = job["metadata"]["labels"]["driftwatch/model"]
+    assert re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", label), label
