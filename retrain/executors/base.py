@@ -154,12 +154,14 @@ class Executor(Protocol):
         ...
 
 
-def result_status(data: bytes | None, log_tail: str | None) -> JobStatus:
-    """Judge what a job that exited 0 left as its result (shared by every backend)."""
+def result_status(data: bytes | None, log_tail: str | None, size: int | None = None) -> JobStatus:
+    """Judge what a job that exited 0 left as its result (shared by every backend).
+    ``size`` is the whole result's when ``data`` holds only its first bytes."""
     if data is None:
         return JobStatus(JobPhase.FAILED, "no result written", log_tail)
-    if len(data) > RESULT_LIMIT_BYTES:
-        reason = f"result is {len(data)} bytes, more than {RESULT_LIMIT_BYTES}"
+    size = max(size or 0, len(data))
+    if size > RESULT_LIMIT_BYTES:
+        reason = f"result is {size} bytes, more than {RESULT_LIMIT_BYTES}"
         return JobStatus(JobPhase.FAILED, reason, log_tail)
     try:
         result = json.loads(data.decode("utf-8"))

@@ -31,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from retrain.errors import ExecutorError
-from retrain.executors.base import JobPhase, JobSpec, JobStatus, base_env, result_status
+from retrain.executors.base import (
+    RESULT_LIMIT_BYTES,
+    JobPhase,
+    JobSpec,
+    JobStatus,
+    base_env,
+    result_status,
+)
 from retrain.executors.wrapper import CANCELLED, EXIT, JOB, LOCK, LOG, STARTED, write_atomic
 
 RESULT = "result.json"
@@ -208,13 +215,17 @@ class LocalExecutor:
             return JobStatus(JobPhase.FAILED, f"killed by {signal.Signals(-code).name}", tail)
         if code != 0:
             return JobStatus(JobPhase.FAILED, _exit_reason(code, tail), tail)
-        return result_status(self._result(job_dir), tail)
+        data, size = self._result(job_dir)
+        return result_status(data, tail, size)
 
-    def _result(self, job_dir: Path) -> bytes | None:
+    def _result(self, job_dir: Path) -> tuple[bytes | None, int]:
+        """The result's first bytes, one past the limit (the trainer's file is untrusted: it
+        may be gigabytes), and its size."""
         try:
-            return (job_dir / RESULT).read_bytes()
+            with open(job_dir / RESULT, "rb") as result:
+                return result.read(RESULT_LIMIT_BYTES + 1), os.fstat(result.fileno()).st_size
         except FileNotFoundError:
-            return None
+            return None, 0
         except OSError as exc:
             raise ExecutorError(f"cannot read {job_dir / RESULT}: {exc}", retriable=True) from exc
 

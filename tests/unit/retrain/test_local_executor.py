@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
@@ -384,3 +385,27 @@ def test_the_job_environment_is_an_allow_list(
     contract = set(spec.contract_env("r"))
     others = names - contract - {"TRAINER_TOKEN"}
     assert all(n in BASE_ENV or n.startswith("LC_") for n in others), others - BASE_ENV
+
+
+def test_a_huge_result_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """256 MiB (sparse: cheap to write) of result: only the first 4097 bytes are read."""
+    executor = _executor(
+        tmp_path,
+        """
+        import os
+        with open(os.environ["DRIFTWATCH_RESULT_PATH"], "wb") as out:
+            out.truncate(256 * 2**20)
+        """,
+    )
+    spec = _spec(tmp_path)
+    executor.launch(spec)
+    ended = _settle(executor, spec)  # the job ends; judging it again is what is measured
+    assert ended.phase is JobPhase.FAILED
+    tracemalloc.start()
+    try:
+        status = executor.observe(spec)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status.reason == f"result is {256 * 2**20} bytes, more than 4096"
+    assert peak < 2**20, peak
