@@ -16,12 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 # What a job may write as its result, in bytes (the Kubernetes termination message limit).
 RESULT_LIMIT_BYTES = 4096
@@ -171,3 +174,44 @@ def result_status(data: bytes | None, log_tail: str | None, size: int | None = N
         reason = f"result is not a JSON object but {type(result).__name__}"
         return JobStatus(JobPhase.FAILED, reason, log_tail)
     return JobStatus(JobPhase.SUCCEEDED, None, log_tail, result)
+
+
+def _location(uri: str) -> tuple[str, str, str] | str:
+    """``(scheme, authority, path)`` of a URI or a local path (``file``, made absolute); a
+    reason when it has parts an artifact's location should not: a query, a fragment, a
+    NUL, a ``..`` segment (even percent-encoded: one store decodes what another does not,
+    and a symlink makes ``a/link/..`` lead anywhere, so none is normalised away)."""
+    if "\x00" in uri:
+        return "it holds a NUL character"
+    parts = urlsplit(uri) if "://" in uri else None
+    raw = parts.path if parts is not None else uri
+    if ".." in raw.split("/") or ".." in unquote(raw).split("/"):
+        return "it climbs with '..'"
+    if parts is None:
+        return "file", "", os.path.abspath(uri)
+    if parts.query or parts.fragment:
+        return "it has a query or fragment"
+    scheme = parts.scheme.lower()
+    path = os.path.abspath(unquote(raw)) if scheme == "file" else posixpath.normpath(raw)
+    return scheme, parts.netloc, path
+
+
+def artifact_outside(uri: str, output_uri: str) -> str | None:
+    """Why a trainer's ``model_uri`` is not a file inside its run's ``output_uri`` (same
+    scheme and bucket or host, below the output prefix, no ``..``, and for local files no
+    symbolic link that leads out); None when it is. A trainer's result is untrusted
+    input: what it names becomes a registry version that others load."""
+    where = f"model_uri {uri!r} is outside the run's output_uri {output_uri!r}"
+    got, base = _location(uri), _location(output_uri)
+    if isinstance(got, str) or isinstance(base, str):
+        return f"{where}: {got if isinstance(got, str) else base}"
+    if got[:2] != base[:2]:
+        return f"{where}: another scheme or location"
+    prefix = base[2].rstrip("/") + "/"
+    if not got[2].startswith(prefix):
+        return f"{where}: not below it"
+    if got[0] == "file" and not os.path.realpath(got[2]).startswith(
+        os.path.realpath(prefix).rstrip("/") + "/"
+    ):
+        return f"{where}: a symbolic link leads out of it"
+    return None

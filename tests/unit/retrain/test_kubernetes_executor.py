@@ -455,7 +455,8 @@ def test_a_dead_watch_is_logged_counted_and_the_job_read_instead(
     go.touch()
     status = finished(ex, spec())
     assert status.result == {"ok": 1}
-    assert ex.cache.get(spec().name).status.succeeded is None  # the cache never saw it end
+    cached = ex.cache.get(spec().name).status  # the cache never saw it end
+    assert cached is None or cached.succeeded is None
     assert errors[0].startswith("403") and ex.cache.errors >= 1 and not ex.cache.healthy
     warned = [r for r in caplog.records if r.levelname == "WARNING" and "403" in r.getMessage()]
     assert len(warned) == 1  # one warning per streak, not one per retry
