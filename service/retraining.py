@@ -4,7 +4,7 @@ policy, the run driver, its executor and the archive export it trains on."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,9 +12,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.archive import export_labeled
+from db.runs import RunRepository
+from db.session import transaction
 from drift.schema import FeatureKind
 from retrain.executors import make_executor
 from retrain.executors.base import Executor
+from retrain.executors.workdir import sweep
 from retrain.gates import GateSettings, MetricGate
 from retrain.policy import TriggerPolicy
 from retrain.runs import Loop, RunDriver, RunObserver
@@ -100,15 +103,38 @@ def archive_exporter(cfg: Config) -> Exporter:
     return export
 
 
+def _ignore() -> object:
+    return None
+
+
 @dataclass(frozen=True)
 class Retraining:
     policy: TriggerPolicy
     driver: RunDriver
+    sweep: Callable[[], object] = _ignore
 
     def tick(self) -> None:
-        """Decide new causes, then advance every active run one step."""
+        """Decide new causes, advance every active run one step, then delete what runs
+        final for ``retrain.keep_finished`` left in the workdir."""
         self.policy.tick()
         self.driver.tick()
+        self.sweep()
+
+
+def workdir_sweeper(
+    cfg: Config, sessions: sessionmaker[Session], clock: Callable[[], datetime]
+) -> Callable[[], object]:
+    """The clean-up of ``retrain.workdir`` (:mod:`retrain.executors.workdir`)."""
+    workdir = Path(cfg.retrain.workdir).resolve()
+    keep = timedelta(seconds=cfg.retrain.keep_finished)
+
+    def finished_at(ids: Iterable[int]) -> dict[int, datetime]:
+        with transaction(sessions) as session:
+            runs = RunRepository(session)
+            rows = [runs.get(run_id) for run_id in sorted(ids)]
+            return {r.id: r.finished_at for r in rows if r and r.finished_at and not r.active}
+
+    return lambda: sweep(workdir, finished_at, clock(), keep)
 
 
 def build_retraining(
@@ -136,4 +162,6 @@ def build_retraining(
         clock,
     )
     driver = RunDriver(sessions, loop, observer=observer)
-    return Retraining(TriggerPolicy(sessions, models, clock), driver)
+    return Retraining(
+        TriggerPolicy(sessions, models, clock), driver, workdir_sweeper(cfg, sessions, clock)
+    )

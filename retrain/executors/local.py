@@ -64,7 +64,7 @@ def log_tail(path: Path, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> st
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _wrapper_alive(job_dir: Path) -> bool:
+def wrapper_alive(job_dir: Path) -> bool:
     """Whether a wrapper holds the job's lock (a shared probe never blocks a wrapper for long)."""
     try:
         with open(job_dir / LOCK, "a") as lock:
@@ -150,7 +150,7 @@ class LocalExecutor:
     def _begun(self, job_dir: Path) -> bool:
         names = (STARTED, EXIT, CANCELLED)
         return any((job_dir / n).exists() for n in names) or (
-            job_dir.exists() and _wrapper_alive(job_dir)
+            job_dir.exists() and wrapper_alive(job_dir)
         )
 
     def _env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
@@ -166,7 +166,7 @@ class LocalExecutor:
         ended = self._ended(spec, job_dir)
         if ended is not None:
             return ended
-        if _wrapper_alive(job_dir):
+        if wrapper_alive(job_dir):
             return JobStatus(JobPhase.RUNNING, log_tail=log_tail(job_dir / LOG))
         # The wrapper writes exit.json before its lock goes: read it again after the probe.
         ended = self._ended(spec, job_dir)

@@ -138,6 +138,11 @@ class RetrainConfig(Strict):
     )
     kubernetes: KubernetesConfig | None = None
     workdir: str = "./driftwatch-runs"
+    keep_finished: Duration = Field(
+        default=86400.0,
+        ge=0,
+        description="how long a final run's exported data and job directories stay in workdir",
+    )
     artifacts_uri: str = "./driftwatch-models"
     tick: Duration = Field(default=5.0, gt=0)
     command: list[str] = Field(

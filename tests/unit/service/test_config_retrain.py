@@ -125,3 +125,10 @@ def test_a_model_name_that_cannot_be_a_path_or_a_label_is_refused(
 def test_model_names_of_label_syntax_are_accepted(tmp_path: Path, name: str) -> None:
     cfg = load_config(write(tmp_path, mutated("models", {name: BASE["models"]["fraud"]})), {})
     assert list(cfg.models) == [name]
+
+
+def test_keep_finished_defaults_to_a_day_and_names_the_key(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE), {}).retrain.keep_finished == 86400.0
+    raw = mutated("retrain", {"keep_finished": "-1s"})
+    (line,) = problems(tmp_path, raw)
+    assert line.startswith("config: retrain.keep_finished:"), line
