@@ -95,6 +95,7 @@ class Loop:
             output_uri=self.settings.output_uri(run.model, run.id),
             timeout=m.train_timeout,
             env=self._common_env(m),
+            pass_env=m.pass_env,
         )
 
     def validate_spec(self, run: RetrainRunRow, session: Session) -> JobSpec:
@@ -119,6 +120,7 @@ class Loop:
             output_uri=self.settings.output_uri(run.model, run.id),
             timeout=m.validate_timeout,
             env=env,
+            pass_env=m.pass_env,
         )
 
     @staticmethod

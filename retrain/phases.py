@@ -19,7 +19,7 @@ from db.errors import StoreError
 from db.registry import RegistryRepository, Stage
 from db.runs import GateRecord, RetrainRunRow, RunRepository
 from retrain.errors import MalformedResult
-from retrain.executors.base import JobPhase, JobSpec, JobStatus
+from retrain.executors.base import JobPhase, JobSpec, JobStatus, artifact_outside
 from retrain.gates import Verdict, judge
 from retrain.lifecycle import Export, ExportFailure, Handler, Loop, Phase, Step
 
@@ -201,6 +201,9 @@ def _register(loop: Loop, session: Session, run: RetrainRunRow, result: Mapping[
     uri, sha256 = result.get("model_uri"), result.get("sha256")
     if not isinstance(uri, str) or not isinstance(sha256, str) or len(sha256) != 64:
         raise MalformedResult("no model_uri and 64-digit sha256")
+    outside = artifact_outside(uri, loop.settings.output_uri(run.model, run.id))
+    if outside is not None:
+        raise MalformedResult(outside)
     metrics = result.get("metrics")
     if not isinstance(metrics, Mapping):
         raise MalformedResult("no metrics mapping")

@@ -30,6 +30,7 @@ class ModelRetrain:
     slice_feature: str | None = None
     train_timeout: timedelta = timedelta(hours=1)
     validate_timeout: timedelta = timedelta(minutes=30)
+    pass_env: tuple[str, ...] = ()  # service variables a local job also receives
 
 
 @dataclass(frozen=True, slots=True)

@@ -86,6 +86,8 @@ SERVICE: tuple[Spec, ...] = (
          "Events made durable in SQL"),
     Spec("flush_failures", Counter, "driftwatch_flush_failures_total",
          "Failed flush attempts (retried)", ("error",)),
+    Spec("kubernetes_watch_errors", Counter, "driftwatch_kubernetes_watch_errors_total",
+         "Failed lists or watches of the retraining Jobs (the executor then reads each Job)"),
     Spec("archive_compaction_failures", Counter, "driftwatch_archive_compaction_failures_total",
          "Archive compactions that failed (appends slow down until one succeeds)"),
     Spec("offset_conflicts", Counter, "driftwatch_offset_conflicts_total",
@@ -213,6 +215,7 @@ class Metrics:
     flushed_events: Counter
     flush_failures: Counter
     archive_compaction_failures: Counter
+    kubernetes_watch_errors: Counter
     offset_conflicts: Counter
     consumer_lag: Gauge
     labels: Counter

@@ -9,7 +9,7 @@ fails loudly on any other name.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from retrain.errors import ExecutorError
@@ -51,8 +51,14 @@ class ExecutorSettings(Protocol):
     def command(self) -> Sequence[str]: ...
 
 
-def make_executor(name: str, settings: ExecutorSettings) -> Executor:
-    """The executor called ``name``; an unknown name is an error that names the key."""
+def make_executor(
+    name: str,
+    settings: ExecutorSettings,
+    *,
+    on_watch_error: Callable[[str], None] | None = None,
+) -> Executor:
+    """The executor called ``name``; an unknown name is an error that names the key.
+    ``on_watch_error`` hears of every failed list or watch of the ``kubernetes`` backend."""
     if name == "local":
         return LocalExecutor(settings.workdir, settings.command)
     if name == "fake":
@@ -67,7 +73,7 @@ def make_executor(name: str, settings: ExecutorSettings) -> Executor:
                 "retrain.kubernetes: required when retrain.executor is kubernetes",
                 retriable=False,
             )
-        return connect(cluster)
+        return connect(cluster, on_watch_error=on_watch_error)
     raise ExecutorError(
         f"retrain.executor: unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}",
         retriable=False,

@@ -17,16 +17,49 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import posixpath
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
 
 # What a job may write as its result, in bytes (the Kubernetes termination message limit).
 RESULT_LIMIT_BYTES = 4096
 _DNS_MAX = 63
+
+# The base environment a local job inherits from the service, by name: what a process
+# needs to run an interpreter, find its files and format text. Everything else of the
+# service's environment (database URL, alert keys, cloud credentials, PGPASSWORD) stays
+# out unless a model's ``retrain.pass_env`` names it. Kubernetes Jobs get none of the
+# service's environment: their base is the image's and the template's.
+BASE_ENV = frozenset(
+    {
+        "PATH", "HOME", "LANG", "LANGUAGE", "TZ", "TMPDIR",
+        # Where TLS finds its trust roots (a trainer may write to an object store).
+        "SSL_CERT_FILE", "SSL_CERT_DIR",
+        # The interpreter's own settings: where it and its packages are, how it runs.
+        "PYTHONPATH", "PYTHONHOME", "PYTHONSAFEPATH", "PYTHONNOUSERSITE", "PYTHONUSERBASE",
+        "PYTHONFAULTHANDLER", "PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX",
+        "PYTHONHASHSEED", "PYTHONIOENCODING", "PYTHONUTF8", "PYTHONWARNINGS", "PYTHONDEVMODE",
+        "PYTHONUNBUFFERED", "VIRTUAL_ENV",
+    }
+)  # fmt: skip
+BASE_ENV_PREFIXES = ("LC_",)
+
+
+def base_env(environ: Mapping[str, str], passed: Iterable[str] = ()) -> dict[str, str]:
+    """The part of ``environ`` a job may see: :data:`BASE_ENV`, ``LC_*``, and ``passed``
+    (the names a model's config lists), never a ``DRIFTWATCH_*`` setting of the service."""
+    wanted = BASE_ENV | set(passed)
+    return {
+        k: v
+        for k, v in environ.items()
+        if (k in wanted or k.startswith(BASE_ENV_PREFIXES)) and not k.startswith("DRIFTWATCH_")
+    }
 
 
 class Mode(StrEnum):
@@ -57,6 +90,8 @@ class JobSpec:
     output_uri: str
     timeout: timedelta
     env: Mapping[str, str] = field(default_factory=dict)
+    # Names of the service's environment a local job receives too (models.*.retrain.pass_env).
+    pass_env: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -77,6 +112,8 @@ class JobSpec:
             "timeout": self.timeout.total_seconds(),
             "env": dict(sorted(self.env.items())),
         }
+        if self.pass_env:  # only when given: directories of earlier jobs stay adoptable
+            body["pass_env"] = sorted(self.pass_env)
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
     def contract_env(self, result_path: str) -> dict[str, str]:
@@ -121,12 +158,14 @@ class Executor(Protocol):
         ...
 
 
-def result_status(data: bytes | None, log_tail: str | None) -> JobStatus:
-    """Judge what a job that exited 0 left as its result (shared by every backend)."""
+def result_status(data: bytes | None, log_tail: str | None, size: int | None = None) -> JobStatus:
+    """Judge what a job that exited 0 left as its result (shared by every backend).
+    ``size`` is the whole result's when ``data`` holds only its first bytes."""
     if data is None:
         return JobStatus(JobPhase.FAILED, "no result written", log_tail)
-    if len(data) > RESULT_LIMIT_BYTES:
-        reason = f"result is {len(data)} bytes, more than {RESULT_LIMIT_BYTES}"
+    size = max(size or 0, len(data))
+    if size > RESULT_LIMIT_BYTES:
+        reason = f"result is {size} bytes, more than {RESULT_LIMIT_BYTES}"
         return JobStatus(JobPhase.FAILED, reason, log_tail)
     try:
         result = json.loads(data.decode("utf-8"))
@@ -136,3 +175,44 @@ def result_status(data: bytes | None, log_tail: str | None) -> JobStatus:
         reason = f"result is not a JSON object but {type(result).__name__}"
         return JobStatus(JobPhase.FAILED, reason, log_tail)
     return JobStatus(JobPhase.SUCCEEDED, None, log_tail, result)
+
+
+def _location(uri: str) -> tuple[str, str, str] | str:
+    """``(scheme, authority, path)`` of a URI or a local path (``file``, made absolute); a
+    reason when it has parts an artifact's location should not: a query, a fragment, a
+    NUL, a ``..`` segment (even percent-encoded: one store decodes what another does not,
+    and a symlink makes ``a/link/..`` lead anywhere, so none is normalised away)."""
+    if "\x00" in uri:
+        return "it holds a NUL character"
+    parts = urlsplit(uri) if "://" in uri else None
+    raw = parts.path if parts is not None else uri
+    if ".." in raw.split("/") or ".." in unquote(raw).split("/"):
+        return "it climbs with '..'"
+    if parts is None:
+        return "file", "", os.path.abspath(uri)
+    if parts.query or parts.fragment:
+        return "it has a query or fragment"
+    scheme = parts.scheme.lower()
+    path = os.path.abspath(unquote(raw)) if scheme == "file" else posixpath.normpath(raw)
+    return scheme, parts.netloc, path
+
+
+def artifact_outside(uri: str, output_uri: str) -> str | None:
+    """Why a trainer's ``model_uri`` is not a file inside its run's ``output_uri`` (same
+    scheme and bucket or host, below the output prefix, no ``..``, and for local files no
+    symbolic link that leads out); None when it is. A trainer's result is untrusted
+    input: what it names becomes a registry version that others load."""
+    where = f"model_uri {uri!r} is outside the run's output_uri {output_uri!r}"
+    got, base = _location(uri), _location(output_uri)
+    if isinstance(got, str) or isinstance(base, str):
+        return f"{where}: {got if isinstance(got, str) else base}"
+    if got[:2] != base[:2]:
+        return f"{where}: another scheme or location"
+    prefix = base[2].rstrip("/") + "/"
+    if not got[2].startswith(prefix):
+        return f"{where}: not below it"
+    if got[0] == "file" and not os.path.realpath(got[2]).startswith(
+        os.path.realpath(prefix).rstrip("/") + "/"
+    ):
+        return f"{where}: a symbolic link leads out of it"
+    return None

@@ -26,6 +26,7 @@ import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import urllib3
@@ -121,8 +122,10 @@ def _bad(field: str, what: str) -> ExecutorError:
 
 
 def _label(value: str) -> str:
-    """A label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends."""
-    clean = "".join(c if c.isalnum() or c in "._-" else "-" for c in value)[:63]
+    """A label value: at most 63 characters of [A-Za-z0-9._-], alphanumeric at both ends
+    (ASCII: ``str.isalnum`` is true for any script's letters and digits)."""
+    clean = "".join(c if (c.isascii() and c.isalnum()) or c in "._-" else "-" for c in value)
+    clean = clean[:63]
     return clean.strip("._-") or "model"
 
 
@@ -136,6 +139,7 @@ class KubernetesExecutor:
         *,
         sleep: Callable[[float], None] = time.sleep,
         cache: JobCache | None = None,
+        on_watch_error: Callable[[str], None] | None = None,
     ) -> None:
         self.settings = settings
         self.namespace = settings.namespace
@@ -143,7 +147,10 @@ class KubernetesExecutor:
         self._core = client.CoreV1Api(api_client)
         self._sleep = sleep
         self.cache = cache or JobCache(
-            api_client, settings.namespace, resync_seconds=settings.resync_seconds
+            api_client,
+            settings.namespace,
+            resync_seconds=settings.resync_seconds,
+            on_error=on_watch_error,
         )
         self._refused: dict[str, str] = {}
         self._timeout = settings.request_timeout
@@ -243,7 +250,7 @@ class KubernetesExecutor:
         if refused is not None:
             return JobStatus(JobPhase.FAILED, refused)
         cached = self.cache.get(spec.name)
-        if cached is not None and _terminal(cached) is None:
+        if self.cache.healthy and cached is not None and _terminal(cached) is None:
             return JobStatus(JobPhase.RUNNING)  # the watch will say when it is not
         try:
             job = self._read(spec)
@@ -260,10 +267,10 @@ class KubernetesExecutor:
         terminal = _terminal(job)
         if terminal is None:
             return JobStatus(JobPhase.RUNNING)
-        return self._outcome(spec, terminal)
+        return self._outcome(spec, job, terminal)
 
-    def _outcome(self, spec: JobSpec, condition: Any) -> JobStatus:
-        pod = self._last_pod(spec)
+    def _outcome(self, spec: JobSpec, job: Any, condition: Any) -> JobStatus:
+        pod = self._pod(spec, job, condition.type == "Complete")
         tail = self._log_tail(pod) if pod is not None else None
         terminated = _terminated(pod)
         if condition.type == "Complete":
@@ -277,18 +284,21 @@ class KubernetesExecutor:
             reason = f"{reason} (exit code {code})"
         return JobStatus(JobPhase.FAILED, reason, tail)
 
-    def _last_pod(self, spec: JobSpec) -> Any | None:
+    def _pod(self, spec: JobSpec, job: Any, complete: bool) -> Any | None:
+        """The Pod to judge the Job by: the newest attempt by ``creationTimestamp`` (never by
+        name: the suffixes are random), and for a Complete Job the newest that succeeded,
+        since with ``backoffLimit > 0`` failed attempts precede it."""
+        uid = job.metadata.uid if job.metadata else None
+        selector = f"controller-uid={uid}" if uid else f"job-name={spec.name}"
         pods = self._call(
             f"list pods of job {spec.name} in namespace {self.namespace}",
             lambda: self._core.list_namespaced_pod(
-                self.namespace,
-                label_selector=f"job-name={spec.name}",
-                _request_timeout=self._timeout,
+                self.namespace, label_selector=selector, _request_timeout=self._timeout
             ),
         ).items
-        if not pods:
-            return None
-        return max(pods, key=lambda p: str(p.metadata and p.metadata.name))
+        if complete:
+            pods = [p for p in pods if p.status and p.status.phase == "Succeeded"] or pods
+        return max(pods, key=_created, default=None)
 
     def _log_tail(self, pod: Any) -> str | None:
         name = pod.metadata.name
@@ -320,13 +330,19 @@ class KubernetesExecutor:
                 raise
 
 
-def _created(pod: Any) -> tuple[str, int, str]:
-    """Order of creation (timestamps have second resolution; names break ties by length
-    then text, so attempt 10 follows attempt 9)."""
-    meta = pod.metadata
-    name = str(meta.name) if meta else ""
-    stamp = meta.creation_timestamp.isoformat() if meta and meta.creation_timestamp else ""
-    return stamp, len(name), name
+_EPOCH = datetime.min.replace(tzinfo=UTC)
+
+
+def _created(pod: Any) -> tuple[datetime, datetime, datetime]:
+    """Order of creation: ``creationTimestamp``, then (it has second resolution) the Pod's
+    start and its container's finish; a name says nothing of order."""
+    meta, status = pod.metadata, pod.status
+    terminated = _terminated(pod)
+    return (
+        (meta.creation_timestamp if meta else None) or _EPOCH,
+        (status.start_time if status else None) or _EPOCH,
+        getattr(terminated, "finished_at", None) or _EPOCH,
+    )
 
 
 def _terminal(job: Any) -> Any | None:

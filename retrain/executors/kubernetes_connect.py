@@ -3,7 +3,7 @@ kubeconfig) and the Job template (a file or a ConfigMap key), read once at start
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import urllib3
@@ -41,7 +41,9 @@ class KubernetesConfig(Protocol):
     def request_timeout(self) -> float: ...
 
 
-def connect(cfg: KubernetesConfig) -> KubernetesExecutor:
+def connect(
+    cfg: KubernetesConfig, *, on_watch_error: Callable[[str], None] | None = None
+) -> KubernetesExecutor:
     """The executor for the configured cluster: in-cluster config or a kubeconfig, and the
     Job template from a file or a ConfigMap key (read once, at start-up)."""
     configuration = client.Configuration()
@@ -68,7 +70,7 @@ def connect(cfg: KubernetesConfig) -> KubernetesExecutor:
         resync_seconds=cfg.resync,
         request_timeout=cfg.request_timeout,
     )
-    return KubernetesExecutor(api_client, settings)
+    return KubernetesExecutor(api_client, settings, on_watch_error=on_watch_error)
 
 
 def _template(cfg: KubernetesConfig, api_client: client.ApiClient) -> Mapping[str, Any]:

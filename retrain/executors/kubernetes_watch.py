@@ -5,10 +5,19 @@ driftwatch`` in the namespace, then watches from the list's resourceVersion,
 resuming from the last one seen (events and bookmarks); a 410 Gone re-lists, and
 so does a periodic resync. The cache is a hint: the executor decides from the
 current object, read when the cache says a Job is no longer running.
+
+A failed list or watch (403 after an RBAC change, a dropped connection, a
+server error) is logged (a warning when a streak of failures begins, then
+debug), handed to ``on_error`` (the service counts it,
+``driftwatch_kubernetes_watch_errors_total``), and marks the cache not
+:attr:`~JobCache.healthy` until a list succeeds or the watch delivers again:
+meanwhile the executor reads each Job itself, so a dead watch slows nothing but
+never leaves a finished Job looking as if it ran.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +27,11 @@ from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
 MANAGED = "app.kubernetes.io/managed-by=driftwatch"
+log = logging.getLogger(__name__)
+
+
+def _ignore(reason: str) -> None:
+    pass
 
 
 class JobCache:
@@ -30,6 +44,7 @@ class JobCache:
         watch_seconds: int = 30,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._api = client.BatchV1Api(api_client)
         self.namespace = namespace
@@ -43,8 +58,10 @@ class JobCache:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: watch.Watch | None = None
+        self._on_error = on_error or _ignore
         self.relists = 0
-        self.last_error: str | None = None
+        self.errors = 0
+        self._failing = False
 
     def start(self) -> None:
         with self._lock:
@@ -61,6 +78,11 @@ class JobCache:
     @property
     def synced(self) -> bool:
         return self._synced.is_set()
+
+    @property
+    def healthy(self) -> bool:
+        """Listed, and no list or watch has failed since the last that worked."""
+        return self._synced.is_set() and not self._failing
 
     def get(self, name: str) -> Any | None:
         """The cached Job (a ``V1Job``) or None."""
@@ -82,13 +104,31 @@ class JobCache:
                 if exc.status == 410:
                     rv = None  # history compacted: re-list, then watch from there
                     continue
-                self.last_error = f"{exc.status} {exc.reason}"
+                self._failed(f"{exc.status} {exc.reason}")
             except Exception as exc:  # a dropped connection: the next pass reconnects
-                self.last_error = repr(exc)
+                self._failed(repr(exc))
             else:
                 continue
             self._sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+    def _failed(self, reason: str) -> None:
+        self.errors += 1
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        log.log(
+            level,
+            "watching Jobs in namespace %s failed (%s); reading each Job directly until it "
+            "recovers",
+            self.namespace,
+            reason,
+        )
+        self._on_error(reason)
+
+    def _recovered(self) -> None:
+        if self._failing:
+            self._failing = False
+            log.info("watching Jobs in namespace %s works again", self.namespace)
 
     def _list(self) -> str:
         listing = self._api.list_namespaced_job(self.namespace, label_selector=MANAGED)
@@ -96,6 +136,7 @@ class JobCache:
             self._jobs = {str(j.metadata.name): j for j in listing.items if j.metadata}
         self.relists += 1
         self._synced.set()
+        self._recovered()
         return str(listing.metadata.resource_version if listing.metadata else "")
 
     def _follow(self, rv: str) -> str:
@@ -110,6 +151,7 @@ class JobCache:
         ):
             if self._stop.is_set():
                 break
+            self._recovered()
             kind, job = event["type"], event["object"]
             if kind in ("ADDED", "MODIFIED"):
                 with self._lock:

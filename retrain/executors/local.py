@@ -9,9 +9,12 @@ or finished, without starting it again. A job is ``MISSING`` only while it has
 no directory (never launched, or the directory was removed since); a directory
 whose wrapper never began is ``UNSTARTED``, to be launched again.
 
-The job's environment is the service's, less every ``DRIFTWATCH_*`` variable
-(the service's own settings, database URL included, are none of the
-trainer's business), plus the environment contract of the job.
+The job's environment is built by allow-list (:func:`~retrain.executors.base.base_env`):
+the environment contract of the job, a small base taken from the service
+(``PATH``, ``HOME``, ``LANG``/``LC_*``, ``TZ``, ``TMPDIR``, the interpreter's
+``PYTHON*`` settings) and the names the model's ``retrain.pass_env`` lists.
+Nothing else of the service's environment (its ``DRIFTWATCH_*`` settings,
+database password, alert keys, cloud credentials) reaches a trainer.
 """
 
 from __future__ import annotations
@@ -28,7 +31,14 @@ from pathlib import Path
 from typing import Any
 
 from retrain.errors import ExecutorError
-from retrain.executors.base import JobPhase, JobSpec, JobStatus, result_status
+from retrain.executors.base import (
+    RESULT_LIMIT_BYTES,
+    JobPhase,
+    JobSpec,
+    JobStatus,
+    base_env,
+    result_status,
+)
 from retrain.executors.wrapper import CANCELLED, EXIT, JOB, LOCK, LOG, STARTED, write_atomic
 
 RESULT = "result.json"
@@ -54,7 +64,7 @@ def log_tail(path: Path, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> st
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _wrapper_alive(job_dir: Path) -> bool:
+def wrapper_alive(job_dir: Path) -> bool:
     """Whether a wrapper holds the job's lock (a shared probe never blocks a wrapper for long)."""
     try:
         with open(job_dir / LOCK, "a") as lock:
@@ -140,11 +150,11 @@ class LocalExecutor:
     def _begun(self, job_dir: Path) -> bool:
         names = (STARTED, EXIT, CANCELLED)
         return any((job_dir / n).exists() for n in names) or (
-            job_dir.exists() and _wrapper_alive(job_dir)
+            job_dir.exists() and wrapper_alive(job_dir)
         )
 
     def _env(self, spec: JobSpec, job_dir: Path) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTWATCH_")}
+        env = base_env(os.environ, spec.pass_env)
         env.update(spec.contract_env(str(job_dir / RESULT)))
         env["PYTHONUNBUFFERED"] = "1"  # the log tail should hold the last words of a crash
         return env
@@ -156,7 +166,7 @@ class LocalExecutor:
         ended = self._ended(spec, job_dir)
         if ended is not None:
             return ended
-        if _wrapper_alive(job_dir):
+        if wrapper_alive(job_dir):
             return JobStatus(JobPhase.RUNNING, log_tail=log_tail(job_dir / LOG))
         # The wrapper writes exit.json before its lock goes: read it again after the probe.
         ended = self._ended(spec, job_dir)
@@ -205,13 +215,17 @@ class LocalExecutor:
             return JobStatus(JobPhase.FAILED, f"killed by {signal.Signals(-code).name}", tail)
         if code != 0:
             return JobStatus(JobPhase.FAILED, _exit_reason(code, tail), tail)
-        return result_status(self._result(job_dir), tail)
+        data, size = self._result(job_dir)
+        return result_status(data, tail, size)
 
-    def _result(self, job_dir: Path) -> bytes | None:
+    def _result(self, job_dir: Path) -> tuple[bytes | None, int]:
+        """The result's first bytes, one past the limit (the trainer's file is untrusted: it
+        may be gigabytes), and its size."""
         try:
-            return (job_dir / RESULT).read_bytes()
+            with open(job_dir / RESULT, "rb") as result:
+                return result.read(RESULT_LIMIT_BYTES + 1), os.fstat(result.fileno()).st_size
         except FileNotFoundError:
-            return None
+            return None, 0
         except OSError as exc:
             raise ExecutorError(f"cannot read {job_dir / RESULT}: {exc}", retriable=True) from exc
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -45,6 +46,23 @@ class ModelRetrainConfig(Strict):
     slice_max_degradation: float = Field(default=0.05, ge=0)
     train_timeout: Duration = Field(default=3600.0, gt=0)
     validate_timeout: Duration = Field(default=1800.0, gt=0)
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="names of the service's environment variables a local job also receives",
+    )
+
+    @field_validator("pass_env")
+    @classmethod
+    def _env_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.startswith("DRIFTWATCH_"):
+                raise ValueError(
+                    f"{name}: DRIFTWATCH_* are the service's settings and the job's contract, "
+                    "never passed through"
+                )
+        return v
 
     @field_validator("cron")
     @classmethod
@@ -120,6 +138,11 @@ class RetrainConfig(Strict):
     )
     kubernetes: KubernetesConfig | None = None
     workdir: str = "./driftwatch-runs"
+    keep_finished: Duration = Field(
+        default=86400.0,
+        ge=0,
+        description="how long a final run's exported data and job directories stay in workdir",
+    )
     artifacts_uri: str = "./driftwatch-models"
     tick: Duration = Field(default=5.0, gt=0)
     command: list[str] = Field(

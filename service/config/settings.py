@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -20,6 +21,10 @@ from service.config.models import ModelConfig
 from service.config.retrain import RetrainConfig
 from service.config.scheduler import LeaderConfig, RetentionConfig
 
+# A model's name is a directory name (its runs' data and artifacts) and the value of the
+# ``driftwatch/model`` label of its Jobs: Kubernetes' label-value syntax, ASCII only, fits
+# both as it is (no '/', never '.' or '..', no lossy mapping that could merge two models).
+MODEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 _PG_FORM = "postgresql+psycopg://user:password@host:5432/dbname"
 # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed; psycopg 3 is.
 _PG_ALIASES = ("postgresql://", "postgres://")
@@ -101,6 +106,13 @@ class Config(Strict):
     @field_validator("models")
     @classmethod
     def _not_the_service(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
+        for name in v:
+            if not MODEL_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r}: a model name must be 1 to 63 characters of letters, digits, "
+                    "'-', '_' or '.', starting and ending with a letter or digit (it becomes "
+                    "a directory name and a Kubernetes label value)"
+                )
         if SERVICE_MODEL in v:
             raise ValueError(
                 f"{SERVICE_MODEL} is the model name of the service's own alerts "

@@ -72,7 +72,12 @@ def retraining_for(cfg: Config, sessions: sessionmaker[Session], metrics: Metric
     from service.metric_feeds import RetrainMetrics
 
     try:
-        return build_retraining(cfg, sessions, observer=RetrainMetrics(metrics))
+        return build_retraining(
+            cfg,
+            sessions,
+            observer=RetrainMetrics(metrics),
+            on_watch_error=lambda _reason: metrics.kubernetes_watch_errors.inc(),
+        )
     except RetrainError as exc:
         raise ServiceError(str(exc)) from exc
 

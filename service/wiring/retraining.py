@@ -4,7 +4,7 @@ policy, the run driver, its executor and the archive export it trains on."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,9 +12,12 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.archive import export_labeled
+from db.runs import RunRepository
+from db.session import transaction
 from drift.schema import FeatureKind
 from retrain.executors import make_executor
 from retrain.executors.base import Executor
+from retrain.executors.workdir import sweep
 from retrain.gates import GateSettings, MetricGate
 from retrain.lifecycle import Loop
 from retrain.policy import TriggerPolicy
@@ -43,6 +46,12 @@ def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
     problems: list[str] = []
     for name, m in cfg.models.items():
         r = m.retrain
+        if r.pass_env and cfg.retrain.executor == "kubernetes":
+            problems.append(
+                f"config: models.{name}.retrain.pass_env: only the local executor passes the "
+                "service's variables; give a Kubernetes Job its variables in the Job template "
+                "(env, or envFrom a Secret)"
+            )
         if r.slice_feature is not None:
             feature = m.features.get(r.slice_feature)
             if feature is None or feature.type is not FeatureKind.CATEGORICAL:
@@ -77,6 +86,7 @@ def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
             slice_feature=r.slice_feature,
             train_timeout=timedelta(seconds=r.train_timeout),
             validate_timeout=timedelta(seconds=r.validate_timeout),
+            pass_env=tuple(r.pass_env),
         )
     if problems:
         raise ConfigError(problems)
@@ -94,15 +104,38 @@ def archive_exporter(cfg: Config) -> Exporter:
     return export
 
 
+def _ignore() -> object:
+    return None
+
+
 @dataclass(frozen=True)
 class Retraining:
     policy: TriggerPolicy
     driver: RunDriver
+    sweep: Callable[[], object] = _ignore
 
     def tick(self) -> None:
-        """Decide new causes, then advance every active run one step."""
+        """Decide new causes, advance every active run one step, then delete what runs
+        final for ``retrain.keep_finished`` left in the workdir."""
         self.policy.tick()
         self.driver.tick()
+        self.sweep()
+
+
+def workdir_sweeper(
+    cfg: Config, sessions: sessionmaker[Session], clock: Callable[[], datetime]
+) -> Callable[[], object]:
+    """The clean-up of ``retrain.workdir`` (:mod:`retrain.executors.workdir`)."""
+    workdir = Path(cfg.retrain.workdir).resolve()
+    keep = timedelta(seconds=cfg.retrain.keep_finished)
+
+    def finished_at(ids: Iterable[int]) -> dict[int, datetime]:
+        with transaction(sessions) as session:
+            runs = RunRepository(session)
+            rows = [runs.get(run_id) for run_id in sorted(ids)]
+            return {r.id: r.finished_at for r in rows if r and r.finished_at and not r.active}
+
+    return lambda: sweep(workdir, finished_at, clock(), keep)
 
 
 def build_retraining(
@@ -113,19 +146,23 @@ def build_retraining(
     exporter: Exporter | None = None,
     clock: Callable[[], datetime] = utc_now,
     observer: RunObserver | None = None,
+    on_watch_error: Callable[[str], None] | None = None,
 ) -> Retraining:
-    """The policy and the run driver; ``observer`` hears of runs the driver finishes."""
+    """The policy and the run driver; ``observer`` hears of runs the driver finishes,
+    ``on_watch_error`` of the Kubernetes executor's failed watches."""
     models = model_settings(cfg)
     # Jobs run in a directory of their own: relative paths are made absolute here.
     settings = LoopSettings(
         Path(cfg.retrain.workdir).resolve(), absolute_uri(cfg.retrain.artifacts_uri)
     )
     loop = Loop(
-        executor or make_executor(cfg.retrain.executor, cfg.retrain),
+        executor or make_executor(cfg.retrain.executor, cfg.retrain, on_watch_error=on_watch_error),
         models,
         settings,
         exporter or archive_exporter(cfg),
         clock,
     )
     driver = RunDriver(sessions, loop, observer=observer)
-    return Retraining(TriggerPolicy(sessions, models, clock), driver)
+    return Retraining(
+        TriggerPolicy(sessions, models, clock), driver, workdir_sweeper(cfg, sessions, clock)
+    )

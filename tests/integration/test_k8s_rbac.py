@@ -10,6 +10,8 @@ from pathlib import Path
 import kubernetes_validate
 import pytest
 import yaml
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
 
 from retrain.executors import JobPhase, JobSpec, Mode, make_executor
 from retrain.executors.kubernetes import KubernetesExecutor
@@ -112,3 +114,29 @@ def test_the_role_grants_exactly_what_the_executor_and_the_elector_call(tmp_path
         elector.stop()
         assert [entry for entry in emulator.log if entry[3] == 403] == []
         assert emulator.calls == granted(role)
+
+
+def test_the_role_grants_named_objects_by_name_only(tmp_path: Path) -> None:
+    """The ConfigMap and the Lease driftwatch uses, not every ConfigMap (credentials of
+    other apps) or Lease (other controllers' leadership) of the namespace."""
+    role = yaml.safe_load((DEPLOY / "role.yaml").read_text(encoding="utf-8"))
+    with cluster(tmp_path, role=role, kubelet=False) as (emulator, _):
+        for name in ("trainer-job", "db-credentials"):
+            emulator.store.create("configmaps", NAMESPACE, {"metadata": {"name": name}})
+        core = client.CoreV1Api(api_client(emulator.url))
+        assert core.read_namespaced_config_map("trainer-job", NAMESPACE).metadata.name
+        with pytest.raises(ApiException) as refused:
+            core.read_namespaced_config_map("db-credentials", NAMESPACE)
+        assert refused.value.status == 403
+        leases = client.CoordinationV1Api(api_client(emulator.url))
+        for name in ("driftwatch", "kube-scheduler"):  # create is not limited by name
+            leases.create_namespaced_lease(NAMESPACE, {"metadata": {"name": name}})
+        lease = leases.read_namespaced_lease("driftwatch", NAMESPACE)
+        leases.replace_namespaced_lease("driftwatch", NAMESPACE, lease)
+        for call in (
+            lambda: leases.read_namespaced_lease("kube-scheduler", NAMESPACE),
+            lambda: leases.replace_namespaced_lease("kube-scheduler", NAMESPACE, lease),
+        ):
+            with pytest.raises(ApiException) as refused:
+                call()
+            assert refused.value.status == 403

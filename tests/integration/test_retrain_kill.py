@@ -42,7 +42,12 @@ def write_config(path: Path, database_url: str, tmp_path: Path) -> Path:
             "fraud": {
                 "window": "1m",
                 "features": {"amount": {"type": "numerical"}},
-                "retrain": {"min_holdout": 100, "train_timeout": "2m", "validate_timeout": "2m"},
+                "retrain": {
+                    "min_holdout": 100,
+                    "train_timeout": "2m",
+                    "validate_timeout": "2m",
+                    "pass_env": [DIR_ENV],  # the stub trainer finds its marks by it
+                },
             }
         },
         "retrain": {

@@ -144,13 +144,16 @@ class Emulator:
                     return f
         return None
 
-    def allowed(self, group: str, resource: str, verb: str) -> bool:
+    def allowed(self, group: str, resource: str, verb: str, name: str | None = None) -> bool:
+        """RBAC as the API server applies it: a rule with ``resourceNames`` grants only
+        requests for one of those names (never a list, watch or create, which name none)."""
         if self.role is None:
             return True
         return any(
             group in r.get("apiGroups", [])
             and resource in r.get("resources", [])
             and (verb in r.get("verbs", []) or "*" in r.get("verbs", []))
+            and (not r.get("resourceNames") or name in r["resourceNames"])
             for r in self.role.get("rules", [])
         )
 
@@ -178,7 +181,7 @@ class Emulator:
                 return 0, None
             return fault.status, ApiError(fault.status, "InternalError", "injected").status()
         try:
-            if not self.allowed(group, resource, verb):
+            if not self.allowed(group, resource, verb, name):
                 what = f'{resource} "{name}"' if name else resource
                 raise ApiError(
                     403,

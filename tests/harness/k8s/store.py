@@ -8,6 +8,7 @@ gets 410 Gone, as from an API server whose etcd compacted it.
 from __future__ import annotations
 
 import copy
+import random
 import threading
 import uuid
 from collections.abc import Callable
@@ -16,6 +17,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 Obj = dict[str, Any]
+# The alphabet of the API server's generated name suffixes (k8s.io/apimachinery's
+# util/rand): lowercase consonants and digits, no vowels or look-alikes.
+SUFFIX_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+SUFFIX_LENGTH = 5
+
+
+def random_suffix() -> str:
+    return "".join(random.choice(SUFFIX_ALPHABET) for _ in range(SUFFIX_LENGTH))
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,8 @@ class Store:
         self._compacted = 0
         self.changed = threading.Condition()
         self.generation = 0  # bumped by compact(): open watches end
+        # What ``generateName`` appends; a test may replace it to make names sort any way.
+        self.suffixes: Callable[[], str] = random_suffix
 
     @property
     def rv(self) -> int:
@@ -85,6 +96,8 @@ class Store:
     def create(self, resource: str, namespace: str, obj: Obj) -> Obj:
         with self.changed:
             meta = obj.setdefault("metadata", {})
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = self._generated(resource, namespace, meta["generateName"])
             key = (resource, namespace, meta["name"])
             if key in self._objects:
                 raise Conflict(meta["name"])
@@ -93,6 +106,15 @@ class Store:
             self._objects[key] = obj
             self._record("ADDED", resource, namespace, obj)
             return copy.deepcopy(obj)
+
+    def _generated(self, resource: str, namespace: str, prefix: str) -> str:
+        """``generateName``: the prefix and a random suffix, as the API server makes them
+        (it answers a taken name with 409; a few draws make that practically never)."""
+        for _ in range(8):
+            name = f"{prefix}{self.suffixes()}"
+            if (resource, namespace, name) not in self._objects:
+                return name
+        raise Conflict(prefix)
 
     def get(self, resource: str, namespace: str, name: str) -> Obj:
         with self.changed:

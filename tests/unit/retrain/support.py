@@ -106,9 +106,12 @@ def model_settings(**kw: Any) -> ModelRetrain:
     return ModelRetrain(**base)
 
 
-def train_result(accuracy: float = 0.9) -> dict[str, Any]:
+def train_result(
+    accuracy: float = 0.9, uri: str = "file:///artifacts/fraud/run-1/model.skops"
+) -> dict[str, Any]:
+    """A training result; ``uri`` inside the output of run 1 under ``file:///artifacts``."""
     return {
-        "model_uri": "file:///models/fraud/run-1/model.skops",
+        "model_uri": uri,
         "sha256": SHA,
         "metrics": {"accuracy": accuracy},
         "rows": {"train": 400, "holdout": 100},

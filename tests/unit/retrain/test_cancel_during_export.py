@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import yaml
-from service.wiring.retraining import build_retraining
 
 from db.registry import RegistryRepository, Stage
 from db.runs import RunRepository
@@ -24,6 +23,7 @@ from db.session import make_engine, make_session_factory, transaction
 from retrain.lifecycle import Phase
 from service.cli import main
 from service.config import load_config
+from service.wiring.retraining import build_retraining
 from tests.unit.retrain.support import T0, ParquetExporter, ScriptedExecutor
 from tests.unit.retrain.test_runs import TRAIN
 

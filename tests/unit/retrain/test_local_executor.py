@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import tracemalloc
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,6 +26,7 @@ from retrain.executors import (
     Mode,
     make_executor,
 )
+from retrain.executors.base import BASE_ENV
 
 
 def _spec(tmp_path: Path, timeout: float = 60.0, run_id: int = 1) -> JobSpec:
@@ -345,3 +348,64 @@ def test_the_factory_names_the_key_on_an_unknown_executor(tmp_path: Path) -> Non
     with pytest.raises(ExecutorError, match=r"retrain\.executor: unknown executor 'k8s'") as err:
         make_executor("k8s", Settings())
     assert not err.value.retriable
+
+
+SECRETS = {
+    "PGPASSWORD": "pg-secret",
+    "AWS_SECRET_ACCESS_KEY": "aws-secret",
+    "PAGER_ROUTING_KEY": "a key an alert channel reads through secret_env",
+    "DRIFTWATCH_DATABASE__URL": "postgresql://u:pw@db/x",
+}
+
+
+def test_the_job_environment_is_an_allow_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unrelated secrets of the service never reach the job; the base, the contract and
+    what the model's config passes do."""
+    for name, value in SECRETS.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("TRAINER_TOKEN", "passed on purpose")
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    executor = _executor(
+        tmp_path,
+        """
+        import json, os
+        with open(os.environ["DRIFTWATCH_RESULT_PATH"], "w") as out:
+            json.dump({"names": sorted(os.environ)}, out)
+        """,
+    )
+    spec = dataclasses.replace(_spec(tmp_path), pass_env=("TRAINER_TOKEN",))
+    executor.launch(spec)
+    status = _settle(executor, spec)
+    assert status.phase is JobPhase.SUCCEEDED and status.result is not None, status
+    names = set(status.result["names"])
+    assert names.isdisjoint(SECRETS)
+    assert {"TRAINER_TOKEN", "LC_ALL", "PATH", "DRIFTWATCH_RUN_ID", "DRIFTWATCH_TASK"} <= names
+    contract = set(spec.contract_env("r"))
+    others = names - contract - {"TRAINER_TOKEN"}
+    assert all(n in BASE_ENV or n.startswith("LC_") for n in others), others - BASE_ENV
+
+
+def test_a_huge_result_file_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """256 MiB (sparse: cheap to write) of result: only the first 4097 bytes are read."""
+    executor = _executor(
+        tmp_path,
+        """
+        import os
+        with open(os.environ["DRIFTWATCH_RESULT_PATH"], "wb") as out:
+            out.truncate(256 * 2**20)
+        """,
+    )
+    spec = _spec(tmp_path)
+    executor.launch(spec)
+    ended = _settle(executor, spec)  # the job ends; judging it again is what is measured
+    assert ended.phase is JobPhase.FAILED
+    tracemalloc.start()
+    try:
+        status = executor.observe(spec)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert status.reason == f"result is {256 * 2**20} bytes, more than 4096"
+    assert peak < 2**20, peak

@@ -41,7 +41,8 @@ with open(marks / "starts", "a") as f:
     f.write(os.environ["DRIFTWATCH_MODE"] + "\\n")
 while not (marks / "go").exists():
     time.sleep(0.02)
-result = {{"model_uri": "file:///m.skops", "sha256": "c" * 64, "metrics": {{"accuracy": 0.9}}}}
+result = {{"model_uri": os.environ["DRIFTWATCH_OUTPUT_URI"] + "m.skops", "sha256": "c" * 64,
+          "metrics": {{"accuracy": 0.9}}}}
 open(os.environ["DRIFTWATCH_RESULT_PATH"], "w").write(json.dumps(result))
 """
 
@@ -310,3 +311,28 @@ def test_a_local_job_whose_directory_was_removed_after_its_launch_fails_the_run(
     assert local.restart().tick() == {run_id: Phase.FAILED}
     assert local.run(run_id)[2] == lost(f"driftwatch-fraud-{run_id}-train")
     assert starts(tmp_path / "marks") == ["train"]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "file:///artifacts/fraud/run-2/model.skops",  # another run's output
+        "file:///artifacts/fraud/run-1/../run-2/model.skops",
+        "file:///etc/passwd",
+        "s3://artifacts/fraud/run-1/model.skops",
+    ],
+)
+def test_a_model_uri_outside_the_runs_output_fails_the_run_and_registers_nothing(
+    rig: Rig, uri: str
+) -> None:
+    run_id = rig.start()
+    rig.driver().tick()
+    rig.executor.succeed(TRAIN, train_result(uri=uri))
+    assert rig.driver().tick() == {run_id: Phase.FAILED}
+    _, _, reason = rig.run(run_id)
+    assert (reason or "").startswith(
+        f"training result unusable: model_uri {uri!r} is outside the run's output_uri "
+        "'file:///artifacts/fraud/run-1/'"
+    ), reason
+    assert rig.stage("run-1") is None
+    assert VALIDATE not in rig.executor.launches

@@ -142,7 +142,7 @@ def test_runs_show_prints_the_trigger_timeline_and_every_gate(
     loop = Loop(
         executor,
         model_settings(config),
-        LoopSettings(tmp_path / "runs", "x"),
+        LoopSettings(tmp_path / "runs", "file:///artifacts"),
         ParquetExporter(),
         clock,
     )

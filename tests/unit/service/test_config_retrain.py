@@ -81,3 +81,54 @@ def test_a_slice_feature_must_be_a_categorical_feature(tmp_path: Path) -> None:
     ok = load_config(write(tmp_path, with_retrain(slice_feature="country")), {})
     gates = model_settings(ok)["fraud"].gates
     assert gates.slice_max_degradation == 0.05
+
+
+@pytest.mark.parametrize(
+    ("names", "expected"),
+    [
+        (["TRAINER-TOKEN"], "config: models.fraud.retrain.pass_env: 'TRAINER-TOKEN'"),
+        (["DRIFTWATCH_DATABASE__URL"], "config: models.fraud.retrain.pass_env: "),
+    ],
+)
+def test_pass_env_names_are_checked(tmp_path: Path, names: list[str], expected: str) -> None:
+    (line,) = problems(tmp_path, with_retrain(pass_env=names))
+    assert line.startswith(expected), line
+
+
+def test_pass_env_is_for_the_local_executor(tmp_path: Path) -> None:
+    ok = load_config(write(tmp_path, with_retrain(pass_env=["AWS_PROFILE"])), {})
+    assert model_settings(ok)["fraud"].pass_env == ("AWS_PROFILE",)
+    raw = with_retrain(pass_env=["AWS_PROFILE"])
+    template = tmp_path / "job.yaml"
+    template.write_text("apiVersion: batch/v1\nkind: Job\n", encoding="utf-8")
+    raw["retrain"] = {"executor": "kubernetes",
+                      "kubernetes": {"namespace": "ml", "template": str(template)}}  # fmt: skip
+    cfg = load_config(write(tmp_path, raw), {})
+    with pytest.raises(ConfigError) as info:
+        model_settings(cfg)
+    (line,) = info.value.problems
+    assert line.startswith("config: models.fraud.retrain.pass_env: only the local executor")
+
+
+@pytest.mark.parametrize(
+    "name", ["../etc", "a/b", ".", "..", "-fraud", "fraud-", "frau d", "fräud", "x" * 64, "ﬁ"]
+)
+def test_a_model_name_that_cannot_be_a_path_or_a_label_is_refused(
+    tmp_path: Path, name: str
+) -> None:
+    raw = mutated("models", {name: BASE["models"]["fraud"]})
+    (line,) = problems(tmp_path, raw)
+    assert line.startswith(f"config: models: {name!r}: a model name must be"), line
+
+
+@pytest.mark.parametrize("name", ["fraud", "Fraud", "fraud_v2", "fraud.eu-1", "x" * 63, "7"])
+def test_model_names_of_label_syntax_are_accepted(tmp_path: Path, name: str) -> None:
+    cfg = load_config(write(tmp_path, mutated("models", {name: BASE["models"]["fraud"]})), {})
+    assert list(cfg.models) == [name]
+
+
+def test_keep_finished_defaults_to_a_day_and_names_the_key(tmp_path: Path) -> None:
+    assert load_config(write(tmp_path, BASE), {}).retrain.keep_finished == 86400.0
+    raw = mutated("retrain", {"keep_finished": "-1s"})
+    (line,) = problems(tmp_path, raw)
+    assert line.startswith("config: retrain.keep_finished:"), line
