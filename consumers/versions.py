@@ -1,0 +1,184 @@
+"""The version cap: how many model versions one window of a model takes.
+
+Every ``model_version`` a prediction carries gets its own window sketches,
+``window_aggregates`` rows, drift evaluations and detector states, so a stream of
+new version strings would grow all of them without bound. :class:`VersionGate`
+admits, per model and window:
+
+- the *protected* versions, always: those the registry holds as ``production`` or
+  ``canary`` (refreshed every ``refresh`` seconds; the last answer is kept while
+  the database is unreachable), so the versions being served and judged are never
+  the ones refused;
+- the first ``max_versions`` other versions this consumer sees in the window.
+
+The events of any other version go to the dead-letter topic with the reason
+(``version_cap``), counted like every invalid event. The choice is made before the
+archive and the aggregation, so a refused event is in no sketch, row or archive.
+
+Bounds, as the gate sees only its own partitions and its own run: with R replicas
+a window holds at most ``R x max_versions`` unprotected versions, and a window open
+across a restart may take ``max_versions`` more. The gate remembers the
+``WINDOWS_PER_MODEL`` newest windows of each model; an event of an older window
+(a partition far behind the others) is admitted only for a version live in one of
+them, so even such a partition cannot open the cap again.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from consumers.clients import SYSTEM_CLOCK, Clock
+from consumers.errors import InvalidEvent, InvalidReason
+from consumers.events import DecodedBatch, ModelCodec
+from db.errors import StoreError
+from db.registry import RegistryRepository, Stage
+from drift.sketch import CategoryCaps
+
+log = logging.getLogger(__name__)
+
+WINDOWS_PER_MODEL = 64
+Protected = Callable[[], Mapping[str, Collection[str]]]
+_SERVED = frozenset({str(Stage.PRODUCTION), str(Stage.CANARY)})
+
+
+# The defaults of ``ingest.max_versions``, ``ingest.max_categories`` and
+# ``ingest.max_category_length``: far above what a healthy model sends (a few versions
+# per window, tens of categories, short codes), low enough that the worst a stream can
+# do stays small (see the README's figure from bench/caps.py).
+MAX_VERSIONS = 20
+MAX_CATEGORIES = 1000
+MAX_CATEGORY_LENGTH = 256
+DEFAULT_CATEGORY_CAPS = CategoryCaps(MAX_CATEGORIES, MAX_CATEGORY_LENGTH)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamCaps:
+    """What one model's stream may make the consumer keep (``ingest.*`` in the config).
+
+    ``max_versions`` unprotected versions per model and window (this module);
+    ``categories`` the distinct values and value length of each categorical column
+    of a window (:class:`drift.categories.CategoricalSketch`).
+    """
+
+    max_versions: int = MAX_VERSIONS
+    categories: CategoryCaps = DEFAULT_CATEGORY_CAPS
+
+
+DEFAULT_CAPS = StreamCaps()
+
+
+def registry_versions(sessions: sessionmaker[Session]) -> Protected:
+    """The production and canary versions of every model, read from the registry."""
+
+    def read() -> dict[str, set[str]]:
+        out: dict[str, set[str]] = {}
+        with sessions() as session:
+            for row in RegistryRepository(session).versions():
+                if row.stage in _SERVED:
+                    out.setdefault(row.model, set()).add(row.version)
+        return out
+
+    return read
+
+
+def _nothing() -> Mapping[str, Collection[str]]:
+    return {}
+
+
+class VersionGate:
+    """Admits at most ``max_versions`` unprotected versions per model and window."""
+
+    def __init__(
+        self,
+        max_versions: int,
+        protected: Protected = _nothing,
+        refresh: float = 30.0,
+        clock: Clock = SYSTEM_CLOCK,
+    ) -> None:
+        if max_versions < 1:
+            raise ValueError(f"max_versions must be at least 1, got {max_versions}")
+        self.max_versions = max_versions
+        self._read_protected = protected
+        self._refresh = refresh
+        self._clock = clock
+        self._protected: Mapping[str, Collection[str]] = {}
+        self._read_at: float | None = None
+        # model -> window start -> admitted unprotected versions
+        self._live: dict[str, dict[int, set[str]]] = {}
+
+    def screen(self, decoded: DecodedBatch, codecs: Mapping[str, ModelCodec]) -> None:
+        """Move the events of versions past the cap to ``decoded.invalid``; ``codecs``
+        (the decoder's) give each model's window length."""
+        if not decoded.events:
+            return
+        protected = self._current_protected()
+        pairs = {(e.model, e.model_version) for e in decoded.events}
+        if all(v in protected.get(m, ()) for m, v in pairs):
+            return
+        widths = {m: codecs[m].spec.window_seconds for m, _ in pairs}
+        verdicts: dict[tuple[str, str, int], InvalidEvent | None] = {}
+        refused: dict[int, InvalidEvent] = {}
+        for j, (event, t) in enumerate(zip(decoded.events, decoded.times, strict=True)):
+            width = widths[event.model]
+            key = (event.model, event.model_version, int(t // width) * width)
+            if key not in verdicts:
+                verdicts[key] = self._judge(*key, protected)
+            verdict = verdicts[key]
+            if verdict is not None:
+                refused[j] = verdict
+        decoded.reject(refused)
+
+    def _judge(
+        self, model: str, version: str, start: int, protected: Mapping[str, Collection[str]]
+    ) -> InvalidEvent | None:
+        if version in protected.get(model, ()):
+            return None
+        windows = self._live.setdefault(model, {})
+        live = windows.get(start)
+        if live is None:
+            if len(windows) >= WINDOWS_PER_MODEL and start < min(windows):
+                # Older than every remembered window: only a recently live version.
+                if any(version in seen for seen in windows.values()):
+                    return None
+                return self._refusal(model, version, start, stale=True)
+            live = windows[start] = set()
+            if len(windows) > WINDOWS_PER_MODEL:
+                del windows[min(windows)]
+        if version in live:
+            return None
+        if len(live) < self.max_versions:
+            live.add(version)
+            return None
+        return self._refusal(model, version, start, stale=False)
+
+    def _refusal(self, model: str, version: str, start: int, stale: bool) -> InvalidEvent:
+        when = datetime.fromtimestamp(start, UTC).isoformat().replace("+00:00", "Z")
+        if stale:
+            detail = (
+                f"version {version!r} of model {model!r} is not live in any recent window, "
+                f"and the window starting {when} is older than the {WINDOWS_PER_MODEL} "
+                "remembered (ingest.max_versions)"
+            )
+        else:
+            detail = (
+                f"model {model!r} already has {self.max_versions} live versions in the "
+                f"window starting {when}; version {version!r} is not one of them, nor in "
+                "production or canary (ingest.max_versions)"
+            )
+        return InvalidEvent(InvalidReason.VERSION_CAP, detail)
+
+    def _current_protected(self) -> Mapping[str, Collection[str]]:
+        now = self._clock.monotonic()
+        if self._read_at is not None and now - self._read_at < self._refresh:
+            return self._protected
+        self._read_at = now
+        try:
+            self._protected = self._read_protected()
+        except StoreError as exc:
+            log.warning("cannot read the registry's live versions, keeping the last: %s", exc)
+        return self._protected
