@@ -19,14 +19,15 @@ import numpy as np
 OTHER = "__other__"
 
 
-def category_rank(value: str) -> tuple[int, str]:
+def category_rank(value: str) -> tuple[int, int, str]:
     """Where ``value`` stands when a capped sketch chooses which values to keep.
 
-    A stable hash (never Python's salted ``hash``), so every process, partition and
-    replay ranks a value the same; the value itself breaks ties.
+    Shorter values first, so the values a length cap admits are always a prefix
+    of this order; then a stable hash (never Python's salted ``hash``), so every
+    process, partition and replay ranks a value the same; the value breaks ties.
     """
     digest = hashlib.blake2b(value.encode("utf-8", "surrogatepass"), digest_size=8).digest()
-    return int.from_bytes(digest, "big"), value
+    return len(value), int.from_bytes(digest, "big"), value
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,11 +60,13 @@ class CategoricalSketch:
     longer than ``max_length`` characters is not kept but counted in ``other``
     (never truncated: a cut value could pass for another, or for a reference
     category). Of the values that fit, the ``max_values`` of lowest
-    :func:`category_rank` are kept, the others are counted in ``other``. The rank
-    is a stable hash, not the arrival order, which keeps merging exact:
-    whichever way a stream is split, its kept values are the lowest-ranked of all
-    it sent, so ``merge`` gives the sketch of both parts fed in sequence. Merging
-    sketches of different caps applies the tighter ones. ``other`` is compared
+    :func:`category_rank` (the shortest, then by a stable hash) are kept, the
+    others are counted in ``other``. The rank does not depend on arrival order,
+    which keeps merging exact: whichever way a stream is split, its kept values
+    are the lowest-ranked of all it sent, so ``merge`` gives the sketch of both
+    parts fed in sequence. Merging sketches of different caps applies the tighter
+    ones, and is exact too: as the rank puts shorter values first, what the
+    tighter caps keep was kept by either side. ``other`` is compared
     with the reference as one more category the reference never saw (the
     ``__other__`` bucket of :meth:`comparable_counts`): an overflowed value was
     not kept, so whether the reference knew it is no longer known.
@@ -79,7 +82,7 @@ class CategoricalSketch:
     other: int = 0
     caps: CategoryCaps = field(default_factory=CategoryCaps)
     # The highest rank kept while full: a new value ranked above it is not kept.
-    _ceiling: tuple[int, str] | None = field(default=None, compare=False, repr=False)
+    _ceiling: tuple[int, int, str] | None = field(default=None, compare=False, repr=False)
 
     def update(self, values: Sequence[Any] | np.ndarray) -> None:
         counted = Counter(values)
