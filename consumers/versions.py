@@ -117,10 +117,28 @@ class VersionGate:
         if not decoded.events:
             return
         protected = self._current_protected()
-        pairs = {(e.model, e.model_version) for e in decoded.events}
+        # In order of first appearance: the first versions seen are the ones admitted.
+        pairs = dict.fromkeys((e.model, e.model_version) for e in decoded.events)
         if all(v in protected.get(m, ()) for m, v in pairs):
             return
         widths = {m: codecs[m].spec.window_seconds for m, _ in pairs}
+        lo, hi = min(decoded.times), max(decoded.times)
+        if all(lo // w == hi // w for w in widths.values()):
+            # The common batch, within one window: one verdict per version, no walk
+            # unless something is refused.
+            by_pair = {
+                (m, v): self._judge(m, v, int(lo // widths[m]) * widths[m], protected)
+                for m, v in pairs
+            }
+            if any(by_pair.values()):
+                decoded.reject(
+                    {
+                        j: verdict
+                        for j, e in enumerate(decoded.events)
+                        if (verdict := by_pair[(e.model, e.model_version)]) is not None
+                    }
+                )
+            return
         verdicts: dict[tuple[str, str, int], InvalidEvent | None] = {}
         refused: dict[int, InvalidEvent] = {}
         for j, (event, t) in enumerate(zip(decoded.events, decoded.times, strict=True)):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 
@@ -133,3 +134,22 @@ def test_registry_versions_are_the_production_and_canary_ones(
         ]:
             reg.register("fraud", version, f"file:///{version}", version * 32, stage, now)
     assert registry_versions(sessions)() == {"fraud": {"v2", "v3"}}
+
+
+def test_the_verdicts_do_not_depend_on_how_the_stream_is_batched() -> None:
+    rng = random.Random(7)
+    stream = [event(f"v{rng.randrange(12)}", T + rng.randrange(3 * WIDTH)) for _ in range(400)]
+    one_by_one = VersionGate(3)
+    expected = [kept(screened(one_by_one, value)) for value in stream]
+    for _ in range(5):
+        gate, got, at = VersionGate(3), [], 0
+        while at < len(stream):
+            size = rng.randrange(1, 40)
+            decoded = screened(gate, *stream[at : at + size])
+            refused = {i for i, _ in decoded.invalid}
+            versions = iter(kept(decoded))
+            got += [
+                [] if i in refused else [next(versions)] for i in range(len(stream[at : at + size]))
+            ]
+            at += size
+        assert got == expected
