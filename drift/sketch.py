@@ -235,8 +235,8 @@ class WindowSketch:
             picked = [i for i, k in enumerate(keys) if k < limit]
         if not picked:
             return
-        columns = [_pick(batch.columns[name], picked) for name in self.features]
-        columns.append(_pick(batch.predictions, picked))
+        columns = [_clip(s, _pick(batch.columns[n], picked)) for n, s in self.features.items()]
+        columns.append(_clip(self.prediction, _pick(batch.predictions, picked)))
         self.sample.update([keys[i] for i in picked], list(zip(*columns, strict=True)))
 
     def sample_frame(self) -> dict[str, list[Any]]:
@@ -324,6 +324,15 @@ def _pick(values: Sequence[Any] | np.ndarray, picked: list[int]) -> list[Any]:
     if any(isinstance(v, np.generic) for v in got[:1]):
         got = [v.item() if isinstance(v, np.generic) else v for v in got]
     return got
+
+
+def _clip(sketch: ColumnSketch, values: list[Any]) -> list[Any]:
+    """Sampled values of a categorical column, a value past its length cap replaced by
+    the overflow bucket's name, as in the counts: the sample stays bounded too."""
+    limit = sketch.caps.max_length if isinstance(sketch, CategoricalSketch) else None
+    if limit is None:
+        return values
+    return [OTHER if isinstance(v, str) and len(v) > limit else v for v in values]
 
 
 def _merge_column(target: ColumnSketch, other: ColumnSketch) -> None:

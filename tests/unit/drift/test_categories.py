@@ -151,3 +151,20 @@ def test_overflow_is_compared_as_one_unseen_category_named_apart_from_real_ones(
     assert feature.current_count == len(values)
     method, score, _ = compare_categorical(ref.features["c"], sketch, None)
     assert score is not None and method is not None
+
+
+def test_the_row_sample_keeps_an_over_long_value_as_the_overflow_bucket() -> None:
+    spec = ModelSpec(
+        "m",
+        (FeatureSpec("c", FeatureKind.CATEGORICAL),),
+        PredictionSpec(PredictionKind.CATEGORICAL),
+        window_seconds=60,
+        sample_size=10,
+    )
+    window = WindowSketch.empty(spec, CategoryCaps(max_length=5))
+    window.update(
+        WindowBatch(3, {"c": ["short", "x" * 100_000, None]}, ["a", "b" * 6, "c"], [1, 2, 3])
+    )
+    assert sorted(map(str, window.sample_frame()["c"])) == ["None", "__other__", "short"]
+    assert sorted(window.sample_frame()["prediction"]) == ["__other__", "a", "c"]
+    assert len(window.to_bytes()) < 1000
