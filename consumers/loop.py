@@ -48,7 +48,7 @@ from consumers.positions import Positions, Stopping
 from consumers.progress import ConsumerProgress, survey
 from consumers.retry import Backoff, Dependency, Health
 from consumers.stats import IngestStats
-from consumers.versions import DEFAULT_CAPS, Protected, StreamCaps, VersionGate
+from consumers.versions import DEFAULT_CAPS, StreamCaps, VersionGate
 from consumers.window import WindowAccumulator
 from db.detectors import Alarm
 from db.errors import OffsetConflict, StoreError
@@ -97,7 +97,7 @@ class IngestLoop:
         label_specs: Mapping[str, LabelSpec] | None = None,
         join_observer: PartitionObserver | None = None,
         archive: ArchiveIntake | None = None,
-        protected_versions: Protected | None = None,  # never refused by the version cap
+        versions: VersionGate | None = None,  # default: the cap of settings, nothing protected
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
@@ -109,7 +109,7 @@ class IngestLoop:
         self.book = OffsetBook()
         self.archive = archive or NoArchive()
         self.acc = WindowAccumulator(decoder.codecs, settings.caps.categories)
-        self.versions = VersionGate(settings.caps.max_versions, protected_versions or dict)
+        self.versions = versions or VersionGate(settings.caps.max_versions)
         self.labels = LabelIntake(
             settings.labels_topic,
             label_specs,

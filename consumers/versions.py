@@ -9,15 +9,19 @@ admits, per model and window:
   ``canary`` (refreshed every ``refresh`` seconds; the last answer is kept while
   the database is unreachable), so the versions being served and judged are never
   the ones refused;
-- the first ``max_versions`` other versions this consumer sees in the window.
+- the versions that already have rows of the window in ``window_aggregates``
+  (read once per window, when the gate first meets it: written before a restart,
+  or by another replica), and then the first others this consumer sees, while
+  the window has fewer than ``max_versions`` unprotected versions.
 
 The events of any other version go to the dead-letter topic with the reason
 (``version_cap``), counted like every invalid event. The choice is made before the
 archive and the aggregation, so a refused event is in no sketch, row or archive.
 
-Bounds, as the gate sees only its own partitions and its own run: with R replicas
-a window holds at most ``R x max_versions`` unprotected versions, and a window open
-across a restart may take ``max_versions`` more. The gate remembers the
+Bounds: a restart does not open the cap again (the stored versions fill it). Replicas
+that meet a window at the same time each see only what the others have flushed by
+then, so with R replicas a window holds at most ``R x max_versions`` unprotected
+versions. The gate remembers the
 ``WINDOWS_PER_MODEL`` newest windows of each model; an event of an older window
 (a partition far behind the others) is admitted only for a version live in one of
 them, so even such a partition cannot open the cap again.
@@ -30,12 +34,14 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.clients import SYSTEM_CLOCK, Clock
 from consumers.errors import InvalidEvent, InvalidReason
 from consumers.events import DecodedBatch, ModelCodec
-from db.errors import StoreError
+from db.errors import StoreError, translating
+from db.models import WindowAggregate
 from db.registry import RegistryRepository, Stage
 from drift.sketch import CategoryCaps
 
@@ -43,6 +49,7 @@ log = logging.getLogger(__name__)
 
 WINDOWS_PER_MODEL = 64
 Protected = Callable[[], Mapping[str, Collection[str]]]
+Stored = Callable[[str, int, int], Collection[str]]  # (model, window start, width)
 _SERVED = frozenset({str(Stage.PRODUCTION), str(Stage.CANARY)})
 
 
@@ -86,8 +93,29 @@ def registry_versions(sessions: sessionmaker[Session]) -> Protected:
     return read
 
 
+def stored_versions(sessions: sessionmaker[Session]) -> Stored:
+    """The versions that have rows of a model's window in ``window_aggregates``."""
+
+    @translating
+    def read(model: str, start: int, width: int) -> set[str]:
+        w = WindowAggregate
+        with sessions() as session:
+            chosen = select(w.model_version).where(
+                w.window_end == datetime.fromtimestamp(start + width, UTC),
+                w.window_start == datetime.fromtimestamp(start, UTC),
+                w.model == model,
+            )
+            return set(session.scalars(chosen.distinct()))
+
+    return read
+
+
 def _nothing() -> Mapping[str, Collection[str]]:
     return {}
+
+
+def _none_stored(model: str, start: int, width: int) -> Collection[str]:
+    return ()
 
 
 class VersionGate:
@@ -99,11 +127,13 @@ class VersionGate:
         protected: Protected = _nothing,
         refresh: float = 30.0,
         clock: Clock = SYSTEM_CLOCK,
+        stored: Stored = _none_stored,
     ) -> None:
         if max_versions < 1:
             raise ValueError(f"max_versions must be at least 1, got {max_versions}")
         self.max_versions = max_versions
         self._read_protected = protected
+        self._stored = stored
         self._refresh = refresh
         self._clock = clock
         self._protected: Mapping[str, Collection[str]] = {}
@@ -127,7 +157,7 @@ class VersionGate:
             # The common batch, within one window: one verdict per version, no walk
             # unless something is refused.
             by_pair = {
-                (m, v): self._judge(m, v, int(lo // widths[m]) * widths[m], protected)
+                (m, v): self._judge(m, v, int(lo // widths[m]) * widths[m], widths[m], protected)
                 for m, v in pairs
             }
             if any(by_pair.values()):
@@ -145,14 +175,19 @@ class VersionGate:
             width = widths[event.model]
             key = (event.model, event.model_version, int(t // width) * width)
             if key not in verdicts:
-                verdicts[key] = self._judge(*key, protected)
+                verdicts[key] = self._judge(*key, width, protected)
             verdict = verdicts[key]
             if verdict is not None:
                 refused[j] = verdict
         decoded.reject(refused)
 
     def _judge(
-        self, model: str, version: str, start: int, protected: Mapping[str, Collection[str]]
+        self,
+        model: str,
+        version: str,
+        start: int,
+        width: int,
+        protected: Mapping[str, Collection[str]],
     ) -> InvalidEvent | None:
         if version in protected.get(model, ()):
             return None
@@ -164,7 +199,8 @@ class VersionGate:
                 if any(version in seen for seen in windows.values()):
                     return None
                 return self._refusal(model, version, start, stale=True)
-            live = windows[start] = set()
+            served = protected.get(model, ())
+            live = windows[start] = {v for v in self._seed(model, start, width) if v not in served}
             if len(windows) > WINDOWS_PER_MODEL:
                 del windows[min(windows)]
         if version in live:
@@ -189,6 +225,13 @@ class VersionGate:
                 "production or canary (ingest.max_versions)"
             )
         return InvalidEvent(InvalidReason.VERSION_CAP, detail)
+
+    def _seed(self, model: str, start: int, width: int) -> Collection[str]:
+        try:
+            return self._stored(model, start, width)
+        except StoreError as exc:
+            log.warning("cannot read the versions stored for a window, counting none: %s", exc)
+            return ()
 
     def _current_protected(self) -> Mapping[str, Collection[str]]:
         now = self._clock.monotonic()

@@ -16,7 +16,7 @@ from consumers.detectors import ALARM_RULE, DetectorObserver
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
-from consumers.versions import registry_versions
+from consumers.versions import VersionGate, registry_versions, stored_versions
 from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from drift.errors import ProfileMismatch
@@ -161,7 +161,11 @@ def build_ingest_loop(
         label_specs=label_specs,
         join_observer=observer,
         archive=build_archive(cfg),
-        protected_versions=registry_versions(sessions),
+        versions=VersionGate(
+            cfg.ingest.max_versions,
+            registry_versions(sessions),
+            stored=stored_versions(sessions),
+        ),
     )
 
 

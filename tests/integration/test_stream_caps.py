@@ -156,7 +156,7 @@ MAX_VERSIONS = 5
 
 
 @pytest.fixture
-def caps_service(kafka: TestKafka, tmp_path: Path) -> Iterator[tuple[str, str, Any]]:
+def caps_service(kafka: TestKafka, tmp_path: Path) -> Iterator[tuple[str, str, Services]]:
     topic = f"caps-{time.time_ns()}"
     create_topics(kafka, topic, partitions=3)
     db = f"sqlite:///{tmp_path / 'db.sqlite'}"
@@ -180,11 +180,42 @@ def caps_service(kafka: TestKafka, tmp_path: Path) -> Iterator[tuple[str, str, A
             "ingest": {"flush_events": 5000, "flush_interval": "200ms", "max_versions": 5},
         },
     )
-    service = InProcessService(config)
+    services = Services(config)
     try:
-        yield topic, db, service
+        yield topic, db, services
     finally:
-        service.stop()
+        services.stop()
+
+
+class Services:
+    """The in-process service of a config, started anew on each ``start``."""
+
+    def __init__(self, config: Path) -> None:
+        self.config = config
+        self.running: InProcessService | None = None
+
+    def start(self) -> InProcessService:
+        self.stop()
+        self.running = InProcessService(self.config)
+        return self.running
+
+    def stop(self) -> None:
+        if self.running is not None:
+            self.running, running = None, self.running
+            running.stop()
+
+
+def send(kafka: TestKafka, topic: str, events: list[tuple[int, str]], start: float) -> int:
+    producer = kafka.producer()
+    try:
+        for i, version in events:
+            producer.send(
+                topic, key=b"%s-%d" % (version.encode(), i), value=version_event(i, version, start)
+            )
+        producer.flush()
+    finally:
+        producer.close()
+    return len(events)
 
 
 def version_event(i: int, version: str, start: float) -> bytes:
@@ -214,22 +245,15 @@ def refused_count(service: InProcessService) -> int:
 
 @pytest.mark.kafka
 def test_ten_thousand_versions_are_capped_per_window_and_the_rest_dead_lettered(
-    kafka: TestKafka, caps_service: tuple[str, str, InProcessService]
+    kafka: TestKafka, caps_service: tuple[str, str, Services]
 ) -> None:
-    topic, db, service = caps_service
+    topic, db, services = caps_service
+    service = services.start()
     start = (time.time() - 86400) // 60 * 60
-    producer = kafka.producer()
-    try:
-        for i in range(VERSIONS):
-            producer.send(topic, key=b"%d" % i, value=version_event(i, f"x{i}", start))
-        # The served versions come after the flood, and are never the ones refused.
-        for i in range(SERVED):
-            producer.send(topic, key=b"p%d" % i, value=version_event(i, "prod", start))
-            producer.send(topic, key=b"c%d" % i, value=version_event(i, "canary", start))
-        producer.flush()
-    finally:
-        producer.close()
-    sent = VERSIONS + 2 * SERVED
+    flood = [(i, f"x{i}") for i in range(VERSIONS)]
+    # The served versions come after the flood, and are never the ones refused.
+    served = [(i, v) for i in range(SERVED) for v in ("prod", "canary")]
+    sent = send(kafka, topic, flood + served, start)
 
     def accounted() -> int:
         return sum(e for e in _events_by_version(db).values()) + refused_count(service)
@@ -238,8 +262,8 @@ def test_ten_thousand_versions_are_capped_per_window_and_the_rest_dead_lettered(
     assert service.alive
     by_version = _events_by_version(db)
     assert by_version["prod"] == by_version["canary"] == SERVED
-    flood = {v for v in by_version if v.startswith("x")}
-    assert len(flood) <= 2 * MAX_VERSIONS  # two windows, five each
+    admitted = {v for v in by_version if v.startswith("x")}
+    assert len(admitted) <= 2 * MAX_VERSIONS  # two windows, five each
     engine = make_engine(db)
     with make_session_factory(engine)() as s:
         w = WindowAggregate
@@ -256,11 +280,26 @@ def test_ten_thousand_versions_are_capped_per_window_and_the_rest_dead_lettered(
     assert per_window and max(per_window.values()) == MAX_VERSIONS
     assert rows is not None and rows <= 2 * (MAX_VERSIONS + 2) * 3  # windows x versions x parts
     refused = refused_count(service)
-    assert refused == VERSIONS - sum(by_version[v] for v in flood) > 0
+    assert refused == VERSIONS - sum(by_version[v] for v in admitted) > 0
     assert sum(len(live) for live in service.loop.versions._live["wide"].values()) <= 10
     letters = _dead_letters(kafka, f"{topic}-dlq", refused)
     assert len({(d["partition"], d["offset"]) for d in letters}) == refused
     assert all("ingest.max_versions" in d["reason"] for d in letters)
+
+    # A restart does not open the cap again: the stored versions fill the windows.
+    service = services.start()
+    again = sorted(admitted)[0]
+    more = [(VERSIONS + i, f"y{i}") for i in range(200)] + [(i, again) for i in range(0, 120, 1)]
+    expected = sum(by_version.values()) + send(kafka, topic, more, start)
+
+    def accounted_again() -> int:
+        return sum(_events_by_version(db).values()) + refused_count(service)
+
+    assert wait_for_count(accounted_again, expected, timeout=120) == expected
+    after = _events_by_version(db)
+    assert not any(v.startswith("y") for v in after)
+    assert after[again] > by_version[again]  # its window took it again
+    assert refused_count(service) == 200 + 120 - (after[again] - by_version[again])
 
 
 def _events_by_version(db: str) -> Counter[str]:

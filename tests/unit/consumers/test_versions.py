@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.errors import InvalidReason
 from consumers.events import DecodedBatch
-from consumers.versions import WINDOWS_PER_MODEL, VersionGate, registry_versions
+from consumers.versions import WINDOWS_PER_MODEL, VersionGate, registry_versions, stored_versions
 from db.errors import StoreError
+from db.models import WindowAggregate
 from db.registry import RegistryRepository, Stage
 from tests.harness.ingest import DECODER, FakeClock, T
 
@@ -153,3 +154,43 @@ def test_the_verdicts_do_not_depend_on_how_the_stream_is_batched() -> None:
             ]
             at += size
         assert got == expected
+
+
+def test_versions_stored_for_a_window_fill_its_places_after_a_restart() -> None:
+    stored = {("fraud", T): {"a", "b", "prod"}}
+    reads: list[tuple[str, int, int]] = []
+
+    def read(model: str, start: int, width: int) -> set[str]:
+        reads.append((model, start, width))
+        return stored.get((model, start), set())
+
+    gate = VersionGate(2, Registry({"fraud": {"prod"}}), stored=read)
+    assert kept(screened(gate, event("c", T), event("b", T), event("prod", T))) == ["b", "prod"]
+    assert kept(screened(gate, event("c", T + WIDTH))) == ["c"]
+    assert reads == [("fraud", T, WIDTH), ("fraud", T + WIDTH, WIDTH)]  # once per window
+
+
+def test_a_store_that_cannot_be_read_seeds_nothing() -> None:
+    def down(model: str, start: int, width: int) -> set[str]:
+        raise StoreError("database unreachable")
+
+    gate = VersionGate(1, stored=down)
+    assert kept(screened(gate, event("a", T), event("b", T))) == ["a"]
+
+
+def test_stored_versions_are_read_from_the_window_rows(sessions: sessionmaker[Session]) -> None:
+    now = datetime(2026, 12, 1, tzinfo=UTC)
+
+    def row(version: str, start: int, partition: int = 0) -> WindowAggregate:
+        return WindowAggregate(
+            model="fraud", model_version=version, window_start=datetime.fromtimestamp(start, UTC),
+            window_end=datetime.fromtimestamp(start + WIDTH, UTC), partition=partition,
+            layout="L", event_count=1, late_count=0, sketch=b"s", updated_at=now,
+        )  # fmt: skip
+
+    with sessions.begin() as s:
+        s.add_all([row("a", T), row("a", T, 1), row("b", T), row("c", T + WIDTH)])
+    read = stored_versions(sessions)
+    assert read("fraud", T, WIDTH) == {"a", "b"}
+    assert read("fraud", T + WIDTH, WIDTH) == {"c"}
+    assert read("churn", T, WIDTH) == set()
