@@ -24,6 +24,7 @@ class InvalidReason(StrEnum):
     FEATURE = "feature"
     PREDICTION = "prediction"
     LABEL = "label"
+    VERSION_CAP = "version_cap"
 
 
 class ConsumerError(Exception):

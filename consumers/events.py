@@ -105,6 +105,16 @@ class DecodedBatch:
         self.events = [event for event, _ in kept]
         self.times = [t for _, t in kept]
 
+    def reject(self, refused: Mapping[int, InvalidEvent]) -> None:
+        """Move the events at these indexes of ``events`` to the invalid ones."""
+        if not refused:
+            return
+        taken = {i for i, _ in self.invalid}
+        positions = [i for i in range(len(self.events) + len(self.invalid)) if i not in taken]
+        self.invalid.extend((positions[j], error) for j, error in refused.items())
+        self.events = [e for j, e in enumerate(self.events) if j not in refused]
+        self.times = [t for j, t in enumerate(self.times) if j not in refused]
+
 
 class ModelCodec:
     """One model's event struct, and how to read its events back as columns."""

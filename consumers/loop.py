@@ -48,6 +48,7 @@ from consumers.positions import Positions, Stopping
 from consumers.progress import ConsumerProgress, survey
 from consumers.retry import Backoff, Dependency, Health, retrying_until
 from consumers.stats import IngestStats
+from consumers.versions import DEFAULT_CAPS, StreamCaps, VersionGate
 from consumers.window import WindowAccumulator
 from db.detectors import Alarm
 from db.errors import OffsetConflict
@@ -69,6 +70,7 @@ class IngestSettings:
     poll_timeout: float = 0.2
     max_backoff: float = 10.0
     shutdown_budget: float = 8.0
+    caps: StreamCaps = DEFAULT_CAPS
 
 
 class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -95,6 +97,7 @@ class IngestLoop:
         label_specs: Mapping[str, LabelSpec] | None = None,
         join_observer: PartitionObserver | None = None,
         archive: ArchiveIntake | None = None,
+        versions: VersionGate | None = None,  # default: the cap of settings, nothing protected
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
@@ -105,7 +108,8 @@ class IngestLoop:
         self.clock = clock
         self.book = OffsetBook()
         self.archive = archive or NoArchive()
-        self.acc = WindowAccumulator(decoder.codecs)
+        self.acc = WindowAccumulator(decoder.codecs, settings.caps.categories)
+        self.versions = versions or VersionGate(settings.caps.max_versions)
         self.labels = LabelIntake(
             settings.labels_topic,
             label_specs,
@@ -147,7 +151,7 @@ class IngestLoop:
             return
         self._flush_with_retry(deadline=None)
         self.decoder = EventDecoder(specs)
-        self.acc = WindowAccumulator(self.decoder.codecs)
+        self.acc = WindowAccumulator(self.decoder.codecs, self.settings.caps.categories)
         log.info("model specs replaced: %s", ", ".join(sorted(specs)))
 
     # -- main loop ---------------------------------------------------------
@@ -218,6 +222,7 @@ class IngestLoop:
             decoded = self.decoder.decode_batch([r.value for r in records])
             if decoded.times and max(decoded.times) > limit:
                 decoded.reject_after(limit, from_the_future(self.settings.max_clock_skew))
+            self.versions.screen(decoded, self.decoder.codecs)
             for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
                 self._dead_letter(records[index], exc)
             offsets = valid_offsets(records, {i for i, _ in decoded.invalid})
@@ -330,8 +335,7 @@ class IngestLoop:
             on_failure=failed,
         )
         try:
-            flushed: bool = retrying(self._flush_and_report)
-            return flushed
+            return bool(retrying(self._flush_and_report))
         finally:
             if may_poll:
                 self.consumer.resume(*self.consumer.assignment())

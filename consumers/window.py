@@ -9,7 +9,7 @@ from typing import Any
 
 from consumers.events import ModelCodec, PredictionEvent
 from db.repositories import WindowDelta, WindowKey
-from drift.sketch import WindowBatch, WindowSketch, sample_key
+from drift.sketch import CategoryCaps, WindowBatch, WindowSketch, sample_key
 
 
 @dataclass(slots=True)
@@ -21,8 +21,9 @@ class _Group:
 class WindowAccumulator:
     """Buffered deltas since the last flush, keyed by window and partition."""
 
-    def __init__(self, codecs: Mapping[str, ModelCodec]) -> None:
+    def __init__(self, codecs: Mapping[str, ModelCodec], caps: CategoryCaps | None = None) -> None:
         self._codecs = codecs
+        self._caps = caps  # bounds every window's categorical columns
         # The hot loops inline ModelSpec.window_start and ModelSpec.is_late from these.
         self._timing = {
             name: (c.spec.window_seconds, c.spec.closes_after_seconds) for name, c in codecs.items()
@@ -66,7 +67,7 @@ class WindowAccumulator:
             )
             delta = self.deltas.get(key)
             if delta is None:
-                delta = self.deltas[key] = WindowDelta(WindowSketch.empty(codec.spec))
+                delta = self.deltas[key] = WindowDelta(WindowSketch.empty(codec.spec, self._caps))
                 delta.sketch.sample.ceiling = self._ceilings.get(key)
             if group.events:
                 sampled = codec.spec.sample_size > 0

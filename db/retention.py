@@ -19,6 +19,10 @@ What is never deleted, whatever its age:
   and any alarm behind a trigger decision that started a retrain run
   (``concept_alarm_id`` and its evidence);
 - an alert event with a delivery still pending, or not yet routed;
+- the detector states of a model version that fed any of them a pair since the
+  cutoff, or that the registry holds as ``production`` or ``canary``: only the
+  versions that stopped sending lose their states (all partitions at once; a
+  version that comes back later starts its detectors afresh);
 - the newest alert event of each ``<model>/<kind>``, whose action says whether the
   condition is firing, and any event that holds a channel's newest live delivery of
   a ``<model>/<kind>``, which deduplication and re-sending read.
@@ -29,22 +33,25 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, delete, func, select
+from sqlalchemy import Select, delete, func, select, tuple_
 from sqlalchemy.orm import Session, aliased
 
 from db.errors import translated
 from db.idempotency import IdempotencyKeyRow
 from db.models import (
     ConceptDriftAlarmRow,
+    DetectorStateRow,
     DriftReportRow,
     PerformanceAggregate,
     PerformanceReportRow,
     WindowAggregate,
 )
 from db.outbox import AlertDeliveryRow, AlertEventRow, DeliveryStatus
+from db.registry import ModelVersionRow, Stage
 from db.triggers import TriggerDecisionRow
 
 _LIVE = (DeliveryStatus.PENDING, DeliveryStatus.DELIVERED)
+_SERVED = (str(Stage.PRODUCTION), str(Stage.CANARY))
 
 
 @translated
@@ -192,3 +199,29 @@ class RetentionRepository:
         k = IdempotencyKeyRow
         chosen = select(k.id).where(k.created_at < created_before).order_by(k.id).limit(limit)
         return self._delete(k, chosen)
+
+    def detector_states(self, updated_before: datetime, limit: int) -> int:
+        """Detector states of model versions whose every state was last updated before
+        ``updated_before`` (the version stopped sending), unless it is served."""
+        d, v = DetectorStateRow, ModelVersionRow
+        stopped = (
+            select(d.model, d.model_version)
+            .group_by(d.model, d.model_version)
+            .having(func.max(d.updated_at) < updated_before)
+        )
+        served = (
+            select(v.id)
+            .where(v.model == d.model, v.version == d.model_version, v.stage.in_(_SERVED))
+            .exists()
+        )
+        key = tuple_(d.model, d.model_version, d.partition, d.detector)
+        chosen = (
+            select(d.model, d.model_version, d.partition, d.detector)
+            .where(tuple_(d.model, d.model_version).in_(stopped), ~served)
+            .order_by(d.model, d.model_version, d.partition, d.detector)
+            .limit(limit)
+        )
+        keys = [tuple(row) for row in self.session.execute(chosen)]
+        if keys:
+            self.session.execute(delete(d).where(key.in_(keys)))
+        return len(keys)

@@ -57,7 +57,8 @@ def compare_categorical(
 ) -> Outcome:
     """Run ``method`` (default: Evidently's choice) on a categorical feature."""
     rc = {k: n for k, n in ref.sketch.counts.items() if n > 0}
-    cc = {k: n for k, n in cur.counts.items() if n > 0}
+    # Values past the window's caps count as one category the reference never saw.
+    cc = cur.comparable_counts(rc)
     chosen = method or default_method(
         FeatureKind.CATEGORICAL, ref.count, len(rc.keys() | cc.keys())
     )

@@ -233,6 +233,9 @@ def _judge(
     if isinstance(feature, CategoricalProfile) and isinstance(sketch, CategoricalSketch):
         known = feature.categories
         unseen = tuple(sorted(k for k, n in sketch.counts.items() if n and k not in known))
+        if sketch.other:
+            # Past the window's caps: named as the bucket, which comparisons also use.
+            unseen = (*unseen, sketch.other_key(sketch.counts.keys() | known))
     cur_count = sketch.count
     blank = FeatureDrift(
         name=feature.name,

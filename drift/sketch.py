@@ -27,7 +27,6 @@ partitioning, flush boundaries or replays that produced it.
 from __future__ import annotations
 
 import zlib
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,20 +34,24 @@ from typing import Any
 import msgspec
 import numpy as np
 
+from drift.categories import OTHER, CategoricalSketch, CategoryCaps, category_rank
 from drift.errors import SketchCorrupt, SketchMismatch
 from drift.rowsample import RowSample, decode_sample, encode_sample, sample_key
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 
-# RowSample and its encoding live in drift.rowsample; importers of this module keep
-# finding them here.
+# RowSample and its encoding live in drift.rowsample, the categorical sketch in
+# drift.categories; importers of this module keep finding them here.
 __all__ = [
+    "OTHER",
     "CategoricalSketch",
+    "CategoryCaps",
     "ColumnSketch",
     "NumericSketch",
     "RowSample",
     "Scalar",
     "WindowBatch",
     "WindowSketch",
+    "category_rank",
     "decode_sample",
     "encode_sample",
     "sample_key",
@@ -157,38 +160,6 @@ class NumericSketch:
         return self.to_state() == other.to_state()
 
 
-@dataclass
-class CategoricalSketch:
-    """Value counts of one categorical column; values are kept as strings."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    nulls: int = 0
-
-    def update(self, values: Sequence[Any] | np.ndarray) -> None:
-        counted = Counter(values)
-        if any(type(k) is not str for k in counted if k is not None):
-            # True == 1 in a Counter, so non-strings are turned to text before counting.
-            counted = Counter(v if v is None or type(v) is str else str(v) for v in values)
-        self.nulls += counted.pop(None, 0)
-        self.counts.update(counted)
-
-    def merge(self, other: CategoricalSketch) -> None:
-        self.counts.update(other.counts)
-        self.nulls += other.nulls
-
-    @property
-    def count(self) -> int:
-        return sum(self.counts.values())
-
-    def to_state(self) -> list[Any]:
-        return ["c", dict(sorted(self.counts.items())), self.nulls]
-
-    @classmethod
-    def from_state(cls, state: list[Any]) -> CategoricalSketch:
-        _, counts, nulls = state
-        return cls(counts=Counter(counts), nulls=nulls)
-
-
 ColumnSketch = NumericSketch | CategoricalSketch
 
 
@@ -224,16 +195,20 @@ class WindowSketch:
     sample: RowSample = field(default_factory=lambda: RowSample(0), compare=False)
 
     @classmethod
-    def empty(cls, spec: ModelSpec) -> WindowSketch:
+    def empty(cls, spec: ModelSpec, caps: CategoryCaps | None = None) -> WindowSketch:
+        """An empty window of ``spec``; ``caps`` bound its categorical columns."""
+        caps = caps or CategoryCaps()
         features: dict[str, ColumnSketch] = {}
         for f in spec.features:
             features[f.name] = (
-                NumericSketch(f.edges) if f.kind is FeatureKind.NUMERICAL else CategoricalSketch()
+                NumericSketch(f.edges)
+                if f.kind is FeatureKind.NUMERICAL
+                else CategoricalSketch(caps=caps)
             )
         prediction: ColumnSketch = (
             NumericSketch(spec.prediction.edges)
             if spec.prediction.kind is PredictionKind.NUMERICAL
-            else CategoricalSketch()
+            else CategoricalSketch(caps=caps)
         )
         return cls(
             events=0,
@@ -260,8 +235,8 @@ class WindowSketch:
             picked = [i for i, k in enumerate(keys) if k < limit]
         if not picked:
             return
-        columns = [_pick(batch.columns[name], picked) for name in self.features]
-        columns.append(_pick(batch.predictions, picked))
+        columns = [_clip(s, _pick(batch.columns[n], picked)) for n, s in self.features.items()]
+        columns.append(_clip(self.prediction, _pick(batch.predictions, picked)))
         self.sample.update([keys[i] for i in picked], list(zip(*columns, strict=True)))
 
     def sample_frame(self) -> dict[str, list[Any]]:
@@ -349,6 +324,15 @@ def _pick(values: Sequence[Any] | np.ndarray, picked: list[int]) -> list[Any]:
     if any(isinstance(v, np.generic) for v in got[:1]):
         got = [v.item() if isinstance(v, np.generic) else v for v in got]
     return got
+
+
+def _clip(sketch: ColumnSketch, values: list[Any]) -> list[Any]:
+    """Sampled values of a categorical column, a value past its length cap replaced by
+    the overflow bucket's name, as in the counts: the sample stays bounded too."""
+    limit = sketch.caps.max_length if isinstance(sketch, CategoricalSketch) else None
+    if limit is None:
+        return values
+    return [OTHER if isinstance(v, str) and len(v) > limit else v for v in values]
 
 
 def _merge_column(target: ColumnSketch, other: ColumnSketch) -> None:

@@ -95,6 +95,11 @@ class RetentionConfig(Strict):
     idempotency_keys: Duration = Field(
         default=7 * 86400.0, gt=0, description="how long a retrain request's key is replayed"
     )
+    detector_states: Duration = Field(
+        default=30 * 86400.0,
+        gt=0,
+        description="how long a version that stopped sending keeps its detector states, e.g. 30d",
+    )
     batch_size: int = Field(
         default=1000, gt=0, le=100_000, description="rows deleted per transaction"
     )

@@ -11,7 +11,9 @@ from sqlalchemy.exc import ArgumentError
 
 from consumers.detectors import DetectorSpec
 from consumers.labels import LabelSpec
+from consumers.versions import MAX_CATEGORIES, MAX_CATEGORY_LENGTH, MAX_VERSIONS, StreamCaps
 from drift.schema import ModelSpec
+from drift.sketch import CategoryCaps
 from service.config.alerts import SERVICE_MODEL, AlertsConfig
 from service.config.api import ApiConfig
 from service.config.archive import ArchiveConfig
@@ -67,6 +69,27 @@ class IngestConfig(Strict):
     flush_interval: Duration = 2.0
     max_clock_skew: Duration = 3600.0
     start_from: Literal["earliest", "latest"] = "earliest"
+    # Caps on what the stream can make the consumer keep (consumers.versions).
+    max_versions: int = Field(
+        default=MAX_VERSIONS,
+        ge=1,
+        description="versions per model and window besides production and canary",
+    )
+    max_categories: int = Field(
+        default=MAX_CATEGORIES,
+        ge=1,
+        description="distinct values kept per categorical column and window",
+    )
+    max_category_length: int = Field(
+        default=MAX_CATEGORY_LENGTH,
+        ge=1,
+        description="the longest category value kept, in characters",
+    )
+
+    def caps(self) -> StreamCaps:
+        return StreamCaps(
+            self.max_versions, CategoryCaps(self.max_categories, self.max_category_length)
+        )
 
 
 class MetricsConfig(Strict):

@@ -44,6 +44,7 @@ RULES = (
     ),
     Rule("alert_events", lambda c: c.outbox, RetentionRepository.alert_events),
     Rule("idempotency_keys", lambda c: c.idempotency_keys, RetentionRepository.idempotency_keys),
+    Rule("detector_states", lambda c: c.detector_states, RetentionRepository.detector_states),
 )
 
 

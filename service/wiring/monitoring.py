@@ -17,6 +17,7 @@ from consumers.detectors import ALARM_RULE, DetectorObserver
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.loop import IngestLoop, IngestSettings
+from consumers.versions import VersionGate, registry_versions, stored_versions
 from db.archive import ArchiveWriter, maintain
 from db.migrate import require_current
 from db.session import make_engine, make_session_factory
@@ -151,17 +152,24 @@ def build_ingest_loop(
         flush_interval=cfg.ingest.flush_interval,
         max_clock_skew=cfg.ingest.max_clock_skew,
         start_from_earliest=cfg.ingest.start_from == "earliest",
+        caps=cfg.ingest.caps(),
     )
+    sessions = make_session_factory(engine)
     return IngestLoop(
         consumer=consumer,
         decoder=EventDecoder(specs or cfg.model_specs()),
-        store=CheckpointStore(make_session_factory(engine), cfg.kafka.group_id, time.time),
+        store=CheckpointStore(sessions, cfg.kafka.group_id, time.time),
         dead_letters=build_dead_letters(cfg),
         settings=settings,
         stats=IngestMetrics(metrics, cfg.models, tally),
         label_specs=label_specs,
         join_observer=observer,
         archive=build_archive(cfg, metrics.archive_compaction_failures.inc),
+        versions=VersionGate(
+            cfg.ingest.max_versions,
+            registry_versions(sessions),
+            stored=stored_versions(sessions),
+        ),
     )
 
 

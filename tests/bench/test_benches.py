@@ -124,6 +124,14 @@ def test_drift_vs_evidently() -> None:
     )
 
 
+def test_caps() -> None:
+    run_bench(
+        "caps.py",
+        None,
+        r"caps: \d+\.\d MiB peak state with caps \(\d+\.\d\d of uncapped \d+\.\d MiB\)",
+    )
+
+
 def test_a_crash_fails_the_smoke_test() -> None:
     argv = [sys.executable, "-c", "print('ingest: 5 events/s (0.50 of bare consumer)'); 1 / 0"]
     with pytest.raises(BenchFailed, match="ZeroDivisionError"):

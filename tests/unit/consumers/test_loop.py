@@ -24,6 +24,7 @@ from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.errors import ConsumerError
 from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from consumers.versions import StreamCaps
 from db.models import ConsumerOffset, WindowAggregate
 from db.repositories import OffsetAdvance, OffsetRepository, WindowAggregateRepository
 from db.session import make_engine, make_session_factory
@@ -514,3 +515,33 @@ def test_a_flush_retried_for_minutes_keeps_the_progress_current_enough_to_see_a_
     clock.now += 2
     r.loop._report_lag()
     assert detector.observe(r.loop.progress) is None  # the flush went through
+
+
+def test_versions_past_the_cap_are_dead_lettered_with_the_reason_and_counted(
+    sql: Any, clock: FakeClock
+) -> None:
+    def of(version: str, t: float) -> bytes:
+        raw = json.loads(ev(t))
+        raw["model_version"] = version
+        return json.dumps(raw).encode()
+
+    values = [of(f"v{i}", T + 1) for i in range(5)] + [of("v0", T + 2), of("v1", T + 61)]
+    values += [of(f"n{i}", T + 62) for i in range(3)]  # the next window takes versions anew
+    caps = StreamCaps(max_versions=2)
+    r = rig(sql, clock, {0: values}, max_records=3, caps=caps)
+    r.drain()
+    r.flush()
+    sent = letters(r.producer)
+    assert [d["offset"] for d in sent] == [2, 3, 4, 8, 9]
+    assert "already has 2 live versions" in sent[0]["reason"]
+    assert "'v2'" in sent[0]["reason"] and "ingest.max_versions" in sent[0]["reason"]
+    assert r.stats.of("invalid") == ["version_cap"] * 5
+    with sql() as s:
+        stored = set(s.execute(select(WindowAggregate.model_version, WindowAggregate.window_start)))
+    assert {(v, int(start.replace(tzinfo=UTC).timestamp()) - T) for v, start in stored} == {
+        ("v0", 0),
+        ("v1", 0),
+        ("v1", 60),
+        ("n0", 60),
+    }
+    assert offsets(sql) == {0: (10, T + 62)}

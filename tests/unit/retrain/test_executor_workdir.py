@@ -11,7 +11,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from service.retraining import build_retraining
+from service.wiring.retraining import build_retraining
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.registry import RegistryRepository, Stage

@@ -572,3 +572,24 @@ def test_start_up_checks_that_both_topics_have_one_partition_count() -> None:
         check_copartitioned(Topics(p=3, l=2), "p", "l")
     with pytest.raises(ServiceError, match=r"kafka\.topics\.labels: topic 'l' does not exist"):
         check_copartitioned(Topics(p=3), "p", "l")
+
+
+def test_stream_caps_have_defaults_and_reach_the_ingest_settings(tmp_path: Path) -> None:
+    cfg = load(tmp_path)
+    assert (
+        cfg.ingest.max_versions,
+        cfg.ingest.max_categories,
+        cfg.ingest.max_category_length,
+    ) == (20, 1000, 256)
+    caps = load(tmp_path, mutated("ingest.max_versions", 3)).ingest.caps()
+    assert caps.max_versions == 3
+    assert (caps.categories.max_values, caps.categories.max_length) == (1000, 256)
+
+
+@pytest.mark.parametrize("key", ["max_versions", "max_categories", "max_category_length"])
+@pytest.mark.parametrize("value", [0, "many"])
+def test_a_stream_cap_that_is_not_a_positive_number_names_its_key(
+    tmp_path: Path, key: str, value: Any
+) -> None:
+    (line,) = problems(tmp_path, mutated(f"ingest.{key}", value))
+    assert line.startswith(f"config: ingest.{key}: ")

@@ -212,6 +212,7 @@ def test_reports_go_with_their_feature_results_except_the_newest_and_what_runs_c
             "concept_drift_alarms",
             "alert_events",
             "idempotency_keys",
+            "detector_states",
         ),
         0,
     )
