@@ -44,6 +44,7 @@ from service.performance import (
 from service.process import limit_malloc_arenas, pin_mmap_threshold
 from service.scheduler import build_scheduler
 from service.watches import build_tally, build_watches
+from service.watermarks import Finality
 
 log = logging.getLogger(__name__)
 
@@ -90,9 +91,13 @@ def build_evaluator(
 
 
 def build_performance_evaluator(
-    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    metrics: Metrics | None,
+    finality: Finality | None = None,
 ) -> PerformanceEvaluator:
-    """The evaluator of labelled windows, for every model whose labels are joined."""
+    """The evaluator of labelled windows, for every model whose labels are joined;
+    ``finality`` is the drift evaluator's, so that both judge windows final alike."""
     models = {}
     for name, spec in cfg.label_specs().items():
         m = cfg.models[name]
@@ -115,7 +120,7 @@ def build_performance_evaluator(
         idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
         backfill=cfg.evaluation.backfill,
     )
-    return PerformanceEvaluator(sessions, models, settings, metrics)
+    return PerformanceEvaluator(sessions, models, settings, metrics, finality=finality)
 
 
 def build_ingest_loop(

@@ -160,7 +160,7 @@ def build_scheduler(
     watch(scheduler, runner)
 
     current = dict(evaluator.specs())
-    performance = build_performance_evaluator(cfg, sessions, metrics)
+    performance = build_performance_evaluator(cfg, sessions, metrics, evaluator.finality)
 
     def profiles() -> None:
         # Every replica bins its events on the current profiles, leader or not.
