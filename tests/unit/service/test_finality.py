@@ -8,7 +8,6 @@ SQL alone every window would count as closed.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,7 +16,7 @@ from service.evaluation import EvaluationSettings, Judging, WindowEvaluator
 from service.performance import PerformanceEvaluator, PerformanceJudging, PerformanceSettings
 from service.watermarks import Finality
 from tests.unit.service import test_evaluation as drift
-from tests.unit.service.test_performance import SPEC, T, fill, sql  # noqa: F401 (fixture)
+from tests.unit.service.test_performance import SPEC, T, fill
 
 IDLE = PerformanceSettings("predictions", "labels", "g1", idle_partition_timeout=30.0)
 RESTARTED = ConsumerProgress(frozenset({0}))  # metadata known, no assignment yet
@@ -27,48 +26,52 @@ def caught_up(topic: str, offset: int, high: int | None = None) -> OwnedPartitio
     return OwnedPartition(topic, 0, offset, offset, offset if high is None else high)
 
 
-def performance(sql: Any, progress: ConsumerProgress) -> PerformanceEvaluator:
+def performance(
+    sessions: sessionmaker[Session], progress: ConsumerProgress
+) -> PerformanceEvaluator:
     judging = PerformanceJudging(SPEC, 60, 10, None, min_labeled=100)
     finality = Finality(IDLE.idle_partition_timeout, lambda: progress)
     return PerformanceEvaluator(
-        sql, {"fraud": judging}, IDLE, clock=lambda: T + 100.0, finality=finality
+        sessions, {"fraud": judging}, IDLE, clock=lambda: T + 100.0, finality=finality
     )
 
 
 def test_after_a_restart_no_performance_window_is_final_until_the_consumer_holds_its_partitions(
-    sql: Any,
+    sessions: sessionmaker[Session],
 ) -> None:
-    fill(sql, correct=150, wrong=50, unlabeled=0)  # 200 predictions, 200 labels stored
-    assert performance(sql, RESTARTED).tick() == []
+    fill(sessions, correct=150, wrong=50, unlabeled=0)  # 200 predictions, 200 labels stored
+    assert performance(sessions, RESTARTED).tick() == []
     assigned_unknown_ends = ConsumerProgress(
         frozenset({0}),
         frozenset({0}),
         (OwnedPartition("predictions", 0, None, None, None),),
         assigned=True,
     )
-    assert performance(sql, assigned_unknown_ends).tick() == []
+    assert performance(sessions, assigned_unknown_ends).tick() == []
     both_read = ConsumerProgress(
         frozenset({0}),
         owned=(caught_up("predictions", 200), caught_up("labels", 200)),
         assigned=True,
     )
-    assert len(performance(sql, both_read).tick()) == 1
+    assert len(performance(sessions, both_read).tick()) == 1
 
 
-def test_labels_still_in_the_topic_hold_a_performance_window_open(sql: Any) -> None:
-    fill(sql, correct=150, wrong=50, unlabeled=0)
+def test_labels_still_in_the_topic_hold_a_performance_window_open(
+    sessions: sessionmaker[Session],
+) -> None:
+    fill(sessions, correct=150, wrong=50, unlabeled=0)
     labels_pending = ConsumerProgress(
         frozenset({0}),
         owned=(caught_up("predictions", 200), caught_up("labels", 200, high=260)),
         assigned=True,
     )
-    assert performance(sql, labels_pending).tick() == []
+    assert performance(sessions, labels_pending).tick() == []
     read_not_flushed = ConsumerProgress(
         frozenset({0}),
         owned=(caught_up("predictions", 200), OwnedPartition("labels", 0, 200, 260, 260)),
         assigned=True,
     )
-    assert performance(sql, read_not_flushed).tick() == []
+    assert performance(sessions, read_not_flushed).tick() == []
 
 
 def test_drift_windows_follow_the_same_rule(

@@ -229,7 +229,9 @@ def add_window(sql: sessionmaker[Session], start: int, correct: int, unlabeled: 
         PredictionRecord(0, "fraud", e, "v1", start, start + 1.0, "1", None, None, start + TTL)
         for e in ids
     ]
-    labels = [LabelRecord(0, "fraud", e, "1", start + 5.0, start + 5.0 + TTL) for e in ids[:correct]]
+    labels = [
+        LabelRecord(0, "fraud", e, "1", start + 5.0, start + 5.0 + TTL) for e in ids[:correct]
+    ]
     batch = JoinBatch(preds, labels, specs={"fraud": SPEC}, windows={"fraud": 60})
     p, lab = held["predictions"], held["labels"]
     CheckpointStore(sql, "g1", lambda: T + 10.0).commit(
