@@ -135,8 +135,10 @@ def _last_flush_age(url: str) -> float:
 def test_reports_after_a_restart_count_what_sql_finally_holds(
     kafka: TestKafka, pg_url: str, make_config, services, tmp_path: Path
 ) -> None:
-    # A long session keeps the dead member in the group: the second process waits
-    # for its partitions a while, with every window closed by SQL's idleness alone.
+    # A long session keeps the dead member in the group, so the second process waits
+    # a while for its partitions with every window closed by SQL's idleness alone:
+    # a longer stretch for a judgement that ignores the consumer to show (not a
+    # premise of passing; the premises above are built).
     common: dict[str, Any] = {
         "models": {"a": _model(), "b": _model()},
         "flush_interval": "200ms",
@@ -163,7 +165,10 @@ def test_reports_after_a_restart_count_what_sql_finally_holds(
 
     _send(kafka, topic, streams, range(split), range(quarter), labelled)
     first = services(first_config)
-    predicted = lambda: _total(pg_url, PerformanceAggregate.predicted)  # noqa: E731
+
+    def predicted() -> int:
+        return _total(pg_url, PerformanceAggregate.predicted)
+
     assert wait_for_count(predicted, 2 * split, timeout=120) == 2 * split, first.log_text()
     first.kill()
 
@@ -175,7 +180,9 @@ def test_reports_after_a_restart_count_what_sql_finally_holds(
         time.sleep(0.2)
     second = services(config)
 
-    joined = lambda: _total(pg_url, PerformanceAggregate.labeled)  # noqa: E731
+    def joined() -> int:
+        return _total(pg_url, PerformanceAggregate.labeled)
+
     assert wait_for_count(joined, labels, timeout=180) == labels, second.log_text()
     assert wait_for_count(predicted, 2 * EVENTS, timeout=60) == 2 * EVENTS
     windows = 2 * EVENTS // int(WINDOW * RATE)
