@@ -415,6 +415,23 @@ def test_progress_marks_partitions_with_unflushed_or_unread_events_busy(
     assert r.loop.progress.busy == {1}
 
 
+def test_progress_says_whether_the_replica_holds_its_assignment(sql: Any, clock: FakeClock) -> None:
+    # Windows are final only with the assignment held (service.watermarks).
+    r = rig(sql, clock, {0: spaced(2), 1: spaced(2)}, subscribe=False)
+    assert r.loop.progress.assigned is False  # started, not yet in the group
+    r.loop.consumer.subscribe([TOPIC], listener=_Rebalance(r.loop))
+    r.drain()
+    assert r.loop.progress.assigned is True
+    assert {(o.topic, o.partition) for o in r.loop.progress.owned} == {(TOPIC, 0), (TOPIC, 1)}
+    r.loop.on_revoked([tp(0), tp(1)])  # a rebalance begins
+    assert r.loop.progress.assigned is False
+    clock.now += 2
+    r.loop._report_lag()
+    assert r.loop.progress.assigned is False  # a survey does not end the rebalance
+    r.loop.on_assigned([tp(1)])
+    assert r.loop.progress.assigned is True
+
+
 def test_replacing_models_flushes_then_writes_rows_of_the_new_layout(
     sql: Any, clock: FakeClock
 ) -> None:
