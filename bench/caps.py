@@ -39,7 +39,8 @@ from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.fakes import FakeClock, FakeConsumer, FakeProducer
-from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from consumers.loop import IngestLoop, IngestSettings
+from consumers.positions import Rebalance
 from consumers.stats import NullStats
 from consumers.versions import DEFAULT_CAPS, StreamCaps
 from db.migrate import upgrade
@@ -103,7 +104,7 @@ def run(caps: StreamCaps, events: list[bytes], workdir: Path) -> Outcome:
         NullStats(),
         clock=clock,
     )
-    consumer.subscribe([TOPIC], listener=_Rebalance(loop))
+    consumer.subscribe([TOPIC], listener=Rebalance(loop))
     peak = 0
     tracemalloc.start()
     try:

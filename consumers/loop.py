@@ -28,10 +28,10 @@ import functools
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import TopicPartition
 from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
 from consumers.archive import ArchiveIntake, NoArchive, valid_offsets
@@ -44,8 +44,8 @@ from consumers.intake import LabelIntake
 from consumers.join import PartitionObserver
 from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
-from consumers.positions import Positions, Stopping
-from consumers.progress import ConsumerProgress, survey
+from consumers.positions import Positions, Rebalance, Stopping
+from consumers.progress import ConsumerProgress, OwnedPartition, survey
 from consumers.retry import Backoff, Dependency, Health, retrying_until
 from consumers.stats import IngestStats
 from consumers.versions import DEFAULT_CAPS, StreamCaps, VersionGate
@@ -71,17 +71,6 @@ class IngestSettings:
     max_backoff: float = 10.0
     shutdown_budget: float = 8.0
     caps: StreamCaps = DEFAULT_CAPS
-
-
-class _Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, loop: IngestLoop) -> None:
-        self._loop = loop
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        self._loop.on_revoked(revoked)
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._loop.on_assigned(assigned)
 
 
 class IngestLoop:
@@ -161,7 +150,7 @@ class IngestLoop:
         topics = [self.settings.topic]
         if self.labels.topic is not None:
             topics.append(self.labels.topic)
-        self.consumer.subscribe(topics, listener=_Rebalance(self))
+        self.consumer.subscribe(topics, listener=Rebalance(self))
         try:
             while not self._stop.is_set():
                 if self._new_specs is not None:
@@ -376,17 +365,20 @@ class IngestLoop:
             if not flushed:
                 for tp in revoked:
                     self._drop_buffers(tp.topic, {tp.partition})
+        self.progress = replace(self.progress, assigned=False)
         for tp in revoked:
             self.book.revoke((tp.topic, tp.partition))
 
     def on_assigned(self, assigned: list[TopicPartition]) -> None:
         self.positions.assign(assigned, self._drop_buffers, self._stop)
-        # Until their ends are known, new partitions count as having unread events.
+        # Until their ends are known, the new partitions of every topic count as unread.
+        new = {(tp.topic, tp.partition) for tp in assigned}
+        kept = tuple(o for o in self.progress.owned if (o.topic, o.partition) not in new)
         self.progress = ConsumerProgress(
             self.progress.partitions,
-            self.progress.busy
-            | {tp.partition for tp in assigned if tp.topic == self.settings.topic},
-            self.progress.owned,
+            self.progress.busy | {p for t, p in new if t == self.settings.topic},
+            kept + tuple(OwnedPartition(t, p, None, None, None) for t, p in sorted(new)),
+            assigned=True,
         )
         self._last_lag = -1.0
         log.info("assigned %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -397,4 +389,5 @@ class IngestLoop:
         if self._last_lag >= 0 and now - self._last_lag < 1.0:
             return
         self._last_lag = now
-        self.progress = survey(self.book, self.consumer, self.settings.topic, self.stats)
+        assigned = self.progress.assigned
+        self.progress = survey(self.book, self.consumer, self.settings.topic, self.stats, assigned)

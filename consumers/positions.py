@@ -12,9 +12,9 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
-from kafka import TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
 
@@ -148,3 +148,24 @@ class Positions:
             self.consumer.commit_async(offsets)
         except KafkaError as exc:
             log.debug("kafka offset commit skipped (lag tooling only): %s", exc)
+
+
+class Rebalanced(Protocol):
+    """What a rebalance is reported to (the ingest loop)."""
+
+    def on_revoked(self, revoked: list[TopicPartition]) -> None: ...
+
+    def on_assigned(self, assigned: list[TopicPartition]) -> None: ...
+
+
+class Rebalance(ConsumerRebalanceListener):  # type: ignore[misc]
+    """kafka-python's listener, handing each rebalance to ``target``."""
+
+    def __init__(self, target: Rebalanced) -> None:
+        self._target = target
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        self._target.on_revoked(revoked)
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._target.on_assigned(assigned)

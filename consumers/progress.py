@@ -49,15 +49,23 @@ class ConsumerProgress:
     arrives); ``busy`` are the owned ones with events read but not yet flushed,
     or not yet read, or whose end is not known yet. ``owned`` is every owned
     partition of every topic, for telling a stalled consumer from a busy one.
+    ``assigned`` is true while the replica holds its group assignment (from the
+    assignment until the next revocation): only then are ``busy`` and ``owned``
+    complete.
     """
 
     partitions: frozenset[int] = frozenset()
     busy: frozenset[int] = frozenset()
     owned: tuple[OwnedPartition, ...] = ()
+    assigned: bool = False
 
 
 def survey(
-    book: OffsetBook, consumer: ConsumerClient, topic: str, stats: IngestStats
+    book: OffsetBook,
+    consumer: ConsumerClient,
+    topic: str,
+    stats: IngestStats,
+    assigned: bool = False,
 ) -> ConsumerProgress:
     """Report every owned partition's lag; the predictions ``topic``'s progress."""
     busy = set()
@@ -74,4 +82,4 @@ def survey(
         owned.append(OwnedPartition(owned_topic, partition, book.stored(key), position, high))
     busy.update(a.partition for a in book.pending() if a.topic == topic)
     known = consumer.partitions_for_topic(topic) or set()
-    return ConsumerProgress(frozenset(known), frozenset(busy), tuple(owned))
+    return ConsumerProgress(frozenset(known), frozenset(busy), tuple(owned), assigned)

@@ -9,6 +9,7 @@ from collections.abc import Collection, Mapping
 from db.outbox import DeliveryStatus
 from db.performance_reports import PerformanceVerdict
 from db.reports import WindowVerdict
+from drift.performance import PerformanceMetrics
 from service.metrics import UNKNOWN, Metrics
 from service.monitoring.deadletters import NoTally, Tally
 
@@ -90,9 +91,16 @@ class ReportMetrics:
         degraded = None if verdict.degradation is None else verdict.degradation.degraded
         flag = {None: "unknown", True: "true", False: "false"}[degraded]
         m.performance_reports.labels(model, flag).inc()
-        if verdict.coverage is not None:
-            m.versions.labels(m.label_coverage, model, version).set(verdict.coverage)
-        m.performance(model, version, verdict.metrics)
+        self.newest(model, version, verdict.coverage, verdict.metrics)
+
+    def newest(
+        self, model: str, version: str, coverage: float | None, values: PerformanceMetrics
+    ) -> None:
+        """A version's gauges read its newest report: a metric it leaves undefined is
+        absent (:meth:`Metrics.performance`)."""
+        if coverage is not None:
+            self.m.versions.labels(self.m.label_coverage, model, version).set(coverage)
+        self.m.performance(model, version, values)
 
 
 class AlertMetrics:

@@ -269,11 +269,14 @@ class Metrics:
             self.feature_drifted.labels(model, f.name, method).set(1 if f.drifted else 0)
 
     def performance(self, model: str, version: str, values: PerformanceMetrics) -> None:
-        """The metrics of a new performance report; undefined ones are left out."""
+        """The metrics of a new performance report; one it leaves undefined (a window
+        without labels) loses its series: the last defined value would read as current."""
         for family, names in ((self.performance_ratio, _RATIOS), (self.performance_error, _ERRORS)):
             for name in names:
                 value = getattr(values, name)
-                if value is not None:
+                if value is None:
+                    family.remove(model, version, name)
+                else:
                     self.versions.labels(family, model, version, name).set(value)
 
 

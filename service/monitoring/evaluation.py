@@ -1,9 +1,9 @@
 """Window evaluation: when a window has closed, judge it against the model's profile.
 
-A window is closed once the lowest watermark over the active partitions of the
-predictions topic has passed its end plus the allowed lateness
-(:func:`service.monitoring.watermarks.closing_watermark`, where idle partitions and why
-they are ignored are described).
+A window is closed once it is final by the rule of
+:mod:`service.monitoring.watermarks` (the lowest watermark over the active partitions of
+the predictions topic has passed its end plus the allowed lateness, judged
+with this replica's consumer progress), the rule performance shares.
 
 Evaluation is idempotent: a report is unique per (model, version, window,
 profile), so replicas racing on one window store exactly one report.
@@ -32,7 +32,7 @@ from drift.schema import ModelSpec
 from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_sample
 from drift.stats import Method
 from service.alerts.conditions import DATA_DRIFT, condition
-from service.monitoring.watermarks import as_bound, closing_watermark
+from service.monitoring.watermarks import Finality, as_bound
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +91,7 @@ class WindowEvaluator:
         progress: Callable[[], ConsumerProgress] | None = None,
     ) -> None:
         self._sessions = sessions
-        self._progress = progress
-        self._missing_since: dict[int, float] = {}
+        self.finality = Finality(settings.idle_partition_timeout, progress)
         self._models = models
         self._settings = settings
         self._observer: DriftObserver = observer or NoDriftObserver()
@@ -101,8 +100,8 @@ class WindowEvaluator:
         self._warned: set[str] = set()
 
     def follow(self, progress: Callable[[], ConsumerProgress]) -> None:
-        """Read this replica's consumer progress when deciding which partitions are idle."""
-        self._progress = progress
+        """Read this replica's consumer progress when deciding which windows are final."""
+        self.finality.follow(progress)
 
     # -- profiles ------------------------------------------------------------
     def refresh_profiles(self) -> dict[str, ModelSpec]:
@@ -145,18 +144,8 @@ class WindowEvaluator:
         """Evaluate every closed, unreported window; return the new reports' ids."""
         self.refresh_profiles()
         with self._sessions() as session:
-            marks = OffsetRepository(session, self._settings.consumer_group).watermarks(
-                self._settings.topic
-            )
-        now = self._clock()
-        progress = self._progress() if self._progress else None
-        if progress is not None:
-            stored = {m.partition for m in marks}
-            for p in progress.partitions - stored:
-                self._missing_since.setdefault(p, now)
-        close = closing_watermark(
-            marks, now, self._settings.idle_partition_timeout, progress, self._missing_since
-        )
+            offsets = OffsetRepository(session, self._settings.consumer_group)
+            close = self.finality.closing(offsets, self._settings.topic, self._clock())
         if close is None:
             return []
         written: list[int] = []

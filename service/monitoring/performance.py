@@ -4,8 +4,9 @@ A window's performance is final when no prediction of it can still arrive and
 none can still be joined: the predictions' closing watermark has passed the
 window's end plus the allowed lateness, and the labels' closing watermark its
 end plus the join TTL (by then every prediction of the window was joined or
-swept as unlabelled). Both closing watermarks are computed as for data drift
-(:func:`service.monitoring.watermarks.closing_watermark`), from the offsets in SQL.
+swept as unlabelled). Both closing watermarks come from the same
+:class:`service.monitoring.watermarks.Finality` as data drift's (shared within a replica,
+so with the consumer's progress): the one rule by which a window is final.
 
 The report holds the metrics of the merged partition sketches, the sample
 sizes, the label coverage (labelled / predicted) and the window-level
@@ -31,12 +32,15 @@ from db.join import PerformanceAggregateRepository, PerformanceWindow
 from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
 from db.repositories import OffsetRepository
 from db.session import transaction
-from drift.performance import ClassificationSketch
+from drift.performance import ClassificationSketch, PerformanceMetrics, PerformanceSketch
 from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
 from service.alerts.conditions import CONCEPT_DRIFT, PERFORMANCE_DEGRADATION, condition
-from service.monitoring.watermarks import as_bound, closing_watermark
+from service.monitoring.watermarks import Finality, as_bound
 
 log = logging.getLogger(__name__)
+# Reports read per model to restore the gauges after a restart: enough to hold the
+# newest report of every version the gauges keep (service.metrics.KEEP_VERSIONS).
+_RESTORED_REPORTS = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,32 +107,50 @@ def degradation(
     )
 
 
-def concept_drift(alarms: Mapping[str, int], alarm_rule: bool) -> bool | None:
+def concept_drift(
+    alarms: Mapping[str, int], alarm_rule: bool, labeled: int, min_labeled: int
+) -> bool | None:
     """The window's concept-drift verdict: did the default alarm rule fire in it?
 
     True when the rule raised an alarm for a pair whose prediction lies in the
-    window, False when it watched the window without one, None without the rule.
-    The window-level degradation test is reported beside it (``degraded``) but
-    does not make the verdict: at its alpha it flags about one stationary window
-    in twenty, while the rule raises no alarm on long stationary streams.
+    window, False when it watched at least ``min_labeled`` of the window's
+    pairs without one, None without the rule or with fewer pairs: no evidence
+    (a stretch without labels) is no verdict, and so never resolves a firing
+    concept-drift alert. The window-level degradation test is reported beside
+    it (``degraded``) but does not make the verdict: at its alpha it flags
+    about one stationary window in twenty, while the rule raises no alarm on
+    long stationary streams.
 
-    >>> concept_drift({"rule": 1}, True), concept_drift({}, True), concept_drift({}, False)
-    (True, False, None)
+    >>> concept_drift({"rule": 1}, True, 0, 200), concept_drift({}, True, 200, 200)
+    (True, False)
+    >>> print(concept_drift({}, False, 200, 200), concept_drift({}, True, 0, 200))
+    None None
     """
     if alarms.get(ALARM_RULE, 0) > 0:
         return True
-    return False if alarm_rule else None
+    return False if alarm_rule and labeled >= min_labeled else None
 
 
 class PerformanceObserver(Protocol):
-    """What the evaluator reports of each performance report it stored, after the commit;
-    :class:`service.metric_feeds.ReportMetrics` exports it."""
+    """What the evaluator reports of each performance report it stored, after the commit,
+    and (``newest``, once after start-up) of each version's newest stored report, so that
+    gauges read the same before and after a restart;
+    :class:`service.metric_feeds.ReportMetrics` exports them."""
 
     def performance_report(self, verdict: PerformanceVerdict) -> None: ...
+
+    def newest(
+        self, model: str, version: str, coverage: float | None, values: PerformanceMetrics
+    ) -> None: ...
 
 
 class NoPerformanceObserver:
     def performance_report(self, verdict: PerformanceVerdict) -> None:
+        pass
+
+    def newest(
+        self, model: str, version: str, coverage: float | None, values: PerformanceMetrics
+    ) -> None:
         pass
 
 
@@ -140,27 +162,28 @@ class PerformanceEvaluator:
         settings: PerformanceSettings,
         observer: PerformanceObserver | None = None,
         clock: Callable[[], float] = time.time,
+        finality: Finality | None = None,
     ) -> None:
         self._sessions = sessions
         self._models = models
         self._settings = settings
         self._observer: PerformanceObserver = observer or NoPerformanceObserver()
         self._clock = clock
+        self.finality = finality or Finality(settings.idle_partition_timeout)
+        self._restored = False
 
     def tick(self) -> list[int]:
         """Report every window whose labels are final and that has no report yet."""
         if not self._models:
             return []
+        if not self._restored:
+            self._restore_gauges()
         s = self._settings
         now = self._clock()
         with self._sessions() as session:
             offsets = OffsetRepository(session, s.consumer_group)
-            predictions = closing_watermark(
-                offsets.watermarks(s.predictions_topic), now, s.idle_partition_timeout
-            )
-            labels = closing_watermark(
-                offsets.watermarks(s.labels_topic), now, s.idle_partition_timeout
-            )
+            predictions = self.finality.closing(offsets, s.predictions_topic, now)
+            labels = self.finality.closing(offsets, s.labels_topic, now)
         if predictions is None or labels is None:
             return []
         written: list[int] = []
@@ -220,7 +243,9 @@ class PerformanceEvaluator:
                 degradation=verdict,
                 verdict=text,
                 alarms=alarms,
-                concept_drift=concept_drift(alarms, judging.alarm_rule),
+                concept_drift=concept_drift(
+                    alarms, judging.alarm_rule, window.labeled, judging.min_labeled
+                ),
             )
             now = datetime.fromtimestamp(self._clock(), UTC)
             report_id = PerformanceReportRepository(session).add(result, now)
@@ -239,6 +264,17 @@ class PerformanceEvaluator:
                 text,
             )
         return report_id
+
+    def _restore_gauges(self) -> None:
+        """Show each version's newest stored report, as the process before a restart did."""
+        with self._sessions() as session:
+            repo = PerformanceReportRepository(session)
+            rows = [row for model in self._models for row in repo.rows(model, _RESTORED_REPORTS)]
+        newest = {(row.model, row.model_version): row for row in rows}  # rows: oldest first
+        for row in sorted(newest.values(), key=lambda r: (r.window_start, r.id)):
+            metrics = PerformanceSketch.from_bytes(row.sketch).metrics()
+            self._observer.newest(row.model, row.model_version, row.label_coverage, metrics)
+        self._restored = True
 
 
 def _performance_alerts(

@@ -147,7 +147,9 @@ def scheduled_jobs(
 ) -> list[Job]:
     """Every job of ``driftwatch run``; ``closers`` gets what the jobs opened;
     ``is_leader`` is asked again inside jobs that may outlive leadership (alerts)."""
-    performance = build_performance_evaluator(cfg, sessions, ReportMetrics(metrics))
+    performance = build_performance_evaluator(
+        cfg, sessions, ReportMetrics(metrics), evaluator.finality
+    )
     return [
         evaluation_job(cfg, evaluator, loop, performance),
         job("retrain", retraining.tick, cfg.retrain.tick),

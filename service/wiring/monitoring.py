@@ -47,6 +47,7 @@ from service.monitoring.performance import (
     PerformanceSettings,
     ReferenceValue,
 )
+from service.monitoring.watermarks import Finality
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +97,10 @@ def build_performance_evaluator(
     cfg: Config,
     sessions: sessionmaker[Session],
     observer: PerformanceObserver | None = None,
+    finality: Finality | None = None,
 ) -> PerformanceEvaluator:
-    """The evaluator of labelled windows, for every model whose labels are joined."""
+    """The evaluator of labelled windows, for every model whose labels are joined;
+    ``finality`` is the drift evaluator's, so that both judge windows final alike."""
     models = {}
     for name, spec in cfg.label_specs().items():
         m = cfg.models[name]
@@ -120,7 +123,7 @@ def build_performance_evaluator(
         idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
         backfill=cfg.evaluation.backfill,
     )
-    return PerformanceEvaluator(sessions, models, settings, observer)
+    return PerformanceEvaluator(sessions, models, settings, observer, finality=finality)
 
 
 def build_ingest_loop(

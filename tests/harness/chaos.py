@@ -1,12 +1,15 @@
 """The crash scenario shared by the chaos tests and ``bench/chaos_ingest.py``.
 
 Events are produced up front; ``driftwatch run`` is started, SIGKILLed at random
-moments while it makes progress, and restarted; at the end SQL is compared,
-window by window, with what the producer had acknowledged. With labels, the
-joined outcomes are compared too, confusion cell by confusion cell. With an
-archive, its Delta tables are read with deltalake alone and every produced
-message must be in them once: lost counts the messages missing, duplicated the
-rows beyond one per (topic, partition, offset).
+moments while it makes progress, and restarted. A part of the stream may be
+held back (:class:`HeldBack`) and produced only before the last run, so that
+every kill lands mid-stream by construction, however fast the machine. At the
+end SQL is compared, window by window, with what the producer had
+acknowledged. With labels, the joined outcomes are compared too, confusion
+cell by confusion cell. With an archive, its Delta tables are read with
+deltalake alone and every produced message must be in them once: lost counts
+the messages missing, duplicated the rows beyond one per (topic, partition,
+offset).
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
@@ -28,6 +33,39 @@ from tests.harness.scenario import (
     wait_for_count,
     wait_for_total,
 )
+
+
+class DeferredProducer:
+    """Takes what a producer function sends and sends it for real later (``release``)."""
+
+    def __init__(self) -> None:
+        self.records: list[tuple[str, Any, Any]] = []
+
+    def send(self, topic: str, key: Any = None, value: Any = None) -> _Sent:
+        self.records.append((topic, key, value))
+        return _Sent()
+
+    def flush(self) -> None:
+        pass
+
+    def release(self, producer: Any) -> None:
+        futures = [producer.send(t, key=k, value=v) for t, k, v in self.records]
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+
+
+class _Sent:
+    def get(self, timeout: float | None = None) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class HeldBack:
+    """``predictions`` events of the stream that ``release`` produces before the last run."""
+
+    predictions: int
+    release: Callable[[], None] = field(repr=False)
 
 
 @dataclass(frozen=True)
@@ -75,13 +113,17 @@ def run_chaos(
     cells: Counter[Cell] | None = None,
     archive_uri: str | None = None,
     labels_sent: int = 0,
+    held_back: HeldBack | None = None,
 ) -> ChaosResult:
     rng = random.Random(seed)
     expected = sum(sent.values())
+    available = expected - (held_back.predictions if held_back else 0)
     labeled = sum(cells.values()) if cells else 0
     started = time.monotonic()
     at_kills: list[int] = []
     for i in range(kills + 1):
+        if i == kills and held_back is not None:
+            held_back.release()
         svc = ServiceProcess(config, workdir / f"chaos-{i}.log")
         svc.start()
         if i == kills:
@@ -93,8 +135,8 @@ def run_chaos(
         # Kill only once this run has made progress, at a random point after it,
         # so every kill lands mid-stream rather than during start-up.
         before = sum(stored_counts(database_url).values())
-        target = before + max(1, (expected - before) // (kills - i + 1))
-        wait_for_total(database_url, min(target, expected), timeout, interval=0.02)
+        target = before + max(1, (available - before) // (kills - i + 1))
+        wait_for_total(database_url, min(target, available), timeout, interval=0.02)
         time.sleep(rng.uniform(0.0, 0.05))
         svc.kill()
         at_kills.append(sum(stored_counts(database_url).values()))

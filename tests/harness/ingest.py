@@ -22,7 +22,8 @@ from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.fakes import FakeClock, FakeConsumer, FakeProducer, FakeRecord
 from consumers.labels import LabelSpec
-from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from consumers.loop import IngestLoop, IngestSettings
+from consumers.positions import Rebalance
 from consumers.stats import IngestStats
 from db.errors import StoreUnavailable
 from db.join import PerformanceAggregateRepository
@@ -155,7 +156,7 @@ class JoinRig:
             clock=clock,
             label_specs={"fraud": SPEC},
         )
-        self.consumer.subscribe([TOPIC, LABELS], listener=_Rebalance(self.loop))
+        self.consumer.subscribe([TOPIC, LABELS], listener=Rebalance(self.loop))
 
     def add_labels(self, partition: int, *values: bytes) -> None:
         self.consumer.append(TopicPartition(LABELS, partition), *values)

@@ -33,7 +33,8 @@ import consumers.fakes
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
 from consumers.fakes import FakeClock, FakeConsumer, FakeProducer
-from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from consumers.loop import IngestLoop, IngestSettings
+from consumers.positions import Rebalance
 from consumers.versions import StreamCaps
 from db.migrate import upgrade
 from db.models import WindowAggregate
@@ -111,7 +112,7 @@ def test_a_million_distinct_categories_keep_every_window_under_its_caps(sqlite_u
         Stats(),
         clock=clock,
     )
-    consumer.subscribe([TOPIC], listener=_Rebalance(loop))
+    consumer.subscribe([TOPIC], listener=Rebalance(loop))
     tracemalloc.start()
     try:
         held: list[int] = []

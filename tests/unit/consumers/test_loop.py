@@ -23,7 +23,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from consumers.checkpoint import CheckpointStore
 from consumers.dlq import DeadLetterPublisher
 from consumers.errors import ConsumerError
-from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from consumers.loop import IngestLoop, IngestSettings
+from consumers.positions import Rebalance
 from consumers.versions import StreamCaps
 from db.models import ConsumerOffset, WindowAggregate
 from db.repositories import OffsetAdvance, OffsetRepository, WindowAggregateRepository
@@ -116,7 +117,7 @@ def rig(
         clock=clock,
     )
     if subscribe:
-        loop.consumer.subscribe([TOPIC], listener=_Rebalance(loop))
+        loop.consumer.subscribe([TOPIC], listener=Rebalance(loop))
     return Rig(loop, consumer, store, producer, stats)
 
 
@@ -414,6 +415,23 @@ def test_progress_marks_partitions_with_unflushed_or_unread_events_busy(
     clock.now += 2
     r.loop._report_lag()
     assert r.loop.progress.busy == {1}
+
+
+def test_progress_says_whether_the_replica_holds_its_assignment(sql: Any, clock: FakeClock) -> None:
+    # Windows are final only with the assignment held (service.watermarks).
+    r = rig(sql, clock, {0: spaced(2), 1: spaced(2)}, subscribe=False)
+    assert r.loop.progress.assigned is False  # started, not yet in the group
+    r.loop.consumer.subscribe([TOPIC], listener=Rebalance(r.loop))
+    r.drain()
+    assert r.loop.progress.assigned is True
+    assert {(o.topic, o.partition) for o in r.loop.progress.owned} == {(TOPIC, 0), (TOPIC, 1)}
+    r.loop.on_revoked([tp(0), tp(1)])  # a rebalance begins
+    assert r.loop.progress.assigned is False
+    clock.now += 2
+    r.loop._report_lag()
+    assert r.loop.progress.assigned is False  # a survey does not end the rebalance
+    r.loop.on_assigned([tp(1)])
+    assert r.loop.progress.assigned is True
 
 
 def test_replacing_models_flushes_then_writes_rows_of_the_new_layout(

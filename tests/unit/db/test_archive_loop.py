@@ -13,7 +13,8 @@ from kafka import TopicPartition
 
 from consumers.archive import ArchiveIntake
 from consumers.dlq import DeadLetterPublisher
-from consumers.loop import IngestLoop, IngestSettings, _Rebalance
+from consumers.loop import IngestLoop, IngestSettings
+from consumers.positions import Rebalance
 from db.archive import ArchiveSettings, ArchiveWriter, Kind
 from db.archive.errors import ArchiveUnavailable
 from db.errors import StoreUnavailable
@@ -77,7 +78,7 @@ def start(
         clock=clock,
         archive=ArchiveIntake(writer or ArchiveWriter(settings, GROUP), ["fraud"]),
     )
-    loop.consumer.subscribe([TOPIC], listener=_Rebalance(loop))
+    loop.consumer.subscribe([TOPIC], listener=Rebalance(loop))
     while batch := loop._poll(0):
         loop._process(batch)
     return loop, store

@@ -11,7 +11,6 @@ from datetime import timedelta
 from pathlib import Path
 
 import yaml
-from service.wiring.retraining import build_retraining
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.registry import RegistryRepository, Stage
@@ -20,6 +19,7 @@ from db.session import make_engine, make_session_factory, transaction
 from retrain.executors import LocalExecutor
 from retrain.executors.workdir import run_of, sweep
 from service.config import load_config
+from service.wiring.retraining import build_retraining
 from tests.unit.retrain.support import T0, Clock, ParquetExporter
 
 

@@ -244,3 +244,101 @@ def test_once_every_partition_is_idle_every_window_is_final(sql: Any) -> None:
     assert busy.tick() == []
     stopped = PerformanceEvaluator(sql, {"fraud": judging}, idle, clock=lambda: T + 100.0)
     assert len(stopped.tick()) == 1
+
+
+def add_window(sql: sessionmaker[Session], start: int, correct: int, unlabeled: int) -> None:
+    """Another window of fraud/v1 at ``start``: ``correct`` labelled pairs, the rest unlabelled."""
+    from db.repositories import OffsetRepository
+
+    with sql() as s:
+        held = {t: OffsetRepository(s, "g1").load(t, [0])[0].next_offset for t in TOPICS}
+    n = correct + unlabeled
+    ids = [f"w{start}-{i}" for i in range(n)]
+    preds = [
+        PredictionRecord(0, "fraud", e, "v1", start, start + 1.0, "1", None, None, start + TTL)
+        for e in ids
+    ]
+    labels = [
+        LabelRecord(0, "fraud", e, "1", start + 5.0, start + 5.0 + TTL) for e in ids[:correct]
+    ]
+    batch = JoinBatch(preds, labels, specs={"fraud": SPEC}, windows={"fraud": 60})
+    p, lab = held["predictions"], held["labels"]
+    CheckpointStore(sql, "g1", lambda: T + 10.0).commit(
+        [
+            OffsetAdvance("predictions", 0, p, p + n, start + 1.0),
+            OffsetAdvance("labels", 0, lab, lab + max(correct, 1), start + 5.0),
+        ],
+        {},
+        batch,
+    )
+
+
+TOPICS = ("predictions", "labels")
+
+
+def concept_alerts(sql: sessionmaker[Session]) -> list[str]:
+    import json
+
+    from db.runs import AlertOutbox
+
+    with sql() as s:
+        events = AlertOutbox(s).events()
+    return [json.loads(e.payload)["action"] for e in events if e.kind == "concept_drift"]
+
+
+def judge(sql: sessionmaker[Session], metrics: Any = None) -> list[int]:
+    judging = PerformanceJudging(SPEC, 60, 10, ReferenceValue(accuracy=0.9), 100, alarm_rule=True)
+    ev = PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, metrics, clock=lambda: T + 10.0)
+    return ev.tick()
+
+
+def test_no_evidence_never_resolves_a_firing_concept_drift_alert(sql: Any) -> None:
+    fill(sql, correct=190, wrong=10, unlabeled=0)
+    alarm(sql, "rule", T + 1.5)
+    add_window(sql, T + 60, correct=0, unlabeled=200)  # a stretch without labels
+    add_window(sql, T + 120, correct=50, unlabeled=150)  # some, below min_labeled
+    advance(sql, predictions=T + 900, labels=T + 900)
+    assert len(judge(sql)) == 3
+    with sql() as s:
+        rows = PerformanceReportRepository(s).rows("fraud")
+    assert [(r.labeled, r.concept_drift) for r in rows] == [(200, True), (0, None), (50, None)]
+    assert concept_alerts(sql) == ["trigger"]  # still firing
+    add_window(sql, T + 180, correct=150, unlabeled=0)  # evidence, no alarm
+    advance(sql, predictions=T + 1000, labels=T + 1000)
+    assert len(judge(sql)) == 1
+    assert concept_alerts(sql) == ["trigger", "resolve"]
+
+
+def test_a_gauge_reads_the_same_before_and_after_a_restart(sql: Any) -> None:
+    from prometheus_client import CollectorRegistry
+
+    from service.metrics import Metrics
+
+    def gauges(metrics: Metrics) -> tuple[float | None, float | None]:
+        value = metrics.registry.get_sample_value
+        version = {"model": "fraud", "model_version": "v1"}
+        accuracy = value("driftwatch_model_performance_ratio", {**version, "metric": "accuracy"})
+        return accuracy, value("driftwatch_label_coverage_ratio", version)
+
+    def evaluator(metrics: Metrics) -> PerformanceEvaluator:
+        judging = PerformanceJudging(SPEC, 60, 10, None, 100)
+        return PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, metrics, lambda: T + 10.0)
+
+    fill(sql, correct=190, wrong=10, unlabeled=0)
+    add_window(sql, T + 60, correct=0, unlabeled=200)  # coverage 0: no accuracy to show
+    advance(sql, predictions=T + 900, labels=T + 900)
+    running = Metrics(CollectorRegistry())
+    first = evaluator(running)
+    assert len(first.tick()) == 2
+    assert gauges(running) == (None, 0.0)  # absent, not the previous window's 0.95
+    restarted = Metrics(CollectorRegistry())
+    assert evaluator(restarted).tick() == []
+    assert gauges(restarted) == gauges(running)
+
+    add_window(sql, T + 120, correct=150, unlabeled=50)
+    advance(sql, predictions=T + 1000, labels=T + 1000)
+    assert len(first.tick()) == 1
+    assert gauges(running) == (1.0, 0.75)
+    restarted = Metrics(CollectorRegistry())
+    assert evaluator(restarted).tick() == []
+    assert gauges(restarted) == gauges(running)

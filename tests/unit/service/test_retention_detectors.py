@@ -7,13 +7,13 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.monitoring.retention import Retention
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import DetectorStateRow
 from db.registry import RegistryRepository, Stage
 from service.config.scheduler import RetentionConfig
+from service.monitoring.retention import Retention
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
