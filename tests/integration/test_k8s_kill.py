@@ -46,6 +46,8 @@ def kubernetes_config(path: Path, url: str, tmp_path: Path, marks: Path) -> None
     (tmp_path / "job.yaml").write_text(yaml.safe_dump(template), encoding="utf-8")
     cfg: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     cfg["retrain"]["executor"] = "kubernetes"
+    # The Job template above carries the stub's variable: pass_env is the local executor's.
+    cfg["models"]["fraud"]["retrain"].pop("pass_env", None)
     cfg["retrain"]["kubernetes"] = {
         "namespace": NAMESPACE,
         "template": str(tmp_path / "job.yaml"),
