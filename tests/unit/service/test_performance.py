@@ -125,6 +125,9 @@ class Verdicts:
             (verdict.model, verdict.model_version, verdict.window_start, verdict.labeled)
         )
 
+    def newest(self, model: str, version: str, coverage: float | None, values: Any) -> None:
+        pass  # only new reports are counted here
+
 
 def test_the_observer_hears_of_each_stored_report_once(sql: Any) -> None:
     fill(sql, correct=150, wrong=50, unlabeled=20)
@@ -279,7 +282,7 @@ TOPICS = ("predictions", "labels")
 def concept_alerts(sql: sessionmaker[Session]) -> list[str]:
     import json
 
-    from db.runs import AlertOutbox
+    from db.outbox import AlertOutbox
 
     with sql() as s:
         events = AlertOutbox(s).events()
@@ -312,6 +315,7 @@ def test_no_evidence_never_resolves_a_firing_concept_drift_alert(sql: Any) -> No
 def test_a_gauge_reads_the_same_before_and_after_a_restart(sql: Any) -> None:
     from prometheus_client import CollectorRegistry
 
+    from service.metric_feeds import ReportMetrics
     from service.metrics import Metrics
 
     def gauges(metrics: Metrics) -> tuple[float | None, float | None]:
@@ -322,7 +326,8 @@ def test_a_gauge_reads_the_same_before_and_after_a_restart(sql: Any) -> None:
 
     def evaluator(metrics: Metrics) -> PerformanceEvaluator:
         judging = PerformanceJudging(SPEC, 60, 10, None, 100)
-        return PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, metrics, lambda: T + 10.0)
+        observer = ReportMetrics(metrics)
+        return PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, observer, lambda: T + 10.0)
 
     fill(sql, correct=190, wrong=10, unlabeled=0)
     add_window(sql, T + 60, correct=0, unlabeled=200)  # coverage 0: no accuracy to show
