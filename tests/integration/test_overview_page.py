@@ -175,21 +175,29 @@ def _wait_for_reports(url: str, svc: ServiceProcess, timeout: float) -> None:
 
 
 def _chromium(binary: str, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            binary,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            f"--user-data-dir={profile}",
-            *args,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    # Debian's headless Chromium now and then dies of a signal on start-up (SIGSEGV seen
+    # once in a full run; the page had nothing to do with it): a browser that crashed is
+    # started again, twice at most, each time with a fresh profile. A browser that exits
+    # with an error code is a failure at once.
+    for attempt in range(3):
+        done = subprocess.run(
+            [
+                binary,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                f"--user-data-dir={profile}-{attempt}",
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        if done.returncode >= 0:
+            break
+    return done
 
 
 class _Dom(html.parser.HTMLParser):

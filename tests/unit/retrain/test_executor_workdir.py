@@ -113,7 +113,7 @@ def test_a_finished_runs_data_and_job_directories_go_after_keep_finished(
     give_up = time.monotonic() + 60  # a hang guard, not a timing assertion
     while (step := retraining.driver.tick()) != {run_id: "accepted"}:
         assert time.monotonic() < give_up, f"the run did not finish: {step}"
-        assert run_id not in step or step[run_id] in ("training", "validating"), reason(
+        assert run_id not in step or step[run_id] in ("pending", "training", "validating"), reason(
             sessions, run_id
         )
         time.sleep(0.05)

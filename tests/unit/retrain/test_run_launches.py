@@ -325,7 +325,7 @@ def test_a_local_job_whose_directory_was_removed_after_its_launch_fails_the_run(
 def test_a_model_uri_outside_the_runs_output_fails_the_run_and_registers_nothing(
     rig: Rig, uri: str
 ) -> None:
-    run_id = rig.start()
+    run_id = rig.start_exported()
     rig.driver().tick()
     rig.executor.succeed(TRAIN, train_result(uri=uri))
     assert rig.driver().tick() == {run_id: Phase.FAILED}
