@@ -11,7 +11,11 @@ Whatever one send does (raise, hang, answer nonsense) becomes that delivery's
 :class:`~service.alerts.base.Outcome`; nothing escapes into the pass. A send that
 is not started (the pass's budget spent, leadership lost, shutting down) returns
 None: it is not an attempt. On :meth:`Dispatcher.close` the sends still running
-after the grace period are cancelled, which closes their connections.
+after the grace period are abandoned: their futures get None at once, whatever the
+order in which their cancellation, the closing of the clients and the stopping of
+the loop then reach them (a send cut by its closed client ends in an ordinary error,
+which must not count as an attempt), and a send registered after the grace period's
+snapshot is abandoned too. Then they are cancelled, which closes their connections.
 """
 
 from __future__ import annotations
@@ -30,6 +34,9 @@ from service.alerts.rules import Limits
 
 T = TypeVar("T")
 Sent = concurrent.futures.Future[Outcome | None]
+# How long a cancelled send may take to unwind (and close its connection) before the
+# channels' clients are closed under it.
+_UNWIND = 1.0
 
 
 class Dispatcher:
@@ -51,7 +58,10 @@ class Dispatcher:
             target=self._loop.run_forever, name="alerts-dispatch", daemon=True
         )
         self._thread.start()
+        # The futures handed out and not yet settled; a future is registered before its
+        # send is scheduled, so close() always sees it, and settled once, under the lock.
         self._inflight: set[Sent] = set()
+        self._abandoned = False
         self._lock = threading.Lock()
 
     @property
@@ -64,15 +74,30 @@ class Dispatcher:
         return self._loop.time() + longest
 
     def submit(self, channel: str, alert: Alert, now: datetime, budget: float) -> Sent:
-        future = self._run(self._send(channel, alert, now, budget))
+        sent: Sent = concurrent.futures.Future()
         with self._lock:
-            self._inflight.add(future)
-        future.add_done_callback(self._forget)
-        return future
+            if self._abandoned:
+                sent.set_result(None)  # closed: never started, so not an attempt
+                return sent
+            self._inflight.add(sent)
+            self._run(self._deliver(sent, channel, alert, now, budget))
+        return sent
 
-    def _forget(self, future: Sent) -> None:
+    async def _deliver(
+        self, sent: Sent, channel: str, alert: Alert, now: datetime, budget: float
+    ) -> None:
+        outcome: Outcome | None = None  # cancelled or broken: not an attempt
+        try:
+            outcome = await self._send(channel, alert, now, budget)
+        finally:
+            self._settle(sent, outcome)
+
+    def _settle(self, sent: Sent, outcome: Outcome | None) -> None:
         with self._lock:
-            self._inflight.discard(future)
+            mine = sent in self._inflight
+            self._inflight.discard(sent)
+        if mine:  # else close() abandoned it first: whatever it ended in was not an attempt
+            sent.set_result(outcome)
 
     async def _send(
         self, channel: str, alert: Alert, now: datetime, budget: float
@@ -102,21 +127,37 @@ class Dispatcher:
 
     def close(self, grace: float) -> bool:
         """Stop starting sends, let those in flight finish for up to ``grace`` seconds,
-        cancel the rest, close the channels. True when nothing had to be cancelled."""
+        abandon the rest (their futures get None), cancel them, close the channels. True
+        when nothing had to be abandoned."""
         self._closing.set()
         with self._lock:
             pending = set(self._inflight)
-        _, late = concurrent.futures.wait(pending, timeout=grace)
-        for future in late:
-            future.cancel()
+        concurrent.futures.wait(pending, timeout=grace)
+        with self._lock:
+            # Before any cancellation or client close can reach a send: what a send ends
+            # in from here on is an effect of the shutdown, never an attempt.
+            self._abandoned = True
+            late, self._inflight = self._inflight, set()
+        for sent in late:
+            sent.set_result(None)
         # If closing hangs, the process is ending: an unclosed client leaks its sockets till then.
         with contextlib.suppress(
             concurrent.futures.TimeoutError, concurrent.futures.CancelledError
         ):
-            self._run(self._close_channels()).result(timeout=max(grace, 1.0))
+            self._run(self._shutdown()).result(timeout=max(grace, 1.0) + _UNWIND)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=max(grace, 1.0))
         return not late
+
+    async def _shutdown(self) -> None:
+        # Every task on this loop but this one is a send; all were scheduled before the
+        # abandonment, so before this. Cancelling closes their connections.
+        sends = asyncio.all_tasks() - {asyncio.current_task()}
+        for task in sends:
+            task.cancel()
+        if sends:
+            await asyncio.wait(sends, timeout=_UNWIND)
+        await self._close_channels()
 
     async def _close_channels(self) -> None:
         # One channel failing to close must not leave the others open.

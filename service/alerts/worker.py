@@ -169,7 +169,7 @@ class OutboxWorker:
         finished = self._idle.wait(grace)
         self._dispatch.close(0.0 if not finished else grace)
         if not finished:
-            # The cancelled sends come back to the pass, which releases their claims.
+            # The abandoned sends come back to the pass as None: it releases their claims.
             self._idle.wait(max(grace, 5.0))
             log.warning("alert deliveries in flight abandoned at shutdown, not counted")
         return finished
@@ -227,7 +227,7 @@ class OutboxWorker:
     def _resent(self, futures: dict[Sent, tuple[int, datetime]]) -> int:
         count = 0
         for future in concurrent.futures.as_completed(futures):
-            outcome = None if future.cancelled() else future.result()
+            outcome = future.result()  # None: not started, or abandoned at close
             if outcome is not None and outcome.ok:
                 count += 1
                 self._mark_resent(*futures[future])
@@ -272,7 +272,7 @@ class OutboxWorker:
                 self._release(item.id)
         for future in concurrent.futures.as_completed(futures):
             item = futures[future]
-            outcome = None if future.cancelled() else future.result()
+            outcome = future.result()  # None: not started, or abandoned at close
             if outcome is None:
                 self._release(item.id)
             elif self._contained(item.id, outcome, now):

@@ -218,7 +218,8 @@ def test_a_shutdown_past_its_grace_abandons_the_delivery_without_counting_it(
     assert w.close(grace=0.0) is False
     ticking.join(WAIT)
     assert slow.cut.wait(WAIT), "the abandoned request was left open"
-    assert rows(sessions)["slow/trigger"][:2] == (DeliveryStatus.PENDING, 0)
+    got = rows(sessions)
+    assert got["slow/trigger"][:2] == (DeliveryStatus.PENDING, 0), got
     with transaction(sessions) as s:
         [due] = DeliveryRepository(s).listing()
         assert due.delivery.claimed_by is None  # released: due again right after a restart
