@@ -241,7 +241,9 @@ def test_rate_limit_holds_deliveries_without_spending_attempts(
     clock.advance(30)  # one token back at 2 per minute
     assert worker.tick() == 1
     worker.close()
-    assert [r.json["model"] for r in rx["webhook"].accepted] == ["m0", "m1", "m2"]
+    got = [r.json["model"] for r in rx["webhook"].accepted]
+    # The first two go out side by side (a channel sends concurrently): their order is free.
+    assert sorted(got[:2]) == ["m0", "m1"] and got[2:] == ["m2"], got
     assert {a for (a, _) in statuses(sessions).values()} == {DeliveryStatus.DELIVERED}
     assert all(n == 1 for (_, n) in statuses(sessions).values())
 
