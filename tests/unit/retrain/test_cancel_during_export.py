@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from db.registry import RegistryRepository, Stage
 from db.runs import RunRepository
@@ -26,6 +25,7 @@ from service.config import load_config
 from service.wiring.retraining import build_retraining
 from tests.unit.retrain.support import T0, ParquetExporter, ScriptedExecutor
 from tests.unit.retrain.test_runs import TRAIN
+from tests.unit.service.test_cli_retrain import write_config
 
 pytestmark = pytest.mark.postgres
 
@@ -71,25 +71,6 @@ class Worker(threading.Thread):
         if self.error is not None:
             raise self.error
         return self.result
-
-
-def write_config(pg_url: str, tmp_path: Path) -> str:
-    raw: dict[str, Any] = {
-        "kafka": {"bootstrap_servers": ["127.0.0.1:9092"]},
-        "database": {"url": pg_url},
-        "metrics": {"port": 0},
-        "models": {
-            "fraud": {
-                "window": "1m",
-                "features": {"amount": {"type": "numerical"}},
-                "retrain": {"min_holdout": 100},
-            }
-        },
-        "retrain": {"workdir": str(tmp_path / "runs"), "tick": "10ms"},
-    }
-    path = tmp_path / "driftwatch.yaml"
-    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    return str(path)
 
 
 def test_runs_cancel_completes_while_the_runs_export_is_in_progress(

@@ -36,9 +36,14 @@ def _no_driftwatch_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def cfg(sqlite_url: str, tmp_path: Path) -> str:
+    return write_config(sqlite_url, tmp_path)
+
+
+def write_config(database_url: str, tmp_path: Path) -> str:
+    """A one-model config for the retrain commands, written into ``tmp_path``."""
     raw: dict[str, Any] = {
         "kafka": {"bootstrap_servers": ["127.0.0.1:9092"]},
-        "database": {"url": sqlite_url},
+        "database": {"url": database_url},
         "metrics": {"port": 0},
         "models": {
             "fraud": {
