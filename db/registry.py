@@ -66,8 +66,18 @@ class ModelVersionRow(Base):
     run_id: Mapped[int | None] = mapped_column(ForeignKey("retrain_runs.id", ondelete="SET NULL"))
     data_from: Mapped[datetime | None] = mapped_column(UTCDateTime)
     data_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # JSON: what the trainer fitted (estimator, where it came from, parameters, rows,
+    # seconds); None for a version registered by hand.
+    training: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def training_record(self) -> dict[str, Any] | None:
+        if self.training is None:
+            return None
+        loaded: dict[str, Any] = json.loads(self.training)
+        return loaded
 
     @property
     def metric_values(self) -> dict[str, Any]:
@@ -92,6 +102,7 @@ class RegistryRepository(Repository[ModelVersionRow]):
         run_id: int | None = None,
         data_from: datetime | None = None,
         data_to: datetime | None = None,
+        training: Mapping[str, Any] | None = None,
     ) -> ModelVersionRow:
         """Add a version; registering the same (model, version, uri, sha256) again returns
         the stored row (a retried tick), anything else under that version is refused."""
@@ -108,6 +119,7 @@ class RegistryRepository(Repository[ModelVersionRow]):
             run_id=run_id,
             data_from=data_from,
             data_to=data_to,
+            training=None if training is None else json.dumps(dict(training), sort_keys=True),
             created_at=now,
             updated_at=now,
         )

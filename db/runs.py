@@ -60,6 +60,10 @@ class RetrainRunRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     data_from: Mapped[datetime] = mapped_column(UTCDateTime)
     data_to: Mapped[datetime] = mapped_column(UTCDateTime)
+    # When the change the run answers began (None: a schedule or a request), and why
+    # [data_from, data_to] is the range it trains on.
+    change_onset: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    data_note: Mapped[str | None] = mapped_column(Text)
     data_uri: Mapped[str | None] = mapped_column(Text)
     data_rows: Mapped[int | None] = mapped_column(BigInteger)
     champion_version_id: Mapped[int | None] = mapped_column(BigInteger)
@@ -132,9 +136,14 @@ class RunRepository(Repository[RetrainRunRow]):
         data_to: datetime,
         phase: str,
         now: datetime,
+        *,
+        change_onset: datetime | None = None,
+        data_note: str | None = None,
     ) -> RetrainRunRow | None:
         """A new active run in ``phase``; None when the model has an active run already."""
         row = RetrainRunRow(
+            change_onset=change_onset,
+            data_note=data_note,
             model=model,
             phase=phase,
             active=True,
