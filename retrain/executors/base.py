@@ -158,6 +158,37 @@ class Executor(Protocol):
         ...
 
 
+# A failure reason keeps this much of the job's own message at each end: its start says
+# what failed, its end usually where (a path, a value, an exception's last words), and
+# the whole reason stays a line an operator reads, an alert carries and a row stores.
+REASON_HEAD = 240
+REASON_TAIL = 240
+ELISION = " … "
+
+
+def shorten(text: str, head: int = REASON_HEAD, tail: int = REASON_TAIL) -> str:
+    """``text`` whole when it fits, else its first ``head`` and last ``tail`` characters
+    joined by :data:`ELISION`: shortened in the middle, never dropped."""
+    if len(text) <= head + len(ELISION) + tail:
+        return text
+    return f"{text[:head]}{ELISION}{text[-tail:]}"
+
+
+def last_line(log: str | None) -> str | None:
+    """The last non-empty line of a job's log, stripped; None when there is none. The
+    trainer's contract is to end with one line on stderr that says why it failed."""
+    for line in reversed((log or "").splitlines()):
+        if line.strip():
+            return line.strip()
+    return None
+
+
+def with_message(reason: str, log: str | None) -> str:
+    """``reason: <the log's last line, shortened>``, or ``reason`` when the log is empty."""
+    line = last_line(log)
+    return reason if line is None else f"{reason}: {shorten(line)}"
+
+
 def result_status(data: bytes | None, log_tail: str | None, size: int | None = None) -> JobStatus:
     """Judge what a job that exited 0 left as its result (shared by every backend).
     ``size`` is the whole result's when ``data`` holds only its first bytes."""

@@ -34,12 +34,19 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from retrain.errors import ExecutorError
-from retrain.executors.base import JobPhase, JobSpec, JobStatus, result_status
+from retrain.executors.base import (
+    JobPhase,
+    JobSpec,
+    JobStatus,
+    result_status,
+    with_message,
+)
 from retrain.executors.kubernetes_watch import JobCache
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 TERMINATION_LOG = "/dev/termination-log"
 TAIL_LINES = 50
+TAIL_CHARS = 4096
 _RETRIABLE_STATUS = frozenset({0, 408, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
@@ -271,7 +278,9 @@ class KubernetesExecutor:
 
     def _outcome(self, spec: JobSpec, job: Any, condition: Any) -> JobStatus:
         pod = self._pod(spec, job, condition.type == "Complete")
-        tail = self._log_tail(pod) if pod is not None else None
+        log = self._log_tail(pod) if pod is not None else None
+        # The kept tail is bounded; the job's last line is taken before that cut.
+        tail = log[-TAIL_CHARS:] if log else None
         terminated = _terminated(pod)
         if condition.type == "Complete":
             message = getattr(terminated, "message", None)
@@ -282,7 +291,7 @@ class KubernetesExecutor:
         code = getattr(terminated, "exit_code", None)
         if code is not None and reason.startswith("BackoffLimitExceeded"):
             reason = f"{reason} (exit code {code})"
-        return JobStatus(JobPhase.FAILED, reason, tail)
+        return JobStatus(JobPhase.FAILED, with_message(reason, log), tail)
 
     def _pod(self, spec: JobSpec, job: Any, complete: bool) -> Any | None:
         """The Pod to judge the Job by: the newest attempt by ``creationTimestamp`` (never by
@@ -313,7 +322,7 @@ class KubernetesExecutor:
             if exc.retriable:
                 raise
             return None  # the Pod went with its Job: the reason still stands
-        return str(text)[-4096:] if text else None
+        return str(text) if text else None
 
     def cancel(self, spec: JobSpec) -> None:
         options = client.V1DeleteOptions(propagation_policy="Background")

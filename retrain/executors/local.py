@@ -37,7 +37,9 @@ from retrain.executors.base import (
     JobSpec,
     JobStatus,
     base_env,
+    last_line,
     result_status,
+    with_message,
 )
 from retrain.executors.wrapper import CANCELLED, EXIT, JOB, LOCK, LOG, STARTED, write_atomic
 
@@ -45,7 +47,9 @@ RESULT = "result.json"
 WRAPPER_LOG = "wrapper.log"
 TAIL_LINES = 50
 TAIL_BYTES = 4096
-MAX_REASON_LINE = 300
+# How far back the failure reason looks for the job's last line: far enough for any
+# message a trainer means a person to read, bounded whatever the job printed.
+LAST_LINE_BYTES = 1 << 20
 
 
 def log_tail(path: Path, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str | None:
@@ -79,15 +83,21 @@ def wrapper_alive(job_dir: Path) -> bool:
         raise ExecutorError(message, retriable=True) from exc
 
 
-def _exit_reason(code: Any, tail: str | None) -> str:
-    """``exit code N``, followed by the job's last log line when it is short: the trainer's
-    contract is one short line on stderr that says why."""
-    last = (tail or "").rstrip().rpartition("\n")[2].strip()
-    return (
-        f"exit code {code}: {last}"
-        if last and len(last) <= MAX_REASON_LINE
-        else f"exit code {code}"
-    )
+def last_log_line(path: Path, limit: int = LAST_LINE_BYTES) -> str | None:
+    """The log's last non-empty line, read apart from the tail (whose 4 KB would cut a
+    long message away); a line longer than ``limit`` bytes keeps its end, marked cut."""
+    try:
+        with open(path, "rb") as log:
+            size = log.seek(0, os.SEEK_END)
+            log.seek(max(0, size - limit))
+            data = log.read()
+    except FileNotFoundError:
+        return None
+    text = data.decode("utf-8", errors="replace")
+    line = last_line(text)
+    if line is not None and size > limit and "\n" not in text.rstrip():
+        line = "…" + line
+    return line
 
 
 class LocalExecutor:
@@ -214,7 +224,9 @@ class LocalExecutor:
         if isinstance(code, int) and code < 0:
             return JobStatus(JobPhase.FAILED, f"killed by {signal.Signals(-code).name}", tail)
         if code != 0:
-            return JobStatus(JobPhase.FAILED, _exit_reason(code, tail), tail)
+            # The job's own last line says why; it is read from the log, not the tail.
+            reason = with_message(f"exit code {code}", last_log_line(job_dir / LOG))
+            return JobStatus(JobPhase.FAILED, reason, tail)
         data, size = self._result(job_dir)
         return result_status(data, tail, size)
 

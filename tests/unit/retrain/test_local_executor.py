@@ -144,6 +144,34 @@ def test_the_log_tail_keeps_the_last_lines_of_a_failure(tmp_path: Path) -> None:
     assert lines[-1] == "Traceback: ValueError: no label column"
 
 
+@pytest.mark.parametrize("size", [2048, 6000])  # 6000: longer than the 4 KB log tail
+def test_a_long_failure_message_is_shortened_in_the_middle_never_dropped(
+    tmp_path: Path, size: int
+) -> None:
+    status = _run(
+        tmp_path,
+        f"""
+        import sys
+        print("loading rows")
+        body = "".join(chr(ord("a") + i % 26) for i in range({size}))
+        print("driftwatch-trainer: START " + body + " END", file=sys.stderr)
+        print("", file=sys.stderr)
+        sys.exit(1)
+        """,
+    )
+    body = "".join(chr(ord("a") + i % 26) for i in range(size))
+    message = f"driftwatch-trainer: START {body} END"
+    assert status.phase is JobPhase.FAILED and status.reason is not None
+    assert status.reason == f"exit code 1: {message[:240]} … {message[-240:]}"
+    assert len(status.reason) < 600
+
+
+def test_a_short_failure_message_is_kept_whole(tmp_path: Path) -> None:
+    line = "driftwatch-trainer: " + "x" * 463  # 483 characters: the most kept whole
+    status = _run(tmp_path, f"import sys; print({line!r}, file=sys.stderr); sys.exit(2)")
+    assert status.reason == f"exit code 2: {line}"
+
+
 def test_a_trainer_past_its_timeout_is_killed_and_fails(tmp_path: Path) -> None:
     pid_file = tmp_path / "pid"
     status = _run(
