@@ -161,7 +161,7 @@ def test_runs_show_prints_the_trigger_timeline_and_every_gate(
     capsys.readouterr()
     assert main(["runs", "show", str(run_id), "--config", cfg]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("run 1 of fraud: rejected (rejected)\n")
+    assert out.startswith("run 1 of fraud: rejected\n")  # the verdict repeats the phase
     assert "  trigger: manual manual-" in out and ": new season" in out
     assert "  champion: v1 (production)" in out and "  candidate: run-1 (rejected)" in out
     phases = [line.split()[2] for line in out.splitlines() if line.startswith("    2026-")]
