@@ -146,28 +146,29 @@ def test_a_failed_job_fails_with_its_reason_and_log_tail(emu: tuple[Emulator, Ku
     ex.close()
 
 
+@pytest.mark.parametrize("size", [2048, 6000])  # 6000: longer than the 4096 kept of the log
 def test_a_failed_job_keeps_its_long_message_shortened_in_the_middle(
-    emu: tuple[Emulator, Kubelet],
+    emu: tuple[Emulator, Kubelet], size: int
 ) -> None:
     emulator, _ = emu
     script = (
         "import sys\n"
         "print('loading rows')\n"
-        "body = ''.join(chr(ord('a') + i % 26) for i in range(6000))\n"
+        f"body = ''.join(chr(ord('a') + i % 26) for i in range({size}))\n"
         "print('driftwatch-trainer: START ' + body + ' END', file=sys.stderr)\n"
         "sys.exit(1)\n"
     )
     ex = executor(emulator, python_job(script))
     ex.launch(spec())
     status = finished(ex, spec())
-    body = "".join(chr(ord("a") + i % 26) for i in range(6000))
+    body = "".join(chr(ord("a") + i % 26) for i in range(size))
     message = f"driftwatch-trainer: START {body} END"
     assert status.phase is JobPhase.FAILED and status.reason is not None
     assert status.reason.startswith("BackoffLimitExceeded")
     assert "(exit code 1): " in status.reason
     assert status.reason.endswith(f": {message[:240]} … {message[-240:]}")
     assert len(status.reason) < 600
-    assert status.log_tail is not None and len(status.log_tail) == 4096
+    assert status.log_tail == f"loading rows\n{message}\n"[-4096:]
 
 
 def test_a_job_past_its_deadline_fails_with_that_reason(emu: tuple[Emulator, Kubelet]) -> None:
