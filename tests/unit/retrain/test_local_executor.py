@@ -27,6 +27,7 @@ from retrain.executors import (
     make_executor,
 )
 from retrain.executors.base import BASE_ENV
+from retrain.executors.local import last_log_line
 
 
 def _spec(tmp_path: Path, timeout: float = 60.0, run_id: int = 1) -> JobSpec:
@@ -170,6 +171,17 @@ def test_a_short_failure_message_is_kept_whole(tmp_path: Path) -> None:
     line = "driftwatch-trainer: " + "x" * 463  # 483 characters: the most kept whole
     status = _run(tmp_path, f"import sys; print({line!r}, file=sys.stderr); sys.exit(2)")
     assert status.reason == f"exit code 2: {line}"
+
+
+def test_the_last_line_is_read_from_the_log_and_a_line_past_the_limit_is_marked_cut(
+    tmp_path: Path,
+) -> None:
+    log = tmp_path / "log"
+    assert last_log_line(log) is None
+    log.write_text("first\nsecond line\n\n  \n", encoding="utf-8")
+    assert last_log_line(log, limit=64) == "second line"
+    log.write_text("x" * 100 + "the end\n", encoding="utf-8")
+    assert last_log_line(log, limit=16) == "…xxxxxxxxthe end"  # its last 16 bytes
 
 
 def test_a_trainer_past_its_timeout_is_killed_and_fails(tmp_path: Path) -> None:
