@@ -29,7 +29,7 @@ def test_drift_fires_one_run_that_trains_on_the_changed_world_and_is_accepted(
     assert run.trigger == decision.cause_kind
     assert decision.cause_kind in ("degradation", "concept_alarm")
     assert decision.performance_report_id is not None or decision.concept_alarm_id is not None
-    assert run.verdict is not None and run.finished_at is not None
+    assert not run.active and run.finished_at is not None, run.phase
     assert (run.phase, run.verdict) == ("accepted", "accepted"), run.failure_reason
     # The data window is an hour, but the run trains on the changed world only: its data
     # starts at or after the drift point.
