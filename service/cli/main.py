@@ -121,18 +121,19 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
         for i, m in enumerate(models)
     ]
     streams: list[EventSource] = [SyntheticStream(p) for p in plans]
-    if args.scenario == "concept":
+    if args.scenario != "drift":
         try:
             from service.dev.concept import concept_streams
+            from service.dev.scenarios import SCENARIOS
         except ModuleNotFoundError as exc:
             if not (exc.name or "").startswith("service.dev"):
                 raise
             # service/dev/ is left out of the wheel: development tooling, not the service.
             raise ServiceError(
-                "--scenario concept: the demo scenario (service.dev) comes with a checkout "
-                "of driftwatch, not with the installed package"
+                f"--scenario {args.scenario}: the demo scenario (service.dev) comes with a "
+                "checkout of driftwatch, not with the installed package"
             ) from exc
-        streams = list(concept_streams(plans, args.champion))
+        streams = list(concept_streams(plans, args.champion, SCENARIOS[args.scenario]))
     producer = make_producer(cfg.kafka)
     try:
         report = produce(
@@ -215,15 +216,18 @@ def parser() -> argparse.ArgumentParser:
     prod.add_argument("--report", help="write what was sent, per window, as JSON")
     prod.add_argument(
         "--scenario",
-        choices=("drift", "concept"),
+        choices=("drift", "concept", "interaction"),
         default="drift",
         help="drift: features shift and labels stop following the score; "
-        "concept: a real scikit-learn champion scores every event, the concept changes",
+        "concept: a real scikit-learn champion (linear) scores every event, the inputs shift "
+        "and the concept changes; interaction: a gradient-boosting champion, the inputs stay, "
+        "the new concept is an interaction of two features",
     )
     prod.add_argument(
         "--champion",
-        help="with --scenario concept: the champion's skops file, trained there if absent "
-        "(default: driftwatch-models/MODEL/champion.skops)",
+        help="with --scenario concept or interaction: the champion's skops file, trained there "
+        "if absent (default: driftwatch-models/MODEL/champion.skops, or "
+        "interaction-champion.skops)",
     )
     prod.set_defaults(func=cmd_produce_demo)
     add_drift_commands(sub)

@@ -110,10 +110,12 @@ def test_closed_loop(kafka: TestKafka) -> None:
     found = run_bench(
         "closed_loop.py",
         kafka,
-        r"closed_loop: champion (\d+\.\d)% before drift, (\d+\.\d)% after; "
-        r"candidate (\d+\.\d)% \((\d\.\d{3}) of pre-drift\)",
+        r"closed_loop\[interaction\]: champion (\d+\.\d)% before drift, (\d+\.\d)% after; "
+        r"candidate (\d+\.\d)% \((\d\.\d{3}) of pre-drift\); "
+        r"onset→run (\d+\.\d) s, onset→verdict (\d+\.\d) s",
     )
     assert float(found.group(4)) >= 0.98, "the retrained candidate gets the pre-drift accuracy back"
+    assert float(found.group(5)) <= float(found.group(6)), "a verdict comes after its run"
 
 
 def test_drift_vs_evidently() -> None:

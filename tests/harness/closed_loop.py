@@ -1,42 +1,61 @@
 """The closed loop, shared by its integration test and ``bench/closed_loop.py``.
 
-``driftwatch run`` (a child process) ingests the real-model scenario: a
-scikit-learn champion scores every event, labels follow the ground-truth
-concept, and at the drift point the covariates shift and the concept changes.
-The service archives every event, judges each window's labelled accuracy
-against the champion's reference accuracy, and its retrain policy fires on the
-degradation once enough post-drift labels are in; the run exports the archived
-rows, the reference trainer trains a candidate through the local executor, and
-the validation job scores champion and candidate on the same holdout.
+``driftwatch run`` (a child process) ingests a real-model scenario
+(``service/dev/``, ``concept`` or ``interaction``): a scikit-learn champion
+scores every event, labels follow the ground-truth concept, and at the drift
+point the concept changes. The service archives every event, judges each
+window's labelled accuracy against the champion's reference accuracy, and its
+retrain policy fires once enough post-drift labels are in; the run exports the
+archived rows, the reference trainer trains a candidate through the local
+executor, and the validation job scores champion and candidate on the same
+holdout.
+
+The service's config is the same for every scenario: only the champion's
+reference accuracy, a measured fact about the champion, differs. The training
+data is not sized to the expected detection delay (``data_window`` is an
+hour): where it starts is the retrain policy's to find.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from consumers.synthetic import SyntheticPlan, produce
+from consumers.synthetic import SyntheticEvent, SyntheticPlan, produce
 from db.migrate import upgrade
-from db.performance_reports import PerformanceReportRepository
 from db.registry import RegistryRepository, Stage
 from db.runs import RetrainRunRow, RunRepository, ValidationResultRow
 from db.session import make_engine, make_session_factory, transaction
 from db.triggers import DecisionRepository, TriggerDecisionRow
+from retrain.artifacts import load_model
+from retrain.errors import ArtifactError
 from service.config import load_config
-from service.dev.concept import PINNED, champion_artifact, concept_streams
+from service.dev.concept import (
+    FRESH_BLOCK,
+    ConceptStream,
+    Era,
+    Scenario,
+    accuracy,
+    champion_artifact,
+    concept_streams,
+    draw,
+    evaluation_rows,
+)
+from service.dev.scenarios import SCENARIOS
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import ServiceProcess, write_config
 
 WINDOW = 60  # seconds of event time
 PRE_WINDOWS, POST_WINDOWS = 3, 5
 RATE = 40.0  # events per second of event time: 2,400 per window
+FRESH_ROWS = 20_000
 
 
-def concept_model() -> dict[str, Any]:
-    """The demo's fraud model, retrained on degradation once 4 post-drift windows are labelled."""
+def loop_model(reference_accuracy: float) -> dict[str, Any]:
+    """The demo's fraud model, retrained once 4 windows' worth of post-drift labels are in."""
     return {
         "window": f"{WINDOW}s",
         "allowed_lateness": "10s",
@@ -44,7 +63,7 @@ def concept_model() -> dict[str, Any]:
         "labels": {
             "task": "classification",
             "join_ttl": "1h",
-            "reference": {"accuracy": PINNED.champion_pre, "n": 20_000},
+            "reference": {"accuracy": round(reference_accuracy, 5), "n": FRESH_ROWS},
         },
         "features": {
             "amount": {"type": "numerical"},
@@ -61,7 +80,7 @@ def concept_model() -> dict[str, Any]:
             "on_concept_alarm": True,
             "min_new_labels": int(RATE * WINDOW * (POST_WINDOWS - 1)),
             "cooldown": "1h",
-            "data_window": f"{WINDOW * (POST_WINDOWS - 1)}s",
+            "data_window": "1h",
             "holdout_share": 0.2,
             "min_holdout": 500,
             "gates": {"accuracy": {"min_delta": 0.05}},
@@ -75,23 +94,33 @@ def concept_model() -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class ClosedLoop:
+    """What a closed loop did. Accuracies are on fresh rows of the scenario, which no stream,
+    training or holdout holds: the champion's before and after the drift point, and the run's
+    candidate's on post-drift rows drawn after the run."""
+
+    scenario: str
     drift_point: datetime
-    pre: float  # the champion's labelled accuracy in the windows before the drift point
-    # ... and on the run's holdout (the newest post-drift rows), beside the candidate
+    change_sent: float  # wall clock (epoch s) when the first post-drift event was sent
+    pre: float
     post: float
+    candidate: float | None  # None: the run registered no candidate, or it would not load
+    candidate_error: str | None
     runs: list[RetrainRunRow]
     fired: list[TriggerDecisionRow]
     decisions: list[TriggerDecisionRow]
     gates: list[ValidationResultRow]
     log: str
 
-    @property
-    def candidate(self) -> float | None:
-        """The candidate's holdout accuracy, from its validation."""
+    def holdout(self) -> tuple[float | None, float | None]:
+        """Champion's and candidate's accuracy on the run's holdout, from its validation."""
         for g in self.gates:
             if g.gate == "min_delta" and g.metric == "accuracy" and g.slice is None:
-                return g.candidate_value
-        return None
+                return g.champion_value, g.candidate_value
+        return None, None
+
+    def since_change(self, moment: datetime | None) -> float | None:
+        """Wall-clock seconds from the first post-drift event sent to ``moment``."""
+        return None if moment is None else moment.timestamp() - self.change_sent
 
 
 def run_closed_loop(
@@ -99,10 +128,16 @@ def run_closed_loop(
     workdir: Path,
     database_url: str,
     topic: str,
+    scenario: str = "concept",
     seed: int = 7,
     retrain: dict[str, Any] | None = None,
 ) -> ClosedLoop:
     """``retrain``: extra ``retrain:`` settings (another executor, for instance)."""
+    chosen = SCENARIOS[scenario]
+    champion_file = workdir / "champion.skops"
+    champion, sha256 = champion_artifact(champion_file, seed, chosen)
+    pre = accuracy(champion, evaluation_rows(seed, Era.PRE, chosen))
+    post = accuracy(champion, evaluation_rows(seed, Era.POST, chosen))
     config = write_config(
         workdir / "config.yaml",
         bootstrap_servers=kafka.bootstrap_servers,
@@ -110,7 +145,7 @@ def run_closed_loop(
         database_url=database_url,
         topic=topic,
         group_id=f"group-{topic}",
-        models={"fraud": concept_model()},
+        models={"fraud": loop_model(pre)},
         extra={
             "evaluation": {"interval": "1s", "idle_partition_timeout": "3s"},
             "retrain": {
@@ -124,36 +159,34 @@ def run_closed_loop(
     engine = make_engine(database_url)
     upgrade(engine)
     sessions = make_session_factory(engine)
-    champion = workdir / "champion.skops"
-    _, sha256 = champion_artifact(champion, seed)
     with transaction(sessions) as s:
         RegistryRepository(s).register(
-            "fraud", "v1", str(champion), sha256, Stage.PRODUCTION, datetime.now(UTC)
+            "fraud", "v1", str(champion_file), sha256, Stage.PRODUCTION, datetime.now(UTC)
         )
     service = ServiceProcess(config, workdir / "service.log")
     service.start()
     try:
-        start = _produce(kafka, config, seed)
+        start, change_sent = _produce(kafka, config, seed, chosen)
         _wait_for_verdict(sessions, timeout=480)
-        drift_point = start + PRE_WINDOWS * WINDOW
-        _wait_for_reports(sessions, drift_point, timeout=60)
     finally:
         service.terminate()
     with transaction(sessions) as s:
-        reports = PerformanceReportRepository(s).rows("fraud", limit=1000)
         runs = RunRepository(s).runs("fraud")
         decisions = DecisionRepository(s).decisions("fraud", limit=1000)
         gates = RunRepository(s).gates(runs[0].id) if runs else []
+        version = runs[0].candidate_version_id if runs else None
+        row = RegistryRepository(s).by_id(version) if version is not None else None
+        candidate_at = (row.uri, row.sha256) if row is not None else None
     engine.dispose()
-    before = [r for r in reports if r.window_end.timestamp() <= drift_point]
-    champion_holdout = next(
-        (g.champion_value for g in gates if g.gate == "min_delta" and g.metric == "accuracy"),
-        None,
-    )
+    candidate, error = _score_candidate(candidate_at, seed, chosen)
     return ClosedLoop(
-        drift_point=datetime.fromtimestamp(drift_point, UTC),
-        pre=_accuracy(before),
-        post=float("nan") if champion_holdout is None else champion_holdout,
+        scenario=scenario,
+        drift_point=datetime.fromtimestamp(start + PRE_WINDOWS * WINDOW, UTC),
+        change_sent=change_sent,
+        pre=pre,
+        post=post,
+        candidate=candidate,
+        candidate_error=error,
         runs=runs,
         fired=[d for d in decisions if d.decision == "fired"],
         decisions=decisions,
@@ -162,11 +195,39 @@ def run_closed_loop(
     )
 
 
-def _produce(kafka: TestKafka, config: Path, seed: int) -> float:
-    """Send the scenario (event times in the recent past, aligned to windows); its start."""
+def _score_candidate(
+    at: tuple[str, str] | None, seed: int, scenario: Scenario
+) -> tuple[float | None, str | None]:
+    """The candidate's accuracy on post-drift rows drawn now, or why there is none."""
+    if at is None:
+        return None, "the run registered no candidate"
+    try:
+        # Loaded as the service would: the registry's sha256, the default trusted types.
+        model = load_model(*at)
+    except ArtifactError as exc:
+        return None, str(exc)
+    return accuracy(model, draw(FRESH_ROWS, Era.POST, seed, FRESH_BLOCK, scenario)), None
+
+
+class _From:
+    """``stream``'s events from index ``first`` on, as a stream of its own for :func:`produce`."""
+
+    def __init__(self, stream: ConceptStream, first: int) -> None:
+        self.stream = stream
+        self.first = first
+        self.plan = replace(stream.plan, start=stream.plan.start + first / stream.plan.rate)
+
+    def event(self, index: int, event_time: float) -> SyntheticEvent:
+        return self.stream.event(self.first + index, event_time)
+
+
+def _produce(kafka: TestKafka, config: Path, seed: int, scenario: Scenario) -> tuple[float, float]:
+    """Send the scenario (event times in the recent past, aligned to windows): the pre-drift
+    events first, acknowledged, then the rest. Its start, and when the rest began."""
     cfg = load_config(config, env={})
-    count = int(RATE * WINDOW * (PRE_WINDOWS + POST_WINDOWS))
-    start = (time.time() - count / RATE - 2 * WINDOW) // WINDOW * WINDOW
+    before = int(RATE * WINDOW * PRE_WINDOWS)
+    after = int(RATE * WINDOW * POST_WINDOWS)
+    start = (time.time() - (before + after) / RATE - 2 * WINDOW) // WINDOW * WINDOW
     plan = SyntheticPlan(
         model=cfg.model_specs()["fraud"],
         rate=RATE,
@@ -174,13 +235,16 @@ def _produce(kafka: TestKafka, config: Path, seed: int) -> float:
         drift_at=PRE_WINDOWS * WINDOW,
         seed=seed,
     )
-    streams = concept_streams([plan], str(config.parent / "champion.skops"))
+    (stream,) = concept_streams([plan], str(config.parent / "champion.skops"), scenario)
+    topics = cfg.kafka.topics
     producer = kafka.producer()
     try:
-        produce(producer, streams, count, cfg.kafka.topics.predictions, cfg.kafka.topics.labels)
+        produce(producer, [stream], before, topics.predictions, topics.labels)
+        change_sent = time.time()
+        produce(producer, [_From(stream, before)], after, topics.predictions, topics.labels)
     finally:
         producer.close()
-    return float(start)
+    return float(start), change_sent
 
 
 def _wait_for_verdict(sessions: Any, timeout: float) -> RetrainRunRow:
@@ -192,22 +256,3 @@ def _wait_for_verdict(sessions: Any, timeout: float) -> RetrainRunRow:
             return runs[0]
         time.sleep(1)
     raise AssertionError(f"no retraining run reached a verdict in {timeout:.0f} s")
-
-
-def _wait_for_reports(sessions: Any, drift_point: float, timeout: float) -> None:
-    """Until the windows before the drift point have their performance reports (or time is up:
-    a report waits for its window's labels, and the figure uses what is there)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with transaction(sessions) as s:
-            reports = PerformanceReportRepository(s).rows("fraud", limit=1000)
-        if sum(r.window_end.timestamp() <= drift_point for r in reports) >= PRE_WINDOWS:
-            return
-        time.sleep(1)
-
-
-def _accuracy(reports: list[Any]) -> float:
-    labeled = sum(r.labeled for r in reports if r.accuracy is not None)
-    if not labeled:
-        return float("nan")
-    return sum(r.accuracy * r.labeled for r in reports if r.accuracy is not None) / labeled

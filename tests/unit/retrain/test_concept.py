@@ -39,6 +39,8 @@ def test_seed_7_figures_are_pinned() -> None:
     assert got.champion_pre == pytest.approx(PINNED.champion_pre, abs=0.002)
     assert got.champion_post == pytest.approx(PINNED.champion_post, abs=0.002)
     assert got.retrained_post == pytest.approx(PINNED.retrained_post, abs=0.002)
+    # The champion is linear: its refit is the linear refit.
+    assert got.linear_post == got.retrained_post
 
 
 @pytest.mark.parametrize("seed", [7, 11, 23])
