@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 
@@ -85,8 +85,15 @@ class Loop:
     exporter: Exporter
     clock: Callable[[], datetime]
 
-    def train_spec(self, run: RetrainRunRow) -> JobSpec:
+    def train_spec(self, run: RetrainRunRow, session: Session) -> JobSpec:
+        """The training job: it refits the run's champion (or the trainer's default
+        estimator), so it is told where the champion is, as validation is."""
         m = self.models[run.model]
+        env = self._common_env(m)
+        env["DRIFTWATCH_ESTIMATOR"] = m.estimator
+        if m.search_budget > timedelta(0):
+            env["DRIFTWATCH_SEARCH_SECONDS"] = f"{m.search_budget.total_seconds():g}"
+        self._versions(env, session, (("CHAMPION", run.champion_version_id),))
         return JobSpec(
             run_id=run.id,
             model=run.model,
@@ -94,22 +101,18 @@ class Loop:
             data_uri=str(self.settings.data_path(run.model, run.id)),
             output_uri=self.settings.output_uri(run.model, run.id),
             timeout=m.train_timeout,
-            env=self._common_env(m),
+            env=env,
             pass_env=m.pass_env,
         )
 
     def validate_spec(self, run: RetrainRunRow, session: Session) -> JobSpec:
         m = self.models[run.model]
-        registry = RegistryRepository(session)
         env = self._common_env(m)
-        for side, version_id in (
-            ("CHAMPION", run.champion_version_id),
-            ("CANDIDATE", run.candidate_version_id),
-        ):
-            version = registry.by_id(version_id) if version_id is not None else None
-            if version is not None:
-                env[f"DRIFTWATCH_{side}_URI"] = version.uri
-                env[f"DRIFTWATCH_{side}_SHA256"] = version.sha256
+        self._versions(
+            env,
+            session,
+            (("CHAMPION", run.champion_version_id), ("CANDIDATE", run.candidate_version_id)),
+        )
         if m.slice_feature:
             env["DRIFTWATCH_SLICE_FEATURE"] = m.slice_feature
         return JobSpec(
@@ -124,8 +127,24 @@ class Loop:
         )
 
     @staticmethod
+    def _versions(
+        env: dict[str, str], session: Session, sides: tuple[tuple[str, int | None], ...]
+    ) -> None:
+        registry = RegistryRepository(session)
+        for side, version_id in sides:
+            version = registry.by_id(version_id) if version_id is not None else None
+            if version is not None:
+                env[f"DRIFTWATCH_{side}_URI"] = version.uri
+                env[f"DRIFTWATCH_{side}_SHA256"] = version.sha256
+
+    @staticmethod
     def _common_env(m: ModelRetrain) -> dict[str, str]:
-        return {"DRIFTWATCH_TASK": m.task, "DRIFTWATCH_HOLDOUT_SHARE": repr(m.holdout_share)}
+        """What every job of the model gets, training and validation alike, whatever the
+        executor: both load artifacts that may name the model's own trusted types."""
+        env = {"DRIFTWATCH_TASK": m.task, "DRIFTWATCH_HOLDOUT_SHARE": repr(m.holdout_share)}
+        if m.trusted_types:
+            env["DRIFTWATCH_TRUSTED_TYPES"] = ",".join(m.trusted_types)
+        return env
 
 
 Handler = Callable[[Loop, Session, RetrainRunRow], Step]

@@ -7,6 +7,7 @@ job ends the run as ``failed`` with the reason, and nothing else changes.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Mapping
@@ -19,7 +20,13 @@ from db.errors import StoreError
 from db.registry import RegistryRepository, Stage
 from db.runs import GateRecord, RetrainRunRow, RunRepository
 from retrain.errors import MalformedResult
-from retrain.executors.base import JobPhase, JobSpec, JobStatus, artifact_outside
+from retrain.executors.base import (
+    RESULT_LIMIT_BYTES,
+    JobPhase,
+    JobSpec,
+    JobStatus,
+    artifact_outside,
+)
 from retrain.gates import Verdict, judge
 from retrain.lifecycle import Export, ExportFailure, Handler, Loop, Phase, Step
 
@@ -54,7 +61,7 @@ def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
         due = Export(run.model, run.data_from, run.data_to, dest)
         return Step(note=f"exporting the training data to {dest}", export=due)
     run.data_rows = _rows(dest)
-    spec = loop.train_spec(run)
+    spec = loop.train_spec(run, session)
     return Step(
         Phase.TRAINING,
         f"{run.data_rows} labelled rows exported; champion {champion.version}",
@@ -111,7 +118,7 @@ def _rows(path: os.PathLike[str]) -> int:
 
 
 def training(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
-    spec = loop.train_spec(run)
+    spec = loop.train_spec(run, session)
     status = loop.executor.observe(spec)
     waiting = _waiting(loop, session, run, spec, status, "training")
     if waiting is not None:
@@ -208,6 +215,7 @@ def _register(loop: Loop, session: Session, run: RetrainRunRow, result: Mapping[
     if not isinstance(metrics, Mapping):
         raise MalformedResult("no metrics mapping")
     data_range = result.get("data_range") or {}
+    training = _training(result.get("fitted"))
     return RegistryRepository(session).register(
         run.model,
         f"run-{run.id}",
@@ -219,7 +227,25 @@ def _register(loop: Loop, session: Session, run: RetrainRunRow, result: Mapping[
         run_id=run.id,
         data_from=_time(data_range.get("from")) or run.data_from,
         data_to=_time(data_range.get("to")) or run.data_to,
+        training=training,
     )
+
+
+def _training(fitted: Any) -> Mapping[str, Any] | None:
+    """The trainer's record of what it fitted, stored with the version; a trainer that
+    gives none (one written before the record existed) leaves it empty. A record that is
+    not a JSON object, or larger than a job's whole result may be, breaks the contract."""
+    if fitted is None:
+        return None
+    if not isinstance(fitted, Mapping):
+        raise MalformedResult(f"fitted: expected a JSON object, got {type(fitted).__name__}")
+    try:
+        size = len(json.dumps(fitted, sort_keys=True).encode())
+    except (TypeError, ValueError) as exc:
+        raise MalformedResult(f"fitted: not JSON: {exc}") from exc
+    if size > RESULT_LIMIT_BYTES:
+        raise MalformedResult(f"fitted: {size} bytes, more than {RESULT_LIMIT_BYTES}")
+    return fitted
 
 
 def _time(value: Any) -> datetime | None:

@@ -203,7 +203,7 @@ class RunDriver:
                 raise LookupError(f"no run {run_id}")
             if Phase(run.phase).final:
                 return Phase(run.phase)
-            specs = [self.loop.train_spec(run), self.loop.validate_spec(run, session)]
+            specs = [self.loop.train_spec(run, session), self.loop.validate_spec(run, session)]
             self._enter(session, run, Phase.CANCELLED, reason)
             model, trigger = run.model, run.trigger
         self.observer.finished(model, trigger, str(Phase.CANCELLED))

@@ -31,6 +31,11 @@ class ModelRetrain:
     train_timeout: timedelta = timedelta(hours=1)
     validate_timeout: timedelta = timedelta(minutes=30)
     pass_env: tuple[str, ...] = ()  # service variables a local job also receives
+    # Types beyond retrain.artifacts.TRUSTED_TYPES the model's artifacts may name.
+    trusted_types: tuple[str, ...] = ()
+    estimator: str = "champion"  # champion: refit the production model; default: the trainer's
+    search_budget: timedelta = timedelta(0)  # the trainer's hyperparameter search; 0: none
+    min_train_rows: int = 1000  # labelled rows a run's data widens back to reach
 
 
 @dataclass(frozen=True, slots=True)

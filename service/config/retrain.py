@@ -11,6 +11,9 @@ from drift.performance import Task
 from retrain.gates import TASK_METRICS
 from service.config.base import Duration, Strict
 
+# A dotted name of at least two parts: what a skops file names (module.Class).
+_TYPE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)+")
+
 
 class Gate(Strict):
     """One metric's gate: ``min_delta`` (candidate better by at least) and/or
@@ -50,6 +53,31 @@ class ModelRetrainConfig(Strict):
         default_factory=list,
         description="names of the service's environment variables a local job also receives",
     )
+    trusted_types: list[str] = Field(
+        default_factory=list,
+        description="module.Class names beyond the defaults the model's skops artifacts may hold",
+    )
+    estimator: Literal["champion", "default"] = Field(
+        default="champion",
+        description="champion: refit the production model's pipeline; default: the trainer's own",
+    )
+    search_budget: Duration = Field(
+        default=0.0, ge=0, description="seconds of hyperparameter search per training, 0: none"
+    )
+    min_train_rows: int = Field(
+        default=1000, ge=1, description="labelled rows a run's data widens back to reach"
+    )
+
+    @field_validator("trusted_types")
+    @classmethod
+    def _type_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _TYPE_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r} is not a type name; expected module.Class as skops names it, "
+                    "such as sklearn.preprocessing._function_transformer.FunctionTransformer"
+                )
+        return v
 
     @field_validator("pass_env")
     @classmethod

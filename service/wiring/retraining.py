@@ -87,6 +87,10 @@ def model_settings(cfg: Config) -> dict[str, ModelRetrain]:
             train_timeout=timedelta(seconds=r.train_timeout),
             validate_timeout=timedelta(seconds=r.validate_timeout),
             pass_env=tuple(r.pass_env),
+            trusted_types=tuple(r.trusted_types),
+            estimator=r.estimator,
+            search_budget=timedelta(seconds=r.search_budget),
+            min_train_rows=r.min_train_rows,
         )
     if problems:
         raise ConfigError(problems)

@@ -113,7 +113,7 @@ def test_a_candidate_tampered_with_after_training_is_refused_at_validation(
     with transaction(sessions) as s:
         run = RunRepository(s).get(run_id)
         assert run is not None
-        spec = loop.train_spec(run)
+        spec = loop.train_spec(run, s)
     # Tampered once training is over and before the loop registers the candidate and
     # launches its validation, so validation can only ever see the tampered file.
     deadline = time.monotonic() + 300

@@ -277,7 +277,7 @@ def test_a_local_job_that_never_started_is_launched_once_whether_recorded_or_not
     with transaction(local.sessions) as s:
         row = RunRepository(s).get(run_id)
         assert row is not None
-        spec = restarted.loop.train_spec(row)
+        spec = restarted.loop.train_spec(row, s)
     assert restarted.loop.executor.observe(spec).phase is JobPhase.UNSTARTED
     assert restarted.tick() == {run_id: Phase.TRAINING}
     assert launched(local, run_id) == (True, False)

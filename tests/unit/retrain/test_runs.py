@@ -123,7 +123,14 @@ def test_a_better_candidate_goes_train_validate_accepted_one_step_per_tick(rig: 
     assert driver.tick() == {run_id: Phase.TRAINING}
     assert rig.executor.starts == {TRAIN: 1}
     spec = rig.executor.specs[TRAIN]
-    assert spec.env == {"DRIFTWATCH_TASK": "classification", "DRIFTWATCH_HOLDOUT_SHARE": "0.2"}
+    # The trainer refits the champion: it is told where the production model is.
+    assert spec.env == {
+        "DRIFTWATCH_TASK": "classification",
+        "DRIFTWATCH_HOLDOUT_SHARE": "0.2",
+        "DRIFTWATCH_ESTIMATOR": "champion",
+        "DRIFTWATCH_CHAMPION_URI": "file:///models/v1.skops",
+        "DRIFTWATCH_CHAMPION_SHA256": "a" * 64,
+    }
     assert driver.tick() == {run_id: Phase.TRAINING}  # still running
     rig.executor.succeed(TRAIN, train_result(0.9))
     assert driver.tick() == {run_id: Phase.VALIDATING}
