@@ -253,12 +253,37 @@ class TriggerInputs:
         ).first()
 
     def labeled_since(self, model: str, since: datetime | None) -> int:
-        """Joined (labelled) predictions of the model in windows starting at ``since`` or later."""
+        """Joined (labelled) predictions of the model in windows ending after ``since``.
+
+        The window holding ``since`` counts: from a change onset inclusive, so a cause
+        need not wait a whole window for the labels of the changed world. From a
+        previous run's data end (a window's end), the windows after it.
+        """
         pa = PerformanceAggregate
         stmt = select(func.coalesce(func.sum(pa.labeled), 0)).where(pa.model == model)
         if since is not None:
-            stmt = stmt.where(pa.window_start >= since)
+            stmt = stmt.where(pa.window_end > since)
         return int(self.session.scalar(stmt) or 0)
+
+    def labeled_windows(
+        self, model: str, start: datetime, end: datetime
+    ) -> list[tuple[datetime, datetime, int]]:
+        """(window start, window end, labelled predictions) of each of the model's windows
+        overlapping [start, end] that holds labels, every version and partition summed,
+        oldest first."""
+        pa = PerformanceAggregate
+        rows = self.session.execute(
+            select(pa.window_start, pa.window_end, func.sum(pa.labeled))
+            .where(
+                pa.model == model,
+                pa.window_end > start,
+                pa.window_start < end,
+                pa.labeled > 0,
+            )
+            .group_by(pa.window_start, pa.window_end)
+            .order_by(pa.window_start)
+        )
+        return [(s, e, int(n)) for s, e, n in rows]
 
     def newest_labeled_end(self, model: str) -> datetime | None:
         """The end of the newest window holding labelled predictions of the model."""

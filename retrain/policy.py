@@ -40,6 +40,7 @@ from db.triggers import Cause, DecisionRepository, TriggerDecision, TriggerInput
 from retrain.errors import RunRefused
 from retrain.lifecycle import Phase
 from retrain.settings import ModelRetrain
+from retrain.training_range import LabeledWindow, TrainingRange, choose
 
 log = logging.getLogger(__name__)
 
@@ -186,15 +187,17 @@ class TriggerPolicy:
         )
 
     def _start(self, session: Session, m: ModelRetrain, cause: Cause, now: datetime) -> int | None:
-        end = TriggerInputs(session).newest_labeled_end(m.model) or now
+        data = self._range(session, m, cause, now)
         run = RunRepository(session).start(
             m.model,
             cause.kind,
             cause.summary,
-            end - m.data_window,
-            end,
+            data.start,
+            data.end,
             Phase.PENDING,
             now,
+            change_onset=data.onset,
+            data_note=data.note,
         )
         if run is None:
             return None
@@ -212,18 +215,32 @@ class TriggerPolicy:
                 "cause_key": cause.key,
                 "data_from": run.data_from.isoformat(),
                 "data_to": run.data_to.isoformat(),
+                "change_onset": None if data.onset is None else data.onset.isoformat(),
+                "data_note": data.note,
             },
         )
         return run.id
+
+    @staticmethod
+    def _range(session: Session, m: ModelRetrain, cause: Cause, now: datetime) -> TrainingRange:
+        """The run's data: from the cause's onset to the newest labelled window's end
+        (:mod:`retrain.training_range`)."""
+        inputs = TriggerInputs(session)
+        end = inputs.newest_labeled_end(m.model) or now
+        windows = [
+            LabeledWindow(s, e, n)
+            for s, e, n in inputs.labeled_windows(m.model, end - m.data_window, end)
+        ]
+        return choose(cause.kind, cause.onset, end, m.data_window, m.min_train_rows, windows)
 
     def _guard(self, session: Session, m: ModelRetrain, cause: Cause) -> str | None:
         """Why an automatic cause must not start a run now; None when it may.
 
         New labels are counted from the last run's data end, and not before the
         cause's onset (the first window of its streak of drifted or degraded
-        reports, the first alarm since that run): a run should learn the changed
-        world, so it waits until enough of it is labelled; the next window's cause
-        is decided again.
+        reports, the first alarm since that run), the window holding the onset
+        included: a run should learn the changed world, so it waits until enough
+        of it is labelled, and no longer; the next window's cause is decided again.
         """
         runs = RunRepository(session)
         active = runs.active(m.model)
