@@ -4,8 +4,8 @@ registry from the command line (``driftwatch runs`` is :mod:`service.cli.runs`).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from db.registry import ModelVersionRow, RegistryRepository, Stage
@@ -51,25 +51,52 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     return 0 if phase is Phase.ACCEPTED else 1
 
 
-def sha256_of(uri: str) -> str:
-    """The sha256 of the artifact's bytes, read through fsspec (any URI it knows)."""
+def read_bytes(uri: str) -> bytes:
+    """The artifact's bytes, read through fsspec (any URI it knows)."""
     import fsspec
 
-    digest = hashlib.sha256()
     try:
         with fsspec.open(uri, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+            data: bytes = f.read()
     except (OSError, ValueError) as exc:
         raise ServiceError(f"--uri: cannot read {uri}: {exc}") from exc
-    return digest.hexdigest()
+    return data
+
+
+def checked_artifact(uri: str, sha256: str | None, model: str, trusted: Sequence[str]) -> str:
+    """The sha256 of the artifact at ``uri`` once every job could load it: it names only
+    types trusted by default or by ``models.<model>.retrain.trusted_types``, and it loads.
+
+    Checked here, so that a champion no job can load is refused when it is registered,
+    not at the validation of a run much later.
+    """
+    from retrain.artifacts import TRUSTED_TYPES, artifact_types, load_bytes, sha256_hex
+    from retrain.errors import ArtifactError
+
+    data = read_bytes(uri)
+    digest = sha256_hex(data)
+    if sha256 is not None and sha256.lower() != digest:
+        raise ServiceError(f"--sha256: {sha256} is not the sha256 of {uri} ({digest})")
+    try:
+        missing = sorted(artifact_types(data) - TRUSTED_TYPES - set(trusted))
+        if missing:
+            raise ServiceError(
+                f"{uri} names {len(missing)} types that jobs do not trust: "
+                f"{', '.join(missing)}; if you trust them, list them in "
+                f"models.{model}.retrain.trusted_types and register again"
+            )
+        load_bytes(data, uri, trusted)
+    except ArtifactError as exc:
+        raise ServiceError(f"--uri: refused: {exc}") from exc
+    return digest
 
 
 def cmd_models_register(args: argparse.Namespace) -> int:
     cfg = load(args)
     require_model(cfg, args.model)
     uri = absolute_uri(args.uri)
-    sha256 = args.sha256 or sha256_of(uri)
+    trusted = cfg.models[args.model].retrain.trusted_types
+    sha256 = checked_artifact(uri, args.sha256, args.model, trusted)
     with transaction(sessions_for(cfg, args)) as s:
         registry = RegistryRepository(s)
         stage = Stage(args.stage) if args.stage else None
@@ -138,12 +165,16 @@ def add_retrain_commands(sub: Any) -> None:
 
     models = sub.add_parser("models", help="the model registry")
     models_sub = models.add_subparsers(dest="models_command", required=True)
-    reg = models_sub.add_parser("register", help="register a model version (first: production)")
+    reg = models_sub.add_parser(
+        "register",
+        help="register a model version (first: production) once it loads with the model's "
+        "trusted types",
+    )
     reg.add_argument("--config")
     reg.add_argument("--model", required=True)
     reg.add_argument("--version", required=True)
     reg.add_argument("--uri", required=True, help="the artifact, any fsspec URI")
-    reg.add_argument("--sha256", help="of the artifact's bytes (computed when not given)")
+    reg.add_argument("--sha256", help="of the artifact's bytes (checked; computed when not given)")
     reg.add_argument("--stage", choices=[str(s) for s in Stage])
     reg.set_defaults(func=cmd_models_register)
     mls = models_sub.add_parser("list", help="every registered version")

@@ -12,6 +12,7 @@ import yaml
 
 from db.registry import RegistryRepository
 from db.session import make_engine, make_session_factory, transaction
+from retrain.artifacts import dump_model
 from retrain.lifecycle import Loop
 from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
@@ -60,8 +61,10 @@ def write_config(database_url: str, tmp_path: Path) -> str:
 
 
 def register(cfg: str, tmp_path: Path, version: str, content: bytes) -> tuple[int, str]:
+    """Register a skops file holding ``content`` (registration loads what it registers)."""
     artifact = tmp_path / f"{version}.skops"
-    artifact.write_bytes(content)
+    data = dump_model({"content": content.decode()})
+    artifact.write_bytes(data)
     code = main(
         [
             "models",
@@ -76,7 +79,7 @@ def register(cfg: str, tmp_path: Path, version: str, content: bytes) -> tuple[in
             str(artifact),
         ]
     )
-    return code, hashlib.sha256(content).hexdigest()
+    return code, hashlib.sha256(data).hexdigest()
 
 
 def test_models_register_hashes_the_artifact_and_the_first_version_is_production(
@@ -189,7 +192,7 @@ def test_relative_paths_reach_jobs_and_the_registry_absolute(
     raw = yaml.safe_load(Path(cfg).read_text(encoding="utf-8"))
     raw["retrain"].update({"workdir": "runs", "artifacts_uri": "models"})
     Path(cfg).write_text(yaml.safe_dump(raw), encoding="utf-8")
-    (tmp_path / "champion.skops").write_bytes(b"champion")
+    (tmp_path / "champion.skops").write_bytes(dump_model({"content": "champion"}))
     args = ["models", "register", "--config", cfg, "--model", "fraud", "--version", "v1"]
     assert main([*args, "--uri", "champion.skops"]) == 0
     config = load_config(cfg, env={})
