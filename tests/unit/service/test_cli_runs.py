@@ -104,7 +104,7 @@ def test_runs_show_json_has_everything_stored_about_the_run(
         "version": "v1",
         "stage": "production",
         "uri": str(tmp_path / "v1.skops"),
-        "sha256": hashlib.sha256(b"champion").hexdigest(),
+        "sha256": hashlib.sha256((tmp_path / "v1.skops").read_bytes()).hexdigest(),
         "metrics": {},
         "training": None,
     }
