@@ -1,10 +1,13 @@
-"""The reference trainer's model: a scikit-learn pipeline and the metrics it is judged by.
+"""The task, its labels and metrics, and the linear pipeline of the demo's champion.
 
-Numerical features: median imputation and scaling; categorical features: a
-missing value is a category, one-hot encoded, unseen values ignored. A
-logistic regression classifies, a ridge regression regresses: both are
-linear, quick and can be loaded back through skops with a short list of
-trusted types (:data:`retrain.artifacts.TRUSTED_TYPES`).
+:func:`score` judges any model (the trainer's own, or a champion it did not
+make) on the columns the model was fitted on and on labels of its classes'
+dtype. :func:`fit_linear` trains the linear pipeline the concept demo's
+champion is made of (``service/dev/concept.py``): numerical features median
+imputed and scaled, a missing category a category of its own, one-hot
+encoded, unseen values ignored; a logistic regression classifies, a ridge
+regression regresses. The trainer's default is not linear
+(:mod:`retrain.trainer.estimators`).
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ class Task(StrEnum):
     REGRESSION = "regression"
 
 
-def build_pipeline(task: Task, numerical: Sequence[str], categorical: Sequence[str]) -> Pipeline:
+def linear_pipeline(task: Task, numerical: Sequence[str], categorical: Sequence[str]) -> Pipeline:
     parts: list[tuple[str, Any, list[str]]] = []
     if numerical:
         scale = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
@@ -69,13 +72,32 @@ def targets(labels: pd.Series, task: Task) -> np.ndarray:
         raise TrainerError(f"regression labels must be numbers: {exc}") from exc
 
 
-def fit(
+def labels_for(labels: pd.Series, task: Task, classes: Any = None) -> np.ndarray:
+    """Labels as a model with ``classes`` takes them: in their dtype when it is numeric and
+    every label parses so (a model trained on integer classes stays one), else text."""
+    y = targets(labels, task)
+    if task is Task.REGRESSION or classes is None:
+        return y
+    kind = np.asarray(classes).dtype
+    if kind.kind not in "iuf":
+        return y
+    try:
+        numbers = pd.to_numeric(pd.Series(y), errors="raise").to_numpy(dtype=float)
+    except (ValueError, TypeError):
+        return y
+    if kind.kind in "iu" and not np.all(np.isfinite(numbers) & (numbers == np.round(numbers))):
+        return y
+    return numbers.astype(kind)
+
+
+def fit_linear(
     task: Task, frame: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]
 ) -> Pipeline:
+    """The linear pipeline fitted on ``frame`` (text classes)."""
     y = targets(frame["label"], task)
     if task is Task.CLASSIFICATION and len(set(y)) < 2:
         raise TrainerError(f"the training rows hold one class only ({y[0]!r})")
-    pipeline = build_pipeline(task, numerical, categorical)
+    pipeline = linear_pipeline(task, numerical, categorical)
     try:
         pipeline.fit(frame[[*numerical, *categorical]], y)
     except ValueError as exc:
@@ -84,10 +106,16 @@ def fit(
 
 
 def score(model: Any, task: Task, frame: pd.DataFrame, features: Sequence[str]) -> dict[str, float]:
-    """The task's metrics of ``model`` on ``frame``; a metric that is undefined is left out."""
-    y = targets(frame["label"], task)
+    """The task's metrics of ``model`` on ``frame``; a metric that is undefined is left out.
+
+    The model sees the columns it was fitted on (``feature_names_in_``) when it knows
+    them, else ``features``; labels are compared in the dtype of its classes.
+    """
+    named = getattr(model, "feature_names_in_", None)
+    columns = [str(n) for n in named] if named is not None else list(features)
     try:
-        x = frame[list(features)]
+        y = labels_for(frame["label"], task, getattr(model, "classes_", None))
+        x = frame[columns]
         if task is Task.REGRESSION:
             predicted = np.asarray(model.predict(x), dtype=float)
             return _finite(
@@ -95,9 +123,9 @@ def score(model: Any, task: Task, frame: pd.DataFrame, features: Sequence[str]) 
                 rmse=math.sqrt(mean_squared_error(y, predicted)),
                 r2=r2_score(y, predicted) if len(y) > 1 else math.nan,
             )
-        classes = [str(c) for c in model.classes_]
+        classes = list(np.asarray(model.classes_).tolist())
         proba = np.asarray(model.predict_proba(x), dtype=float)
-        predicted = np.asarray(classes, dtype=object)[proba.argmax(axis=1)]
+        predicted = np.asarray(model.classes_)[proba.argmax(axis=1)]
     except (KeyError, ValueError, AttributeError, TypeError) as exc:
         raise TrainerError(f"cannot score the model: {exc}") from exc
     metrics = {"accuracy": float(accuracy_score(y, predicted))}

@@ -1,7 +1,9 @@
 """The reference trainer's two modes, driven by the environment contract.
 
-``train``: fit the pipeline on the training rows, score it on the holdout,
-save it as ``{DRIFTWATCH_OUTPUT_URI}/model.skops`` and report where it is.
+``train``: choose the estimator (a clone of the champion, or the default),
+optionally search around its hyperparameters, fit it on the training rows,
+score it on the holdout, save it as ``{DRIFTWATCH_OUTPUT_URI}/model.skops``
+and report where it is and what was fitted.
 ``validate``: load champion and candidate (sha256 first), score both on the
 same holdout, overall and per value of ``DRIFTWATCH_SLICE_FEATURE``.
 """
@@ -9,6 +11,7 @@ same holdout, overall and per value of ``DRIFTWATCH_SLICE_FEATURE``.
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -20,7 +23,17 @@ import pandas as pd
 from retrain.artifacts import load_model, save_model
 from retrain.errors import TrainerError
 from retrain.trainer.data import Dataset, read_labeled, split_by_time
-from retrain.trainer.model import Task, fit, score
+from retrain.trainer.estimators import (
+    Choice,
+    default_choice,
+    fit_estimator,
+    is_estimator,
+    qualified,
+    refit_choice,
+    scalar_params,
+)
+from retrain.trainer.model import Task, labels_for, score
+from retrain.trainer.search import search
 
 TRAINER = "driftwatch-reference/1"
 RESULT_LIMIT_BYTES = 4096
@@ -60,13 +73,54 @@ class Contract:
                 f"DRIFTWATCH_HOLDOUT_SHARE must be a number, got {value!r}"
             ) from None
 
+    @property
+    def trusted_types(self) -> list[str]:
+        """Types a champion not made by this trainer needs, named by the operator."""
+        extra = self.env.get("DRIFTWATCH_TRUSTED_TYPES", "")
+        return [name.strip() for name in extra.split(",") if name.strip()]
+
+    @property
+    def estimator(self) -> str:
+        value = self.get("DRIFTWATCH_ESTIMATOR", "champion")
+        if value not in ("champion", "default"):
+            raise TrainerError(f"DRIFTWATCH_ESTIMATOR must be champion or default, got {value!r}")
+        return value
+
+    @property
+    def search_seconds(self) -> float:
+        value = self.get("DRIFTWATCH_SEARCH_SECONDS", "0")
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = math.nan
+        if not math.isfinite(seconds) or seconds < 0:
+            raise TrainerError(
+                f"DRIFTWATCH_SEARCH_SECONDS must be a number of seconds >= 0, got {value!r}"
+            )
+        return seconds
+
+    def champion(self) -> Any:
+        """The production model (sha256 checked, trusted types only), or None if not given."""
+        uri = self.env.get("DRIFTWATCH_CHAMPION_URI", "")
+        if not uri:
+            return None
+        return load_model(uri, self.get("DRIFTWATCH_CHAMPION_SHA256"), self.trusted_types)
+
 
 def train(contract: Contract) -> dict[str, Any]:
-    data_uri = contract.get("DRIFTWATCH_DATA_URI")
-    data = read_labeled(data_uri)
+    task, mode, budget = contract.task, contract.estimator, contract.search_seconds
+    # The champion first, as in validate: a tampered artifact is refused before any data.
+    champion = contract.champion() if mode == "champion" else None
+    data = read_labeled(contract.get("DRIFTWATCH_DATA_URI"))
     split = split_by_time(data.frame, contract.holdout_share)
-    task = contract.task
-    model = fit(task, split.train, data.numerical, data.categorical)
+    choice = _choose(mode, champion, task, data, len(split.train))
+    x = split.train[choice.columns]
+    y = labels_for(split.train["label"], task, choice.classes)
+    model, searched = choice.estimator, None
+    if budget > 0:
+        outcome = search(model, x, y, budget)
+        model, searched = outcome.estimator, outcome.record
+    seconds = fit_estimator(model, x, y)
     metrics = score(model, task, split.holdout, data.features)
     output = contract.get("DRIFTWATCH_OUTPUT_URI").rstrip("/")
     uri, sha256 = save_model(model, f"{output}/model.skops")
@@ -78,14 +132,44 @@ def train(contract: Contract) -> dict[str, Any]:
         "rows": {"train": len(split.train), "holdout": len(split.holdout)},
         "data_range": {"from": _iso(times.iloc[0]), "to": _iso(times.iloc[-1])},
         "trainer": TRAINER,
+        "fitted": fitted_record(choice, model, len(split.train), seconds, searched),
     }
+
+
+def _choose(mode: str, champion: Any, task: Task, data: Dataset, rows: int) -> Choice:
+    if mode == "default":
+        why = "DRIFTWATCH_ESTIMATOR is default"
+    elif champion is None:
+        why = "no champion was given (DRIFTWATCH_CHAMPION_URI is not set)"
+    elif not is_estimator(champion):
+        kind = f"{type(champion).__module__}.{type(champion).__qualname__}"
+        why = f"the champion is a {kind}, not a scikit-learn estimator"
+    else:
+        return refit_choice(champion, task, data.features)
+    return default_choice(task, data.numerical, data.categorical, rows, why)
+
+
+def fitted_record(
+    choice: Choice, model: Any, rows: int, seconds: float, searched: dict[str, Any] | None
+) -> dict[str, Any]:
+    """What was fitted, for the result and the registry (kept under ~1 KB)."""
+    params, omitted = scalar_params(model)
+    record: dict[str, Any] = {"estimator": qualified(model), "source": choice.source}
+    if choice.why:
+        record["why"] = choice.why
+    record["params"] = params
+    if omitted:
+        record["params_omitted"] = omitted
+    record.update(rows=rows, seconds=round(seconds, 2))
+    if searched is not None:
+        record["search"] = searched
+    return record
 
 
 def validate(contract: Contract) -> dict[str, Any]:
     # Artifacts first: a tampered model is refused before any data is read. A champion
     # that was not made by this trainer may need types of its own, named by the operator.
-    extra = contract.env.get("DRIFTWATCH_TRUSTED_TYPES", "")
-    trusted = [name.strip() for name in extra.split(",") if name.strip()]
+    trusted = contract.trusted_types
     champion = load_model(
         contract.get("DRIFTWATCH_CHAMPION_URI"), contract.get("DRIFTWATCH_CHAMPION_SHA256"), trusted
     )
