@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
+from typing import Any
 
 from retrain.errors import RetrainError
 from retrain.trainer.run import Contract, train, validate, write_result
@@ -29,11 +30,25 @@ def main(env: Mapping[str, str]) -> int:
         print(f"driftwatch-trainer: {exc}", file=sys.stderr)
         return 1
     if mode == "train":
-        print(f"driftwatch-trainer: trained {result['model_uri']}: {result['metrics']}")
+        print(f"driftwatch-trainer: {describe(result)}")
     else:
         for side in ("champion", "candidate"):
             print(f"driftwatch-trainer: {side}: {result[side]['metrics']}")
     return 0
+
+
+def describe(result: Mapping[str, Any]) -> str:
+    """One line: what was fitted, from where, on how many rows, and how it scored."""
+    fitted = result["fitted"]
+    why = f": {fitted['why']}" if fitted.get("why") else ""
+    searched = fitted.get("search")
+    search = ""
+    if searched is not None:
+        search = f", search {searched.get('skipped') or 'kept ' + str(searched.get('kept'))}"
+    return (
+        f"fitted {fitted['estimator']} ({fitted['source']}{why}) on {fitted['rows']} rows "
+        f"in {fitted['seconds']} s{search}; saved {result['model_uri']}: {result['metrics']}"
+    )
 
 
 def _exit(code: int) -> None:

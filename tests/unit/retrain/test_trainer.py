@@ -188,7 +188,8 @@ def test_regression_reports_mae_rmse_r2(tmp_path: Path) -> None:
     assert _trainer(env).returncode == 0
     metrics = json.loads((tmp_path / "result.json").read_text())["metrics"]
     assert set(metrics) == {"mae", "rmse", "r2"}
-    assert metrics["mae"] < 0.12
+    # Noise alone costs an MAE of 0.08; the boosted trees approximate the line in steps.
+    assert metrics["mae"] < 0.2
     assert metrics["r2"] > 0.99
 
 
@@ -226,10 +227,10 @@ def test_a_champion_of_other_types_needs_them_named(
 
     from retrain.artifacts import TRUSTED_TYPES, artifact_types
     from retrain.trainer.__main__ import main
-    from retrain.trainer.model import build_pipeline
+    from retrain.trainer.model import linear_pipeline
 
     frame = pd.read_parquet(post_drift).iloc[:1_000]
-    forest = build_pipeline(Task.CLASSIFICATION, NUMERICAL, CATEGORICAL)
+    forest = linear_pipeline(Task.CLASSIFICATION, NUMERICAL, CATEGORICAL)
     forest.steps[-1] = ("model", RandomForestClassifier(n_estimators=3, random_state=0))
     forest.fit(frame[[*NUMERICAL, *CATEGORICAL]], frame["label"])
     uri, sha256 = save_model(forest, str(tmp_path / "forest.skops"))
