@@ -41,7 +41,7 @@ MAX_CATEGORIES = 250
 # Below this many rows a held-out early-stopping set is too small to trust: a fixed
 # number of iterations is steadier.
 EARLY_STOPPING_ROWS = 2_000
-PARAMS_BYTES = 700  # the fitted record stays under ~1 KB, the result under 4096 bytes
+PARAMS_BYTES = 600  # the fitted record stays under ~1 KB, the result under 4096 bytes
 
 
 @dataclass(frozen=True)
@@ -151,7 +151,9 @@ def fit_estimator(estimator: Any, x: pd.DataFrame, y: np.ndarray) -> float:
     try:
         estimator.fit(x, y)
     except (ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
-        raise TrainerError(f"fitting {qualified(estimator)} failed: {exc}") from exc
+        # The job's failure is one line: scikit-learn's messages often span several.
+        message = " ".join(str(exc).split())
+        raise TrainerError(f"fitting {qualified(estimator)} failed: {message}") from exc
     return time.perf_counter() - started
 
 

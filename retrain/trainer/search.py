@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -89,7 +90,11 @@ def _around(name: str, value: Any) -> Any:
 
 
 def search(
-    estimator: Any, x: pd.DataFrame, y: np.ndarray, budget: float, clock: Any = time.perf_counter
+    estimator: Any,
+    x: pd.DataFrame,
+    y: np.ndarray,
+    budget: float,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> Outcome:
     """Search around ``estimator`` on the time-ordered rows ``x``/``y`` within ``budget`` s."""
     started = clock()
@@ -101,7 +106,9 @@ def search(
         return _skip(estimator, budget, f"{len(x)} rows are too few to search")
     scoring = "neg_log_loss" if is_classifier(estimator) else "neg_mean_squared_error"
     base = clone(estimator)
-    one_fit = fit_estimator(base, x.iloc[:cut], y[:cut])
+    timed = clock()
+    fit_estimator(base, x.iloc[:cut], y[:cut])
+    one_fit = max(clock() - timed, 1e-9)
     base_score = _score(base, scoring, x.iloc[cut:], y[cut:])
     # Each round costs about one fit on the earlier rows; the final refit on every row
     # costs about one more.
