@@ -11,6 +11,8 @@ from sklearn.tree import DecisionTreeClassifier
 
 from retrain.artifacts import TRUSTED_TYPES, artifact_types, load_model, save_model, sha256_hex
 from retrain.errors import ArtifactError
+from retrain.trainer.estimators import default_pipeline
+from retrain.trainer.model import Task
 from service.dev.concept import CATEGORICAL, NUMERICAL, Era, draw, scores, train_champion
 
 
@@ -66,3 +68,29 @@ def test_a_pickle_is_not_a_model_file(tmp_path: Path) -> None:
 def test_a_missing_artifact_is_an_artifact_error(tmp_path: Path) -> None:
     with pytest.raises(ArtifactError, match="cannot read the artifact"):
         load_model(str(tmp_path / "nope.skops"), "0" * 64)
+
+
+@pytest.mark.parametrize(
+    ("task", "labels"),
+    [
+        (Task.CLASSIFICATION, ["0", "1"]),
+        (Task.CLASSIFICATION, ["low", "mid", "high"]),
+        (Task.REGRESSION, None),
+    ],
+    ids=["two-classes", "three-classes", "regression"],
+)
+def test_a_fitted_default_pipeline_loads_with_no_extra_types(
+    tmp_path: Path, task: Task, labels: list[str] | None
+) -> None:
+    rows = draw(3_000, Era.PRE, 7)  # missing values in a numerical and a categorical feature
+    assert rows["distance_km"].isna().any() and rows["channel"].isna().any()
+    x = rows[[*NUMERICAL, *CATEGORICAL]]
+    rng = np.random.default_rng(0)
+    y = rng.normal(size=len(rows)) if labels is None else rng.choice(labels, len(rows))
+    for fitted_rows in (len(rows), 500):  # with and without early stopping
+        model = default_pipeline(task, NUMERICAL, CATEGORICAL, fitted_rows)
+        model.fit(x.iloc[:fitted_rows], y[:fitted_rows])
+        uri, sha256 = save_model(model, str(tmp_path / f"default-{fitted_rows}.skops"))
+        assert sorted(artifact_types(Path(uri).read_bytes()) - TRUSTED_TYPES) == []
+        loaded = load_model(uri, sha256)
+        assert np.array_equal(loaded.predict(x), model.predict(x))
