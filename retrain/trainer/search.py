@@ -182,4 +182,4 @@ def _rounded(value: float) -> float | None:
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         value = value.item()
-    return round(value, 6) if isinstance(value, float) else value
+    return float(f"{value:.6g}") if isinstance(value, float) else value
