@@ -105,9 +105,11 @@ def test_distributions_are_drawn_around_the_current_values() -> None:
         "model__l2_regularization",
     }
     draws = spaces["model__learning_rate"].rvs(size=200, random_state=0)
-    assert draws.min() >= 0.1 / 3 and draws.max() <= 0.3
+    assert draws.min() >= 0.05 / 3 and draws.max() <= 0.15
     draws = spaces["model__max_iter"].rvs(size=200, random_state=0)
-    assert draws.min() >= 250 and draws.max() <= 1_000
+    assert draws.min() >= 500 and draws.max() <= 2_000
+    draws = spaces["model__max_leaf_nodes"].rvs(size=200, random_state=0)
+    assert draws.min() >= 4 and draws.max() <= 16
 
 
 @pytest.fixture(scope="module")
