@@ -160,16 +160,21 @@ def columns(champion: Any, features: Sequence[str]) -> list[str]:
 
 def fit_estimator(estimator: Any, x: pd.DataFrame, y: np.ndarray) -> float:
     """Fit ``estimator`` in place; return the seconds it took."""
-    if is_classifier(estimator) and len(set(y.tolist())) < 2:
-        raise TrainerError(f"the training rows hold one class only ({y[0]!r})")
+    labels = y.tolist()
+    if is_classifier(estimator) and len(set(labels)) < 2:
+        raise TrainerError(f"the training rows hold one class only ({labels[0]!r})")
     started = time.perf_counter()
     try:
         estimator.fit(x, y)
     except (ValueError, TypeError, KeyError, IndexError, ArithmeticError) as exc:
-        # The job's failure is one line: scikit-learn's messages often span several.
-        message = " ".join(str(exc).split())
-        raise TrainerError(f"fitting {qualified(estimator)} failed: {message}") from exc
+        raise TrainerError(f"fitting {qualified(estimator)} failed: {one_line(exc)}") from exc
     return time.perf_counter() - started
+
+
+def one_line(exc: BaseException) -> str:
+    """The error's message on one line: a job's failure is one line on stderr, and
+    scikit-learn's messages often span several."""
+    return " ".join(str(exc).split())
 
 
 def final_step(estimator: Any) -> Any:

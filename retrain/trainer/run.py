@@ -81,14 +81,14 @@ class Contract:
 
     @property
     def estimator(self) -> str:
-        value = self.get("DRIFTWATCH_ESTIMATOR", "champion")
+        value = self.env.get("DRIFTWATCH_ESTIMATOR") or "champion"
         if value not in ("champion", "default"):
             raise TrainerError(f"DRIFTWATCH_ESTIMATOR must be champion or default, got {value!r}")
         return value
 
     @property
     def search_seconds(self) -> float:
-        value = self.get("DRIFTWATCH_SEARCH_SECONDS", "0")
+        value = self.env.get("DRIFTWATCH_SEARCH_SECONDS") or "0"
         try:
             seconds = float(value)
         except ValueError:

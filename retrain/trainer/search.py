@@ -33,7 +33,7 @@ from sklearn.model_selection import HalvingRandomSearchCV, PredefinedSplit
 from sklearn.pipeline import Pipeline
 
 from retrain.errors import TrainerError
-from retrain.trainer.estimators import RANDOM_STATE, final_step, fit_estimator
+from retrain.trainer.estimators import RANDOM_STATE, final_step, fit_estimator, one_line
 
 FACTOR = 3
 MAX_ROUNDS = 4  # at most 27 candidates: a small search
@@ -104,6 +104,8 @@ def search(
     cut = len(x) - math.ceil(len(x) * VALIDATION_SHARE)
     if cut < MIN_ROWS * FACTOR ** (MIN_ROUNDS - 1):
         return _skip(estimator, budget, f"{len(x)} rows are too few to search")
+    if is_classifier(estimator) and len(set(y[:cut].tolist())) < 2:
+        return _skip(estimator, budget, "the earlier rows hold one class only")
     scoring = "neg_log_loss" if is_classifier(estimator) else "neg_mean_squared_error"
     base = clone(estimator)
     timed = clock()
@@ -140,7 +142,7 @@ def search(
     try:
         halving.fit(x, y)
     except ValueError as exc:
-        raise TrainerError(f"the search failed: {exc}") from exc
+        raise TrainerError(f"the search failed: {one_line(exc)}") from exc
     best_score = float(halving.best_score_)
     improved = math.isfinite(best_score) and best_score > base_score
     chosen = clone(estimator).set_params(**halving.best_params_) if improved else estimator
