@@ -139,7 +139,9 @@ def refit_choice(champion: Any, task: Task, features: Sequence[str]) -> Choice:
     try:
         estimator = clone(champion)
     except (TypeError, ValueError, RuntimeError) as exc:
-        raise TrainerError(f"cannot clone the champion ({qualified(champion)}): {exc}") from exc
+        raise TrainerError(
+            f"cannot clone the champion ({qualified(champion)}): {one_line(exc)}"
+        ) from exc
     return Choice(estimator, needed, getattr(champion, "classes_", None), "champion")
 
 
