@@ -23,11 +23,12 @@ import skops.io as sio
 
 from retrain.errors import ArtifactError
 
-# Every type a reference-trainer pipeline is made of (retrain/trainer/model.py, the linear
-# pipeline of the demo; retrain/trainer/estimators.py, the gradient-boosting default for
-# regression, two and more classes): what their skops files name, nothing more. The
-# partial of check_array is histogram gradient boosting's own input check; a partial of
-# any other function is still refused, since that function is not on the list.
+# Every type the reference trainer's default is made of (retrain/trainer/estimators.py:
+# gradient boosting for regression, two and more classes) and the linear champion of the
+# concept demo (service/dev/concept.py): what their skops files name, nothing more, and
+# Ridge, which earlier reference trainers fitted for regression, so that those models still
+# load as champions. The partial of check_array is histogram gradient boosting's own input
+# check; a partial of any other function is still refused: that function is not listed.
 TRUSTED_TYPES: frozenset[str] = frozenset(
     {
         "builtins.bool",

@@ -14,7 +14,7 @@ unknown one at scoring time becomes the missing bin. Every type its skops
 file names is in :data:`retrain.artifacts.TRUSTED_TYPES`. Measured with
 4,000 training rows: on the concept demo's logistic concept, the case least
 suited to trees, it recovers 0.978-0.982 of the pre-drift accuracy (seeds 7,
-11, 23; the linear pipeline 0.99); on an interaction of two signs and a
+11, 23; the demo's linear pipeline 0.99); on an interaction of two signs and a
 category, 0.998 accuracy where a linear model stays near 0.5
 (``tests/unit/retrain/test_trainer_default.py``).
 """

@@ -1,13 +1,9 @@
-"""The task, its labels and metrics, and the linear pipeline of the demo's champion.
+"""The task, its labels, and the metrics a model is judged by.
 
 :func:`score` judges any model (the trainer's own, or a champion it did not
 make) on the columns the model was fitted on and on labels of its classes'
-dtype. :func:`fit_linear` trains the linear pipeline the concept demo's
-champion is made of (``service/dev/concept.py``): numerical features median
-imputed and scaled, a missing category a category of its own, one-hot
-encoded, unseen values ignored; a logistic regression classifies, a ridge
-regression regresses. The trainer's default is not linear
-(:mod:`retrain.trainer.estimators`).
+dtype (:func:`labels_for`), so a champion trained on integer classes is
+scored on integers.
 """
 
 from __future__ import annotations
@@ -19,9 +15,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.metrics import (
     accuracy_score,
     log_loss,
@@ -30,36 +23,15 @@ from sklearn.metrics import (
     r2_score,
     roc_auc_score,
 )
-from sklearn.pipeline import Pipeline, make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from retrain.errors import TrainerError
 
-MISSING_CATEGORY = "__missing__"
+MISSING_CATEGORY = "__missing__"  # what a missing categorical value becomes
 
 
 class Task(StrEnum):
     CLASSIFICATION = "classification"
     REGRESSION = "regression"
-
-
-def linear_pipeline(task: Task, numerical: Sequence[str], categorical: Sequence[str]) -> Pipeline:
-    parts: list[tuple[str, Any, list[str]]] = []
-    if numerical:
-        scale = make_pipeline(SimpleImputer(strategy="median"), StandardScaler())
-        parts.append(("numerical", scale, list(numerical)))
-    if categorical:
-        # pandas marks a missing text value as NaN or None depending on where the frame
-        # came from (CSV, Parquet, JSON); one imputer sees only NaN, the next only None,
-        # so both mean "missing" whoever feeds the saved model.
-        encode = make_pipeline(
-            SimpleImputer(strategy="constant", fill_value=MISSING_CATEGORY),
-            SimpleImputer(missing_values=None, strategy="constant", fill_value=MISSING_CATEGORY),
-            OneHotEncoder(handle_unknown="ignore"),
-        )
-        parts.append(("categorical", encode, list(categorical)))
-    estimator = LogisticRegression(max_iter=1000) if task is Task.CLASSIFICATION else Ridge()
-    return Pipeline([("features", ColumnTransformer(parts)), ("model", estimator)])
 
 
 def targets(labels: pd.Series, task: Task) -> np.ndarray:
@@ -88,21 +60,6 @@ def labels_for(labels: pd.Series, task: Task, classes: Any = None) -> np.ndarray
     if kind.kind in "iu" and not np.all(np.isfinite(numbers) & (numbers == np.round(numbers))):
         return y
     return numbers.astype(kind)
-
-
-def fit_linear(
-    task: Task, frame: pd.DataFrame, numerical: Sequence[str], categorical: Sequence[str]
-) -> Pipeline:
-    """The linear pipeline fitted on ``frame`` (text classes)."""
-    y = targets(frame["label"], task)
-    if task is Task.CLASSIFICATION and len(set(y)) < 2:
-        raise TrainerError(f"the training rows hold one class only ({y[0]!r})")
-    pipeline = linear_pipeline(task, numerical, categorical)
-    try:
-        pipeline.fit(frame[[*numerical, *categorical]], y)
-    except ValueError as exc:
-        raise TrainerError(f"training failed: {exc}") from exc
-    return pipeline
 
 
 def score(model: Any, task: Task, frame: pd.DataFrame, features: Sequence[str]) -> dict[str, float]:

@@ -18,7 +18,6 @@ from retrain.artifacts import load_model, save_model
 from retrain.errors import TrainerError
 from retrain.executors import JobPhase, JobSpec, JobStatus, LocalExecutor, Mode
 from retrain.trainer.data import read_labeled, split_by_time
-from retrain.trainer.model import Task
 from retrain.trainer.run import encode_result
 from service.dev.concept import CATEGORICAL, NUMERICAL, Era, draw, train_champion
 from tests.unit.retrain.export import write_export
@@ -227,10 +226,10 @@ def test_a_champion_of_other_types_needs_them_named(
 
     from retrain.artifacts import TRUSTED_TYPES, artifact_types
     from retrain.trainer.__main__ import main
-    from retrain.trainer.model import linear_pipeline
+    from service.dev.concept import linear_pipeline
 
     frame = pd.read_parquet(post_drift).iloc[:1_000]
-    forest = linear_pipeline(Task.CLASSIFICATION, NUMERICAL, CATEGORICAL)
+    forest = linear_pipeline()
     forest.steps[-1] = ("model", RandomForestClassifier(n_estimators=3, random_state=0))
     forest.fit(frame[[*NUMERICAL, *CATEGORICAL]], frame["label"])
     uri, sha256 = save_model(forest, str(tmp_path / "forest.skops"))

@@ -8,11 +8,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from retrain.trainer.__main__ import main
 from retrain.trainer.data import read_labeled, split_by_time
 from retrain.trainer.estimators import default_pipeline
-from retrain.trainer.model import Task, fit_linear, score
+from retrain.trainer.model import Task, score
 from tests.unit.retrain.export import write_export
 from tests.unit.retrain.test_trainer_refit import CATEGORICAL, NUMERICAL, env_for, interaction
 
@@ -23,7 +27,11 @@ def test_the_default_learns_an_interaction_no_line_separates(tmp_path: Path) -> 
     assert main(env_for(tmp_path, data, DRIFTWATCH_ESTIMATOR="default")) == 0
     result = json.loads((tmp_path / "result.json").read_text())
     split = split_by_time(read_labeled(str(data)).frame, 0.2)
-    linear = fit_linear(Task.CLASSIFICATION, split.train, NUMERICAL, CATEGORICAL)
+    scale = ColumnTransformer(
+        [("numbers", StandardScaler(), list(NUMERICAL)), ("kind", OneHotEncoder(), ["kind"])]
+    )
+    linear = make_pipeline(scale, LogisticRegression())
+    linear.fit(split.train[[*NUMERICAL, *CATEGORICAL]], split.train["label"].to_numpy())
     held_out = score(linear, Task.CLASSIFICATION, split.holdout, [*NUMERICAL, *CATEGORICAL])
     assert result["rows"]["holdout"] == len(split.holdout) == 1_000
     assert result["metrics"]["accuracy"] > 0.95
