@@ -8,18 +8,18 @@ from pathlib import Path
 from retrain.artifacts import TRUSTED_TYPES, artifact_types, read_artifact, save_model
 from service.dev.concept import CATEGORICAL, NUMERICAL, Era, draw
 
-# What the forest pipeline names beyond the defaults (pinned: a test says so).
+# What the forest pipeline names beyond the defaults (pinned: a test says so). Its
+# passthrough FunctionTransformer is trusted: the trainer's default pipeline has one too.
 FOREST_TYPES = (
     "sklearn.ensemble._forest.RandomForestClassifier",
-    "sklearn.preprocessing._function_transformer.FunctionTransformer",
     "sklearn.tree._classes.DecisionTreeClassifier",
     "sklearn.tree._tree.Tree",
 )
 
 
 def forest_champion(path: Path, seed: int = 7) -> tuple[str, str]:
-    """A random forest behind a ``ColumnTransformer`` whose passthrough remainder is a
-    ``FunctionTransformer``, fitted on pre-drift rows and saved at ``path``: (uri, sha256)."""
+    """A random forest behind a ``ColumnTransformer`` with a passthrough remainder,
+    fitted on pre-drift rows and saved at ``path``: (uri, sha256)."""
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.pipeline import Pipeline
