@@ -142,9 +142,6 @@ class Scenario:
     pinned: Figures  # seed 7's figures, pinned by a test
     event_prefix: str  # of event ids, so two scenarios' events never share one
     champion_file: str  # the champion's default file name, under driftwatch-models/MODEL/
-    # Types its saved champion may name beyond retrain.artifacts.TRUSTED_TYPES, trusted when
-    # this module loads one back (the file is this module's own); tests pin them.
-    types: frozenset[str]
 
 
 CONCEPT = Scenario(
@@ -175,7 +172,6 @@ CONCEPT = Scenario(
     ),
     event_prefix="c",
     champion_file="champion.skops",
-    types=frozenset(),
 )
 PINNED = CONCEPT.pinned
 
@@ -220,7 +216,7 @@ def champion_artifact(path: Path, seed: int, scenario: Scenario = CONCEPT) -> tu
     """The champion stored at ``path`` (trained and saved there first if absent), and its sha256."""
     if path.exists():
         sha256 = sha256_hex(read_artifact(str(path)))
-        return load_model(str(path), sha256, scenario.types), sha256
+        return load_model(str(path), sha256), sha256
     model = train_champion(seed, scenario=scenario)
     _, sha256 = save_model(model, str(path))
     return model, sha256

@@ -73,28 +73,6 @@ def gradient_boosting_pipeline() -> Pipeline:
     return Pipeline([("features", features), ("model", model)])
 
 
-# Every type the saved champion names beyond those of a linear pipeline: the
-# estimator's own parts, and the internal preprocessor it builds for native
-# categorical support (a FunctionTransformer over functools.partial(check_array)).
-CHAMPION_TYPES = frozenset(
-    {
-        "functools.partial",
-        "numpy.random._generator.Generator",
-        "numpy.uint64",
-        "sklearn._loss._loss.CyHalfBinomialLoss",
-        "sklearn._loss.link.Interval",
-        "sklearn._loss.link.LogitLink",
-        "sklearn._loss.loss.HalfBinomialLoss",
-        "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-        "sklearn.preprocessing._encoders.OrdinalEncoder",
-        "sklearn.preprocessing._function_transformer.FunctionTransformer",
-        "sklearn.preprocessing._label.LabelEncoder",
-        "sklearn.utils.validation.check_array",
-    }
-)
-
 _BEFORE = CONCEPT.truths[Era.PRE]
 INTERACTION = Scenario(
     name="interaction",
@@ -117,5 +95,4 @@ INTERACTION = Scenario(
     ),
     event_prefix="i",
     champion_file="interaction-champion.skops",
-    types=CHAMPION_TYPES,
 )

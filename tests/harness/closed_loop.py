@@ -88,8 +88,6 @@ def loop_model(reference_accuracy: float) -> dict[str, Any]:
             "slice_max_degradation": 0.05,
             "train_timeout": "5m",
             "validate_timeout": "5m",
-            # Every scenario's champion types, so that the config stays one for all.
-            "trusted_types": sorted(set().union(*(s.types for s in SCENARIOS.values()))),
         },
     }
 
