@@ -47,3 +47,16 @@ class RunRefused(RetrainError):
 
 class MalformedResult(RetrainError):
     """A job's result lacks what the loop needs (a metric, the holdout size, an artifact)."""
+
+
+class RouterError(RetrainError):
+    """A router could not apply or read a traffic split (:mod:`retrain.rollout`).
+
+    ``retriable``: the same call may succeed on a later tick (an API outage, a
+    conflict on a concurrent update), or it never will (the object is missing, the
+    config names the wrong route, RBAC forbids it).
+    """
+
+    def __init__(self, message: str, *, retriable: bool) -> None:
+        super().__init__(message)
+        self.retriable = retriable
