@@ -99,20 +99,30 @@ def test_a_reader_never_sees_a_partial_file(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["split.json"]  # no temp files left
 
 
+def document(**changes: object) -> str:
+    good = {"model": "fraud", "stable": {"version": "v1", "uri": "u", "sha256": "s"},
+            "canary": None, "canary_percent": 0, "updated_at": "x"}  # fmt: skip
+    return json.dumps({**good, **changes})
+
+
+def test_the_base_of_the_corrupt_documents_is_valid(tmp_path: Path) -> None:
+    (tmp_path / "split.json").write_text(document(), encoding="utf-8")
+    assert router(tmp_path / "split.json").get_weights() == Split(0, "v1", None)
+
+
 @pytest.mark.parametrize(
     "content",
     [
         "{not json",
         "[]",
-        json.dumps({"model": "fraud", "stable": None, "canary": None, "canary_percent": 0,
-                    "updated_at": "x"}),  # fmt: skip
-        json.dumps({"model": "fraud", "stable": {"version": "v1", "uri": "u", "sha256": "s"},
-                    "canary": None, "canary_percent": 30, "updated_at": "x"}),  # fmt: skip
-        json.dumps({"model": "fraud", "stable": {"version": "v1", "uri": "u", "sha256": "s"},
-                    "canary": None, "canary_percent": 101, "updated_at": "x"}),  # fmt: skip
+        document(stable=None),
+        document(canary_percent=30),
+        document(canary_percent=101),
+        document(stable={"version": "v1", "uri": "", "sha256": "s"}),
     ],
-    ids=["not-json", "not-an-object", "no-stable", "percent-without-canary", "percent-over-100"],
-)
+    ids=["not-json", "not-an-object", "no-stable", "percent-without-canary", "percent-over-100",
+         "empty-uri"],
+)  # fmt: skip
 def test_a_corrupt_file_is_a_fatal_error_naming_the_path(tmp_path: Path, content: str) -> None:
     path = tmp_path / "split.json"
     path.write_text(content, encoding="utf-8")

@@ -30,8 +30,10 @@ def test_manual_promote_and_rollback_are_done_and_say_what_to_do() -> None:
     router = ManualRouter("fraud")
     router.set_weights(V1, V2, 50)
     promoted = router.promote(V2)
-    assert promoted.done and "make version v2" in promoted.note and "retire the canary" in (
-        promoted.note
+    assert (
+        promoted.done
+        and "make version v2" in promoted.note
+        and "retire the canary" in (promoted.note)
     )
     assert router.get_weights() == Split(0)
     rolled_back = router.rollback(V1)
