@@ -146,7 +146,9 @@ class ReplicasRouter:
         if _replicas(self._read(name)) != 0:
             self._patch(name, {"spec": {"replicas": 0}})
 
-    def _wanted(self, deployment: Any, target: Target, replicas: int) -> dict[str, Any] | None:
+    def _wanted(
+        self, deployment: client.V1Deployment, target: Target, replicas: int
+    ) -> dict[str, Any] | None:
         """The strategic merge patch that brings ``deployment`` to ``target`` at
         ``replicas``, or None when it is there already."""
         spec: dict[str, Any] = {}
@@ -168,20 +170,21 @@ class ReplicasRouter:
             spec["template"] = template
         return {"spec": spec} if spec else None
 
-    def _container(self, deployment: Any) -> Any:
-        containers = deployment.spec.template.spec.containers or []
+    def _container(self, deployment: client.V1Deployment) -> client.V1Container:
+        pod = deployment.spec.template.spec
+        containers = (pod.containers if pod is not None else None) or []
         wanted = self.settings.container
         for container in containers:
             if wanted is None or container.name == wanted:
                 return container
-        name = deployment.metadata.name
+        name = deployment.metadata.name if deployment.metadata is not None else None
         raise RouterError(
             f"rollout.replicas.container: Deployment {name} has no container {wanted!r} "
             f"(it has {', '.join(c.name for c in containers) or 'none'})",
             retriable=False,
         )
 
-    def _read(self, name: str) -> Any:
+    def _read(self, name: str) -> client.V1Deployment:
         return self._call(
             f"get Deployment {self.settings.namespace}/{name}",
             lambda: self._apps.read_namespaced_deployment(
@@ -189,7 +192,7 @@ class ReplicasRouter:
             ),
         )
 
-    def _patch(self, name: str, body: dict[str, Any]) -> Any:
+    def _patch(self, name: str, body: dict[str, Any]) -> client.V1Deployment:
         return self._call(
             f"patch Deployment {self.settings.namespace}/{name}",
             lambda: self._apps.patch_namespaced_deployment(
@@ -212,12 +215,13 @@ class ReplicasRouter:
             raise RouterError(f"rollout.replicas: {what}: {exc}", retriable=True) from exc
 
 
-def rollout_incomplete(deployment: Any) -> str | None:
+def rollout_incomplete(deployment: client.V1Deployment) -> str | None:
     """What a Deployment's rollout still waits for (as ``kubectl rollout status``
     judges it), or None when it is complete."""
     spec_replicas = _replicas(deployment)
     status = deployment.status
-    generation = deployment.metadata.generation or 0
+    meta = deployment.metadata
+    generation = (meta.generation if meta is not None else None) or 0
     if status is None or (status.observed_generation or 0) < generation:
         return f"generation {generation} not yet observed by the controller"
     updated = status.updated_replicas or 0
@@ -237,12 +241,12 @@ def rollout_incomplete(deployment: Any) -> str | None:
     return None
 
 
-def _replicas(deployment: Any) -> int:
+def _replicas(deployment: client.V1Deployment) -> int:
     replicas = deployment.spec.replicas
     return 1 if replicas is None else int(replicas)
 
 
-def _annotation(deployment: Any, key: str) -> str | None:
+def _annotation(deployment: client.V1Deployment, key: str) -> str | None:
     meta = deployment.spec.template.metadata
     annotations = (meta.annotations if meta is not None else None) or {}
     value = annotations.get(key)

@@ -226,7 +226,9 @@ class Emulator:
         api_version = f"{group}/{version}" if group else version
         try:
             if verb == "create":
-                VALIDATORS.get(res, lambda _: None)(body)
+                validator = VALIDATORS.get(res)
+                if validator is not None:
+                    validator(body)
                 body.update(apiVersion=api_version, kind=kind)
                 if res == "deployments":
                     deployments.created(body)

@@ -21,13 +21,14 @@ V1 = Target("v1", "s3://models/fraud/v1.skops", "a" * 64)
 V2 = Target("v2", "s3://models/fraud/v2.skops", "b" * 64)
 
 
-def deployment(name: str, track: str, replicas: int, uri: str) -> dict[str, Any]:
+def deployment(name: str, track: str, replicas: int, uri: str) -> Any:
+    """The manifest, as the plain mapping the client also accepts for a V1Deployment."""
     labels = {"app": "fraud-model", "track": track}  # the Service selects app only
     return {
-        "metadata": {"name": name, "labels": labels},
+        "metadata": {"name": name, "labels": dict(labels)},
         "spec": {
             "replicas": replicas,
-            "selector": {"matchLabels": labels},
+            "selector": {"matchLabels": dict(labels)},
             "template": {
                 "metadata": {"labels": labels},
                 "spec": {
@@ -69,11 +70,13 @@ def replicas_cluster(
         yield emulator, ReplicasRouter.connect(cfg), apps
 
 
-def served(apps: client.AppsV1Api, name: str) -> tuple[int, str | None, str | None, str | None]:
-    """(replicas, MODEL_URI, version annotation, sha256 annotation) of a Deployment."""
-    d = apps.read_namespaced_deployment(name, NAMESPACE)
-    server = next(c for c in d.spec.template.spec.containers if c.name == "server")
-    uri = next((e.value for e in server.env or [] if e.name == "MODEL_URI"), None)
-    annotations = d.spec.template.metadata.annotations or {}
-    return (d.spec.replicas, uri, annotations.get("driftwatch/model-version"),
+def served(emulator: Emulator, name: str) -> tuple[int, str | None, str | None, str | None]:
+    """(replicas, MODEL_URI of the server container, version and sha256 annotations) of
+    a Deployment, as stored."""
+    spec = emulator.store.get("deployments", NAMESPACE, name)["spec"]
+    template = spec["template"]
+    server = next(c for c in template["spec"]["containers"] if c["name"] == "server")
+    uri = next((e["value"] for e in server.get("env") or [] if e["name"] == "MODEL_URI"), None)
+    annotations = template["metadata"].get("annotations") or {}
+    return (spec["replicas"], uri, annotations.get("driftwatch/model-version"),
             annotations.get("driftwatch/model-sha256"))  # fmt: skip

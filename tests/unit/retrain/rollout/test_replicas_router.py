@@ -41,20 +41,15 @@ def test_canary_replicas_round_halves_up_and_leave_one_stable(
 def test_set_weights_applies_replicas_and_the_model_on_the_templates(
     tmp_path: Path, percent: int, canary: int, stable: int, split: int
 ) -> None:
-    with replicas_cluster(tmp_path) as (_, router, apps):
+    with replicas_cluster(tmp_path) as (emulator, router, _):
         assert router.set_weights(V1, V2, percent) == Split(split, "v1", "v2")
-        assert served(apps, CANARY) == (canary, V2.uri, "v2", V2.sha256)
-        assert served(apps, STABLE) == (stable, V1.uri, "v1", V1.sha256)
+        assert served(emulator, CANARY) == (canary, V2.uri, "v2", V2.sha256)
+        assert served(emulator, STABLE) == (stable, V1.uri, "v1", V1.sha256)
         assert router.get_weights() == Split(split, "v1", "v2")
-        server = next(
-            c
-            for c in apps.read_namespaced_deployment(
-                CANARY, NAMESPACE
-            ).spec.template.spec.containers
-            if c.name == "server"
-        )
-        assert server.image == "registry.example/fraud-server:3"  # merged, not replaced
-        assert [(e.name, e.value) for e in server.env] == [
+        template = emulator.store.get("deployments", NAMESPACE, CANARY)["spec"]["template"]
+        proxy, server = template["spec"]["containers"]  # merged by name, not replaced
+        assert (proxy["image"], server["image"]) == ("proxy:1", "registry.example/fraud-server:3")
+        assert [(e["name"], e["value"]) for e in server["env"]] == [
             ("LOG_LEVEL", "info"),
             ("MODEL_URI", V2.uri),
         ]
@@ -79,31 +74,31 @@ def test_a_repeated_call_patches_nothing(tmp_path: Path) -> None:
 def test_promote_waits_for_the_stable_rollout_before_retiring_the_canary(
     tmp_path: Path,
 ) -> None:
-    with replicas_cluster(tmp_path) as (emulator, router, apps):
+    with replicas_cluster(tmp_path) as (emulator, router, _):
         router.set_weights(V1, V2, 50)
         emulator.deployments.hold(NAMESPACE, STABLE)
         for _ in range(3):
             progress = router.promote(V2)
             assert not progress.done
-            assert served(apps, CANARY)[0] == 2  # the canary keeps serving meanwhile
-            assert served(apps, STABLE) == (4, V2.uri, "v2", V2.sha256)
+            assert served(emulator, CANARY)[0] == 2  # the canary keeps serving meanwhile
+            assert served(emulator, STABLE) == (4, V2.uri, "v2", V2.sha256)
         assert progress.note == "stable Deployment fraud: 0 of 4 updated replicas available"
         emulator.deployments.release(NAMESPACE, STABLE)
         assert router.promote(V2) == Progress(True)
-        assert served(apps, CANARY)[0] == 0
+        assert served(emulator, CANARY)[0] == 0
         assert router.get_weights() == Split(0, "v2", None)
 
 
 def test_rollback_retires_the_canary_first_and_waits_for_the_stable(tmp_path: Path) -> None:
-    with replicas_cluster(tmp_path) as (emulator, router, apps):
+    with replicas_cluster(tmp_path) as (emulator, router, _):
         router.set_weights(V1, V2, 100)
         emulator.deployments.hold(NAMESPACE, STABLE)
         assert not router.rollback(V1).done  # the patch's answer: not observed yet
         assert router.rollback(V1) == Progress(
             False, "stable Deployment fraud: 0 of 4 updated replicas available"
         )
-        assert served(apps, CANARY)[0] == 0
-        assert served(apps, STABLE) == (4, V1.uri, "v1", V1.sha256)
+        assert served(emulator, CANARY)[0] == 0
+        assert served(emulator, STABLE) == (4, V1.uri, "v1", V1.sha256)
         emulator.deployments.release(NAMESPACE, STABLE)
         assert router.rollback(V1) == Progress(True)
         assert router.get_weights() == Split(0, "v1", None)
@@ -122,14 +117,17 @@ def test_a_missing_deployment_is_fatal_and_named(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("verb", ["get", "patch"])
-def test_a_server_error_is_retriable(tmp_path: Path, verb: str) -> None:
-    with replicas_cluster(tmp_path) as (emulator, router, apps):
-        emulator.inject(Fault(verb, "deployments", 503))
-        with pytest.raises(RouterError, match=f"{verb} Deployment .*: 503 injected") as info:
+@pytest.mark.parametrize(("status", "retriable"), [(503, True), (429, True), (422, False)])
+def test_api_errors_are_classed_by_status(
+    tmp_path: Path, verb: str, status: int, retriable: bool
+) -> None:
+    with replicas_cluster(tmp_path) as (emulator, router, _):
+        emulator.inject(Fault(verb, "deployments", status))
+        with pytest.raises(RouterError, match=f"{verb} Deployment .*: {status} injected") as info:
             router.set_weights(V1, V2, 50)
-        assert info.value.retriable
+        assert info.value.retriable is retriable
         assert router.set_weights(V1, V2, 50) == Split(50, "v1", "v2")  # the next tick
-        assert served(apps, CANARY)[0] == 2
+        assert served(emulator, CANARY)[0] == 2
 
 
 def test_a_dropped_connection_is_retriable(tmp_path: Path) -> None:
