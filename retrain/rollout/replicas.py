@@ -13,15 +13,18 @@ For a requested percent p > 0 the canary runs ``round(T * p / 100)`` replicas
 (halves rounded up), at least 1, and the stable keeps at least 1 until the promotion,
 so the canary runs at most T - 1; the split served and reported is
 ``canary / T``. With T = 4 the steps are 25%: 5% → 1 (25%), 25% → 1, 50% → 2 (50%),
-100% → 3 (75%); with T = 10 they are 10%, and 5% → 1 (10%). The Service spreads
-connections, not requests, evenly over ready Pods only when clients open many
-connections: long-lived keep-alive clients see a coarser split.
+100% → 3 (75%); with T = 10 they are 10%, and 5% → 1 (10%). kube-proxy balances
+connections, not requests, over the ready Pods: the split holds for clients that open
+many connections, while a few long-lived keep-alive clients see a coarser one.
 
 The model reaches a Deployment through its Pod template: the environment variable
 ``uri_env`` (default ``MODEL_URI``) of the container ``container`` (default: the
 first) holds the artifact URI, and the annotations ``driftwatch/model-version`` and
-``driftwatch/model-sha256`` the version and digest (read back by
-:meth:`ReplicasRouter.get_weights`). Changing them rolls the Deployment's Pods.
+``driftwatch/model-sha256`` the version and digest. Changing them rolls the
+Deployment's Pods; a stable Deployment set up without the annotations is rolled once,
+at the first step. :meth:`ReplicasRouter.get_weights` reads the split from the two
+``spec.replicas`` and the versions from the annotations (None for a Deployment at 0
+replicas or not annotated yet).
 
 - ``set_weights(stable, canary, p)``: each Deployment's template to its target and its
   replicas to its share; whichever Deployment grows is patched first, so capacity does
