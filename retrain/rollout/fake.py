@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from retrain.errors import RouterError
-from retrain.rollout.base import Progress, Split, Target
+from retrain.rollout.base import Progress, Split, Target, check_percent
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,10 +44,7 @@ class FakeRouter:
 
     def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
         self._enter("set_weights", stable, canary, canary_percent)
-        if isinstance(canary_percent, bool) or not 0 <= canary_percent <= 100:
-            raise RouterError(
-                f"canary_percent: expected 0 to 100, got {canary_percent!r}", retriable=False
-            )
+        check_percent(canary_percent)
         self.stable, self.canary, self.canary_percent = stable, canary, canary_percent
         return self._split()
 

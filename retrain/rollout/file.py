@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from retrain.errors import RouterError
-from retrain.rollout.base import Progress, Split, Target
+from retrain.rollout.base import Progress, Split, Target, check_percent
 
 _FATAL_OS_ERRORS = (PermissionError, FileNotFoundError, IsADirectoryError, NotADirectoryError)
 
@@ -172,10 +172,7 @@ class FileRouter:
         self._clock = clock
 
     def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
-        if isinstance(canary_percent, bool) or not 0 <= canary_percent <= 100:
-            raise RouterError(
-                f"canary_percent: expected 0 to 100, got {canary_percent!r}", retriable=False
-            )
+        check_percent(canary_percent)
         return self._write(stable, canary, canary_percent).split()
 
     def get_weights(self) -> Split:

@@ -18,8 +18,7 @@ if the external party acts on the same verdict.
 
 from __future__ import annotations
 
-from retrain.errors import RouterError
-from retrain.rollout.base import Progress, Split, Target
+from retrain.rollout.base import Progress, Split, Target, check_percent
 
 
 class ManualRouter:
@@ -31,10 +30,7 @@ class ManualRouter:
         self._percent = 0
 
     def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
-        if isinstance(canary_percent, bool) or not 0 <= canary_percent <= 100:
-            raise RouterError(
-                f"canary_percent: expected 0 to 100, got {canary_percent!r}", retriable=False
-            )
+        check_percent(canary_percent)
         self._percent = canary_percent
         self._say(
             f"send {canary_percent}% of {self.model}'s traffic to {_named(canary)} and the "

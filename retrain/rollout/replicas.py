@@ -53,7 +53,7 @@ from kubernetes.client.exceptions import ApiException
 
 from retrain import kubeclient
 from retrain.errors import RouterError
-from retrain.rollout.base import Progress, Split, Target
+from retrain.rollout.base import Progress, Split, Target, check_percent
 from retrain.rollout.settings import ReplicasSettings
 
 VERSION_ANNOTATION = "driftwatch/model-version"
@@ -91,10 +91,7 @@ class ReplicasRouter:
         return cls(api_client, settings)
 
     def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
-        if isinstance(canary_percent, bool) or not 0 <= canary_percent <= 100:
-            raise RouterError(
-                f"canary_percent: expected 0 to 100, got {canary_percent!r}", retriable=False
-            )
+        check_percent(canary_percent)
         s = self.settings
         want_canary = canary_replicas(s.total_replicas, canary_percent)
         stable_dep, canary_dep = self._read(s.stable_deployment), self._read(s.canary_deployment)

@@ -145,6 +145,8 @@ def test_a_missing_directory_is_fatal_and_a_bad_percent_is_refused(tmp_path: Pat
     with pytest.raises(RouterError) as info:
         router(tmp_path / "nope" / "split.json").set_weights(V1, V2, 5)
     assert not info.value.retriable and "nope" in str(info.value)
-    with pytest.raises(RouterError, match="canary_percent: expected 0 to 100, got 120"):
+    with pytest.raises(
+        RouterError, match="canary_percent: expected an integer from 0 to 100, got 120"
+    ):
         router(tmp_path / "split.json").set_weights(V1, V2, 120)
     assert not (tmp_path / "split.json").exists()

@@ -85,3 +85,12 @@ def test_fake_fails_the_next_call_only(retriable: bool) -> None:
     assert router.get_weights() == Split(0, "v1", None)  # the failed call changed nothing
     assert router.set_weights(V1, V2, 5) == Split(5, "v1", "v2")
     assert [c.method for c in router.calls] == ["set_weights", "get_weights", "set_weights"]
+
+
+@pytest.mark.parametrize("percent", [-1, 101, 12.5, True, "25"])
+def test_every_router_refuses_what_is_not_a_whole_percent(percent: object) -> None:
+    for router in (ManualRouter("fraud"), FakeRouter(stable=V1)):
+        with pytest.raises(RouterError, match="canary_percent: expected an integer") as info:
+            router.set_weights(V1, V2, percent)  # type: ignore[arg-type]
+        assert not info.value.retriable
+        assert router.get_weights() == Split(0, "v1" if isinstance(router, FakeRouter) else None)
