@@ -22,7 +22,6 @@ that names the verb, resource or field, reported by ``observe``.
 from __future__ import annotations
 
 import copy
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -42,12 +41,12 @@ from retrain.executors.base import (
     with_message,
 )
 from retrain.executors.kubernetes_watch import JobCache
+from retrain.kubeclient import api_reason, is_retriable
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 TERMINATION_LOG = "/dev/termination-log"
 TAIL_LINES = 50
 TAIL_CHARS = 4096
-_RETRIABLE_STATUS = frozenset({0, 408, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
 
@@ -64,24 +63,12 @@ class KubernetesSettings:
     attempts: int = 3
 
 
-def api_reason(exc: ApiException) -> str:
-    """The API server's own message (its Status body), else the HTTP reason."""
-    try:
-        body = json.loads(exc.body or "")
-    except (TypeError, ValueError):
-        body = None
-    if isinstance(body, dict) and body.get("message"):
-        return str(body["message"])
-    return str(exc.reason or "no reason")
-
-
 def translate(exc: Exception, what: str) -> ExecutorError:
     """An API or transport error as an :class:`ExecutorError`, classed retriable or fatal."""
     if isinstance(exc, ApiException):
         status = int(exc.status or 0)
-        retriable = status in _RETRIABLE_STATUS or status >= 500
         return ExecutorError(
-            f"kubernetes API: {what}: {status} {api_reason(exc)}", retriable=retriable
+            f"kubernetes API: {what}: {status} {api_reason(exc)}", retriable=is_retriable(exc)
         )
     return ExecutorError(f"kubernetes API: {what}: {exc}", retriable=True)
 

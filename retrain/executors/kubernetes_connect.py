@@ -9,9 +9,9 @@ from typing import Any, Protocol
 import urllib3
 import yaml
 from kubernetes import client
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 
+from retrain import kubeclient
 from retrain.errors import ExecutorError
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, translate
 
@@ -46,22 +46,9 @@ def connect(
 ) -> KubernetesExecutor:
     """The executor for the configured cluster: in-cluster config or a kubeconfig, and the
     Job template from a file or a ConfigMap key (read once, at start-up)."""
-    configuration = client.Configuration()
-    try:
-        if cfg.in_cluster:
-            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-        else:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=cfg.kubeconfig,
-                context=cfg.context,
-                client_configuration=configuration,
-            )
-    except (k8s_config.ConfigException, OSError) as exc:
-        key = "in_cluster" if cfg.in_cluster else "kubeconfig"
-        raise ExecutorError(f"retrain.kubernetes.{key}: {exc}", retriable=False) from exc
-    api_client = client.ApiClient(configuration)
+    api_client = kubeclient.api_client(
+        cfg, "retrain.kubernetes", lambda message: ExecutorError(message, retriable=False)
+    )
     settings = KubernetesSettings(
         namespace=cfg.namespace,
         template=_template(cfg, api_client),

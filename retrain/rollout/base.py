@@ -23,6 +23,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from retrain.errors import RouterError
+
 
 @dataclass(frozen=True, slots=True)
 class Target:
@@ -77,3 +79,18 @@ class Router(Protocol):
         """Send all traffic back to ``stable`` and retire the canary; done once the
         backend serves only ``stable``."""
         ...
+
+
+def check_percent(canary_percent: object) -> int:
+    """``canary_percent`` if it is a whole percent from 0 to 100; anything else is a
+    fatal :class:`retrain.errors.RouterError` (a caller's bug, never worth a retry)."""
+    if (
+        isinstance(canary_percent, bool)
+        or not isinstance(canary_percent, int)
+        or not 0 <= canary_percent <= 100
+    ):
+        raise RouterError(
+            f"canary_percent: expected an integer from 0 to 100, got {canary_percent!r}",
+            retriable=False,
+        )
+    return canary_percent

@@ -1,7 +1,9 @@
 """A Kubernetes API emulator over real HTTP: the subset the service calls.
 
-Namespaced Jobs (``batch/v1``), Pods and their logs, ConfigMaps (``v1``) and
-Leases (``coordination.k8s.io/v1``): create, get, list, patch (merge), update
+Namespaced Jobs (``batch/v1``), Pods and their logs, ConfigMaps (``v1``),
+Leases (``coordination.k8s.io/v1``) and Deployments (``apps/v1``, with the
+controller of :mod:`tests.harness.k8s.deployments`): create, get, list, patch
+(JSON merge, or strategic merge when the client sends that), update
 (PUT, refused with 409 Conflict when its ``resourceVersion`` is not the stored
 one), delete, watch with ``resourceVersion``, bookmarks and 410 Gone for
 compacted history; 404, 409, 422 and 403 (per-verb RBAC from a Role given to
@@ -13,6 +15,7 @@ Role. More resources are one entry in ``RESOURCES`` (and a validator if needed).
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import re
 import threading
@@ -23,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.harness.k8s import deployments
 from tests.harness.k8s.store import Conflict, NotFound, Obj, Stale, Store, matches
 
 # plural -> (apiGroup, version, kind)
@@ -31,6 +35,7 @@ RESOURCES: dict[str, tuple[str, str, str]] = {
     "pods": ("", "v1", "Pod"),
     "configmaps": ("", "v1", "ConfigMap"),
     "leases": ("coordination.k8s.io", "v1", "Lease"),
+    "deployments": ("apps", "v1", "Deployment"),
 }
 _PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z0-9.]+)/v1)/namespaces/(?P<ns>[a-z0-9-]+)"
@@ -91,7 +96,17 @@ def validate_job(job: Obj) -> None:
         raise ApiError(422, "Invalid", f"{field}: Unsupported value: {value!r}", field)
 
 
-VALIDATORS: dict[str, Callable[[Obj], None]] = {"jobs": validate_job}
+def validate_deployment(deployment: Obj) -> None:
+    try:
+        deployments.validate(deployment)
+    except deployments.Invalid as exc:
+        raise ApiError(422, "Invalid", str(exc), exc.field) from None
+
+
+VALIDATORS: dict[str, Callable[[Obj], None]] = {
+    "jobs": validate_job,
+    "deployments": validate_deployment,
+}
 
 
 class Emulator:
@@ -99,6 +114,7 @@ class Emulator:
 
     def __init__(self, role: Mapping[str, Any] | None = None, bookmark_every: float = 0.2) -> None:
         self.store = Store()
+        self.deployments = deployments.Deployments(self.store)  # availability: hold/release
         self.role = role
         self.bookmark_every = bookmark_every
         self.calls: set[tuple[str, str, str]] = set()
@@ -157,7 +173,9 @@ class Emulator:
             for r in self.role.get("rules", [])
         )
 
-    def handle(self, method: str, raw_path: str, body: Obj | None) -> tuple[int, Any]:
+    def handle(
+        self, method: str, raw_path: str, body: Obj | None, content_type: str | None = None
+    ) -> tuple[int, Any]:
         """Answer one request: (status, JSON body), or (200, watch generator)."""
         url = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
@@ -173,7 +191,7 @@ class Emulator:
         fault = self._fault(verb, resource)
         if fault is not None and fault.after:
             with contextlib.suppress(ApiError):
-                self._dispatch(verb, res, ns, name, sub, query, body or {})
+                self._dispatch(verb, res, ns, name, sub, query, body or {}, content_type)
         if fault is not None:
             self._record(verb, resource, name, fault.status)
             if fault.status == 0:
@@ -189,7 +207,8 @@ class Emulator:
                     f'{what} is forbidden: User cannot {verb} resource "{res}" in API group '
                     f'"{group}" in the namespace "{ns}"',
                 )
-            status, out = self._dispatch(verb, res, ns, name, sub, query, body or {})
+            status, out = self._dispatch(verb, res, ns, name, sub, query, body or {},
+                                         content_type)  # fmt: skip
         except ApiError as exc:
             status, out = exc.code, exc.status()
         self._record(verb, resource, name, status)
@@ -201,15 +220,21 @@ class Emulator:
 
     def _dispatch(
         self, verb: str, res: str, ns: str, name: str | None, sub: str | None,
-        query: dict[str, str], body: Obj,
+        query: dict[str, str], body: Obj, content_type: str | None = None,
     ) -> tuple[int, Any]:  # fmt: skip
         group, version, kind = RESOURCES[res]
         api_version = f"{group}/{version}" if group else version
         try:
             if verb == "create":
-                VALIDATORS.get(res, lambda _: None)(body)
+                validator = VALIDATORS.get(res)
+                if validator is not None:
+                    validator(body)
                 body.update(apiVersion=api_version, kind=kind)
+                if res == "deployments":
+                    deployments.created(body)
                 return 201, self.store.create(res, ns, body)
+            if res == "deployments" and verb in ("get", "list"):
+                self.deployments.settle(ns, name)  # the controller acted since the last read
             if verb == "list":
                 items, rv = self.store.list(res, ns, query.get("labelSelector"))
                 meta = {"resourceVersion": str(rv)}
@@ -231,7 +256,7 @@ class Emulator:
             if verb == "get":
                 return 200, self.store.get(res, ns, name)
             if verb == "patch":
-                return 200, self.store.update(res, ns, name, lambda o: _merge(o, body))
+                return 200, self.store.update(res, ns, name, _patcher(res, body, content_type))
             if verb == "update":
                 body.update(apiVersion=api_version, kind=kind)
                 return 200, self.store.replace(res, ns, name, body)
@@ -315,6 +340,20 @@ def _merge(target: Obj, patch: Obj) -> None:
             target[key] = value
 
 
+def _patcher(res: str, patch: Obj, content_type: str | None) -> Callable[[Obj], None]:
+    """The change a PATCH makes: a strategic merge when the client sent one, else a JSON
+    merge; a Deployment's generation grows when its spec changed."""
+    merge = deployments.strategic_merge if content_type == deployments.STRATEGIC else _merge
+
+    def change(obj: Obj) -> None:
+        spec_before = copy.deepcopy(obj.get("spec"))
+        merge(obj, patch)
+        if res == "deployments":
+            deployments.bump_generation(obj, spec_before)
+
+    return change
+
+
 def _handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # chunked watch streams, kept-alive connections
@@ -326,7 +365,9 @@ def _handler(emulator: Emulator) -> type[BaseHTTPRequestHandler]:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             body = json.loads(raw) if raw else None
-            status, out = emulator.handle(self.command, self.path, body)
+            status, out = emulator.handle(
+                self.command, self.path, body, self.headers.get("Content-Type")
+            )
             if status == 0:
                 self.close_connection = True
                 return

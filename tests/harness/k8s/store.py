@@ -7,6 +7,7 @@ gets 410 Gone, as from an API server whose etcd compacted it.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import random
 import threading
@@ -173,11 +174,11 @@ class Store:
             self._record("DELETED", resource, namespace, obj)
             return copy.deepcopy(obj)
 
-    def namespaces(self, resource: str) -> list[str]:
+    def namespaces(self, resource: str) -> builtins.list[str]:
         with self.changed:
             return sorted({ns for r, ns, _ in self._objects if r == resource})
 
-    def events_after(self, rv: int, resource: str, namespace: str) -> list[Event]:
+    def events_after(self, rv: int, resource: str, namespace: str) -> builtins.list[Event]:
         """Events newer than ``rv``; the caller holds ``changed``."""
         return [
             e
