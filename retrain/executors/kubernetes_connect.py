@@ -46,18 +46,10 @@ def connect(
 ) -> KubernetesExecutor:
     """The executor for the configured cluster: in-cluster config or a kubeconfig, and the
     Job template from a file or a ConfigMap key (read once, at start-up)."""
-    configuration = client.Configuration()
     try:
-        if cfg.in_cluster:
-            k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
-                client_configuration=configuration
-            )
-        else:
-            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
-                config_file=cfg.kubeconfig,
-                context=cfg.context,
-                client_configuration=configuration,
-            )
+        configuration = client_configuration(
+            in_cluster=cfg.in_cluster, kubeconfig=cfg.kubeconfig, context=cfg.context
+        )
     except (k8s_config.ConfigException, OSError) as exc:
         key = "in_cluster" if cfg.in_cluster else "kubeconfig"
         raise ExecutorError(f"retrain.kubernetes.{key}: {exc}", retriable=False) from exc
@@ -71,6 +63,24 @@ def connect(
         request_timeout=cfg.request_timeout,
     )
     return KubernetesExecutor(api_client, settings, on_watch_error=on_watch_error)
+
+
+def client_configuration(
+    *, in_cluster: bool, kubeconfig: str | None, context: str | None
+) -> client.Configuration:
+    """The client configuration of a cluster: the Pod's service account in-cluster, else a
+    kubeconfig (None: the default one) and its context. Raises the loader's
+    ``ConfigException`` or ``OSError``, for the caller to name its own setting."""
+    configuration = client.Configuration()
+    if in_cluster:
+        k8s_config.load_incluster_config(  # type: ignore[no-untyped-call]
+            client_configuration=configuration
+        )
+    else:
+        k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+            config_file=kubeconfig, context=context, client_configuration=configuration
+        )
+    return configuration
 
 
 def _template(cfg: KubernetesConfig, api_client: client.ApiClient) -> Mapping[str, Any]:
