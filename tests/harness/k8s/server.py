@@ -10,6 +10,8 @@ compacted history; 404, 409, 422 and 403 (per-verb RBAC from a Role given to
 it); injected 5xx and hung requests. Every call is recorded as
 (apiGroup, resource, verb), which is what the RBAC test compares with the
 Role. More resources are one entry in ``RESOURCES`` (and a validator if needed).
+Custom objects (HTTPRoutes, VirtualServices, InferenceServices, any group and version)
+are served by :mod:`tests.harness.k8s.custom`, with the same faults, RBAC and records.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.harness.k8s import deployments
+from tests.harness.k8s import custom, deployments
+from tests.harness.k8s.custom import merge_patch
 from tests.harness.k8s.store import Conflict, NotFound, Obj, Stale, Store, matches
 
 # plural -> (apiGroup, version, kind)
@@ -179,11 +182,11 @@ class Emulator:
         """Answer one request: (status, JSON body), or (200, watch generator)."""
         url = urlsplit(raw_path)
         query = {k: v[-1] for k, v in parse_qs(url.query).items()}
-        m = _PATH.match(url.path)
-        if m is None or m["res"] not in RESOURCES:
+        route = _route(url.path)
+        if route is None:
             return 404, ApiError(404, "NotFound", f"no route {url.path}").status()
-        res, ns, name, sub = m["res"], m["ns"], m["name"], m["sub"]
-        group = RESOURCES[res][0]
+        api, res, ns, name, sub = route
+        group = api[0]
         verb = _verb(method, name, query)
         resource = f"{res}/{sub}" if sub else res
         with self._lock:
@@ -191,7 +194,7 @@ class Emulator:
         fault = self._fault(verb, resource)
         if fault is not None and fault.after:
             with contextlib.suppress(ApiError):
-                self._dispatch(verb, res, ns, name, sub, query, body or {}, content_type)
+                self._dispatch(api, verb, res, ns, name, sub, query, body or {}, content_type)
         if fault is not None:
             self._record(verb, resource, name, fault.status)
             if fault.status == 0:
@@ -207,7 +210,7 @@ class Emulator:
                     f'{what} is forbidden: User cannot {verb} resource "{res}" in API group '
                     f'"{group}" in the namespace "{ns}"',
                 )
-            status, out = self._dispatch(verb, res, ns, name, sub, query, body or {},
+            status, out = self._dispatch(api, verb, res, ns, name, sub, query, body or {},
                                          content_type)  # fmt: skip
         except ApiError as exc:
             status, out = exc.code, exc.status()
@@ -219,12 +222,18 @@ class Emulator:
             self.log.append((verb, resource, name or "", status))
 
     def _dispatch(
-        self, verb: str, res: str, ns: str, name: str | None, sub: str | None,
+        self, api: custom.Api, verb: str, res: str, ns: str, name: str | None, sub: str | None,
         query: dict[str, str], body: Obj, content_type: str | None = None,
     ) -> tuple[int, Any]:  # fmt: skip
-        group, version, kind = RESOURCES[res]
+        group, version, kind = api
         api_version = f"{group}/{version}" if group else version
         try:
+            if RESOURCES.get(res) != api:
+                if verb == "patch" and content_type == deployments.STRATEGIC:
+                    # As an API server answers: custom resources have no patch strategy.
+                    message = "strategic merge patch is not supported for custom resources"
+                    raise ApiError(415, "UnsupportedMediaType", message)
+                return custom.dispatch(self.store, api, verb, res, ns, name, sub, body)
             if verb == "create":
                 validator = VALIDATORS.get(res)
                 if validator is not None:
@@ -329,21 +338,18 @@ def _verb(method: str, name: str | None, query: Mapping[str, str]) -> str:
     return {"POST": "create", "PATCH": "patch", "PUT": "update", "DELETE": "delete"}[method]
 
 
-def _merge(target: Obj, patch: Obj) -> None:
-    """JSON merge patch (RFC 7386)."""
-    for key, value in patch.items():
-        if value is None:
-            target.pop(key, None)
-        elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
-        else:
-            target[key] = value
+def _route(path: str) -> custom.Route | None:
+    """(api, resource, namespace, name, subresource) of a path the emulator serves."""
+    m = _PATH.match(path)
+    if m is not None and RESOURCES.get(m["res"], ("?",))[0] == (m["group"] or ""):
+        return RESOURCES[m["res"]], m["res"], m["ns"], m["name"], m["sub"]
+    return custom.route(path)
 
 
 def _patcher(res: str, patch: Obj, content_type: str | None) -> Callable[[Obj], None]:
     """The change a PATCH makes: a strategic merge when the client sent one, else a JSON
     merge; a Deployment's generation grows when its spec changed."""
-    merge = deployments.strategic_merge if content_type == deployments.STRATEGIC else _merge
+    merge = deployments.strategic_merge if content_type == deployments.STRATEGIC else merge_patch
 
     def change(obj: Obj) -> None:
         spec_before = copy.deepcopy(obj.get("spec"))

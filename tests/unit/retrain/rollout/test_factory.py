@@ -10,6 +10,9 @@ import pytest
 
 from retrain.errors import RouterError
 from retrain.rollout import ROUTERS, FakeRouter, FileRouter, ManualRouter, make_router
+from retrain.rollout.gateway_api import GatewayApiRouter, GatewayApiSettings
+from retrain.rollout.istio import Destination, IstioRouter, IstioSettings
+from retrain.rollout.kserve import KServeRouter, KServeSettings
 from retrain.rollout.replicas import ReplicasRouter
 from retrain.rollout.settings import FileSettings, ReplicasSettings
 from tests.harness.k8s.cluster import NAMESPACE, write_kubeconfig
@@ -19,6 +22,9 @@ from tests.harness.k8s.cluster import NAMESPACE, write_kubeconfig
 class Settings:
     file: FileSettings | None = None
     replicas: ReplicasSettings | None = None
+    gateway_api: GatewayApiSettings | None = None
+    istio: IstioSettings | None = None
+    kserve: KServeSettings | None = None
 
 
 def test_file_manual_none_and_fake(tmp_path: Path) -> None:
@@ -39,6 +45,22 @@ def test_replicas_connects_with_its_section(tmp_path: Path) -> None:
     assert isinstance(router, ReplicasRouter) and router.settings is section
 
 
+def test_the_object_routers_connect_with_their_sections(tmp_path: Path) -> None:
+    kubeconfig = str(write_kubeconfig(tmp_path / "kubeconfig", "http://127.0.0.1:1"))
+    gateway = GatewayApiSettings(NAMESPACE, "fraud", "stable", "canary", kubeconfig=kubeconfig)
+    destination = Destination("fraud.ml.svc.cluster.local")
+    istio = IstioSettings(NAMESPACE, "fraud", destination, destination, kubeconfig=kubeconfig)
+    kserve = KServeSettings(NAMESPACE, "fraud", kubeconfig=kubeconfig)
+    settings = Settings(gateway_api=gateway, istio=istio, kserve=kserve)
+    assert isinstance(make_router("gateway-api", settings, model="fraud"), GatewayApiRouter)
+    assert isinstance(make_router("istio", settings, model="fraud"), IstioRouter)
+    assert isinstance(make_router("kserve", settings, model="fraud"), KServeRouter)
+    broken = Settings(kserve=KServeSettings(NAMESPACE, "fraud", kubeconfig=str(tmp_path / "no")))
+    with pytest.raises(RouterError, match=r"^rollout\.kserve\.kubeconfig: ") as info:
+        make_router("kserve", broken, model="fraud")
+    assert not info.value.retriable
+
+
 def test_a_bad_kubeconfig_names_the_key(tmp_path: Path) -> None:
     section = ReplicasSettings(NAMESPACE, "a", "b", kubeconfig=str(tmp_path / "missing"))
     with pytest.raises(RouterError, match=r"^rollout\.replicas\.kubeconfig: ") as info:
@@ -46,11 +68,15 @@ def test_a_bad_kubeconfig_names_the_key(tmp_path: Path) -> None:
     assert not info.value.retriable
 
 
-@pytest.mark.parametrize("name", ["file", "replicas"])
-def test_a_missing_section_names_the_key(name: str) -> None:
+@pytest.mark.parametrize(
+    ("name", "section"),
+    [("file", "file"), ("replicas", "replicas"), ("gateway-api", "gateway_api"),
+     ("istio", "istio"), ("kserve", "kserve")],
+)  # fmt: skip
+def test_a_missing_section_names_the_key(name: str, section: str) -> None:
     with pytest.raises(RouterError) as info:
         make_router(name, Settings(), model="fraud")
-    assert str(info.value) == f"rollout.{name}: required when rollout.router is {name}"
+    assert str(info.value) == f"rollout.{section}: required when rollout.router is {name}"
     assert not info.value.retriable
 
 
