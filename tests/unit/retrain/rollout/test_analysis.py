@@ -37,9 +37,11 @@ def stored(sql: sessionmaker[Session], *parts: Events) -> Events:
     return total
 
 
-def run(sql: sessionmaker[Session], span: Span = SPAN, **settings: float) -> dict[str, Check]:
+def run(
+    sql: sessionmaker[Session], span: Span = SPAN, settings: AnalysisSettings = SETTINGS
+) -> dict[str, Check]:
     with sql() as session:
-        checks = analyse(session, span, replace(SETTINGS, **settings))
+        checks = analyse(session, span, settings)
     assert len({c.name for c in checks}) == len(checks) == 3
     return {c.name: c for c in checks}
 
@@ -48,8 +50,8 @@ def outcomes(checks: dict[str, Check]) -> dict[str, Outcome]:
     return {name: c.outcome for name, c in checks.items()}
 
 
-def healthy(seed: int = 1, n: int = 8000, canary: Version = HEALTHY, **kw: object) -> Events:
-    return stream(np.random.default_rng(seed), (STABLE, canary), n, 0, 600, **kw)  # type: ignore[arg-type]
+def healthy(seed: int = 1, n: int = 8000, canary: Version = HEALTHY) -> Events:
+    return stream(np.random.default_rng(seed), (STABLE, canary), n, 0, 600)
 
 
 def test_a_healthy_canary_passes_every_check(db_url: str) -> None:
@@ -227,7 +229,8 @@ def test_regression_compares_mean_absolute_errors(
     canary = replace(HEALTHY, error_scale=scale)
     price = stream(rng, (STABLE, canary), 8000, 0, 600, model="price")
     stored(sql, price)
-    checks = run(sql, replace(SPAN, model="price", task="regression"), margin=0.2)
+    span = replace(SPAN, model="price", task="regression")
+    checks = run(sql, span, replace(SETTINGS, margin=0.2))
     mae = checks["mae_noninferiority"]
     assert mae.outcome is expected
     assert (mae.n_canary, mae.n_stable) == (price.counts["v2"], price.counts["v1"])
