@@ -7,6 +7,7 @@ job ends the run as ``failed`` with the reason, and nothing else changes.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import uuid
@@ -70,14 +71,36 @@ def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
 
 
 def export(loop: Loop, due: Export) -> ExportFailure | None:
-    """Write the export, outside any transaction; None once the file is in place.
+    """Write the export, outside any transaction; None once the file is in place, or
+    while another process is writing it.
 
     The rename is what makes the export happen once: a crash before it leaves no
-    file, and the next tick exports again. Each attempt writes a partial file of
-    its own, so two exporters of one run (a leader handing over) never write into
-    the same file.
+    file, and the next tick exports again. Two drivers of one run (two replicas, a
+    ``driftwatch retrain --wait`` beside the service) would both find the file
+    missing while the first still writes it, so the writer holds an exclusive
+    ``flock`` on ``<dest>.lock`` for the export: the second one sees it held and
+    leaves the export to it. The kernel drops the lock of a process that dies, so a
+    writer killed mid-export never blocks the next attempt. Each attempt still
+    writes a partial file of its own.
     """
     due.dest.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = due.dest.with_name(f"{due.dest.name}.lock")
+    with open(lock_path, "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return None  # another process exports it; a later tick finds its file
+        if due.dest.exists():  # written by the holder before us
+            return None
+        failure = _export_locked(loop, due)
+        if failure is None:
+            # Safe to remove while held: whoever locks it (or a new one) next finds the
+            # file in place. After a failure it stays, or two could lock two inodes.
+            lock_path.unlink(missing_ok=True)
+        return failure
+
+
+def _export_locked(loop: Loop, due: Export) -> ExportFailure | None:
     partial = due.dest.with_name(f"{due.dest.name}.{uuid.uuid4().hex}.partial")
     try:
         rows = loop.exporter(due.model, due.start, due.end, str(partial))
