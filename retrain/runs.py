@@ -177,8 +177,6 @@ class RunDriver:
         )
         if phase in _ENDS_CANDIDATE:
             self._reject_candidate(session, run, now)
-        if phase is Phase.ACCEPTED and self.on_accepted is not None:
-            self.on_accepted(session, run, now)
         kind = _ALERTED.get(phase)
         if kind is not None:
             AlertOutbox(session).add(
@@ -190,6 +188,8 @@ class RunDriver:
                 run_id=run.id,
                 payload={"run_id": run.id, "phase": str(phase), "verdict": run.verdict},
             )
+        if phase is Phase.ACCEPTED and self.on_accepted is not None:
+            self.on_accepted(session, run, now)
         log.info("run %d of %s: %s (%s)", run.id, run.model, phase, note)
 
     @staticmethod
