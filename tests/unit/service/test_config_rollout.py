@@ -103,8 +103,7 @@ def test_cluster_sections_build_their_routers_settings(tmp_path: Path) -> None:
         ),
         (
             {"router": "gateway-api"},
-            "config: models.fraud.rollout.gateway_api: required when rollout.router is "
-            "gateway-api",
+            "config: models.fraud.rollout.gateway_api: required when rollout.router is gateway-api",
         ),
         (
             {"router": "kserve", "kserve": {"namespace": "ml"}},
@@ -130,8 +129,11 @@ def test_cluster_sections_build_their_routers_settings(tmp_path: Path) -> None:
             "config: models.fraud.rollout.steps.0.min_events: Input should be greater than or "
             "equal to 0",
         ),
-        ({"steps": []}, "config: models.fraud.rollout.steps: List should have at least 1 item "
-                        "after validation, not 0"),  # fmt: skip
+        (
+            {"steps": []},
+            "config: models.fraud.rollout.steps: List should have at least 1 item "
+            "after validation, not 0",
+        ),  # fmt: skip
         (
             {"max_failed_checks": 0},
             "config: models.fraud.rollout.max_failed_checks: Input should be greater than or "
@@ -139,11 +141,12 @@ def test_cluster_sections_build_their_routers_settings(tmp_path: Path) -> None:
         ),
         (
             {"step_deadline": "soon"},
-            "config: models.fraud.rollout.step_deadline: expected a duration such as 30s, "
-            "5m or 1h",
+            "config: models.fraud.rollout.step_deadline: expected a duration such as 30s, 5m or 1h",
         ),
-        ({"analysis": {"alpha": 2}}, "config: models.fraud.rollout.analysis.alpha: Input "
-                                     "should be less than 1"),  # fmt: skip
+        (
+            {"analysis": {"alpha": 2}},
+            "config: models.fraud.rollout.analysis.alpha: Input should be less than 1",
+        ),  # fmt: skip
         ({"canary": 5}, "config: models.fraud.rollout.canary: unknown key"),
     ],
 )

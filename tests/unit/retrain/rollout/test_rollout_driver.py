@@ -3,6 +3,7 @@ PostgreSQL: every path to a final phase, pauses, router failures, one active rol
 
 from __future__ import annotations
 
+import itertools
 from datetime import timedelta
 
 import pytest
@@ -58,7 +59,7 @@ def test_a_healthy_canary_walks_every_step_and_is_promoted(rig: Rig) -> None:
     # Every step was analysed on its own span, from its start to the judging tick.
     assert [s.canary_percent for s in rig.analysis.spans] == [5, 25, 50, 100]
     spans = rig.analysis.spans
-    assert all(a.end == b.start for a, b in zip(spans, spans[1:], strict=False))
+    assert all(a.end == b.start for a, b in itertools.pairwise(spans))
     assert {s.end - s.start for s in spans} == {timedelta(minutes=10)}
     assert {(s.stable, s.canary) for s in rig.analysis.spans} == {("v1", "run-1")}
     assert len(rig.analyses(rollout_id)) == 12

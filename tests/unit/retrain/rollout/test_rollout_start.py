@@ -16,8 +16,8 @@ from retrain.rollout.lifecycle import Fleet
 from retrain.rollout.settings import RolloutSettings
 from retrain.runs import RunDriver
 from tests.unit.retrain.rollout.rollout_support import ScriptedAnalysis
-from tests.unit.retrain.test_runs import TRAIN, VALIDATE, Rig
 from tests.unit.retrain.support import train_result, validate_result
+from tests.unit.retrain.test_runs import TRAIN, VALIDATE, Rig
 
 
 def accept(rig: Rig, rollouts: RolloutDriver) -> int:
