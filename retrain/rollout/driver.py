@@ -19,8 +19,9 @@ is enabled (:meth:`RolloutDriver.on_accepted`, given to the run driver), or by
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -29,6 +30,7 @@ from db.registry import RegistryRepository, Stage
 from db.rollouts import RolloutRepository, RolloutRow
 from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
+from drift.canary import Check
 from retrain.errors import RolloutRefused, RouterError
 from retrain.rollout.lifecycle import Fleet, Handler, Phase, Step
 from retrain.rollout.phases import HANDLERS, pause, resumed, roll_back, router_failed
@@ -45,6 +47,25 @@ _ALERTED = {
 Decide = Callable[[Session, RolloutRow], Step]
 
 
+class RolloutObserver(Protocol):
+    """What the driver reports, after its commits; :class:`service.metric_feeds.RolloutMetrics`
+    exports it. ``state`` after every tick, per configured model: the phase of its
+    active rollout (None: none) and the canary's weight; ``analysed`` the checks of
+    each analysis this driver stored."""
+
+    def state(self, model: str, phase: str | None, canary_percent: int) -> None: ...
+
+    def analysed(self, model: str, checks: Sequence[Check]) -> None: ...
+
+
+class NoRolloutObserver:
+    def state(self, model: str, phase: str | None, canary_percent: int) -> None:
+        pass
+
+    def analysed(self, model: str, checks: Sequence[Check]) -> None:
+        pass
+
+
 class RolloutDriver:
     """Starts rollouts and advances the active ones, one transition per rollout per tick."""
 
@@ -53,17 +74,29 @@ class RolloutDriver:
         sessions: sessionmaker[Session],
         fleet: Fleet,
         handlers: Mapping[Phase, Handler] | None = None,
+        observer: RolloutObserver | None = None,
     ) -> None:
         self.sessions = sessions
         self.fleet = fleet
         self.handlers = dict(handlers or HANDLERS)
+        self.observer: RolloutObserver = observer or NoRolloutObserver()
 
     def tick(self) -> dict[int, Phase]:
         """One step of every active rollout of a configured model; each one's phase after it."""
         with transaction(self.sessions) as session:
             active = RolloutRepository(session).active()
             ids = [r.id for r in active if r.model in self.fleet.models]
-        return {rollout_id: self.step(rollout_id) for rollout_id in ids}
+        phases = {rollout_id: self.step(rollout_id) for rollout_id in ids}
+        self._report()
+        return phases
+
+    def _report(self) -> None:
+        with transaction(self.sessions) as session:
+            active = RolloutRepository(session).active()
+            now = {r.model: (r.phase, r.canary_percent) for r in active}
+        for model in self.fleet.models:
+            phase, percent = now.get(model, (None, 0))
+            self.observer.state(model, phase, percent)
 
     def step(self, rollout_id: int) -> Phase:
         """One step of one rollout; its phase after the step."""
@@ -71,11 +104,19 @@ class RolloutDriver:
             phase, step = self._decide(
                 rollout_id, lambda s, r: self.handlers[Phase(r.phase)](self.fleet, s, r)
             )
+            if step is not None and step.checks:
+                self.observer.analysed(self._model(rollout_id), step.checks)
             if step is not None and step.act is not None:
                 step.act()
         except RouterError as exc:
             return self._router_failed(rollout_id, exc)
         return phase
+
+    def _model(self, rollout_id: int) -> str:
+        with transaction(self.sessions) as session:
+            rollout = RolloutRepository(session).get(rollout_id)
+            assert rollout is not None
+            return rollout.model
 
     def _router_failed(self, rollout_id: int, exc: RouterError) -> Phase:
         """Recorded on the rollout as it is now, in a transaction of its own."""

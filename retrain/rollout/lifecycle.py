@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from db.registry import ModelVersionRow, RegistryRepository
 from db.rollouts import RolloutRow
+from drift.canary import Check
 from retrain.rollout.base import Router, Target
 from retrain.rollout.settings import RolloutSettings
 from retrain.rollout.span import Analyse
@@ -52,12 +53,14 @@ Action = Callable[[], object]
 @dataclass
 class Step:
     """What a handler decided: the phase it moved the rollout to (None: stays; the same
-    phase again: a new step of it, with a history row), why, and the router call to
-    make once that is committed."""
+    phase again: a new step of it, with a history row), why, the router call to make
+    once that is committed, and the checks of the analysis it stored (reported after
+    the commit)."""
 
     phase: Phase | None = None
     note: str = ""
     act: Action | None = None
+    checks: Sequence[Check] = ()
 
 
 @dataclass(frozen=True)

@@ -91,7 +91,9 @@ def progressing(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
     if events < step.min_events:
         return _wait(fleet, rollout, f"{events} canary events of {step.min_events}", hold)
     RolloutRepository(session).add_analysis(rollout.id, rollout.step, (started, now), checks, now)
-    return _judge(fleet, session, rollout, checks, hold)
+    decided = _judge(fleet, session, rollout, checks, hold)
+    decided.checks = checks
+    return decided
 
 
 def _judge(

@@ -12,12 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from retrain.errors import RetrainError
 from retrain.rollout import Router, make_router
-from retrain.rollout.driver import RolloutDriver
+from retrain.rollout.driver import RolloutDriver, RolloutObserver
 from retrain.rollout.lifecycle import Fleet
 from retrain.rollout.settings import RolloutSettings
 from retrain.rollout.span import Analyse
 from service.config import Config
 from service.errors import ServiceError
+from service.metric_feeds import RolloutMetrics
+from service.metrics import Metrics
 from service.wiring.retraining import utc_now
 
 
@@ -51,6 +53,7 @@ def build_rollouts(
     analyse: Analyse | None = None,
     routers: Mapping[str, Router] | None = None,
     clock: Callable[[], datetime] = utc_now,
+    observer: RolloutObserver | None = None,
 ) -> RolloutDriver:
     """The rollout driver of every configured model (``start`` works on any of them;
     ``enabled`` decides whether an accepted run starts one by itself)."""
@@ -60,16 +63,19 @@ def build_rollouts(
         analyse if analyse is not None else analysis(),
         clock,
     )
-    return RolloutDriver(sessions, fleet)
+    return RolloutDriver(sessions, fleet, observer=observer)
 
 
-def rollouts_for(cfg: Config, sessions: sessionmaker[Session]) -> RolloutDriver | None:
+def rollouts_for(
+    cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None = None
+) -> RolloutDriver | None:
     """The rollout driver when a model's rollout is enabled, else None (no ``rollout``
     job runs); a router or an analysis that cannot be built stops the start-up."""
     if not any(m.rollout.enabled for m in cfg.models.values()):
         return None
     try:
-        return build_rollouts(cfg, sessions)
+        observer = RolloutMetrics(metrics) if metrics is not None else None
+        return build_rollouts(cfg, sessions, observer=observer)
     except RetrainError as exc:
         raise ServiceError(str(exc)) from exc
     except ModuleNotFoundError as exc:

@@ -73,7 +73,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     elector = make_elector(cfg)
     closers: list[Callable[[], object]] = []
     try:
-        rollouts = rollouts_for(cfg, sessions)
+        rollouts = rollouts_for(cfg, sessions, metrics)
         retraining = retraining_for(cfg, sessions, metrics, rollouts)
         jobs = scheduled_jobs(
             cfg,

@@ -18,7 +18,7 @@ from db.session import transaction
 from retrain.rollout.driver import RolloutDriver
 from retrain.rollout.file import FileRouter
 from service.config import Config
-from service.metric_feeds import ReportMetrics
+from service.metric_feeds import ReportMetrics, RolloutMetrics
 from service.metrics import Metrics
 from service.scheduler import Job
 from service.wiring.jobs import retraining_for, scheduled_jobs
@@ -29,7 +29,7 @@ from service.wiring.watches import build_tally, build_watches
 from tests.unit.retrain.rollout.rollout_support import ScriptedAnalysis
 from tests.unit.retrain.support import T0, Clock
 from tests.unit.service.test_config import BASE, load
-from tests.unit.service.test_scheduler import Rebinned
+from tests.unit.service.test_scheduler import Rebinned, sample
 
 
 def config(tmp_path: Path, db_url: str, **rollout: Any) -> Config:
@@ -58,7 +58,10 @@ def test_the_rollout_job_drives_an_accepted_runs_rollout_through_the_file_router
 ) -> None:
     cfg = config(tmp_path, db_url, enabled=True)
     clock = Clock()
-    rollouts = build_rollouts(cfg, sessions, analyse=ScriptedAnalysis(), clock=clock)
+    metrics = Metrics()
+    rollouts = build_rollouts(
+        cfg, sessions, analyse=ScriptedAnalysis(), clock=clock, observer=RolloutMetrics(metrics)
+    )
     assert isinstance(rollouts.fleet.routers["fraud"], FileRouter)
     assert rollouts.fleet.models["fraud"].task == "regression"  # numerical predictions
     retraining = retraining_for(cfg, sessions, Metrics(), rollouts)
@@ -78,6 +81,10 @@ def test_the_rollout_job_drives_an_accepted_runs_rollout_through_the_file_router
     split = tmp_path / "split.json"
     step.work()
     assert json.loads(split.read_text())["canary_percent"] == 20
+    r = metrics.registry
+    assert sample(r, "driftwatch_rollout_phase", model="fraud", phase="progressing") == 1
+    assert sample(r, "driftwatch_rollout_phase", model="fraud", phase="pending") == 0
+    assert sample(r, "driftwatch_rollout_canary_percent", model="fraud") == 20
     for _ in range(2):
         clock.advance(minutes=1)
         step.work()
@@ -88,6 +95,11 @@ def test_the_rollout_job_drives_an_accepted_runs_rollout_through_the_file_router
     assert stages(sessions) == {"v1": "production", candidate: "canary"}
     step.work()
     assert stages(sessions) == {"v1": "archived", candidate: "production"}
+    assert sample(r, "driftwatch_rollout_phase", model="fraud", phase="promoting") == 0
+    assert sample(r, "driftwatch_rollout_canary_percent", model="fraud") == 0
+    analyses = "driftwatch_rollout_analyses_total"
+    # Two steps judged, each on the scripted analysis' three passing checks.
+    assert sample(r, analyses, model="fraud", check="sample_ratio", outcome="pass") == 2
 
 
 def stages(sessions: sessionmaker[Session]) -> dict[str, str]:
