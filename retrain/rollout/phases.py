@@ -68,7 +68,8 @@ def pending(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
 
 def progressing(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
     settings = fleet.models[rollout.model]
-    step = settings.steps[rollout.step]
+    # A restart with fewer steps configured judges a rollout past them as at the last.
+    step = settings.steps[min(rollout.step, len(settings.steps) - 1)]
     now = fleet.clock()
     stable, canary = versions(session, rollout)
     router = fleet.routers[rollout.model]
@@ -115,7 +116,7 @@ def _judge(
             return roll_back(fleet, session, rollout, reason)
         hold.note = f"{rollout.failed_checks} failed check(s) of {settings.max_failed_checks}"
         return hold
-    last = rollout.step == len(settings.steps) - 1
+    last = rollout.step >= len(settings.steps) - 1
     waiting = [c for c in checks if c.outcome is Outcome.INCONCLUSIVE and _holds(c, last)]
     if waiting:
         return _wait(fleet, rollout, "; ".join(f"{c.name}: {c.reason}" for c in waiting), hold)

@@ -133,7 +133,7 @@ def test_cluster_sections_build_their_routers_settings(tmp_path: Path) -> None:
             {"steps": []},
             "config: models.fraud.rollout.steps: List should have at least 1 item "
             "after validation, not 0",
-        ),  # fmt: skip
+        ),
         (
             {"max_failed_checks": 0},
             "config: models.fraud.rollout.max_failed_checks: Input should be greater than or "
@@ -146,7 +146,7 @@ def test_cluster_sections_build_their_routers_settings(tmp_path: Path) -> None:
         (
             {"analysis": {"alpha": 2}},
             "config: models.fraud.rollout.analysis.alpha: Input should be less than 1",
-        ),  # fmt: skip
+        ),
         ({"canary": 5}, "config: models.fraud.rollout.canary: unknown key"),
     ],
 )
