@@ -11,10 +11,12 @@ How a step is judged, once it ran ``min_duration`` and its span holds
 - any other failed check adds to ``failed_checks``; ``max_failed_checks`` of them
   roll back;
 - an inconclusive check holds the step, unless it cannot apply: a check with no
-  events of one version (no latencies stamped, no stable traffic at 100%) is left
-  out. Labelled performance is different: labels lag the stream, so before the
-  last step an inconclusive performance check does not hold, and at the last step
-  it must pass, whatever its sample sizes, before promotion;
+  events of one version (no stable traffic at 100%) is left out. Labelled
+  performance is different: labels lag the stream, so an inconclusive
+  performance check holds only the *deciding* step, the last one on which stable
+  still serves (weight below 100): there it must pass, whatever its sample sizes,
+  before the rollout goes on. A step at 100% compares nothing; it soaks for its
+  ``min_duration`` and ``min_events`` under the sample-ratio check;
 - a step still held ``step_deadline`` past its ``min_duration`` pauses.
 
 Router calls made inside a handler (promote, rollback: they report whether the end
@@ -34,6 +36,7 @@ from drift.canary import Check, Outcome
 from retrain.errors import RouterError
 from retrain.rollout.base import Router, Target
 from retrain.rollout.lifecycle import Fleet, Handler, Phase, Step, target, versions
+from retrain.rollout.settings import RolloutStep
 from retrain.rollout.span import Span
 
 SAMPLE_RATIO = "sample_ratio"
@@ -116,11 +119,11 @@ def _judge(
             return roll_back(fleet, session, rollout, reason)
         hold.note = f"{rollout.failed_checks} failed check(s) of {settings.max_failed_checks}"
         return hold
-    last = rollout.step >= len(settings.steps) - 1
-    waiting = [c for c in checks if c.outcome is Outcome.INCONCLUSIVE and _holds(c, last)]
+    deciding = rollout.step == _deciding(settings.steps)
+    waiting = [c for c in checks if c.outcome is Outcome.INCONCLUSIVE and _holds(c, deciding)]
     if waiting:
         return _wait(fleet, rollout, "; ".join(f"{c.name}: {c.reason}" for c in waiting), hold)
-    if not last:
+    if rollout.step < len(settings.steps) - 1:
         return begin_step(fleet, session, rollout, rollout.step + 1)
     _, canary = versions(session, rollout)
     router, candidate = fleet.routers[rollout.model], target(canary)
@@ -132,10 +135,15 @@ def _judge(
     )
 
 
-def _holds(check: Check, last: bool) -> bool:
+def _deciding(steps: Sequence[RolloutStep]) -> int:
+    """The index of the last step on which stable still serves (-1: none)."""
+    return max((i for i, s in enumerate(steps) if s.weight < 100), default=-1)
+
+
+def _holds(check: Check, deciding: bool) -> bool:
     """Whether an inconclusive check holds the step (module docstring)."""
     if check.name in PERFORMANCE_CHECKS:
-        return last
+        return deciding
     return check.n_canary > 0 and check.n_stable > 0
 
 

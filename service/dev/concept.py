@@ -284,6 +284,7 @@ class ConceptStream:
         self.champion = champion
         self.scenario = scenario
         self._block = -1
+        self._frames: dict[Era, pd.DataFrame] = {}
         self._rows: dict[Era, list[dict[str, Any]]] = {}
         self._scores: dict[Era, list[float]] = {}
         self._labels: dict[Era, list[int]] = {}
@@ -291,12 +292,22 @@ class ConceptStream:
     def _load(self, block: int) -> None:
         for era in Era:
             frame = draw(_BLOCK, era, self.plan.seed, block, self.scenario)
+            self._frames[era] = frame
             records = frame[list(FEATURES)].to_dict("records")
             # JSON has null where pandas has NaN (a missing numerical) or None.
             self._rows[era] = [{str(k): _json_value(v) for k, v in r.items()} for r in records]
-            self._scores[era] = scores(self.champion, frame).tolist()
             self._labels[era] = frame["label"].tolist()
+        self._scores.clear()
         self._block = block
+
+    def _serve(self, era: Era, row: int, event_id: str) -> tuple[str, float]:
+        """The version that scores the event and its probability of class "1": here the
+        champion under the plan's version (a serving layer overrides this). Scored a
+        block at a time, only for the eras the stream reaches."""
+        block = self._scores.get(era)
+        if block is None:
+            block = self._scores[era] = scores(self.champion, self._frames[era]).tolist()
+        return self.plan.model_version, block[row]
 
     def event(self, index: int, event_time: float) -> SyntheticEvent:
         plan = self.plan
@@ -305,13 +316,13 @@ class ConceptStream:
             self._load(block)
         drifted = plan.drift_at is not None and event_time >= plan.start + plan.drift_at
         era = Era.POST if drifted else Era.PRE
-        prob = self._scores[era][row]
         event_id = f"{self.scenario.event_prefix}{plan.seed:03x}-{index:012d}"
+        version, prob = self._serve(era, row, event_id)
         stamp = datetime.fromtimestamp(event_time, UTC).isoformat().replace("+00:00", "Z")
         pred = {
             "event_id": event_id,
             "model": plan.model.name,
-            "model_version": plan.model_version,
+            "model_version": version,
             "timestamp": stamp,
             "features": self._rows[era][row],
             "prediction": _prediction(plan.model.prediction.kind, prob),

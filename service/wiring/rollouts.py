@@ -4,7 +4,6 @@ driver starts rollouts through."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable, Mapping
 from datetime import datetime
 
@@ -24,12 +23,9 @@ from service.wiring.retraining import utc_now
 
 
 def analysis() -> Analyse:
-    """The canary analysis rollouts run: :func:`retrain.rollout.analysis.analyse`.
+    """The canary analysis rollouts run, on the live stream's per-version aggregates."""
+    from retrain.rollout.analysis import analyse
 
-    Imported by name: the analysis reads the stream's per-version aggregates and is
-    built beside the state machine; a build without it cannot roll out, and says so
-    at start-up (:func:`rollouts_for`)."""
-    analyse: Analyse = importlib.import_module("retrain.rollout.analysis").analyse
     return analyse
 
 
@@ -70,7 +66,7 @@ def rollouts_for(
     cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None = None
 ) -> RolloutDriver | None:
     """The rollout driver when a model's rollout is enabled, else None (no ``rollout``
-    job runs); a router or an analysis that cannot be built stops the start-up."""
+    job runs); a router that cannot be built stops the start-up."""
     if not any(m.rollout.enabled for m in cfg.models.values()):
         return None
     try:
@@ -78,7 +74,3 @@ def rollouts_for(
         return build_rollouts(cfg, sessions, observer=observer)
     except RetrainError as exc:
         raise ServiceError(str(exc)) from exc
-    except ModuleNotFoundError as exc:
-        raise ServiceError(
-            f"config: models.*.rollout.enabled: this build has no canary analysis ({exc})"
-        ) from exc

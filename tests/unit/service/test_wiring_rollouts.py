@@ -146,3 +146,12 @@ def service_jobs(
         retraining=build_retraining(cfg, sessions),
         rollouts=rollouts,
     )
+
+
+def test_the_service_rolls_out_on_the_stream_analysis(
+    tmp_path: Path, db_url: str, sessions: sessionmaker[Session]
+) -> None:
+    from retrain.rollout.analysis import analyse
+
+    driver = rollouts_for(config(tmp_path, db_url, enabled=True), sessions, Metrics())
+    assert driver is not None and driver.fleet.analyse is analyse
