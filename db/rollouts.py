@@ -26,6 +26,7 @@ from sqlalchemy import (
     Text,
     select,
     text,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
@@ -67,6 +68,9 @@ class RolloutRow(Base):
     step: Mapped[int] = mapped_column(Integer)
     canary_percent: Mapped[int] = mapped_column(Integer)
     step_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # When the router applied the step's split (None: not yet): its analysis span
+    # starts there, so events served at the step before never count for this one.
+    applied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     phase_deadline: Mapped[datetime | None] = mapped_column(UTCDateTime)
     paused_from: Mapped[str | None] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -205,6 +209,17 @@ class RolloutRepository(Repository[RolloutRow]):
             )
         )
         self.session.flush()
+
+    def record_applied(self, rollout_id: int, step: int, now: datetime) -> None:
+        """Note that step ``step``'s split was applied; the first record stands, and a
+        rollout that has moved on meanwhile is left as it is."""
+        r = RolloutRow
+        self.session.execute(
+            update(r)
+            .where(r.id == rollout_id, r.phase == "progressing", r.step == step)
+            .where(r.applied_at.is_(None))
+            .values(applied_at=now)
+        )
 
     def history(self, rollout_id: int) -> list[RolloutPhaseRow]:
         p = RolloutPhaseRow

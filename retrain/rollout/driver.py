@@ -104,13 +104,11 @@ class RolloutDriver:
             phase, step = self._decide(
                 rollout_id, lambda s, r: self.handlers[Phase(r.phase)](self.fleet, s, r)
             )
-            if step is not None and step.checks:
-                self.observer.analysed(self._model(rollout_id), step.checks)
-            if step is not None and step.act is not None:
-                step.act()
         except RouterError as exc:
             return self._router_failed(rollout_id, exc)
-        return phase
+        if step is not None and step.checks:
+            self.observer.analysed(self._model(rollout_id), step.checks)
+        return self._act(rollout_id, step, phase)
 
     def _model(self, rollout_id: int) -> str:
         with transaction(self.sessions) as session:
@@ -230,8 +228,7 @@ class RolloutDriver:
         )
         if step is None:
             raise RolloutRefused(f"rollout {rollout_id} is {phase}, not paused")
-        self._act(rollout_id, step)
-        return phase
+        return self._act(rollout_id, step, phase)
 
     def abort(self, rollout_id: int, reason: str) -> Phase:
         """Roll an active rollout back (its canary is rejected once the router confirms)."""
@@ -241,8 +238,7 @@ class RolloutDriver:
         )
         if step is None:
             raise RolloutRefused(f"rollout {rollout_id} is {phase}: nothing to abort")
-        self._act(rollout_id, step)
-        return phase
+        return self._act(rollout_id, step, phase)
 
     def pause(self, rollout_id: int, reason: str) -> Phase:
         """Pause an active rollout where it is, by hand."""
@@ -252,10 +248,18 @@ class RolloutDriver:
             raise RolloutRefused(f"rollout {rollout_id} is {phase}: nothing to pause")
         return phase
 
-    def _act(self, rollout_id: int, step: Step) -> None:
-        if step.act is None:
-            return
+    def _act(self, rollout_id: int, step: Step | None, phase: Phase) -> Phase:
+        """Make the step's router call; a split it states is recorded as applied in a
+        transaction of its own (the start of the step's span)."""
+        if step is None or step.act is None:
+            return phase
         try:
             step.act()
         except RouterError as exc:
-            self._router_failed(rollout_id, exc)
+            return self._router_failed(rollout_id, exc)
+        if step.applies is not None:
+            with transaction(self.sessions) as session:
+                RolloutRepository(session).record_applied(
+                    rollout_id, step.applies, self.fleet.clock()
+                )
+        return phase

@@ -54,13 +54,15 @@ Action = Callable[[], object]
 class Step:
     """What a handler decided: the phase it moved the rollout to (None: stays; the same
     phase again: a new step of it, with a history row), why, the router call to make
-    once that is committed, and the checks of the analysis it stored (reported after
-    the commit)."""
+    once that is committed (``applies``: the index of the step whose split it states,
+    recorded as applied once it returns), and the checks of the analysis it stored
+    (reported after the commit)."""
 
     phase: Phase | None = None
     note: str = ""
     act: Action | None = None
     checks: Sequence[Check] = ()
+    applies: int | None = None
 
 
 @dataclass(frozen=True)

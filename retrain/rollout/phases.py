@@ -19,6 +19,11 @@ How a step is judged, once it ran ``min_duration`` and its span holds
   ``min_duration`` and ``min_events`` under the sample-ratio check;
 - a step still held ``step_deadline`` past its ``min_duration`` pauses.
 
+A step's span starts when the router applied its split (``applied_at``, recorded
+after the call returns, as a run records a job's launch): a crash between a step's
+commit and its call, or a router that keeps failing, never lets events served at
+the previous weight count for this one; the step waits, and pauses at its deadline.
+
 Router calls made inside a handler (promote, rollback: they report whether the end
 state is reached) raise :class:`retrain.errors.RouterError` out of the handler; the
 driver records it in a transaction of its own, as it does for an action's.
@@ -43,10 +48,12 @@ SAMPLE_RATIO = "sample_ratio"
 PERFORMANCE_CHECKS = frozenset({"accuracy_noninferiority", "mae_noninferiority"})
 
 
-def _weights(router: Router, stable: Target, canary: Target, percent: int) -> Step:
+def _weights(rollout: RolloutRow, router: Router, stable: Target, canary: Target) -> Step:
     """A hold that states the step's split again: a crash between a step's commit and its
     router call is repaired on the next tick."""
-    return Step(act=lambda: router.set_weights(stable, canary, percent))
+    percent = rollout.canary_percent
+    act = lambda: router.set_weights(stable, canary, percent)  # noqa: E731
+    return Step(act=act, applies=rollout.step)
 
 
 def begin_step(fleet: Fleet, session: Session, rollout: RolloutRow, index: int) -> Step:
@@ -57,12 +64,14 @@ def begin_step(fleet: Fleet, session: Session, rollout: RolloutRow, index: int) 
     rollout.step = index
     rollout.canary_percent = step.weight
     rollout.step_started_at = now
+    rollout.applied_at = None
     rollout.phase_deadline = now + step.min_duration + settings.step_deadline
     rollout.paused_from = None
     stable, canary = versions(session, rollout)
-    hold = _weights(fleet.routers[rollout.model], target(stable), target(canary), step.weight)
-    note = f"step {index + 1} of {len(settings.steps)}: {canary.version} at {step.weight}%"
-    return Step(Phase.PROGRESSING, note, hold.act)
+    hold = _weights(rollout, fleet.routers[rollout.model], target(stable), target(canary))
+    hold.phase = Phase.PROGRESSING
+    hold.note = f"step {index + 1} of {len(settings.steps)}: {canary.version} at {step.weight}%"
+    return hold
 
 
 def pending(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
@@ -76,9 +85,10 @@ def progressing(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
     now = fleet.clock()
     stable, canary = versions(session, rollout)
     router = fleet.routers[rollout.model]
-    hold = _weights(router, target(stable), target(canary), rollout.canary_percent)
-    started = rollout.step_started_at
-    assert started is not None  # set by begin_step with the phase
+    hold = _weights(rollout, router, target(stable), target(canary))
+    started = rollout.applied_at
+    if started is None:
+        return _wait(fleet, rollout, "waiting for the router to apply the split", hold)
     if now < started + step.min_duration:
         return hold
     span = Span(

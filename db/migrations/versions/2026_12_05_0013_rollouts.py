@@ -43,6 +43,7 @@ def upgrade() -> None:
         sa.Column("step", sa.Integer(), nullable=False),
         sa.Column("canary_percent", sa.Integer(), nullable=False),
         sa.Column("step_started_at", UTCDateTime(), nullable=True),
+        sa.Column("applied_at", UTCDateTime(), nullable=True),
         sa.Column("phase_deadline", UTCDateTime(), nullable=True),
         sa.Column("paused_from", sa.String(16), nullable=True),
         sa.Column("reason", sa.Text(), nullable=True),

@@ -239,3 +239,29 @@ def test_no_rollout_without_a_production_version(rig: Rig) -> None:
         registry.set_stage(v1, Stage.ARCHIVED, rig.clock())
     with pytest.raises(RolloutRefused, match="no production version"):
         rig.driver().start("fraud", rig.run_id)
+
+
+def test_a_step_is_judged_from_when_its_split_was_applied(rig: Rig) -> None:
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    router(rig).fail_next(retriable=True)
+    driver.tick()  # step 1 committed; its split not applied
+    rig.clock.advance(minutes=30)
+    driver.tick()
+    assert rig.analysis.spans == []  # nothing served at 5% yet: nothing to judge
+    applied = rig.clock.now
+    rig.clock.advance(minutes=10)
+    driver.tick()
+    assert [(s.start, s.end) for s in rig.analysis.spans] == [(applied, rig.clock.now)]
+
+
+def test_a_split_never_applied_pauses_at_the_steps_deadline(rig: Rig) -> None:
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    for _ in range(8):
+        router(rig).fail_next(retriable=True)
+        rig.walk(driver, rollout_id, 1)
+    state = rig.rollout(rollout_id)
+    assert state["phase"] == "paused"
+    assert "waiting for the router to apply the split" in state["reason"]
+    assert rig.analysis.spans == []
