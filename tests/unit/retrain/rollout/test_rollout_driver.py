@@ -243,7 +243,7 @@ def test_no_rollout_without_a_production_version(rig: Rig) -> None:
 
 def test_a_step_is_judged_from_when_its_split_was_applied(rig: Rig) -> None:
     driver = rig.driver()
-    rollout_id = driver.start("fraud", rig.run_id)
+    driver.start("fraud", rig.run_id)
     router(rig).fail_next(retriable=True)
     driver.tick()  # step 1 committed; its split not applied
     rig.clock.advance(minutes=30)
