@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-from db import idempotency, models, outbox, registry, runs, triggers, ui_sessions
+from db import idempotency, models, outbox, registry, rollouts, runs, triggers, ui_sessions
 from db.base import Base
 
-TABLE_MODULES = (models, runs, registry, triggers, outbox, idempotency, ui_sessions)
+TABLE_MODULES = (models, runs, registry, triggers, outbox, idempotency, ui_sessions, rollouts)
 
 metadata: MetaData = Base.metadata

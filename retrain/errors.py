@@ -10,7 +10,9 @@ RetrainError
 ├── ArtifactError      a model artifact is missing, tampered with or holds untrusted types
 ├── TrainerError       the reference trainer cannot work on its input (bad data, bad env)
 ├── RunRefused         a run cannot start: the model has no retrain settings
-└── MalformedResult    a job's result lacks a field the loop needs (a metric, the artifact)
+├── MalformedResult    a job's result lacks a field the loop needs (a metric, the artifact)
+├── RouterError        a router could not apply or read a traffic split (``retriable``)
+└── RolloutRefused     a rollout cannot start, resume or abort as asked
 """
 
 from __future__ import annotations
@@ -60,3 +62,8 @@ class RouterError(RetrainError):
     def __init__(self, message: str, *, retriable: bool) -> None:
         super().__init__(message)
         self.retriable = retriable
+
+
+class RolloutRefused(RetrainError):
+    """A rollout cannot be started, resumed or aborted as asked (no production version,
+    a candidate not awaiting one, an active rollout of the model already)."""

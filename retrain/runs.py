@@ -21,7 +21,8 @@ the crash is adopted, a finished one is read again, one ``missing`` with no
 launch recorded was never launched and is launched now, and one ``missing``
 although its launch was recorded is lost (deleted before its result was read)
 and fails the run rather than train twice. The rollout issue continues from
-``accepted``.
+``accepted``: an ``on_accepted`` hook (the rollout driver's) acts in the transaction
+that accepts a run, so a rollout starts with its verdict or not at all.
 """
 
 from __future__ import annotations
@@ -56,6 +57,8 @@ _ALERTED = {
 _ENDS_CANDIDATE = frozenset({Phase.FAILED, Phase.CANCELLED})
 
 Decide = Callable[[Session, RetrainRunRow], Step]
+# Called in the transaction that accepts a run, with the run and the time.
+OnAccepted = Callable[[Session, RetrainRunRow, datetime], None]
 
 
 class RunObserver(Protocol):
@@ -88,11 +91,13 @@ class RunDriver:
         loop: Loop,
         handlers: Mapping[Phase, Handler] | None = None,
         observer: RunObserver | None = None,
+        on_accepted: OnAccepted | None = None,
     ) -> None:
         self.sessions = sessions
         self.loop = loop
         self.handlers = dict(handlers or HANDLERS)
         self.observer: RunObserver = observer or NoRunObserver()
+        self.on_accepted = on_accepted
 
     def tick(self) -> dict[int, Phase]:
         """One step of every active run of a configured model; each run's phase after it."""
@@ -183,6 +188,8 @@ class RunDriver:
                 run_id=run.id,
                 payload={"run_id": run.id, "phase": str(phase), "verdict": run.verdict},
             )
+        if phase is Phase.ACCEPTED and self.on_accepted is not None:
+            self.on_accepted(session, run, now)
         log.info("run %d of %s: %s (%s)", run.id, run.model, phase, note)
 
     @staticmethod

@@ -4,12 +4,14 @@ the run driver's observer."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 
 from db.outbox import DeliveryStatus
 from db.performance_reports import PerformanceVerdict
 from db.reports import WindowVerdict
+from drift.canary import Check
 from drift.performance import PerformanceMetrics
+from retrain.rollout.lifecycle import Phase as RolloutPhase
 from service.metrics import UNKNOWN, Metrics
 from service.monitoring.deadletters import NoTally, Tally
 
@@ -127,6 +129,22 @@ class AlertMetrics:
             for status in DeliveryStatus:
                 n = counts.get((channel, str(status)), 0)
                 self.m.alert_outbox.labels(channel, str(status)).set(n)
+
+
+class RolloutMetrics:
+    """:class:`retrain.rollout.driver.RolloutObserver` on top of :class:`Metrics`."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def state(self, model: str, phase: str | None, canary_percent: int) -> None:
+        for each in RolloutPhase:
+            self.m.rollout_phase.labels(model, str(each)).set(1 if each == phase else 0)
+        self.m.rollout_canary_percent.labels(model).set(canary_percent)
+
+    def analysed(self, model: str, checks: Sequence[Check]) -> None:
+        for c in checks:
+            self.m.rollout_analyses.labels(model, c.name, str(c.outcome)).inc()
 
 
 class RetrainMetrics:

@@ -142,6 +142,15 @@ SERVICE: tuple[Spec, ...] = (
          "(accepted, rejected, failed, cancelled)", ("model", "trigger", "outcome")),
     Spec("retrain_active", Gauge, "driftwatch_retrain_active_runs",
          "Retraining runs not yet finished, as of the newest retraining tick", _MODEL),
+    # -- rollouts
+    Spec("rollout_phase", Gauge, "driftwatch_rollout_phase",
+         "1 for the phase of the model's active rollout, 0 for the others (all 0: none), "
+         "as of the newest rollout tick", ("model", "phase")),
+    Spec("rollout_canary_percent", Gauge, "driftwatch_rollout_canary_percent",
+         "The canary's share of traffic the active rollout's step asks for (0: none)", _MODEL),
+    Spec("rollout_analyses", Counter, "driftwatch_rollout_analyses_total",
+         "Checks of the rollout analyses this replica stored, by check and outcome "
+         "(pass, fail, inconclusive)", ("model", "check", "outcome")),
     # -- alerts
     Spec("alerts_sent", Counter, "driftwatch_alerts_sent_total",
          "Alert deliveries a channel accepted", ("channel",)),
@@ -235,6 +244,9 @@ class Metrics:
     performance_error: Gauge
     retrain_runs: Counter
     retrain_active: Gauge
+    rollout_phase: Gauge
+    rollout_canary_percent: Gauge
+    rollout_analyses: Counter
     alerts_sent: Counter
     alerts_failed: Counter
     alerts_dead: Counter

@@ -1,5 +1,6 @@
-"""Settings of the routers built here (``rollout.file``, ``rollout.replicas``), checked
-when they are made: a wrong value raises a fatal :class:`RouterError` naming its key.
+"""Settings of the routers built here (``rollout.file``, ``rollout.replicas``) and of a
+model's rollout (its steps, deadline and analysis), checked when they are made: a wrong
+value raises a fatal :class:`RouterError` naming its key.
 
 The service's configuration (``service/config``) validates the same keys at start-up;
 these checks keep a router built any other way (a test, a script) from running on a
@@ -8,9 +9,11 @@ value it cannot honour.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 
 from retrain.errors import RouterError
+from retrain.rollout.span import AnalysisSettings
 
 DEFAULT_URI_ENV = "MODEL_URI"
 
@@ -74,3 +77,47 @@ class ReplicasSettings:
             )
         if not self.request_timeout > 0:
             raise _bad("rollout.replicas.request_timeout", "expected a positive duration")
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutStep:
+    """One step of a rollout: the canary's ``weight`` (percent of traffic), the least
+    time it runs and the least canary events its span holds before it is judged."""
+
+    weight: int
+    min_duration: timedelta = timedelta(minutes=10)
+    min_events: int = 500
+
+
+DEFAULT_STEPS = (RolloutStep(5), RolloutStep(25), RolloutStep(50), RolloutStep(100))
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutSettings:
+    """One model's rollout (``models.<name>.rollout``).
+
+    ``enabled`` starts a rollout when a run is accepted (``start`` works either way).
+    ``step_deadline`` is how long past its ``min_duration`` a step may wait for a
+    verdict before the rollout pauses; ``max_failed_checks`` failed checks roll it
+    back. ``task`` is the model's, for the analysis.
+    """
+
+    model: str
+    steps: tuple[RolloutStep, ...] = DEFAULT_STEPS
+    enabled: bool = False
+    step_deadline: timedelta = timedelta(hours=1)
+    max_failed_checks: int = 1
+    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
+    task: str = "classification"
+
+    def __post_init__(self) -> None:
+        key = f"models.{self.model}.rollout"
+        if not self.steps:
+            raise _bad(f"{key}.steps", "at least one step")
+        weights = [s.weight for s in self.steps]
+        if any(not 1 <= w <= 100 for w in weights) or weights != sorted(set(weights)):
+            raise _bad(f"{key}.steps", f"weights must increase within 1..100, got {weights}")
+        if weights[-1] != 100:
+            raise _bad(f"{key}.steps", f"the last step's weight must be 100, got {weights[-1]}")
+        if self.max_failed_checks < 1:
+            raise _bad(f"{key}.max_failed_checks", "expected at least 1")

@@ -35,6 +35,12 @@ DEFAULT_SEVERITY: dict[str, SeverityName] = {
     "run_rejected": "warning",
     "run_accepted": "info",
     "retrain_started": "info",
+    "rollout_started": "info",
+    "rollout_promoted": "info",
+    # A paused rollout holds a canary on live traffic until someone acts; a rollback
+    # means a candidate that passed validation failed on live traffic.
+    "rollout_paused": "critical",
+    "rollout_rolled_back": "critical",
     "consumer_stalled": "critical",
     "dead_letter_rate": "error",
 }

@@ -24,6 +24,7 @@ from drift.stats import Method
 from service.config.archive import RESERVED_COLUMNS, ModelArchiveConfig
 from service.config.base import Duration, Strict
 from service.config.retrain import ModelRetrainConfig
+from service.config.rollout import ModelRolloutConfig
 
 
 def _increasing(v: list[float] | None) -> list[float] | None:
@@ -141,6 +142,7 @@ class ModelConfig(Strict):
     # Opt-in: a labels section (even empty) joins labels; without one, data drift only.
     labels: LabelsConfig = LabelsConfig(enabled=False)
     retrain: ModelRetrainConfig = ModelRetrainConfig()
+    rollout: ModelRolloutConfig = ModelRolloutConfig()
     archive: ModelArchiveConfig = ModelArchiveConfig()
 
     @field_validator("features")

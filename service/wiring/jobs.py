@@ -1,7 +1,7 @@
 """The jobs ``driftwatch run`` schedules, built from the config and the live parts.
 
 Leader-only, because they write shared state: window and performance evaluation,
-report rendering, the retraining tick, alert delivery, retention and archive
+report rendering, the retraining tick, the rollout tick, alert delivery, retention and archive
 maintenance. On every replica: keeping the consumer's bins on the current
 reference profiles (the ``profiles`` step of ``evaluate``) and the watches of this
 replica's own consumer (``consumer-stalls``, ``dead-letter-rate``).
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from drift.schema import ModelSpec
 from retrain.errors import RetrainError
+from retrain.rollout.driver import RolloutDriver
 from service.alerts.errors import AlertError
 from service.config import Config
 from service.errors import ServiceError
@@ -66,9 +67,15 @@ def evaluation_job(
     )
 
 
-def retraining_for(cfg: Config, sessions: sessionmaker[Session], metrics: Metrics) -> Retraining:
+def retraining_for(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    metrics: Metrics,
+    rollouts: RolloutDriver | None = None,
+) -> Retraining:
     """The trigger policy and run driver; a retrain setting that cannot be built stops the
-    start-up. The scheduler ticks it, the API makes its manual requests through it."""
+    start-up. The scheduler ticks it, the API makes its manual requests through it; an
+    accepted run starts its rollout through ``rollouts``."""
     from service.metric_feeds import RetrainMetrics
 
     try:
@@ -77,6 +84,7 @@ def retraining_for(cfg: Config, sessions: sessionmaker[Session], metrics: Metric
             sessions,
             observer=RetrainMetrics(metrics),
             on_watch_error=lambda _reason: metrics.kubernetes_watch_errors.inc(),
+            on_accepted=rollouts.on_accepted if rollouts is not None else None,
         )
     except RetrainError as exc:
         raise ServiceError(str(exc)) from exc
@@ -143,6 +151,7 @@ def scheduled_jobs(
     loop: Rebinning,
     watches: Watches,
     retraining: Retraining,
+    rollouts: RolloutDriver | None = None,
     is_leader: Callable[[], bool] = lambda: True,
 ) -> list[Job]:
     """Every job of ``driftwatch run``; ``closers`` gets what the jobs opened;
@@ -150,9 +159,11 @@ def scheduled_jobs(
     performance = build_performance_evaluator(
         cfg, sessions, ReportMetrics(metrics), evaluator.finality
     )
+    rollout = [] if rollouts is None else [job("rollout", rollouts.tick, cfg.retrain.tick)]
     return [
         evaluation_job(cfg, evaluator, loop, performance),
         job("retrain", retraining.tick, cfg.retrain.tick),
+        *rollout,
         # Each replica watches its own consumer: every replica runs them.
         job("consumer-stalls", watches.stalls.tick, watches.interval, leader_only=False),
         job("dead-letter-rate", watches.dead_letters.tick, watches.interval, leader_only=False),

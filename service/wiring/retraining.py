@@ -21,7 +21,7 @@ from retrain.executors.workdir import sweep
 from retrain.gates import GateSettings, MetricGate
 from retrain.lifecycle import Loop
 from retrain.policy import TriggerPolicy
-from retrain.runs import RunDriver, RunObserver
+from retrain.runs import OnAccepted, RunDriver, RunObserver
 from retrain.settings import Exporter, LoopSettings, ModelRetrain
 from service.config import Config
 from service.errors import ConfigError
@@ -151,9 +151,11 @@ def build_retraining(
     clock: Callable[[], datetime] = utc_now,
     observer: RunObserver | None = None,
     on_watch_error: Callable[[str], None] | None = None,
+    on_accepted: OnAccepted | None = None,
 ) -> Retraining:
     """The policy and the run driver; ``observer`` hears of runs the driver finishes,
-    ``on_watch_error`` of the Kubernetes executor's failed watches."""
+    ``on_watch_error`` of the Kubernetes executor's failed watches, ``on_accepted`` (the
+    rollout driver's) of each run accepted, in the transaction of its verdict."""
     models = model_settings(cfg)
     # Jobs run in a directory of their own: relative paths are made absolute here.
     settings = LoopSettings(
@@ -166,7 +168,7 @@ def build_retraining(
         exporter or archive_exporter(cfg),
         clock,
     )
-    driver = RunDriver(sessions, loop, observer=observer)
+    driver = RunDriver(sessions, loop, observer=observer, on_accepted=on_accepted)
     return Retraining(
         TriggerPolicy(sessions, models, clock), driver, workdir_sweeper(cfg, sessions, clock)
     )

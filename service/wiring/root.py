@@ -2,8 +2,9 @@
 
 :func:`build_service` builds, in order, the database sessions, the window evaluator
 (its reference profiles checked), the ingestion loop, the replica's watches, the
-leader elector, the retraining (trigger policy and run driver, shared by the
-scheduler's tick and the API's manual requests), the scheduled jobs (performance
+leader elector, the rollout driver (when a model's rollout is enabled), the
+retraining (trigger policy and run driver, shared by the scheduler's tick and the
+API's manual requests; an accepted run starts its rollout), the scheduled jobs (performance
 evaluation, archive maintenance, retention, the alert worker, rendering) and the
 API's dependencies. Nothing is started here: :mod:`service.runner` starts and stops
 what it gets, :mod:`service.scheduler` schedules the jobs.
@@ -30,6 +31,7 @@ from service.wiring.api import build_api
 from service.wiring.jobs import retraining_for, scheduled_jobs
 from service.wiring.monitoring import build_evaluator, build_ingest_loop
 from service.wiring.retraining import Retraining
+from service.wiring.rollouts import rollouts_for
 from service.wiring.watches import Watches, build_tally, build_watches
 
 
@@ -71,7 +73,8 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     elector = make_elector(cfg)
     closers: list[Callable[[], object]] = []
     try:
-        retraining = retraining_for(cfg, sessions, metrics)
+        rollouts = rollouts_for(cfg, sessions, metrics)
+        retraining = retraining_for(cfg, sessions, metrics, rollouts)
         jobs = scheduled_jobs(
             cfg,
             sessions,
@@ -81,6 +84,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
             loop=loop,
             watches=watches,
             retraining=retraining,
+            rollouts=rollouts,
             is_leader=elector.is_leader,
         )
         api = build_api(
