@@ -32,7 +32,7 @@ from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from drift.canary import Check
 from retrain.errors import RolloutRefused, RouterError
-from retrain.rollout.lifecycle import Fleet, Handler, Phase, Step
+from retrain.rollout.lifecycle import Fleet, Handler, Phase, Step, target, versions
 from retrain.rollout.phases import HANDLERS, pause, resumed, roll_back, router_failed
 
 log = logging.getLogger(__name__)
@@ -247,6 +247,33 @@ class RolloutDriver:
         if step is None:
             raise RolloutRefused(f"rollout {rollout_id} is {phase}: nothing to pause")
         return phase
+
+    def promote(self, rollout_id: int, reason: str) -> Phase:
+        """Promote a progressing or paused rollout by hand, skipping its remaining steps;
+        the router's promotion is asked after the commit and confirmed by the next ticks,
+        as at the end of the last step."""
+        only = frozenset({Phase.PROGRESSING, Phase.PAUSED})
+        phase, step = self._decide(rollout_id, lambda s, r: self._promoting(s, r, reason), only)
+        if step is None:
+            raise RolloutRefused(
+                f"rollout {rollout_id} is {phase}: only a progressing or paused rollout "
+                "can be promoted"
+            )
+        return self._act(rollout_id, step, phase)
+
+    def _promoting(self, session: Session, rollout: RolloutRow, reason: str) -> Step:
+        _, canary = versions(session, rollout)
+        router, candidate = self.fleet.routers[rollout.model], target(canary)
+        # A paused rollout promoted by hand resumes nothing: its pause is over.
+        rollout.paused_from = None
+        rollout.phase_deadline = None
+        rollout.reason = reason
+        return Step(
+            Phase.PROMOTING,
+            f"promoted by hand at step {rollout.step + 1} ({rollout.canary_percent}%): "
+            f"{reason}; promoting {canary.version}",
+            lambda: router.promote(candidate),
+        )
 
     def _act(self, rollout_id: int, step: Step | None, phase: Phase) -> Phase:
         """Make the step's router call; a split it states is recorded as applied in a

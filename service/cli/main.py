@@ -19,6 +19,7 @@ from service.cli.archive import add_archive_commands
 from service.cli.common import config_path, load, sessions_for
 from service.cli.drift import add_drift_commands
 from service.cli.retrain import add_retrain_commands
+from service.cli.rollouts import add_rollouts_commands
 from service.config import load_config
 from service.errors import ConfigError, ServiceError
 
@@ -234,6 +235,7 @@ def parser() -> argparse.ArgumentParser:
     add_retrain_commands(sub)
     add_archive_commands(sub)
     add_alerts_commands(sub)
+    add_rollouts_commands(sub)
     return p
 
 

@@ -1,0 +1,277 @@
+"""``driftwatch rollouts``: list and show canary rollouts, start one, and pause, resume,
+promote or abort an active one.
+
+The operator commands go through the rollout driver, as the service's ``rollout`` job
+does: each records its transition (and makes the router call the driver makes with
+it, as resume, promote and abort do); the service's next tick carries on from there.
+Steps are shown counted from 1, as in the alerts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.registry import ModelVersionRow
+from db.rollouts import RolloutAnalysisRow, RolloutPhaseRow, RolloutRepository, RolloutRow
+from db.session import transaction
+from retrain.rollout.driver import RolloutDriver
+from retrain.rollout.lifecycle import Phase
+from service.cli.common import load, require_model, sessions_for
+from service.errors import ServiceError
+from service.wiring.rollouts import build_rollouts
+
+
+@dataclass(frozen=True)
+class Versions:
+    """A rollout's stable and canary version names (None: no longer registered)."""
+
+    stable: str | None
+    canary: str | None
+
+
+def _versions(session: Session, rollouts: Sequence[RolloutRow]) -> dict[int, Versions]:
+    """Each rollout's versions by rollout id, in one query for any number of rollouts."""
+    ids = {i for r in rollouts for i in (r.stable_version_id, r.canary_version_id)}
+    if not ids:
+        return {}
+    v = ModelVersionRow
+    names = {row.id: row.version for row in session.scalars(select(v).where(v.id.in_(ids)))}
+    return {
+        r.id: Versions(names.get(r.stable_version_id), names.get(r.canary_version_id))
+        for r in rollouts
+    }
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def rollout_json(r: RolloutRow, versions: Versions) -> dict[str, Any]:
+    """A rollout as ``rollouts list --json`` prints it (and ``show --json`` begins)."""
+    return {
+        "id": r.id,
+        "model": r.model,
+        "run_id": r.run_id,
+        "phase": r.phase,
+        "active": r.active,
+        "step": r.step + 1,
+        "canary_percent": r.canary_percent,
+        "stable": versions.stable,
+        "canary": versions.canary,
+        "reason": r.reason,
+        "paused_from": r.paused_from,
+        "failed_checks": r.failed_checks,
+        "created_at": r.created_at.isoformat(),
+        "updated_at": r.updated_at.isoformat(),
+        "finished_at": _iso(r.finished_at),
+    }
+
+
+def _analysis_json(a: RolloutAnalysisRow) -> dict[str, Any]:
+    return {
+        "check": a.check,
+        "outcome": a.outcome,
+        "value": a.value,
+        "threshold": a.threshold,
+        "n_canary": a.n_canary,
+        "n_stable": a.n_stable,
+        "reason": a.reason,
+        "details": json.loads(a.details),
+        "span_start": a.span_start.isoformat(),
+        "span_end": a.span_end.isoformat(),
+        "analysed_at": a.analysed_at.isoformat(),
+    }
+
+
+def _by_step(analyses: Sequence[RolloutAnalysisRow]) -> dict[int, list[RolloutAnalysisRow]]:
+    """Analyses by step (counted from 1), steps and checks in the order stored."""
+    out: dict[int, list[RolloutAnalysisRow]] = {}
+    for a in analyses:
+        out.setdefault(a.step + 1, []).append(a)
+    return out
+
+
+def show_json(
+    r: RolloutRow,
+    versions: Versions,
+    history: Sequence[RolloutPhaseRow],
+    analyses: Sequence[RolloutAnalysisRow],
+) -> dict[str, Any]:
+    """Everything stored about one rollout (``rollouts show --json``)."""
+    return {
+        **rollout_json(r, versions),
+        "step_started_at": _iso(r.step_started_at),
+        "applied_at": _iso(r.applied_at),
+        "phase_deadline": _iso(r.phase_deadline),
+        "router_errors": r.router_errors,
+        "history": [
+            {
+                "phase": p.phase,
+                "step": p.step + 1,
+                "note": p.note,
+                "entered_at": p.entered_at.isoformat(),
+            }
+            for p in history
+        ],
+        "analyses": [
+            {"step": step, "checks": [_analysis_json(a) for a in rows]}
+            for step, rows in _by_step(analyses).items()
+        ],
+    }
+
+
+def _time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_rollouts_list(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    if args.model is not None:
+        require_model(cfg, args.model)
+    with transaction(sessions_for(cfg, args)) as s:
+        rows = RolloutRepository(s).rollouts(args.model, args.limit)
+        versions = _versions(s, rows)
+        if args.json:
+            print(json.dumps([rollout_json(r, versions[r.id]) for r in rows], indent=2))
+            return 0
+        print(
+            f"{'id':>5} {'model':<12} {'phase':<12} {'step':>4} {'%':>4} {'stable':<12} "
+            f"{'canary':<12} {'created (UTC)':<20} {'updated (UTC)':<20}"
+        )
+        for r in rows:
+            v = versions[r.id]
+            print(
+                f"{r.id:>5} {r.model:<12} {r.phase:<12} {r.step + 1:>4} {r.canary_percent:>4} "
+                f"{v.stable or '-':<12} {v.canary or '-':<12} {_time(r.created_at):<20} "
+                f"{_time(r.updated_at):<20}"
+            )
+    return 0
+
+
+def _rollout(session: Session, rollout_id: int) -> RolloutRow:
+    rollout = RolloutRepository(session).get(rollout_id)
+    if rollout is None:
+        raise ServiceError(f"no rollout {rollout_id}")
+    return rollout
+
+
+def cmd_rollouts_show(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    with transaction(sessions_for(cfg, args)) as s:
+        r = _rollout(s, args.id)
+        repository = RolloutRepository(s)
+        versions = _versions(s, [r])[r.id]
+        history, analyses = repository.history(r.id), repository.analyses(r.id)
+        if args.json:
+            print(json.dumps(show_json(r, versions, history, analyses), indent=2))
+            return 0
+        _print_rollout(r, versions, history, analyses)
+    return 0
+
+
+def _print_rollout(
+    r: RolloutRow,
+    versions: Versions,
+    history: Sequence[RolloutPhaseRow],
+    analyses: Sequence[RolloutAnalysisRow],
+) -> None:
+    """The rollout's state, phase history and every analysis, by step."""
+    run = f" (run {r.run_id})" if r.run_id is not None else ""
+    print(f"rollout {r.id} of {r.model}{run}: {r.phase}")
+    print(f"  stable: {versions.stable or '-'}  canary: {versions.canary or '-'}")
+    print(f"  step {r.step + 1} at {r.canary_percent}%, {r.failed_checks} failed check(s)")
+    if r.reason:
+        print(f"  reason: {r.reason}")
+    if r.paused_from:
+        print(f"  paused from: {r.paused_from}")
+    print(f"  created {_time(r.created_at)}, updated {_time(r.updated_at)}")
+    print("  history:")
+    for p in history:
+        print(f"    {_time(p.entered_at)}  {p.phase:<12} step {p.step + 1}  {p.note}")
+    for step, rows in _by_step(analyses).items():
+        print(f"  step {step} analyses:")
+        for a in rows:
+            value = "-" if a.value is None else f"{a.value:.4g}"
+            print(
+                f"    {_time(a.analysed_at)}  {a.check:<26} {a.outcome:<12} value {value}  "
+                f"threshold {a.threshold:.4g}  canary {a.n_canary} stable {a.n_stable}  "
+                f"{a.reason}"
+            )
+
+
+def _driver(args: argparse.Namespace) -> RolloutDriver:
+    cfg = load(args)
+    return build_rollouts(cfg, sessions_for(cfg, args))
+
+
+def cmd_rollouts_start(args: argparse.Namespace) -> int:
+    cfg = load(args)
+    require_model(cfg, args.model)
+    rollout_id = build_rollouts(cfg, sessions_for(cfg, args)).start(args.model, args.run)
+    print(f"rollout {rollout_id} of {args.model} started: {Phase.PENDING}")
+    return 0
+
+
+def cmd_rollouts_act(args: argparse.Namespace) -> int:
+    """pause, resume, promote, abort: the driver's method of that name; the phase after."""
+    driver = _driver(args)
+    try:
+        if args.action == "pause":
+            phase = driver.pause(args.id, args.reason)
+        elif args.action == "promote":
+            phase = driver.promote(args.id, args.reason)
+        elif args.action == "abort":
+            phase = driver.abort(args.id, args.reason)
+        else:
+            phase = driver.resume(args.id)
+    except LookupError as exc:
+        raise ServiceError(str(exc)) from exc
+    print(f"rollout {args.id}: {phase}")
+    return 0
+
+
+# Each operator command: its help, and its default reason (None: it takes none).
+ACTIONS: dict[str, tuple[str, str | None]] = {
+    "pause": ("pause an active rollout where it is", "paused from the CLI"),
+    "resume": ("resume a paused rollout where it paused", None),
+    "promote": ("promote a progressing or paused rollout now", "promoted from the CLI"),
+    "abort": ("roll an active rollout back", "aborted from the CLI"),
+}
+
+
+def add_rollouts_commands(sub: Any) -> None:
+    rollouts = sub.add_parser("rollouts", help="canary rollouts of accepted candidates")
+    rollouts_sub = rollouts.add_subparsers(dest="rollouts_command", required=True)
+    ls = rollouts_sub.add_parser("list", help="the newest rollouts")
+    ls.add_argument("--config")
+    ls.add_argument("--model")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--json", action="store_true")
+    ls.set_defaults(func=cmd_rollouts_list)
+    show = rollouts_sub.add_parser("show", help="a rollout's history and analyses")
+    show.add_argument("id", type=int)
+    show.add_argument("--config")
+    show.add_argument("--json", action="store_true", help="everything stored about it")
+    show.set_defaults(func=cmd_rollouts_show)
+    start = rollouts_sub.add_parser(
+        "start", help="start the rollout of an accepted run's candidate"
+    )
+    start.add_argument("--config")
+    start.add_argument("--model", required=True)
+    start.add_argument("--run", type=int, required=True, help="the accepted run's id")
+    start.set_defaults(func=cmd_rollouts_start)
+    for action, (help_text, reason) in ACTIONS.items():
+        cmd = rollouts_sub.add_parser(action, help=help_text)
+        cmd.add_argument("id", type=int)
+        cmd.add_argument("--config")
+        if reason is not None:
+            cmd.add_argument("--reason", default=reason)
+        cmd.set_defaults(func=cmd_rollouts_act, action=action)
