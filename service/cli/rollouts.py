@@ -134,8 +134,7 @@ def _time(value: datetime) -> str:
 
 def cmd_rollouts_list(args: argparse.Namespace) -> int:
     cfg = load(args)
-    if args.model is not None:
-        require_model(cfg, args.model)
+    # No check of --model against the config: rollouts of a model since removed stay listed.
     with transaction(sessions_for(cfg, args)) as s:
         rows = RolloutRepository(s).rollouts(args.model, args.limit)
         versions = _versions(s, rows)

@@ -289,8 +289,8 @@ def test_list_shows_the_newest_first_with_their_versions_and_filters(
     ]  # fmt: skip
     code, out, _ = run_cli(capsys, "list", "--config", cfg, "--json", "--limit", "1")
     assert [r["id"] for r in json.loads(out)] == [second]
-    code, out, _ = run_cli(capsys, "list", "--config", cfg, "--model", "other")
-    assert code == 2
+    code, out, _ = run_cli(capsys, "list", "--config", cfg, "--model", "other", "--json")
+    assert (code, json.loads(out)) == (0, [])
 
 
 def test_pause_resume_and_abort_move_the_rollout_and_refuse_from_the_wrong_phase(
