@@ -262,6 +262,12 @@ class RolloutDriver:
         return self._act(rollout_id, step, phase)
 
     def _promoting(self, session: Session, rollout: RolloutRow, reason: str) -> Step:
+        if rollout.paused_from == Phase.ROLLING_BACK:
+            # Its analysis failed it, or an operator aborted it: that verdict stands.
+            raise RolloutRefused(
+                f"rollout {rollout.id} was paused while rolling back: resume the rollback; "
+                "a rolled-back candidate is not promoted"
+            )
         _, canary = versions(session, rollout)
         router, candidate = self.fleet.routers[rollout.model], target(canary)
         # A paused rollout promoted by hand resumes nothing: its pause is over.

@@ -265,3 +265,17 @@ def test_a_split_never_applied_pauses_at_the_steps_deadline(rig: Rig) -> None:
     assert state["phase"] == "paused"
     assert "waiting for the router to apply the split" in state["reason"]
     assert rig.analysis.spans == []
+
+
+def test_a_rollout_paused_while_rolling_back_is_not_promoted_by_hand(rig: Rig) -> None:
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    rig.walk(driver, rollout_id, 2)
+    router(rig).fail_next(retriable=False, message="deployment not found")
+    assert driver.abort(rollout_id, "bad canary") == "paused"
+    with pytest.raises(RolloutRefused, match="paused while rolling back"):
+        driver.promote(rollout_id, "ship it anyway")
+    assert rig.rollout(rollout_id)["phase"] == "paused"
+    assert driver.resume(rollout_id) == "rolling_back"
+    assert driver.tick() == {rollout_id: "rolled_back"}
+    assert rig.stages() == {"v1": "production", "run-1": "rejected"}
