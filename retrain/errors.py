@@ -65,5 +65,6 @@ class RouterError(RetrainError):
 
 
 class RolloutRefused(RetrainError):
-    """A rollout cannot be started, paused, resumed, promoted or aborted as asked (no production version,
-    a candidate not awaiting one, an active rollout of the model already)."""
+    """A rollout cannot be started, paused, resumed, promoted or aborted as asked (no
+    production version, a candidate not awaiting one, an active rollout of the model
+    already, a phase the operation does not apply to)."""
