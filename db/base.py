@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, DateTime, Integer, MetaData, TypeDecorator
+from sqlalchemy import BigInteger, DateTime, Index, Integer, MetaData, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase
 
@@ -53,3 +53,15 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def one_active_per_model(name: str) -> Index:
+    """A partial unique index on ``model`` over the rows whose ``active`` is true: at most
+    one active run (or rollout) per model, whichever replica inserts it."""
+    return Index(
+        name,
+        "model",
+        unique=True,
+        sqlite_where=text("active = 1"),
+        postgresql_where=text("active"),
+    )

@@ -25,13 +25,12 @@ from sqlalchemy import (
     String,
     Text,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import Base, BigId, UTCDateTime
+from db.base import Base, BigId, UTCDateTime, one_active_per_model
 from db.errors import translated, violates
 from db.repository import Repository, savepoint
 from drift.canary import Check
@@ -48,13 +47,7 @@ class RolloutRow(Base):
 
     __tablename__ = "rollouts"
     __table_args__ = (
-        Index(
-            "uq_rollouts_active",
-            "model",
-            unique=True,
-            sqlite_where=text("active = 1"),
-            postgresql_where=text("active"),
-        ),
+        one_active_per_model("uq_rollouts_active"),
         Index("ix_rollouts_model_created", "model", "created_at"),
     )
 

@@ -23,13 +23,12 @@ from sqlalchemy import (
     String,
     Text,
     select,
-    text,
     update,
 )
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
 
-from db.base import Base, BigId, UTCDateTime
+from db.base import Base, BigId, UTCDateTime, one_active_per_model
 from db.errors import translated, violates
 from db.repository import Repository, savepoint
 
@@ -42,13 +41,7 @@ class RetrainRunRow(Base):
 
     __tablename__ = "retrain_runs"
     __table_args__ = (
-        Index(
-            "uq_retrain_runs_active",
-            "model",
-            unique=True,
-            sqlite_where=text("active = 1"),
-            postgresql_where=text("active"),
-        ),
+        one_active_per_model("uq_retrain_runs_active"),
         Index("ix_retrain_runs_model_created", "model", "created_at"),
     )
 

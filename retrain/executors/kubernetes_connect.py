@@ -16,7 +16,7 @@ from retrain.errors import ExecutorError
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, translate
 
 
-class KubernetesConfig(Protocol):
+class KubernetesConfig(kubeclient.ClusterConfig, Protocol):
     """The ``retrain.kubernetes`` settings the factory reads."""
 
     @property
@@ -25,12 +25,6 @@ class KubernetesConfig(Protocol):
     def template(self) -> str | None: ...
     @property
     def template_configmap(self) -> str | None: ...
-    @property
-    def kubeconfig(self) -> str | None: ...
-    @property
-    def context(self) -> str | None: ...
-    @property
-    def in_cluster(self) -> bool: ...
     @property
     def result_path(self) -> str | None: ...
     @property

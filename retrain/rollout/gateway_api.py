@@ -20,7 +20,6 @@ from typing import Any
 
 from kubernetes import client
 
-from retrain.rollout.base import Progress, Split, Target
 from retrain.rollout.custom_objects import CustomObject, ObjectRef, connect
 from retrain.rollout.weighted_route import Match, Pick, RouteShape, WeightedRoute
 
@@ -48,7 +47,7 @@ class GatewayApiSettings:
     in_cluster: bool = False
 
 
-class GatewayApiRouter:
+class GatewayApiRouter(WeightedRoute):
     """Splits one HTTPRoute rule between two backend Services."""
 
     @classmethod
@@ -68,19 +67,7 @@ class GatewayApiRouter:
             canary_label=f"backend Service {settings.canary_service}",
         )
         obj = CustomObject(api_client, ref, request_timeout=settings.request_timeout)
-        self._route = WeightedRoute(obj, SHAPE, pick)
-
-    def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
-        return self._route.set_weights(stable, canary, canary_percent)
-
-    def get_weights(self) -> Split:
-        return self._route.get_weights()
-
-    def promote(self, candidate: Target) -> Progress:
-        return self._route.promote(candidate)
-
-    def rollback(self, stable: Target) -> Progress:
-        return self._route.rollback(stable)
+        super().__init__(obj, SHAPE, pick)
 
 
 def _service(name: str) -> Match:

@@ -21,7 +21,6 @@ from typing import Any
 from kubernetes import client
 
 from retrain.errors import RouterError
-from retrain.rollout.base import Progress, Split, Target
 from retrain.rollout.custom_objects import CustomObject, ObjectRef, connect
 from retrain.rollout.weighted_route import Match, Pick, RouteShape, WeightedRoute
 
@@ -60,7 +59,7 @@ class IstioSettings:
     in_cluster: bool = False
 
 
-class IstioRouter:
+class IstioRouter(WeightedRoute):
     """Splits one VirtualService HTTP route between two destinations."""
 
     @classmethod
@@ -90,19 +89,7 @@ class IstioRouter:
             canary_label=f"destination {settings.canary}",
         )
         obj = CustomObject(api_client, ref, request_timeout=settings.request_timeout)
-        self._route = WeightedRoute(obj, SHAPE, pick)
-
-    def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
-        return self._route.set_weights(stable, canary, canary_percent)
-
-    def get_weights(self) -> Split:
-        return self._route.get_weights()
-
-    def promote(self, candidate: Target) -> Progress:
-        return self._route.promote(candidate)
-
-    def rollback(self, stable: Target) -> Progress:
-        return self._route.rollback(stable)
+        super().__init__(obj, SHAPE, pick)
 
 
 def _destination(wanted: Destination) -> Match:

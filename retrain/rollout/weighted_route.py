@@ -28,8 +28,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from retrain.errors import RouterError
-from retrain.rollout.base import Progress, Split, Target
+from retrain.rollout.base import Progress, Split, Target, check_percent
 from retrain.rollout.custom_objects import CustomObject, Obj, invalid
 
 Match = Callable[[Mapping[str, Any]], bool]
@@ -65,8 +64,7 @@ class WeightedRoute:
         self._obj, self._shape, self._pick = obj, shape, pick
 
     def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
-        if not 0 <= canary_percent <= 100:
-            raise RouterError(f"canary_percent {canary_percent} is not in 0..100", retriable=False)
+        check_percent(canary_percent)
         return Split(self._apply(100 - canary_percent, canary_percent))
 
     def get_weights(self) -> Split:
