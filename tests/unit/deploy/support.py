@@ -124,18 +124,22 @@ def interpolate(value: str, env: Mapping[str, str]) -> str:
 
 
 def exported() -> dict[str, tuple[str, ...]]:
-    """Every series name the service exports, with its label names."""
+    """Every series name the service exports, with its label names as Prometheus stores
+    them: a label that clashes with a target label (the scheduler metrics' ``job``) is
+    kept as ``exported_job``, since neither the ServiceMonitor nor the compose scrape
+    configuration honours the exporter's labels."""
     names: dict[str, tuple[str, ...]] = {}
     for spec in (*SERVICE, *HTTP, *SCHEDULER):
+        labels = tuple(f"exported_{x}" if x in _CLASHING else x for x in spec.labels)
         if issubclass(spec.kind, Histogram):
-            for suffix in ("_bucket", "_sum", "_count"):
-                names[spec.name + suffix] = (
-                    *spec.labels,
-                    *(("le",) if suffix == "_bucket" else ()),
-                )
+            names[spec.name + "_bucket"] = (*labels, "le")
+            names[spec.name + "_sum"] = names[spec.name + "_count"] = labels
         else:
-            names[spec.name] = spec.labels
+            names[spec.name] = labels
     return names
+
+
+_CLASHING = frozenset({"job", "instance"})
 
 
 # Labels Prometheus adds to every series it scrapes (the Prometheus Operator's included).
@@ -158,7 +162,9 @@ def promql_problems(expr: str) -> list[str]:
             continue
         used.update(names[metric])
         for label in _MATCHER.findall(selector):
-            if label not in names[metric] and label not in TARGET_LABELS:
+            if f"exported_{label}" in names[metric]:
+                problems.append(f"{metric}: no label {label} of its own (it is exported_{label})")
+            elif label not in names[metric] and label not in TARGET_LABELS:
                 problems.append(f"{metric}: no label {label}")
     if not _METRIC.search(expr):
         problems.append(f"{expr}: names no driftwatch metric")
