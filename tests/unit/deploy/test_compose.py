@@ -107,6 +107,8 @@ def test_driftwatch_migrates_then_runs_and_checks_both_probes() -> None:
     assert cfg.database.url.startswith("postgresql+psycopg://driftwatch:")
     assert "@postgres:5432/" in cfg.database.url
     assert cfg.kafka.bootstrap_servers == ["kafka:9092"]
+    # The overview page and the API need a token to sign in with.
+    assert any("read" in token.scopes for token in cfg.api.tokens)
 
 
 @pytest.mark.parametrize("name", ["driftwatch", "model-server"])
