@@ -97,27 +97,57 @@ def test_every_object_is_namespaced_and_labelled(tree: str) -> None:
         assert obj["metadata"]["labels"]["app.kubernetes.io/name"] == "driftwatch"
 
 
+def lockdown_problems(spec: dict[str, Any]) -> list[str]:
+    """How a pod spec falls short of running locked down."""
+    problems = []
+    pod = spec.get("securityContext", {})
+    if pod.get("runAsNonRoot") is not True:
+        problems.append("runAsNonRoot is not true")
+    if pod.get("seccompProfile") != {"type": "RuntimeDefault"}:
+        problems.append("no RuntimeDefault seccomp profile")
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for container in [*spec.get("initContainers", []), *spec["containers"]]:
+        name = container["name"]
+        security = container.get("securityContext", {})
+        if security.get("readOnlyRootFilesystem") is not True:
+            problems.append(f"{name}: the root filesystem is writable")
+        if security.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: privilege escalation is allowed")
+        if security.get("capabilities") != {"drop": ["ALL"]}:
+            problems.append(f"{name}: capabilities are not all dropped")
+        resources = container.get("resources", {})
+        if not (resources.get("requests") and resources.get("limits")):
+            problems.append(f"{name}: no requests and limits")
+        for mount in container.get("volumeMounts", []):
+            if mount.get("readOnly", False):
+                continue
+            # Writable: the data claim and an emptyDir for /tmp (HOME, TMPDIR, caches).
+            volume = volumes[mount["name"]]
+            claim = volume.get("persistentVolumeClaim", {}).get("claimName")
+            if ("emptyDir" in volume, mount["mountPath"]) != (True, "/tmp") and (
+                claim,
+                mount["mountPath"],
+            ) != ("driftwatch-data", "/var/lib/driftwatch"):
+                problems.append(f"{name}: writable {mount['mountPath']}")
+    return problems
+
+
 @pytest.mark.parametrize("tree", TREES)
 def test_the_pods_run_locked_down(tree: str) -> None:
     for what, spec in pod_specs(objects(tree)).items():
-        assert spec["securityContext"]["runAsNonRoot"] is True, what
-        assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}, what
-        volumes = {v["name"]: v for v in spec["volumes"]}
-        for container in [*spec.get("initContainers", []), *spec["containers"]]:
-            security = container["securityContext"]
-            assert security["readOnlyRootFilesystem"] is True, what
-            assert security["allowPrivilegeEscalation"] is False, what
-            assert security["capabilities"] == {"drop": ["ALL"]}, what
-            assert container["resources"]["requests"] and container["resources"]["limits"]
-            for mount in container["volumeMounts"]:
-                volume = volumes[mount["name"]]
-                writable = not mount.get("readOnly", False)
-                # Writable: the data claim and an emptyDir for /tmp (HOME, TMPDIR, caches).
-                if writable and "emptyDir" in volume:
-                    assert mount["mountPath"] == "/tmp", what
-                elif writable:
-                    assert volume["persistentVolumeClaim"]["claimName"] == "driftwatch-data"
-                    assert mount["mountPath"] == "/var/lib/driftwatch", what
+        assert lockdown_problems(spec) == [], what
+
+
+def test_the_lockdown_check_finds_a_writable_root_and_an_extra_volume() -> None:
+    spec = pod_specs(objects("base"))["deployment"]
+    container = spec["containers"][0]
+    container["securityContext"]["readOnlyRootFilesystem"] = False
+    spec["volumes"].append({"name": "cache", "emptyDir": {}})
+    container["volumeMounts"].append({"name": "cache", "mountPath": "/var/cache"})
+    assert lockdown_problems(spec) == [
+        "driftwatch: the root filesystem is writable",
+        "driftwatch: writable /var/cache",
+    ]
 
 
 def rendered_config(objs: list[dict[str, Any]], tmp_path: Path) -> tuple[Config, dict[str, str]]:
@@ -173,6 +203,11 @@ def test_the_rendered_configuration_loads(tree: str, tmp_path: Path) -> None:
     rollout = cfg.models["fraud"].rollout
     assert rollout.router == ("manual" if tree == "base" else tree)
     assert rollout.enabled is (tree != "base")
+    if tree != "base":
+        # The router's settings build, and reach the API from inside the pod.
+        section = getattr(rollout.sections(), tree.replace("-", "_"))
+        assert section is not None
+        assert getattr(rollout, tree.replace("-", "_")).in_cluster is True
 
 
 def test_an_unknown_variable_in_an_overlay_is_found(tmp_path: Path) -> None:
