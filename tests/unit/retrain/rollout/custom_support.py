@@ -16,8 +16,8 @@ from tests.harness.k8s import custom
 from tests.harness.k8s.server import Emulator
 
 NAMESPACE = "ml"
-NAME = "fraud"  # the placeholder object name of deploy/kubernetes/routers/*-role.yaml
-ROLES = Path(__file__).resolve().parents[4] / "deploy" / "kubernetes" / "routers"
+NAME = "fraud"  # the placeholder object name of deploy/kubernetes/overlays/*/role.yaml
+OVERLAYS = Path(__file__).resolve().parents[4] / "deploy" / "kubernetes" / "overlays"
 STABLE = Target("3", "s3://models/fraud/3/model.skops", "a" * 64)
 CANARY = Target("4", "s3://models/fraud/4/model.skops", "b" * 64)
 
@@ -92,7 +92,7 @@ def emulator(role: Mapping[str, Any] | None = None) -> Iterator[Emulator]:
 
 
 def role(router: str) -> dict[str, Any]:
-    loaded = yaml.safe_load((ROLES / f"{router}-role.yaml").read_text(encoding="utf-8"))
+    loaded = yaml.safe_load((OVERLAYS / router / "role.yaml").read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
     return loaded
 

@@ -1,4 +1,4 @@
-"""deploy/kubernetes/routers/replicas-role.yaml grants exactly what the replicas
+"""deploy/kubernetes/overlays/replicas/role.yaml grants exactly what the replicas
 router calls, only on the two Deployments it names, and validates against the
 official schema."""
 
@@ -23,7 +23,7 @@ from tests.unit.retrain.rollout.replicas_support import (
     replicas_cluster,
 )
 
-ROLE_PATH = Path(__file__).resolve().parents[4] / "deploy/kubernetes/routers/replicas-role.yaml"
+ROLE_PATH = Path(__file__).resolve().parents[4] / "deploy/kubernetes/overlays/replicas/role.yaml"
 KUBERNETES_VERSION = "1.33"
 
 

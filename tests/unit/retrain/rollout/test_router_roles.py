@@ -1,4 +1,4 @@
-"""deploy/kubernetes/routers/: each router's Role grants exactly the calls the router
+"""deploy/kubernetes/overlays/*/role.yaml: each router's Role grants exactly the calls the router
 makes, on its one object by name, and validates against the official schemas."""
 
 from __future__ import annotations

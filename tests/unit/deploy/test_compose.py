@@ -1,0 +1,164 @@
+"""docker-compose.yml: pinned images, a healthcheck on every service and dependencies on
+health, Kafka in KRaft mode, driftwatch migrating on start, every DRIFTWATCH_* variable a
+real configuration key (the configuration loads as the container would load it), and
+Prometheus and Grafana wired to driftwatch and to the shared dashboard."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from service.config import load_config
+from service.config.settings import Config
+from tests.unit.deploy.support import ROOT, config_key, interpolate, load_yaml
+from tests.unit.deploy.test_dockerfile import stages
+
+COMPOSE = ROOT / "docker-compose.yml"
+
+
+def services() -> dict[str, dict[str, Any]]:
+    loaded = load_yaml(COMPOSE)["services"]
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def mounts(service: dict[str, Any]) -> dict[str, str]:
+    """Container path -> host path (or volume name) of the service's volumes."""
+    found = {}
+    for volume in service.get("volumes", []):
+        source, target = volume.split(":")[:2]
+        found[target] = source
+    return found
+
+
+def host_path(service: dict[str, Any], container_path: str) -> Path:
+    for target, source in mounts(service).items():
+        if container_path == target or container_path.startswith(target + "/"):
+            assert source.startswith("./"), f"{container_path} is on volume {source}"
+            return (
+                ROOT / source.removeprefix("./") / container_path.removeprefix(target).lstrip("/")
+            )
+    raise AssertionError(f"{container_path} is not mounted")
+
+
+def environment(service: dict[str, Any]) -> dict[str, str]:
+    """The service's environment with compose's defaults substituted."""
+    return {k: interpolate(str(v), {}) for k, v in service.get("environment", {}).items()}
+
+
+def loaded_config(name: str) -> tuple[Config, dict[str, str]]:
+    service = services()[name]
+    env = environment(service)
+    path = host_path(service, env["DRIFTWATCH_CONFIG"])
+    raw = load_yaml(path)
+    problems = [config_key(n, raw) for n in env if n.startswith("DRIFTWATCH_") and "__" in n]
+    assert [p for p in problems if p] == []
+    return load_config(path, env), env
+
+
+def test_every_image_is_pinned_by_tag() -> None:
+    targets = set(stages())
+    for name, service in services().items():
+        image = service["image"]
+        repository, _, tag = image.rpartition(":")
+        assert repository and re.fullmatch(r"v?\d+\.\d+(\.\d+)?", tag), f"{name}: {image}"
+        if "build" in service:
+            assert service["build"]["dockerfile"] == "deploy/Dockerfile"
+            assert service["build"]["target"] in targets, name
+
+
+def test_every_service_is_health_checked_and_waited_for_healthy() -> None:
+    all_services = services()
+    for name, service in all_services.items():
+        check = service["healthcheck"]
+        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+        assert check["interval"] and check["retries"] >= 3, name
+        for dependency, how in service.get("depends_on", {}).items():
+            assert dependency in all_services, f"{name} -> {dependency}"
+            assert how == {"condition": "service_healthy"}, f"{name} -> {dependency}"
+    # Everything but the two stores waits for something.
+    waiting = {n for n, s in all_services.items() if s.get("depends_on")}
+    assert waiting == set(all_services) - {"kafka", "postgres"}
+
+
+def test_kafka_runs_in_kraft_mode() -> None:
+    kafka = services()["kafka"]["environment"]
+    assert set(kafka["KAFKA_PROCESS_ROLES"].split(",")) == {"broker", "controller"}
+    assert kafka["KAFKA_CONTROLLER_QUORUM_VOTERS"]
+    for service in services().values():
+        assert "zookeeper" not in service["image"]
+        assert not [k for k in service.get("environment", {}) if "ZOOKEEPER" in k]
+
+
+def test_driftwatch_migrates_then_runs_and_checks_both_probes() -> None:
+    service = services()["driftwatch"]
+    script = " ".join(service["entrypoint"])
+    assert re.search(r"driftwatch db upgrade && exec driftwatch run", script)
+    probe = " ".join(service["healthcheck"]["test"])
+    cfg, _ = loaded_config("driftwatch")
+    assert f"http://127.0.0.1:{cfg.api.port}" in probe
+    assert "/healthz" in probe and "/readyz" in probe
+    published = {p.split(":")[1] for p in service["ports"]}
+    assert published == {str(cfg.api.port), str(cfg.metrics.port)}
+    assert cfg.api.host == cfg.metrics.host == "0.0.0.0"
+    assert cfg.database.url.startswith("postgresql+psycopg://driftwatch:")
+    assert "@postgres:5432/" in cfg.database.url
+    assert cfg.kafka.bootstrap_servers == ["kafka:9092"]
+    # The overview page and the API need a token to sign in with.
+    assert any("read" in token.scopes for token in cfg.api.tokens)
+
+
+@pytest.mark.parametrize("name", ["driftwatch", "model-server"])
+def test_every_driftwatch_variable_is_a_configuration_key(name: str) -> None:
+    _, env = loaded_config(name)
+    assert [n for n in env if n.startswith("DRIFTWATCH_")]
+
+
+def test_a_misspelt_variable_is_found() -> None:
+    raw = load_yaml(ROOT / "deploy" / "compose" / "driftwatch.yaml")
+    assert config_key("DRIFTWATCH_DATABASE__URL", raw) is None
+    assert "database.uri is not a configuration key" in str(
+        config_key("DRIFTWATCH_DATABASE__URI", raw)
+    )
+    assert "models.payments is not in the configuration file" in str(
+        config_key("DRIFTWATCH_MODELS__PAYMENTS__WINDOW", raw)
+    )
+    assert "is a section" in str(config_key("DRIFTWATCH_API", raw))
+
+
+def test_the_model_server_serves_the_configured_model() -> None:
+    service = services()["model-server"]
+    script = " ".join(service["command"])
+    assert "python -m service.dev.serving --config /etc/driftwatch/config.yaml" in script
+    assert "driftwatch reference build --model fraud" in script
+    router_file = re.search(r"--router-file (\S+)", script)
+    assert router_file is not None
+    # The router file's directory is a volume; the healthcheck waits for the file.
+    assert str(Path(router_file.group(1)).parent) in mounts(service)
+    assert router_file.group(1) in service["healthcheck"]["test"]
+    cfg, _ = loaded_config("model-server")
+    assert "fraud" in cfg.models
+
+
+def test_prometheus_scrapes_driftwatch_and_grafana_shows_the_dashboard() -> None:
+    all_services = services()
+    prometheus = all_services["prometheus"]
+    scrape = load_yaml(host_path(prometheus, "/etc/prometheus/prometheus.yml"))
+    cfg, _ = loaded_config("driftwatch")
+    targets = [t for job in scrape["scrape_configs"] for c in job["static_configs"]
+               for t in c["targets"]]  # fmt: skip
+    assert targets == [f"driftwatch:{cfg.metrics.port}"]
+    grafana = all_services["grafana"]
+    sources = load_yaml(host_path(grafana, "/etc/grafana/provisioning/datasources/prometheus.yaml"))
+    assert [d["url"] for d in sources["datasources"]] == ["http://prometheus:9090"]
+    providers = load_yaml(
+        host_path(grafana, "/etc/grafana/provisioning/dashboards/driftwatch.yaml")
+    )
+    (folder,) = [p["options"]["path"] for p in providers["providers"]]
+    dashboards = [t for t in mounts(grafana) if t.startswith(folder + "/")]
+    assert [host_path(grafana, d) for d in dashboards] == [
+        ROOT / "deploy" / "kubernetes" / "base" / "grafana" / "driftwatch.json"
+    ]
