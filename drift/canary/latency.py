@@ -27,7 +27,7 @@ import math
 from scipy import stats  # type: ignore[import-untyped, unused-ignore]
 
 from drift.canary.check import Check, Outcome, check_alpha, check_min_n
-from drift.latency_sketch import RELATIVE_ERROR, LatencySketch
+from drift.latency_sketch import FLOOR_MS, RELATIVE_ERROR, LatencySketch
 
 
 def check_name(percentile: float) -> str:
@@ -57,9 +57,8 @@ def quantile_bounds(sketch: LatencySketch, q: float, alpha: float) -> tuple[floa
 
 
 def _ratio(num: float, den: float) -> float:
-    if den > 0:
-        return num / den
-    return 1.0 if num == 0 else math.inf
+    # The sketch cannot tell latencies below its floor apart: they count as the floor.
+    return max(num, FLOOR_MS) / max(den, FLOOR_MS)
 
 
 def latency_ratio(
@@ -78,8 +77,9 @@ def latency_ratio(
     per version (canary upper over stable lower, and canary lower over
     stable upper). Pass when the upper bound is at most ``max_ratio``, fail
     when the lower bound is above it, inconclusive otherwise and below
-    ``min_n`` values per version. Two zero percentiles have ratio 1 (values below a
-    microsecond read as 0).
+    ``min_n`` values per version. Latencies below a microsecond (the sketch's floor)
+    count as one microsecond in the ratio and its bounds: two such percentiles have
+    ratio 1.
 
     >>> import numpy as np
     >>> stable = LatencySketch.of(np.arange(1.0, 1001.0))
