@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import zlib
 
+import msgspec
 import numpy as np
 import pytest
 
@@ -77,9 +79,6 @@ def test_missing_values_are_skipped_and_bad_ones_refused() -> None:
 
 
 def test_corrupt_bytes_raise_sketch_corrupt() -> None:
-    import msgspec
-    import zlib
-
     for raw in (
         b"not zlib",
         zlib.compress(b"\x01"),
