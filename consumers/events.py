@@ -24,6 +24,7 @@ import msgspec
 import numpy as np
 
 from consumers.errors import InvalidEvent, InvalidReason
+from drift.latency_sketch import MAX_LATENCY_MS
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 
 Category = str | int | bool
@@ -40,6 +41,10 @@ _PREDICTION_TYPES: dict[PredictionKind, Any] = {
 MAX_EVENT_ID = 512
 MAX_MODEL_VERSION = 200
 EventId = Annotated[str, msgspec.Meta(max_length=MAX_EVENT_ID)]
+# What the latency sketch can hold: finite (JSON has no NaN or infinity, and a number
+# beyond a float's range is refused), not negative, at most an hour. A missing or
+# null latency_ms is no latency: the event counts, its latency does not.
+LatencyMs = Annotated[float, msgspec.Meta(ge=0.0, le=MAX_LATENCY_MS)]
 T = TypeVar("T")
 
 
@@ -49,7 +54,7 @@ class PredictionEvent(msgspec.Struct, frozen=True, gc=False, tag_field="model", 
     event_id: EventId
     model_version: Annotated[str, msgspec.Meta(max_length=MAX_MODEL_VERSION)]
     timestamp: AwareDatetime
-    latency_ms: float | None = None
+    latency_ms: LatencyMs | None = None
     model: ClassVar[str]
     features: Any
     prediction: Any

@@ -84,6 +84,8 @@ class WindowAccumulator:
                         [sample_key(e.event_id) for e in group.events] if sampled else None,
                     )
                 )
+                # None (no latency_ms) becomes NaN here, which the sketch skips.
+                delta.latency.update([e.latency_ms for e in group.events])
                 self.events += len(group.events)
                 if on_consumed is not None:
                     on_consumed(model, len(group.events))

@@ -25,13 +25,15 @@ _BATCH = 64
 
 
 class WindowShare(NamedTuple):
-    """One partition's share of one window of one version (``window_aggregates``)."""
+    """One partition's share of one window of one version (``window_aggregates``);
+    ``latency`` is None when none of its events carried ``latency_ms``."""
 
     model_version: str
     window_start: datetime
     event_count: int
     late_count: int
     sketch: bytes
+    latency: bytes | None = None
 
 
 class LabelledShare(NamedTuple):
@@ -58,7 +60,9 @@ def window_shares(
     """Rows of ``model``'s ``versions`` whose window lies within [``start``, ``end``)."""
     wa = WindowAggregate
     stmt = (
-        select(wa.model_version, wa.window_start, wa.event_count, wa.late_count, wa.sketch)
+        select(
+            wa.model_version, wa.window_start, wa.event_count, wa.late_count, wa.sketch, wa.latency
+        )
         .where(
             wa.model == model,
             wa.model_version.in_(list(versions)),
@@ -67,8 +71,8 @@ def window_shares(
         )
         .order_by(wa.window_start, wa.model_version, wa.partition, wa.layout)
     )
-    for version, window_start, events, late, sketch in _rows(session, stmt):
-        yield WindowShare(version, window_start, int(events), int(late), sketch)
+    for version, window_start, events, late, sketch, latency in _rows(session, stmt):
+        yield WindowShare(version, window_start, int(events), int(late), sketch, latency)
 
 
 def labelled_shares(

@@ -72,7 +72,11 @@ def aggregate_key_args(table: str) -> tuple[UniqueConstraint, Index]:
 
 
 class WindowAggregate(AggregateKey, Base):
-    """One partition's share of one window of one model version."""
+    """One partition's share of one window of one model version.
+
+    ``latency`` is the :class:`drift.latency_sketch.LatencySketch` of the events'
+    ``latency_ms`` (NULL while none of them carried one).
+    """
 
     __tablename__ = "window_aggregates"
     __table_args__ = aggregate_key_args(__tablename__)
@@ -80,6 +84,7 @@ class WindowAggregate(AggregateKey, Base):
     event_count: Mapped[int] = mapped_column(BigInteger)
     late_count: Mapped[int] = mapped_column(BigInteger)
     sketch: Mapped[bytes] = mapped_column(LargeBinary)
+    latency: Mapped[bytes | None] = mapped_column(LargeBinary)
 
 
 class ReferenceProfileRow(Base):

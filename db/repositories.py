@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.errors import OffsetConflict, translated, translating, violates
 from db.models import ConsumerOffset, WindowAggregate
+from drift.latency_sketch import LatencySketch
 from drift.sketch import WindowSketch
 
 RowT = TypeVar("RowT")
@@ -60,10 +61,12 @@ class WindowKey:
 
 @dataclass(slots=True)
 class WindowDelta:
-    """What one flush adds to one window row."""
+    """What one flush adds to one window row: ``latency`` holds the ``latency_ms`` of
+    the events that carry one."""
 
     sketch: WindowSketch
     late: int = 0
+    latency: LatencySketch = field(default_factory=LatencySketch)
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,6 +220,17 @@ def window_row(
     return found
 
 
+def _latency_bytes(stored: bytes | None, delta: LatencySketch) -> bytes | None:
+    """The row's latency sketch with ``delta`` added; None while no event carried one."""
+    if delta.count == 0:
+        return stored
+    if stored is None:
+        return delta.to_bytes()
+    merged = LatencySketch.from_bytes(stored)
+    merged.merge(delta)
+    return merged.to_bytes()
+
+
 @translated
 class WindowAggregateRepository:
     def __init__(self, session: Session) -> None:
@@ -246,6 +260,7 @@ class WindowAggregateRepository:
                     event_count=delta.sketch.events,
                     late_count=delta.late,
                     sketch=delta.sketch.to_bytes(),
+                    latency=_latency_bytes(None, delta.latency),
                     updated_at=now,
                 )
             )
@@ -255,6 +270,7 @@ class WindowAggregateRepository:
         row.sketch = merged.to_bytes()
         row.event_count = merged.events
         row.late_count += delta.late
+        row.latency = _latency_bytes(row.latency, delta.latency)
         row.updated_at = now
 
     def window_counts(self, model: str | None = None) -> list[WindowCount]:

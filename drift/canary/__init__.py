@@ -14,7 +14,8 @@ returns a :class:`Check` with one of three outcomes; *inconclusive* means
 - :func:`prediction_divergence` (:mod:`~drift.canary.divergence`):
   Jensen-Shannon distance of the two prediction histograms;
 - :func:`latency_ratio` (:mod:`~drift.canary.latency`): a latency percentile
-  of the canary over stable's.
+  of the canary over stable's, from their
+  :class:`~drift.latency_sketch.LatencySketch`.
 
 >>> checks = [
 ...     accuracy_noninferiority(1880, 2000, 1870, 2000, margin=0.02),

@@ -27,7 +27,11 @@ span's two versions (one bounded query per table) and hands their totals to
 - ``mae_noninferiority`` (``task`` regression): ``count``, ``sum_abs_err`` and
   ``sum_sq_err`` of the regression sketches (the squared absolute error is the
   squared error). Sketches of the other task are left out and counted in
-  ``details`` (``other_task_rows``).
+  ``details`` (``other_task_rows``);
+- ``latency_p<percentile>_ratio``: the latency sketches of the same rows
+  (``window_aggregates.latency``, the ``latency_ms`` of the events that carry one),
+  merged per version, with ``latency_percentile``, ``latency_max_ratio``, ``alpha``
+  and ``latency_min_samples``.
 
 **Windows.** A span is judged on whole windows: the rows whose window starts at
 or after ``span.start`` and ends by ``span.end``. A window straddling the start
@@ -42,9 +46,15 @@ span without one reads nothing, and every check is inconclusive.
 span's labelled pairs are those joined by the time of the analysis, with the same
 delay for both versions.
 
-**Latency** is left out: events carry ``latency_ms``, but ingestion stores it
-nowhere (no window sketch holds it, nor the archive), so there is nothing to
-read. :func:`drift.canary.latency_ratio` is ready for when one does.
+**Latency** is optional in the event contract. When the span's events of a
+version carry none, the latency check is inconclusive with the reason "no
+latency_ms in events of canary version ..." (or stable, or both) and sample sizes
+of 0: it is recorded with every analysis, so an operator sees that latency was not
+judged and why, but it holds no step (the rollout holds only on an inconclusive
+check with data on both sides; :mod:`retrain.rollout.phases`). A model whose
+serving layer never stamps ``latency_ms`` therefore rolls out on the other checks,
+as it did before latency was stored. A version with some latencies, but fewer than
+``latency_min_samples``, holds the step as any check short of data does.
 
 **No rows.** A version without rows in the span (an unknown model, a version
 name nobody stamps, a span with no whole window) gives the same checks,
@@ -71,9 +81,12 @@ from drift.canary import (
     Outcome,
     accuracy_noninferiority,
     error_noninferiority,
+    latency_ratio,
     prediction_divergence,
     sample_ratio,
 )
+from drift.canary.latency import check_name
+from drift.latency_sketch import LatencySketch
 from drift.performance import ClassificationSketch, PerformanceSketch, RegressionSketch, Task
 from drift.sketch import CategoricalSketch, ColumnSketch, NumericSketch, WindowSketch
 from retrain.rollout.span import AnalysisSettings, Span
@@ -93,11 +106,14 @@ class _Stream:
     late: int = 0
     windows: set[datetime] = field(default_factory=set)
     predictions: dict[Bins, ColumnSketch] = field(default_factory=dict)
+    latency: LatencySketch = field(default_factory=LatencySketch)
 
     def add(self, share: WindowShare) -> None:
         self.events += share.event_count
         self.late += share.late_count
         self.windows.add(share.window_start)
+        if share.latency is not None:
+            self.latency.merge(LatencySketch.from_bytes(share.latency))
         prediction = WindowSketch.from_bytes(share.sketch).prediction
         bins = prediction.edges if isinstance(prediction, NumericSketch) else None
         held = self.predictions.get(bins)
@@ -143,10 +159,11 @@ class _Labelled:
 
 
 def analyse(session: Session, span: Span, settings: AnalysisSettings) -> list[Check]:
-    """Every check of ``span``: sample ratio, prediction divergence, labelled performance.
+    """Every check of ``span``: sample ratio, prediction divergence, labelled
+    performance and latency.
 
     See the module's docstring for what each reads, the whole-window rule (a step
-    should last at least two windows) and why latency is not among them. Raises
+    should last at least two windows) and events without ``latency_ms``. Raises
     ValueError for a span that compares a version with itself or names an unknown
     task; missing data only ever makes checks inconclusive.
     """
@@ -164,6 +181,7 @@ def analyse(session: Session, span: Span, settings: AnalysisSettings) -> list[Ch
         _sample_ratio(span, streams[span.canary], streams[span.stable], settings),
         _divergence(span, streams[span.canary], streams[span.stable], settings),
         _performance(span, task, labelled[span.canary], labelled[span.stable], settings),
+        _latency(span, streams[span.canary], streams[span.stable], settings),
     ]
 
 
@@ -289,3 +307,19 @@ def _performance(
             min_n=max(settings.min_labeled, 2),
         )
     return _with(check, extra)
+
+
+def _latency(span: Span, canary: _Stream, stable: _Stream, settings: AnalysisSettings) -> Check:
+    name, threshold = check_name(settings.latency_percentile), settings.latency_max_ratio
+    n_c, n_s = canary.latency.count, stable.latency.count
+    absent = _absent(name, threshold, n_c, n_s, span, "latency_ms in events")
+    if absent is not None:
+        return absent
+    return latency_ratio(
+        canary.latency,
+        stable.latency,
+        percentile=settings.latency_percentile,
+        max_ratio=threshold,
+        alpha=settings.alpha,
+        min_n=settings.latency_min_samples,
+    )

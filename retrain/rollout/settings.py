@@ -9,6 +9,7 @@ value it cannot honour.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -121,3 +122,15 @@ class RolloutSettings:
             raise _bad(f"{key}.steps", f"the last step's weight must be 100, got {weights[-1]}")
         if self.max_failed_checks < 1:
             raise _bad(f"{key}.max_failed_checks", "expected at least 1")
+        _check_latency(f"{key}.analysis", self.analysis)
+
+
+def _check_latency(key: str, analysis: AnalysisSettings) -> None:
+    """The latency check's settings, which :func:`drift.canary.latency_ratio` would
+    otherwise refuse only once a step is judged."""
+    if not 0.0 < analysis.latency_percentile < 100.0:
+        raise _bad(f"{key}.latency_percentile", "expected a percentile in (0, 100)")
+    if not (math.isfinite(analysis.latency_max_ratio) and analysis.latency_max_ratio > 1.0):
+        raise _bad(f"{key}.latency_max_ratio", "expected a finite ratio above 1")
+    if analysis.latency_min_samples < 1:
+        raise _bad(f"{key}.latency_min_samples", "expected at least 1")

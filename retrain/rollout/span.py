@@ -48,9 +48,11 @@ class AnalysisSettings:
     min_events: int = 500
     # Sample-ratio mismatch of the canary's share of events against the router's weight.
     srm_alpha: float = 0.001
-    # Latency, when events carry ``latency_ms``: canary percentile over stable's.
+    # Latency, when events carry ``latency_ms``: canary percentile over stable's, with
+    # at least ``latency_min_samples`` latencies per version.
     latency_percentile: float = 95.0
     latency_max_ratio: float = 1.5
+    latency_min_samples: int = 200
 
 
 # The analysis as the state machine calls it: every check's outcome on one span.

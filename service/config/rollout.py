@@ -127,7 +127,8 @@ class AnalysisConfig(Strict):
     min_events: int = Field(default=500, ge=1)
     srm_alpha: float = Field(default=0.001, gt=0, lt=1)
     latency_percentile: float = Field(default=95.0, gt=0, lt=100)
-    latency_max_ratio: float = Field(default=1.5, gt=1)
+    latency_max_ratio: float = Field(default=1.5, gt=1, allow_inf_nan=False)
+    latency_min_samples: int = Field(default=200, ge=1)
 
     def settings(self) -> AnalysisSettings:
         return AnalysisSettings(**self.model_dump())

@@ -300,14 +300,15 @@ class ConceptStream:
         self._scores.clear()
         self._block = block
 
-    def _serve(self, era: Era, row: int, event_id: str) -> tuple[str, float]:
-        """The version that scores the event and its probability of class "1": here the
-        champion under the plan's version (a serving layer overrides this). Scored a
-        block at a time, only for the eras the stream reaches."""
+    def _serve(self, era: Era, row: int, event_id: str) -> tuple[str, float, float]:
+        """The version that scores the event, its probability of class "1" and its
+        ``latency_ms``: here the champion under the plan's version, with a fixed
+        latency (a serving layer overrides this and measures it). Scored a block at a
+        time, only for the eras the stream reaches."""
         block = self._scores.get(era)
         if block is None:
             block = self._scores[era] = scores(self.champion, self._frames[era]).tolist()
-        return self.plan.model_version, block[row]
+        return self.plan.model_version, block[row], 2.0
 
     def event(self, index: int, event_time: float) -> SyntheticEvent:
         plan = self.plan
@@ -317,7 +318,7 @@ class ConceptStream:
         drifted = plan.drift_at is not None and event_time >= plan.start + plan.drift_at
         era = Era.POST if drifted else Era.PRE
         event_id = f"{self.scenario.event_prefix}{plan.seed:03x}-{index:012d}"
-        version, prob = self._serve(era, row, event_id)
+        version, prob, latency_ms = self._serve(era, row, event_id)
         stamp = datetime.fromtimestamp(event_time, UTC).isoformat().replace("+00:00", "Z")
         pred = {
             "event_id": event_id,
@@ -326,7 +327,7 @@ class ConceptStream:
             "timestamp": stamp,
             "features": self._rows[era][row],
             "prediction": _prediction(plan.model.prediction.kind, prob),
-            "latency_ms": 2.0,
+            "latency_ms": latency_ms,
         }
         label = {"event_id": event_id, "model": plan.model.name, "label": self._labels[era][row]}
         label["timestamp"] = stamp

@@ -27,8 +27,10 @@ probability of class "1" as :func:`service.dev.concept.scores` computes it.
 
 :class:`ServedStream` is the scenario producer's source (``produce``) with every
 prediction made by a server: its events carry the version served as
-``model_version``, which is what the rollout analysis splits the stream by, and
-the scenario's ground-truth labels (delayed by ``produce`` as for any stream).
+``model_version``, which is what the rollout analysis splits the stream by, the
+measured scoring time as ``latency_ms`` (a version scores a block of requests in one
+call; each request's is its share of that call's time), and the scenario's
+ground-truth labels (delayed by ``produce`` as for any stream).
 
 Manual use, producing to the config's topics::
 
@@ -261,20 +263,24 @@ class ServedStream(ConceptStream):
         super().__init__(plan, None, scenario)
         self.server = server
         self.served: Counter[str] = Counter()  # events per version served
-        self._by_model: dict[tuple[Era, str], list[float]] = {}
+        # Per (era, model): the block's scores and each request's share of their time.
+        self._by_model: dict[tuple[Era, str], tuple[list[float], float]] = {}
 
     def _load(self, block: int) -> None:
         super()._load(block)
         self._by_model.clear()
 
-    def _serve(self, era: Era, row: int, event_id: str) -> tuple[str, float]:
+    def _serve(self, era: Era, row: int, event_id: str) -> tuple[str, float, float]:
         version = self.server.pick(event_id)
         key = (era, version.target.sha256.lower())
         block = self._by_model.get(key)
         if block is None:
-            block = self._by_model[key] = version.scores(self._frames[era]).tolist()
+            began = time.perf_counter()
+            scored = version.scores(self._frames[era]).tolist()
+            elapsed_ms = (time.perf_counter() - began) * 1000.0
+            block = self._by_model[key] = (scored, round(elapsed_ms / len(scored), 6))
         self.served[version.target.version] += 1
-        return version.target.version, block[row]
+        return version.target.version, block[0][row], block[1]
 
 
 def _router_file(path: Path, model: str, scenario: Scenario, seed: int, version: str) -> None:

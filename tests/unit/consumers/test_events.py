@@ -362,6 +362,29 @@ def test_integer_prediction_too_large_for_a_float(decoder: EventDecoder) -> None
     assert exc.kind is InvalidReason.PREDICTION
 
 
+@pytest.mark.parametrize(
+    ("value", "detail"),
+    [
+        (-0.5, "Expected `float` >= 0.0 - at `$.latency_ms`"),
+        (3_600_001, "Expected `float` <= 3600000.0 - at `$.latency_ms`"),
+    ],
+)
+def test_a_latency_out_of_range_is_invalid(decoder: EventDecoder, value: Any, detail: str) -> None:
+    exc = rejected(decoder, encode(prediction(latency_ms=value)))
+    assert exc.kind is InvalidReason.SCHEMA
+    assert exc.detail == detail
+    # The batch path refuses it the same way, and keeps the events beside it.
+    batch = decoder.decode_batch([encode(prediction()), encode(prediction(latency_ms=value))])
+    assert [i for i, _ in batch.invalid] == [1] and len(batch.events) == 1
+
+
+def test_a_null_latency_or_the_bounds_are_valid(decoder: EventDecoder) -> None:
+    for value, expected in ((None, None), (0, 0.0), (3_600_000, 3_600_000.0)):
+        assert (
+            decoder.decode_prediction(encode(prediction(latency_ms=value))).latency_ms == expected
+        )
+
+
 def test_numbers_out_of_float_range_elsewhere_are_invalid(decoder: EventDecoder) -> None:
     raw = encode(prediction()).replace(b'"amount": 12.5', b'"amount": 1e400')
     assert rejected(decoder, raw).kind is InvalidReason.FEATURE

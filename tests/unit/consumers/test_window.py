@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from consumers.events import EventDecoder, PredictionEvent
 from consumers.window import WindowAccumulator
 from db.repositories import WindowKey
+from drift.latency_sketch import LatencySketch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import CategoricalSketch, NumericSketch, WindowBatch, WindowSketch
 
@@ -40,8 +41,9 @@ def ev(
     country: str | None = "de",
     pred: float = 0.25,
     version: str = "v1",
+    latency_ms: float | None = None,
 ) -> PredictionEvent:
-    raw = {
+    raw: dict[str, object] = {
         "event_id": f"e{t}",
         "model": "fraud",
         "model_version": version,
@@ -49,6 +51,8 @@ def ev(
         "features": {"amount": amount, "country": country},
         "prediction": pred,
     }
+    if latency_ms is not None:
+        raw["latency_ms"] = latency_ms
     return DECODER.decode_prediction(json.dumps(raw).encode())
 
 
@@ -257,3 +261,27 @@ def test_drop_no_partitions_keeps_everything() -> None:
     acc.drop_partitions(set())
     assert set(acc.deltas) == {key(T)}
     assert acc.events == 1
+
+
+def test_latencies_are_sketched_per_window_and_version_and_missing_ones_skipped() -> None:
+    acc = WindowAccumulator(DECODER.codecs)
+    events = [
+        ev(T + 1, latency_ms=2.0),
+        ev(T + 2),
+        ev(T + 3, latency_ms=4.0, version="v2"),
+        ev(T + 61, latency_ms=8.0),
+        ev(T + 62, latency_ms=0.0),
+    ]
+    acc.add_partition_batch(0, events, None, on_late=lambda m, n: None)
+    deltas = acc.take()
+    latency = {(k.model_version, k.window_start - T): d.latency for k, d in deltas.items()}
+    assert {k: s.count for k, s in latency.items()} == {("v1", 0): 1, ("v2", 0): 1, ("v1", 60): 2}
+    assert latency[("v1", 0)] == LatencySketch.of([2.0])
+    assert latency[("v1", 60)] == LatencySketch.of([8.0, 0.0])
+    # The event without a latency still counts as an event.
+    assert (
+        deltas[
+            next(k for k in deltas if k.model_version == "v1" and k.window_start == T)
+        ].sketch.events
+        == 2
+    )

@@ -18,6 +18,7 @@ from db.repositories import (
     WindowDelta,
     WindowKey,
 )
+from drift.latency_sketch import LatencySketch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import WindowBatch, WindowSketch
 
@@ -160,6 +161,24 @@ def test_window_add_creates_a_row(sessions: sessionmaker[Session]) -> None:
         for value in (row.window_start, row.window_end, row.updated_at):
             assert_utc(value)
         assert WindowSketch.from_bytes(row.sketch) == delta.sketch
+
+
+def test_window_latency_is_stored_once_any_event_carries_one(
+    sessions: sessionmaker[Session],
+) -> None:
+    repo_key = key()
+    with sessions.begin() as s:
+        WindowAggregateRepository(s).add(repo_key, WindowDelta(sketch([1.0], ["de"], ["y"])), NOW)
+    with sessions() as s:
+        assert s.scalars(select(WindowAggregate.latency)).one() is None
+    for values in ([3.0, 5.0], [], [1000.0]):
+        delta = WindowDelta(sketch([1.0], ["de"], ["y"]), latency=LatencySketch.of(values))
+        with sessions.begin() as s:
+            WindowAggregateRepository(s).add(repo_key, delta, LATER)
+    with sessions() as s:
+        stored = s.scalars(select(WindowAggregate.latency)).one()
+    assert stored is not None
+    assert LatencySketch.from_bytes(stored) == LatencySketch.of([3.0, 5.0, 1000.0])
 
 
 def test_window_add_merges_into_the_existing_row(sessions: sessionmaker[Session]) -> None:

@@ -45,7 +45,7 @@ def test_a_file_rollout_builds_its_router_and_steps(tmp_path: Path) -> None:
                 ],
                 "step_deadline": "30m",
                 "max_failed_checks": 2,
-                "analysis": {"margin": 0.05, "srm_alpha": 0.0001},
+                "analysis": {"margin": 0.05, "srm_alpha": 0.0001, "latency_min_samples": 50},
             }
         ),
     )
@@ -57,6 +57,7 @@ def test_a_file_rollout_builds_its_router_and_steps(tmp_path: Path) -> None:
     )
     assert settings.step_deadline == timedelta(minutes=30)
     assert (settings.analysis.margin, settings.analysis.srm_alpha) == (0.05, 0.0001)
+    assert settings.analysis.latency_min_samples == 50
     router = make_router(rollout.router, rollout.sections(), model="fraud")
     assert isinstance(router, FileRouter) and router.path == tmp_path / "split.json"
 
@@ -146,6 +147,21 @@ def test_cluster_sections_build_their_routers_settings(tmp_path: Path) -> None:
         (
             {"analysis": {"alpha": 2}},
             "config: models.fraud.rollout.analysis.alpha: Input should be less than 1",
+        ),
+        (
+            {"analysis": {"latency_percentile": 100}},
+            "config: models.fraud.rollout.analysis.latency_percentile: Input should be less "
+            "than 100",
+        ),
+        (
+            {"analysis": {"latency_max_ratio": 1}},
+            "config: models.fraud.rollout.analysis.latency_max_ratio: Input should be greater "
+            "than 1",
+        ),
+        (
+            {"analysis": {"latency_min_samples": 0}},
+            "config: models.fraud.rollout.analysis.latency_min_samples: Input should be greater "
+            "than or equal to 1",
         ),
         ({"canary": 5}, "config: models.fraud.rollout.canary: unknown key"),
     ],

@@ -9,7 +9,9 @@ import msgspec
 import numpy as np
 import pytest
 
+from consumers.events import EventDecoder
 from consumers.synthetic import SyntheticPlan
+from drift.latency_sketch import MAX_LATENCY_MS
 from retrain.artifacts import load_model, save_model
 from retrain.rollout.base import Target
 from retrain.rollout.file import FileRouter, write_atomically
@@ -237,6 +239,18 @@ def test_at_0_percent_the_stream_is_the_champions_stream(
     served = ServedStream(plan, _server(tmp_path, stable, canary, 0))
     plain = ConceptStream(plan, load_model(stable.uri, stable.sha256))
     times = [1_000.0 + i / 10.0 for i in range(2_000)]
-    assert [served.event(i, t) for i, t in enumerate(times)] == [
-        plain.event(i, t) for i, t in enumerate(times)
+    ours = [served.event(i, t) for i, t in enumerate(times)]
+    theirs = [plain.event(i, t) for i, t in enumerate(times)]
+    assert [(e.key, e.label, e.event_time) for e in ours] == [
+        (e.key, e.label, e.event_time) for e in theirs
     ]
+    # The same predictions; the server stamps the latency it measured instead.
+    bodies = [msgspec.json.decode(e.prediction) for e in ours]
+    latencies = [b.pop("latency_ms") for b in bodies]
+    for body in (msgspec.json.decode(e.prediction) for e in theirs):
+        assert body.pop("latency_ms") == 2.0
+        assert body == bodies.pop(0)
+    assert all(isinstance(x, float) and 0.0 <= x <= MAX_LATENCY_MS for x in latencies)
+    # Decoded by ingestion's own decoder: every one is a valid latency.
+    decoder = EventDecoder({"fraud": plan.model})
+    assert [decoder.decode_prediction(e.prediction).latency_ms for e in ours] == latencies

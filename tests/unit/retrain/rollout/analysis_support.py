@@ -6,12 +6,15 @@ Events are decoded by the real decoder, folded into window deltas by the real
 :class:`CheckpointStore` transaction per partition, as a flush does. Accuracy is
 exact by construction (every version's ``j``-th labelled prediction is right
 when ``j % 100`` is below the accuracy in percent), so a test's premise about it
-never rests on a draw; prediction scores and the split are seeded draws.
+never rests on a draw; prediction scores and the split are seeded draws. Latencies
+(``latency_ms``, lognormal times the version's ``latency_scale``) come from a
+generator of their own, so the other draws are the same with or without them.
 """
 
 from __future__ import annotations
 
 import json
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -72,6 +75,8 @@ class Version:
     shift: float = 0.0
     accuracy_percent: int = 90
     error_scale: float = 1.0
+    # The version's latencies as a multiple of a lognormal one; None: no latency_ms.
+    latency_scale: float | None = 1.0
 
 
 @dataclass
@@ -117,6 +122,7 @@ def stream(
     each version drawn at its share, each labelled 5 s after its prediction. ``tag``
     keeps the event ids of streams of one model and start apart."""
     out = Events()
+    latencies = np.random.default_rng(zlib.crc32(f"{model}/{tag}/{start}".encode()))
     for i in range(n):
         v = versions[0] if rng.random() >= versions[1].share else versions[1]
         j = out.counts.get(v.name, 0)
@@ -127,7 +133,7 @@ def stream(
         prediction = _prediction(model, score, klass)
         t = T + start + seconds * i / n
         event_id = f"{model}-{tag}{start}-{i}"
-        raw = {
+        raw: dict[str, object] = {
             "event_id": event_id,
             "model": model,
             "model_version": v.name,
@@ -135,6 +141,9 @@ def stream(
             "features": {"amount": float(rng.exponential(20.0))},
             "prediction": prediction,
         }
+        latency = float(latencies.lognormal(1.5, 0.5))
+        if v.latency_scale is not None:
+            raw["latency_ms"] = round(v.latency_scale * latency, 3)
         out.predictions.append(DECODER.decode_prediction(json.dumps(raw).encode()))
         right = j % 100 < v.accuracy_percent
         label = {

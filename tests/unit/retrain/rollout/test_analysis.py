@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import replace
 
@@ -11,7 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
 from drift.canary import Check, Outcome
+from retrain.errors import RouterError
 from retrain.rollout.analysis import analyse
+from retrain.rollout.settings import RolloutSettings
 from retrain.rollout.span import Analyse, AnalysisSettings, Span
 from tests.unit.retrain.rollout.analysis_support import Events, Ingestion, Version, at, stream
 
@@ -21,6 +24,7 @@ SETTINGS = AnalysisSettings()
 STABLE = Version("v1", 0.75)
 HEALTHY = Version("v2", 0.25)
 SPAN = Span("fraud", "v1", "v2", at(0), at(600), canary_percent=25)
+LATENCY = "latency_p95_ratio"
 
 
 @pytest.fixture
@@ -44,7 +48,7 @@ def run(
 ) -> dict[str, Check]:
     with sql() as session:
         checks = ANALYSE(session, span, settings)
-    assert len({c.name for c in checks}) == len(checks) == 3
+    assert len({c.name for c in checks}) == len(checks) == 4
     return {c.name: c for c in checks}
 
 
@@ -68,6 +72,7 @@ def test_a_healthy_canary_passes_every_check(db_url: str) -> None:
         "sample_ratio": Outcome.PASS,
         "prediction_divergence": Outcome.PASS,
         "accuracy_noninferiority": Outcome.PASS,
+        LATENCY: Outcome.PASS,
     }
     # Every event of each version, over both partitions and all ten windows, and every
     # labelled pair: nothing lost, nothing counted twice.
@@ -90,6 +95,7 @@ def test_shifted_predictions_fail_the_divergence_check(sql: sessionmaker[Session
         "prediction_divergence": Outcome.FAIL,
         # Right as often as stable about its own (shifted) classes.
         "accuracy_noninferiority": Outcome.PASS,
+        LATENCY: Outcome.PASS,
     }
     divergence = checks["prediction_divergence"]
     assert divergence.value is not None and divergence.value > SETTINGS.divergence_threshold
@@ -104,6 +110,7 @@ def test_accuracy_worse_by_twice_the_margin_fails_the_performance_check(
         "sample_ratio": Outcome.PASS,
         "prediction_divergence": Outcome.PASS,
         "accuracy_noninferiority": Outcome.FAIL,
+        LATENCY: Outcome.PASS,
     }
     accuracy = checks["accuracy_noninferiority"]
     assert accuracy.value == pytest.approx(-2 * SETTINGS.margin, abs=0.002)
@@ -119,6 +126,7 @@ def test_a_split_off_the_routers_weight_fails_the_sample_ratio_check(
         "sample_ratio": Outcome.FAIL,
         "prediction_divergence": Outcome.PASS,
         "accuracy_noninferiority": Outcome.PASS,
+        LATENCY: Outcome.PASS,
     }
     srm = checks["sample_ratio"]
     assert srm.value is not None and srm.value < SETTINGS.srm_alpha
@@ -136,6 +144,8 @@ def test_too_few_events_hold_the_divergence_and_performance_checks(
     assert checks["accuracy_noninferiority"].outcome is Outcome.INCONCLUSIVE
     assert "at least 500 per version" in checks["prediction_divergence"].reason
     assert "at least 200 per version" in checks["accuracy_noninferiority"].reason
+    assert checks[LATENCY].outcome is Outcome.INCONCLUSIVE
+    assert "at least 200 per version" in checks[LATENCY].reason
     # 300 events are enough to test a 25 % split.
     assert checks["sample_ratio"].outcome is Outcome.PASS
     assert checks["sample_ratio"].n_canary == events.counts["v2"]
@@ -153,7 +163,7 @@ def in_span(events: Events, version: str, start: float, end: float) -> int:
 def test_only_whole_windows_within_the_span_are_judged(sql: sessionmaker[Session]) -> None:
     rng = np.random.default_rng(7)
     # Around the span: a canary that is wrong in every way, at the wrong share.
-    bad = Version("v2", 0.9, shift=0.4, accuracy_percent=50)
+    bad = Version("v2", 0.9, shift=0.4, accuracy_percent=50, latency_scale=3.0)
     before = stream(rng, (STABLE, bad), 2000, -120, 120)
     inside = stream(rng, (STABLE, HEALTHY), 8000, 0, 600)
     after = stream(rng, (STABLE, bad), 2000, 600, 120)
@@ -257,3 +267,61 @@ def test_a_canary_against_itself_or_an_unknown_task_is_refused(
             analyse(session, replace(SPAN, canary="v1"), SETTINGS)
         with pytest.raises(ValueError, match="ranking"):
             analyse(session, replace(SPAN, task="ranking"), SETTINGS)
+
+
+def test_a_canary_twice_as_slow_fails_the_latency_check(sql: sessionmaker[Session]) -> None:
+    events = stored(sql, healthy(canary=replace(HEALTHY, latency_scale=2.0)))
+    checks = run(sql)
+    assert outcomes(checks) == {
+        "sample_ratio": Outcome.PASS,
+        "prediction_divergence": Outcome.PASS,
+        "accuracy_noninferiority": Outcome.PASS,
+        LATENCY: Outcome.FAIL,
+    }
+    latency = checks[LATENCY]
+    assert (latency.n_canary, latency.n_stable) == (events.counts["v2"], events.counts["v1"])
+    assert latency.value == pytest.approx(2.0, rel=0.1)
+    assert latency.details["lower"] > SETTINGS.latency_max_ratio
+    # The configured percentile and maximum are the ones applied.
+    lenient = run(sql, settings=replace(SETTINGS, latency_percentile=50, latency_max_ratio=3.0))
+    assert lenient["latency_p50_ratio"].outcome is Outcome.PASS
+    assert lenient["latency_p50_ratio"].threshold == 3.0
+
+
+def test_events_without_latency_give_an_inconclusive_check_that_holds_nothing(
+    sql: sessionmaker[Session],
+) -> None:
+    stored(sql, healthy(canary=replace(HEALTHY, latency_scale=None)))
+    checks = run(sql)
+    latency = checks[LATENCY]
+    assert latency.outcome is Outcome.INCONCLUSIVE and latency.value is None
+    assert latency.reason.startswith(
+        "inconclusive: no latency_ms in events of canary version 'v2' of model 'fraud'"
+    )
+    # No latency on one side: the rollout does not hold the step on it (phases._holds).
+    assert latency.n_canary == 0 and latency.n_stable > 0
+    assert {c.outcome for n, c in checks.items() if n != LATENCY} == {Outcome.PASS}
+
+
+def test_a_stream_without_any_latency_names_both_versions(sql: sessionmaker[Session]) -> None:
+    rng = np.random.default_rng(4)
+    versions = (replace(STABLE, latency_scale=None), replace(HEALTHY, latency_scale=None))
+    stored(sql, stream(rng, versions, 4000, 0, 600))
+    latency = run(sql)[LATENCY]
+    assert (latency.outcome, latency.n_canary, latency.n_stable) == (Outcome.INCONCLUSIVE, 0, 0)
+    assert "no latency_ms in events of canary version 'v2' or stable version 'v1'" in (
+        latency.reason
+    )
+
+
+def test_rollout_settings_refuse_bad_latency_settings_naming_the_key() -> None:
+    for field, value, what in (
+        ("latency_percentile", 100.0, "expected a percentile in (0, 100)"),
+        ("latency_max_ratio", 1.0, "expected a finite ratio above 1"),
+        ("latency_max_ratio", math.inf, "expected a finite ratio above 1"),
+        ("latency_min_samples", 0, "expected at least 1"),
+    ):
+        analysis = replace(SETTINGS, **{field: value})
+        with pytest.raises(RouterError) as caught:
+            RolloutSettings("fraud", analysis=analysis)
+        assert str(caught.value) == f"models.fraud.rollout.analysis.{field}: {what}"
