@@ -197,7 +197,9 @@ def test_bad_verdict_parameters_are_422_naming_them(api: RolloutApi) -> None:
         assert r.status_code == 422
         r = controller.get("/v1/models/fraud/verdict")
         assert r.status_code == 404
-        assert r.json() == {"message": "model fraud has no canary or candidate; name the canary one"}
+        assert r.json() == {
+            "message": "model fraud has no canary or candidate; name the canary one"
+        }
         assert controller.get("/v1/models/nope/verdict").status_code == 404
 
 
