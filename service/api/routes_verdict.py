@@ -233,14 +233,21 @@ def _flagger_verdict(deps: ApiDeps, meta: dict[str, str]) -> VerdictBody:
     unknown = sorted(set(meta) - FLAGGER_KEYS)
     if unknown:
         raise Invalid("body.metadata", f"unknown keys {unknown}; known: {sorted(FLAGGER_KEYS)}")
+    too_long = sorted(k for k in ("model", "stable", "canary") if len(meta.get(k, "")) > 200)
+    if too_long:
+        raise Invalid(f"body.metadata.{too_long[0]}", "longer than 200 characters")
     if "rollout" in meta:
-        if not meta["rollout"].isascii() or not meta["rollout"].isdigit():
+        given = meta["rollout"]
+        digits = given.isascii() and given.isdigit() and len(given) <= 19
+        if not (digits and 1 <= int(given) <= 2**62):
             raise Invalid("body.metadata.rollout", "expected a rollout id")
-        return rollout_verdict(deps, int(meta["rollout"]))
+        return rollout_verdict(deps, int(given))
     if "model" not in meta:
         raise Invalid("body.metadata.model", "required (or metadata.rollout)")
     weight = meta.get("weight")
-    if weight is not None and not (weight.isascii() and weight.isdigit() and int(weight) <= 100):
+    if weight is not None and not (
+        weight.isascii() and weight.isdigit() and len(weight) <= 3 and int(weight) <= 100
+    ):
         raise Invalid("body.metadata.weight", "expected a percent from 0 to 100")
     return pair_verdict(
         deps,

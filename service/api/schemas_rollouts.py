@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -133,4 +133,6 @@ class FlaggerPayload(BaseModel):
     namespace: str = Field(max_length=253)
     phase: str = Field(default="", max_length=64)
     checksum: str = Field(default="", max_length=200)
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=32)
+    metadata: dict[str, Annotated[str, Field(max_length=500)]] = Field(
+        default_factory=dict, max_length=32
+    )

@@ -282,6 +282,14 @@ def test_flagger_needs_a_verdict_token_and_known_metadata(api: RolloutApi) -> No
     r = flagger_call(api, url, odd)
     assert r.status_code == 422
     assert r.json()["problems"][0]["location"] == "body.metadata"
+    for given, status in (("abc", 422), ("9" * 25, 422), ("0", 422), ("7", 404)):
+        r = flagger_call(api, url, {**payload, "metadata": {"rollout": given, "token": VERDICT}})
+        assert r.status_code == status, given
+    weird = {**payload["metadata"], "weight": "1e3", "token": VERDICT}
+    r = flagger_call(api, url, {**payload, "metadata": weird})
+    assert r.json()["problems"] == [
+        {"location": "body.metadata.weight", "problem": "expected a percent from 0 to 100"}
+    ]
     nameless = {k: v for k, v in payload["metadata"].items() if k != "model"}
     r = flagger_call(api, url, {**payload, "metadata": {**nameless, "token": VERDICT}})
     assert (r.status_code, r.json()["message"]) == (
