@@ -251,3 +251,27 @@ def test_without_a_rollout_job_the_write_routes_refuse(db_url: str, tmp_path: Pa
         assert r.status_code == 409
         assert "runs no rollout job" in r.json()["message"]
         assert api.stage("v2") == "candidate"
+
+
+def test_the_openapi_document_describes_the_rollout_and_verdict_routes(api: RolloutApi) -> None:
+    with api.client() as anonymous:
+        document = anonymous.get("/openapi.json").json()
+    paths = document["paths"]
+    assert {
+        "/v1/rollouts": {"get"},
+        "/v1/rollouts/{rollout_id}": {"get"},
+        "/v1/models/{model}/rollouts": {"post"},
+        "/v1/rollouts/{rollout_id}/pause": {"post"},
+        "/v1/rollouts/{rollout_id}/resume": {"post"},
+        "/v1/rollouts/{rollout_id}/promote": {"post"},
+        "/v1/rollouts/{rollout_id}/abort": {"post"},
+        "/v1/rollouts/{rollout_id}/verdict": {"get"},
+        "/v1/models/{model}/verdict": {"get"},
+        "/v1/flagger/verdict": {"post"},
+    }.items() <= {path: set(ops) for path, ops in paths.items()}.items()
+    start = paths["/v1/models/{model}/rollouts"]["post"]
+    assert {p["name"] for p in start["parameters"]} == {"model", "Idempotency-Key"}
+    flagger = paths["/v1/flagger/verdict"]["post"]
+    assert {"200", "412"} <= set(flagger["responses"])
+    verdict = document["components"]["schemas"]["VerdictBody"]["properties"]["verdict"]
+    assert verdict["enum"] == ["pass", "fail", "inconclusive"]
