@@ -17,8 +17,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
 from db.idempotency import StoredResponse
+from db.registry import RegistryRepository
 from db.rollouts import RolloutRepository
 from db.runs import RunRepository
 from db.session import transaction
@@ -119,8 +121,9 @@ def _refused(exc: Exception, status: int = 409) -> StoredResponse:
 def start(
     deps: Deps, model: ModelName, body: RolloutStartRequest, key: IdempotencyKey = None
 ) -> JSONResponse:
-    """Start the rollout of an accepted run's candidate: 202 with the new rollout
-    (``pending``), 404 for an unknown model or run, 409 when it cannot start (no
+    """Start the rollout of an accepted run's candidate (``run_id`` or ``candidate``,
+    its version): 202 with the new rollout (``pending``), 404 for an unknown model,
+    run or version, 409 when it cannot start (no
     candidate awaiting a rollout, no production version, an active rollout)."""
     if model not in deps.models:
         raise NotFound(f"no model {model!r}; configured: {sorted(deps.models)}")
@@ -128,16 +131,32 @@ def start(
 
     def answer() -> StoredResponse:
         with transaction(deps.sessions) as s:
-            run = RunRepository(s).get(body.run_id)
-            if run is None or run.model != model:
-                return _refused(NotFound(f"model {model} has no run {body.run_id}"), 404)
+            run_id = _run_of(s, model, body)
+        if isinstance(run_id, StoredResponse):
+            return run_id
         try:
-            rollout_id = driver.start(model, body.run_id)
+            rollout_id = driver.start(model, run_id)
         except RolloutRefused as exc:
             return _refused(exc)
         return _change(rollout_id, model, Phase.PENDING)
 
-    return answered(deps, f"rollout-start:{model}", key, fingerprint(model, body.run_id), answer)
+    request = fingerprint(model, body.run_id, body.candidate)
+    return answered(deps, f"rollout-start:{model}", key, request, answer)
+
+
+def _run_of(session: Session, model: str, body: RolloutStartRequest) -> int | StoredResponse:
+    """The run the request names, or the refusal to answer with."""
+    if body.candidate is not None:
+        version = RegistryRepository(session).get(model, body.candidate)
+        if version is None:
+            return _refused(NotFound(f"model {model} has no version {body.candidate!r}"), 404)
+        if version.run_id is None:
+            return _refused(Conflict(f"version {body.candidate!r} of {model} has no run"))
+        return version.run_id
+    run = None if body.run_id is None else RunRepository(session).get(body.run_id)
+    if run is None or run.model != model:
+        return _refused(NotFound(f"model {model} has no run {body.run_id}"), 404)
+    return run.id
 
 
 Act = Callable[[RolloutDriver, int, str], Phase]

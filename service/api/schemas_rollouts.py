@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from service.api.schemas import Body, Page
 
@@ -78,7 +78,19 @@ class RolloutPage(Page):
 
 
 class RolloutStartRequest(Body):
-    run_id: int = Field(ge=1, le=2**62, description="the accepted run whose candidate rolls out")
+    """The accepted run whose candidate rolls out, by the run's id or by the candidate's
+    version name: exactly one of the two."""
+
+    run_id: int | None = Field(default=None, ge=1, le=2**62, description="an accepted run")
+    candidate: str | None = Field(
+        default=None, min_length=1, max_length=200, description="its candidate's version"
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> RolloutStartRequest:
+        if (self.run_id is None) == (self.candidate is None):
+            raise ValueError("give exactly one of run_id and candidate")
+        return self
 
 
 class RolloutActionRequest(Body):

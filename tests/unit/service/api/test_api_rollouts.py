@@ -66,6 +66,17 @@ def test_start_records_a_pending_rollout_and_the_leader_applies_its_first_step(
     assert split["canary"]["version"] == "v2"
 
 
+def test_start_by_the_candidates_version_starts_its_runs_rollout(api: RolloutApi) -> None:
+    run_id = api.accepted_run("v2")
+    with api.client(WRITE) as writer:
+        r = writer.post("/v1/models/fraud/rollouts", json={"candidate": "v2"})
+    assert (r.status_code, r.json()["phase"]) == (202, "pending")
+    with transaction(api.sessions) as s:
+        (rollout,) = RolloutRepository(s).rollouts()
+        assert rollout.run_id == run_id
+    assert api.stage("v2") == "canary"
+
+
 def test_list_filters_by_model_and_activity_and_show_has_weights_and_analyses(
     api: RolloutApi, db_url: str
 ) -> None:
@@ -198,7 +209,12 @@ def test_refusals_are_4xx_with_a_message(api: RolloutApi) -> None:
         r = c.post("/v1/models/fraud/rollouts", json={"run_id": 7})
         assert (r.status_code, r.json()) == (404, {"message": "model fraud has no run 7"})
         r = c.post("/v1/models/fraud/rollouts", json={})
-        assert r.status_code == 422 and r.json()["message"].startswith("body.run_id: ")
+        assert r.status_code == 422
+        assert r.json()["message"] == "body: Value error, give exactly one of run_id and candidate"
+        r = c.post("/v1/models/fraud/rollouts", json={"candidate": "v9"})
+        assert (r.status_code, r.json()) == (404, {"message": "model fraud has no version 'v9'"})
+        r = c.post("/v1/models/fraud/rollouts", json={"candidate": "v1"})
+        assert (r.status_code, r.json()) == (409, {"message": "version 'v1' of fraud has no run"})
         for action in ("pause", "resume", "promote", "abort"):
             r = c.post(f"/v1/rollouts/5/{action}")
             assert (r.status_code, r.json()) == (404, {"message": "no rollout 5"})
