@@ -178,6 +178,19 @@ class RolloutRepository(Repository[RolloutRow]):
             stmt = stmt.where(r.model == model)
         return self._list(stmt)
 
+    def page(
+        self, model: str | None, active: bool | None, limit: int, offset: int
+    ) -> list[RolloutRow]:
+        """Rollouts newest first, of ``model`` and with ``active`` when given: up to
+        ``limit`` after the first ``offset``."""
+        r = RolloutRow
+        stmt = select(r).order_by(r.id.desc()).limit(limit).offset(offset)
+        if model is not None:
+            stmt = stmt.where(r.model == model)
+        if active is not None:
+            stmt = stmt.where(r.active.is_(active))
+        return self._list(stmt)
+
     def enter(
         self,
         rollout: RolloutRow,

@@ -220,17 +220,26 @@ class RolloutDriver:
                 raise RolloutRefused(f"model {model} has no run {run_id}")
             return self.begin(session, run, self.fleet.clock()).id
 
-    def resume(self, rollout_id: int) -> Phase:
+    def resume(self, rollout_id: int, *, act: bool = True) -> Phase:
         """Resume a paused rollout where it paused (a step starts over, with a new span);
-        the router call the resumed phase needs is made after the commit."""
+        the router call the resumed phase needs is made after the commit (``act``
+        False: left to the next tick, see the note on ``act`` below)."""
         phase, step = self._decide(
             rollout_id, lambda s, r: resumed(self.fleet, s, r), frozenset({Phase.PAUSED})
         )
         if step is None:
             raise RolloutRefused(f"rollout {rollout_id} is {phase}, not paused")
-        return self._act(rollout_id, step, phase)
+        return self._act(rollout_id, step, phase) if act else phase
 
-    def abort(self, rollout_id: int, reason: str) -> Phase:
+    # ``act`` of resume, abort and promote: every router call a transition asks for is
+    # also the call its new phase's handler makes on each tick (a step states its split,
+    # ``promoting`` asks promote, ``rolling_back`` asks rollback), so a transition
+    # recorded without its call is carried out by the next tick. A process that is not
+    # the leader (the HTTP API on any replica) records only: then every router call is
+    # the leader's, made in the order of its ticks, and a late call of another process
+    # can never put a canary back on traffic after the leader rolled it back.
+
+    def abort(self, rollout_id: int, reason: str, *, act: bool = True) -> Phase:
         """Roll an active rollout back (its canary is rejected once the router confirms)."""
         active = frozenset({Phase.PENDING, Phase.PROGRESSING, Phase.PAUSED, Phase.PROMOTING})
         phase, step = self._decide(
@@ -238,7 +247,7 @@ class RolloutDriver:
         )
         if step is None:
             raise RolloutRefused(f"rollout {rollout_id} is {phase}: nothing to abort")
-        return self._act(rollout_id, step, phase)
+        return self._act(rollout_id, step, phase) if act else phase
 
     def pause(self, rollout_id: int, reason: str) -> Phase:
         """Pause an active rollout where it is, by hand."""
@@ -248,10 +257,10 @@ class RolloutDriver:
             raise RolloutRefused(f"rollout {rollout_id} is {phase}: nothing to pause")
         return phase
 
-    def promote(self, rollout_id: int, reason: str) -> Phase:
+    def promote(self, rollout_id: int, reason: str, *, act: bool = True) -> Phase:
         """Promote a progressing or paused rollout by hand, skipping its remaining steps;
-        the router's promotion is asked after the commit and confirmed by the next ticks,
-        as at the end of the last step."""
+        the router's promotion is asked after the commit (``act``) and confirmed by the
+        next ticks, as at the end of the last step."""
         only = frozenset({Phase.PROGRESSING, Phase.PAUSED})
         phase, step = self._decide(rollout_id, lambda s, r: self._promoting(s, r, reason), only)
         if step is None:
@@ -259,7 +268,7 @@ class RolloutDriver:
                 f"rollout {rollout_id} is {phase}: only a progressing or paused rollout "
                 "can be promoted"
             )
-        return self._act(rollout_id, step, phase)
+        return self._act(rollout_id, step, phase) if act else phase
 
     def _promoting(self, session: Session, rollout: RolloutRow, reason: str) -> Step:
         if rollout.paused_from == Phase.ROLLING_BACK:

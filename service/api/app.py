@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from fastapi import APIRouter, FastAPI
 
-from service.api import routes_ops, routes_read, routes_records, routes_retrain, routes_ui
+from service.api import (
+    routes_ops,
+    routes_read,
+    routes_records,
+    routes_retrain,
+    routes_rollouts,
+    routes_ui,
+    routes_verdict,
+)
 from service.api.deps import ApiDeps
 from service.api.errors import install_handlers
 from service.api.instrument import RequestMetrics
@@ -19,7 +27,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
     app = FastAPI(
         title="driftwatch",
         version="1",
-        description="Drift reports, performance, the model registry and retraining runs.",
+        description=(
+            "Drift reports, performance, the model registry, retraining runs, canary "
+            "rollouts and their verdicts."
+        ),
     )
     app.state.deps = deps
     app.state.ui_sessions = Sessions(
@@ -32,6 +43,10 @@ def create_app(deps: ApiDeps) -> FastAPI:
         routes_read.router,
         routes_records.router,
         routes_retrain.router,
+        routes_rollouts.read,
+        routes_rollouts.write,
+        routes_verdict.router,
+        routes_verdict.flagger,
         routes_ui.router,
     ]
     for router in routers:

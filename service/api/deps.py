@@ -9,7 +9,7 @@ import this one and the application imports the route modules: never the other w
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -19,6 +19,9 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from retrain.policy import TriggerPolicy
+from retrain.rollout.driver import RolloutDriver
+from retrain.rollout.settings import RolloutSettings
+from retrain.rollout.span import Analyse
 from service.api.auth import Token, TokenCheck, authorize, bearer, client_address
 from service.api.ui_session import Sessions
 from service.config.api import Scope
@@ -35,6 +38,11 @@ class ApiDeps:
     renders the stored report with Evidently; ``consumer_problem()`` says why the
     consumer is not ready, or None. ``cookie_secure`` marks the overview page's session
     cookie Secure even on plain HTTP (behind a TLS-terminating proxy).
+
+    ``rollouts`` is the service's rollout driver, through which the rollout routes
+    record operator transitions (None: no model's rollout is enabled, so no rollout
+    job runs and the write routes refuse); ``rollout_settings`` and ``analyse`` are
+    each model's rollout settings and the canary analysis the verdict routes run.
     """
 
     sessions: sessionmaker[Session]
@@ -51,6 +59,9 @@ class ApiDeps:
     metrics_open: bool = True
     max_body_bytes: int = 65536
     cookie_secure: bool = False
+    rollouts: RolloutDriver | None = None
+    rollout_settings: Mapping[str, RolloutSettings] = field(default_factory=dict)
+    analyse: Analyse | None = None
 
 
 def current(request: Request) -> ApiDeps:
@@ -78,3 +89,8 @@ def read_scope(request: Request, credentials: Credentials, deps: Deps) -> Token:
 def write_scope(request: Request, credentials: Credentials, deps: Deps) -> Token:
     """Lets the request through with a token holding the ``write`` scope."""
     return authorize(deps.tokens, credentials, Scope.WRITE, client_address(request))
+
+
+def verdict_scope(request: Request, credentials: Credentials, deps: Deps) -> Token:
+    """Lets the request through with a token holding the ``verdict`` scope."""
+    return authorize(deps.tokens, credentials, Scope.VERDICT, client_address(request))

@@ -1,10 +1,9 @@
 """``POST /v1/models/{model}/retrain`` (the ``write`` scope): a manual retraining request.
 
 It goes through the trigger policy's manual request, as ``driftwatch retrain``
-does. With an ``Idempotency-Key`` the first answer is stored (table
-``idempotency_keys``) and replayed to every repeat; the key also names the
-policy's manual cause, whose unique decision row keeps two concurrent repeats
-from starting two runs.
+does. With an ``Idempotency-Key`` the first answer is stored and replayed to every
+repeat (:mod:`service.api.idempotency`); the key also names the policy's manual
+cause, whose unique decision row keeps two concurrent repeats from starting two runs.
 """
 
 from __future__ import annotations
@@ -14,32 +13,17 @@ import json
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Header, Path
+from fastapi import APIRouter, Depends, Path
 from fastapi.responses import JSONResponse
 
-from db.idempotency import IdempotencyRepository, StoredResponse
+from db.idempotency import StoredResponse
 from db.runs import RunRepository
 from db.session import transaction
 from retrain.errors import RunRefused
 from service.api.deps import ApiDeps, Deps, write_scope
-from service.api.errors import ApiError, NotFound, error_body
+from service.api.errors import NotFound, error_body
+from service.api.idempotency import IdempotencyKey, answered, fingerprint
 from service.api.schemas import ErrorBody, RetrainAccepted, RetrainRequest
-
-IdempotencyKey = Annotated[
-    str | None,
-    Header(
-        alias="Idempotency-Key",
-        min_length=1,
-        max_length=200,
-        pattern=r"^[\x21-\x7e]+$",
-        description="repeats with the same key and body get the first answer; one run starts",
-    ),
-]
-
-
-class KeyReused(ApiError):
-    status = 422
-
 
 router = APIRouter(
     prefix="/v1",
@@ -60,24 +44,13 @@ def retrain(
     if model not in deps.models:
         raise NotFound(f"no model {model!r}; configured: {sorted(deps.models)}")
     reason = (body or RetrainRequest()).reason
-    fingerprint = hashlib.sha256(json.dumps([model, reason]).encode()).hexdigest()
-    scope = f"retrain:{model}"
-    if key is not None:
-        with transaction(deps.sessions) as s:
-            stored = IdempotencyRepository(s).get(scope, key)
-        if stored is not None:
-            return _replay(stored, fingerprint)
-    answer = _request(deps, model, reason, key)
-    if key is not None:
-        with transaction(deps.sessions) as s:
-            answer = IdempotencyRepository(s).remember(
-                scope,
-                key,
-                StoredResponse(fingerprint, answer.status, answer.body),
-                deps.clock(),
-            )
-        return _replay(answer, fingerprint)
-    return JSONResponse(json.loads(answer.body), status_code=answer.status)
+    return answered(
+        deps,
+        f"retrain:{model}",
+        key,
+        fingerprint(model, reason),
+        lambda: _request(deps, model, reason, key),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,9 +88,3 @@ def _request(deps: ApiDeps, model: str, reason: str, key: str | None) -> StoredR
         f"{model}: {outcome.reason}; nothing started", active_run_id=outcome.active_run_id
     )
     return StoredResponse("", 409, json.dumps(conflict))
-
-
-def _replay(stored: StoredResponse, fingerprint: str) -> JSONResponse:
-    if stored.fingerprint and stored.fingerprint != fingerprint:
-        raise KeyReused("Idempotency-Key was used before for a different request")
-    return JSONResponse(json.loads(stored.body), status_code=stored.status)

@@ -4,7 +4,8 @@ promote or abort an active one.
 The operator commands go through the rollout driver, as the service's ``rollout`` job
 does: each records its transition (and makes the router call the driver makes with
 it, as resume, promote and abort do); the service's next tick carries on from there.
-Steps are shown counted from 1, as in the alerts.
+Steps are shown counted from 1, as in the alerts; the records ``--json`` prints are
+:mod:`service.rollout_records`' (the HTTP API's too).
 """
 
 from __future__ import annotations
@@ -12,120 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.registry import ModelVersionRow
 from db.rollouts import RolloutAnalysisRow, RolloutPhaseRow, RolloutRepository, RolloutRow
 from db.session import transaction
 from retrain.rollout.driver import RolloutDriver
 from retrain.rollout.lifecycle import Phase
 from service.cli.common import load, require_model, sessions_for
 from service.errors import ServiceError
-from service.wiring.rollouts import build_rollouts
-
-
-@dataclass(frozen=True)
-class Versions:
-    """A rollout's stable and canary version names (None: no longer registered)."""
-
-    stable: str | None
-    canary: str | None
-
-
-def _versions(session: Session, rollouts: Sequence[RolloutRow]) -> dict[int, Versions]:
-    """Each rollout's versions by rollout id, in one query for any number of rollouts."""
-    ids = {i for r in rollouts for i in (r.stable_version_id, r.canary_version_id)}
-    if not ids:
-        return {}
-    v = ModelVersionRow
-    names = {row.id: row.version for row in session.scalars(select(v).where(v.id.in_(ids)))}
-    return {
-        r.id: Versions(names.get(r.stable_version_id), names.get(r.canary_version_id))
-        for r in rollouts
-    }
-
-
-def _iso(value: datetime | None) -> str | None:
-    return None if value is None else value.isoformat()
-
-
-def rollout_json(r: RolloutRow, versions: Versions) -> dict[str, Any]:
-    """A rollout as ``rollouts list --json`` prints it (and ``show --json`` begins)."""
-    return {
-        "id": r.id,
-        "model": r.model,
-        "run_id": r.run_id,
-        "phase": r.phase,
-        "active": r.active,
-        "step": r.step + 1,
-        "canary_percent": r.canary_percent,
-        "stable": versions.stable,
-        "canary": versions.canary,
-        "reason": r.reason,
-        "paused_from": r.paused_from,
-        "failed_checks": r.failed_checks,
-        "created_at": r.created_at.isoformat(),
-        "updated_at": r.updated_at.isoformat(),
-        "finished_at": _iso(r.finished_at),
-    }
-
-
-def _analysis_json(a: RolloutAnalysisRow) -> dict[str, Any]:
-    return {
-        "check": a.check,
-        "outcome": a.outcome,
-        "value": a.value,
-        "threshold": a.threshold,
-        "n_canary": a.n_canary,
-        "n_stable": a.n_stable,
-        "reason": a.reason,
-        "details": json.loads(a.details),
-        "span_start": a.span_start.isoformat(),
-        "span_end": a.span_end.isoformat(),
-        "analysed_at": a.analysed_at.isoformat(),
-    }
-
-
-def _by_step(analyses: Sequence[RolloutAnalysisRow]) -> dict[int, list[RolloutAnalysisRow]]:
-    """Analyses by step (counted from 1), steps and checks in the order stored."""
-    out: dict[int, list[RolloutAnalysisRow]] = {}
-    for a in analyses:
-        out.setdefault(a.step + 1, []).append(a)
-    return out
-
-
-def show_json(
-    r: RolloutRow,
-    versions: Versions,
-    history: Sequence[RolloutPhaseRow],
-    analyses: Sequence[RolloutAnalysisRow],
-) -> dict[str, Any]:
-    """Everything stored about one rollout (``rollouts show --json``)."""
-    return {
-        **rollout_json(r, versions),
-        "step_started_at": _iso(r.step_started_at),
-        "applied_at": _iso(r.applied_at),
-        "phase_deadline": _iso(r.phase_deadline),
-        "router_errors": r.router_errors,
-        "history": [
-            {
-                "phase": p.phase,
-                "step": p.step + 1,
-                "note": p.note,
-                "entered_at": p.entered_at.isoformat(),
-            }
-            for p in history
-        ],
-        "analyses": [
-            {"step": step, "checks": [_analysis_json(a) for a in rows]}
-            for step, rows in _by_step(analyses).items()
-        ],
-    }
+from service.rollout_records import Versions, by_step, rollout_json, show_json, versions_of
+from service.wiring.rollouts import build_rollouts, step_weights
 
 
 def _time(value: datetime) -> str:
@@ -137,7 +37,7 @@ def cmd_rollouts_list(args: argparse.Namespace) -> int:
     # No check of --model against the config: rollouts of a model since removed stay listed.
     with transaction(sessions_for(cfg, args)) as s:
         rows = RolloutRepository(s).rollouts(args.model, args.limit)
-        versions = _versions(s, rows)
+        versions = versions_of(s, rows)
         if args.json:
             print(json.dumps([rollout_json(r, versions[r.id]) for r in rows], indent=2))
             return 0
@@ -167,10 +67,11 @@ def cmd_rollouts_show(args: argparse.Namespace) -> int:
     with transaction(sessions_for(cfg, args)) as s:
         r = _rollout(s, args.id)
         repository = RolloutRepository(s)
-        versions = _versions(s, [r])[r.id]
+        versions = versions_of(s, [r])[r.id]
         history, analyses = repository.history(r.id), repository.analyses(r.id)
         if args.json:
-            print(json.dumps(show_json(r, versions, history, analyses), indent=2))
+            weights = step_weights(cfg, r.model)
+            print(json.dumps(show_json(r, versions, history, analyses, weights), indent=2))
             return 0
         _print_rollout(r, versions, history, analyses)
     return 0
@@ -195,7 +96,7 @@ def _print_rollout(
     print("  history:")
     for p in history:
         print(f"    {_time(p.entered_at)}  {p.phase:<12} step {p.step + 1}  {p.note}")
-    for step, rows in _by_step(analyses).items():
+    for step, rows in by_step(analyses).items():
         print(f"  step {step} analyses:")
         for a in rows:
             value = "-" if a.value is None else f"{a.value:.4g}"

@@ -16,6 +16,9 @@ _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 class Scope(StrEnum):
     READ = "read"
     WRITE = "write"
+    # Only the canary verdict endpoints (/v1/.../verdict): what an Argo Rollouts
+    # AnalysisTemplate or a Flagger webhook is given, so a leaked one reads no more.
+    VERDICT = "verdict"
 
 
 class TokenConfig(Strict):
@@ -24,7 +27,7 @@ class TokenConfig(Strict):
     name: str = Field(min_length=1)
     sha256: str | None = Field(default=None, description="the token's sha256, 64 hex digits")
     token_file: Path | None = Field(default=None, description="a file holding the token")
-    scopes: list[Scope] = Field(min_length=1, description="some of read, write")
+    scopes: list[Scope] = Field(min_length=1, description="some of read, write, verdict")
 
     @field_validator("sha256")
     @classmethod

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
+from retrain.rollout.driver import RolloutDriver
 from service.api.auth import TokenCheck, load_tokens
 from service.api.deps import ApiDeps
 from service.api.throttle import Throttle
@@ -16,6 +17,7 @@ from service.config.api import MIN_SECRET_CHARS, ApiConfig
 from service.errors import ConfigError
 from service.monitoring.rendering import OnDemandHtml
 from service.wiring.retraining import Retraining
+from service.wiring.rollouts import analysis, rollout_settings
 
 
 def utc_now() -> datetime:
@@ -30,8 +32,10 @@ def api_deps(
     consumer_problem: Callable[[], str | None],
     render_html: Callable[[int], str],
     clock: Callable[[], datetime] = utc_now,
+    rollouts: RolloutDriver | None = None,
 ) -> ApiDeps:
-    """The API's dependencies; unreadable token or secret files stop start-up naming the key."""
+    """The API's dependencies; unreadable token or secret files stop start-up naming the key.
+    ``rollouts`` is the service's rollout driver (None: no rollout job runs)."""
     throttle = Throttle(
         cfg.api.login_attempts,
         cfg.api.login_period,
@@ -52,6 +56,9 @@ def api_deps(
         metrics_open=cfg.api.metrics_open,
         max_body_bytes=cfg.api.max_body_bytes,
         cookie_secure=cfg.api.cookie_secure,
+        rollouts=rollouts,
+        rollout_settings=rollout_settings(cfg),
+        analyse=rollouts.fleet.analyse if rollouts is not None else analysis(),
     )
 
 
@@ -109,15 +116,19 @@ def build_api(
     consumer_partitions: Callable[[], frozenset[int]],
     stall: Callable[[], str | None],
     closers: list[Callable[[], object]],
+    rollouts: RolloutDriver | None = None,
 ) -> ApiDeps | None:
     """The API's dependencies when ``api.port`` is set, None when it is 0 (off);
-    ``closers`` gets the on-demand renderer's worker."""
+    ``closers`` gets the on-demand renderer's worker; the rollout routes record
+    transitions through ``rollouts``, the service's driver."""
     if not cfg.api.port:
         return None
     problem = consumer_readiness(registry, consumer_partitions, stall)
     renderer = OnDemandHtml(sessions)
     try:
-        deps = api_deps(cfg, sessions, retraining, registry, problem, renderer.html)
+        deps = api_deps(
+            cfg, sessions, retraining, registry, problem, renderer.html, rollouts=rollouts
+        )
     except BaseException:
         renderer.close()
         raise

@@ -33,6 +33,12 @@ def rollout_settings(cfg: Config) -> dict[str, RolloutSettings]:
     return {name: m.rollout.settings(name, str(m.task)) for name, m in cfg.models.items()}
 
 
+def step_weights(cfg: Config, model: str) -> list[int] | None:
+    """The configured step weights of ``model``'s rollout (None: not a configured model)."""
+    m = cfg.models.get(model)
+    return None if m is None else [s.weight for s in m.rollout.steps]
+
+
 def build_routers(cfg: Config) -> dict[str, Router]:
     """Each model's router; one that cannot be built raises a fatal RouterError naming
     its key."""

@@ -95,6 +95,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
             lambda: loop.progress.partitions,
             watches.stalls.problem,
             closers,
+            rollouts,
         )
     except BaseException:
         for close in reversed(closers):

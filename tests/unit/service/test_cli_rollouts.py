@@ -161,6 +161,12 @@ def test_show_json_has_the_rollout_its_history_and_its_analyses_by_step(
         {"phase": "progressing", "step": 3, "note": "step 3 of 3: run-1 at 100%",
          "entered_at": at[2]},
     ]  # fmt: skip
+    # The weight history: each step's configured weight, from the rows above.
+    assert shown.pop("weights") == [
+        {"step": 1, "canary_percent": 20, "at": at[0]},
+        {"step": 2, "canary_percent": 50, "at": at[1]},
+        {"step": 3, "canary_percent": 100, "at": at[2]},
+    ]
     first, second = shown.pop("analyses")
     assert (first["step"], second["step"]) == (1, 2)
     span_1 = {"span_start": at[0], "span_end": at[1], "analysed_at": at[1]}

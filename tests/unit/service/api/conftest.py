@@ -27,6 +27,7 @@ from service.wiring.retraining import Retraining, build_retraining
 from tests.unit.retrain.support import Clock, ParquetExporter, ScriptedExecutor
 
 READ, WRITE, BOTH = "read-token-0123", "write-token-4567", "admin-token-89ab"
+VERDICT = "verdict-token-cdef"
 SECRET = "session-secret-of-the-api-tests-0123456789"
 
 
@@ -34,7 +35,7 @@ def sha(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def config(url: str, tmp_path: Path, **api: Any) -> Config:
+def config(url: str, tmp_path: Path, rollout: dict[str, Any] | None = None, **api: Any) -> Config:
     token_file = tmp_path / "admin.token"
     token_file.write_text(BOTH + "\n", encoding="utf-8")
     raw: dict[str, Any] = {
@@ -47,6 +48,7 @@ def config(url: str, tmp_path: Path, **api: Any) -> Config:
                 {"name": "reader", "sha256": sha(READ), "scopes": ["read"]},
                 {"name": "writer", "sha256": sha(WRITE), "scopes": ["write"]},
                 {"name": "admin", "token_file": str(token_file), "scopes": ["read", "write"]},
+                {"name": "controller", "sha256": sha(VERDICT), "scopes": ["verdict"]},
             ],
             "max_body_bytes": 1024,
             "session_secret": SECRET,
@@ -63,6 +65,8 @@ def config(url: str, tmp_path: Path, **api: Any) -> Config:
         },
         "retrain": {"workdir": str(tmp_path / "runs")},
     }
+    if rollout is not None:
+        raw["models"]["fraud"]["rollout"] = rollout
     path = tmp_path / "driftwatch.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return load_config(path, env={})

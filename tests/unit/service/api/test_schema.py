@@ -13,7 +13,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.unit.service.api.conftest import BOTH, READ, WRITE, Api
+from tests.unit.service.api.conftest import BOTH, READ, VERDICT, WRITE, Api
 
 CHECKS = (
     not_a_server_error,
@@ -23,7 +23,9 @@ CHECKS = (
 )
 
 
-@pytest.mark.parametrize("token", [None, READ, WRITE, BOTH], ids=["none", "read", "write", "both"])
+@pytest.mark.parametrize(
+    "token", [None, READ, WRITE, BOTH, VERDICT], ids=["none", "read", "write", "both", "verdict"]
+)
 def test_every_operation_conforms_to_the_served_schema(sqlite_api: Api, token: str | None) -> None:
     # One database kind bounds the run; the routes are the same on both.
     api = sqlite_api
