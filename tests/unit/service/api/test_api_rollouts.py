@@ -105,7 +105,12 @@ def test_list_filters_by_model_and_activity_and_show_has_weights_and_analyses(
     (step,) = shown["analyses"]
     assert step["step"] == 1
     checks = {c["check"]: c for c in step["checks"]}
-    assert set(checks) == {"sample_ratio", "prediction_divergence", "accuracy_noninferiority"}
+    assert set(checks) == {
+        "sample_ratio",
+        "prediction_divergence",
+        "accuracy_noninferiority",
+        "latency_p95_ratio",
+    }
     assert all(c["outcome"] == "pass" for c in checks.values())
     split = checks["sample_ratio"]
     assert split["n_canary"] + split["n_stable"] == 8000

@@ -135,6 +135,7 @@ def test_the_pair_verdict_shows_its_checks_and_span(api: RolloutApi) -> None:
     assert [c["name"] for c in without_weight["checks"]] == [
         "prediction_divergence",
         "accuracy_noninferiority",
+        "latency_p95_ratio",
     ]
     assert without_weight["since"] == "2027-01-15T07:10:00Z"
 
