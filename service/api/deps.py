@@ -9,7 +9,7 @@ import this one and the application imports the route modules: never the other w
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Annotated
 
@@ -33,8 +33,10 @@ class ApiDeps:
     (:meth:`retrain.policy.TriggerPolicy.request`) the retrain route and the overview
     page's form make, the same path as ``driftwatch retrain``; ``render_html(report_id)``
     renders the stored report with Evidently; ``consumer_problem()`` says why the
-    consumer is not ready, or None. ``cookie_secure`` marks the overview page's session
-    cookie Secure even on plain HTTP (behind a TLS-terminating proxy).
+    consumer is not ready, or None. ``rollout_steps`` maps each model to its rollout's
+    step weights (the page shows the candidate's share per step). ``cookie_secure``
+    marks the overview page's session cookie Secure even on plain HTTP (behind a
+    TLS-terminating proxy).
     """
 
     sessions: sessionmaker[Session]
@@ -51,6 +53,7 @@ class ApiDeps:
     metrics_open: bool = True
     max_body_bytes: int = 65536
     cookie_secure: bool = False
+    rollout_steps: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
 
 
 def current(request: Request) -> ApiDeps:

@@ -52,6 +52,9 @@ def api_deps(
         metrics_open=cfg.api.metrics_open,
         max_body_bytes=cfg.api.max_body_bytes,
         cookie_secure=cfg.api.cookie_secure,
+        rollout_steps={
+            name: tuple(s.weight for s in m.rollout.steps) for name, m in cfg.models.items()
+        },
     )
 
 
