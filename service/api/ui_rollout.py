@@ -75,7 +75,10 @@ class RolloutView:
     active: bool
     step: int
     steps: int
+    # The weight the router was last told (kept after a rollback or promotion), and
+    # the candidate's share of traffic now (module docstring).
     canary_percent: int
+    share: int
     stable: str
     candidate: str
     reason: str | None
@@ -124,6 +127,11 @@ def history(
     return tuple(out)
 
 
+def _now(rollout: RolloutRow, weights: Sequence[int]) -> int:
+    known = share(rollout.phase, rollout.step, weights)
+    return rollout.canary_percent if known is None else known
+
+
 def weight_chart(candidate: str, transitions: Sequence[Transition]) -> Chart:
     """The candidate's share after each transition; a pause or rollback is flagged.
     Transitions made at the same instant are one point, the last of them."""
@@ -158,6 +166,7 @@ def rollout_view(session: Session, model: str, weights: Sequence[int]) -> Rollou
         step=rollout.step,
         steps=len(weights),
         canary_percent=rollout.canary_percent,
+        share=_now(rollout, weights),
         stable=stable.version if stable is not None else f"#{rollout.stable_version_id}",
         candidate=candidate_name,
         reason=rollout.reason,
