@@ -10,6 +10,11 @@ process id). The leader is made by construction: replica A starts alone and is
 waited on until it drives the rollout; B starts next and is waited on until its
 scheduler has skipped the ``rollout`` job as a follower. The kill happens while A
 holds step 2 (25%); the hold is lifted only after A is dead.
+
+Who acted is read from what each process leaves: its router calls (with its pid),
+its log lines about the rollout, its ``driftwatch_leader`` gauge and, on the
+emulator, the Lease's holder, which B takes only after A's Lease expired. The
+handover time is printed (``rollout_leader[backend]: handover S s``), not asserted.
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -153,12 +158,17 @@ def leader(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str,
         }
 
 
-def _lease_holder(request: pytest.FixtureRequest) -> str | None:
+def _lease(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The Lease's spec on the emulator ({} with the PostgreSQL backend)."""
     emulator: Emulator | None = getattr(request.node, "emulator", None)
     if emulator is None:
-        return None
-    holder: str | None = emulator.store.get("leases", NAMESPACE, LEASE)["spec"]["holderIdentity"]
-    return holder
+        return {}
+    spec: dict[str, Any] = emulator.store.get("leases", NAMESPACE, LEASE)["spec"]
+    return spec
+
+
+def _time(spec: dict[str, Any], key: str) -> datetime:
+    return datetime.fromisoformat(spec[key])
 
 
 def test_one_replica_drives_the_rollout_and_the_other_finishes_it_after_a_kill(
@@ -206,7 +216,8 @@ def test_one_replica_drives_the_rollout_and_the_other_finishes_it_after_a_kill(
         assert _metric(ports["b"], "driftwatch_leader") == 0.0
         assert not _acted(svc["b"], rollout_id) and _acted(svc["a"], rollout_id)
         if "kubeconfig" in leader:
-            assert _lease_holder(request) == f"replica-a_{a_pid}"
+            held = _lease(request)
+            assert held["holderIdentity"] == f"replica-a_{a_pid}"
         with transaction(sessions) as s:
             row = RolloutRepository(s).get(rollout_id)
             assert row is not None and (row.phase, row.step) == ("progressing", 1)
@@ -240,4 +251,9 @@ def test_one_replica_drives_the_rollout_and_the_other_finishes_it_after_a_kill(
         ("promote", "v2"),
     ]
     if "kubeconfig" in leader:
-        assert _lease_holder(request) == f"replica-b_{b_pid}"
+        taken = _lease(request)
+        assert taken["holderIdentity"] == f"replica-b_{b_pid}"
+        # B took the Lease only once A's had expired: not before a renewal A made while
+        # alive (its last one is later still) plus the lease duration.
+        expiry = _time(held, "renewTime") + timedelta(seconds=held["leaseDurationSeconds"])
+        assert _time(taken, "acquireTime") >= expiry
