@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
 from retrain.policy import TriggerPolicy
+from retrain.rollout.settings import RolloutSettings
 from service.api.auth import Token, TokenCheck, authorize, bearer, client_address
 from service.api.ui_session import Sessions
 from service.config.api import Scope
@@ -33,10 +34,10 @@ class ApiDeps:
     (:meth:`retrain.policy.TriggerPolicy.request`) the retrain route and the overview
     page's form make, the same path as ``driftwatch retrain``; ``render_html(report_id)``
     renders the stored report with Evidently; ``consumer_problem()`` says why the
-    consumer is not ready, or None. ``rollout_steps`` maps each model to its rollout's
-    step weights (the page shows the candidate's share per step). ``cookie_secure``
-    marks the overview page's session cookie Secure even on plain HTTP (behind a
-    TLS-terminating proxy).
+    consumer is not ready, or None. ``cookie_secure`` marks the overview page's session
+    cookie Secure even on plain HTTP (behind a TLS-terminating proxy).
+    ``rollout_settings`` is each model's rollout settings (the overview page reads the
+    candidate's share per step off their step weights).
     """
 
     sessions: sessionmaker[Session]
@@ -53,7 +54,7 @@ class ApiDeps:
     metrics_open: bool = True
     max_body_bytes: int = 65536
     cookie_secure: bool = False
-    rollout_steps: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    rollout_settings: Mapping[str, RolloutSettings] = field(default_factory=dict)
 
 
 def current(request: Request) -> ApiDeps:

@@ -161,7 +161,11 @@ def overview(request: Request, deps: Deps, sessions: UiSessions) -> Response:
     if Scope.READ not in token.scopes:
         return problem(403, "Forbidden", f"The token {token.name!r} lacks the read scope.")
     with transaction(deps.sessions) as s:
-        models = ui_page.panels(s, deps.models, deps.rollout_steps)
+        steps = {
+            name: tuple(step.weight for step in settings.steps)
+            for name, settings in deps.rollout_settings.items()
+        }
+        models = ui_page.panels(s, deps.models, steps)
     return page(
         "overview.html",
         models=models,

@@ -16,6 +16,7 @@ from service.config.api import MIN_SECRET_CHARS, ApiConfig
 from service.errors import ConfigError
 from service.monitoring.rendering import OnDemandHtml
 from service.wiring.retraining import Retraining
+from service.wiring.rollouts import rollout_settings
 
 
 def utc_now() -> datetime:
@@ -52,9 +53,7 @@ def api_deps(
         metrics_open=cfg.api.metrics_open,
         max_body_bytes=cfg.api.max_body_bytes,
         cookie_secure=cfg.api.cookie_secure,
-        rollout_steps={
-            name: tuple(s.weight for s in m.rollout.steps) for name, m in cfg.models.items()
-        },
+        rollout_settings=rollout_settings(cfg),
     )
 
 
