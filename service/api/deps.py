@@ -42,7 +42,9 @@ class ApiDeps:
     ``rollouts`` is the service's rollout driver, through which the rollout routes
     record operator transitions (None: no model's rollout is enabled, so no rollout
     job runs and the write routes refuse); ``rollout_settings`` and ``analyse`` are
-    each model's rollout settings and the canary analysis the verdict routes run.
+    each model's rollout settings (the verdict routes' analysis settings; the overview page
+    reads the candidate's share per step off their step weights) and the canary analysis
+    the verdict routes run.
     """
 
     sessions: sessionmaker[Session]

@@ -34,8 +34,8 @@ TEMPLATES = Environment(
     autoescape=True,
     undefined=StrictUndefined,
 )
-# Each model's section, in order; a rollouts panel is one more template here.
-PANELS = ("_drift.html", "_performance.html", "_registry.html", "_runs.html")
+# Each model's section, in order.
+PANELS = ("_drift.html", "_performance.html", "_registry.html", "_runs.html", "_rollout.html")
 FORM = "application/x-www-form-urlencoded"
 MAX_REASON = 500
 
@@ -161,7 +161,11 @@ def overview(request: Request, deps: Deps, sessions: UiSessions) -> Response:
     if Scope.READ not in token.scopes:
         return problem(403, "Forbidden", f"The token {token.name!r} lacks the read scope.")
     with transaction(deps.sessions) as s:
-        models = ui_page.panels(s, deps.models)
+        steps = {
+            name: tuple(step.weight for step in settings.steps)
+            for name, settings in deps.rollout_settings.items()
+        }
+        models = ui_page.panels(s, deps.models, steps)
     return page(
         "overview.html",
         models=models,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session
@@ -11,6 +11,7 @@ from db.registry import RegistryRepository
 from service.api import views
 from service.api.charts import Chart, Point, line_chart
 from service.api.schemas import DriftSummary, PerformanceSummary, RunSummary, Version
+from service.api.ui_rollout import RolloutView, rollout_view
 
 WINDOWS = 48  # newest windows charted per model
 RUNS = 10  # newest runs listed per model
@@ -27,6 +28,8 @@ class ModelPanel:
     performance: Performance | None
     versions: list[Version]
     runs: list[RunSummary]
+    # The newest rollout (None: the model never had one).
+    rollout: RolloutView | None = None
 
     @property
     def active_run(self) -> RunSummary | None:
@@ -39,7 +42,7 @@ class Performance:
     latest: PerformanceSummary | None
 
 
-def panel(session: Session, model: str, labels: bool) -> ModelPanel:
+def panel(session: Session, model: str, labels: bool, weights: Sequence[int] = ()) -> ModelPanel:
     drift = [views.drift(r) for r in views.drift_page(session, model, None, None, WINDOWS, 0)]
     drift = drift[:WINDOWS]
     share = line_chart(
@@ -67,11 +70,18 @@ def panel(session: Session, model: str, labels: bool) -> ModelPanel:
         performance=performance,
         versions=versions,
         runs=runs,
+        rollout=rollout_view(session, model, weights),
     )
 
 
-def panels(session: Session, models: Mapping[str, bool]) -> list[ModelPanel]:
-    return [panel(session, name, models[name]) for name in sorted(models)]
+def panels(
+    session: Session,
+    models: Mapping[str, bool],
+    steps: Mapping[str, Sequence[int]] | None = None,
+) -> list[ModelPanel]:
+    """Every model's section; ``steps`` holds each model's configured step weights."""
+    steps = steps or {}
+    return [panel(session, name, models[name], steps.get(name, ())) for name in sorted(models)]
 
 
 def notice(params: Mapping[str, str], models: Mapping[str, bool]) -> str | None:
