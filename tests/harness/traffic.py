@@ -88,7 +88,7 @@ class Traffic:
     def __init__(self, kafka: TestKafka, topic: str, window: timedelta) -> None:
         self.topic, self.labels = topic, f"{topic}-labels"
         self.window = window
-        self.producer = kafka.producer()
+        self.producer = kafka.producer(linger_ms=20, batch_size=1 << 18)
 
     def close(self) -> None:
         self.producer.close()

@@ -61,6 +61,7 @@ from tests.harness.k8s.routed import (
 from tests.harness.k8s.server import Emulator
 from tests.harness.kafka import TestKafka
 from tests.harness.live_rollouts import (
+    MIN_EVENTS,
     WINDOW,
     Fleet,
     Outcome,
@@ -79,10 +80,10 @@ pytestmark = pytest.mark.postgres
 
 KINDS = ("file", "replicas", "gateway-api", "istio", "kserve", "manual")
 CASES = {"healthy": AS_STABLE, "shifted": SHIFTED, "worse": WORSE, "sparse": AS_STABLE}
-PER_WINDOW = 800  # 40 canary events at 5%: a step's minimum
-# Fewer than 40 canary events in the three windows a step may wait, whichever the router
+PER_WINDOW = 400  # 20 canary events at 5%: a step's minimum
+# Fewer than 20 canary events in the three windows a step may wait, whichever the router
 # (the replicas router serves 25% at the first step).
-SPARSE = 40
+SPARSE = 24
 ROUNDS = 12
 # Event time three days back, on a window boundary: ingestion refuses events from its future.
 T0 = datetime.fromtimestamp((int(time.time()) - 3 * 86400) // 60 * 60, UTC)
@@ -101,6 +102,8 @@ class Run:
     hook: Receiver
     workdir: Path
     sent: dict[str, list[Counter[str]]]
+    # An InferenceService's (storageUri, canaryTrafficPercent) after each tick, as changed.
+    revisions: dict[str, list[tuple[str, int | None]]]
 
     def outcome(self, kind: str, case: str) -> Outcome:
         return self.fleet.outcomes[name(kind, case)]
@@ -172,10 +175,20 @@ def run(
         stack.callback(traffic.close)
         canaries = {name(k, c): b for k in KINDS for c, b in CASES.items()}
         per_window = {m: SPARSE if m.endswith("-sparse") else PER_WINDOW for m in kinds}
-        fleet.run(traffic, lanes_of(canaries, per_window), ROUNDS, on_tick=worker.tick)
+        revisions: dict[str, list[tuple[str, int | None]]] = {m: [] for m in kinds}
+
+        def after_tick() -> None:
+            worker.tick()
+            for model in (name("kserve", c) for c in CASES):
+                predictor = cluster.custom(KSERVE, model)["spec"]["predictor"]
+                seen = (predictor["model"]["storageUri"], predictor.get("canaryTrafficPercent"))
+                if revisions[model][-1:] != [seen]:
+                    revisions[model].append(seen)
+
+        fleet.run(traffic, lanes_of(canaries, per_window), ROUNDS, on_tick=after_tick)
         paused = {name(k, "sparse") for k in KINDS}
         until(lambda: worker.tick() >= 0 and paused <= _alerted(hook, "rollout_paused"), 60.0)
-        yield Run(fleet, cluster, routers, hook, workdir, fleet.sent)
+        yield Run(fleet, cluster, routers, hook, workdir, fleet.sent, revisions)
 
 
 def _alerted(hook: Receiver, kind: str) -> set[str]:
@@ -225,8 +238,9 @@ def test_a_healthy_canary_passes_every_analysis_and_is_promoted(
     run: Run, kind: str, case: str
 ) -> None:
     outcome = run.outcome(kind, case)
-    assert outcome.timeline[:4] == ["progressing"] * 4
-    assert outcome.timeline[-1] == "promoted"
+    # Ticks: the four steps' splits, each judged a window later; the promotion asked,
+    # then confirmed on the next tick.
+    assert outcome.timeline == ["progressing"] * 4 + ["promoting", "promoted"]
     analyses = outcome.analyses or []
     assert sorted({step for step, _, _ in analyses}) == [0, 1, 2, 3]
     assert not [a for a in analyses if a[2] == "fail"], analyses
@@ -244,8 +258,9 @@ def test_a_healthy_canary_passes_every_analysis_and_is_promoted(
 def test_a_bad_canary_is_rolled_back_at_the_first_analysis(run: Run, kind: str, case: str) -> None:
     outcome = run.outcome(kind, case)
     # Ticks: the first step's split; its analysis on the first window, failed.
-    assert outcome.timeline[:2] == ["progressing", "rolling_back"]
-    assert outcome.timeline[-1] == "rolled_back"
+    # KServe's rollback takes a tick per write: 0%, the stable URI, the field removed.
+    rolling = ["rolling_back"] * (2 if kind == "kserve" else 1)
+    assert outcome.timeline == ["progressing", *rolling, "rolled_back"]
     failing = "prediction_divergence" if case == "shifted" else "accuracy_noninferiority"
     analyses = outcome.analyses or []
     assert {step for step, _, _ in analyses} == {0}
@@ -268,7 +283,7 @@ def test_too_few_canary_events_hold_then_pause(run: Run, kind: str, case: str) -
     # Three windows of the first step: its minimum duration and its deadline after it.
     canary = 3 * SPARSE * (25 if kind == "replicas" else 5) // 100
     assert outcome.reason == (
-        f"step 1 without a verdict by its deadline: {canary} canary events of 40"
+        f"step 1 without a verdict by its deadline: {canary} canary events of {MIN_EVENTS}"
     )
     paused = [r.json for r in run.hook.accepted if r.json["kind"] == "rollout_paused"]
     assert [a["model"] for a in paused].count(name(kind, case)) == 1
@@ -351,3 +366,16 @@ def _route_weights(cluster: RoutedCluster, kind: str, model: str) -> tuple[int, 
         targets = cluster.custom(ISTIO, model)["spec"]["http"][0]["route"]
     stable, canary = (int(t.get("weight", 0)) for t in targets)
     return stable, canary
+
+
+@pytest.mark.parametrize("case", ["healthy", *ROLLED_BACK])
+def test_kserve_moves_the_revisions_in_its_documented_order(run: Run, case: str) -> None:
+    v = versions(name("kserve", case))
+    if case == "healthy":
+        # Each step's percent on the canary's URI; promotion removes the field.
+        want = [(v.canary_uri, p) for p in (5, 25, 50, 100)] + [(v.canary_uri, None)]
+    else:
+        # The canary's share to 0 first, then the stable URI at 0% (a new revision that
+        # takes no traffic until ready), then the field removed.
+        want = [(v.canary_uri, 5), (v.canary_uri, 0), (v.stable_uri, 0), (v.stable_uri, None)]
+    assert run.revisions[name("kserve", case)] == want
