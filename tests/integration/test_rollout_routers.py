@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
 from retrain.rollout.base import Router
@@ -45,6 +46,7 @@ from retrain.rollout.kserve import CANARY_VERSION, STABLE_VERSION
 from retrain.rollout.manual import ManualRouter
 from retrain.rollout.replicas import VERSION_ANNOTATION
 from service.alerts import build_worker
+from service.alerts.worker import OutboxWorker
 from service.config import load_config
 from service.config.alerts import AlertsConfig
 from service.wiring.rollouts import build_rollouts, build_routers
@@ -153,21 +155,7 @@ def run(
         for model in kinds:
             fleet.start(model, T0)
         hook = stack.enter_context(receiver("webhook", secret="hook-secret"))
-        alerts = AlertsConfig.model_validate(
-            {
-                "channels": {
-                    "hook": {
-                        "type": "webhook",
-                        "url": hook.url,
-                        "secret": hook.secret,
-                        # Every rollout's alerts within the minutes of the test's clock.
-                        "rate_limit": 1000,
-                    }
-                },
-                "routes": [{"channels": ["hook"]}],
-            }
-        )
-        worker = build_worker(alerts, sessions, None, lambda: clock[0])
+        worker = _alerts_to(hook, sessions, clock)
         stack.callback(worker.close)
         service = InProcessService(config)
         stack.callback(service.stop)
@@ -180,15 +168,43 @@ def run(
         def after_tick() -> None:
             worker.tick()
             for model in (name("kserve", c) for c in CASES):
-                predictor = cluster.custom(KSERVE, model)["spec"]["predictor"]
-                seen = (predictor["model"]["storageUri"], predictor.get("canaryTrafficPercent"))
-                if revisions[model][-1:] != [seen]:
-                    revisions[model].append(seen)
+                _changed(revisions[model], _revision(cluster, model))
 
         fleet.run(traffic, lanes_of(canaries, per_window), ROUNDS, on_tick=after_tick)
         paused = {name(k, "sparse") for k in KINDS}
         until(lambda: worker.tick() >= 0 and paused <= _alerted(hook, "rollout_paused"), 60.0)
         yield Run(fleet, cluster, routers, hook, workdir, fleet.sent, revisions)
+
+
+def _alerts_to(
+    hook: Receiver, sessions: sessionmaker[Session], clock: list[datetime]
+) -> OutboxWorker:
+    """The outbox worker delivering every alert to ``hook``, on the test's clock."""
+    alerts = AlertsConfig.model_validate(
+        {
+            "channels": {
+                "hook": {
+                    "type": "webhook",
+                    "url": hook.url,
+                    "secret": hook.secret,
+                    # Every rollout's alerts within the minutes of the test's clock.
+                    "rate_limit": 1000,
+                }
+            },
+            "routes": [{"channels": ["hook"]}],
+        }
+    )
+    return build_worker(alerts, sessions, None, lambda: clock[0])
+
+
+def _revision(cluster: RoutedCluster, model: str) -> tuple[str, int | None]:
+    predictor = cluster.custom(KSERVE, model)["spec"]["predictor"]
+    return predictor["model"]["storageUri"], predictor.get("canaryTrafficPercent")
+
+
+def _changed(seen: list[tuple[str, int | None]], now: tuple[str, int | None]) -> None:
+    if seen[-1:] != [now]:
+        seen.append(now)
 
 
 def _alerted(hook: Receiver, kind: str) -> set[str]:
