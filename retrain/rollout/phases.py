@@ -19,14 +19,23 @@ How a step is judged, once it ran ``min_duration`` and its span holds
   ``min_duration`` and ``min_events`` under the sample-ratio check;
 - a step still held ``step_deadline`` past its ``min_duration`` pauses.
 
+The sample-ratio check holds the stream to the share the router reports serving
+(:meth:`Router.get_weights`, read when the step is judged), not to the step's
+weight: a backend with coarser steps serves a rounded share (the ``replicas``
+router with four replicas serves 25% for a 5% step, 75% for 100%), and judged
+against the weight a healthy canary would pause. A router that cannot name the
+versions it serves (a route, ``manual``) reports no canary, and the step's weight,
+which it applies as asked, is used.
+
 A step's span starts when the router applied its split (``applied_at``, recorded
 after the call returns, as a run records a job's launch): a crash between a step's
 commit and its call, or a router that keeps failing, never lets events served at
 the previous weight count for this one; the step waits, and pauses at its deadline.
 
 Router calls made inside a handler (promote, rollback: they report whether the end
-state is reached) raise :class:`retrain.errors.RouterError` out of the handler; the
-driver records it in a transaction of its own, as it does for an action's.
+state is reached; ``get_weights`` when a step is judged) raise
+:class:`retrain.errors.RouterError` out of the handler; the driver records it in a
+transaction of its own, as it does for an action's.
 """
 
 from __future__ import annotations
@@ -97,7 +106,7 @@ def progressing(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
         canary.version,
         started,
         now,
-        rollout.canary_percent,
+        _served_percent(router, rollout, canary.version),
         settings.task,
     )
     checks = fleet.analyse(session, span, settings.analysis)
@@ -108,6 +117,13 @@ def progressing(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
     decided = _judge(fleet, session, rollout, checks, hold)
     decided.checks = checks
     return decided
+
+
+def _served_percent(router: Router, rollout: RolloutRow, canary: str) -> int:
+    """The canary's share of traffic the router serves, which the sample-ratio check holds
+    the stream to (module docstring)."""
+    split = router.get_weights()
+    return split.canary_percent if split.canary == canary else rollout.canary_percent
 
 
 def _judge(

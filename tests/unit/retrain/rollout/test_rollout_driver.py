@@ -13,7 +13,10 @@ from db.rollouts import RolloutRepository
 from db.session import transaction
 from drift.canary import Outcome
 from retrain.errors import RolloutRefused
+from retrain.rollout.base import Split, Target
 from retrain.rollout.fake import FakeRouter
+from retrain.rollout.manual import ManualRouter
+from retrain.rollout.replicas import canary_replicas
 from tests.unit.retrain.rollout.rollout_support import Rig, check, outcomes
 
 
@@ -65,6 +68,34 @@ def test_a_healthy_canary_walks_every_step_and_is_promoted(rig: Rig) -> None:
     assert len(rig.analyses(rollout_id)) == 12
     assert [k for k, _ in rig.alerts()] == ["rollout_started", "rollout_promoted"]
     assert driver.tick() == {}
+
+
+class QuarterRouter(FakeRouter):
+    """Serves whole quarters of traffic, as the replicas router does with four replicas."""
+
+    def set_weights(self, stable: Target, canary: Target, canary_percent: int) -> Split:
+        return super().set_weights(stable, canary, 25 * canary_replicas(4, canary_percent))
+
+
+def test_the_sample_ratio_is_judged_on_the_share_the_router_serves(
+    sessions: sessionmaker[Session],
+) -> None:
+    rig = Rig(sessions, QuarterRouter())
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    assert rig.walk(driver, rollout_id, 6)[-1] == "promoted"
+    # Steps of 5, 25, 50 and 100% served as 25, 25, 50 and 75%: judged on that.
+    assert [s.canary_percent for s in rig.analysis.spans] == [25, 25, 50, 75]
+    # A router that cannot say what it serves applies the weights as asked; one built
+    # anew (a restart) and knowing nothing does not change what is judged.
+    manual = Rig(sessions, ManualRouter("fraud"))
+    driver = manual.driver()
+    rollout_id = driver.start("fraud", manual.accepted_run("run-2"))
+    manual.walk(driver, rollout_id, 1)
+    manual.router = ManualRouter("fraud")
+    driver = manual.driver()
+    assert manual.walk(driver, rollout_id, 5)[-1] == "promoted"
+    assert [s.canary_percent for s in manual.analysis.spans] == [5, 25, 50, 100]
 
 
 def test_a_step_waits_for_its_min_duration_and_min_events(rig: Rig) -> None:
