@@ -40,8 +40,8 @@ class ApiDeps:
     cookie Secure even on plain HTTP (behind a TLS-terminating proxy).
 
     ``rollouts`` is the service's rollout driver, through which the rollout routes
-    record operator transitions (None: no model's rollout is enabled, so no rollout
-    job runs and the write routes refuse); ``rollout_settings`` and ``analyse`` are
+    record operator transitions (None: an API built without the service, whose write
+    routes refuse); ``rollout_settings`` and ``analyse`` are
     each model's rollout settings (the verdict routes' analysis settings; the overview page
     reads the candidate's share per step off their step weights) and the canary analysis
     the verdict routes run.

@@ -102,8 +102,8 @@ def rollout(deps: Deps, rollout_id: Id) -> RolloutDetail:
 def _driver(deps: ApiDeps) -> RolloutDriver:
     if deps.rollouts is None:
         raise Conflict(
-            "no model has models.<name>.rollout.enabled, so the service runs no rollout job "
-            "and nothing would carry a rollout out; enable a model's rollout first"
+            "this API runs without the service's rollout driver (it is not served by "
+            "driftwatch run), so nothing would carry a rollout out"
         )
     return deps.rollouts
 

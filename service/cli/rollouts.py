@@ -2,8 +2,11 @@
 promote or abort an active one.
 
 The operator commands go through the rollout driver, as the service's ``rollout`` job
-does: each records its transition (and makes the router call the driver makes with
-it, as resume, promote and abort do); the service's next tick carries on from there.
+does: each records its transition, and only that. The router call a transition asks
+for is the one its new phase's handler makes on every tick, so the service's leader
+makes it on its next tick, as it does for the HTTP API's commands: every router call
+is the leader's, in the order of its ticks, and a late call from an operator's shell
+can never put a canary back on traffic after the leader rolled it back.
 Steps are shown counted from 1, as in the alerts; the records ``--json`` prints are
 :mod:`service.rollout_records`' (the HTTP API's too).
 """
@@ -127,14 +130,15 @@ def cmd_rollouts_act(args: argparse.Namespace) -> int:
         if args.action == "pause":
             phase = driver.pause(args.id, args.reason)
         elif args.action == "promote":
-            phase = driver.promote(args.id, args.reason)
+            phase = driver.promote(args.id, args.reason, act=False)
         elif args.action == "abort":
-            phase = driver.abort(args.id, args.reason)
+            phase = driver.abort(args.id, args.reason, act=False)
         else:
-            phase = driver.resume(args.id)
+            phase = driver.resume(args.id, act=False)
     except LookupError as exc:
         raise ServiceError(str(exc)) from exc
-    print(f"rollout {args.id}: {phase}")
+    later = "" if args.action == "pause" else " (the service's next rollout tick applies it)"
+    print(f"rollout {args.id}: {phase}{later}")
     return 0
 
 

@@ -35,7 +35,7 @@ def api_deps(
     rollouts: RolloutDriver | None = None,
 ) -> ApiDeps:
     """The API's dependencies; unreadable token or secret files stop start-up naming the key.
-    ``rollouts`` is the service's rollout driver (None: no rollout job runs)."""
+    ``rollouts`` is the service's rollout driver (None: an API without the service)."""
     throttle = Throttle(
         cfg.api.login_attempts,
         cfg.api.login_period,

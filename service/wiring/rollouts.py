@@ -70,11 +70,15 @@ def build_rollouts(
 
 def rollouts_for(
     cfg: Config, sessions: sessionmaker[Session], metrics: Metrics | None = None
-) -> RolloutDriver | None:
-    """The rollout driver when a model's rollout is enabled, else None (no ``rollout``
-    job runs); a router that cannot be built stops the start-up."""
-    if not any(m.rollout.enabled for m in cfg.models.values()):
-        return None
+) -> RolloutDriver:
+    """The rollout driver of every configured model, which the ``rollout`` job ticks.
+
+    It runs whether or not a model's rollout is ``enabled``: ``enabled`` decides only
+    whether an accepted run starts a rollout by itself, and a rollout started on
+    demand (``driftwatch rollouts start``, the HTTP API) must be carried out too. A
+    model with no ``rollout`` section has the ``manual`` router, which moves no
+    traffic, and a tick with no active rollout is one query. A router that cannot be
+    built stops the start-up."""
     try:
         observer = RolloutMetrics(metrics) if metrics is not None else None
         return build_rollouts(cfg, sessions, observer=observer)

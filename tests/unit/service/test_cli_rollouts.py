@@ -35,6 +35,8 @@ AT_50 = [
     Check("prediction_divergence", Outcome.PASS, 0.03, 0.1, 500, 500, "psi 0.03 <= 0.1"),
 ]
 
+LATER = " (the service's next rollout tick applies it)"
+
 
 def script(span: Span) -> list[Check]:
     return AT_20 if span.canary_percent == 20 else AT_50
@@ -318,17 +320,20 @@ def test_pause_resume_and_abort_move_the_rollout_and_refuse_from_the_wrong_phase
     assert run_cli(capsys, "pause", i, *c) == (
         1, "", "driftwatch: rollout 1 is paused: nothing to pause\n"
     )  # fmt: skip
-    assert run_cli(capsys, "resume", i, *c) == (0, "rollout 1: progressing\n", "")
+    assert run_cli(capsys, "resume", i, *c) == (0, f"rollout 1: progressing{LATER}\n", "")
     assert run_cli(capsys, "resume", i, *c) == (
         1, "", "driftwatch: rollout 1 is progressing, not paused\n"
     )  # fmt: skip
     assert run_cli(capsys, "abort", i, *c, "--reason", "enough") == (
-        0, "rollout 1: rolling_back\n", ""
+        0, f"rollout 1: rolling_back{LATER}\n", ""
     )  # fmt: skip
-    # The CLI asked the router to serve stable alone; the service's next tick ends it.
+    # The CLI records the transition only: the canary keeps its share until the
+    # service's next tick asks the router to serve stable alone, and ends the rollout.
+    document = json.loads((Path(cfg).parent / "split.json").read_text(encoding="utf-8"))
+    assert document["canary"]["version"] == "run-1"
+    driver.tick()
     document = json.loads((Path(cfg).parent / "split.json").read_text(encoding="utf-8"))
     assert (document["stable"]["version"], document["canary"]) == ("v1", None)
-    driver.tick()
     assert phase(sessions, rollout_id) == "rolled_back"
     assert stages(sessions) == {"v1": "production", "run-1": "rejected"}
     for action in ("pause", "abort", "promote"):
@@ -351,9 +356,9 @@ def test_promote_from_paused_skips_the_remaining_steps(
     driver.tick()  # step 1 at 20%
     assert run_cli(capsys, "pause", i, *c)[0] == 0
     code, out, _ = run_cli(capsys, "promote", i, *c, "--reason", "hotfix")
-    assert (code, out) == (0, "rollout 1: promoting\n")
+    assert (code, out) == (0, f"rollout 1: promoting{LATER}\n")
     document = json.loads((Path(cfg).parent / "split.json").read_text(encoding="utf-8"))
-    assert (document["stable"]["version"], document["canary"]) == ("run-1", None)
+    assert document["canary"]["version"] == "run-1"
     with transaction(sessions) as s:
         rollout = RolloutRepository(s).get(rollout_id)
         assert rollout is not None
@@ -366,6 +371,8 @@ def test_promote_from_paused_skips_the_remaining_steps(
     assert run_cli(capsys, "promote", i, *c)[2].startswith("driftwatch: rollout 1 is promoting")
     driver.tick()
     assert phase(sessions, rollout_id) == "promoted"
+    document = json.loads((Path(cfg).parent / "split.json").read_text(encoding="utf-8"))
+    assert (document["stable"]["version"], document["canary"]) == ("run-1", None)
     assert stages(sessions) == {"v1": "archived", "run-1": "production"}
 
 

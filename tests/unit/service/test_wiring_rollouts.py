@@ -47,10 +47,15 @@ def config(tmp_path: Path, db_url: str, **rollout: Any) -> Config:
     return load(tmp_path, raw)
 
 
-def test_no_enabled_rollout_builds_no_driver_and_no_job(
+def test_a_model_without_an_enabled_rollout_still_has_its_rollouts_driven(
     tmp_path: Path, db_url: str, sessions: sessionmaker[Session]
 ) -> None:
-    assert rollouts_for(config(tmp_path, db_url), sessions) is None
+    """``enabled`` only decides whether an accepted run starts a rollout by itself: one
+    started on demand is ticked by the same job."""
+    cfg = config(tmp_path, db_url)
+    rollouts = rollouts_for(cfg, sessions)
+    assert not rollouts.fleet.models["fraud"].enabled
+    assert {j.name for j in service_jobs(cfg, sessions, rollouts)} >= {"rollout"}
 
 
 def test_the_rollout_job_drives_an_accepted_runs_rollout_through_the_file_router(

@@ -112,7 +112,7 @@ def rollout_api(db_url: str, tmp_path: Path, *, enabled: bool = True) -> Iterato
     retraining = build_retraining(
         cfg, sessions, executor=ScriptedExecutor(), exporter=ParquetExporter(), clock=clock
     )
-    driver = build_rollouts(cfg, sessions, clock=clock) if enabled else None
+    driver = build_rollouts(cfg, sessions, clock=clock)
     renderer = OnDemandHtml(sessions)
     deps = api_deps(
         cfg, sessions, retraining, CollectorRegistry(), lambda: None, renderer.html,

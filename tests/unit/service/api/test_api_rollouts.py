@@ -264,14 +264,18 @@ def test_scopes_keep_reads_writes_and_verdicts_apart(api: RolloutApi) -> None:
     assert api.phase(rollout_id) == "pending"
 
 
-def test_without_a_rollout_job_the_write_routes_refuse(db_url: str, tmp_path: Path) -> None:
+def test_a_rollout_starts_on_demand_for_a_model_that_does_not_roll_out_by_itself(
+    db_url: str, tmp_path: Path
+) -> None:
     with rollout_api(db_url, tmp_path, enabled=False) as api:
         run_id = api.accepted_run("v2")
+        assert api.stage("v2") == "candidate"  # the verdict started nothing
         with api.client(WRITE) as writer:
             r = writer.post("/v1/models/fraud/rollouts", json={"run_id": run_id})
-        assert r.status_code == 409
-        assert "runs no rollout job" in r.json()["message"]
-        assert api.stage("v2") == "candidate"
+        assert r.status_code == 202, r.text
+        assert api.stage("v2") == "canary"
+        api.tick()
+        assert api.phase(r.json()["rollout_id"]) == "progressing"
 
 
 def test_the_openapi_document_describes_the_rollout_and_verdict_routes(api: RolloutApi) -> None:
