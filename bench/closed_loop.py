@@ -1,25 +1,36 @@
-"""The closed loop on both real-model scenarios: drift, a retraining run, a verdict.
+"""The closed loop on both real-model scenarios: drift, a retraining run, a verdict, a
+canary rollout, a promotion.
 
 Runs ``driftwatch run`` against a broker (the harness's own unless
-``KAFKA_BOOTSTRAP_SERVERS`` is set) and a SQLite database per scenario, streams
-the scenario (3 windows before the drift point, 5 after, 2,400 events each,
-every event labelled), and waits for the retrain policy's run to reach its
-verdict. The service's config is the same for both scenarios (tests/harness/closed_loop.py):
-``concept`` (a linear champion; the inputs shift and the concept changes) and
-``interaction`` (a gradient-boosting champion; the inputs stay, the new concept
+``KAFKA_BOOTSTRAP_SERVERS`` is set) and a SQLite database per scenario. The events
+come from the demo's model server (``service/dev/serving.py``), which reads the
+``file`` router's JSON: the scenario's history (3 windows of 10 s before the drift
+point, 5 after, 2,400 events each, every event labelled) as a burst, then a live
+stream of 100 events per second. The retrain policy's run reaches its verdict, the
+accepted candidate is rolled out at 25, 50 and 100% of the live stream and
+promoted, and the stream goes on for 4 windows served by the promoted version
+(tests/harness/closed_loop.py). The service's config is the same for both
+scenarios: ``concept`` (a linear champion; the inputs shift and the concept changes)
+and ``interaction`` (a gradient-boosting champion; the inputs stay, the new concept
 is an interaction of two features).
 
-Accuracies are on fresh rows of the scenario, which no stream, training or
-holdout holds: the champion's before and after the drift point, and the
-accepted candidate's (loaded from the registry by its sha256) on post-drift
-rows drawn after the run. Times are wall-clock seconds from the moment the
-first post-drift event was sent (after the pre-drift ones were acknowledged)
-to the run's creation and to its verdict.
+Accuracies: the champion's and the candidate's are on fresh rows of the scenario,
+which no stream, training or holdout holds: the champion's before and after the
+drift point, and the accepted candidate's (loaded from the registry by its sha256)
+on post-drift rows drawn after the run. The accuracy after promotion is the
+production model's on the live stream: the labelled pairs of the service's stored
+performance reports of the promoted version, for the 4 windows that started after
+the promotion. Times are wall-clock seconds from the moment the first post-drift
+event was sent (after the pre-drift ones were acknowledged) to the run's creation,
+to its verdict and to the promotion.
 
-Per scenario, a line about the run, then ``closed_loop[<scenario>]: champion <pre>% before
-drift, <post>% after; candidate <c>% (<c/pre> of pre-drift); onset→run <s> s, onset→verdict
-<s> s``. Target: c/pre >= 0.98 on both, with an accepted candidate; the exit status is 1
-otherwise, with the service's log.
+Per scenario, a line about the run and one about the rollout, then
+``closed_loop[<scenario>]: champion <pre>% before drift, <post>% after; candidate
+<c>% (<c/pre> of pre-drift); onset→run <s> s, onset→verdict <s> s; promoted <s> s
+after onset; accuracy after promotion <a>% (<a/pre> of pre-drift)``. Target: an
+accepted candidate, promoted, with c/pre and a/pre >= 0.98 and the promotion less
+than 180 s after onset on both; the exit status is 1 otherwise, with the service's
+log.
 """
 
 from __future__ import annotations
@@ -35,6 +46,8 @@ from tests.harness.closed_loop import ClosedLoop, run_closed_loop
 from tests.harness.kafka import TestKafka
 
 SCENARIOS = ("concept", "interaction")
+TARGET = 0.98  # of the pre-drift accuracy, for the candidate and after promotion
+PROMOTED_WITHIN = 180.0  # seconds after onset, on the machine the README quotes
 
 
 def main() -> None:
@@ -99,14 +112,46 @@ def report(result: ClosedLoop, elapsed: float) -> str | None:
         return f"run {run.id} ({run.phase}) has no candidate to score: {result.candidate_error}"
     to_run = result.since_change(run.created_at)
     to_verdict = result.since_change(run.finished_at)
+    promoted = result.since_change(result.promoted_at())
+    rollout = result.rollout
+    if rollout is not None:
+        steps = " → ".join(
+            f"{p.phase}" + (f" {p.step + 1}" if p.phase == "progressing" else "")
+            for p in result.phases
+        )
+        served = ", ".join(f"{v}: {n}" for v, n in sorted(result.served.items()))
+        print(
+            f"{name} rollout {rollout.id}: {steps}; {len(result.analyses)} checks stored; "
+            f"events served {served}",
+            flush=True,
+        )
+    a = result.after
+    after = "-" if a is None else f"{a:.1%} ({a / pre:.3f} of pre-drift)"
     print(
         f"{name}: champion {pre:.1%} before drift, {post:.1%} after; "
         f"candidate {c:.1%} ({c / pre:.3f} of pre-drift); "
-        f"onset→run {_seconds(to_run)} s, onset→verdict {_seconds(to_verdict)} s",
+        f"onset→run {_seconds(to_run)} s, onset→verdict {_seconds(to_verdict)} s; "
+        f"promoted {_seconds(promoted)} s after onset; accuracy after promotion {after}",
         flush=True,
     )
+    return _missed(result, c, a, promoted)
+
+
+def _missed(result: ClosedLoop, c: float, a: float | None, promoted: float | None) -> str | None:
+    """What of the target was missed, if anything."""
+    run, pre = result.runs[0], result.pre
     if run.verdict != "accepted":
         return f"run {run.id} was not accepted: {run.phase}, {run.failure_reason}"
+    if c / pre < TARGET:
+        return f"candidate at {c / pre:.3f} of pre-drift, below {TARGET}"
+    rollout = result.rollout
+    if rollout is None or promoted is None:
+        why = "no rollout" if rollout is None else f"{rollout.phase}: {rollout.reason}"
+        return f"run {run.id}'s candidate was not promoted ({why})"
+    if a is None or a / pre < TARGET:
+        return f"accuracy after promotion {a} is below {TARGET} of pre-drift {pre:.3f}"
+    if promoted >= PROMOTED_WITHIN:
+        return f"promoted {promoted:.0f} s after onset, not within {PROMOTED_WITHIN:.0f} s"
     return None
 
 
