@@ -88,9 +88,9 @@ STEPS = (25, 50, 100)
 DIVERGENCE_THRESHOLD = 0.85
 
 
-def loop_model(reference_accuracy: float, router_file: Path) -> dict[str, Any]:
+def loop_model(reference_accuracy: float, router_file: Path, roll_out: bool) -> dict[str, Any]:
     """The demo's fraud model, retrained once 4 windows' worth of post-drift labels are in,
-    and rolled out through the ``file`` router at ``router_file``."""
+    and (``roll_out``) rolled out through the ``file`` router at ``router_file``."""
     return {
         "window": f"{WINDOW}s",
         "allowed_lateness": "2s",
@@ -126,7 +126,7 @@ def loop_model(reference_accuracy: float, router_file: Path) -> dict[str, Any]:
             "validate_timeout": "5m",
         },
         "rollout": {
-            "enabled": True,
+            "enabled": roll_out,
             "router": "file",
             "file": {"path": str(router_file)},
             "steps": [
@@ -214,8 +214,10 @@ def run_closed_loop(
     scenario: str = "concept",
     seed: int = 7,
     retrain: dict[str, Any] | None = None,
+    roll_out: bool = True,
 ) -> ClosedLoop:
-    """``retrain``: extra ``retrain:`` settings (another executor, for instance)."""
+    """``retrain``: extra ``retrain:`` settings (another executor, for instance);
+    ``roll_out``: go on to the rollout and the promotion (else stop at the verdict)."""
     chosen = SCENARIOS[scenario]
     champion_file = workdir / "champion.skops"
     champion, sha256 = champion_artifact(champion_file, seed, chosen)
@@ -231,7 +233,7 @@ def run_closed_loop(
         database_url=database_url,
         topic=topic,
         group_id=f"group-{topic}",
-        models={"fraud": loop_model(pre, router_file)},
+        models={"fraud": loop_model(pre, router_file, roll_out)},
         extra={
             "evaluation": {"interval": "1s", "idle_partition_timeout": "3s"},
             "retrain": {
@@ -254,7 +256,7 @@ def run_closed_loop(
     service.start()
     try:
         change_sent = feed.start(timeout=300)
-        after = _follow(sessions, feed)
+        after = _follow(sessions, feed, roll_out)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; service log:\n{service.log_text()[-4000:]}") from exc
     finally:
@@ -311,11 +313,13 @@ def _feed(
     return feed, float(start)
 
 
-def _follow(sessions: sessionmaker[Session], feed: Feed) -> tuple[float | None, int, int]:
+def _follow(
+    sessions: sessionmaker[Session], feed: Feed, roll_out: bool
+) -> tuple[float | None, int, int]:
     """Wait for the run's verdict, its rollout's end and, once promoted, the performance
     reports of :data:`AFTER_WINDOWS` windows after the promotion; their accuracy."""
     run = _wait(sessions, feed, 480, "a retraining run's verdict", _verdict)
-    if run.verdict != "accepted":
+    if not roll_out or run.verdict != "accepted":
         return None, 0, 0
     rollout = _wait(sessions, feed, 480, "the rollout's end (or a pause)", _rollout_over)
     if rollout.phase != "promoted" or rollout.finished_at is None:
