@@ -129,7 +129,7 @@ def report(result: ClosedLoop, elapsed: float, within: float) -> str | None:
         served = ", ".join(f"{v}: {n}" for v, n in sorted(result.served.items()))
         print(
             f"{name} rollout {rollout.id}: {steps}; {len(result.analyses)} checks stored; "
-            f"events served {served}",
+            f"events served {served}; {_judged(result)}",
             flush=True,
         )
     a = result.after
@@ -162,6 +162,17 @@ def _missed(
     if within > 0 and promoted >= within:
         return f"promoted {promoted:.0f} s after onset, not within {within:.0f} s"
     return None
+
+
+def _judged(result: ClosedLoop) -> str:
+    """Each step's last analysis: every check's outcome and measured value."""
+    last: dict[int, dict[str, str]] = {}
+    for a in result.analyses:
+        value = "-" if a.value is None else f"{a.value:.3g}"
+        last.setdefault(a.step, {})[a.check] = f"{a.check} {a.outcome} {value}"
+    return "; ".join(
+        f"step {step + 1}: {', '.join(checks.values())}" for step, checks in sorted(last.items())
+    )
 
 
 def _seconds(value: float | None) -> str:
