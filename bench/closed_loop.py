@@ -18,9 +18,9 @@ Accuracies: the champion's and the candidate's are on fresh rows of the scenario
 which no stream, training or holdout holds: the champion's before and after the
 drift point, and the accepted candidate's (loaded from the registry by its sha256)
 on post-drift rows drawn after the run. The accuracy after promotion is the
-production model's on the live stream: the labelled pairs of the service's stored
-performance reports of the promoted version, for the 4 windows that started after
-the promotion. Times are wall-clock seconds from the moment the first post-drift
+production model's on the live stream: the labelled pairs the service stored per
+window (``performance_aggregates``) of the promoted version, for the 4 windows that
+started after the promotion. Times are wall-clock seconds from the moment the first post-drift
 event was sent (after the pre-drift ones were acknowledged) to the run's creation,
 to its verdict and to the promotion.
 

@@ -12,7 +12,10 @@ The accepted run starts a canary rollout through the ``file`` router that the mo
 server reads: the candidate serves a growing share of the live stream, each step
 judged on the stream's per-version windows, until it is promoted. Then the stream
 goes on for :data:`AFTER_WINDOWS` windows, served by the promoted version alone, and
-their stored performance reports give the accuracy after promotion.
+their labelled pairs, as the service stored them per window and version
+(``performance_aggregates``, what the rollout's analysis reads too), give the accuracy
+after promotion. Every event is labelled at once, so a window's pairs are complete when
+they number the events the feed sent in it.
 
 The service's config is the same for every scenario: only the champion's
 reference accuracy, a measured fact about the champion, differs. The training
@@ -32,6 +35,7 @@ events, 50% (the deciding step, where labelled accuracy must pass) 500 each.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -42,15 +46,15 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.synthetic import SyntheticPlan
+from db.canary_reads import labelled_shares
 from db.migrate import upgrade
-from db.models import PerformanceReportRow
 from db.outbox import AlertEventRow, AlertOutbox
-from db.performance_reports import PerformanceReportRepository
 from db.registry import ModelVersionRow, RegistryRepository, Stage
 from db.rollouts import RolloutAnalysisRow, RolloutPhaseRow, RolloutRepository, RolloutRow
 from db.runs import RetrainRunRow, RunRepository, ValidationResultRow
 from db.session import make_engine, make_session_factory, transaction
 from db.triggers import DecisionRepository, TriggerDecisionRow
+from drift.performance import ClassificationSketch, PerformanceSketch
 from retrain.artifacts import load_model
 from retrain.errors import ArtifactError
 from retrain.rollout.base import Target
@@ -97,8 +101,7 @@ def loop_model(reference_accuracy: float, router_file: Path, roll_out: bool) -> 
         "prediction": {"type": "numerical", "bins": [i / 10 for i in range(11)]},
         "labels": {
             "task": "classification",
-            # Labels follow their predictions at once: a window's report waits this long.
-            "join_ttl": "15s",
+            "join_ttl": "1h",
             "reference": {"accuracy": round(reference_accuracy, 5), "n": FRESH_ROWS},
         },
         "features": {
@@ -149,8 +152,8 @@ class ClosedLoop:
     rows of the scenario, which no stream, training or holdout holds: the champion's
     before and after the drift point, and the run's candidate's on post-drift rows drawn
     after the run. ``after`` is the promoted version's accuracy on the live stream: its
-    labelled pairs in the stored performance reports of the windows that started after
-    the promotion (``after_labeled`` pairs in ``after_windows`` windows)."""
+    stored labelled pairs of the windows that started after the promotion
+    (``after_labeled`` pairs in ``after_windows`` windows)."""
 
     scenario: str
     drift_point: datetime
@@ -316,8 +319,8 @@ def _feed(
 def _follow(
     sessions: sessionmaker[Session], feed: Feed, roll_out: bool
 ) -> tuple[float | None, int, int]:
-    """Wait for the run's verdict, its rollout's end and, once promoted, the performance
-    reports of :data:`AFTER_WINDOWS` windows after the promotion; their accuracy."""
+    """Wait for the run's verdict, its rollout's end and, once promoted, the labelled
+    pairs of :data:`AFTER_WINDOWS` windows after the promotion; their accuracy."""
     run = _wait(sessions, feed, 480, "a retraining run's verdict", _verdict)
     if not roll_out or run.verdict != "accepted":
         return None, 0, 0
@@ -328,20 +331,33 @@ def _follow(
         row = RegistryRepository(s).by_id(rollout.canary_version_id)
         assert row is not None
         version = row.version
-    since = rollout.finished_at
+    return _after(sessions, feed, version, rollout.finished_at)
 
-    def reports(s: Session) -> list[PerformanceReportRow] | None:
-        rows = [
-            r
-            for r in PerformanceReportRepository(s).rows("fraud", limit=1000)
-            if r.model_version == version and r.window_start >= since
-        ]
-        return rows[:AFTER_WINDOWS] if len(rows) >= AFTER_WINDOWS else None
 
-    windows = _wait(sessions, feed, 240, f"{AFTER_WINDOWS} reports after promotion", reports)
-    labeled = sum(r.labeled for r in windows)
-    correct = sum((r.accuracy or 0.0) * r.labeled for r in windows)
-    return (correct / labeled if labeled else None), labeled, len(windows)
+def _after(
+    sessions: sessionmaker[Session], feed: Feed, version: str, since: datetime
+) -> tuple[float | None, int, int]:
+    """``version``'s accuracy in the :data:`AFTER_WINDOWS` windows that start after
+    ``since``, once the service holds every labelled pair of them."""
+    first = math.ceil(since.timestamp() / WINDOW) * WINDOW
+    windows = [first + i * WINDOW for i in range(AFTER_WINDOWS)]
+    start = datetime.fromtimestamp(first, UTC)
+    end = datetime.fromtimestamp(first + AFTER_WINDOWS * WINDOW, UTC)
+
+    def complete(s: Session) -> tuple[int, int] | None:
+        sent = feed.sent()
+        if max(sent, default=0) < windows[-1] + WINDOW:
+            return None  # the feed has not yet sent every event of the windows
+        pairs = correct = 0
+        for share in labelled_shares(s, "fraud", (version,), start, end):
+            sketch = PerformanceSketch.from_bytes(share.sketch).sketch
+            assert isinstance(sketch, ClassificationSketch)
+            pairs += sum(sketch.confusion.values())
+            correct += sum(n for (a, p), n in sketch.confusion.items() if a == p)
+        return (pairs, correct) if pairs >= sum(sent[w] for w in windows) else None
+
+    pairs, correct = _wait(sessions, feed, 240, f"the {AFTER_WINDOWS} windows' labels", complete)
+    return correct / pairs, pairs, AFTER_WINDOWS
 
 
 def _verdict(s: Session) -> RetrainRunRow | None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from dataclasses import replace
 from typing import Any
 
@@ -65,6 +66,8 @@ class Feed:
         self.change_sent: float | None = None  # when the first post-drift event was sent
         self.burst_sent = threading.Event()
         self.error: BaseException | None = None
+        self._sent: Counter[int] = Counter()  # live events acknowledged, by window start
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="served-feed", daemon=True)
 
@@ -83,6 +86,11 @@ class Feed:
         if self.error is not None:
             raise AssertionError(f"the event feed failed: {self.error!r}") from self.error
 
+    def sent(self) -> Counter[int]:
+        """The live events acknowledged by the broker so far, by window start (epoch s)."""
+        with self._lock:
+            return Counter(self._sent)
+
     def stop(self) -> None:
         self._stop.set()
         self._thread.join(timeout=60)
@@ -99,7 +107,10 @@ class Feed:
             first, chunk = self.before + self.after, max(1, int(self.live_rate))
             while not self._stop.is_set():
                 live = _From(self.stream, first, self.live_rate)
-                produce(producer, [live], chunk, predictions, labels, realtime=True)
+                report = produce(producer, [live], chunk, predictions, labels, realtime=True)
+                with self._lock:
+                    for (_, _, window), n in report.windows.items():
+                        self._sent[window] += n
                 first += chunk
         except BaseException as exc:  # reported to the waiting side by check()
             self.error = exc
