@@ -35,10 +35,12 @@ ground-truth labels (delayed by ``produce`` as for any stream).
 Manual use, producing to the config's topics::
 
     python -m service.dev.serving --config FILE --router-file PATH \\
-        --scenario concept|interaction --rate R --duration D [--drift-at T] [--realtime]
+        --scenario concept|interaction --rate R --duration D [--drift-at T] [--realtime] \\
+        [--champion FILE]
 
 With no file at ``PATH`` the scenario's champion is trained (or loaded from
-``driftwatch-models/MODEL/``) and written there as the stable version.
+``--champion``, by default from ``driftwatch-models/MODEL/``) and written there as the
+stable version.
 """
 
 from __future__ import annotations
@@ -283,11 +285,14 @@ class ServedStream(ConceptStream):
         return version.target.version, block[0][row], block[1]
 
 
-def _router_file(path: Path, model: str, scenario: Scenario, seed: int, version: str) -> None:
+def ensure_router_file(
+    path: Path, model: str, scenario: Scenario, seed: int, version: str, champion_at: str | None
+) -> None:
     """Write the scenario's champion as the stable version when there is no file yet."""
     if path.exists():
         return
-    champion = Path(f"driftwatch-models/{model}/{scenario.champion_file}").resolve()
+    default = f"driftwatch-models/{model}/{scenario.champion_file}"
+    champion = Path(champion_at or default).resolve()
     _, sha256 = champion_artifact(champion, seed, scenario)
     FileRouter(path, model).promote(Target(version, str(champion), sha256))
     print(f"{path}: stable {version} = {champion} (sha256 {sha256})")
@@ -310,6 +315,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--label-delay", help="labels come a random 0..this later, e.g. 5s")
     p.add_argument("--reread-ms", type=float, default=REREAD_MS, help="router file re-reads")
     p.add_argument("--stable-version", default="v1", help="the champion's version, if new")
+    p.add_argument(
+        "--champion",
+        help="the champion's artifact, if new (trained there when absent; default "
+        "driftwatch-models/MODEL/ and the scenario's file name)",
+    )
     p.add_argument("--seed", type=int, default=7)
     return p
 
@@ -333,7 +343,7 @@ def _run(args: argparse.Namespace) -> int:
         raise ConfigError([head, *problems])
     scenario = SCENARIOS[args.scenario]
     router_file = Path(args.router_file)
-    _router_file(router_file, name, scenario, args.seed, args.stable_version)
+    ensure_router_file(router_file, name, scenario, args.seed, args.stable_version, args.champion)
     count = int(parse_duration(args.duration) * args.rate)
     # Simulated event time ends now, so no event is rejected as from the future.
     start = time.time() if args.realtime else time.time() - count / args.rate

@@ -35,7 +35,8 @@ def test_the_closed_loop_runs_its_jobs_on_kubernetes(
                 "kubeconfig": str(write_kubeconfig(tmp_path / "kubeconfig", emulator.url)),
             },
         }
-        result = run_closed_loop(kafka, tmp_path, pg_url, topic, retrain=retrain)
+        # The executor is what this test is about: the rollout is test_retrain_closed_loop's.
+        result = run_closed_loop(kafka, tmp_path, pg_url, topic, retrain=retrain, roll_out=False)
         jobs = sorted(
             j["metadata"]["name"] for j in emulator.store.list("jobs", NAMESPACE, None)[0]
         )
@@ -46,3 +47,4 @@ def test_the_closed_loop_runs_its_jobs_on_kubernetes(
     assert emulator.count("create", "jobs", 201) == 2 and kubelet.pods_started == 2
     assert result.candidate is not None and result.candidate >= 0.98 * result.pre
     assert all(g.passed for g in result.gates)
+    assert result.rollout is None

@@ -14,7 +14,7 @@ from consumers.synthetic import SyntheticPlan
 from drift.latency_sketch import MAX_LATENCY_MS
 from retrain.artifacts import load_model, save_model
 from retrain.rollout.base import Target
-from retrain.rollout.file import FileRouter, write_atomically
+from retrain.rollout.file import FileRouter, load, write_atomically
 from service.config import load_config
 from service.dev.concept import (
     FEATURES,
@@ -28,7 +28,13 @@ from service.dev.concept import (
 )
 from service.dev.errors import ServingError
 from service.dev.scenarios import SCENARIOS
-from service.dev.serving import ModelServer, ServedStream, bucket, features_frame
+from service.dev.serving import (
+    ModelServer,
+    ServedStream,
+    bucket,
+    ensure_router_file,
+    features_frame,
+)
 
 DEMO = Path(__file__).parents[3] / "service" / "examples" / "demo.yaml"
 IDS = [f"req-{i:06d}" for i in range(20_000)]
@@ -254,3 +260,23 @@ def test_at_0_percent_the_stream_is_the_champions_stream(
     # Decoded by ingestion's own decoder: every one is a valid latency.
     decoder = EventDecoder({"fraud": plan.model})
     assert [decoder.decode_prediction(e.prediction).latency_ms for e in ours] == latencies
+
+
+def test_a_new_router_file_names_the_given_champion_as_stable(
+    tmp_path: Path, targets: tuple[Target, Target]
+) -> None:
+    stable, _ = targets
+    path = tmp_path / "rollout.json"
+    ensure_router_file(path, "fraud", SCENARIOS["concept"], 7, "v1", stable.uri)
+    state = load(path)
+    assert state is not None
+    assert (state.stable, state.canary, state.canary_percent) == (
+        Target("v1", str(Path(stable.uri).resolve()), stable.sha256),
+        None,
+        0,
+    )
+    # An existing file is the serving layer's state: it is left as it is.
+    FileRouter(path, "fraud").promote(Target("v7", stable.uri, stable.sha256))
+    ensure_router_file(path, "fraud", SCENARIOS["concept"], 7, "v1", stable.uri)
+    state = load(path)
+    assert state is not None and state.stable.version == "v7"
