@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from db.registry import ModelVersionRow, RegistryRepository, Stage
+from db.rollouts import RolloutRepository
 from db.runs import RunRepository
 from db.session import transaction
 from retrain.lifecycle import Phase
@@ -16,13 +17,17 @@ from service.cli.common import load, require_model, sessions_for
 from service.cli.runs import add_runs_commands, print_run
 from service.errors import ServiceError
 from service.wiring.retraining import absolute_uri, build_retraining, utc_now
+from service.wiring.rollouts import rollouts_for
 
 
 def cmd_retrain(args: argparse.Namespace) -> int:
     cfg = load(args)
     require_model(cfg, args.model)
     sessions = sessions_for(cfg, args)
-    retraining = build_retraining(cfg, sessions)
+    # A run this process drives to its verdict starts its rollout as the service's would
+    # (models.<name>.rollout.enabled), in the verdict's transaction.
+    rollouts = rollouts_for(cfg, sessions)
+    retraining = build_retraining(cfg, sessions, on_accepted=rollouts.on_accepted)
     decision = retraining.policy.request(args.model, args.reason or "requested from the CLI")
     if not decision.fired or decision.run_id is None:
         print(f"{args.model}: {decision.reason}; nothing started")
@@ -48,6 +53,14 @@ def cmd_retrain(args: argparse.Namespace) -> int:
             break
         time.sleep(cfg.retrain.tick)
     print_run(sessions, decision.run_id)
+    with transaction(sessions) as s:
+        active = RolloutRepository(s).active(args.model)
+        started = [r.id for r in active if r.run_id == decision.run_id]
+    for rollout_id in started:
+        print(
+            f"rollout {rollout_id} of {args.model} started; the service's rollout job carries "
+            f"it out: driftwatch rollouts show {rollout_id}"
+        )
     return 0 if phase is Phase.ACCEPTED else 1
 
 
