@@ -46,7 +46,7 @@ def descriptions() -> dict[str, str]:
     return {str(k): str(v) for k, v in loaded.items()}
 
 
-def keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[Key]:
+def config_keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[Key]:
     """Every key of ``model``, depth first in declaration order."""
     extra = descriptions()
     section = prefix.rstrip(".") or "(top level)"
@@ -56,15 +56,15 @@ def keys(model: type[BaseModel] = Config, prefix: str = "") -> Iterator[Key]:
             path, section, type_name(field), default(field), field.description or extra.get(path)
         )
         for sub, joint in _sections(field.annotation):
-            yield from keys(sub, path + joint)
+            yield from config_keys(sub, path + joint)
 
 
 def undocumented() -> list[str]:
-    return [key.path for key in keys() if not key.description]
+    return [key.path for key in config_keys() if not key.description]
 
 
 def stale_descriptions() -> list[str]:
-    known = {key.path for key in keys()}
+    known = {key.path for key in config_keys()}
     return sorted(set(descriptions()) - known)
 
 
@@ -160,7 +160,7 @@ def render() -> str:
         "[Configuration](../configuration.md)).",
     ]
     section = None
-    for key in keys():
+    for key in config_keys():
         if key.section != section:
             section = key.section
             lines += ["", f"## `{section}`", "", "| key | type | default | description |"]
