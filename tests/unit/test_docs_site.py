@@ -16,6 +16,7 @@ import pytest
 
 from docgen import cli_ref, config_ref
 from docgen.__main__ import PAGES
+from service.config import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [*sorted((ROOT / "docs").rglob("*.md")), ROOT / "README.md"]
@@ -138,3 +139,12 @@ def test_the_checks_find_what_they_look_for() -> None:
     assert {"api.session_secret", "models.<name>.rollout"} <= keys
     commands = [m.group(1) for p in DOCS for c in _code(p) for m in COMMAND.finditer(c)]
     assert " db upgrade" in commands
+
+
+def test_the_readme_configuration_loads(tmp_path: Path) -> None:
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"## A first configuration\n+```yaml\n(.*?)```", readme, re.S)
+    assert example is not None
+    path = tmp_path / "config.yaml"
+    path.write_text(example.group(1), encoding="utf-8")
+    assert list(load_config(path, env={}).models) == ["fraud"]
