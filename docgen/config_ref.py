@@ -136,7 +136,8 @@ def duration(seconds: float) -> str:
 
 
 def _yaml(value: object) -> str:
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
+    flow = yaml.safe_dump(value, default_flow_style=True, width=10_000, sort_keys=False)
+    text: str = flow.strip()
     return text.removesuffix("\n...").removesuffix("...").strip()
 
 
@@ -159,12 +160,13 @@ def render() -> str:
         "variable: `DRIFTWATCH_` and the key path with `__` between levels (see",
         "[Configuration](../configuration.md)).",
     ]
-    section = None
+    sections: dict[str, list[Key]] = {}
     for key in config_keys():
-        if key.section != section:
-            section = key.section
-            lines += ["", f"## `{section}`", "", "| key | type | default | description |"]
-            lines.append("| --- | --- | --- | --- |")
-        cells = [f"`{key.path}`", key.type, key.default, key.description or ""]
-        lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        sections.setdefault(key.section, []).append(key)
+    for section, rows in sections.items():
+        lines += ["", f"## `{section}`", "", "| key | type | default | description |"]
+        lines.append("| --- | --- | --- | --- |")
+        for key in rows:
+            cells = [f"`{key.path}`", key.type, key.default, key.description or ""]
+            lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
