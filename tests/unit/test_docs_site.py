@@ -1,6 +1,6 @@
 """The documentation site: it builds with ``mkdocs build --strict`` (a broken link or
 anchor fails), its generated reference pages are current, every configuration key is
-described, and every configuration key and command the docs name exists."""
+described, and every configuration key, command and API route the docs name exists."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from docgen import cli_ref, config_ref
+from docgen import api_ref, cli_ref, config_ref
 from docgen.__main__ import PAGES
 from service.config import load_config
 
@@ -27,6 +27,8 @@ FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.M | re.S)
 # A dotted key path, not part of a longer path (``$.features.amount``, ``deploy/x.yaml``).
 KEYISH = re.compile(r"(?<![\w$./-])[a-z_]+(?:\.(?:[a-z0-9_]+|<name>|\*)(?:\[\])?)+")
 FILE = re.compile(r"\.(?:py|ya?ml|json|md|txt|toml|html|csv|parquet|skops)$")
+# driftwatch's own routes (/v1), not the receivers' the alert channels call.
+ROUTE = re.compile(r"\b(GET|POST|PUT|PATCH|DELETE) (/v1/[^\s`?,]*)")
 # `kubectl -n driftwatch ...` names a namespace, not a command.
 COMMAND = re.compile(r"(?<![\w/.-])(?<!-n )driftwatch((?: [a-z][a-z-]*){1,2})")
 
@@ -139,6 +141,28 @@ def test_the_checks_find_what_they_look_for() -> None:
     assert {"api.session_secret", "models.<name>.rollout"} <= keys
     commands = [m.group(1) for p in DOCS for c in _code(p) for m in COMMAND.finditer(c)]
     assert " db upgrade" in commands
+
+
+def _route(method: str, path: str) -> tuple[str, str]:
+    return method.lower(), re.sub(r"\{[^}]*\}", "{}", path.rstrip("/"))
+
+
+def test_every_api_route_the_docs_name_exists() -> None:
+    served = {
+        _route(method, path)
+        for path, item in api_ref.document()["paths"].items()
+        for method in item
+    }
+    named = {
+        (path.relative_to(ROOT), match.group(1), match.group(2))
+        for path in DOCS
+        if path not in GENERATED
+        for code in _code(path)
+        for match in ROUTE.finditer(code)
+    }
+    assert len(named) > 10
+    unknown = sorted(f"{p}: {m} {r}" for p, m, r in named if _route(m, r) not in served)
+    assert unknown == []
 
 
 def test_the_readme_configuration_loads(tmp_path: Path) -> None:
