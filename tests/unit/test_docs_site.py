@@ -70,6 +70,14 @@ def _code(path: Path) -> Iterator[str]:
 
 def _key_patterns() -> list[re.Pattern[str]]:
     patterns = []
+    # A mapping's entry is a key too: models.fraud, alerts.channels.oncall.
+    entries = {
+        key.path[: m.end()]
+        for key in config_ref.config_keys()
+        for m in re.finditer("<name>", key.path)
+    }
+    for path in entries:
+        patterns.append(re.compile(re.escape(path).replace(re.escape("<name>"), r"[^.\[]+")))
     for key in config_ref.config_keys():
         pattern = re.escape(key.path).replace(re.escape("<name>"), r"[^.\[]+")
         pattern = pattern.replace(re.escape("[]"), r"(?:\[\])?")
