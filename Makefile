@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # apt-get needs root: sudo only when not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install lock audit kafka-dist browser lint types test test-fast demo bench clean
+.PHONY: install lock audit kafka-dist browser lint types test test-fast demo bench docs clean
 
 install: $(STAMP)
 
@@ -67,9 +67,17 @@ test-fast: $(STAMP)
 demo: kafka-dist
 	$(BIN)/python -m service.dev.demo
 
+# The documentation site: regenerate the reference pages (configuration keys, commands,
+# OpenAPI) from the code, then build it into site/ with every link and anchor checked.
+# The tests check the same (tests/unit/test_docs_site.py), so `make test` fails on a stale
+# page or a broken link.
+docs: $(STAMP)
+	$(BIN)/python -m docgen
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
 bench: kafka-dist
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/chaos_ingest.py
 
 clean:
-	rm -rf demo .pytest_cache .mypy_cache .ruff_cache
+	rm -rf demo site .pytest_cache .mypy_cache .ruff_cache
