@@ -98,9 +98,7 @@ def panels(
 ) -> list[ModelPanel]:
     """Every model's section; ``steps`` holds each model's configured step weights."""
     steps = steps or {}
-    return [
-        panel(session, name, models[name], now, steps.get(name, ())) for name in sorted(models)
-    ]
+    return [panel(session, name, models[name], now, steps.get(name, ())) for name in sorted(models)]
 
 
 def notice(params: Mapping[str, str], models: Mapping[str, bool]) -> str | None:

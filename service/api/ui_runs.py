@@ -11,11 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy.orm import Session
+
 from db.runs import RetrainRunRow
 from service.api import views
 from service.api.schemas import RunSummary
 from service.cli.run_record import RunRecord, gate_label, load_records, phase_seconds
-from sqlalchemy.orm import Session
 
 
 @dataclass(frozen=True)
@@ -80,8 +81,7 @@ def _view(record: RunRecord, now: datetime) -> RunView:
             for g in record.gates
         ],
         timeline=[
-            Step(p.phase, "" if p.note == p.phase else p.note, p.entered_at)
-            for p in record.history
+            Step(p.phase, "" if p.note == p.phase else p.note, p.entered_at) for p in record.history
         ],
         spent={k: v for k, v in phase_seconds(r, record.history, now).items() if v > 0},
     )

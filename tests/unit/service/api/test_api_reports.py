@@ -153,6 +153,18 @@ def test_the_report_page_opens_with_the_overview_session_cookie(
         assert refused.status_code == 401
         assert "session cookie" in refused.json()["message"]
         assert browser.post("/login", data={"token": READ}).status_code == 303
+        page = browser.get("/").text
+        # The page links the newest window's report and lists its per-feature verdicts.
+        assert f'href="{link}"' in page
+        detail = browser.get(f"/v1/reports/{newer.id}", headers={"Authorization": f"Bearer {READ}"})
+        for f in detail.json()["features"]:
+            row = re.search(rf'<tr data-feature="{f["feature"]}">(.*?)</tr>', page)
+            assert row is not None, f["feature"]
+            cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+            assert cells[1] == (f["method"] or "")
+            assert cells[4] == (f"{f['threshold']:.3g}" if f["threshold"] is not None else "")
+            verdict = {True: "drift", False: "none", None: "n/a"}[f["drifted"]]
+            assert f">{verdict}</span>" in cells[5]
         opened = browser.get(link)
         assert opened.status_code == 200, opened.text
         assert opened.text == "<html>kept by the service</html>"
