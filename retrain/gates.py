@@ -74,7 +74,9 @@ class GateResult:
     def describe(self) -> str:
         where = f" on slice {self.slice}" if self.slice is not None else ""
         what = self.metric or "holdout rows"
-        values = f"champion {_fmt(self.champion)}, candidate {_fmt(self.candidate)}"
+        # A gate without a metric counts rows: whole numbers, not 199.0000.
+        rows = self.metric is None
+        values = f"champion {_fmt(self.champion, rows)}, candidate {_fmt(self.candidate, rows)}"
         return f"{self.gate} {what}{where}: {values}, threshold {self.threshold:g}"
 
 
@@ -188,5 +190,7 @@ def _number(value: Any) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def _fmt(value: float | None) -> str:
-    return "unmeasured" if value is None else f"{value:.4f}"
+def _fmt(value: float | None, rows: bool = False) -> str:
+    if value is None:
+        return "unmeasured"
+    return f"{value:.0f}" if rows else f"{value:.4f}"

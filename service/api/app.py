@@ -42,6 +42,7 @@ def create_app(deps: ApiDeps) -> FastAPI:
         routes_ops.metrics_router(deps.metrics_open),
         routes_read.router,
         routes_records.router,
+        routes_records.pages,
         routes_retrain.router,
         routes_rollouts.read,
         routes_rollouts.write,

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials
 from prometheus_client import CollectorRegistry
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,7 +23,8 @@ from retrain.rollout.driver import RolloutDriver
 from retrain.rollout.settings import RolloutSettings
 from retrain.rollout.span import Analyse
 from service.api.auth import Token, TokenCheck, authorize, bearer, client_address
-from service.api.ui_session import Sessions
+from service.api.errors import Forbidden, Unauthorized
+from service.api.ui_session import COOKIE, Sessions
 from service.config.api import Scope
 
 
@@ -81,6 +82,12 @@ def ui_sessions(request: Request) -> Sessions:
 Deps = Annotated[ApiDeps, Depends(current)]
 UiSessions = Annotated[Sessions, Depends(ui_sessions)]
 Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+session_cookie = APIKeyCookie(
+    name=COOKIE,
+    auto_error=False,
+    description="the overview page's session cookie (set by signing in at /login)",
+)
+SessionCookie = Annotated[str | None, Depends(session_cookie)]
 
 
 def read_scope(request: Request, credentials: Credentials, deps: Deps) -> Token:
@@ -96,3 +103,32 @@ def write_scope(request: Request, credentials: Credentials, deps: Deps) -> Token
 def verdict_scope(request: Request, credentials: Credentials, deps: Deps) -> Token:
     """Lets the request through with a token holding the ``verdict`` scope."""
     return authorize(deps.tokens, credentials, Scope.VERDICT, client_address(request))
+
+
+def read_scope_or_session(
+    request: Request,
+    credentials: Credentials,
+    cookie: SessionCookie,
+    deps: Deps,
+    sessions: UiSessions,
+) -> Token:
+    """Lets the request through with a token holding the ``read`` scope, or else with the
+    overview page's session cookie whose token holds it: what a browser following one
+    of the page's links presents. A bearer header, when given, is the one judged.
+
+    Only GET routes that change nothing take it. The cookie is ``SameSite=strict``, so
+    a page of another site cannot make a browser send it along.
+    """
+    if credentials is not None or cookie is None:
+        if credentials is None:
+            raise Unauthorized(
+                "a bearer token (Authorization: Bearer <token>) or the overview page's "
+                "session cookie (sign in at /login) is required"
+            )
+        return authorize(deps.tokens, credentials, Scope.READ, client_address(request))
+    token = sessions.read(cookie)
+    if token is None:
+        raise Unauthorized("the session has expired or was signed out; sign in at /login")
+    if Scope.READ not in token.scopes:
+        raise Forbidden(f"the token {token.name!r} lacks the {Scope.READ} scope")
+    return token

@@ -12,12 +12,11 @@ from db.reports import DriftReportRepository
 from db.runs import RunRepository
 from db.session import transaction
 from service.api import views
-from service.api.deps import Deps, read_scope
+from service.api.deps import Deps, read_scope, read_scope_or_session
 from service.api.errors import ApiError, NotFound
 from service.api.routes_read import ERRORS, Id, Limit, Offset, known, next_offset
 from service.api.schemas import (
     ErrorBody,
-    FeatureBody,
     GateBody,
     PhaseBody,
     ReportBody,
@@ -29,6 +28,10 @@ from service.monitoring.rendering import ReportNotFound
 
 router = APIRouter(
     prefix="/v1", dependencies=[Depends(read_scope)], responses=ERRORS, tags=["read"]
+)
+# Pages a browser opens from the overview page: a session cookie does instead of a token.
+pages = APIRouter(
+    prefix="/v1", dependencies=[Depends(read_scope_or_session)], responses=ERRORS, tags=["read"]
 )
 HTML: dict[str, object] = {"text/html": {"schema": {"type": "string"}}}
 
@@ -55,26 +58,12 @@ def report(deps: Deps, report_id: Id) -> ReportBody:
             prediction_method=detail.prediction_method,
             prediction_score=detail.prediction_score,
             prediction_p_value=detail.prediction_p_value,
-            features=[
-                FeatureBody(
-                    feature=f.feature,
-                    kind=f.kind,
-                    method=f.method,
-                    score=f.score,
-                    p_value=f.p_value,
-                    threshold=f.threshold,
-                    drifted=f.drifted,
-                    reference_count=f.reference_count,
-                    current_count=f.current_count,
-                    unseen_categories=list(f.unseen_categories),
-                )
-                for f in detail.features
-            ],
+            features=[views.feature(f) for f in detail.features],
             html_available=bool(detail.sample),
         )
 
 
-@router.get(
+@pages.get(
     "/reports/{report_id}/html",
     # Errors stay JSON: an HTML response class would document them as text/html.
     response_model=None,

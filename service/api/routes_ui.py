@@ -165,7 +165,7 @@ def overview(request: Request, deps: Deps, sessions: UiSessions) -> Response:
             name: tuple(step.weight for step in settings.steps)
             for name, settings in deps.rollout_settings.items()
         }
-        models = ui_page.panels(s, deps.models, steps)
+        models = ui_page.panels(s, deps.models, deps.clock(), steps)
     return page(
         "overview.html",
         models=models,

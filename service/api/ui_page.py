@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
 from db.registry import RegistryRepository
+from db.reports import DriftReportRepository
 from service.api import views
 from service.api.charts import Chart, Point, line_chart
-from service.api.schemas import DriftSummary, PerformanceSummary, RunSummary, Version
+from service.api.schemas import (
+    DriftSummary,
+    FeatureBody,
+    PerformanceSummary,
+    RunSummary,
+    Version,
+)
 from service.api.ui_rollout import RolloutView, rollout_view
+from service.api.ui_runs import RunView, run_views
 
 WINDOWS = 48  # newest windows charted per model
 RUNS = 10  # newest runs listed per model
@@ -27,13 +36,15 @@ class ModelPanel:
     latest_drift: DriftSummary | None
     performance: Performance | None
     versions: list[Version]
-    runs: list[RunSummary]
+    runs: list[RunView]
     # The newest rollout (None: the model never had one).
     rollout: RolloutView | None = None
+    # The newest window's per-feature verdicts, in the report's order.
+    features: list[FeatureBody] = field(default_factory=list)
 
     @property
     def active_run(self) -> RunSummary | None:
-        return next((r for r in self.runs if r.active), None)
+        return next((r.summary for r in self.runs if r.summary.active), None)
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,9 @@ class Performance:
     latest: PerformanceSummary | None
 
 
-def panel(session: Session, model: str, labels: bool, weights: Sequence[int] = ()) -> ModelPanel:
+def panel(
+    session: Session, model: str, labels: bool, now: datetime, weights: Sequence[int] = ()
+) -> ModelPanel:
     drift = [views.drift(r) for r in views.drift_page(session, model, None, None, WINDOWS, 0)]
     drift = drift[:WINDOWS]
     share = line_chart(
@@ -61,7 +74,9 @@ def panel(session: Session, model: str, labels: bool, weights: Sequence[int] = (
             [Point(r.window_start, r.model_version, r.accuracy, r.degraded is True) for r in perf],
         )
         performance = Performance(accuracy, perf[0] if perf else None)
-    runs = [views.run(r) for r in views.run_page(session, model, RUNS, 0)[:RUNS]]
+    runs = run_views(session, views.run_page(session, model, RUNS, 0)[:RUNS], now)
+    detail = DriftReportRepository(session).get(drift[0].id) if drift else None
+    features = [] if detail is None else [views.feature(f) for f in detail.features]
     versions = [views.version(v) for v in reversed(RegistryRepository(session).versions(model))]
     return ModelPanel(
         name=model,
@@ -71,17 +86,19 @@ def panel(session: Session, model: str, labels: bool, weights: Sequence[int] = (
         versions=versions,
         runs=runs,
         rollout=rollout_view(session, model, weights),
+        features=features,
     )
 
 
 def panels(
     session: Session,
     models: Mapping[str, bool],
+    now: datetime,
     steps: Mapping[str, Sequence[int]] | None = None,
 ) -> list[ModelPanel]:
     """Every model's section; ``steps`` holds each model's configured step weights."""
     steps = steps or {}
-    return [panel(session, name, models[name], steps.get(name, ())) for name in sorted(models)]
+    return [panel(session, name, models[name], now, steps.get(name, ())) for name in sorted(models)]
 
 
 def notice(params: Mapping[str, str], models: Mapping[str, bool]) -> str | None:

@@ -10,8 +10,9 @@ from sqlalchemy.orm import Session
 
 from db.models import DriftReportRow, PerformanceReportRow
 from db.registry import ModelVersionRow, Stage
+from db.reports import FeatureResult
 from db.runs import RetrainRunRow
-from service.api.schemas import DriftSummary, PerformanceSummary, RunSummary, Version
+from service.api.schemas import DriftSummary, FeatureBody, PerformanceSummary, RunSummary, Version
 
 _Report = TypeVar("_Report", DriftReportRow, PerformanceReportRow)
 
@@ -31,6 +32,21 @@ def version(v: ModelVersionRow) -> Version:
 
 def drift(r: DriftReportRow) -> DriftSummary:
     return DriftSummary.model_validate(r, from_attributes=True)
+
+
+def feature(f: FeatureResult) -> FeatureBody:
+    return FeatureBody(
+        feature=f.feature,
+        kind=f.kind,
+        method=f.method,
+        score=f.score,
+        p_value=f.p_value,
+        threshold=f.threshold,
+        drifted=f.drifted,
+        reference_count=f.reference_count,
+        current_count=f.current_count,
+        unseen_categories=list(f.unseen_categories),
+    )
 
 
 def performance(r: PerformanceReportRow) -> PerformanceSummary:

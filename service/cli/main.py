@@ -20,6 +20,7 @@ from service.cli.common import config_path, load, sessions_for
 from service.cli.drift import add_drift_commands
 from service.cli.retrain import add_retrain_commands
 from service.cli.rollouts import add_rollouts_commands
+from service.cli.tokens import add_api_commands
 from service.config import load_config
 from service.errors import ConfigError, ServiceError
 
@@ -236,6 +237,7 @@ def parser() -> argparse.ArgumentParser:
     add_archive_commands(sub)
     add_alerts_commands(sub)
     add_rollouts_commands(sub)
+    add_api_commands(sub)
     return p
 
 

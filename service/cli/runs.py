@@ -116,7 +116,8 @@ def _print_decision(record: RunRecord) -> None:
     if decision is None:
         return
     evidence = ", ".join(f"{k} {v}" for k, v in sorted(decision.evidence_ids.items()))
-    print(f"  trigger: {decision.cause_kind} {decision.cause_key}: {decision.reason}")
+    # A manual request's key starts with its kind ("manual-…"): the key goes last.
+    print(f"  trigger: {decision.cause_kind}: {decision.reason} (cause {decision.cause_key})")
     if evidence:
         print(f"  evidence: {evidence}")
 
@@ -143,7 +144,9 @@ def _print_timeline(record: RunRecord) -> None:
     seconds = phase_seconds(record.run, record.history, utc_now())
     print("  timeline:")
     for p in record.history:
-        print(f"    {p.entered_at.strftime('%Y-%m-%d %H:%M:%S')}  {p.phase:<10} {p.note}")
+        # A note that only repeats the phase's name ("accepted") is said once.
+        note = "" if p.note == p.phase else p.note
+        print(f"    {p.entered_at.strftime('%Y-%m-%d %H:%M:%S')}  {p.phase:<10} {note}".rstrip())
     spent = ", ".join(f"{phase} {s:.1f} s" for phase, s in seconds.items() if s > 0)
     if spent:
         print(f"  time spent: {spent}")
@@ -154,15 +157,19 @@ def _print_gates(record: RunRecord) -> None:
         print("  gates:")
     for g in record.gates:
         what = (g.metric or "holdout rows") + (f" [{g.slice}]" if g.slice else "")
+        # A gate without a metric counts rows: whole numbers, not 3514.0000.
+        rows = g.metric is None
         print(
             f"    {'pass' if g.passed else 'FAIL'}  {g.gate:<22} {what:<24} champion "
-            f"{_num(g.champion_value)}  candidate {_num(g.candidate_value)}  "
+            f"{_num(g.champion_value, rows)}  candidate {_num(g.candidate_value, rows)}  "
             f"threshold {g.threshold:g}"
         )
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.4f}"
+def _num(value: float | None, rows: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if rows else f"{value:.4f}"
 
 
 def add_runs_commands(sub: Any) -> None:

@@ -56,6 +56,8 @@ class EvaluationSettings:
     consumer_group: str
     idle_partition_timeout: float = 60.0
     backfill: float = 86400.0
+    # The config file the service runs with, named in the commands its hints suggest.
+    config_path: str | None = None
 
 
 @dataclass(slots=True)
@@ -155,8 +157,9 @@ class WindowEvaluator:
                     self._warned.add(model)
                     log.warning(
                         "model %s has no reference profile; its windows are not evaluated "
-                        "(driftwatch reference build --model %s FILE)",
+                        "(driftwatch reference build --config %s --model %s FILE)",
                         model,
+                        self._settings.config_path or "CONFIG",
                         model,
                     )
                 continue

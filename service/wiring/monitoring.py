@@ -70,7 +70,10 @@ def judging(cfg: Config) -> dict[str, Judging]:
 
 
 def build_evaluator(
-    cfg: Config, sessions: sessionmaker[Session], observer: DriftObserver | None = None
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    observer: DriftObserver | None = None,
+    config_path: str | None = None,
 ) -> WindowEvaluator:
     """The window evaluator, with every model's current profile loaded and checked."""
     evaluator = WindowEvaluator(
@@ -81,6 +84,7 @@ def build_evaluator(
             consumer_group=cfg.kafka.group_id,
             idle_partition_timeout=cfg.evaluation.idle_partition_timeout,
             backfill=cfg.evaluation.backfill,
+            config_path=config_path,
         ),
         observer,
     )
@@ -88,7 +92,8 @@ def build_evaluator(
         evaluator.refresh_profiles()
     except ProfileMismatch as exc:
         raise ServiceError(
-            f"{exc}; rebuild it with driftwatch reference build, or fix models.*.features"
+            f"{exc}; rebuild it with driftwatch reference build --config "
+            f"{config_path or 'CONFIG'} --model MODEL FILE, or fix models.*.features"
         ) from exc
     return evaluator
 

@@ -55,6 +55,9 @@ def test_a_small_holdout_rejects_even_a_better_candidate() -> None:
     j = judge(ACCURACY, result({"accuracy": 0.5}, {"accuracy": 0.9}, holdout=199))
     assert j.verdict is Verdict.REJECTED
     assert [r.gate for r in j.failed] == ["min_holdout"]
+    assert (
+        j.reason() == "min_holdout holdout rows: champion unmeasured, candidate 199, threshold 200"
+    )
 
 
 def test_lower_is_better_metrics_are_judged_in_their_direction() -> None:

@@ -165,13 +165,13 @@ def test_runs_show_prints_the_trigger_timeline_and_every_gate(
     assert main(["runs", "show", str(run_id), "--config", cfg]) == 0
     out = capsys.readouterr().out
     assert out.startswith("run 1 of fraud: rejected\n")  # the verdict repeats the phase
-    assert "  trigger: manual manual-" in out and ": new season" in out
+    assert "  trigger: manual: new season (cause manual-" in out
     assert "  champion: v1 (production)" in out and "  candidate: run-1 (rejected)" in out
     phases = [line.split()[2] for line in out.splitlines() if line.startswith("    2026-")]
     assert phases == ["pending", "training", "validating", "rejected"]
     assert (
         "    pass  min_holdout            holdout rows             "
-        "champion -  candidate 100.0000  threshold 100" in out
+        "champion -  candidate 100  threshold 100" in out
     )
     assert (
         "    FAIL  min_delta              accuracy                 "

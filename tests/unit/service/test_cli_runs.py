@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -214,6 +215,10 @@ def test_runs_show_says_rejected_once_and_shows_onset_note_and_training(
         "seconds 1.5\n"
     ) in out
     assert "  time spent: pending 5.0 s, training 60.0 s, validating 30.0 s\n" in out
+    # Holdout rows are counted: whole numbers; a note that repeats its phase is said once.
+    (holdout,) = [line for line in out.splitlines() if "min_holdout" in line]
+    assert re.search(r"champion -  candidate \d+  threshold \d+$", holdout), holdout
+    assert not re.search(r"\b(\w+) +\1\b", out), out
 
 
 def test_runs_show_keeps_a_verdict_that_differs_from_the_phase(

@@ -107,6 +107,39 @@ def test_shipped_example_config_loads() -> None:
     assert list(cfg.models) == ["fraud"]
 
 
+def test_the_demo_config_writes_under_demo_and_its_commented_api_block_loads(
+    tmp_path: Path,
+) -> None:
+    root = Path(__file__).parents[3]
+    example = root / "service" / "examples" / "demo.yaml"
+    cfg = load_config(example, {})
+    # Every file the demo writes lies under a directory `make clean` removes.
+    makefile = (root / "Makefile").read_text(encoding="utf-8").splitlines()
+    recipe = makefile[makefile.index("clean:") + 1].split()
+    assert recipe[:2] == ["rm", "-rf"]
+    written = (
+        cfg.archive.uri,
+        cfg.database.url.removeprefix("sqlite:///"),
+        str(cfg.retrain.workdir),
+        str(cfg.retrain.artifacts_uri),
+    )
+    assert {Path(p).parts[0] for p in written} <= set(recipe[2:]) and "demo" in recipe, written
+    # The commented `api:` block, uncommented, is a valid api section.
+    lines = example.read_text(encoding="utf-8").splitlines()
+    start = lines.index("# api:")
+    block: list[str] = []
+    for line in lines[start:]:
+        if not line.startswith("# ") or line.startswith("#     #"):  # its end, or an example
+            break
+        block.append(line[2:])
+    raw = yaml.safe_load(example.read_text(encoding="utf-8"))
+    raw["api"] = yaml.safe_load("\n".join(block))["api"]
+    api = load_config(write(tmp_path, raw), {}).api
+    assert (api.port, [t.name for t in api.tokens]) == (8080, ["admin"])
+    assert api.tokens[0].token_file == Path("demo/admin.token")
+    assert api.session_secret_file == Path("demo/session.secret")
+
+
 def test_comma_separated_servers(tmp_path: Path) -> None:
     cfg = load(tmp_path, mutated("kafka.bootstrap_servers", "a:1, b:2,"))
     assert cfg.kafka.bootstrap_servers == ["a:1", "b:2"]

@@ -7,6 +7,7 @@ whole path from event bytes to stored drift reports on both databases.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -255,3 +256,22 @@ def test_a_profile_of_other_features_is_refused(
     build_profile(sessions, tmp_path, other)
     with pytest.raises(ProfileMismatch, match="lacks features"):
         evaluator(sessions, Clock(T0)).refresh_profiles()
+
+
+def test_a_model_without_a_profile_is_named_once_with_the_command_that_builds_one(
+    sessions: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    ingest(sessions, SPEC, windows=3, drift_at=None)
+    judge = WindowEvaluator(
+        sessions,
+        {"fraud": Judging(spec=SPEC)},
+        EvaluationSettings(topic=TOPIC, consumer_group="g", config_path="demo/driftwatch.yaml"),
+        clock=Clock(T0 + 100 * WINDOW),
+    )
+    with caplog.at_level(logging.WARNING):
+        assert judge.tick() == [] and judge.tick() == []
+    hints = [r.getMessage() for r in caplog.records if "no reference profile" in r.getMessage()]
+    assert hints == [
+        "model fraud has no reference profile; its windows are not evaluated "
+        "(driftwatch reference build --config demo/driftwatch.yaml --model fraud FILE)"
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, Future
@@ -18,6 +19,7 @@ from db.session import transaction
 from drift.html import compress_html
 from service.api.auth import Token, TokenCheck, digest
 from service.api.deps import ApiDeps
+from service.api.ui_session import COOKIE
 from service.config.api import Scope
 from service.monitoring.rendering import OnDemandHtml
 from tests.unit.retrain.support import Clock
@@ -128,3 +130,53 @@ def test_a_render_beyond_the_renderer_capacity_gets_503_not_a_queue(
         assert answers[0].text == "<html>rendered late</html>"
         # The slot is free again once the render is done.
         assert c.get(f"/v1/reports/{older.id}/html").status_code == 200
+
+
+def test_the_report_page_opens_with_the_overview_session_cookie(
+    reported: sessionmaker[Session],
+) -> None:
+    """The overview page links to the rendered report: a signed-in browser follows that link
+    with its session cookie and no bearer header."""
+    with reported() as s:
+        newer = max(DriftReportRepository(s).summaries("fraud"), key=lambda r: r.window_start)
+    with transaction(reported) as s:
+        page_bytes = compress_html("<html>kept by the service</html>")
+        DriftReportRepository(s).store_html("fraud", newer.id, page_bytes, Clock()())
+    renderer = OnDemandHtml(reported)
+    link = f"/v1/reports/{newer.id}/html"
+    with (
+        served(_deps(reported, renderer.html)) as url,
+        httpx.Client(base_url=url, timeout=60) as browser,
+        closing(renderer),
+    ):
+        refused = browser.get(link)
+        assert refused.status_code == 401
+        assert "session cookie" in refused.json()["message"]
+        assert browser.post("/login", data={"token": READ}).status_code == 303
+        page = browser.get("/").text
+        # The page links the newest window's report and lists its per-feature verdicts.
+        assert f'href="{link}"' in page
+        detail = browser.get(f"/v1/reports/{newer.id}", headers={"Authorization": f"Bearer {READ}"})
+        for f in detail.json()["features"]:
+            row = re.search(rf'<tr data-feature="{f["feature"]}">(.*?)</tr>', page)
+            assert row is not None, f["feature"]
+            cells = re.findall(r"<td[^>]*>(.*?)</td>", row.group(1))
+            assert cells[1] == (f["method"] or "")
+            assert cells[4] == (f"{f['threshold']:.3g}" if f["threshold"] is not None else "")
+            verdict = {True: "drift", False: "none", None: "n/a"}[f["drifted"]]
+            assert f">{verdict}</span>" in cells[5]
+        opened = browser.get(link)
+        assert opened.status_code == 200, opened.text
+        assert opened.text == "<html>kept by the service</html>"
+        # The cookie opens the rendered page only; the JSON API still wants the token.
+        assert browser.get(f"/v1/reports/{newer.id}").status_code == 401
+        # A bearer header, when given, is what is judged: a wrong one is not saved by the cookie.
+        wrong = browser.get(link, headers={"Authorization": "Bearer not-a-token"})
+        assert wrong.status_code == 401
+        cookie = browser.cookies[COOKIE]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', browser.get("/").text)
+        assert csrf is not None
+        browser.post("/logout", data={"csrf": csrf.group(1)})
+        browser.cookies.set(COOKIE, cookie)  # a copy kept after signing out
+        gone = browser.get(link)
+        assert gone.status_code == 401 and "signed out" in gone.json()["message"]
