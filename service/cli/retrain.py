@@ -54,8 +54,8 @@ def cmd_retrain(args: argparse.Namespace) -> int:
         time.sleep(cfg.retrain.tick)
     print_run(sessions, decision.run_id)
     with transaction(sessions) as s:
-        rollouts = RolloutRepository(s).active(args.model)
-        started = [r.id for r in rollouts if r.run_id == decision.run_id]
+        going = RolloutRepository(s).active(args.model)
+        started = [r.id for r in going if r.run_id == decision.run_id]
     for rollout_id in started:
         print(
             f"rollout {rollout_id} of {args.model} started; the service's rollout job carries "
