@@ -16,7 +16,9 @@ How a step is judged, once it ran ``min_duration`` and its span holds
   performance check holds only the *deciding* step, the last one on which stable
   still serves (weight below 100): there it must pass, whatever its sample sizes,
   before the rollout goes on. A step at 100% compares nothing; it soaks for its
-  ``min_duration`` and ``min_events`` under the sample-ratio check;
+  ``min_duration`` and ``min_events``, and no inconclusive check holds it: the few
+  stable events a span at 100% may hold are stragglers served across the switch
+  (a serving layer's re-read, a mesh's propagation), not a split to judge;
 - a step still held ``step_deadline`` past its ``min_duration`` pauses.
 
 The sample-ratio check holds the stream to the share the router reports serving
@@ -146,7 +148,10 @@ def _judge(
         hold.note = f"{rollout.failed_checks} failed check(s) of {settings.max_failed_checks}"
         return hold
     deciding = rollout.step == _deciding(settings.steps)
-    waiting = [c for c in checks if c.outcome is Outcome.INCONCLUSIVE and _holds(c, deciding)]
+    full = rollout.canary_percent >= 100
+    waiting = [
+        c for c in checks if c.outcome is Outcome.INCONCLUSIVE and _holds(c, deciding, full)
+    ]
     if waiting:
         return _wait(fleet, rollout, "; ".join(f"{c.name}: {c.reason}" for c in waiting), hold)
     if rollout.step < len(settings.steps) - 1:
@@ -166,11 +171,15 @@ def _deciding(steps: Sequence[RolloutStep]) -> int:
     return max((i for i, s in enumerate(steps) if s.weight < 100), default=-1)
 
 
-def _holds(check: Check, deciding: bool) -> bool:
+def _holds(check: Check, deciding: bool, full: bool) -> bool:
     """Whether an inconclusive check holds the step (module docstring)."""
     if check.name in PERFORMANCE_CHECKS:
         return deciding
-    return check.n_canary > 0 and check.n_stable > 0
+    # At 100% the stable events in the span are stragglers: requests in flight across
+    # the switch, a serving layer's re-read or a mesh's propagation delay. Too few to
+    # judge anything, they would hold the step until its deadline paused a healthy
+    # rollout.
+    return not full and check.n_canary > 0 and check.n_stable > 0
 
 
 def _wait(fleet: Fleet, rollout: RolloutRow, why: str, hold: Step) -> Step:

@@ -165,6 +165,34 @@ def test_an_inconclusive_step_holds_then_pauses_past_its_deadline(rig: Rig) -> N
     assert rig.rollout(rollout_id)["step"] == 1
 
 
+def test_stable_stragglers_at_the_full_step_hold_nothing(rig: Rig) -> None:
+    """A few stable events in the 100% step's span (served across the switch) make its
+    checks inconclusive with both versions present; the step still ends at its
+    min_duration, and a check that fails there still counts."""
+    stragglers = [
+        check("sample_ratio", Outcome.INCONCLUSIVE, n_canary=5000, n_stable=3),
+        check("prediction_divergence", Outcome.INCONCLUSIVE, n_canary=5000, n_stable=3),
+        check("latency_p95_ratio", Outcome.INCONCLUSIVE, n_canary=5000, n_stable=3),
+    ]
+    rig.analysis.script = outcomes({100: stragglers})
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    assert rig.walk(driver, rollout_id, 6)[-2:] == ["promoting", "promoted"]
+
+
+def test_the_same_checks_below_the_full_step_hold_it(rig: Rig) -> None:
+    """Below 100% the stable events are a split: the inconclusive checks hold the step."""
+    few = [
+        check("sample_ratio", Outcome.INCONCLUSIVE, n_canary=5000, n_stable=3),
+        check("prediction_divergence", Outcome.INCONCLUSIVE, n_canary=5000, n_stable=3),
+    ]
+    rig.analysis.script = outcomes({50: few})
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    assert rig.walk(driver, rollout_id, 5)[-1] == "progressing"
+    assert rig.rollout(rollout_id)["step"] == 2
+
+
 def test_labelled_performance_must_pass_on_the_last_step_stable_still_serves(rig: Rig) -> None:
     no_labels = check("accuracy_noninferiority", Outcome.INCONCLUSIVE, n_canary=3)
     rig.analysis.script = lambda span: [check("sample_ratio", Outcome.PASS), no_labels]
