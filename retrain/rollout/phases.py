@@ -149,9 +149,7 @@ def _judge(
         return hold
     deciding = rollout.step == _deciding(settings.steps)
     full = rollout.canary_percent >= 100
-    waiting = [
-        c for c in checks if c.outcome is Outcome.INCONCLUSIVE and _holds(c, deciding, full)
-    ]
+    waiting = [c for c in checks if c.outcome is Outcome.INCONCLUSIVE and _holds(c, deciding, full)]
     if waiting:
         return _wait(fleet, rollout, "; ".join(f"{c.name}: {c.reason}" for c in waiting), hold)
     if rollout.step < len(settings.steps) - 1:
