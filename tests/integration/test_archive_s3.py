@@ -94,6 +94,9 @@ def test_appends_replays_and_the_export_work_on_s3(settings: ArchiveSettings, tm
     done = export_labeled(settings, SPEC, DAY0, DAY0 + timedelta(days=10), str(dest))
     assert done.rows == 3
     assert sorted(pq.read_table(dest).column("event_id").to_pylist()) == ["a", "b", "c"]
+    on_s3 = f"{settings.uri}/exports/fraud.parquet"
+    assert export_labeled(settings, SPEC, DAY0, None, on_s3).rows == 3
+    assert pq.read_table(on_s3).equals(pq.read_table(dest))
 
 
 def test_two_replicas_racing_on_a_partition_on_s3_archive_each_event_once(
