@@ -1,7 +1,7 @@
-"""A run whose model artifacts live on S3 (moto's server): the local executor's training
-job reads the champion from the bucket and writes the candidate there, validation
-reads both back, and the S3 credentials reach the jobs through ``pass_env`` only,
-never through a file the service writes or a log."""
+"""A run with its data and model artifacts on S3 (moto's server): the local executor's
+training job reads the run's exported data and the champion from the bucket and writes
+the candidate there, validation reads them back, and the S3 credentials reach the jobs
+through ``pass_env`` only, never through a file the service writes or a log."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 import yaml
 from pyarrow import fs as pafs
@@ -57,7 +58,11 @@ def config(database_url: str, tmp_path: Path, bucket: str) -> Any:
             }
         },
         "archive": {"uri": f"s3://{bucket}/archive"},
-        "retrain": {"workdir": str(tmp_path / "runs"), "artifacts_uri": f"s3://{bucket}/models"},
+        "retrain": {
+            "workdir": str(tmp_path / "runs"),
+            "artifacts_uri": f"s3://{bucket}/models",
+            "data_uri": f"s3://{bucket}/runs",
+        },
     }
     path = tmp_path / "config.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
@@ -97,6 +102,14 @@ def test_a_run_trains_and_validates_with_its_artifacts_on_s3(
     assert candidate is not None and candidate.stage == "candidate"
     assert candidate.uri == f"s3://{s3_bucket}/models/fraud/run-{run_id}/model.skops"
     assert gates and all(g.passed for g in gates)
+    with transaction(sessions) as s:
+        run = RunRepository(s).get(run_id)
+        assert run is not None
+        data_uri, data_rows = run.data_uri, run.data_rows
+    # The jobs read the run's data from the bucket: the export was uploaded there.
+    assert data_uri == f"s3://{s3_bucket}/runs/fraud-{run_id}/data.parquet"
+    assert data_rows == 5_000
+    assert pq.read_metadata(data_uri).num_rows == 5_000
     # The bytes on the server are what the registry recorded; they load as a model.
     assert load_model(candidate.uri, candidate.sha256) is not None
     listed = pafs.FileSystem.from_uri(f"s3://{s3_bucket}/models/fraud/run-{run_id}")[0]
