@@ -91,10 +91,11 @@ def export(loop: Loop, due: Export) -> ExportFailure | None:
     above, under the same lock, and then uploaded: one PUT, so the object appears whole
     or not at all, and its presence is what the next tick looks for. A crash between
     the rename and the upload leaves the staged file, which the next attempt uploads.
-    Two drivers on two hosts (a failover of the leader during an export) may both
-    upload; both wrote the export of the same range, and the second PUT replaces the
-    first whole, before any job was launched on it (the launch follows the next
-    tick's look at the object, and a tick is the leader's).
+    An object already there is never uploaded again. What the lock cannot cover is two
+    drivers on two hosts (a leader failover, or ``driftwatch retrain --wait`` elsewhere)
+    that both look before either uploads: the second PUT then replaces the first's
+    object whole, a job may already read it, and pyarrow reads in ranges. pyarrow's S3
+    client cannot put conditionally (If-None-Match), which would close that window.
     """
     due.dest.parent.mkdir(parents=True, exist_ok=True)
     lock_path = due.dest.with_name(f"{due.dest.name}.lock")
@@ -106,7 +107,7 @@ def export(loop: Loop, due: Export) -> ExportFailure | None:
         if due.upload is None and due.dest.exists():  # written by the holder before us
             return None
         failure = None if due.dest.exists() else _export_locked(loop, due)
-        if failure is None and due.upload is not None:
+        if failure is None and due.upload is not None and not data_exists(due.upload):
             failure = _upload(due.dest, due.upload)
         if failure is None:
             # Safe to remove while held: whoever locks it (or a new one) next finds the
