@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # apt-get needs root: sudo only when not root already.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: install lock audit kafka-dist s3-server browser lint types test test-fast demo bench clean
+.PHONY: install lock audit kafka-dist browser lint types test test-fast demo bench clean
 
 install: $(STAMP)
 
@@ -46,6 +46,7 @@ kafka-dist: $(STAMP)
 # of its own: botocore pins python-dateutil<3, the kubernetes client >=3.
 S3_VENV := .s3-venv
 S3_STAMP := $(S3_VENV)/.installed
+.PHONY: s3-server
 s3-server: $(S3_STAMP)
 $(S3_STAMP): tests/harness/s3-server.txt
 	@test -x $(S3_VENV)/bin/python || $(PYTHON) -m venv $(S3_VENV)
