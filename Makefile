@@ -37,9 +37,22 @@ lock:
 # unreachable registry, so a check that audited nothing never passes.
 audit: $(STAMP)
 	$(BIN)/pip-audit --strict --progress-spinner off --no-deps --disable-pip -r constraints.txt
+	$(BIN)/pip-audit --strict --progress-spinner off --no-deps --disable-pip -r tests/harness/s3-server.txt
 
 kafka-dist: $(STAMP)
 	$(BIN)/python -m service.dev.localkafka fetch
+
+# The tests' local S3 server (moto), pinned in tests/harness/s3-server.txt, in a virtualenv
+# of its own: botocore pins python-dateutil<3, the kubernetes client >=3.
+S3_VENV := .s3-venv
+S3_STAMP := $(S3_VENV)/.installed
+.PHONY: s3-server
+s3-server: $(S3_STAMP)
+$(S3_STAMP): tests/harness/s3-server.txt
+	@test -x $(S3_VENV)/bin/python || $(PYTHON) -m venv $(S3_VENV)
+	$(S3_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(S3_VENV)/bin/python -m pip install --quiet --no-deps -r tests/harness/s3-server.txt
+	@touch $(S3_STAMP)
 
 # Debian's chromium, for the overview page's headless screenshot test.
 browser:
@@ -57,11 +70,11 @@ types: $(STAMP)
 # the run instead of skipping, and "no tests ran" (pytest exit 5) is a failure.
 # PYTHONFAULTHANDLER: a crash of the interpreter itself (also after pytest's own
 # handler is gone, at exit) prints every thread's stack instead of nothing.
-test: kafka-dist browser lint types
+test: kafka-dist s3-server browser lint types
 	PYTHONFAULTHANDLER=1 DRIFTWATCH_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -p no:cacheprovider; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
-test-fast: $(STAMP)
+test-fast: $(STAMP) s3-server
 	$(BIN)/python -m pytest -m "not kafka and not postgres"
 
 demo: kafka-dist

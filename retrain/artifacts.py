@@ -1,4 +1,4 @@
-"""Model artifacts: skops files behind any fsspec URI, identified by the sha256 of their bytes.
+"""Model artifacts: skops files behind a path, ``s3://`` or any fsspec URI, by sha256.
 
 A model file is untrusted input: pickle would run whatever code it names, so
 artifacts are skops files, and loading one goes in three checks before any
@@ -18,10 +18,11 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-import fsspec
+import pyarrow as pa
 import skops.io as sio
 
 from retrain.errors import ArtifactError
+from retrain.storage import filesystem
 
 # Every type the reference trainer's default is made of (retrain/trainer/estimators.py:
 # gradient boosting for regression, two and more classes) and the linear champion of the
@@ -94,21 +95,21 @@ def save_model(
     """Write ``model`` to ``uri`` as a skops file; return ``(uri, sha256)``."""
     data = dump_model(model)
     try:
-        fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+        fs, path = filesystem(uri, storage_options)
         parent = fs._parent(path)
         if parent:
             fs.makedirs(parent, exist_ok=True)
         fs.pipe_file(path, data)
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError, pa.ArrowException) as exc:
         raise ArtifactError(f"cannot write the artifact {uri}: {exc}") from exc
     return uri, sha256_hex(data)
 
 
 def read_artifact(uri: str, storage_options: Mapping[str, Any] | None = None) -> bytes:
     try:
-        fs, path = fsspec.core.url_to_fs(uri, **dict(storage_options or {}))
+        fs, path = filesystem(uri, storage_options)
         data: bytes = fs.cat_file(path)
-    except (OSError, ValueError, ImportError) as exc:
+    except (OSError, ValueError, ImportError, pa.ArrowException) as exc:
         raise ArtifactError(f"cannot read the artifact {uri}: {exc}") from exc
     return data
 

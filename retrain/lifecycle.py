@@ -51,6 +51,8 @@ class Export:
     start: datetime
     end: datetime
     dest: Path
+    # Where the file is uploaded once written (``retrain.data_uri``), None: it stays at dest.
+    upload: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ class Loop:
             run_id=run.id,
             model=run.model,
             mode=Mode.TRAIN,
-            data_uri=str(self.settings.data_path(run.model, run.id)),
+            data_uri=self.settings.data_location(run.model, run.id),
             output_uri=self.settings.output_uri(run.model, run.id),
             timeout=m.train_timeout,
             env=env,
@@ -119,7 +121,7 @@ class Loop:
             run_id=run.id,
             model=run.model,
             mode=Mode.VALIDATE,
-            data_uri=str(self.settings.data_path(run.model, run.id)),
+            data_uri=self.settings.data_location(run.model, run.id),
             output_uri=self.settings.output_uri(run.model, run.id),
             timeout=m.validate_timeout,
             env=env,

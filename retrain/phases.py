@@ -13,6 +13,7 @@ import os
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,6 +31,7 @@ from retrain.executors.base import (
 )
 from retrain.gates import Verdict, judge
 from retrain.lifecycle import Export, ExportFailure, Handler, Loop, Phase, Step
+from retrain.storage import filesystem, is_s3
 
 _LOG_TAIL = 4096
 
@@ -57,11 +59,13 @@ def pending(loop: Loop, session: Session, run: RetrainRunRow) -> Step:
         )
     run.champion_version_id = champion.id
     dest = loop.settings.data_path(run.model, run.id)
-    run.data_uri = str(dest)
-    if not dest.exists():
-        due = Export(run.model, run.data_from, run.data_to, dest)
-        return Step(note=f"exporting the training data to {dest}", export=due)
-    run.data_rows = _rows(dest)
+    location = loop.settings.data_location(run.model, run.id)
+    upload = None if location == str(dest) else location
+    run.data_uri = location
+    if not data_exists(location):
+        due = Export(run.model, run.data_from, run.data_to, dest, upload)
+        return Step(note=f"exporting the training data to {location}", export=due)
+    run.data_rows = _rows(location)
     spec = loop.train_spec(run, session)
     return Step(
         Phase.TRAINING,
@@ -82,6 +86,16 @@ def export(loop: Loop, due: Export) -> ExportFailure | None:
     leaves the export to it. The kernel drops the lock of a process that dies, so a
     writer killed mid-export never blocks the next attempt. Each attempt still
     writes a partial file of its own.
+
+    With ``retrain.data_uri`` (``due.upload``) the file is staged in the workdir as
+    above, under the same lock, and then uploaded: one PUT, so the object appears whole
+    or not at all, and its presence is what the next tick looks for. A crash between
+    the rename and the upload leaves the staged file, which the next attempt uploads.
+    An object already there is never uploaded again. What the lock cannot cover is two
+    drivers on two hosts (a leader failover, or ``driftwatch retrain --wait`` elsewhere)
+    that both look before either uploads: the second PUT then replaces the first's
+    object whole, a job may already read it, and pyarrow reads in ranges. pyarrow's S3
+    client cannot put conditionally (If-None-Match), which would close that window.
     """
     due.dest.parent.mkdir(parents=True, exist_ok=True)
     lock_path = due.dest.with_name(f"{due.dest.name}.lock")
@@ -90,9 +104,11 @@ def export(loop: Loop, due: Export) -> ExportFailure | None:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             return None  # another process exports it; a later tick finds its file
-        if due.dest.exists():  # written by the holder before us
+        if due.upload is None and due.dest.exists():  # written by the holder before us
             return None
-        failure = _export_locked(loop, due)
+        failure = None if due.dest.exists() else _export_locked(loop, due)
+        if failure is None and due.upload is not None and not data_exists(due.upload):
+            failure = _upload(due.dest, due.upload)
         if failure is None:
             # Safe to remove while held: whoever locks it (or a new one) next finds the
             # file in place. After a failure it stays, or two could lock two inodes.
@@ -120,6 +136,22 @@ def _export_locked(loop: Loop, due: Export) -> ExportFailure | None:
     return None
 
 
+def _upload(staged: Path, location: str) -> ExportFailure | None:
+    try:
+        fs, path = filesystem(location)
+        fs.put_file(str(staged), path)
+    except (OSError, ValueError) as exc:  # pyarrow's and fsspec's storage errors
+        return ExportFailure(f"uploading the training data to {location}: {exc}", True)
+    return None
+
+
+def data_exists(location: str) -> bool:
+    if not is_s3(location):
+        return Path(location).exists()
+    fs, path = filesystem(location)
+    return bool(fs.exists(path))
+
+
 def export_failed(loop: Loop, run: RetrainRunRow, failure: ExportFailure) -> Step:
     """The step after a failed export: a retriable failure keeps the run pending for as
     long as the training phase's timeout, counted from the run's start; any other fails it."""
@@ -134,10 +166,12 @@ def export_failed(loop: Loop, run: RetrainRunRow, failure: ExportFailure) -> Ste
     )
 
 
-def _rows(path: os.PathLike[str]) -> int:
+def _rows(location: str) -> int:
     import pyarrow.parquet as pq
 
-    return int(pq.read_metadata(path).num_rows)
+    fs, path = filesystem(location)
+    with fs.open(path, "rb") as source:
+        return int(pq.read_metadata(source).num_rows)
 
 
 def training(loop: Loop, session: Session, run: RetrainRunRow) -> Step:

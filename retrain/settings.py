@@ -42,10 +42,20 @@ class ModelRetrain:
 class LoopSettings:
     workdir: Path
     artifacts_uri: str
+    # Where jobs read a run's data (``retrain.data_uri``, e.g. s3://bucket/runs); None:
+    # the export in the workdir itself (a local path, or a volume the jobs mount).
+    data_uri: str | None = None
 
     def data_path(self, model: str, run_id: int) -> Path:
-        """Where a run's training data is exported: one deterministic file per run."""
+        """Where a run's training data is exported: one deterministic file per run. With
+        ``data_uri`` set it is the staging copy, uploaded to :meth:`data_location`."""
         return self.workdir / f"{model}-{run_id}" / "data.parquet"
+
+    def data_location(self, model: str, run_id: int) -> str:
+        """Where the jobs read the run's data: ``data_uri``'s file, or :meth:`data_path`."""
+        if self.data_uri is None:
+            return str(self.data_path(model, run_id))
+        return f"{self.data_uri.rstrip('/')}/{model}-{run_id}/data.parquet"
 
     def output_uri(self, model: str, run_id: int) -> str:
         return f"{self.artifacts_uri.rstrip('/')}/{model}/run-{run_id}/"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from db.migrate import upgrade
 from db.session import make_engine
 from tests.harness.kafka import TestKafka
 from tests.harness.postgres import Databases, reachable
+from tests.harness.s3 import LocalS3, local_s3, server_python
 
 _sessions: list[pytest.Session] = []
 
@@ -60,6 +62,27 @@ def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestKafka]:
         _unavailable(f"no Kafka broker: {exc}")
     yield broker
     broker.close()
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalS3]:
+    """moto's S3 server, from ``make s3-server``'s virtualenv."""
+    python = server_python()
+    if python is None:
+        _unavailable("no local S3 server: run `make s3-server`")
+        raise AssertionError("unreachable")
+    with local_s3(python, tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_bucket(s3_server: LocalS3, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A fresh bucket, with this process's AWS_* environment pointing at the server."""
+    for name, value in s3_server.env().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"dw-{uuid.uuid4().hex[:16]}"
+    s3_server.create_bucket(bucket)
+    return bucket
 
 
 @pytest.fixture(scope="session")

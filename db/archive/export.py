@@ -119,7 +119,11 @@ def export_labeled(
     """
     rows = labeled_rows(settings, model, start, end)
     try:
-        if "://" in dest and not dest.startswith("file://"):
+        if dest.lower().startswith(("s3://", "s3a://")):
+            # pyarrow's own S3 client (credentials from the AWS_* environment): s3fs
+            # cannot be installed beside the kubernetes client.
+            pq.write_table(rows, "s3://" + dest.split("://", 1)[1])
+        elif "://" in dest and not dest.startswith("file://"):
             with fsspec.open(dest, "wb") as out:
                 pq.write_table(rows, out)
         else:

@@ -12,12 +12,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import fsspec
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from retrain.errors import TrainerError
+from retrain.storage import filesystem
 
 RESERVED = ("event_id", "model_version", "event_time", "prediction", "label", "label_time")
 
@@ -42,9 +42,10 @@ class Split:
 
 
 def read_labeled(uri: str) -> Dataset:
-    """Read the export at ``uri`` (any fsspec URI) in time order."""
+    """Read the export at ``uri`` (a path, ``s3://`` or any fsspec URI) in time order."""
     try:
-        with fsspec.open(uri, "rb") as source:
+        fs, path = filesystem(uri)
+        with fs.open(path, "rb") as source:
             table = pq.read_table(source)
     except (OSError, ValueError, pa.ArrowException) as exc:
         raise TrainerError(f"cannot read {uri}: {exc}") from exc

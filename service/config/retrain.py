@@ -172,6 +172,12 @@ class RetrainConfig(Strict):
         description="how long a final run's exported data and job directories stay in workdir",
     )
     artifacts_uri: str = "./driftwatch-models"
+    data_uri: str | None = Field(
+        default=None,
+        min_length=1,
+        description="where jobs read a run's exported data, e.g. s3://bucket/runs "
+        "(uploaded from workdir); unset: the export in workdir itself",
+    )
     tick: Duration = Field(default=5.0, gt=0)
     command: list[str] = Field(
         default_factory=lambda: ["python", "-m", "retrain.trainer"], min_length=1

@@ -158,8 +158,11 @@ def build_retraining(
     rollout driver's) of each run accepted, in the transaction of its verdict."""
     models = model_settings(cfg)
     # Jobs run in a directory of their own: relative paths are made absolute here.
+    data_uri = cfg.retrain.data_uri
     settings = LoopSettings(
-        Path(cfg.retrain.workdir).resolve(), absolute_uri(cfg.retrain.artifacts_uri)
+        Path(cfg.retrain.workdir).resolve(),
+        absolute_uri(cfg.retrain.artifacts_uri),
+        None if data_uri is None else absolute_uri(data_uri),
     )
     loop = Loop(
         executor or make_executor(cfg.retrain.executor, cfg.retrain, on_watch_error=on_watch_error),

@@ -43,3 +43,20 @@ def test_the_image_and_make_install_use_the_constraints() -> None:
     assert re.search(r"^RUN pip install .*-c constraints\.txt \.", dockerfile, re.M)
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert re.search(r"pip install .*-c constraints\.txt -e '\.\[test\]'", makefile)
+
+
+def test_the_local_s3_server_is_pinned_and_installed_from_its_pins() -> None:
+    """moto's server lives in a virtualenv of its own (botocore's python-dateutil pin
+    excludes the kubernetes client's): its file pins every package exactly too."""
+    lines = (ROOT / "tests" / "harness" / "s3-server.txt").read_text(encoding="utf-8")
+    names = []
+    for line in lines.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9._-]+)==([^\s;]+)", line)
+        assert match is not None, f"s3-server.txt: not an exact pin: {line!r}"
+        names.append(canonicalize_name(match.group(1)))
+    assert "moto" in names and "werkzeug" in names
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"pip install .*--no-deps -r tests/harness/s3-server\.txt", makefile)
+    assert re.search(r"^test: .*\bs3-server\b", makefile, re.M)

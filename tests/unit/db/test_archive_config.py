@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
+import pytest
+
 from db.archive import Kind
 from tests.unit.service.test_config import BASE, load, problems
 
@@ -54,3 +56,48 @@ def test_driftwatch_run_maintains_the_archive_only_when_a_model_is_archived(
     cfg = load(tmp_path, raw, {})
     assert archive_maintenance(cfg) is None
     assert isinstance(build_archive(cfg, lambda: None), NoArchive)
+
+
+def _archive(tmp_path: Path, archive: dict[str, object]) -> list[str]:
+    raw = copy.deepcopy(BASE)
+    raw["archive"] = archive
+    return problems(tmp_path, raw)
+
+
+def test_s3_settings_that_make_concurrent_commits_unsafe_are_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cases = {
+        "AWS_S3_ALLOW_UNSAFE_RENAME": "true",
+        "aws_s3_locking_provider": "dynamodb",
+        "conditional_put": "disabled",
+    }
+    for key, value in cases.items():
+        found = _archive(tmp_path, {"uri": "s3://b/a", "storage_options": {key: value}})
+        assert any(p.startswith(f"config: archive.storage_options: {key}:") for p in found), found
+    # The same options on a local archive mean nothing to deltalake: not refused.
+    assert load(tmp_path, {**BASE, "archive": {"uri": "./a", "storage_options": cases}})
+    monkeypatch.setenv("AWS_S3_ALLOW_UNSAFE_RENAME", "true")
+    found = _archive(tmp_path, {"uri": "s3://b/a"})
+    assert any("$AWS_S3_ALLOW_UNSAFE_RENAME is set" in p for p in found), found
+
+
+def test_s3_archives_commit_with_conditional_put(tmp_path: Path) -> None:
+    given = {"uri": "s3://b/a", "storage_options": {"AWS_REGION": "eu-west-1"}}
+    cfg = load(tmp_path, {**BASE, "archive": given})
+    options = cfg.archive.settings().storage_options
+    assert options == {"AWS_REGION": "eu-west-1", "conditional_put": "etag"}
+    cfg = load(
+        tmp_path, {**BASE, "archive": {**given, "storage_options": {"aws_conditional_put": "ETag"}}}
+    )
+    assert cfg.archive.settings().storage_options == {"aws_conditional_put": "ETag"}
+
+
+@pytest.mark.parametrize("key", ["AWS_SECRET_ACCESS_KEY", "aws_session_token", "token"])
+def test_credentials_written_into_the_archive_config_are_refused_by_name(
+    tmp_path: Path, key: str
+) -> None:
+    raw = {**BASE, "archive": {"uri": "s3://b/a", "storage_options": {key: "hunter2"}}}
+    found = problems(tmp_path, raw)
+    assert any(p.startswith(f"config: archive.storage_options: {key}:") for p in found), found
+    assert not any("hunter2" in p for p in found), found
