@@ -1,49 +1,91 @@
-"""``make demo``: the whole monitoring loop on one machine, end to end.
+"""``make demo``: the whole loop on one machine, from drift to a promoted candidate.
 
-Starts a local Kafka broker, migrates a SQLite database, builds the model's
-reference profile from a reference CSV, runs ``driftwatch run`` with the
-example config while the synthetic producer streams live events for a minute
-(half of the features shift after 30 s and the labels stop following the
-model's scores; a few malformed events go in too), then prints per window what
-was sent, what SQL holds, the drift report and the accuracy from the joined
-labels, writes the latest Evidently HTML report, and stops everything. Exits
-non-zero if counts differ, a window is unreported, or the drift point is missed.
+Starts a local Kafka broker, a SQLite database, a webhook receiver that prints the
+alerts it is sent (:mod:`service.dev.alert_printer`) and ``driftwatch run`` with the
+HTTP API and the overview page, the local executor and the ``file`` router. The
+events come from the demo's model server (:mod:`service.dev.serving`) on the
+real-model ``concept`` scenario: a burst of history (3 windows of 10 s before the
+drift point, 5 after, every event labelled), then a live stream at 100 events per
+second (:mod:`service.dev.served_feed`). The service flags the drift, alerts, its
+retrain policy starts a run, the local executor trains a candidate and scores it
+against the champion on one holdout, the accepted candidate is rolled out at 25, 50
+and 100% of the live stream, each step judged on live windows, and promoted; then
+4 windows served by the promoted version give the accuracy after promotion. The
+config and sizes are the closed-loop bench's (:mod:`service.dev.loop`).
+
+Prints that timeline (:mod:`service.dev.demo_report`), writes the newest Evidently
+report, and ends with ``demo: OK`` only when the loop closed. Everything it writes is
+under ``demo/`` (``make clean`` removes it); every process it starts is stopped on
+the way out, also on Ctrl-C or SIGTERM.
 """
 
 from __future__ import annotations
 
-import json
-import os
+import argparse
+import contextlib
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
-import urllib.request
-from collections import Counter
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
+import httpx
+import yaml
 from kafka import KafkaProducer
 
-from consumers.synthetic import SyntheticPlan, write_reference_csv
-from db.models import PerformanceReportRow
-from db.performance_reports import PerformanceReportRepository
-from db.reports import DriftReportRepository, ReportSummary
-from db.repositories import WindowAggregateRepository, WindowCount
-from db.session import make_engine, make_session_factory
-from drift.html import decompress_html
+from consumers.synthetic import SyntheticPlan
+from db.migrate import upgrade
+from db.registry import RegistryRepository, Stage
+from db.session import make_engine, make_session_factory, transaction
+from retrain.rollout.base import Target
+from retrain.rollout.file import FileRouter
 from service.config import load_config
+from service.dev.alert_printer import AlertPrinter
+from service.dev.concept import (
+    CONCEPT,
+    Era,
+    accuracy,
+    champion_artifact,
+    evaluation_rows,
+    write_reference_csv,
+)
+from service.dev.demo_report import Outcome, report
+from service.dev.errors import LoopError
 from service.dev.localkafka import API_VERSION, LocalKafka
+from service.dev.loop import (
+    LIVE_RATE,
+    POST_WINDOWS,
+    PRE_WINDOWS,
+    RATE,
+    WINDOW,
+    follow,
+    loop_model,
+    read_stored,
+)
+from service.dev.served_feed import Feed
+from service.dev.serving import ModelServer, ServedStream
 
-CONFIG = Path(__file__).parent.parent / "examples" / "demo.yaml"
 WORKDIR = Path("demo")
-MALFORMED = [b"not json", b'{"event_id": "x", "model": "fraud"}', b'{"model": "nope"}']
-WINDOW = 10
-DRIFT_AT = 30
+SEED = 7
+TOPICS = {"predictions": 3, "labels": 3, "driftwatch-dead-letter": 1}
+
+
+@dataclass(frozen=True)
+class _Setup:
+    config: Path
+    database_url: str
+    router_file: Path
+    api: str  # the API's base URL
+    token: str
+    pre: float  # the champion's accuracy on fresh pre-drift rows
 
 
 def _free_port() -> int:
@@ -52,227 +94,209 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _driftwatch(*args: str) -> list[str]:
-    return [sys.executable, "-m", "service.cli", *args, "--config", str(CONFIG)]
+def _config(kafka: LocalKafka, alerts_url: str, secret: str, pre: float) -> dict[str, Any]:
+    work = WORKDIR.resolve()
+    model = loop_model(pre, work / "rollout.json", roll_out=True)
+    # The closed loop has no reference profile; the demo builds one, and the service then
+    # bins predictions on its edges, which the canary's divergence check compares on
+    # too. At the default 500 bins a step's few hundred canary predictions spread so
+    # thin that the distance is mostly sampling noise (0.90 measured); 10 bins give
+    # the distance DIVERGENCE_THRESHOLD was measured on (service/dev/loop.py).
+    model["drift"] = {"reference_bins": 10}
+    return {
+        "kafka": {
+            "bootstrap_servers": kafka.bootstrap_servers,
+            "api_version": ".".join(str(p) for p in API_VERSION),
+            "group_id": "driftwatch-demo",
+            "topics": {
+                "predictions": "predictions",
+                "labels": "labels",
+                "dead_letter": "driftwatch-dead-letter",
+            },
+            "consumer": {"session_timeout_ms": 6000, "heartbeat_interval_ms": 1000},
+        },
+        "database": {"url": f"sqlite:///{work / 'driftwatch.db'}"},
+        "archive": {"uri": str(work / "archive")},
+        "ingest": {"flush_events": 5000, "flush_interval": "500ms"},
+        "metrics": {"host": "127.0.0.1", "port": 0},
+        "log_level": "INFO",
+        "evaluation": {"interval": "1s", "idle_partition_timeout": "3s"},
+        "api": {
+            "host": "127.0.0.1",
+            "port": _free_port(),
+            "session_secret_file": str(work / "session.secret"),
+            "tokens": [
+                {"name": "admin", "token_file": str(work / "admin.token"), "scopes": ["read"]}
+            ],
+        },
+        "alerts": {
+            "interval": "1s",
+            "channels": {"printer": {"type": "webhook", "url": alerts_url, "secret": secret}},
+            "routes": [{"channels": ["printer"]}],
+        },
+        "retrain": {
+            "executor": "local",
+            "workdir": str(work / "runs"),
+            "artifacts_uri": str(work / "models"),
+            "tick": "1s",
+        },
+        "models": {"fraud": model},
+    }
 
 
-def _stored(url: str) -> list[WindowCount]:
+def _prepare(kafka: LocalKafka, printer: AlertPrinter, secret: str) -> _Setup:
+    """The champion (registered and served), the config, the database, the reference."""
+    champion_file = (WORKDIR / "champion.skops").resolve()
+    champion, sha256 = champion_artifact(champion_file, SEED, CONCEPT)
+    pre = accuracy(champion, evaluation_rows(SEED, Era.PRE, CONCEPT))
+    router_file = (WORKDIR / "rollout.json").resolve()
+    FileRouter(router_file, "fraud").promote(Target("v1", str(champion_file), sha256))
+    token = secrets.token_hex(24)
+    (WORKDIR / "admin.token").write_text(token + "\n")
+    (WORKDIR / "session.secret").write_text(secrets.token_hex(32) + "\n")
+    cfg = _config(kafka, printer.url, secret, pre)
+    config = WORKDIR / "config.yaml"
+    config.write_text(yaml.safe_dump(cfg, sort_keys=False), encoding="utf-8")
+    url = str(cfg["database"]["url"])
     engine = make_engine(url)
     try:
-        with make_session_factory(engine)() as session:
-            return WindowAggregateRepository(session).window_counts()
-    finally:
-        engine.dispose()
-
-
-def _wait_for(url: str, expected: int, timeout: float) -> int:
-    deadline = time.monotonic() + timeout
-    total = 0
-    while time.monotonic() < deadline:
-        total = sum(w.events for w in _stored(url))
-        if total >= expected:
-            break
-        time.sleep(0.5)
-    return total
-
-
-def _metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith(name) and not line.startswith("#")
-    )
-
-
-@dataclass
-class _Reports:
-    drift: list[ReportSummary]
-    top: dict[int, list[str]]
-    performance: dict[tuple[str, str], PerformanceReportRow]
-    html: bytes | None
-
-
-def _reports(url: str) -> _Reports:
-    engine = make_engine(url)
-    try:
-        with make_session_factory(engine)() as session:
-            repo = DriftReportRepository(session)
-            reports = repo.summaries("fraud", limit=1000)
-            top = {}
-            for r in reports:
-                detail = repo.get(r.id)
-                top[r.id] = [f.feature for f in detail.top_drifted()] if detail else []
-            stored = repo.html("fraud")
-            html = (
-                None if stored is None or not reports or stored[0] != reports[-1].id else stored[1]
+        upgrade(engine)
+        with transaction(make_session_factory(engine)) as s:
+            RegistryRepository(s).register(
+                "fraud", "v1", str(champion_file), sha256, Stage.PRODUCTION, datetime.now(UTC)
             )
-            performance = {
-                (_key(p.window_start), p.model_version): p
-                for p in PerformanceReportRepository(session).rows("fraud", limit=1000)
-            }
-            return _Reports(reports, top, performance, html)
     finally:
         engine.dispose()
+    reference = WORKDIR / "reference.csv"
+    write_reference_csv(reference, champion, SEED, scenario=CONCEPT)
+    subprocess.run(
+        [*_cli("reference", "build", "--model", "fraud", str(reference)), "--config", str(config)],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    api = f"http://127.0.0.1:{cfg['api']['port']}"
+    return _Setup(config, url, router_file, api, token, pre)
 
 
-def _wait_for_reports(url: str, windows: int, timeout: float) -> None:
-    """Until every window has its drift and performance reports and the HTML is stored."""
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "service.cli", *args]
+
+
+@contextlib.contextmanager
+def _service(config: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """``driftwatch run``, stopped with SIGTERM (then SIGKILL) on the way out."""
+    with (WORKDIR / "driftwatch.log").open("wb") as log:
+        process = subprocess.Popen(
+            [*_cli("run"), "--config", str(config)], stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            yield process
+        finally:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _feed(setup: _Setup, kafka: LocalKafka, start: float) -> Feed:
+    spec = load_config(setup.config, env={}).model_specs()["fraud"]
+    plan = SyntheticPlan(
+        model=spec, rate=RATE, start=start, drift_at=PRE_WINDOWS * WINDOW, seed=SEED
+    )
+    stream = ServedStream(plan, ModelServer(setup.router_file, "fraud", reread_ms=0), CONCEPT)
+
+    def producer() -> KafkaProducer:
+        return KafkaProducer(
+            bootstrap_servers=kafka.bootstrap_servers,
+            api_version=API_VERSION,
+            acks="all",
+            linger_ms=5,
+            enable_idempotence=False,  # the 0.9 broker cannot
+        )
+
+    before, after = int(RATE * WINDOW * PRE_WINDOWS), int(RATE * WINDOW * POST_WINDOWS)
+    return Feed(producer, stream, ("predictions", "labels"), before, after, LIVE_RATE)
+
+
+def _wait_ready(api: str, process: subprocess.Popen[bytes], timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = _reports(url)
-        if (
-            len(found.drift) >= windows
-            and len(found.performance) >= windows
-            and found.html is not None
-        ):
-            return
-        time.sleep(1)
+        if process.poll() is not None:
+            raise LoopError(f"driftwatch run exited with {process.returncode}")
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(f"{api}/healthz", timeout=2).status_code == 200:
+                return
+        time.sleep(0.3)
+    raise LoopError(f"the API at {api} did not answer in {timeout:.0f} s")
 
 
-def _key(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def _run(keep_up: float) -> int:
+    started = time.time()
+    secret = secrets.token_hex(16)
+    print("starting a local Kafka broker (ZooKeeper + Kafka 0.9) ...", flush=True)
+    with (
+        LocalKafka(workdir=(WORKDIR / "kafka").resolve(), partitions=3) as kafka,
+        AlertPrinter(secret, started) as printer,
+    ):
+        kafka.create_topics(TOPICS)
+        print("training the champion, building its reference profile ...", flush=True)
+        setup = _prepare(kafka, printer, secret)
+        # The history ends two windows ago, aligned to the window grid.
+        history = (PRE_WINDOWS + POST_WINDOWS) * WINDOW
+        start = (time.time() - history - 2 * WINDOW) // WINDOW * WINDOW
+        feed = _feed(setup, kafka, start)
+        with _service(setup.config) as service:
+            _wait_ready(setup.api, service, 60)
+            print(f"HTTP API:      {setup.api}/v1/runs  (bearer token in demo/admin.token)")
+            print(f"overview page: {setup.api}/  (sign in with the token in demo/admin.token)")
+            print(f"alerts go to:  {printer.url}; the service's log: demo/driftwatch.log")
+            print("sending the history (drift point after 3 windows), then live events ...")
+            try:
+                onset = feed.start(timeout=120)
+                engine = make_engine(setup.database_url)
+                sessions = make_session_factory(engine)
+                after = follow(sessions, feed, roll_out=True)
+            finally:
+                feed.stop()
+            outcome = Outcome.collect(
+                sessions, setup.api, setup.token, feed, start, onset, setup.pre, after
+            )
+            stored = read_stored(sessions)
+            engine.dispose()
+            if keep_up > 0:
+                print(f"keeping the API and the page up for {keep_up:.0f} s ...", flush=True)
+                time.sleep(keep_up)
+    ok = report(outcome, stored, printer.alerts(), WORKDIR / "latest_report.html")
+    print(f"{time.time() - started:.0f} s in all")
+    return 0 if ok else 1
 
 
-def _summary(
-    windows: list[WindowCount], sent: Counter[str], url: str, drift_point: float
-) -> tuple[bool, bool]:
-    """Print the per-window table; return (counts match, drift found where it starts)."""
-    found = _reports(url)
-    by_window = {(_key(r.window_start), r.model_version): r for r in found.drift}
-    print(
-        f"\n{'window start (UTC)':<21} {'version':<7} {'sent':>5} {'in SQL':>6} {'late':>4}  "
-        f"{'drifted':>7} {'dataset':>7}  {'accuracy':>8} {'degraded':>8} {'concept':>7}  "
-        "top drifted features"
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt  # unwinds every ``with``: each process started is stopped
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="The whole loop, from drift to promotion.")
+    parser.add_argument(
+        "--keep-up",
+        type=float,
+        default=0.0,
+        help="seconds to keep the API and the overview page up after the loop closed (default 0)",
     )
-    counts_ok, detected = True, True
-    for w in windows:
-        key = _key(w.window_start)
-        match = sent.get(key, 0) == w.events
-        counts_ok &= match
-        r = by_window.get((key, w.model_version))
-        p = found.performance.get((key, w.model_version))
-        share = "-" if r is None or r.drifted_share is None else f"{r.drifted_share:.0%}"
-        flag = "none" if r is None else {None: "n/a", True: "DRIFT", False: "-"}[r.dataset_drift]
-        accuracy = "-" if p is None or p.accuracy is None else f"{p.accuracy:.1%}"
-        degraded = "none" if p is None else {None: "n/a", True: "YES", False: "-"}[p.degraded]
-        concept = "none" if p is None else {None: "n/a", True: "DRIFT", False: "-"}[p.concept_drift]
-        # The window holding the drift point is the first that must be flagged.
-        start = w.window_start.timestamp()
-        after = start + WINDOW > drift_point
-        if r is None or r.dataset_drift is not after or p is None or p.degraded is not after:
-            detected = False
-        marker = "  <-- drift point" if start <= drift_point < start + WINDOW else ""
-        wrong = "" if match else "  <-- count differs"
-        features = ", ".join(found.top.get(r.id, [])) if r else ""
-        print(
-            f"{key:<21} {w.model_version:<7} {sent.get(key, 0):>5} {w.events:>6} {w.late:>4}  "
-            f"{share:>7} {flag:>7}  {accuracy:>8} {degraded:>8} {concept:>7}  "
-            f"{features}{marker}{wrong}"
-        )
-    missing = set(sent) - {_key(w.window_start) for w in windows}
-    for key in sorted(missing):
-        counts_ok = False
-        print(f"{key:<21} {'':<7} {sent[key]:>5} {0:>6}  <-- missing in SQL")
-    print(f"{'total':<29} {sum(sent.values()):>5} {sum(w.events for w in windows):>6}")
-    return counts_ok, detected
-
-
-def _prepare(env: dict[str, str]) -> None:
-    """Migrate the database and store the model's reference profile."""
-    subprocess.run(_driftwatch("db", "upgrade"), env=env, check=True)
-    reference = WORKDIR / "reference.csv"
-    spec = load_config(CONFIG).model_specs()["fraud"]
-    # Same distributions as the live stream before its drift point, other draws.
-    write_reference_csv(SyntheticPlan(spec, draw_seed=1), 20_000, reference)
-    subprocess.run(
-        _driftwatch("reference", "build", "--model", "fraud", str(reference)),
-        env=env,
-        check=True,
-    )
-
-
-def _produce(env: dict[str, str], bootstrap_servers: str) -> dict[str, Any]:
-    """Stream a minute of live events and a few malformed ones; return what was sent."""
-    print(f"streaming live events for 60s (drift at {DRIFT_AT}s) ...", flush=True)
-    report_path = WORKDIR / "sent.json"
-    options = f"--rate 100 --duration 60s --drift-at {DRIFT_AT}s --realtime --align"
-    options += f" --label-delay 5s --report {report_path}"
-    subprocess.run([*_driftwatch("produce-demo"), *options.split()], env=env, check=True)
-    producer = KafkaProducer(
-        bootstrap_servers=bootstrap_servers, api_version=API_VERSION, enable_idempotence=False
-    )
-    for value in MALFORMED:
-        producer.send("predictions", value=value)
-    producer.close()
-    sent: dict[str, Any] = json.loads(report_path.read_text())
-    return sent
-
-
-def _sent_per_window(sent_report: dict[str, Any]) -> Counter[str]:
-    return Counter(
-        {
-            _key(datetime.fromisoformat(w["window_start"].replace("Z", "+00:00"))): w["count"]
-            for w in sent_report["windows"]
-        }
-    )
-
-
-def main() -> int:
+    args = parser.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop)
     shutil.rmtree(WORKDIR, ignore_errors=True)
     WORKDIR.mkdir()
-    url = f"sqlite:///{WORKDIR / 'driftwatch.db'}"
-    metrics_port = _free_port()
-    print("starting a local Kafka broker (ZooKeeper + Kafka 0.9) ...", flush=True)
-    with LocalKafka(workdir=(WORKDIR / "kafka").resolve(), partitions=3) as kafka:
-        for topic, partitions in (("predictions", 3), ("labels", 3), ("driftwatch-dead-letter", 1)):
-            kafka.create_topic(topic, partitions)
-        env = {
-            **os.environ,
-            "DRIFTWATCH_KAFKA__BOOTSTRAP_SERVERS": kafka.bootstrap_servers,
-            "DRIFTWATCH_DATABASE__URL": url,
-            "DRIFTWATCH_METRICS__PORT": str(metrics_port),
-        }
-        _prepare(env)
-        log = (WORKDIR / "driftwatch.log").open("wb")
-        service = subprocess.Popen(_driftwatch("run"), env=env, stdout=log, stderr=log)
-        try:
-            sent_report = _produce(env, kafka.bootstrap_servers)
-            drift_point = sent_report["first_event_time"] + DRIFT_AT
-            sent = _sent_per_window(sent_report)
-            stored_total = _wait_for(url, sent_report["sent"], timeout=60)
-            time.sleep(2)  # let the malformed events reach the dead-letter topic
-            invalid = _metric(metrics_port, "driftwatch_events_invalid_total")
-            print("waiting for the last windows to close and their reports ...", flush=True)
-            _wait_for_reports(url, len(sent), timeout=90)
-        finally:
-            service.send_signal(signal.SIGTERM)
-            code = service.wait(timeout=30)
-            log.close()
-    counts_ok, detected = _summary(_stored(url), sent, url, drift_point)
-    counts_ok &= stored_total == sent_report["sent"]
-    html = _reports(url).html
-    html_path = WORKDIR / "latest_report.html"
-    if html is not None:
-        html_path.write_text(decompress_html(html), encoding="utf-8")
-    print(f"\ndead-lettered: {invalid:.0f} malformed events (of {len(MALFORMED)} sent)")
-    print(f"drift point at {_key(datetime.fromtimestamp(drift_point, UTC))}: ", end="")
-    print(
-        "data drift and the accuracy drop flagged from its window on, nothing before"
-        if detected
-        else "NOT as expected"
-    )
-    print(f"latest Evidently report: {html_path if html else 'NOT rendered'}")
-    print(f"service exit code after SIGTERM: {code}; its log: {WORKDIR / 'driftwatch.log'}")
-    if counts_ok and detected and html and code == 0 and invalid == len(MALFORMED):
-        print(
-            f"demo: OK - {stored_total} events in SQL, every window matches what was sent "
-            "and has its drift and performance reports"
-        )
-        return 0
-    print("demo: FAILED - see the table above")
-    return 1
+    try:
+        return _run(args.keep_up)
+    except KeyboardInterrupt:
+        print("demo: interrupted; every process it started is stopped", file=sys.stderr)
+        return 130
+    except LoopError as exc:
+        print(f"demo: FAILED - {exc}; see demo/driftwatch.log", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -12,3 +12,7 @@ class LocalKafkaError(RuntimeError):
 class ServingError(RuntimeError):
     """The model server has nothing to serve: no rollout file, one for another model, or
     neither of its versions loads."""
+
+
+class LoopError(RuntimeError):
+    """The closed loop stopped short: its feed failed, or a step did not come in time."""

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.closed_loop import AFTER_WINDOWS, STEPS, ClosedLoop, run_closed_loop
+from service.dev.loop import AFTER_WINDOWS, STEPS
+from tests.harness.closed_loop import ClosedLoop, run_closed_loop
 from tests.harness.kafka import TestKafka
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]

@@ -21,12 +21,13 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
 from consumers.synthetic import SyntheticEvent, SyntheticPlan, produce
+from service.dev.errors import LoopError
 from service.dev.serving import ServedStream
-from tests.harness.kafka import TestKafka
 
 
 class _From:
@@ -47,18 +48,19 @@ class _From:
 
 class Feed:
     """``before`` + ``after`` events of ``stream`` as a burst, then live events at
-    ``live_rate`` per second, sent ``chunk`` at a time, until stopped."""
+    ``live_rate`` per second, sent ``chunk`` at a time, until stopped, through a Kafka
+    producer that ``producer()`` makes (acks from every replica)."""
 
     def __init__(
         self,
-        kafka: TestKafka,
+        producer: Callable[[], Any],
         stream: ServedStream,
         topics: tuple[str, str],
         before: int,
         after: int,
         live_rate: float,
     ) -> None:
-        self.kafka = kafka
+        self.make_producer = producer
         self.stream = stream
         self.topics = topics
         self.before, self.after = before, after
@@ -76,7 +78,7 @@ class Feed:
         event was sent (epoch seconds)."""
         self._thread.start()
         if not self.burst_sent.wait(timeout):
-            raise AssertionError(f"the scenario's burst was not sent in {timeout:.0f} s")
+            raise LoopError(f"the scenario's burst was not sent in {timeout:.0f} s")
         self.check()
         assert self.change_sent is not None
         return self.change_sent
@@ -84,7 +86,7 @@ class Feed:
     def check(self) -> None:
         """Raise what stopped the feed, if anything did."""
         if self.error is not None:
-            raise AssertionError(f"the event feed failed: {self.error!r}") from self.error
+            raise LoopError(f"the event feed failed: {self.error!r}") from self.error
 
     def sent(self) -> Counter[int]:
         """The live events acknowledged by the broker so far, by window start (epoch s)."""
@@ -97,7 +99,7 @@ class Feed:
 
     def _run(self) -> None:
         predictions, labels = self.topics
-        producer: Any = self.kafka.producer()
+        producer: Any = self.make_producer()
         try:
             produce(producer, [self.stream], self.before, predictions, labels)
             self.change_sent = time.time()
