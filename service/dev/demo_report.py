@@ -149,10 +149,11 @@ def _run(o: Outcome, stored: Stored) -> bool:
     )
     better = False
     for g in stored.gates:
-        where = "" if g.slice is None else f" [{g.slice}]"
+        what = (g.metric or "holdout rows") + ("" if g.slice is None else f" [{g.slice}]")
+        rows = g.metric is None  # a gate without a metric counts rows
         print(
-            f"   gate {g.gate} {g.metric}{where}: champion {_num(g.champion_value)}, "
-            f"candidate {_num(g.candidate_value)} -> {'pass' if g.passed else 'FAIL'}"
+            f"   gate {g.gate} {what}: champion {_num(g.champion_value, rows)}, "
+            f"candidate {_num(g.candidate_value, rows)} -> {'pass' if g.passed else 'FAIL'}"
         )
         if g.gate == "min_delta" and g.metric == "accuracy" and g.slice is None:
             c, v = g.champion_value, g.candidate_value
@@ -186,8 +187,10 @@ def _rollout(o: Outcome, stored: Stored) -> bool:
     return len(last) >= len(STEPS) and rollout.phase == "promoted"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:.3f}"
+def _num(value: float | None, rows: bool = False) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.0f}" if rows else f"{value:.3f}"
 
 
 def report(o: Outcome, stored: Stored, alerts: list[Delivered], html_path: Path) -> bool:
