@@ -300,10 +300,10 @@ class ConceptStream:
         self._scores.clear()
         self._block = block
 
-    def _serve(self, era: Era, row: int, event_id: str) -> tuple[str, float, float]:
+    def _serve(self, era: Era, row: int, event_id: str) -> tuple[str, float, float | None]:
         """The version that scores the event, its probability of class "1" and its
-        ``latency_ms``: here the champion under the plan's version, with a fixed
-        latency (a serving layer overrides this and measures it). Scored a block at a
+        ``latency_ms`` (None: the event carries none): here the champion under the
+        plan's version, with a fixed latency (a serving layer overrides this). Scored a block at a
         time, only for the eras the stream reaches."""
         block = self._scores.get(era)
         if block is None:

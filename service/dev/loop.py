@@ -54,14 +54,6 @@ STEPS = (25, 50, 100)
 # otherwise than the drifted champion, so the default 0.1 would roll back both; 0.85
 # still fails a canary whose scores are all at the other end of the range.
 DIVERGENCE_THRESHOLD = 0.85
-# The canary's p95 latency against stable's. The model server times each version's
-# block of 4,096 requests as one call of about 10 ms (service/dev/serving.py), so a
-# step's canary latencies come from one or two calls, and on a shared 2-core machine
-# their ratio to stable's swung from 0.9 to 3.3 between runs although the champion and
-# its refit cost the same per row (0.0021 and 0.0023 ms measured): the default 1.5
-# held or rolled back healthy canaries on scheduler noise. 4.0 still fails a canary
-# an order of magnitude slower.
-LATENCY_MAX_RATIO = 4.0
 
 
 def loop_model(reference_accuracy: float, router_file: Path, roll_out: bool) -> dict[str, Any]:
@@ -113,7 +105,6 @@ def loop_model(reference_accuracy: float, router_file: Path, roll_out: bool) -> 
                 "min_labeled": 200,
                 "margin": 0.02,
                 "divergence_threshold": DIVERGENCE_THRESHOLD,
-                "latency_max_ratio": LATENCY_MAX_RATIO,
             },
         },
     }

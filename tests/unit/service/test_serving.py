@@ -242,7 +242,7 @@ def test_at_0_percent_the_stream_is_the_champions_stream(
     stable, canary = targets
     spec = load_config(DEMO).model_specs()["fraud"]
     plan = SyntheticPlan(spec, rate=10.0, start=1_000.0, drift_at=100.0, seed=7)
-    served = ServedStream(plan, _server(tmp_path, stable, canary, 0))
+    served = ServedStream(plan, _server(tmp_path, stable, canary, 0), measure_latency=True)
     plain = ConceptStream(plan, load_model(stable.uri, stable.sha256))
     times = [1_000.0 + i / 10.0 for i in range(2_000)]
     ours = [served.event(i, t) for i, t in enumerate(times)]
@@ -260,6 +260,11 @@ def test_at_0_percent_the_stream_is_the_champions_stream(
     # Decoded by ingestion's own decoder: every one is a valid latency.
     decoder = EventDecoder({"fraud": plan.model})
     assert [decoder.decode_prediction(e.prediction).latency_ms for e in ours] == latencies
+    # By default the server stamps none: ingestion counts the events, not a latency.
+    (tmp_path / "again").mkdir()
+    unmeasured = ServedStream(plan, _server(tmp_path / "again", stable, canary, 0))
+    events = [unmeasured.event(i, t) for i, t in enumerate(times[:50])]
+    assert {decoder.decode_prediction(e.prediction).latency_ms for e in events} == {None}
 
 
 def test_a_new_router_file_names_the_given_champion_as_stable(
