@@ -3,7 +3,7 @@ canary rollout, a promotion.
 
 Runs ``driftwatch run`` against a broker (the harness's own unless
 ``KAFKA_BOOTSTRAP_SERVERS`` is set) and a SQLite database per scenario. The events
-come from the demo's model server (``service/dev/serving.py``), which reads the
+come from the demo's model server (``service/dev/model_server.py``), which reads the
 ``file`` router's JSON: the scenario's history (3 windows of 10 s before the drift
 point, 5 after, 2,400 events each, every event labelled) as a burst, then a live
 stream of 100 events per second. The retrain policy's run reaches its verdict, the

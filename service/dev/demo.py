@@ -70,8 +70,9 @@ from service.dev.loop import (
     loop_model,
     read_stored,
 )
+from service.dev.model_server import ModelServer
 from service.dev.served_feed import Feed
-from service.dev.serving import ModelServer, ServedStream
+from service.dev.serving import ServedStream
 
 WORKDIR = Path("demo")
 SEED = 7

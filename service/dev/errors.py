@@ -1,7 +1,7 @@
 """Errors of the development tooling.
 
 LocalKafkaError   the local Kafka distribution or its processes could not be set up
-ServingError      the model server (service/dev/serving.py) has nothing to serve
+ServingError      the model server (service/dev/model_server.py) has nothing to serve
 """
 
 

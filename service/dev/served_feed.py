@@ -1,6 +1,6 @@
 """The closed loop's event feed: a real-model scenario served by the demo's model server.
 
-Every prediction event is scored by :class:`service.dev.serving.ModelServer`, which
+Every prediction event is scored by :class:`service.dev.model_server.ModelServer`, which
 reads the ``file`` router's JSON: before a rollout it serves the champion alone; once
 the service's rollout sets a split, the canary (the accepted candidate) serves the
 share of requests the file says, and after promotion the candidate serves them all.

@@ -63,9 +63,10 @@ from service.dev.loop import (
     loop_model,
     read_stored,
 )
+from service.dev.model_server import ModelServer
 from service.dev.scenarios import SCENARIOS
 from service.dev.served_feed import Feed
-from service.dev.serving import ModelServer, ServedStream
+from service.dev.serving import ServedStream
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import ServiceProcess, write_config
 

@@ -13,7 +13,8 @@ from retrain.artifacts import save_model
 from retrain.rollout.base import Target
 from retrain.rollout.file import FileRouter, load
 from service.dev.concept import Era, draw, fit, linear_pipeline
-from service.dev.serving import bucket, main
+from service.dev.model_server import bucket
+from service.dev.serving import main
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import write_config
 

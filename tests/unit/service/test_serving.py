@@ -27,14 +27,9 @@ from service.dev.concept import (
     train_champion,
 )
 from service.dev.errors import ServingError
+from service.dev.model_server import ModelServer, bucket, features_frame
 from service.dev.scenarios import SCENARIOS
-from service.dev.serving import (
-    ModelServer,
-    ServedStream,
-    bucket,
-    ensure_router_file,
-    features_frame,
-)
+from service.dev.serving import ServedStream, ensure_router_file
 
 DEMO = Path(__file__).parents[3] / "service" / "examples" / "demo.yaml"
 IDS = [f"req-{i:06d}" for i in range(20_000)]
