@@ -8,7 +8,9 @@ import logging
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from consumers.errors import ConsumerError
 from db.errors import StoreError
@@ -24,7 +26,12 @@ from service.cli.tokens import add_api_commands
 from service.config import load_config
 from service.errors import ConfigError, ServiceError
 
+if TYPE_CHECKING:
+    from consumers.synthetic import EventSource, SyntheticPlan
+
 log = logging.getLogger("driftwatch")
+# As many rows as the demo's champion was validated on (its labels.reference.n).
+REFERENCE_ROWS = 20_000
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
@@ -91,7 +98,7 @@ def cmd_windows(args: argparse.Namespace) -> int:
 
 
 def cmd_produce_demo(args: argparse.Namespace) -> int:
-    from consumers.synthetic import EventSource, SyntheticPlan, SyntheticStream, produce
+    from consumers.synthetic import SyntheticPlan, SyntheticStream, produce
     from service.durations import parse_duration
     from service.kafka_clients import make_producer
 
@@ -136,6 +143,8 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
                 "checkout of driftwatch, not with the installed package"
             ) from exc
         streams = list(concept_streams(plans, args.champion, SCENARIOS[args.scenario]))
+    if args.reference:
+        _write_reference(Path(args.reference), plans, streams)
     producer = make_producer(cfg.kafka)
     try:
         report = produce(
@@ -158,6 +167,39 @@ def cmd_produce_demo(args: argparse.Namespace) -> int:
         f"in {len(report.windows)} window(s)"
     )
     return 0
+
+
+def _write_reference(
+    path: Path, plans: Sequence[SyntheticPlan], streams: Sequence[EventSource]
+) -> None:
+    """Undrifted rows of the one model's stream, as ``driftwatch reference build`` reads them.
+
+    Other draws than the stream's from the same pre-drift distributions, scored by
+    the same champion: what the model was validated on, not the events it is judged by.
+    """
+    from consumers.synthetic import SyntheticStream, write_reference_csv
+
+    if len(plans) != 1:
+        raise ServiceError("--reference writes one model's file: give one --model")
+    plan, stream = plans[0], streams[0]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(stream, SyntheticStream):
+        write_reference_csv(replace(plan, drift_at=None, draw_seed=1), REFERENCE_ROWS, path)
+    else:
+        from service.dev.concept import ConceptStream
+        from service.dev.concept import write_reference_csv as write_concept_reference
+
+        if not isinstance(stream, ConceptStream):
+            raise ServiceError(f"--reference: no reference rows for a {type(stream).__name__}")
+        write_concept_reference(
+            path,
+            stream.champion,
+            plan.seed,
+            REFERENCE_ROWS,
+            stream.scenario,
+            plan.model.prediction.kind,
+        )
+    print(f"reference rows of {plan.model.name}: {path}")
 
 
 def configure_logging(level: str) -> None:
@@ -230,6 +272,12 @@ def parser() -> argparse.ArgumentParser:
         help="with --scenario concept or interaction: the champion's skops file, trained there "
         "if absent (default: driftwatch-models/MODEL/champion.skops, or "
         "interaction-champion.skops)",
+    )
+    prod.add_argument(
+        "--reference",
+        metavar="FILE",
+        help="also write pre-drift rows (features, prediction) as a CSV for "
+        "driftwatch reference build (one model)",
     )
     prod.set_defaults(func=cmd_produce_demo)
     add_drift_commands(sub)

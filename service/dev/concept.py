@@ -230,12 +230,26 @@ def scores(model: Any, frame: pd.DataFrame) -> np.ndarray:
 
 
 def write_reference_csv(
-    path: Path, champion: Any, seed: int, rows: int = 20_000, scenario: Scenario = CONCEPT
+    path: Path,
+    champion: Any,
+    seed: int,
+    rows: int = 20_000,
+    scenario: Scenario = CONCEPT,
+    kind: PredictionKind = PredictionKind.NUMERICAL,
 ) -> None:
     """Pre-drift rows as a reference file (features, the champion's prediction) for
-    ``driftwatch reference build``; missing values are empty cells."""
+    ``driftwatch reference build``; missing values are empty cells.
+
+    The prediction is what the stream carries for ``kind``: the score, or the
+    predicted class where the stream sends a class or class probabilities (a
+    profile summarises those by their most probable class).
+    """
     frame = draw(rows, Era.PRE, seed, _REFERENCE_BLOCK, scenario)
-    frame["prediction"] = np.round(scores(champion, frame), 5)
+    prob = scores(champion, frame)
+    if kind is PredictionKind.NUMERICAL:
+        frame["prediction"] = np.round(prob, 5)
+    else:
+        frame["prediction"] = np.where(prob >= 0.5, "1", "0")
     frame[[*FEATURES, "prediction"]].to_csv(path, index=False)
 
 

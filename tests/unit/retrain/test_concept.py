@@ -160,3 +160,31 @@ def test_produce_demo_says_the_scenario_needs_a_checkout_when_service_dev_is_abs
     assert main(argv) == 1
     err = capsys.readouterr().err
     assert "--scenario concept" in err and "checkout" in err
+
+
+def test_a_categorical_models_reference_holds_the_predicted_class(tmp_path: Path) -> None:
+    champion = train_champion(7, rows=2_000)
+    write_reference_csv(
+        tmp_path / "ref.csv", champion, seed=7, rows=500, kind=PredictionKind.CATEGORICAL
+    )
+    ref = pd.read_csv(tmp_path / "ref.csv", dtype={"prediction": str})
+    expected = np.where(scores(champion, ref) >= 0.5, "1", "0")
+    assert list(ref["prediction"]) == list(expected)
+
+
+def test_produce_demo_writes_one_models_reference_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import yaml
+
+    from service.cli import main
+
+    raw = yaml.safe_load(DEMO.read_text(encoding="utf-8"))
+    raw["models"]["fraud2"] = raw["models"]["fraud"]
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    reference = tmp_path / "ref.csv"
+    argv = ["produce-demo", "--config", str(config), "--count", "1", "--reference", str(reference)]
+    assert main(argv) == 1
+    assert "--reference writes one model's file: give one --model" in capsys.readouterr().err
+    assert not reference.exists()
