@@ -27,6 +27,8 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 BASE = KUBERNETES / "base"
 OVERLAYS = KUBERNETES / "overlays"
 ROUTERS = ("gateway-api", "istio", "kserve", "replicas")
+# Overlays that move storage, not traffic: the base's rollout settings stay.
+STORES = ("s3",)
 # kubernetes-validate's schemas; kubectl on this machine kind is 1.32.
 KUBERNETES_VERSION = "1.32"
 

@@ -22,19 +22,28 @@ from tests.unit.deploy.support import (
     KUBERNETES_VERSION,
     OVERLAYS,
     ROUTERS,
+    STORES,
     config_key,
     find,
     load_yaml,
     render,
 )
 
-TREES = ("base", *ROUTERS)
+TREES = ("base", *ROUTERS, *STORES)
 CUSTOM = {"monitoring.coreos.com/v1"}  # the Prometheus Operator's CRDs
 # What a Secret would hold, for loading the configuration as the pod would.
 SECRET_VALUES = {
     "database-url": "postgresql+psycopg://driftwatch:pw@postgres:5432/driftwatch",
     "session-secret": "s" * 64,
     "pagerduty-routing-key": "routing-key",
+}
+# The s3 overlay's Secret driftwatch-s3, read whole with envFrom.
+ENV_FROM_SECRETS = {
+    "driftwatch-s3": {
+        "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret",
+        "AWS_REGION": "eu-central-1",
+    },
 }
 
 
@@ -73,6 +82,10 @@ def test_every_object_validates_against_the_official_schemas(tree: str) -> None:
         if obj["apiVersion"] in CUSTOM:
             continue
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
+
+
+def test_every_overlay_is_rendered_and_checked() -> None:
+    assert sorted(p.name for p in OVERLAYS.iterdir() if p.is_dir()) == sorted(TREES[1:])
 
 
 def test_the_validator_refuses_a_misspelt_field() -> None:
@@ -162,6 +175,8 @@ def rendered_config(objs: list[dict[str, Any]], tmp_path: Path) -> tuple[Config,
             env[var["name"]] = var["value"]
         elif "secretKeyRef" in var["valueFrom"]:
             env[var["name"]] = SECRET_VALUES[var["valueFrom"]["secretKeyRef"]["key"]]
+    for source in container.get("envFrom", []):
+        env.update(ENV_FROM_SECRETS[source["secretRef"]["name"]])
     config_map = next(
         o
         for o in objs
@@ -201,9 +216,9 @@ def test_the_rendered_configuration_loads(tree: str, tmp_path: Path) -> None:
         items = [i["path"] for i in volumes[mount["name"]]["secret"]["items"]]
         assert str(token.token_file).removeprefix(mount["mountPath"] + "/") in items
     rollout = cfg.models["fraud"].rollout
-    assert rollout.router == ("manual" if tree == "base" else tree)
-    assert rollout.enabled is (tree != "base")
-    if tree != "base":
+    assert rollout.router == (tree if tree in ROUTERS else "manual")
+    assert rollout.enabled is (tree in ROUTERS)
+    if tree in ROUTERS:
         # The router's settings build, and reach the API from inside the pod.
         section = getattr(rollout.sections(), tree.replace("-", "_"))
         assert section is not None
@@ -234,7 +249,7 @@ def test_the_roles_are_those_the_rbac_tests_pin(tree: str, tmp_path: Path) -> No
     objs = objects(tree)
     roles = {o["metadata"]["name"]: o for o in objs if o["kind"] == "Role"}
     sources = [load_yaml(BASE / "role.yaml")]
-    if tree != "base":
+    if tree in ROUTERS:
         sources.append(load_yaml(OVERLAYS / tree / "role.yaml"))
     assert sorted(roles) == sorted(s["metadata"]["name"] for s in sources)
     for source in sources:
@@ -252,7 +267,7 @@ def test_the_roles_are_those_the_rbac_tests_pin(tree: str, tmp_path: Path) -> No
     named = {n for r in rules(roles["driftwatch-retrain"]) for n in r.get("resourceNames", [])}
     assert cfg.retrain.kubernetes is not None
     assert named == {cfg.leader.lease_name, cfg.retrain.kubernetes.template_configmap.split("/")[0]}
-    if tree != "base":
+    if tree in ROUTERS:
         router = roles[sources[1]["metadata"]["name"]]
         section = getattr(cfg.models["fraud"].rollout, tree.replace("-", "_"))
         assert router["metadata"]["namespace"] == section.namespace
