@@ -17,6 +17,10 @@ from tests.unit.deploy.support import ROOT, config_key, interpolate, load_yaml
 from tests.unit.deploy.test_dockerfile import stages
 
 COMPOSE = ROOT / "docker-compose.yml"
+# The s3 profile's override: driftwatch and the model server on the profile's MinIO.
+S3_OVERRIDE = ROOT / "deploy" / "compose" / "s3.yaml"
+# MinIO publishes no semantic versions: its immutable release tags carry the build time.
+MINIO_RELEASE = r"RELEASE\.\d{4}-\d{2}-\d{2}T\d{2}-\d{2}-\d{2}Z"
 
 
 def services() -> dict[str, dict[str, Any]]:
@@ -49,8 +53,23 @@ def environment(service: dict[str, Any]) -> dict[str, str]:
     return {k: interpolate(str(v), {}) for k, v in service.get("environment", {}).items()}
 
 
-def loaded_config(name: str) -> tuple[Config, dict[str, str]]:
-    service = services()[name]
+def with_s3(name: str) -> dict[str, Any]:
+    """The service as ``-f docker-compose.yml -f deploy/compose/s3.yaml`` merges it:
+    mappings (environment, depends_on) key by key."""
+    service = dict(services()[name])
+    override = load_yaml(S3_OVERRIDE)["services"].get(name, {})
+    for key, value in override.items():
+        service[key] = {**service.get(key, {}), **value} if isinstance(value, dict) else value
+    return service
+
+
+def jobs(all_services: dict[str, dict[str, Any]]) -> set[str]:
+    """One-shot services (``restart: "no"``): waited for to complete, not to be healthy."""
+    return {n for n, s in all_services.items() if s.get("restart") == "no"}
+
+
+def loaded_config(name: str, s3: bool = False) -> tuple[Config, dict[str, str]]:
+    service = with_s3(name) if s3 else services()[name]
     env = environment(service)
     path = host_path(service, env["DRIFTWATCH_CONFIG"])
     raw = load_yaml(path)
@@ -64,24 +83,62 @@ def test_every_image_is_pinned_by_tag() -> None:
     for name, service in services().items():
         image = service["image"]
         repository, _, tag = image.rpartition(":")
-        assert repository and re.fullmatch(r"v?\d+\.\d+(\.\d+)?", tag), f"{name}: {image}"
+        pinned = rf"v?\d+\.\d+(\.\d+)?|{MINIO_RELEASE}"
+        assert repository and re.fullmatch(pinned, tag), f"{name}: {image}"
         if "build" in service:
             assert service["build"]["dockerfile"] == "deploy/Dockerfile"
             assert service["build"]["target"] in targets, name
 
 
-def test_every_service_is_health_checked_and_waited_for_healthy() -> None:
+@pytest.mark.parametrize("s3", [False, True], ids=["default", "s3"])
+def test_every_service_is_health_checked_and_waited_for_healthy(s3: bool) -> None:
     all_services = services()
+    if s3:
+        all_services.update({n: with_s3(n) for n in load_yaml(S3_OVERRIDE)["services"]})
+    one_shot = jobs(all_services)
     for name, service in all_services.items():
-        check = service["healthcheck"]
-        assert check["test"][0] in ("CMD", "CMD-SHELL"), name
-        assert check["interval"] and check["retries"] >= 3, name
+        if name not in one_shot:
+            check = service["healthcheck"]
+            assert check["test"][0] in ("CMD", "CMD-SHELL"), name
+            assert check["interval"] and check["retries"] >= 3, name
         for dependency, how in service.get("depends_on", {}).items():
             assert dependency in all_services, f"{name} -> {dependency}"
-            assert how == {"condition": "service_healthy"}, f"{name} -> {dependency}"
-    # Everything but the two stores waits for something.
+            wanted = (
+                "service_completed_successfully" if dependency in one_shot else "service_healthy"
+            )
+            assert how == {"condition": wanted}, f"{name} -> {dependency}"
+    # Everything but the three stores waits for something.
     waiting = {n for n, s in all_services.items() if s.get("depends_on")}
-    assert waiting == set(all_services) - {"kafka", "postgres"}
+    assert waiting == set(all_services) - {"kafka", "postgres", "minio"}
+
+
+def test_minio_and_its_bucket_job_start_with_the_s3_profile_only() -> None:
+    all_services = services()
+    profiled = {n for n, s in all_services.items() if s.get("profiles")}
+    assert profiled == {"minio", "minio-bucket"}
+    assert all(all_services[n]["profiles"] == ["s3"] for n in profiled)
+    assert jobs(all_services) == {"minio-bucket"}
+    # Services without the profile must not need it, or a plain `up` would fail.
+    for name in set(all_services) - profiled:
+        assert not set(all_services[name].get("depends_on", {})) & profiled, name
+
+
+@pytest.mark.parametrize("name", ["driftwatch", "model-server"])
+def test_the_s3_override_puts_storage_in_the_bucket_the_job_creates(name: str) -> None:
+    cfg, env = loaded_config(name, s3=True)
+    script = " ".join(services()["minio-bucket"]["command"])
+    made = re.search(r"mc mb --ignore-existing local/(\S+)", script)
+    assert made is not None
+    for uri in (cfg.archive.uri, cfg.retrain.artifacts_uri, cfg.retrain.data_uri or ""):
+        assert uri.startswith(f"s3://{made.group(1)}/"), uri
+    minio = services()["minio"]
+    assert env["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert "9000:9000" in minio["ports"] and env["AWS_ALLOW_HTTP"] == "true"
+    credentials = environment(minio)
+    assert env["AWS_ACCESS_KEY_ID"] == credentials["MINIO_ROOT_USER"]
+    assert env["AWS_SECRET_ACCESS_KEY"] == credentials["MINIO_ROOT_PASSWORD"]
+    # A run of the local executor gets the same variables.
+    assert {n for n in env if n.startswith("AWS_")} <= set(cfg.models["fraud"].retrain.pass_env)
 
 
 def test_kafka_runs_in_kraft_mode() -> None:
@@ -111,9 +168,10 @@ def test_driftwatch_migrates_then_runs_and_checks_both_probes() -> None:
     assert any("read" in token.scopes for token in cfg.api.tokens)
 
 
+@pytest.mark.parametrize("s3", [False, True], ids=["default", "s3"])
 @pytest.mark.parametrize("name", ["driftwatch", "model-server"])
-def test_every_driftwatch_variable_is_a_configuration_key(name: str) -> None:
-    _, env = loaded_config(name)
+def test_every_driftwatch_variable_is_a_configuration_key(name: str, s3: bool) -> None:
+    _, env = loaded_config(name, s3)
     assert [n for n in env if n.startswith("DRIFTWATCH_")]
 
 
