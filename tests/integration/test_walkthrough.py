@@ -1,13 +1,18 @@
 """The retraining walkthrough (docs/walkthrough.md), run as a new user runs it.
 
-Its first shell block is taken from the page and run by bash, unchanged, in an
-empty directory holding ``service/examples/demo.yaml``: the documented broker,
-``driftwatch run``, ``produce-demo`` writing the champion's reference rows, the
-reference build, the registration and ``retrain --wait``. The demo config's
-commented ``api:`` block is uncommented, as its comment says to do for the
-overview page, and its files are made by the commands that comment gives.
-Afterwards the API lists the judged windows (calm before the drift point,
-drifted after it) and the overview page has no empty chart.
+The page's two shell blocks are taken from it and run by bash, unchanged, in an
+empty directory holding ``service/examples/demo.yaml``. The first: the documented
+broker, ``driftwatch run``, ``produce-demo`` writing the champion's reference
+rows, the reference build, the registration and ``retrain --wait``. Between the
+blocks the test does what the page asks of the reader: a copy of the demo config,
+``demo/c.yaml``, with the page's ``rollout`` block under ``models.fraud``. The
+second: the service restarted on it, the model server, ``rollouts start``.
+
+The demo config's commented ``api:`` block is uncommented, as its comment says
+to do for the overview page, and its files are made by the commands that comment
+gives. After the first block the API lists the judged windows (calm before the
+drift point, drifted after it) and the overview page has no empty chart; after
+the second the rollout is promoted through its three steps.
 
 Only the ports move (``DRIFTWATCH_*`` overrides, as the config file documents),
 so that a test run shares the machine with anything else.
@@ -25,9 +30,11 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from tests.conftest import _unavailable
 from tests.harness.scenario import REPO
@@ -38,13 +45,13 @@ WALKTHROUGH = REPO / "docs" / "walkthrough.md"
 DEMO = REPO / "service" / "examples" / "demo.yaml"
 WINDOWS = 12  # produce-demo's 120 s of 10 s windows: 12, or 13 when not aligned
 EMPTY_CHART = "no windows judged yet"
+FIRST_DONE, SECOND_GO, SECOND_DONE = "first.done", "second.go", "second.done"
 
 
-def walkthrough_block() -> str:
-    """The page's first ``sh`` block: the commands up to ``retrain --wait``."""
-    found = re.search(r"```sh\n(.*?)```", WALKTHROUGH.read_text(encoding="utf-8"), re.S)
-    assert found, "docs/walkthrough.md has no sh block"
-    return found.group(1)
+def blocks(kind: str) -> list[str]:
+    """The page's code blocks of ``kind`` (sh, yaml), in order."""
+    text = WALKTHROUGH.read_text(encoding="utf-8")
+    return [b for k, b in re.findall(r"```(\w+)\n(.*?)```", text, re.S) if k == kind]
 
 
 def demo_config_with_api() -> tuple[str, list[str]]:
@@ -78,6 +85,7 @@ def walkthrough(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes],
     if shutil.which("java") is None:
         _unavailable("no java on PATH for the walkthrough's local Kafka")
     config, make_files = demo_config_with_api()
+    first, second = blocks("sh")
     (tmp_path / "service" / "examples").mkdir(parents=True)
     (tmp_path / "service" / "examples" / "demo.yaml").write_text(config, encoding="utf-8")
     script = "\n".join(
@@ -85,8 +93,12 @@ def walkthrough(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[bytes],
             "set -euo pipefail",
             "mkdir -p demo",
             *make_files,
-            walkthrough_block(),
-            "touch walkthrough.done",
+            first,
+            # The reader's turn: the checks of the first block, and demo/c.yaml.
+            f"touch {FIRST_DONE}",
+            f"until [ -e {SECOND_GO} ]; do sleep 1; done",
+            second,
+            f"touch {SECOND_DONE}",
             "wait",  # the background jobs stay up for the checks
         ]
     )
@@ -136,10 +148,10 @@ def _tail(workdir: Path) -> str:
     return _log(workdir)[-6000:]
 
 
-def _wait_for_block(workdir: Path, shell: subprocess.Popen[bytes]) -> None:
+def _wait_for(marker: str, workdir: Path, shell: subprocess.Popen[bytes]) -> None:
     # Bounded only so that a hung command fails the test instead of the whole run.
     deadline = time.monotonic() + 600
-    while not (workdir / "walkthrough.done").exists():
+    while not (workdir / marker).exists():
         assert shell.poll() is None, f"a walkthrough command failed:\n{_tail(workdir)}"
         assert time.monotonic() < deadline, f"the walkthrough hangs:\n{_tail(workdir)}"
         time.sleep(1)
@@ -160,17 +172,11 @@ def _judged(api: str, token: str, workdir: Path) -> list[dict[str, object]]:
     raise AssertionError(f"{len(items)} windows judged:\n{_tail(workdir)}")
 
 
-def test_the_walkthrough_as_documented_judges_windows_against_its_reference(
-    walkthrough: tuple[Path, subprocess.Popen[bytes], str],
-) -> None:
-    workdir, shell, api = walkthrough
-    _wait_for_block(workdir, shell)
+def _check_first_block(workdir: Path, api: str, token: str) -> None:
     log = _log(workdir)
     assert "reference profile v1 of model fraud: 20000 rows" in log, log[-6000:]
     assert "run 1 of fraud: accepted" in log, log[-6000:]
-    token = (workdir / "demo" / "admin.token").read_text(encoding="utf-8").strip()
-    items = _judged(api, token, workdir)
-    flags = [i["dataset_drift"] for i in items]
+    flags = [i["dataset_drift"] for i in _judged(api, token, workdir)]
     # The drift point is 30 s into the stream: its window may go either way, the
     # whole windows before it are calm and every one after it has drifted.
     calm = flags.index(True)
@@ -182,3 +188,41 @@ def test_the_walkthrough_as_documented_judges_windows_against_its_reference(
         assert page.status_code == 200
         assert 'data-chart="drifted feature share"' in page.text
         assert EMPTY_CHART not in page.text
+
+
+def _rollout_config(workdir: Path) -> None:
+    """demo/c.yaml: the demo config with the page's rollout block under models.fraud."""
+    (rollout,) = blocks("yaml")
+    raw = yaml.safe_load((workdir / "service" / "examples" / "demo.yaml").read_text())
+    raw["models"]["fraud"].update(yaml.safe_load(rollout))
+    (workdir / "demo" / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+
+
+def _finished_rollout(api: str, token: str, workdir: Path) -> dict[str, Any]:
+    headers = {"Authorization": f"Bearer {token}"}
+    deadline = time.monotonic() + 600
+    body: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        r = httpx.get(f"{api}/v1/rollouts/1", headers=headers)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        if not body["active"]:
+            return body
+        time.sleep(1)
+    raise AssertionError(f"rollout 1 still {body.get('phase')}:\n{_tail(workdir)}")
+
+
+def test_the_walkthrough_as_documented_judges_drift_and_promotes_the_refit(
+    walkthrough: tuple[Path, subprocess.Popen[bytes], str],
+) -> None:
+    workdir, shell, api = walkthrough
+    _wait_for(FIRST_DONE, workdir, shell)
+    token = (workdir / "demo" / "admin.token").read_text(encoding="utf-8").strip()
+    _check_first_block(workdir, api, token)
+    _rollout_config(workdir)
+    (workdir / SECOND_GO).touch()
+    _wait_for(SECOND_DONE, workdir, shell)
+    rollout = _finished_rollout(api, token, workdir)
+    assert rollout["phase"] == "promoted", (rollout, _tail(workdir))
+    progressed = [h["step"] for h in rollout["history"] if h["phase"] == "progressing"]
+    assert progressed == [1, 2, 3], rollout["history"]
