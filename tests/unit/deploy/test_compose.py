@@ -192,6 +192,12 @@ def test_the_model_server_serves_the_configured_model() -> None:
     script = " ".join(service["command"])
     assert "python -m service.dev.serving --config /etc/driftwatch/config.yaml" in script
     assert "driftwatch reference build --model fraud" in script
+    # The reference is the served scenario's pre-drift rows, scored by the champion the
+    # server serves (its default path): another scenario's rows would judge every window
+    # drifted from the first.
+    assert "--scenario concept" in script and "from service.dev.concept import" in script
+    assert "champion_artifact(Path('driftwatch-models/fraud/champion.skops')" in script
+    assert "--champion" not in script
     router_file = re.search(r"--router-file (\S+)", script)
     assert router_file is not None
     # The router file's directory is a volume; the healthcheck waits for the file.
