@@ -165,7 +165,9 @@ class LateLabelJoin:
             r.partition,
             [label.event_id for label in labels],
             min((label.event_time for label in labels), default=0.0) - late.max_delay,
-            max((label.event_time for label in labels), default=0.0) - late.horizon,
+            # Up to a horizon after the labels: pairs the streaming join took are found
+            # too, and counted as its (in_horizon), not as orphans.
+            max((label.event_time for label in labels), default=0.0) + late.horizon,
         )
         self._on_step("read")
         now = datetime.fromtimestamp(self._clock(), UTC)
