@@ -40,6 +40,7 @@ from typing import Any
 import msgspec
 from _common import broker, create_topic
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import text
 
 from consumers.synthetic import SyntheticPlan, SyntheticStream
 from db.migrate import upgrade
@@ -110,6 +111,30 @@ def quantiles(before: Counter[float], after: Counter[float]) -> tuple[float, flo
     return picked[0] * 1000, picked[1] * 1000
 
 
+def committed(url: str) -> int:
+    """Offsets committed to SQL, over both topics' partitions."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as c:
+            return int(
+                c.execute(
+                    text("SELECT COALESCE(SUM(next_offset), 0) FROM consumer_offsets")
+                ).scalar_one()
+            )
+    finally:
+        engine.dispose()
+
+
+def consuming(url: str, before: int, svc: ServiceProcess, timeout: float = 120.0) -> float:
+    """Wait until the service commits past ``before``; the seconds waited."""
+    began = time.monotonic()
+    while committed(url) <= before:
+        if not svc.alive() or time.monotonic() - began > timeout:
+            raise SystemExit(f"driftwatch run is not consuming:\n{svc.log_text()[-3000:]}")
+        time.sleep(0.2)
+    return time.monotonic() - began
+
+
 class Watch(threading.Thread):
     """Polls ``pending_predictions`` and keeps the largest count seen."""
 
@@ -132,11 +157,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--database-url", help="default: a SQLite file in a temp dir")
     parser.add_argument("--quick", action="store_true", help="6,000 events (smoke test)")
+    parser.add_argument("--workdir", type=Path, help="keep the database, archive and log here")
     args = parser.parse_args()
     if args.quick:
         args.events = 6000
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
-        run(kafka, Path(tmp), args)
+        workdir = args.workdir or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        run(kafka, workdir, args)
 
 
 def run(kafka: Any, workdir: Path, args: argparse.Namespace) -> None:
@@ -158,7 +186,7 @@ def run(kafka: Any, workdir: Path, args: argparse.Namespace) -> None:
         models={"fraud": wide_model(numerical=4, categorical=1, window="1h", labels=labels)},
         extra={
             "metrics": {"port": port},
-            "late_labels": {"interval": "1s", "max_rows": 20_000},
+            "late_labels": {"interval": "2s", "max_rows": 20_000},
         },
     )
     cfg = load_config(config, env={})
@@ -179,11 +207,15 @@ def run(kafka: Any, workdir: Path, args: argparse.Namespace) -> None:
         "late_from": start + 1.5 * DAY,
         "late_to": start + 2.0 * DAY,
     }
-    began = time.monotonic()
+    began, paused, waiting = time.monotonic(), 0.0, True
     for i, (at, which, key, value) in enumerate(todo):
         producer.send(topics[which], key=key, value=value)
         if i % 200 == 0:
-            behind = began + i / (args.rate * len(todo) / args.events) - time.monotonic()
+            if waiting and i:  # a consumer reading both topics again: go on
+                producer.flush()
+                paused += consuming(url, committed(url), svc)
+                waiting = False
+            behind = began + paused + i / (args.rate * len(todo) / args.events) - time.monotonic()
             if behind > 0:
                 time.sleep(behind)
         for mark, when in bounds.items():
@@ -193,6 +225,11 @@ def run(kafka: Any, workdir: Path, args: argparse.Namespace) -> None:
             producer.flush()
             svc.kill()
             svc.start()
+            # Live, the producers would go on while the group rebalances, and the restarted
+            # consumer would read a backlog of each topic at its own pace. Here the stream
+            # waits, so that event time compressed 1,700-fold does not turn seconds of
+            # downtime into days of one topic running ahead of the other.
+            waiting = True
     producer.flush()
     # Watermarks past every late label: each can be decided.
     push(producer, topics, stream, start + 3 * DAY + 3 * HORIZON, PARTITIONS, "end")
