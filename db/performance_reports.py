@@ -74,7 +74,8 @@ class PerformanceReportRepository:
         return row.id
 
     def revise(self, v: PerformanceVerdict, now: datetime) -> int | None:
-        """Rewrite the window's stored report with ``v`` as its next revision; the
+        """Rewrite the window's stored report with ``v`` as its next revision (all but the
+        streaming detectors' alarms and concept-drift verdict, which stand); the
         report's id, or None when the window has no report yet (its first report,
         written once the window is final, will hold what ``v`` holds)."""
         r = PerformanceReportRow
@@ -88,7 +89,10 @@ class PerformanceReportRepository:
         if row is None:
             return None
         for name, value in _judged(v).items():
-            setattr(row, name, value)
+            # The streaming detectors watched the in-horizon pairs only, all joined before
+            # the first report: their alarms and verdict stand, whatever came later.
+            if name not in _DETECTOR_COLUMNS:
+                setattr(row, name, value)
         row.revision += 1
         row.revised_at = now
         self.session.flush()
@@ -108,6 +112,9 @@ class PerformanceReportRepository:
         if model is not None:
             stmt = stmt.where(r.model == model)
         return list(reversed(self.session.scalars(stmt).all()))
+
+
+_DETECTOR_COLUMNS = frozenset({"alarms", "alarm_detectors", "concept_drift"})
 
 
 def _judged(v: PerformanceVerdict) -> dict[str, Any]:
