@@ -196,9 +196,8 @@ def test_a_misspelt_section_in_a_variable_stops_loading_naming_the_nearest_key(
 def test_a_variable_naming_no_key_at_all_lists_the_keys(tmp_path: Path) -> None:
     assert problems(tmp_path, BASE, {"DRIFTWATCH_UNKNOWN__X": "1"}) == [
         "config: DRIFTWATCH_UNKNOWN__X: 'unknown' is not a configuration key; expected one of "
-        "alerts, api, archive, database, evaluation, ingest, kafka, late_labels, leader, log_level, "
-        "metrics, "
-        "models, retention, retrain",
+        "alerts, api, archive, database, evaluation, ingest, kafka, late_labels, leader, "
+        "log_level, metrics, models, retention, retrain",
     ]
 
 
