@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import CursorMoved, translated, violates
-from db.models import LateLabelCursor
+from db.models import LateLabelCursor, LateLabelStart
 
 
 @translated
@@ -25,11 +25,22 @@ class LateCursorRepository:
         self.group = group
 
     def cursors(self, model: str) -> dict[int, int]:
-        """The next unread label offset per labels partition (absent: from offset 0)."""
+        """The next unread label offset per labels partition (absent: see :meth:`starts`)."""
         c = LateLabelCursor
         rows = self.session.execute(
             select(c.partition, c.next_offset).where(
                 c.consumer_group == self.group, c.model == model
+            )
+        )
+        return {int(p): int(o) for p, o in rows}
+
+    def starts(self, topic: str) -> dict[int, int]:
+        """Per partition of ``topic``, the offset a model without a cursor starts from:
+        what was consumed before the late join existed (absent: from offset 0)."""
+        s = LateLabelStart
+        rows = self.session.execute(
+            select(s.partition, s.next_offset).where(
+                s.consumer_group == self.group, s.topic == topic
             )
         )
         return {int(p): int(o) for p, o in rows}

@@ -324,6 +324,19 @@ class LateLabelCursor(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class LateLabelStart(Base):
+    """Where the late-label join starts on a partition consumed before it existed
+    (migration 0015 copied every stored offset): labels before it were joined, or
+    not, under the older rules, and are never read by the late join."""
+
+    __tablename__ = "late_label_starts"
+
+    consumer_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+
+
 class DetectorStateRow(Base):
     """One streaming detector of one model version on one partition's joined pairs.
 

@@ -125,6 +125,8 @@ class LateLabelJoin:
             while self._timer() < stop:
                 moved = False
                 for r in self._ranges(model):
+                    if self._timer() >= stop:
+                        break
                     counts = self._batch(r)
                     if counts is not None:
                         moved = True
@@ -141,11 +143,12 @@ class LateLabelJoin:
             labels = {w.partition for w in offsets.watermarks(s.labels_topic)}
             committed = offsets.load(s.labels_topic, labels)
             predictions = offsets.load(s.predictions_topic, labels)
-            cursors = LateCursorRepository(session, s.consumer_group).cursors(model)
+            repo = LateCursorRepository(session, s.consumer_group)
+            cursors, starts = repo.cursors(model), repo.starts(s.labels_topic)
         archived = self._writer.versions(model, Kind.LABELS, s.labels_topic, sorted(labels))
         out = []
         for p in sorted(labels):
-            start = cursors.get(p, 0)
+            start = cursors.get(p, starts.get(p, 0))
             end = min(committed[p].next_offset, archived.get(p, 0), start + s.max_rows)
             watermark = predictions[p].watermark if p in predictions else None
             if end > start and watermark is not None:

@@ -36,9 +36,28 @@ def upgrade() -> None:
             "consumer_group", "model", "partition", name="pk_late_label_cursors"
         ),
     )
+    # What was consumed before this revision was joined under the old rules (a longer
+    # join TTL, no late join): the late join starts after it, never re-reading labels the
+    # stream may have joined already. The labels topic is not known here, so every
+    # topic's offsets are kept; the job reads the labels topic's.
+    op.create_table(
+        "late_label_starts",
+        sa.Column("consumer_group", sa.String(255), nullable=False),
+        sa.Column("topic", sa.String(255), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("next_offset", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint(
+            "consumer_group", "topic", "partition", name="pk_late_label_starts"
+        ),
+    )
+    op.execute(
+        "INSERT INTO late_label_starts (consumer_group, topic, partition, next_offset) "
+        "SELECT consumer_group, topic, partition, next_offset FROM consumer_offsets"
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("late_label_starts")
     op.drop_table("late_label_cursors")
     # batch mode: older SQLite cannot drop a column in place.
     with op.batch_alter_table("performance_reports") as batch:

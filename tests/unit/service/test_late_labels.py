@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from consumers.archive import ArchiveIntake
 from consumers.late import LateJoinSpec, LateOutcome
 from db.archive import ArchiveSettings, ArchiveWriter
-from db.models import PerformanceReportRow
+from db.models import LateLabelStart, PerformanceReportRow
 from db.performance_reports import PerformanceReportRepository
 from db.session import make_engine, make_session_factory, transaction
 from service.monitoring.late_labels import LateLabelJoin, LateModel, LateSettings
@@ -148,3 +148,14 @@ def test_rows_per_batch_bound_each_transaction(sql: Any, tmp_path: Path) -> None
         LateOutcome.IN_HORIZON: 1,
     }
     assert r.window()[:3] == (2, 2, 0)
+
+
+def test_labels_consumed_before_the_late_join_existed_are_not_read(
+    sql: Any, tmp_path: Path
+) -> None:
+    r, archive = rig(sql, tmp_path)
+    late_stream(r)
+    with transaction(sql) as s:  # as migration 0015 records an older deployment's offsets
+        s.add(LateLabelStart(consumer_group=GROUP, topic=LABELS, partition=0, next_offset=2))
+    assert job(sql, archive).tick() == {}
+    assert r.window()[:3] == (2, 1, 1)
