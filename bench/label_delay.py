@@ -19,8 +19,8 @@ what a one-day TTL would hold), flush latency p50/p99 (bucket upper bounds of
 ``driftwatch_flush_duration_seconds``) during the first day and during the
 second, when late labels arrive and are joined, and the counts. Last line:
 ``label_delay: pending_max=<n> (horizon ~<n>, 1-day TTL ~<n>) flush_ms early
-p50/p99=<a>/<b> late p50/p99=<c>/<d> late_joined=<n>/<n> lost=<n>
-duplicated=<n> kills=1``. ``--quick`` runs 6,000 events (the smoke test).
+mean/p50/p99=<a>/<b>/<c> late mean/p50/p99=<d>/<e>/<f> late_joined=<n>/<n>
+lost=<n> duplicated=<n> kills=1``. ``--quick`` runs 6,000 events (the smoke test).
 """
 
 from __future__ import annotations
@@ -82,8 +82,12 @@ def messages(stream: SyntheticStream, n: int, seed: int) -> tuple[list[Any], Del
     return out, sent
 
 
+SUM = -1.0  # the key of the histogram's sum of seconds among the bucket bounds
+
+
 def scrape(port: int) -> Counter[float]:
-    """Cumulative flush-duration bucket counts by upper bound (empty if unreachable)."""
+    """Cumulative flush-duration bucket counts by upper bound, and their sum of seconds
+    under ``SUM`` (empty if unreachable)."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
             text = r.read().decode()
@@ -95,20 +99,24 @@ def scrape(port: int) -> Counter[float]:
             for s in family.samples:
                 if s.name.endswith("_bucket"):
                     out[float(s.labels["le"])] = int(s.value)
+                elif s.name.endswith("_sum"):
+                    out[SUM] = s.value  # type: ignore[assignment]
     return out
 
 
-def quantiles(before: Counter[float], after: Counter[float]) -> tuple[float, float]:
-    """p50 and p99 (bucket upper bounds, ms) of the flushes between two scrapes."""
-    bounds = sorted(after)
+def quantiles(before: Counter[float], after: Counter[float]) -> tuple[float, float, float]:
+    """Mean, p50 and p99 (the last two bucket upper bounds), in ms, of the flushes
+    between two scrapes."""
+    bounds = sorted(b for b in after if b != SUM)
     counts = [after[b] - before.get(b, 0) for b in bounds]
     total = counts[-1] if counts else 0
     if total <= 0:
-        return float("nan"), float("nan")
+        return float("nan"), float("nan"), float("nan")
+    mean = (after[SUM] - before.get(SUM, 0)) / total * 1000
     picked = [
         next(b for b, c in zip(bounds, counts, strict=True) if c >= q * total) for q in (0.5, 0.99)
     ]
-    return picked[0] * 1000, picked[1] * 1000
+    return mean, picked[0] * 1000, picked[1] * 1000
 
 
 def committed(url: str) -> int:
@@ -267,8 +275,9 @@ def report(
     print(f"unlabelled counts off by {unlabeled_off}; {revised} reports revised")
     print(
         f"label_delay: pending_max={most} (horizon ~{per_second * HORIZON:.0f}, "
-        f"1-day TTL ~{per_second * DAY:.0f}) flush_ms early p50/p99={early[0]:.0f}/{early[1]:.0f} "
-        f"late p50/p99={late[0]:.0f}/{late[1]:.0f} late_joined={late_joined}/"
+        f"1-day TTL ~{per_second * DAY:.0f}) flush_ms early mean/p50/p99="
+        f"{early[0]:.0f}/{early[1]:.0f}/{early[2]:.0f} late mean/p50/p99="
+        f"{late[0]:.0f}/{late[1]:.0f}/{late[2]:.0f} late_joined={late_joined}/"
         f"{sum(sent.late.values())} lost={lost} duplicated={duplicated} kills=1"
     )
 

@@ -37,7 +37,7 @@ class LateOutcome(StrEnum):
 
     JOINED = "joined"  # joined to a prediction more than the horizon earlier
     IN_HORIZON = "in_horizon"  # its prediction is within the horizon: the stream's pair
-    DUPLICATE = "duplicate"  # a second label of one prediction within a batch
+    DUPLICATE = "duplicate"  # a label of a prediction an earlier label was joined to
     ORPHANED = "orphaned"  # no archived prediction within max_delay before it
 
 
@@ -109,13 +109,18 @@ def resolve_late(
     labels: Sequence[ArchivedLabel],
     predictions: Mapping[str, ArchivedPrediction],
     js: LateJoinSpec,
+    earlier: Mapping[str, Sequence[float]] | None = None,
 ) -> LatePlan:
     """Join one partition's decidable labels (offset order) with their predictions.
 
-    The caller stops the batch before a label whose prediction the streaming
-    join has not swept yet (:func:`first_pending`), so that no prediction is
-    moved from ``unlabeled`` before it was counted there.
+    ``earlier`` holds, per event id, the times of its labels archived before the
+    batch: the first label of a prediction wins, so a late label after one that
+    was joined (by the stream, within the horizon, or by an earlier batch) is a
+    duplicate. The caller stops the batch before a label whose prediction the
+    streaming join has not swept yet (:func:`first_pending`), so that no
+    prediction is moved from ``unlabeled`` before it was counted there.
     """
+    earlier = earlier or {}
     plan = LatePlan()
     spec = js.spec
     actual: dict[PerformanceKey, list[Any]] = {}
@@ -130,8 +135,12 @@ def resolve_late(
             continue
         if delay <= js.horizon:
             plan.counts[LateOutcome.IN_HORIZON] += 1
+            seen.add(label.event_id)
             continue
-        if label.event_id in seen:
+        joined_before = any(
+            t - p.event_time >= -js.horizon for t in earlier.get(label.event_id, ())
+        )
+        if label.event_id in seen or joined_before:
             plan.counts[LateOutcome.DUPLICATE] += 1
             continue
         seen.add(label.event_id)

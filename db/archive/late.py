@@ -105,3 +105,35 @@ def read_predictions(
         )
         if since <= t <= until
     }
+
+
+def earlier_labels(
+    settings: ArchiveSettings,
+    model: str,
+    partition: int,
+    event_ids: Sequence[str],
+    before: int,
+    since: float,
+    until: float,
+) -> dict[str, list[float]]:
+    """Event times of the labels of ``event_ids`` archived in one labels partition below
+    offset ``before``, dated in [since, until] (epoch seconds; the dates prune files)."""
+    if not event_ids:
+        return {}
+    d = pc.field("date")
+    first, last = (datetime.fromtimestamp(t, UTC).date() for t in (since, until))
+    where = (
+        (pc.field("partition") == partition)
+        & (pc.field("offset") < before)
+        & (d >= pa.scalar(first, pa.date32()))
+        & (d <= pa.scalar(last, pa.date32()))
+        & pc.field("event_id").isin(pa.array(sorted(set(event_ids)), pa.string()))
+    )
+    rows = read_table(settings, model, Kind.LABELS, where, ["event_id", "event_time"])
+    out: dict[str, list[float]] = {}
+    if rows is None:
+        return out
+    times = _seconds(rows.column("event_time"))
+    for e, t in zip(rows.column("event_id").to_pylist(), times, strict=True):
+        out.setdefault(e, []).append(t)
+    return out

@@ -43,7 +43,7 @@ from consumers.late import (
     resolve_late,
 )
 from db.archive import ArchiveSettings, ArchiveWriter, Kind
-from db.archive.late import read_labels, read_predictions
+from db.archive.late import earlier_labels, read_labels, read_predictions
 from db.join import JoinKey, JoinStateRepository, PerformanceAggregateRepository
 from db.late_labels import LateCursorRepository
 from db.performance_reports import PerformanceReportRepository
@@ -172,11 +172,20 @@ class LateLabelJoin:
             # too, and counted as its (in_horizon), not as orphans.
             max((label.event_time for label in labels), default=0.0) + late.horizon,
         )
+        wanted = candidates(labels, predictions, late)
+        earlier = earlier_labels(
+            self._archive,
+            r.model,
+            r.partition,
+            wanted,
+            r.start,
+            min((predictions[e].event_time for e in wanted), default=0.0) - late.horizon,
+            max((label.event_time for label in labels), default=0.0),
+        )
         self._on_step("read")
         now = datetime.fromtimestamp(self._clock(), UTC)
         with transaction(self._sessions) as session:
             OffsetRepository(session, self._settings.consumer_group).lock_partitions([r.partition])
-            wanted = candidates(labels, predictions, late)
             keys = [JoinKey(r.partition, r.model, e) for e in wanted]
             pending = {k.event_id for k in JoinStateRepository(session).predictions(keys)}
             n = first_pending(labels, pending)
@@ -184,7 +193,7 @@ class LateLabelJoin:
                 labels, end = labels[:n], labels[n].offset
             if end == r.start:
                 return None
-            plan = resolve_late(r.partition, labels, predictions, late)
+            plan = resolve_late(r.partition, labels, predictions, late, earlier)
             self._write(session, r, end, plan, now)
             self._on_step("written")
         self._on_step("committed")

@@ -106,3 +106,22 @@ def test_archived_values_read_back_as_the_stream_had_them() -> None:
     probs = LabelSpec("p", PredictionKind.PROBABILITIES, Task.CLASSIFICATION, TTL)
     assert archived_prediction(probs, '{"a": 0.25, "b": 0.75}') == {"a": 0.25, "b": 0.75}
     assert archived_prediction(SPEC, 0.5) == 0.5
+
+
+def test_a_late_label_after_one_already_joined_is_a_duplicate() -> None:
+    late = lab(9, "a", "0", T + TTL + 10)
+    predictions = {"a": pred("a", T, 0.9)}
+    # Joined by the stream (an in-horizon label), or by an earlier batch (a late one).
+    for earlier in ([T + 30], [T + TTL + 5]):
+        plan = resolve_late(0, [late], predictions, JS, {"a": earlier})
+        assert plan.counts == {LateOutcome.DUPLICATE: 1}
+        assert plan.deltas == {}
+    # A label long before its prediction was never joined: it does not count.
+    plan = resolve_late(0, [late], predictions, JS, {"a": [T - TTL - 1]})
+    assert plan.counts == {LateOutcome.JOINED: 1}
+    # Within one batch, an in-horizon label first makes a later late one a duplicate.
+    both = [lab(0, "a", "1", T + 30), late]
+    assert resolve_late(0, both, predictions, JS).counts == {
+        LateOutcome.IN_HORIZON: 1,
+        LateOutcome.DUPLICATE: 1,
+    }

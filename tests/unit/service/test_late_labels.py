@@ -159,3 +159,20 @@ def test_labels_consumed_before_the_late_join_existed_are_not_read(
         s.add(LateLabelStart(consumer_group=GROUP, topic=LABELS, partition=0, next_offset=2))
     assert job(sql, archive).tick() == {}
     assert r.window()[:3] == (2, 1, 1)
+
+
+def test_a_second_label_after_the_horizon_is_a_duplicate_in_a_later_batch(
+    sql: Any, tmp_path: Path
+) -> None:
+    r, archive = rig(sql, tmp_path)
+    late_stream(r)  # b labelled within the horizon, a late
+    r.step(labels=[label(T + 25 + TTL + 200, "b", 0), label(T + 5 + TTL + 300, "a", 0)])
+    assert r.outcomes() == {"joined": 1, "late": 1, "early": 2}  # a and b are swept by now
+    # One label offset per batch: each second label is read in a batch after its first.
+    assert job(sql, archive, rows=1).tick() == {
+        LateOutcome.JOINED: 1,
+        LateOutcome.IN_HORIZON: 1,
+        LateOutcome.DUPLICATE: 2,
+    }
+    predicted, labeled, unlabeled, sketch = r.window()
+    assert (predicted, labeled, unlabeled, sketch.count, sketch.correct) == (2, 2, 0, 2, 2)
