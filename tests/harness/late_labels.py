@@ -139,6 +139,7 @@ class Stored:
     pending_predictions: int
     pending_main: int  # pending predictions of the stream itself (not the pushers)
     pending_labels: int
+    parked_main: int  # parked labels of the stream itself (not the pushers')
 
 
 def stored(database_url: str, model: str) -> Stored:
@@ -171,10 +172,16 @@ def stored(database_url: str, model: str) -> Stored:
             main = int(
                 s.scalar(select(func.count()).where(pp.event_id.not_like(f"{PUSHER}%"))) or 0
             )
-            parked = int(s.scalar(select(func.count()).select_from(PendingLabel)) or 0)
+            pl = PendingLabel
+            parked = int(s.scalar(select(func.count()).select_from(pl)) or 0)
+            parked_main = int(
+                s.scalar(select(func.count()).where(pl.event_id.not_like(f"{PUSHER}%"))) or 0
+            )
     finally:
         engine.dispose()
-    return Stored(predicted, labeled, unlabeled, revisions, reported, pending, main, parked)
+    return Stored(
+        predicted, labeled, unlabeled, revisions, reported, pending, main, parked, parked_main
+    )
 
 
 def pending_predictions(database_url: str) -> int:

@@ -142,9 +142,10 @@ def test_sigkill_of_the_late_join_at_each_step_counts_every_late_label_once(
     svc = services(config)
     sent, *_ = stream_through_the_horizon(kafka, config, pg_url, svc)
     main = sent.predicted.keys()
-    # Every late label is archived and committed before the join starts.
-    archived = until(lambda: stored(pg_url, "fraud"), lambda s: s.pending_labels <= PARTITIONS, 120)
-    assert archived.pending_labels <= PARTITIONS, svc.log_text()[-3000:]
+    # Every late label is archived and committed, and swept from pending_labels (parked as
+    # early: its prediction had gone), before the join starts.
+    swept = until(lambda: stored(pg_url, "fraud"), lambda s: s.parked_main == 0, 120)
+    assert swept.parked_main == 0, svc.log_text()[-3000:]
     before = stored(pg_url, "fraud")
     killed = run_join(config, kill)
     assert killed.returncode == -9, killed.stderr[-3000:]
