@@ -9,7 +9,10 @@ whichever arrives first. The state machine of one key:
   the prediction stays stored as labelled until its TTL ends, so a second
   label is recognised (outcome ``duplicate``), and a parked label is removed;
 - TTL over: an unlabelled prediction is counted ``unlabeled`` in its window,
-  a parked label is counted ``orphaned``.
+  a parked label is counted ``orphaned``;
+- a label more than the TTL after its prediction is not joined here (``late``):
+  the TTL is the horizon of this join, and the batch join from the archive
+  (:mod:`consumers.late`) takes exactly the pairs further apart.
 
 TTLs run in event time. A prediction expires once the partition's *label*
 watermark passes its event time plus the model's join TTL, a parked label once
@@ -49,12 +52,15 @@ class LabelOutcome(StrEnum):
     """What became of a label; the ``outcome`` label of the labels counter.
 
     ``early`` counts labels parked before their prediction; each of those
-    later counts once more, as ``joined``, ``duplicate`` or ``orphaned``.
+    later counts once more, as ``joined``, ``duplicate``, ``late`` or ``orphaned``.
+    ``late`` counts labels more than the horizon (``join_ttl``) after their
+    prediction: not joined here, but by the batch join from the archive.
     """
 
     JOINED = "joined"
     DUPLICATE = "duplicate"
     EARLY = "early"
+    LATE = "late"
     ORPHANED = "orphaned"
     UNKNOWN_MODEL = "unknown_model"
     IGNORED = "ignored"  # the model's labels are disabled
@@ -215,7 +221,10 @@ class _Resolver:
         early = self.parked.pop(key, None)
         if early is not None:  # its label came first, in an earlier flush
             plan.removed_labels.append(key)
-            self.join(p, early)
+            if early.event_time - p.event_time > spec.join_ttl:
+                plan.counts.labels[(p.model, LabelOutcome.LATE)] += 1
+            else:
+                self.join(p, early)
 
     def label(self, label: LabelRecord) -> None:
         if label.model not in self.specs:
@@ -230,6 +239,10 @@ class _Resolver:
                 counts[(label.model, LabelOutcome.EARLY)] += 1
         elif key in self.labeled:
             counts[(label.model, LabelOutcome.DUPLICATE)] += 1
+        elif label.event_time - stored.event_time > self.specs[label.model].join_ttl:
+            # Past the horizon: the batch join's pair (consumers.late), whether or not
+            # the prediction's expiry has come round yet.
+            counts[(label.model, LabelOutcome.LATE)] += 1
         else:
             self.join(stored, label)
 

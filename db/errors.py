@@ -7,7 +7,9 @@
     ├── IntegrityViolation    a constraint refused a write (NOT NULL, foreign key, a unique key
     │                         the caller did not expect): a bug, never "already stored"
     ├── DatabaseNotMigrated   the schema is not at the code's revision
-    └── OffsetConflict        stored offsets moved under us: another consumer owns them
+    ├── OffsetConflict        stored offsets moved under us: another consumer owns them
+    └── CursorMoved           the late-label join's cursor moved under this run: another
+                              run counted those labels (retriable: the next run goes on)
 
 SQLAlchemy's exceptions are translated by :func:`translate` at the boundary:
 every repository class is wrapped by :func:`translated`, and
@@ -79,6 +81,17 @@ class OffsetConflict(StoreError):
         names = ", ".join(f"{t}[{p}]" for t, p in partitions)
         super().__init__(f"stored offsets moved for {names}")
         self.partitions = partitions
+
+
+class CursorMoved(StoreError):
+    """Another run moved a late-label cursor first: this run's work is already counted."""
+
+    retriable = True
+
+    def __init__(self, model: str, partition: int) -> None:
+        super().__init__(f"late-label cursor of {model}[{partition}] moved under this run")
+        self.model = model
+        self.partition = partition
 
 
 def translate(exc: sa_exc.SQLAlchemyError) -> StoreError:

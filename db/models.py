@@ -301,6 +301,40 @@ class PerformanceReportRow(Base):
     alarms: Mapped[int] = mapped_column(Integer, server_default="0")
     alarm_detectors: Mapped[str] = mapped_column(String(200), server_default="")
     concept_drift: Mapped[bool | None] = mapped_column(Boolean)
+    # 0 for the report written when the window's labels were final within the horizon;
+    # each batch of late labels joined from the archive rewrites it and counts one more.
+    revision: Mapped[int] = mapped_column(Integer, server_default="0", default=0)
+    revised_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LateLabelCursor(Base):
+    """The next label offset of one labels partition the late-label join has not read.
+
+    Written in the transaction that adds the joined pairs to the aggregates (and
+    revises the reports), with a compare-and-set on ``next_offset``: a batch
+    redone after a crash, or raced by another replica, never counts twice.
+    """
+
+    __tablename__ = "late_label_cursors"
+
+    consumer_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    model: Mapped[str] = mapped_column(String(200), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class LateLabelStart(Base):
+    """Where the late-label join starts on a partition consumed before it existed
+    (migration 0015 copied every stored offset): labels before it were joined, or
+    not, under the older rules, and are never read by the late join."""
+
+    __tablename__ = "late_label_starts"
+
+    consumer_group: Mapped[str] = mapped_column(String(255), primary_key=True)
+    topic: Mapped[str] = mapped_column(String(255), primary_key=True)
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    next_offset: Mapped[int] = mapped_column(BigInteger)
 
 
 class DetectorStateRow(Base):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -59,42 +60,42 @@ class PerformanceReportRepository:
             .order_by(d.id.desc())
             .limit(1)
         )
-        m, deg = v.metrics, v.degradation
         row = PerformanceReportRow(
             model=v.model,
             model_version=v.model_version,
             window_start=start,
             window_end=_utc(v.window_start + v.window_seconds),
             drift_report_id=drift_id,
-            task=str(m.task),
-            predicted=v.predicted,
-            labeled=v.labeled,
-            unlabeled=v.unlabeled,
-            label_coverage=v.coverage,
-            accuracy=m.accuracy,
-            precision=m.precision,
-            recall=m.recall,
-            f1=m.f1,
-            roc_auc=m.roc_auc,
-            log_loss=m.log_loss,
-            rmse=m.rmse,
-            mae=m.mae,
-            mape=m.mape,
-            degradation_metric=None if deg is None else deg.metric,
-            reference_value=None if deg is None else deg.reference,
-            current_value=None if deg is None else deg.current,
-            statistic=None if deg is None else deg.statistic,
-            p_value=None if deg is None else deg.p_value,
-            degraded=None if deg is None else deg.degraded,
-            verdict=v.verdict,
-            sketch=v.sketch.to_bytes(),
             created_at=now,
-            alarms=sum(v.alarms.values()),
-            alarm_detectors=",".join(sorted(name for name, n in v.alarms.items() if n)),
-            concept_drift=v.concept_drift,
+            **_judged(v),
         )
         if not add_once(self.session, row, "uq_performance_reports_window"):
             return None
+        return row.id
+
+    def revise(self, v: PerformanceVerdict, now: datetime) -> int | None:
+        """Rewrite the window's stored report with ``v`` as its next revision (all but the
+        streaming detectors' alarms and concept-drift verdict, which stand); the
+        report's id, or None when the window has no report yet (its first report,
+        written once the window is final, will hold what ``v`` holds)."""
+        r = PerformanceReportRow
+        row = self.session.scalars(
+            select(r).where(
+                r.model == v.model,
+                r.model_version == v.model_version,
+                r.window_start == _utc(v.window_start),
+            )
+        ).one_or_none()
+        if row is None:
+            return None
+        for name, value in _judged(v).items():
+            # The streaming detectors watched the in-horizon pairs only, all joined before
+            # the first report: their alarms and verdict stand, whatever came later.
+            if name not in _DETECTOR_COLUMNS:
+                setattr(row, name, value)
+        row.revision += 1
+        row.revised_at = now
+        self.session.flush()
         return row.id
 
     def reported(self, model: str, since: datetime) -> set[tuple[str, datetime]]:
@@ -111,3 +112,38 @@ class PerformanceReportRepository:
         if model is not None:
             stmt = stmt.where(r.model == model)
         return list(reversed(self.session.scalars(stmt).all()))
+
+
+_DETECTOR_COLUMNS = frozenset({"alarms", "alarm_detectors", "concept_drift"})
+
+
+def _judged(v: PerformanceVerdict) -> dict[str, Any]:
+    """The columns of a report that judging the window decides (all but its identity)."""
+    m, deg = v.metrics, v.degradation
+    return {
+        "task": str(m.task),
+        "predicted": v.predicted,
+        "labeled": v.labeled,
+        "unlabeled": v.unlabeled,
+        "label_coverage": v.coverage,
+        "accuracy": m.accuracy,
+        "precision": m.precision,
+        "recall": m.recall,
+        "f1": m.f1,
+        "roc_auc": m.roc_auc,
+        "log_loss": m.log_loss,
+        "rmse": m.rmse,
+        "mae": m.mae,
+        "mape": m.mape,
+        "degradation_metric": None if deg is None else deg.metric,
+        "reference_value": None if deg is None else deg.reference,
+        "current_value": None if deg is None else deg.current,
+        "statistic": None if deg is None else deg.statistic,
+        "p_value": None if deg is None else deg.p_value,
+        "degraded": None if deg is None else deg.degraded,
+        "verdict": v.verdict,
+        "sketch": v.sketch.to_bytes(),
+        "alarms": sum(v.alarms.values()),
+        "alarm_detectors": ",".join(sorted(name for name, n in v.alarms.items() if n)),
+        "concept_drift": v.concept_drift,
+    }

@@ -96,7 +96,12 @@ SERVICE: tuple[Spec, ...] = (
          "Messages behind the partition's high watermark", ("topic", "partition")),
     Spec("labels", Counter, "driftwatch_labels_total",
          "Label events by what became of them: joined, duplicate, early (parked before "
-         "their prediction, counted again when resolved), orphaned, unknown_model, ignored",
+         "their prediction, counted again when resolved), late (past the horizon, left to "
+         "the late-label join), orphaned, unknown_model, ignored",
+         ("model", "outcome")),
+    Spec("late_labels", Counter, "driftwatch_late_labels_total",
+         "Archived labels read by the late-label join, by outcome: joined, in_horizon "
+         "(the streaming join's), duplicate (an earlier label was joined), orphaned",
          ("model", "outcome")),
     Spec("predictions_unlabeled", Counter, "driftwatch_predictions_unlabeled_total",
          "Predictions whose join TTL ran out without a label", _MODEL),
@@ -228,6 +233,7 @@ class Metrics:
     offset_conflicts: Counter
     consumer_lag: Gauge
     labels: Counter
+    late_labels: Counter
     predictions_unlabeled: Counter
     healthy: Gauge
     drift_reports: Counter

@@ -61,6 +61,10 @@ class PerformanceSummary(Body):
     degraded: bool | None
     verdict: str
     concept_drift: bool | None
+    revision: int = Field(
+        default=0, description="0 for the first report; one more per batch of late labels"
+    )
+    revised_at: datetime | None = None
 
 
 class RunSummary(Body):

@@ -102,7 +102,10 @@ class LabelsConfig(Strict):
 
     enabled: bool = True
     join_ttl: Duration = Field(
-        default=86400.0, gt=0, description="how long (event time) a side waits, e.g. 1d"
+        default=3600.0,
+        gt=0,
+        description="the streaming join's horizon: how long (event time) a side waits in SQL, "
+        "e.g. 1h; later labels are joined from the archive (late_labels)",
     )
     task: Task | None = Field(
         default=None, description="classification or regression; default from prediction.type"

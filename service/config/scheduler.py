@@ -117,3 +117,27 @@ class RetentionConfig(Strict):
                 "a window whose report is gone but whose sketches remain is evaluated again"
             )
         return self
+
+
+class LateLabelsConfig(Strict):
+    """``late_labels``: the leader's batch join of labels later than a model's horizon
+    (``models.*.labels.join_ttl``) from the archive, for models whose labels are joined
+    and whose events are archived."""
+
+    enabled: bool = True
+    interval: Duration = Field(default=300.0, gt=0, description="a period such as 5m")
+    max_delay: Duration = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="the latest a label may come after its prediction and still be joined, "
+        "e.g. 7d; at most retention.sketches",
+    )
+    max_rows: int = Field(
+        default=100_000,
+        ge=1,
+        le=10_000_000,
+        description="label offsets of one partition read per batch (one SQL transaction)",
+    )
+    deadline: Duration = Field(
+        default=60.0, gt=0, description="how long one run may go on joining batches, e.g. 1m"
+    )

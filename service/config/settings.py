@@ -21,7 +21,7 @@ from service.config.base import Duration, Strict
 from service.config.kafka import KafkaConfig
 from service.config.models import ModelConfig
 from service.config.retrain import RetrainConfig
-from service.config.scheduler import LeaderConfig, RetentionConfig
+from service.config.scheduler import LateLabelsConfig, LeaderConfig, RetentionConfig
 
 # A model's name is a directory name (its runs' data and artifacts) and the value of the
 # ``driftwatch/model`` label of its Jobs: Kubernetes' label-value syntax, ASCII only, fits
@@ -123,6 +123,7 @@ class Config(Strict):
     api: ApiConfig = ApiConfig()
     leader: LeaderConfig = LeaderConfig()
     retention: RetentionConfig = RetentionConfig()
+    late_labels: LateLabelsConfig = LateLabelsConfig()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")
 
@@ -142,6 +143,25 @@ class Config(Strict):
                 "(consumer_stalled, dead_letter_rate); give the model another name"
             )
         return v
+
+    @model_validator(mode="after")
+    def _late_labels_fit(self) -> Config:
+        late = self.late_labels
+        if not late.enabled:
+            return self
+        if self.retention.enabled and late.max_delay > self.retention.sketches:
+            raise ValueError(
+                "late_labels.max_delay: a window's performance sketches are deleted after "
+                f"retention.sketches ({self.retention.sketches:g}s); a label later than that "
+                "has no window to join, so keep max_delay at most retention.sketches"
+            )
+        for name, m in self.models.items():
+            if m.labels.enabled and m.archive.enabled and m.labels.join_ttl >= late.max_delay:
+                raise ValueError(
+                    f"models.{name}.labels.join_ttl: the horizon must be shorter than "
+                    "late_labels.max_delay, the latest label the batch join takes"
+                )
+        return self
 
     @model_validator(mode="after")
     def _metrics_behind_auth(self) -> Config:

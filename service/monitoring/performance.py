@@ -215,38 +215,9 @@ class PerformanceEvaluator:
         self, model: str, judging: PerformanceJudging, version: str, start: datetime
     ) -> int | None:
         with transaction(self._sessions) as session:
-            window = PerformanceAggregateRepository(session).window(
-                model, version, start, judging.spec.layout
-            )
-            if window is None:
+            result = judge_window(session, model, judging, version, start)
+            if result is None:
                 return None
-            verdict = degradation(judging, window)
-            if verdict is not None:
-                text = verdict.reason
-            else:
-                text = f"no reference performance configured (models.{model}.labels.reference)"
-            end = start + timedelta(seconds=judging.window_seconds)
-            alarms = AlarmRepository(session).in_window(model, version, start, end)
-            if alarms:
-                names = ", ".join(f"{name} {n}" for name, n in sorted(alarms.items()))
-                text += f"; detector alarms: {names}"
-            result = PerformanceVerdict(
-                model=model,
-                model_version=version,
-                window_start=int(start.timestamp()),
-                window_seconds=judging.window_seconds,
-                predicted=window.predicted,
-                labeled=window.labeled,
-                unlabeled=window.unlabeled,
-                sketch=window.sketch,
-                metrics=window.sketch.metrics(),
-                degradation=verdict,
-                verdict=text,
-                alarms=alarms,
-                concept_drift=concept_drift(
-                    alarms, judging.alarm_rule, window.labeled, judging.min_labeled
-                ),
-            )
             now = datetime.fromtimestamp(self._clock(), UTC)
             report_id = PerformanceReportRepository(session).add(result, now)
             if report_id is not None:
@@ -261,7 +232,7 @@ class PerformanceEvaluator:
                 start.isoformat(),
                 result.labeled,
                 result.predicted,
-                text,
+                result.verdict,
             )
         return report_id
 
@@ -275,6 +246,48 @@ class PerformanceEvaluator:
             metrics = PerformanceSketch.from_bytes(row.sketch).metrics()
             self._observer.newest(row.model, row.model_version, row.label_coverage, metrics)
         self._restored = True
+
+
+def judge_window(
+    session: Session, model: str, judging: PerformanceJudging, version: str, start: datetime
+) -> PerformanceVerdict | None:
+    """The verdict on one window from its aggregates as they stand (None: none stored).
+
+    Used for a window's first report and, when late labels change its
+    aggregates, for each revision (:mod:`service.monitoring.late_labels`).
+    """
+    window = PerformanceAggregateRepository(session).window(
+        model, version, start, judging.spec.layout
+    )
+    if window is None:
+        return None
+    verdict = degradation(judging, window)
+    if verdict is not None:
+        text = verdict.reason
+    else:
+        text = f"no reference performance configured (models.{model}.labels.reference)"
+    end = start + timedelta(seconds=judging.window_seconds)
+    alarms = AlarmRepository(session).in_window(model, version, start, end)
+    if alarms:
+        names = ", ".join(f"{name} {n}" for name, n in sorted(alarms.items()))
+        text += f"; detector alarms: {names}"
+    return PerformanceVerdict(
+        model=model,
+        model_version=version,
+        window_start=int(start.timestamp()),
+        window_seconds=judging.window_seconds,
+        predicted=window.predicted,
+        labeled=window.labeled,
+        unlabeled=window.unlabeled,
+        sketch=window.sketch,
+        metrics=window.sketch.metrics(),
+        degradation=verdict,
+        verdict=text,
+        alarms=alarms,
+        concept_drift=concept_drift(
+            alarms, judging.alarm_rule, window.labeled, judging.min_labeled
+        ),
+    )
 
 
 def _performance_alerts(

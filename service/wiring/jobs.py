@@ -1,10 +1,10 @@
 """The jobs ``driftwatch run`` schedules, built from the config and the live parts.
 
 Leader-only, because they write shared state: window and performance evaluation,
-report rendering, the retraining tick, the rollout tick, alert delivery, retention and archive
-maintenance. On every replica: keeping the consumer's bins on the current
-reference profiles (the ``profiles`` step of ``evaluate``) and the watches of this
-replica's own consumer (``consumer-stalls``, ``dead-letter-rate``).
+the late-label join, report rendering, the retraining tick, the rollout tick, alert
+delivery, retention and archive maintenance. On every replica: keeping the consumer's
+bins on the current reference profiles (the ``profiles`` step of ``evaluate``) and the
+watches of this replica's own consumer (``consumer-stalls``, ``dead-letter-rate``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,11 @@ from service.metrics import Metrics
 from service.monitoring.evaluation import WindowEvaluator
 from service.monitoring.performance import PerformanceEvaluator
 from service.scheduler import Job, Step, job
-from service.wiring.monitoring import archive_maintenance, build_performance_evaluator
+from service.wiring.monitoring import (
+    archive_maintenance,
+    build_late_labels,
+    build_performance_evaluator,
+)
 from service.wiring.retraining import Retraining, build_retraining
 from service.wiring.watches import Watches
 
@@ -117,12 +121,17 @@ def maintenance_jobs(
     closers: list[Callable[[], object]],
     is_leader: Callable[[], bool] = lambda: True,
 ) -> list[Job]:
-    """The leader's jobs that only some configs have: archive maintenance, retention,
-    alert delivery and the rendering of the newest reports."""
+    """The leader's jobs that only some configs have: archive maintenance, the late-label
+    join, retention, alert delivery and the rendering of the newest reports."""
     jobs = []
     maintain = archive_maintenance(cfg)
     if maintain is not None:
         jobs.append(job("archive", maintain, cfg.archive.compact_interval))
+    late = build_late_labels(
+        cfg, sessions, lambda model, outcome, n: metrics.late_labels.labels(model, outcome).inc(n)
+    )
+    if late is not None:
+        jobs.append(job("late-labels", late.tick, cfg.late_labels.interval))
     if cfg.retention.enabled:
         from service.monitoring.retention import Retention
 

@@ -8,6 +8,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +17,7 @@ from consumers.checkpoint import CheckpointStore
 from consumers.detectors import ALARM_RULE, DetectorObserver
 from consumers.dlq import DeadLetterPublisher
 from consumers.events import EventDecoder
+from consumers.late import LateJoinSpec, LateOutcome
 from consumers.loop import IngestLoop, IngestSettings
 from consumers.versions import VersionGate, registry_versions, stored_versions
 from db.archive import ArchiveWriter, maintain
@@ -40,6 +42,7 @@ from service.monitoring.evaluation import (
     Judging,
     WindowEvaluator,
 )
+from service.monitoring.late_labels import LateLabelJoin, LateModel, LateSettings
 from service.monitoring.performance import (
     PerformanceEvaluator,
     PerformanceJudging,
@@ -98,14 +101,8 @@ def build_evaluator(
     return evaluator
 
 
-def build_performance_evaluator(
-    cfg: Config,
-    sessions: sessionmaker[Session],
-    observer: PerformanceObserver | None = None,
-    finality: Finality | None = None,
-) -> PerformanceEvaluator:
-    """The evaluator of labelled windows, for every model whose labels are joined;
-    ``finality`` is the drift evaluator's, so that both judge windows final alike."""
+def performance_judging(cfg: Config) -> dict[str, PerformanceJudging]:
+    """How each model whose labels are joined has its labelled windows judged."""
     models = {}
     for name, spec in cfg.label_specs().items():
         m = cfg.models[name]
@@ -121,6 +118,18 @@ def build_performance_evaluator(
             alpha=m.labels.alpha,
             alarm_rule=ALARM_RULE in m.detectors(),
         )
+    return models
+
+
+def build_performance_evaluator(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    observer: PerformanceObserver | None = None,
+    finality: Finality | None = None,
+) -> PerformanceEvaluator:
+    """The evaluator of labelled windows, for every model whose labels are joined;
+    ``finality`` is the drift evaluator's, so that both judge windows final alike."""
+    models = performance_judging(cfg)
     settings = PerformanceSettings(
         predictions_topic=cfg.kafka.topics.predictions,
         labels_topic=cfg.kafka.topics.labels,
@@ -239,3 +248,40 @@ def archive_maintenance(cfg: Config) -> Callable[[], None] | None:
         )
 
     return tick
+
+
+def build_late_labels(
+    cfg: Config,
+    sessions: sessionmaker[Session],
+    count: Callable[[str, LateOutcome, int], None] | None = None,
+    on_step: Callable[[str], None] | None = None,
+) -> LateLabelJoin | None:
+    """The late-label join of every model whose labels are joined and archived; None
+    when ``late_labels`` is off or no model qualifies."""
+    late = cfg.late_labels
+    archived = set(archived_models(cfg))
+    models = {
+        name: LateModel(
+            LateJoinSpec(
+                j.spec, j.window_seconds, float(cfg.models[name].allowed_lateness), late.max_delay
+            ),
+            j,
+        )
+        for name, j in performance_judging(cfg).items()
+        if name in archived
+    }
+    if not late.enabled or not models:
+        return None
+    settings = LateSettings(
+        predictions_topic=cfg.kafka.topics.predictions,
+        labels_topic=cfg.kafka.topics.labels,
+        consumer_group=cfg.kafka.group_id,
+        max_rows=late.max_rows,
+        deadline=late.deadline,
+    )
+    extra: dict[str, Any] = {}
+    if count is not None:
+        extra["count"] = count
+    if on_step is not None:
+        extra["on_step"] = on_step
+    return LateLabelJoin(sessions, cfg.archive.settings(), models, settings, **extra)

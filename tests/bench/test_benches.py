@@ -135,6 +135,19 @@ def test_closed_loop(kafka: TestKafka) -> None:
     assert float(found.group(6)) <= float(found.group(7)), "a promotion comes after the verdict"
 
 
+@pytest.mark.kafka
+def test_label_delay(kafka: TestKafka) -> None:
+    found = run_bench(
+        "label_delay.py",
+        kafka,
+        r"label_delay: pending_max=(\d+) \(horizon ~(\d+), 1-day TTL ~\d+\) "
+        r"flush_ms early mean/p50/p99=\d+/\d+/\d+ late mean/p50/p99=\d+/\d+/\d+ "
+        r"late_joined=(\d+)/(\d+) lost=(\d+) duplicated=(\d+) kills=1",
+    )
+    assert found.group(3) == found.group(4), "every late label joined, once"
+    assert found.group(5) == found.group(6) == "0"
+
+
 def test_drift_vs_evidently() -> None:
     run_bench(
         "drift_vs_evidently.py",

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import Engine, inspect, select
 
 from db.errors import DatabaseNotMigrated
+from db.late_labels import LateCursorRepository
 from db.migrate import current_revision, head_revision, require_current, upgrade
 from db.models import ConsumerOffset
 from db.session import make_engine, make_session_factory
@@ -112,3 +113,17 @@ def test_downgrade_to_the_first_revision_drops_the_report_tables(empty_sqlite: E
     assert "drift_reports" not in tables and "window_aggregates" in tables
     upgrade(empty_sqlite)
     assert current_revision(empty_sqlite) == head_revision()
+
+
+def test_the_late_join_starts_after_what_was_consumed_before_it_existed(
+    empty_sqlite: Engine,
+) -> None:
+    upgrade(empty_sqlite, "0014")
+    now = datetime(2026, 12, 5, tzinfo=UTC)
+    with make_session_factory(empty_sqlite)() as s, s.begin():
+        s.add(ConsumerOffset(consumer_group="g", topic="labels", partition=2, next_offset=41,
+                             watermark=None, updated_at=now))  # fmt: skip
+    upgrade(empty_sqlite)
+    with make_session_factory(empty_sqlite)() as s:
+        assert LateCursorRepository(s, "g").starts("labels") == {2: 41}
+        assert LateCursorRepository(s, "g").cursors("fraud") == {}

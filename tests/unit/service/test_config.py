@@ -196,8 +196,8 @@ def test_a_misspelt_section_in_a_variable_stops_loading_naming_the_nearest_key(
 def test_a_variable_naming_no_key_at_all_lists_the_keys(tmp_path: Path) -> None:
     assert problems(tmp_path, BASE, {"DRIFTWATCH_UNKNOWN__X": "1"}) == [
         "config: DRIFTWATCH_UNKNOWN__X: 'unknown' is not a configuration key; expected one of "
-        "alerts, api, archive, database, evaluation, ingest, kafka, leader, log_level, metrics, "
-        "models, retention, retrain",
+        "alerts, api, archive, database, evaluation, ingest, kafka, late_labels, leader, "
+        "log_level, metrics, models, retention, retrain",
     ]
 
 
@@ -496,7 +496,7 @@ def test_labels_are_opt_in_a_labels_section_joins_them(tmp_path: Path) -> None:
 
 def test_labels_section_joins_with_the_task_from_the_prediction_type(tmp_path: Path) -> None:
     spec = load(tmp_path, mutated("models.fraud.labels", {})).label_specs()["fraud"]
-    assert (spec.task, spec.join_ttl, spec.positive_label) == ("regression", 86400.0, "1")
+    assert (spec.task, spec.join_ttl, spec.positive_label) == ("regression", 3600.0, "1")
     raw = mutated("models.fraud.labels", {"task": "classification", "positive_label": 1})
     spec = load(tmp_path, raw).label_specs()["fraud"]
     assert (spec.task, spec.positive_label) == ("classification", "1")

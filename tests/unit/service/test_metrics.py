@@ -346,6 +346,7 @@ PINNED = {
     "driftwatch_kubernetes_watch_errors_total": (),
     "driftwatch_label_coverage_ratio": ("model", "model_version"),
     "driftwatch_labels_total": ("model", "outcome"),
+    "driftwatch_late_labels_total": ("model", "outcome"),
     "driftwatch_leader": ("backend",),
     "driftwatch_model_error_label_units": ("metric", "model", "model_version"),
     "driftwatch_model_performance_ratio": ("metric", "model", "model_version"),
