@@ -380,7 +380,7 @@ def main() -> None:
     parser.add_argument("--models", type=int, nargs=2, default=[20, 200], metavar=("FEW", "MANY"))
     parser.add_argument("--events-per-window", type=int, default=50, help="per model version")
     parser.add_argument("--windows", type=int, default=3, help="closed windows per model version")
-    parser.add_argument("--flushes", type=int, default=40, help="flushes over the whole stream")
+    parser.add_argument("--flushes", type=int, default=20, help="flushes over the whole stream")
     parser.add_argument("--db", help="a PostgreSQL URL to run on instead of SQLite (emptied)")
     parser.add_argument("--quick", action="store_true", help="4 and 8 models, few events")
     parser.add_argument(
