@@ -139,8 +139,9 @@ def test_closed_loop(kafka: TestKafka) -> None:
 def test_scale_models(kafka: TestKafka) -> None:
     num = r"\d+(?:\.\d+)?"
     size = (
-        r"(\d+) models: flush p50 {n} ms p99 {n} ms, tick {n} s, rows/window (\d+), RSS {n} MB"
-    ).format(n=num)
+        rf"(\d+) models: flush p50 {num} ms p99 {num} ms, tick {num} s, "
+        rf"rows/window (\d+), RSS {num} MB"
+    )
     found = run_bench(
         "scale_models.py",
         kafka,
@@ -153,6 +154,7 @@ def test_scale_models(kafka: TestKafka) -> None:
     # the rows, exactly (the bench checks each size's report count itself).
     assert int(many_rows) == 2 * int(few_rows)
     assert rows_growth == "2.0"
+
 
 def test_drift_vs_evidently() -> None:
     run_bench(

@@ -218,6 +218,7 @@ def test_a_flush_of_many_rows_merges_the_stored_and_creates_the_rest(
         start = datetime.fromtimestamp(k.window_start, UTC)
         assert by_key[(k.partition, start)] == ((3, 1) if i % 2 == 0 else (2, 0))
 
+
 def test_window_add_twice_in_one_session_merges(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
         repo = WindowAggregateRepository(s)

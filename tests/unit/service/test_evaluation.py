@@ -258,6 +258,7 @@ def test_a_profile_is_aligned_once_and_a_new_version_realigns(
     assert second.layout not in (first.layout, SPEC.layout)
     assert judge.specs()["fraud"] is second
 
+
 def test_a_model_without_a_profile_is_not_evaluated(sessions: sessionmaker[Session]) -> None:
     ingest(sessions, SPEC, windows=3, drift_at=None)
     assert evaluator(sessions, Clock(T0)).tick() == []
