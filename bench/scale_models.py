@@ -21,8 +21,8 @@ wrote: reports, feature results, alerts); and the child's peak RSS.
 
 Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms, tick <s> s,
 rows/window <n>, RSS <mb> MB; 200 models: ...; growth (linear = 10.0): flush
-p99 <x>, tick <x>, rows <x>, RSS <x>``. ``--quick`` runs 4 and 8 models with a
-few events each, for the smoke test. ``--db`` runs on a PostgreSQL database
+p99 <x>, tick <x>, rows <x>, RSS <x>``. ``--quick`` runs 4 and 8 models of 8
+features with a few events each, for the smoke test. ``--db`` runs on a PostgreSQL database
 instead of SQLite (its tables are dropped and re-created for every size).
 """
 
@@ -382,7 +382,9 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=3, help="closed windows per model version")
     parser.add_argument("--flushes", type=int, default=20, help="flushes over the whole stream")
     parser.add_argument("--db", help="a PostgreSQL URL to run on instead of SQLite (emptied)")
-    parser.add_argument("--quick", action="store_true", help="4 and 8 models, few events")
+    parser.add_argument(
+        "--quick", action="store_true", help="4 and 8 models of 8 features, few events"
+    )
     parser.add_argument(
         "--profile", type=Path, help="write cProfile stats of each size's ingest and tick here"
     )
@@ -394,10 +396,13 @@ def main() -> None:
         figures = measure(args.measure, size, args.measure.parent, args.profile)
         print(json.dumps(asdict(figures)))
         return
+    features = {"numerical": 22, "categorical": 8}
     if args.quick:
-        args.models, args.events_per_window, args.windows, args.flushes = [4, 8], 10, 1, 5
+        args.models, args.events_per_window, args.windows, args.flushes = [4, 8], 10, 1, 3
+        features = {"numerical": 6, "categorical": 2}
     sizes = [
-        Size(n, VERSIONS, args.events_per_window, args.windows, args.flushes) for n in args.models
+        Size(n, VERSIONS, args.events_per_window, args.windows, args.flushes, **features)
+        for n in args.models
     ]
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
         few, many = (run_size(kafka, s, args.db, Path(tmp), args.profile) for s in sizes)
