@@ -26,7 +26,7 @@ class Sink:
         self, model: str, kind: Kind, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
     ) -> int:
         self.appends.append((model, kind, rows))
-        return rows.num_rows
+        return int(rows.num_rows)
 
 
 def event(model: str, i: int) -> bytes:
