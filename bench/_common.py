@@ -150,3 +150,12 @@ def fill_topic(
         producer.close()
     print(f"produced {count} events to {topic} in {time.perf_counter() - started:.1f}s", flush=True)
     return report
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def rss_mb() -> float:
+    """This process's resident set size now, in MiB."""
+    with open("/proc/self/statm", encoding="ascii") as f:
+        return int(f.read().split()[1]) * _PAGE / 2**20

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import re
 import statistics
 import subprocess
@@ -34,7 +33,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from _common import Progress, bare_consumer, broker, broker_env, create_topic
+from _common import Progress, bare_consumer, broker, broker_env, create_topic, rss_mb
 from kafka import KafkaConsumer
 
 from consumers.checkpoint import CheckpointStore
@@ -51,13 +50,7 @@ from service.process import limit_malloc_arenas, pin_mmap_threshold
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model
 
-_PAGE = os.sysconf("SC_PAGE_SIZE")
 DAY = 86400
-
-
-def rss_mb() -> float:
-    with open("/proc/self/statm", encoding="ascii") as f:
-        return int(f.read().split()[1]) * _PAGE / 2**20
 
 
 class RssTrack:

@@ -153,8 +153,12 @@ class ArchiveIntake:
         first = events[0].model
         if all(e.model == first for e in events):
             return self._add(codecs, first, topic, partition, offsets, events, times)
-        for model in {e.model for e in events}:
-            picked = [i for i, e in enumerate(events) if e.model == model]
+        # One pass over the poll: a pass per model would cost (models in the poll) x
+        # (events), which grows with the number of models monitored.
+        by_model: dict[str, list[int]] = {}
+        for i, e in enumerate(events):
+            by_model.setdefault(e.model, []).append(i)
+        for model, picked in by_model.items():
             self._add(
                 codecs,
                 model,

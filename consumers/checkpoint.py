@@ -73,9 +73,7 @@ class CheckpointStore:
                 conflicts += offsets.check(fences)
                 if conflicts:
                     raise OffsetConflict(conflicts)
-                windows = WindowAggregateRepository(session)
-                for key, delta in deltas.items():
-                    windows.add(key, delta, now)
+                WindowAggregateRepository(session).add_all(deltas, now)
                 counts = JoinCounts() if join is None else apply_join(session, join, now)
                 if before_commit is not None:
                     before_commit()

@@ -62,6 +62,9 @@ class AlertEventRow(Base):
     __table_args__ = (
         UniqueConstraint("key", name="uq_alert_events_key"),
         Index("ix_alert_events_created_at", "created_at"),
+        # last_action: every judged window asks for its model's newest event of a kind;
+        # without it each asks by a scan of every model's events.
+        Index("ix_alert_events_model_kind", "model", "kind", "id"),
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, tuple_, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -220,6 +220,24 @@ def window_row(
     return found
 
 
+# Keys per lookup query: five bound parameters each, well under SQLite's limit of
+# 32,766 variables (and PostgreSQL's 65,535).
+_KEYS_PER_QUERY = 500
+
+_StoredKey = tuple[str, str, datetime, int, str]
+
+
+def _stored_key(key: WindowKey) -> _StoredKey:
+    return (key.model, key.model_version, _utc(key.window_start), key.partition, key.layout)
+
+
+def _row_key(row: WindowAggregate) -> _StoredKey:
+    start = row.window_start
+    # SQLite hands datetimes back naive; the column type stores UTC.
+    start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)
+    return (row.model, row.model_version, start, row.partition, row.layout)
+
+
 def _latency_bytes(stored: bytes | None, delta: LatencySketch) -> bytes | None:
     """The row's latency sketch with ``delta`` added; None while no event carried one."""
     if delta.count == 0:
@@ -238,40 +256,53 @@ class WindowAggregateRepository:
 
     def add(self, key: WindowKey, delta: WindowDelta, now: datetime) -> None:
         """Merge ``delta`` into the stored row of ``key`` (created if absent)."""
-        start = _utc(key.window_start)
-        row = window_row(
-            self.session,
-            WindowAggregate,
-            key.model,
-            key.model_version,
-            start,
-            key.partition,
-            key.layout,
-        )
-        if row is None:
-            self.session.add(
-                WindowAggregate(
-                    model=key.model,
-                    model_version=key.model_version,
-                    window_start=start,
-                    window_end=_utc(key.window_start + key.window_seconds),
-                    partition=key.partition,
-                    layout=key.layout,
-                    event_count=delta.sketch.events,
-                    late_count=delta.late,
-                    sketch=delta.sketch.to_bytes(),
-                    latency=_latency_bytes(None, delta.latency),
-                    updated_at=now,
+        self.add_all({key: delta}, now)
+
+    def add_all(self, deltas: Mapping[WindowKey, WindowDelta], now: datetime) -> None:
+        """Merge each delta into the stored row of its key (created if absent).
+
+        A flush touches a row per model version, window and partition: the stored
+        rows are read in a few queries, as a query per row would cost a round trip
+        (and an autoflush of the row added before it) for each.
+        """
+        stored = self._stored([_stored_key(k) for k in deltas])
+        for key, delta in deltas.items():
+            skey = _stored_key(key)
+            row = stored.get(skey)
+            if row is None:
+                self.session.add(
+                    WindowAggregate(
+                        model=key.model,
+                        model_version=key.model_version,
+                        window_start=skey[2],
+                        window_end=_utc(key.window_start + key.window_seconds),
+                        partition=key.partition,
+                        layout=key.layout,
+                        event_count=delta.sketch.events,
+                        late_count=delta.late,
+                        sketch=delta.sketch.to_bytes(),
+                        latency=_latency_bytes(None, delta.latency),
+                        updated_at=now,
+                    )
                 )
-            )
-            return
-        merged = WindowSketch.from_bytes(row.sketch)
-        merged.merge(delta.sketch)
-        row.sketch = merged.to_bytes()
-        row.event_count = merged.events
-        row.late_count += delta.late
-        row.latency = _latency_bytes(row.latency, delta.latency)
-        row.updated_at = now
+                continue
+            merged = WindowSketch.from_bytes(row.sketch)
+            merged.merge(delta.sketch)
+            row.sketch = merged.to_bytes()
+            row.event_count = merged.events
+            row.late_count += delta.late
+            row.latency = _latency_bytes(row.latency, delta.latency)
+            row.updated_at = now
+
+    def _stored(self, keys: list[_StoredKey]) -> dict[_StoredKey, WindowAggregate]:
+        wa = WindowAggregate
+        columns = tuple_(wa.model, wa.model_version, wa.window_start, wa.partition, wa.layout)
+        found: dict[_StoredKey, WindowAggregate] = {}
+        for at in range(0, len(keys), _KEYS_PER_QUERY):
+            chunk = keys[at : at + _KEYS_PER_QUERY]
+            for row in self.session.scalars(select(wa).where(columns.in_(chunk))):
+                found[_row_key(row)] = row
+        return found
 
     def window_counts(self, model: str | None = None) -> list[WindowCount]:
         """Per-window totals over partitions, oldest first."""

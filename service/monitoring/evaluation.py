@@ -99,6 +99,9 @@ class WindowEvaluator:
         self._observer: DriftObserver = observer or NoDriftObserver()
         self._clock = clock
         self._profiles: dict[str, StoredProfile] = {}
+        # Each model's spec on its current profile's bins, built once per profile: every
+        # tick asks for all of them, and aligning one costs as much as judging a window.
+        self._aligned: dict[str, ModelSpec] = {}
         self._warned: set[str] = set()
 
     def follow(self, progress: Callable[[], ConsumerProgress]) -> None:
@@ -121,21 +124,16 @@ class WindowEvaluator:
                     stored = repo.by_id(info.id)
                     if stored is not None:
                         # Raises ProfileMismatch before anything uses a profile of other features.
-                        align_spec(self._models[model].spec, stored.features, stored.prediction)
+                        self._aligned[model] = align_spec(
+                            self._models[model].spec, stored.features, stored.prediction
+                        )
                         self._profiles[model] = stored
                         log.info("model %s: reference profile v%d", model, info.version)
         return self.specs()
 
     def specs(self) -> dict[str, ModelSpec]:
-        out = {}
-        for model, judging in self._models.items():
-            stored = self._profiles.get(model)
-            out[model] = (
-                judging.spec
-                if stored is None
-                else align_spec(judging.spec, stored.features, stored.prediction)
-            )
-        return out
+        """Every model's spec: on its current profile's bins, or as configured without one."""
+        return {model: self._aligned.get(model, j.spec) for model, j in self._models.items()}
 
     def profile_info(self, model: str) -> ProfileInfo | None:
         stored = self._profiles.get(model)
@@ -191,7 +189,7 @@ class WindowEvaluator:
         self, model: str, version: str, start: datetime, layouts: dict[str, int]
     ) -> int | None:
         judging, stored = self._models[model], self._profiles[model]
-        spec = align_spec(judging.spec, stored.features, stored.prediction)
+        spec = self._aligned[model]
         with transaction(self._sessions) as session:
             current = self._current(
                 WindowAggregateRepository(session), spec, version, start, layouts

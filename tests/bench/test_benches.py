@@ -148,6 +148,27 @@ def test_label_delay(kafka: TestKafka) -> None:
     assert found.group(5) == found.group(6) == "0"
 
 
+@pytest.mark.kafka
+def test_scale_models(kafka: TestKafka) -> None:
+    num = r"\d+(?:\.\d+)?"
+    size = (
+        rf"(\d+) models: flush p50 {num} ms p99 {num} ms, tick {num} s, "
+        rf"rows/window (\d+), RSS {num} MB"
+    )
+    found = run_bench(
+        "scale_models.py",
+        kafka,
+        rf"scale: {size}; {size}; growth \(linear = 2\.0\): "
+        rf"flush p99 {num}, tick {num}, rows ({num}), RSS {num}",
+    )
+    few, few_rows, many, many_rows, rows_growth = found.groups()
+    assert (few, many) == ("4", "8")
+    # Every model version writes the same rows per closed window: twice the models, twice
+    # the rows, exactly (the bench checks each size's report count itself).
+    assert int(many_rows) == 2 * int(few_rows)
+    assert rows_growth == "2.0"
+
+
 def test_drift_vs_evidently() -> None:
     run_bench(
         "drift_vs_evidently.py",

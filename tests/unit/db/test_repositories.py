@@ -197,6 +197,28 @@ def test_window_add_merges_into_the_existing_row(sessions: sessionmaker[Session]
         assert WindowSketch.from_bytes(row.sketch) == expected
 
 
+def test_a_flush_of_many_rows_merges_the_stored_and_creates_the_rest(
+    sessions: sessionmaker[Session],
+) -> None:
+    # More keys than one lookup query takes, half of them stored before: each stored row
+    # is found (merged, not inserted twice) whichever query of the flush reads it.
+    keys = [key(partition=p % 3, start=START + 60 * (p // 3)) for p in range(1200)]
+    with sessions.begin() as s:
+        stored = {k: WindowDelta(sketch([1.0], ["de"], ["y"]), late=1) for k in keys[::2]}
+        WindowAggregateRepository(s).add_all(stored, NOW)
+    with sessions.begin() as s:
+        WindowAggregateRepository(s).add_all(
+            {k: WindowDelta(sketch([2.0, 3.0], ["fr", "de"], ["n", "y"])) for k in keys}, LATER
+        )
+    with sessions() as s:
+        rows = s.scalars(select(WindowAggregate)).all()
+        by_key = {(r.partition, r.window_start): (r.event_count, r.late_count) for r in rows}
+    assert len(rows) == len(keys)
+    for i, k in enumerate(keys):
+        start = datetime.fromtimestamp(k.window_start, UTC)
+        assert by_key[(k.partition, start)] == ((3, 1) if i % 2 == 0 else (2, 0))
+
+
 def test_window_add_twice_in_one_session_merges(sessions: sessionmaker[Session]) -> None:
     with sessions.begin() as s:
         repo = WindowAggregateRepository(s)

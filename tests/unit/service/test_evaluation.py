@@ -239,6 +239,26 @@ def test_per_feature_overrides_reach_the_report(
     assert (amount.method, amount.threshold) == ("psi", 0.5)
 
 
+def test_a_profile_is_aligned_once_and_a_new_version_realigns(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    build_profile(sessions, tmp_path)
+    judge = evaluator(sessions, Clock(T0))
+    first = judge.refresh_profiles()["fraud"]
+    # Every tick asks for every model's spec: the same object, not a new alignment.
+    assert judge.refresh_profiles()["fraud"] is first
+    assert judge.specs()["fraud"] is first
+    assert first.layout != SPEC.layout
+    path = tmp_path / "other.csv"
+    write_reference_csv(SyntheticPlan(SPEC, draw_seed=7), 300, path)
+    columns = reference.read_reference(path, SPEC, progress=False)
+    built = reference.profile_columns(columns, SPEC, MODEL_CONFIG, "test")
+    reference.store(sessions, "fraud", built, datetime.now(UTC))
+    second = judge.refresh_profiles()["fraud"]
+    assert second.layout not in (first.layout, SPEC.layout)
+    assert judge.specs()["fraud"] is second
+
+
 def test_a_model_without_a_profile_is_not_evaluated(sessions: sessionmaker[Session]) -> None:
     ingest(sessions, SPEC, windows=3, drift_at=None)
     assert evaluator(sessions, Clock(T0)).tick() == []

@@ -1,0 +1,423 @@
+"""Scale with models: how the service's costs grow from tens to hundreds of models.
+
+Two sizes, by default 20 and 200 models, each with 3 versions and 30 features
+(22 numerical, 8 categorical), every model version sending the same events per
+window, so a size of ten times the models is ten times the work and 10.0 is
+the linear bound of each growth ratio. For each size the parent produces the
+events of every model version, interleaved, into a fresh 3-partition topic;
+then a fresh child process (its own RSS, its own SQLite database) stores each
+model's reference profile and runs what ``driftwatch run`` runs, built by the
+service's own wiring: the ingestion loop (archive on, as configured by
+default) reads the topic to its end, and the ``evaluate`` job (profiles, drift
+evaluation, performance evaluation) runs once over every closed window, then
+once more with nothing new (the steady state of a tick).
+
+Measured per size: the loop's flush duration (p50, p99; the figure the
+service exports as ``driftwatch_flush_duration_seconds``), with flushes every
+1/``--flushes`` of the stream, as a fixed flush interval gives at a fixed rate
+per model; the duration of the evaluating tick; SQL rows written per closed
+window (window aggregates of the closed windows plus every row the tick
+wrote: reports, feature results, alerts); and the child's peak RSS, whose growth
+is that of the part above the RSS the child started with (its imports, the
+same at every size).
+
+Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms, tick <s> s,
+rows/window <n>, RSS <mb> MB; 200 models: ...; growth (linear = 10.0): flush
+p99 <x>, tick <x>, rows <x>, RSS <x>``. ``--quick`` runs 4 and 8 models of 8
+features with a few events each, for the smoke test. ``--db`` runs on a PostgreSQL database
+instead of SQLite (its tables are dropped and re-created for every size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from _common import Progress, broker, broker_env, create_topic, rss_mb
+from sqlalchemy import func, inspect, select, table, text
+
+from consumers.synthetic import SyntheticPlan, SyntheticStream, write_reference_csv
+from db.migrate import upgrade
+from db.models import WindowAggregate
+from db.session import make_engine, make_session_factory
+from service.config import Config, load_config
+from service.metric_feeds import ReportMetrics
+from service.metrics import Metrics
+from service.monitoring.reference import profile_columns, read_reference, store
+from service.wiring.jobs import evaluation_job
+from service.wiring.monitoring import (
+    build_evaluator,
+    build_ingest_loop,
+    build_performance_evaluator,
+)
+from tests.harness.kafka import TestKafka
+from tests.harness.scenario import wide_model, write_config
+
+VERSIONS = 3
+WINDOW = 60  # seconds: wide_model's "1m", with 1m of allowed lateness
+PARTITIONS = 3
+REFERENCE_ROWS = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Size:
+    models: int
+    versions: int
+    events_per_window: int  # per model version
+    closed_windows: int
+    flushes: int
+    numerical: int = 22
+    categorical: int = 8
+
+    @property
+    def per_stream(self) -> int:
+        # Two windows more than are closed: the last one's end plus the allowed lateness
+        # must lie behind the watermark.
+        return self.events_per_window * (self.closed_windows + 2)
+
+    @property
+    def events(self) -> int:
+        return self.models * self.versions * self.per_stream
+
+
+@dataclass(frozen=True, slots=True)
+class Figures:
+    models: int
+    events: int
+    flushes: int
+    flush_p50: float
+    flush_p99: float
+    tick: float
+    idle_tick: float
+    reports: int
+    rows_per_window: float
+    rows: dict[str, int]
+    rss: float
+    rss_start: float
+    ingest_rate: float
+
+
+def model_names(n: int) -> list[str]:
+    return [f"model_{i:03d}" for i in range(n)]
+
+
+def config_for(size: Size, kafka: TestKafka, db: str, topic: str, workdir: Path) -> Path:
+    """The service config of ``size``: every model alike, the loop flushing by count."""
+    model = wide_model(size.numerical, size.categorical, window="1m")
+    return write_config(
+        workdir / "config.yaml",
+        bootstrap_servers=kafka.bootstrap_servers,
+        api_version=kafka.api_version,
+        database_url=db,
+        topic=topic,
+        group_id=f"bench-{topic}",
+        models={name: model for name in model_names(size.models)},
+        flush_events=max(size.events // size.flushes, 1),
+        # Long enough that only the count triggers a flush: each covers the same share
+        # of the stream at every size.
+        flush_interval="10m",
+        # A poll never returns more than a flush holds, so that every flush has the same
+        # share, not whatever one poll brought.
+        # The broker's largest session timeout: kafka-python sends no heartbeat to a 0.9
+        # broker while a flush runs, and a long flush must not cost the group membership.
+        extra_consumer={
+            "max_poll_records": max(size.events // size.flushes, 1),
+            "session_timeout_ms": 30000,
+            "heartbeat_interval_ms": 3000,
+        },
+        # No partition counts as idle however long a tick takes: an idle stream would
+        # close its open windows too, and the second tick would judge them.
+        extra={"log_level": "WARNING", "evaluation": {"idle_partition_timeout": "1d"}},
+    )
+
+
+def fill(kafka: TestKafka, cfg: Config, size: Size, topic: str) -> None:
+    """Every model version's events, interleaved, from the start of a minute two hours ago.
+
+    The models are alike, so one stream is drawn and each event is sent once per model
+    version under its name and an id of its own: a stream per model version would hold
+    its block of draws (about 15 MB each) all at once.
+    """
+    create_topic(kafka, topic, PARTITIONS)
+    specs = cfg.model_specs()
+    first = next(iter(specs))
+    rate = size.events_per_window / WINDOW
+    plan = SyntheticPlan(
+        model=specs[first], rate=rate, start=(time.time() - 7200) // WINDOW * WINDOW
+    )
+    template = [e.prediction for e in SyntheticStream(plan).events(size.per_stream)]
+    head = f'"event_id":"{plan.seed:04x}-'.encode()
+    named = f'"model":"{first}","model_version":"{plan.model_version}"'.encode()
+    sources = [
+        (f'"event_id":"{n:04x}-'.encode(), f'"model":"{m}","model_version":"v{v}"'.encode())
+        for n, (m, v) in enumerate((m, v) for m in specs for v in range(1, size.versions + 1))
+    ]
+    producer = kafka.producer(batch_size=512 * 1024, linger_ms=50, acks=1)
+    began = time.perf_counter()
+    futures = []
+    try:
+        for value in template:
+            for event_id, name in sources:
+                sent = value.replace(head, event_id, 1).replace(named, name, 1)
+                key = sent[sent.index(b'"event_id":"') + 12 : sent.index(b'","model"')]
+                futures.append(producer.send(topic, key=key, value=sent))
+        producer.flush()
+        for future in futures:
+            future.get(timeout=30)  # re-raises a failed send: the loop would wait for it
+    finally:
+        producer.close()
+    print(
+        f"{size.models} models: produced {size.events:,} events "
+        f"in {time.perf_counter() - began:.1f}s",
+        flush=True,
+    )
+
+
+def store_profiles(cfg: Config, sessions: Any, workdir: Path) -> None:
+    """One reference profile, from the distributions the events are drawn from, per model."""
+    specs = cfg.model_specs()
+    first = next(iter(specs))
+    path = workdir / "reference.csv"
+    write_reference_csv(SyntheticPlan(model=specs[first], draw_seed=1), REFERENCE_ROWS, path)
+    built = profile_columns(
+        read_reference(path, specs[first], progress=False), specs[first], cfg.models[first], "bench"
+    )
+    now = datetime.now(UTC)
+    for name in specs:
+        store(sessions, name, built, now)
+
+
+class FlushTimes(Progress):
+    """Counts the loop's reads toward its target and keeps every flush's duration."""
+
+    def __init__(self, target: int, done: threading.Event) -> None:
+        super().__init__(target, done)
+        self.flush_seconds: list[float] = []
+        self.peak_rss = 0.0
+
+    def flushed(self, seconds: float, events: int) -> None:
+        self.flush_seconds.append(seconds)
+        self.peak_rss = max(self.peak_rss, rss_mb())
+
+
+def table_counts(engine: Any) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {
+            name: int(conn.execute(select(func.count()).select_from(table(name))).scalar_one())
+            for name in inspect(conn).get_table_names()
+            if name != "alembic_version"
+        }
+
+
+def closed_aggregates(sessions: Any) -> dict[Any, int]:
+    """Window aggregate rows per window that has a drift report."""
+    wa = WindowAggregate
+    with sessions() as session:
+        reported = select(text("window_start")).select_from(table("drift_reports"))
+        rows = session.execute(
+            select(wa.window_start, func.count())
+            .where(wa.window_start.in_(reported))
+            .group_by(wa.window_start)
+        )
+        return {start: int(n) for start, n in rows}
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The nearest-rank percentile: a value that was measured, never an interpolation."""
+    ordered = sorted(values)
+    return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
+
+
+def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None) -> Figures:
+    """In a fresh process: ingest the topic as the service does, then tick its evaluation."""
+    rss_start = rss_mb()
+    cfg = load_config(config)
+    engine = make_engine(cfg.database.url)
+    upgrade(engine)
+    sessions = make_session_factory(engine)
+    store_profiles(cfg, sessions, workdir)
+    metrics = Metrics()
+    evaluator = build_evaluator(cfg, sessions, ReportMetrics(metrics))
+    loop = build_ingest_loop(cfg, metrics, specs=evaluator.specs())
+    stop = threading.Event()
+    loop.stats = times = FlushTimes(size.events, stop)
+    with profiled(profile, "ingest"):
+        loop.run(stop)
+    assert times.first is not None, "the loop read nothing"
+    rate = size.events / (time.perf_counter() - times.first)
+    loop.dlq.close(timeout=2)
+    print(f"{size.models} models: ingested at {rate:,.0f} events/s", flush=True)
+    performance = build_performance_evaluator(
+        cfg, sessions, ReportMetrics(metrics), evaluator.finality
+    )
+    evaluate = evaluation_job(cfg, evaluator, loop, performance)
+    before = table_counts(engine)
+    with profiled(profile, "tick"):
+        tick = timed_tick(evaluate.steps)
+    written = {
+        name: n - before.get(name, 0)
+        for name, n in table_counts(engine).items()
+        if n != before.get(name, 0)
+    }
+    idle_tick = timed_tick(evaluate.steps)
+    aggregates = closed_aggregates(sessions)
+    windows = len(aggregates)
+    reports = written.get("drift_reports", 0)
+    expected = size.models * size.versions * size.closed_windows
+    if windows != size.closed_windows or reports != expected:
+        raise RuntimeError(
+            f"expected {expected} drift reports over {size.closed_windows} closed windows, "
+            f"the tick wrote {reports} over {windows}"
+        )
+    rows = {"window_aggregates": sum(aggregates.values()), **written}
+    engine.dispose()
+    return Figures(
+        models=size.models,
+        events=size.events,
+        flushes=len(times.flush_seconds),
+        flush_p50=percentile(times.flush_seconds, 0.50),
+        flush_p99=percentile(times.flush_seconds, 0.99),
+        tick=tick,
+        idle_tick=idle_tick,
+        reports=reports,
+        rows_per_window=sum(rows.values()) / windows,
+        rows=rows,
+        rss=max(times.peak_rss, rss_mb()),
+        rss_start=rss_start,
+        ingest_rate=rate,
+    )
+
+
+@contextmanager
+def profiled(directory: Path | None, part: str) -> Iterator[None]:
+    """Profile the block into ``directory/<part>.pstats`` when a directory is given."""
+    if directory is None:
+        yield
+        return
+    profiler = cProfile.Profile()
+    profiler.enable()
+    try:
+        yield
+    finally:
+        profiler.disable()
+        profiler.dump_stats(directory / f"{part}.pstats")
+
+
+def timed_tick(steps: Any) -> float:
+    """One run of the ``evaluate`` job's steps, as the scheduler runs them (minus its
+    error handling: a failure here stops the benchmark instead of being logged)."""
+    began = time.perf_counter()
+    for step in steps:
+        step.work()
+    return time.perf_counter() - began
+
+
+def in_child(kafka: TestKafka, config: Path, size: Size, profile: Path | None) -> Figures:
+    """Run :func:`measure` in a fresh process; its figures."""
+    argv = [sys.executable, __file__, "--measure", str(config), "--size", json.dumps(asdict(size))]
+    if profile is not None:
+        (profile / str(size.models)).mkdir(parents=True, exist_ok=True)
+        argv += ["--profile", str(profile / str(size.models))]
+    done = subprocess.run(argv, env=broker_env(kafka), capture_output=True, text=True, check=False)
+    lines = done.stdout.strip().splitlines()
+    for line in lines[:-1]:
+        print(line, flush=True)
+    if done.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        tail = done.stdout[-2000:] + done.stderr[-4000:]
+        raise RuntimeError(f"{size.models} models failed:\n{tail}")
+    return Figures(**json.loads(lines[-1]))
+
+
+def reset_database(url: str) -> None:
+    """Drop every table of an external database, so each size starts from an empty one."""
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        for name in inspect(conn).get_table_names():
+            conn.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
+    engine.dispose()
+
+
+def describe(f: Figures) -> str:
+    flush = f"flush p50 {f.flush_p50 * 1000:.0f} ms p99 {f.flush_p99 * 1000:.0f} ms"
+    return (
+        f"{f.models} models: {flush}, "
+        f"tick {f.tick:.2f} s, rows/window {f.rows_per_window:.0f}, RSS {f.rss:.0f} MB"
+    )
+
+
+def run_size(
+    kafka: TestKafka, size: Size, db: str | None, workdir: Path, profile: Path | None
+) -> Figures:
+    topic = f"bench-scale-{size.models}-{time.time_ns()}"
+    here = workdir / str(size.models)
+    here.mkdir()
+    if db is not None:
+        reset_database(db)
+    url = db or f"sqlite:///{here / 'scale.db'}"
+    config = config_for(size, kafka, url, topic, here)
+    fill(kafka, load_config(config), size, topic)
+    figures = in_child(kafka, config, size, profile)
+    print(
+        f"  {describe(figures)}; {figures.flushes} flushes, idle tick {figures.idle_tick:.2f} s, "
+        f"{figures.reports} reports; rows per table {figures.rows}; "
+        f"RSS {figures.rss_start:.0f} MB at start",
+        flush=True,
+    )
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--models", type=int, nargs=2, default=[20, 200], metavar=("FEW", "MANY"))
+    parser.add_argument("--events-per-window", type=int, default=50, help="per model version")
+    parser.add_argument("--windows", type=int, default=3, help="closed windows per model version")
+    parser.add_argument("--flushes", type=int, default=10, help="flushes over the whole stream")
+    parser.add_argument("--db", help="a PostgreSQL URL to run on instead of SQLite (emptied)")
+    parser.add_argument(
+        "--quick", action="store_true", help="4 and 8 models of 8 features, few events"
+    )
+    parser.add_argument(
+        "--profile", type=Path, help="write cProfile stats of each size's ingest and tick here"
+    )
+    parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--size", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure is not None:
+        size = Size(**json.loads(args.size))
+        figures = measure(args.measure, size, args.measure.parent, args.profile)
+        print(json.dumps(asdict(figures)))
+        return
+    features = {"numerical": 22, "categorical": 8}
+    if args.quick:
+        args.models, args.events_per_window, args.windows, args.flushes = [4, 8], 10, 1, 3
+        features = {"numerical": 6, "categorical": 2}
+    sizes = [
+        Size(n, VERSIONS, args.events_per_window, args.windows, args.flushes, **features)
+        for n in args.models
+    ]
+    with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
+        few, many = (run_size(kafka, s, args.db, Path(tmp), args.profile) for s in sizes)
+    bound = many.models / few.models
+    print(
+        f"scale: {describe(few)}; {describe(many)}; growth (linear = {bound:.1f}): "
+        f"flush p99 {many.flush_p99 / few.flush_p99:.1f}, tick {many.tick / few.tick:.1f}, "
+        f"rows {many.rows_per_window / few.rows_per_window:.1f}, "
+        f"RSS {(many.rss - many.rss_start) / (few.rss - few.rss_start):.1f}"
+    )
+
+
+if __name__ == "__main__":
+    main()
