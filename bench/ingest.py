@@ -47,7 +47,7 @@ from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from service.config import KafkaConfig
 from service.kafka_clients import consumer_options
-from service.process import limit_malloc_arenas, pin_mmap_threshold
+from service.process import limit_malloc_arenas, pin_mmap_threshold, settle_heap
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model
 
@@ -141,6 +141,7 @@ def child(topic: str, count: int, workdir: Path, name: str, archive: bool) -> No
             stats=progress,
             archive=intake,
         )
+        settle_heap()
         loop.run(stop)
         assert progress.first is not None, "the loop read nothing"
         seconds = time.perf_counter() - progress.first
