@@ -1,10 +1,11 @@
-"""Process-wide settings the service applies at start-up, before any thread exists."""
+"""Process-wide settings the service applies at start-up: allocator limits before any
+thread exists, the garbage collector's once everything is built."""
 
 from __future__ import annotations
 
 import ctypes
-import gc
 import ctypes.util
+import gc
 import os
 
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number for the arena limit
@@ -50,7 +51,6 @@ def _mallopt(variable: str, parameter: int, value: int) -> bool:
     except (OSError, AttributeError):
         return False
     return bool(mallopt(parameter, value))
-
 
 
 # Young objects between collections of the youngest generation (CPython's default: 700).
