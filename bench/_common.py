@@ -91,8 +91,9 @@ class Progress(NullStats):
     Every read prediction is reported as consumed, late or invalid; once
     ``target`` are, ``done`` is set and the loop flushes and stops. ``each``
     sees the running count after every report (a batch, or one window of it),
-    and ``first`` is when the first report came (``clock``), so a run is timed
-    from its first record as a bare consumer is.
+    and ``first`` is when the first report came (``clock``; ``first_cpu`` the
+    process CPU time then), so a run is timed from its first record as a bare
+    consumer is.
     """
 
     def __init__(
@@ -105,10 +106,11 @@ class Progress(NullStats):
         self.target, self.done, self.each, self.clock = target, done, each, clock
         self.read = 0
         self.first: float | None = None
+        self.first_cpu = 0.0
 
     def _add(self, n: int) -> None:
         if self.first is None:
-            self.first = self.clock()
+            self.first, self.first_cpu = self.clock(), time.process_time()
         self.read += n
         if self.each is not None:
             self.each(self.read)

@@ -1,30 +1,40 @@
-"""Ingestion throughput: driftwatch's full path against a bare kafka-python loop.
+"""Ingestion throughput and CPU: driftwatch's full path against a bare kafka-python loop.
 
 Both read the same 3-partition topic of 20-feature prediction events in this
-one process run: (a) a consumer that only polls, (b) driftwatch's ingestion
-loop (decode, validate, aggregate, transactional SQL flush with offsets) with
-the labeled-event archive off, (c) the same with the archive on (a Delta append
-per flush before the SQL commit, in a local directory). Each is timed from its
-first record to its last. Each round runs the three back to back; the ratios
-printed last are the medians over ``--rounds`` of each round's ratios, and the
-rates the medians of the rounds' rates.
+one benchmark run, each in a fresh process of its own: (a) a consumer that only
+polls (``_bare_consumer.py``: kafka-python and the standard library, nothing
+else), (b) driftwatch's ingestion loop (decode, validate, aggregate,
+transactional SQL flush with offsets) with the labeled-event archive off, built
+and started as the service starts it, (c) the same with the archive on (a Delta
+append per flush before the SQL commit, in a local directory). Each side is
+timed from its first record to its last, in wall-clock seconds and in its own
+process's CPU seconds (``time.process_time``: every thread, user and system),
+which a shared machine disturbs far less than wall-clock time. Each round runs
+the three back to back; the ratios printed last are the medians over
+``--rounds`` of each round's ratios, and the rates the medians of the rounds'
+rates. The CPU ratio is driftwatch's CPU per event over the bare consumer's.
 
-Last line: ``ingest: <events/s> events/s (<ratio> of bare consumer); archive on:
-<events/s> events/s (<ratio> of bare consumer)`` (one line).
-``--quick`` runs 3,000 events once, for the smoke test (the ratio means nothing then).
+Last line: ``ingest: <events/s> events/s (<wall ratio> of bare consumer, <cpu
+ratio> CPU); archive on: <events/s> events/s (<wall ratio> of bare consumer,
+<cpu ratio> CPU)`` (one line). ``--quick`` runs 3,000 events once, for the
+smoke test (the ratios mean nothing then).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import Progress, bare_consumer, broker, fill_topic
+from _common import Progress, broker, broker_env, fill_topic
 from kafka import KafkaConsumer
 
 from consumers.archive import ArchiveIntake
@@ -37,8 +47,29 @@ from db.migrate import upgrade
 from db.session import make_engine, make_session_factory
 from service.config import KafkaConfig
 from service.kafka_clients import consumer_options
+from service.process import limit_malloc_arenas, pin_mmap_threshold, settle_heap
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model
+
+HERE = Path(__file__).resolve().parent
+
+
+@dataclass(frozen=True)
+class Run:
+    """One side's reading of the topic: wall-clock and process CPU seconds."""
+
+    events: int
+    seconds: float
+    cpu_seconds: float
+
+    # A quick run's bare side can read everything in one poll: floors keep its ratios finite.
+    @property
+    def rate(self) -> float:
+        return self.events / max(self.seconds, 1e-6)
+
+    @property
+    def cpu_per_million(self) -> float:
+        return max(self.cpu_seconds, 1e-6) / self.events * 1e6
 
 
 def _spec() -> Any:
@@ -47,55 +78,90 @@ def _spec() -> Any:
     return ModelConfig.model_validate(wide_model()).spec("wide")
 
 
-def bare(kafka: TestKafka, topic: str, count: int) -> float:
-    consumer = bare_consumer(kafka, topic)
-    seen, first = 0, 0.0
-    while seen < count:
-        for records in consumer.poll(timeout_ms=500).values():
-            if not first:
-                first = time.perf_counter()
-            seen += len(records)
-    elapsed = time.perf_counter() - first
-    consumer.close()
-    return count / elapsed
+def _last_json(argv: list[str], kafka: TestKafka) -> dict[str, Any]:
+    """Run a side's process; the JSON object its last output line holds."""
+    done = subprocess.run(
+        argv, env=broker_env(kafka), cwd=HERE, capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        sys.stderr.write(done.stderr[-4000:])
+        raise SystemExit(f"{argv[1:3]} exited with {done.returncode}")
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return result
+
+
+def bare(kafka: TestKafka, topic: str, count: int) -> Run:
+    """The bare consumer, in a fresh process, with the options the service's consumer has."""
+    opts = consumer_options(KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers]), "earliest")
+    opts.update(kafka.client_options)
+    # Group settings mean nothing to a consumer outside any group (and a class is no JSON).
+    for key in ("group_id", "partition_assignment_strategy"):
+        opts.pop(key, None)
+    args = {"options": opts, "topic": topic, "count": count}
+    out = _last_json([sys.executable, str(HERE / "_bare_consumer.py"), json.dumps(args)], kafka)
+    if out["read"] < count:
+        raise SystemExit(f"the bare consumer read {out['read']} of {count} events")
+    return Run(count, out["seconds"], out["cpu_seconds"])
 
 
 def full(
     kafka: TestKafka, topic: str, count: int, workdir: Path, round_no: int, archive: bool
-) -> float:
-    spec = _spec()
+) -> Run:
+    """driftwatch's loop over ``topic``, in a fresh process (``--child``)."""
     name = f"{'archive' if archive else 'ingest'}-{round_no}"
-    url = f"sqlite:///{workdir / f'{name}.db'}"
-    settings = ArchiveSettings(uri=str(workdir / name))
-    intake = ArchiveIntake(ArchiveWriter(settings, name), ["wide"]) if archive else None
-    stop = threading.Event()
-    progress = Progress(count, stop)
-    engine = make_engine(url)
-    upgrade(engine)
-    cfg = KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers])
-    opts = consumer_options(cfg, "earliest")
-    opts.update(kafka.client_options, group_id=f"bench-{topic}-{name}")
-    loop = IngestLoop(
-        consumer=KafkaConsumer(**opts),
-        decoder=EventDecoder({"wide": spec}),
-        store=CheckpointStore(make_session_factory(engine), f"bench-{name}", time.time),
-        dead_letters=DeadLetterPublisher(kafka.producer, f"{topic}-dlq"),
-        settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
-        stats=progress,
-        archive=intake,
-    )
-    loop.run(stop)
-    assert progress.first is not None, "the loop read nothing"
-    elapsed = time.perf_counter() - progress.first
-    loop.dlq.close(timeout=2)
-    stored = CheckpointStore(make_session_factory(engine), f"bench-{name}", time.time)
-    offsets = stored.load(topic, range(3))
-    assert sum(o.next_offset for o in offsets.values()) == count, "full path did not store all"
-    if archive:
-        rows = read_table(settings, "wide", Kind.PREDICTIONS, columns=["offset"])
-        assert rows is not None and rows.num_rows == count, "the archive does not hold all"
-    engine.dispose()
-    return count / elapsed
+    argv = [sys.executable, str(HERE / "ingest.py"), "--child", name, "--topic", topic]
+    argv += ["--events", str(count), "--workdir", str(workdir)]
+    out = _last_json(argv + (["--archive"] if archive else []), kafka)
+    return Run(count, out["seconds"], out["cpu_seconds"])
+
+
+def child(topic: str, count: int, workdir: Path, name: str, archive: bool) -> None:
+    """One driftwatch run, in this process: build the loop as the service does, run it,
+    check what it stored, and print ``{"seconds": ..., "cpu_seconds": ...}``."""
+    limit_malloc_arenas()
+    pin_mmap_threshold()
+    with broker() as kafka:
+        spec = _spec()
+        url = f"sqlite:///{workdir / f'{name}.db'}"
+        settings = ArchiveSettings(uri=str(workdir / name))
+        intake = ArchiveIntake(ArchiveWriter(settings, name), ["wide"]) if archive else None
+        stop = threading.Event()
+        progress = Progress(count, stop)
+        engine = make_engine(url)
+        upgrade(engine)
+        cfg = KafkaConfig(bootstrap_servers=[kafka.bootstrap_servers])
+        opts = consumer_options(cfg, "earliest")
+        opts.update(kafka.client_options, group_id=f"bench-{topic}-{name}")
+        loop = IngestLoop(
+            consumer=KafkaConsumer(**opts),
+            decoder=EventDecoder({"wide": spec}),
+            store=CheckpointStore(make_session_factory(engine), f"bench-{name}", time.time),
+            dead_letters=DeadLetterPublisher(kafka.producer, f"{topic}-dlq"),
+            settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
+            stats=progress,
+            archive=intake,
+        )
+        settle_heap()
+        loop.run(stop)
+        assert progress.first is not None, "the loop read nothing"
+        seconds = time.perf_counter() - progress.first
+        cpu = time.process_time() - progress.first_cpu
+        loop.dlq.close(timeout=2)
+        stored = CheckpointStore(make_session_factory(engine), f"bench-{name}", time.time)
+        offsets = stored.load(topic, range(3))
+        assert sum(o.next_offset for o in offsets.values()) == count, "full path did not store all"
+        if archive:
+            rows = read_table(settings, "wide", Kind.PREDICTIONS, columns=["offset"])
+            assert rows is not None and rows.num_rows == count, "the archive does not hold all"
+        engine.dispose()
+    print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}), flush=True)
+
+
+def _summary(label: str, runs: list[tuple[Run, Run]]) -> str:
+    rate = statistics.median(d.rate for _, d in runs)
+    wall = statistics.median(d.rate / b.rate for b, d in runs)
+    cpu = statistics.median(d.cpu_per_million / b.cpu_per_million for b, d in runs)
+    return f"{label}: {rate:.0f} events/s ({wall:.2f} of bare consumer, {cpu:.2f} CPU)"
 
 
 def main() -> None:
@@ -103,7 +169,14 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="3,000 events, one round (smoke test)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--topic", help=argparse.SUPPRESS)
+    parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--archive", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.child:
+        child(args.topic, args.events, args.workdir, args.child, args.archive)
+        return
     if args.quick:
         args.events, args.rounds = 3000, 1
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
@@ -112,29 +185,25 @@ def main() -> None:
         sample = kafka.read_all(topic, timeout=30)[:1000]
         size = sum(len(r.value) for r in sample) / max(len(sample), 1)
         print(f"event size: {size:.0f} bytes, 20 features", flush=True)
-        rounds: list[tuple[float, float, float]] = []
+        full_runs: list[tuple[Run, Run]] = []
+        archive_runs: list[tuple[Run, Run]] = []
         for r in range(args.rounds):
             b = bare(kafka, topic, args.events)
             f = full(kafka, topic, args.events, Path(tmp), r, archive=False)
             a = full(kafka, topic, args.events, Path(tmp), r, archive=True)
             print(
-                f"round {r + 1}: bare {b:,.0f} events/s, driftwatch {f:,.0f} events/s "
-                f"({f / b:.2f}), with the archive {a:,.0f} events/s ({a / b:.2f})",
+                f"round {r + 1}: bare {b.rate:,.0f} events/s {b.cpu_per_million:.1f} CPU s/M, "
+                f"driftwatch {f.rate:,.0f} events/s {f.cpu_per_million:.1f} CPU s/M, "
+                f"with the archive {a.rate:,.0f} events/s {a.cpu_per_million:.1f} CPU s/M",
                 flush=True,
             )
-            rounds.append((b, f, a))
+            full_runs.append((b, f))
+            archive_runs.append((b, a))
         # Each round's three runs follow each other, so their ratios share the machine's
         # state of the moment; the median of those ratios is what one run of the service
         # against the bare consumer gives, where a ratio of best rounds would pit one lucky
         # bare round against another round's driftwatch run.
-        full_rate = statistics.median(f for _, f, _ in rounds)
-        archive_rate = statistics.median(a for _, _, a in rounds)
-        full_ratio = statistics.median(f / b for b, f, _ in rounds)
-        archive_ratio = statistics.median(a / b for b, _, a in rounds)
-        print(
-            f"ingest: {full_rate:.0f} events/s ({full_ratio:.2f} of bare consumer); "
-            f"archive on: {archive_rate:.0f} events/s ({archive_ratio:.2f} of bare consumer)"
-        )
+        print(f"{_summary('ingest', full_runs)}; {_summary('archive on', archive_runs)}")
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ from db.repositories import WindowAggregateRepository
 from db.session import make_engine, make_session_factory
 from service.config import KafkaConfig, ModelConfig
 from service.kafka_clients import consumer_options
-from service.process import limit_malloc_arenas, pin_mmap_threshold
+from service.process import limit_malloc_arenas, pin_mmap_threshold, settle_heap
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model
 
@@ -148,6 +148,7 @@ def full(
         settings=IngestSettings(topic=topic, flush_events=50_000, flush_interval=2.0),
         stats=Progress(count, stop, each=track.seen),
     )
+    settle_heap()  # as `driftwatch run` does once everything is built
     loop.run(stop)
     loop.dlq.close(timeout=2)
     with sessions() as session:

@@ -31,14 +31,13 @@ import numpy.typing as npt
 from drift.profile import CategoricalProfile, NumericalProfile
 from drift.schema import FeatureKind
 from drift.sketch import CategoricalSketch, NumericSketch
-from drift.stats import Method, categorical, numerical
+from drift.stats import NUMERICAL_ONLY, Method, categorical, numerical
 
 FloatArray = npt.NDArray[np.float64]
 Outcome = tuple[Method, float, float | None]
 
 SMALL_REFERENCE = 1000
 FEW_VALUES = 5
-NUMERICAL_ONLY = frozenset({Method.KS, Method.WASSERSTEIN})
 
 
 def default_method(kind: FeatureKind, reference_count: int, n_values: int) -> Method:

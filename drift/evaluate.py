@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from drift import columns as col
-from drift.compare import NUMERICAL_ONLY, compare_categorical, compare_numerical
+from drift.compare import compare_categorical, compare_numerical
 from drift.errors import SketchMismatch
 from drift.profile import (
     CategoricalProfile,
@@ -42,7 +42,7 @@ from drift.profile import (
 from drift.report import DriftReport, FeatureDrift
 from drift.schema import FeatureKind
 from drift.sketch import CategoricalSketch, NumericSketch, WindowSketch
-from drift.stats import Method
+from drift.stats import NUMERICAL_ONLY, Method
 from drift.stats.correction import benjamini_hochberg
 
 DEFAULT_MIN_ROWS = 30

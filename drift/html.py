@@ -51,11 +51,10 @@ import numpy as np
 import numpy.typing as npt
 
 from drift import columns as col
-from drift.compare import NUMERICAL_ONLY
 from drift.profile import FeatureProfile, NumericalProfile, ReferenceProfile
 from drift.report import DriftReport
 from drift.schema import FeatureKind
-from drift.stats import Method
+from drift.stats import NUMERICAL_ONLY, Method
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -15,7 +15,7 @@ from service.api.server import ApiServer, serve
 from service.config import Config
 from service.errors import ServiceError
 from service.metrics import Metrics
-from service.process import limit_malloc_arenas, pin_mmap_threshold
+from service.process import limit_malloc_arenas, pin_mmap_threshold, settle_heap
 from service.scheduler import build_scheduler
 from service.wiring.root import build_service
 
@@ -67,6 +67,7 @@ def run(cfg: Config, config_path: str | None = None) -> None:
     try:
         if service.api is not None:
             service.closers.append(start_api(cfg, service.api, stop.wait).close)
+        settle_heap()
         service.loop.run(stop)
     finally:
         # A rendering in flight is abandoned, not awaited: it is redone after a restart.

@@ -14,11 +14,11 @@ import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import fsspec
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 from deltalake import DeltaTable
 from deltalake.exceptions import TableNotFoundError
@@ -27,6 +27,11 @@ from db.archive.errors import ArchiveError, translate
 from db.archive.settings import ArchiveSettings, Kind
 from db.archive.tables import LABEL_SCHEMA, TIMESTAMP, prediction_schema
 from drift.schema import ModelSpec
+
+if TYPE_CHECKING:
+    # Only a type here; importing pyarrow.dataset imports pandas, which the ingest process
+    # (it imports this package to write the archive) would then carry for nothing.
+    import pyarrow.dataset as pads
 
 _FIXED = ("event_id", "model_version", "event_time", "prediction", "label", "label_time")
 

@@ -17,6 +17,7 @@ returns a :class:`Check` with one of three outcomes; *inconclusive* means
   of the canary over stable's, from their
   :class:`~drift.latency_sketch.LatencySketch`.
 
+>>> from drift.canary import accuracy_noninferiority, prediction_divergence, sample_ratio
 >>> checks = [
 ...     accuracy_noninferiority(1880, 2000, 1870, 2000, margin=0.02),
 ...     sample_ratio(18_000, 2_000, 0.1),
@@ -26,20 +27,57 @@ returns a :class:`Check` with one of three outcomes; *inconclusive* means
 ['pass', 'pass', 'pass']
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from drift.canary.check import Check, Outcome
-from drift.canary.divergence import js_distance, null_distance, prediction_divergence
-from drift.canary.latency import latency_ratio, quantile_bounds
-from drift.canary.noninferiority import (
-    accuracy_noninferiority,
-    error_noninferiority,
-    mean_sample_size,
-    newcombe_interval,
-    operating_characteristic,
-    proportion_sample_size,
-    welch_interval,
-    wilson_interval,
-)
-from drift.canary.split import sample_ratio, srm_p_value
+
+if TYPE_CHECKING:
+    from drift.canary.divergence import js_distance, null_distance, prediction_divergence
+    from drift.canary.latency import latency_ratio, quantile_bounds
+    from drift.canary.noninferiority import (
+        accuracy_noninferiority,
+        error_noninferiority,
+        mean_sample_size,
+        newcombe_interval,
+        operating_characteristic,
+        proportion_sample_size,
+        welch_interval,
+        wilson_interval,
+    )
+    from drift.canary.split import sample_ratio, srm_p_value
+
+# The checks need SciPy; Check and Outcome do not, and the SQL tables that store
+# analyses import them, which would otherwise load SciPy into every process that opens
+# the database (the ingestion process among them). The checks load on first use.
+_CHECKS = {
+    "divergence": ("js_distance", "null_distance", "prediction_divergence"),
+    "latency": ("latency_ratio", "quantile_bounds"),
+    "noninferiority": (
+        "accuracy_noninferiority",
+        "error_noninferiority",
+        "mean_sample_size",
+        "newcombe_interval",
+        "operating_characteristic",
+        "proportion_sample_size",
+        "welch_interval",
+        "wilson_interval",
+    ),
+    "split": ("sample_ratio", "srm_p_value"),
+}
+_MODULE_OF = {name: module for module, names in _CHECKS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Check",

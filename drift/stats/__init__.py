@@ -53,3 +53,6 @@ class Method(StrEnum):
 
 
 _P_VALUE = frozenset({Method.KS, Method.CHI_SQUARE, Method.Z})
+# Here, not beside the comparisons in drift.compare, so that configuration can check
+# it without importing the tests (SciPy).
+NUMERICAL_ONLY = frozenset({Method.KS, Method.WASSERSTEIN})

@@ -16,11 +16,10 @@ from pydantic import (
 
 from consumers.detectors import ALARM_RULE, DETECTOR_NAMES, ZERO_ONE_ONLY, DetectorSpec
 from consumers.labels import LabelSpec
-from drift.compare import NUMERICAL_ONLY
 from drift.detectors.losses import regression_scale
 from drift.performance import Task
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
-from drift.stats import Method
+from drift.stats import NUMERICAL_ONLY, Method
 from service.config.archive import RESERVED_COLUMNS, ModelArchiveConfig
 from service.config.base import Duration, Strict
 from service.config.retrain import ModelRetrainConfig

@@ -62,3 +62,34 @@ def test_big_buffers_stay_mmapped_after_a_big_free() -> None:
 def test_an_explicit_mmap_threshold_wins(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MALLOC_MMAP_THRESHOLD_", "65536")
     assert pin_mmap_threshold() is False
+
+
+# A child process: a frozen heap is never collected again, which this test session
+# must not suffer. Start-up garbage (a reference cycle) is collected before the
+# freeze, what start-up built is frozen, and what comes after is collected as usual.
+_SETTLED = """
+import gc, weakref
+from service.process import YOUNG_THRESHOLD, settle_heap
+class Node:
+    pass
+kept, garbage = Node(), Node()
+garbage.self = garbage
+gone = weakref.ref(garbage)
+del garbage
+settle_heap()
+frozen = gc.get_freeze_count()
+later = Node()
+later.self = later
+seen_later = weakref.ref(later)
+del later
+gc.collect()
+print(gone() is None, frozen > 0, gc.get_threshold()[0] == YOUNG_THRESHOLD, seen_later() is None)
+"""
+
+
+def test_settle_heap_collects_then_freezes_start_up_and_spaces_collections() -> None:
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run(
+        [sys.executable, "-c", _SETTLED], env=env, capture_output=True, text=True, check=True
+    )
+    assert done.stdout.split() == ["True", "True", "True", "True"]
