@@ -70,8 +70,13 @@ types: $(STAMP)
 # the run instead of skipping, and "no tests ran" (pytest exit 5) is a failure.
 # PYTHONFAULTHANDLER: a crash of the interpreter itself (also after pytest's own
 # handler is gone, at exit) prints every thread's stack instead of nothing.
+# Two workers (pytest-xdist), whole files each, slow files first (tests/conftest.py): the
+# end-to-end loops mostly wait, and the short tests fill that time on the other worker.
+# PYTEST_WORKERS=0 runs everything in one process.
+PYTEST_WORKERS ?= 2
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) $(if $(filter 0,$(PYTEST_WORKERS)),,--dist loadfile --no-loadscope-reorder)
 test: kafka-dist s3-server browser lint types
-	PYTHONFAULTHANDLER=1 DRIFTWATCH_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -p no:cacheprovider; \
+	PYTHONFAULTHANDLER=1 DRIFTWATCH_REQUIRE_SERVICES=1 $(BIN)/python -m pytest -p no:cacheprovider $(PYTEST_PARALLEL) --durations=25; \
 	  rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests" >&2; exit 1; fi; exit $$rc
 
 test-fast: $(STAMP) s3-server

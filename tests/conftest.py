@@ -44,6 +44,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     os._exit(status)
 
 
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the ``slow`` modules first, keeping the order otherwise.
+
+    ``make test`` hands whole files to two workers in collection order (pytest-xdist's
+    ``loadfile``, its reordering off). The slow ones are end-to-end loops that mostly wait
+    on a broker and their subprocesses; started first, they overlap the many short tests on
+    the other worker instead of running alone at the end. Every worker sorts the same
+    collection the same way, as xdist requires.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 def _require_services() -> bool:
     return os.environ.get("CI") == "true" or os.environ.get("DRIFTWATCH_REQUIRE_SERVICES") == "1"
 

@@ -18,6 +18,9 @@ import pytest
 
 from tests.harness.kafka import TestKafka
 
+# Each one a subprocess of seconds to minutes: scheduled first (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 REPO = Path(__file__).resolve().parents[2]
 TIMEOUT = 240.0  # seconds; a hung benchmark fails instead of stalling the suite
 _API_VERSION_ENV = "DRIFTWATCH_KAFKA__API_VERSION"

@@ -12,7 +12,7 @@ from tests.harness.closed_loop import run_closed_loop
 from tests.harness.k8s.cluster import NAMESPACE, cluster, job_template, write_kubeconfig
 from tests.harness.kafka import TestKafka
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_the_closed_loop_runs_its_jobs_on_kubernetes(

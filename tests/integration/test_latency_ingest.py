@@ -22,7 +22,7 @@ from tests.harness.chaos import DeferredProducer, HeldBack, run_chaos
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 Key = tuple[str, int]  # (model version, window start epoch)
 

@@ -18,7 +18,7 @@ from service.dev.loop import AFTER_WINDOWS, STEPS
 from tests.harness.closed_loop import ClosedLoop, run_closed_loop
 from tests.harness.kafka import TestKafka
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 
 @pytest.mark.parametrize("scenario", ["concept"])

@@ -43,7 +43,7 @@ from tests.harness.k8s.server import Emulator
 from tests.harness.scenario import REPO, ServiceProcess
 from tests.integration.test_rollout_kill import expected, state
 
-pytestmark = [pytest.mark.postgres, pytest.mark.kafka]
+pytestmark = [pytest.mark.postgres, pytest.mark.kafka, pytest.mark.slow]
 
 NOW = datetime(2026, 12, 5, tzinfo=UTC)
 STEPS = [5, 25, 50, 100]

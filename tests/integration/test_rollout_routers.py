@@ -78,7 +78,7 @@ from tests.harness.receivers import Receiver, receiver
 from tests.harness.scenario import create_topics, write_config
 from tests.harness.traffic import AS_STABLE, SHIFTED, WORSE, Traffic
 
-pytestmark = pytest.mark.postgres
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
 
 KINDS = ("file", "replicas", "gateway-api", "istio", "kserve", "manual")
 CASES = {"healthy": AS_STABLE, "shifted": SHIFTED, "worse": WORSE, "sparse": AS_STABLE}
