@@ -16,7 +16,7 @@ from tests.harness.kafka import TestKafka
 from tests.harness.labels import produce_labeled
 from tests.harness.scenario import wide_model
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(

@@ -17,7 +17,7 @@ from service.config import load_config
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wait_for_total, wide_model
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 WINDOW = 10
 CALM_WINDOWS = 50

@@ -26,7 +26,7 @@ from tests.harness.kafka import TestKafka
 from tests.harness.late_labels import DelayedSend, Stored, produce_delayed, push, send_late, stored
 from tests.harness.scenario import REPO, ServiceProcess, wide_model
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 HORIZON, LATE = 600.0, 6 * 3600.0
 PARTITIONS = 3  # create_topics' default
 

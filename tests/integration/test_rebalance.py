@@ -17,7 +17,7 @@ import pytest
 
 from tests.harness.scenario import ServiceProcess, compare, stored_counts, wait_for_total
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 PART = 20_000
 
 

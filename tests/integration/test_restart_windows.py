@@ -46,7 +46,7 @@ from service.config import load_config
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wait_for_count, wide_model
 
-pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
+pytestmark = [pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
 WINDOW = 10
 RATE = 100.0

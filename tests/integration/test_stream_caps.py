@@ -48,6 +48,9 @@ from tests.harness.inprocess import InProcessService
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import create_topics, wait_for_count, wide_model, write_config
 
+# Minutes of wall clock: scheduled first under `make test` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 T = 1_800_000_000
 TOPIC, GROUP = "predictions", "caps"
 SHOP = ModelSpec(

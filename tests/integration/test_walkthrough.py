@@ -39,7 +39,7 @@ import yaml
 from tests.conftest import _unavailable
 from tests.harness.scenario import REPO
 
-pytestmark = [pytest.mark.kafka]
+pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 WALKTHROUGH = REPO / "docs" / "walkthrough.md"
 DEMO = REPO / "service" / "examples" / "demo.yaml"

@@ -15,6 +15,9 @@ from retrain.trainer.estimators import default_pipeline
 from retrain.trainer.model import Task
 from service.dev.concept import CATEGORICAL, NUMERICAL, Era, draw, scores, train_champion
 
+# Minutes of wall clock: scheduled first under `make test` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def champion() -> object:

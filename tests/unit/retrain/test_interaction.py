@@ -31,6 +31,9 @@ from service.dev.interaction import INTERACTION
 from service.dev.scenarios import SCENARIOS
 from service.errors import ConfigError
 
+# Minutes of wall clock: scheduled first under `make test` (tests/conftest.py).
+pytestmark = pytest.mark.slow
+
 DEMO = Path(__file__).parents[3] / "service" / "examples" / "demo.yaml"
 PINNED = INTERACTION.pinned
 
