@@ -45,6 +45,19 @@ def _seconds(column: pa.ChunkedArray) -> list[float]:
     return (us / 1e6).tolist()  # type: ignore[no-any-return]
 
 
+def _ids_in(partition: int, event_ids: Sequence[str], since: float, until: float) -> pc.Expression:
+    """Rows of ``event_ids`` in one partition, dated from ``since`` to ``until`` (epoch
+    seconds): the date bounds let Delta prune files by their partition column."""
+    d = pc.field("date")
+    first, last = (datetime.fromtimestamp(t, UTC).date() for t in (since, until))
+    return (
+        (pc.field("partition") == partition)
+        & (d >= pa.scalar(first, pa.date32()))
+        & (d <= pa.scalar(last, pa.date32()))
+        & pc.field("event_id").isin(pa.array(sorted(set(event_ids)), pa.string()))
+    )
+
+
 def read_labels(
     settings: ArchiveSettings, model: str, partition: int, start: int, end: int
 ) -> list[ArchivedLabel]:
@@ -80,14 +93,7 @@ def read_predictions(
     predictions partition, with event time in [since, until] (epoch seconds)."""
     if not event_ids:
         return {}
-    d = pc.field("date")
-    first, last = (datetime.fromtimestamp(t, UTC).date() for t in (since, until))
-    where = (
-        (pc.field("partition") == partition)
-        & (d >= pa.scalar(first, pa.date32()))
-        & (d <= pa.scalar(last, pa.date32()))
-        & pc.field("event_id").isin(pa.array(sorted(set(event_ids)), pa.string()))
-    )
+    where = _ids_in(partition, event_ids, since, until)
     rows = read_table(settings, model, Kind.PREDICTIONS, where, PREDICTION_COLUMNS)
     if rows is None or rows.num_rows == 0:
         return {}
@@ -120,15 +126,7 @@ def earlier_labels(
     offset ``before``, dated in [since, until] (epoch seconds; the dates prune files)."""
     if not event_ids:
         return {}
-    d = pc.field("date")
-    first, last = (datetime.fromtimestamp(t, UTC).date() for t in (since, until))
-    where = (
-        (pc.field("partition") == partition)
-        & (pc.field("offset") < before)
-        & (d >= pa.scalar(first, pa.date32()))
-        & (d <= pa.scalar(last, pa.date32()))
-        & pc.field("event_id").isin(pa.array(sorted(set(event_ids)), pa.string()))
-    )
+    where = _ids_in(partition, event_ids, since, until) & (pc.field("offset") < before)
     rows = read_table(settings, model, Kind.LABELS, where, ["event_id", "event_time"])
     out: dict[str, list[float]] = {}
     if rows is None:
