@@ -199,7 +199,7 @@ class Feed:
         self.slices = cut(
             [e.prediction for e in SyntheticStream(plan).events(size.per_stream)], size
         )
-        self.kafka, self.topic, self.size = kafka, topic, size
+        self.kafka, self.topic = kafka, topic
         self.sent = 0
         self.producing = 0.0
 
