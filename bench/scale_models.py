@@ -3,29 +3,37 @@
 Two sizes, by default 20 and 200 models, each with 3 versions and 30 features
 (22 numerical, 8 categorical), every model version sending the same events per
 window, so a size of ten times the models is ten times the work and 10.0 is
-the linear bound of each growth ratio. For each size the parent produces the
-events of every model version, interleaved, into a fresh 3-partition topic;
-then a fresh child process (its own RSS, its own SQLite database) stores each
-model's reference profile and runs what ``driftwatch run`` runs, built by the
-service's own wiring: the ingestion loop (archive on, as configured by
-default) reads the topic to its end, and the ``evaluate`` job (profiles, drift
+the linear bound of each growth ratio. For each size a fresh child process
+(its own RSS, its own SQLite database) stores each model's reference profile
+and runs what ``driftwatch run`` runs, built by the service's own wiring: the
+ingestion loop (archive on, as configured by default) reads a fresh
+3-partition topic to its end, and the ``evaluate`` job (profiles, drift
 evaluation, performance evaluation) runs once over every closed window, then
 once more with nothing new (the steady state of a tick).
 
-Measured per size: the loop's flush duration (p50, p99; the figure the
-service exports as ``driftwatch_flush_duration_seconds``), with flushes every
-1/``--flushes`` of the stream, as a fixed flush interval gives at a fixed rate
-per model; the duration of the evaluating tick; SQL rows written per closed
-window (window aggregates of the closed windows plus every row the tick
-wrote: reports, feature results, alerts); and the child's peak RSS, whose growth
-is that of the part above the RSS the child started with (its imports, the
-same at every size).
+The flushes are alike at both sizes by construction: the parent cuts every
+window of the stream into ``--flushes-per-window`` slices of the same events
+per model version, spreads each model version's events of a slice evenly over
+the partitions, and produces a slice only once the loop has flushed the one
+before. The loop flushes by count, a slice's count, so each flush holds one
+slice: one window of every model version in every partition, as a fixed flush
+interval gives at a fixed rate per model. A flush at ten times the models
+thus touches exactly ten times the window rows.
 
-Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms, tick <s> s,
-rows/window <n>, RSS <mb> MB; 200 models: ...; growth (linear = 10.0): flush
-p99 <x>, tick <x>, rows <x>, RSS <x>``. ``--quick`` runs 4 and 8 models of 8
-features with a few events each, for the smoke test. ``--db`` runs on a PostgreSQL database
-instead of SQLite (its tables are dropped and re-created for every size).
+Measured per size: the loop's flush duration (p50, p99; the figure the
+service exports as ``driftwatch_flush_duration_seconds``) and the window rows
+each flush wrote (their mean is printed, to check the above); the duration of
+the evaluating tick; SQL rows written per closed window (window aggregates of
+the closed windows plus every row the tick wrote: reports, feature results,
+alerts); and the child's peak RSS, whose growth is that of the part above the
+RSS the child started with (its imports, the same at every size).
+
+Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms (<n> rows/flush),
+tick <s> s, rows/window <n>, RSS <mb> MB; 200 models: ...; growth (linear =
+10.0): flush p99 <x>, tick <x>, rows <x>, RSS <x>``. ``--quick`` runs 4 and 8
+models of 8 features with a few events each and one flush per window, for the
+smoke test. ``--db`` runs on a PostgreSQL database instead of SQLite (its
+tables are dropped and re-created for every size).
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ from typing import Any
 from _common import Progress, broker, broker_env, create_topic, rss_mb
 from sqlalchemy import func, inspect, select, table, text
 
+from consumers.checkpoint import CheckpointStore
 from consumers.synthetic import SyntheticPlan, SyntheticStream, write_reference_csv
 from db.migrate import upgrade
 from db.models import WindowAggregate
@@ -78,7 +87,7 @@ class Size:
     versions: int
     events_per_window: int  # per model version
     closed_windows: int
-    flushes: int
+    flushes_per_window: int
     numerical: int = 22
     categorical: int = 8
 
@@ -92,12 +101,31 @@ class Size:
     def events(self) -> int:
         return self.models * self.versions * self.per_stream
 
+    @property
+    def per_slice(self) -> int:
+        """Events per model version in a flush."""
+        return self.events_per_window // self.flushes_per_window
+
+    @property
+    def flush_events(self) -> int:
+        return self.models * self.versions * self.per_slice
+
+    def check(self) -> None:
+        if self.events_per_window % self.flushes_per_window:
+            raise ValueError("--events-per-window must be a multiple of --flushes-per-window")
+        if self.per_slice < PARTITIONS:
+            raise ValueError(
+                f"a flush must hold at least {PARTITIONS} events per model version, "
+                "one per partition: fewer flushes per window or more events"
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class Figures:
     models: int
     events: int
     flushes: int
+    flush_rows: float  # mean window rows a flush wrote
     flush_p50: float
     flush_p99: float
     tick: float
@@ -115,7 +143,8 @@ def model_names(n: int) -> list[str]:
 
 
 def config_for(size: Size, kafka: TestKafka, db: str, topic: str, workdir: Path) -> Path:
-    """The service config of ``size``: every model alike, the loop flushing by count."""
+    """The service config of ``size``: every model alike, the loop flushing by a slice's
+    count."""
     model = wide_model(size.numerical, size.categorical, window="1m")
     return write_config(
         workdir / "config.yaml",
@@ -125,16 +154,14 @@ def config_for(size: Size, kafka: TestKafka, db: str, topic: str, workdir: Path)
         topic=topic,
         group_id=f"bench-{topic}",
         models={name: model for name in model_names(size.models)},
-        flush_events=max(size.events // size.flushes, 1),
-        # Long enough that only the count triggers a flush: each covers the same share
-        # of the stream at every size.
+        flush_events=size.flush_events,
+        # Long enough that only the count triggers a flush, while the next slice is
+        # produced too.
         flush_interval="10m",
-        # A poll never returns more than a flush holds, so that every flush has the same
-        # share, not whatever one poll brought.
         # The broker's largest session timeout: kafka-python sends no heartbeat to a 0.9
         # broker while a flush runs, and a long flush must not cost the group membership.
         extra_consumer={
-            "max_poll_records": max(size.events // size.flushes, 1),
+            "max_poll_records": size.flush_events,
             "session_timeout_ms": 30000,
             "heartbeat_interval_ms": 3000,
         },
@@ -144,46 +171,81 @@ def config_for(size: Size, kafka: TestKafka, db: str, topic: str, workdir: Path)
     )
 
 
-def fill(kafka: TestKafka, cfg: Config, size: Size, topic: str) -> None:
-    """Every model version's events, interleaved, from the start of a minute two hours ago.
+class Feed:
+    """The stream of every model version, cut into the slices the loop flushes one by one.
 
-    The models are alike, so one stream is drawn and each event is sent once per model
-    version under its name and an id of its own: a stream per model version would hold
-    its block of draws (about 15 MB each) all at once.
+    The models are alike, so one stream is drawn, from the start of a minute two hours
+    ago, and each event is sent once per model version under its name and an id of its
+    own: a stream per model version would hold its block of draws (about 15 MB each) all
+    at once. The ``j``-th event of a slice goes to partition ``j mod`` the partitions, for
+    every model version alike, so each one's events of a slice cover every partition.
     """
-    create_topic(kafka, topic, PARTITIONS)
-    specs = cfg.model_specs()
-    first = next(iter(specs))
-    rate = size.events_per_window / WINDOW
-    plan = SyntheticPlan(
-        model=specs[first], rate=rate, start=(time.time() - 7200) // WINDOW * WINDOW
-    )
-    template = [e.prediction for e in SyntheticStream(plan).events(size.per_stream)]
-    head = f'"event_id":"{plan.seed:04x}-'.encode()
-    named = f'"model":"{first}","model_version":"{plan.model_version}"'.encode()
-    sources = [
-        (f'"event_id":"{n:04x}-'.encode(), f'"model":"{m}","model_version":"v{v}"'.encode())
-        for n, (m, v) in enumerate((m, v) for m in specs for v in range(1, size.versions + 1))
+
+    def __init__(self, kafka: TestKafka, cfg: Config, size: Size, topic: str) -> None:
+        create_topic(kafka, topic, PARTITIONS)
+        specs = cfg.model_specs()
+        first = next(iter(specs))
+        plan = SyntheticPlan(
+            model=specs[first],
+            rate=size.events_per_window / WINDOW,
+            start=(time.time() - 7200) // WINDOW * WINDOW,
+        )
+        self.head = f'"event_id":"{plan.seed:04x}-'.encode()
+        self.named = f'"model":"{first}","model_version":"{plan.model_version}"'.encode()
+        self.sources = [
+            (f'"event_id":"{n:04x}-'.encode(), f'"model":"{m}","model_version":"v{v}"'.encode())
+            for n, (m, v) in enumerate((m, v) for m in specs for v in range(1, size.versions + 1))
+        ]
+        self.slices = cut(
+            [e.prediction for e in SyntheticStream(plan).events(size.per_stream)], size
+        )
+        self.kafka, self.topic = kafka, topic
+        self.sent = 0
+        self.producing = 0.0
+
+    def send_next(self) -> None:
+        """Produce the next slice, if any is left; returns once the broker has all of it."""
+        if self.sent == len(self.slices):
+            return
+        began = time.perf_counter()
+        producer = self.kafka.producer(batch_size=512 * 1024, linger_ms=50, acks=1)
+        futures = []
+        try:
+            for j, value in enumerate(self.slices[self.sent]):
+                for event_id, name in self.sources:
+                    sent = value.replace(self.head, event_id, 1).replace(self.named, name, 1)
+                    key = sent[sent.index(b'"event_id":"') + 12 : sent.index(b'","model"')]
+                    futures.append(
+                        producer.send(self.topic, key=key, value=sent, partition=j % PARTITIONS)
+                    )
+            producer.flush()
+            for future in futures:
+                future.get(timeout=30)  # re-raises a failed send: the loop would wait for it
+        finally:
+            producer.close()
+        self.sent += 1
+        self.producing += time.perf_counter() - began
+
+
+def cut(template: list[bytes], size: Size) -> list[list[bytes]]:
+    """``template`` (one model version's events, in time order) in slices of ``size.per_slice``
+    events, each within one window."""
+    windows: dict[int, list[bytes]] = {}
+    for value in template:
+        stamp = json.loads(value)["timestamp"]
+        windows.setdefault(int(datetime.fromisoformat(stamp).timestamp()) // WINDOW, []).append(
+            value
+        )
+    if any(len(events) != size.events_per_window for events in windows.values()):
+        raise RuntimeError(
+            f"expected {size.events_per_window} events in every window of the stream, got "
+            f"{sorted(len(events) for events in windows.values())}"
+        )
+    return [
+        events[i : i + size.per_slice]
+        for _, events in sorted(windows.items())
+        for i in range(0, len(events), size.per_slice)
     ]
-    producer = kafka.producer(batch_size=512 * 1024, linger_ms=50, acks=1)
-    began = time.perf_counter()
-    futures = []
-    try:
-        for value in template:
-            for event_id, name in sources:
-                sent = value.replace(head, event_id, 1).replace(named, name, 1)
-                key = sent[sent.index(b'"event_id":"') + 12 : sent.index(b'","model"')]
-                futures.append(producer.send(topic, key=key, value=sent))
-        producer.flush()
-        for future in futures:
-            future.get(timeout=30)  # re-raises a failed send: the loop would wait for it
-    finally:
-        producer.close()
-    print(
-        f"{size.models} models: produced {size.events:,} events "
-        f"in {time.perf_counter() - began:.1f}s",
-        flush=True,
-    )
 
 
 def store_profiles(cfg: Config, sessions: Any, workdir: Path) -> None:
@@ -200,17 +262,35 @@ def store_profiles(cfg: Config, sessions: Any, workdir: Path) -> None:
         store(sessions, name, built, now)
 
 
+FLUSHED = "flushed"  # the child's line after each flush: the parent sends the next slice
+
+
 class FlushTimes(Progress):
-    """Counts the loop's reads toward its target and keeps every flush's duration."""
+    """Counts the loop's reads toward its target and keeps every flush's duration and the
+    window rows it wrote (counted by :meth:`counting`)."""
 
     def __init__(self, target: int, done: threading.Event) -> None:
         super().__init__(target, done)
         self.flush_seconds: list[float] = []
+        self.flush_rows: list[int] = []
+        self.pending_rows = 0
         self.peak_rss = 0.0
+
+    def counting(self, store: CheckpointStore) -> None:
+        """Count the window rows of each of ``store``'s commits."""
+        commit = store.commit
+
+        def counted(advances: Any, deltas: Any, *args: Any, **kwargs: Any) -> Any:
+            self.pending_rows = len(deltas)
+            return commit(advances, deltas, *args, **kwargs)
+
+        store.commit = counted  # type: ignore[method-assign]
 
     def flushed(self, seconds: float, events: int) -> None:
         self.flush_seconds.append(seconds)
+        self.flush_rows.append(self.pending_rows)
         self.peak_rss = max(self.peak_rss, rss_mb())
+        print(FLUSHED, flush=True)
 
 
 def table_counts(engine: Any) -> dict[str, int]:
@@ -254,12 +334,14 @@ def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None
     loop = build_ingest_loop(cfg, metrics, specs=evaluator.specs())
     stop = threading.Event()
     loop.stats = times = FlushTimes(size.events, stop)
+    times.counting(loop.store)
     with profiled(profile, "ingest"):
         loop.run(stop)
     assert times.first is not None, "the loop read nothing"
     rate = size.events / (time.perf_counter() - times.first)
     loop.dlq.close(timeout=2)
-    print(f"{size.models} models: ingested at {rate:,.0f} events/s", flush=True)
+    # Waits for each next slice included: a figure of the run, not of the loop.
+    print(f"{size.models} models: read at {rate:,.0f} events/s", flush=True)
     performance = build_performance_evaluator(
         cfg, sessions, ReportMetrics(metrics), evaluator.finality
     )
@@ -288,6 +370,7 @@ def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None
         models=size.models,
         events=size.events,
         flushes=len(times.flush_seconds),
+        flush_rows=sum(times.flush_rows) / len(times.flush_rows),
         flush_p50=percentile(times.flush_seconds, 0.50),
         flush_p99=percentile(times.flush_seconds, 0.99),
         tick=tick,
@@ -325,18 +408,34 @@ def timed_tick(steps: Any) -> float:
     return time.perf_counter() - began
 
 
-def in_child(kafka: TestKafka, config: Path, size: Size, profile: Path | None) -> Figures:
-    """Run :func:`measure` in a fresh process; its figures."""
+def in_child(
+    kafka: TestKafka, config: Path, size: Size, feed: Feed, profile: Path | None
+) -> Figures:
+    """Run :func:`measure` in a fresh process, sending it the next slice after each of its
+    flushes; its figures."""
     argv = [sys.executable, __file__, "--measure", str(config), "--size", json.dumps(asdict(size))]
     if profile is not None:
         (profile / str(size.models)).mkdir(parents=True, exist_ok=True)
         argv += ["--profile", str(profile / str(size.models))]
-    done = subprocess.run(argv, env=broker_env(kafka), capture_output=True, text=True, check=False)
-    lines = done.stdout.strip().splitlines()
+    errors = config.parent / "child.err"
+    lines: list[str] = []
+    with (
+        errors.open("w") as err,
+        subprocess.Popen(
+            argv, env=broker_env(kafka), stdout=subprocess.PIPE, stderr=err, text=True
+        ) as child,
+    ):
+        assert child.stdout is not None
+        for raw in child.stdout:
+            line = raw.rstrip("\n")
+            if line == FLUSHED:
+                feed.send_next()
+            else:
+                lines.append(line)
     for line in lines[:-1]:
         print(line, flush=True)
-    if done.returncode != 0 or not lines or not lines[-1].startswith("{"):
-        tail = done.stdout[-2000:] + done.stderr[-4000:]
+    if child.returncode != 0 or not lines or not lines[-1].startswith("{"):
+        tail = "\n".join(lines)[-2000:] + errors.read_text()[-4000:]
         raise RuntimeError(f"{size.models} models failed:\n{tail}")
     return Figures(**json.loads(lines[-1]))
 
@@ -351,7 +450,10 @@ def reset_database(url: str) -> None:
 
 
 def describe(f: Figures) -> str:
-    flush = f"flush p50 {f.flush_p50 * 1000:.0f} ms p99 {f.flush_p99 * 1000:.0f} ms"
+    flush = (
+        f"flush p50 {f.flush_p50 * 1000:.0f} ms p99 {f.flush_p99 * 1000:.0f} ms "
+        f"({f.flush_rows:.0f} rows/flush)"
+    )
     return (
         f"{f.models} models: {flush}, "
         f"tick {f.tick:.2f} s, rows/window {f.rows_per_window:.0f}, RSS {f.rss:.0f} MB"
@@ -368,8 +470,14 @@ def run_size(
         reset_database(db)
     url = db or f"sqlite:///{here / 'scale.db'}"
     config = config_for(size, kafka, url, topic, here)
-    fill(kafka, load_config(config), size, topic)
-    figures = in_child(kafka, config, size, profile)
+    feed = Feed(kafka, load_config(config), size, topic)
+    feed.send_next()  # the rest, one slice after each flush
+    figures = in_child(kafka, config, size, feed, profile)
+    print(
+        f"{size.models} models: produced {size.events:,} events in {feed.sent} slices "
+        f"in {feed.producing:.1f}s",
+        flush=True,
+    )
     print(
         f"  {describe(figures)}; {figures.flushes} flushes, idle tick {figures.idle_tick:.2f} s, "
         f"{figures.reports} reports; rows per table {figures.rows}; "
@@ -384,7 +492,9 @@ def main() -> None:
     parser.add_argument("--models", type=int, nargs=2, default=[20, 200], metavar=("FEW", "MANY"))
     parser.add_argument("--events-per-window", type=int, default=50, help="per model version")
     parser.add_argument("--windows", type=int, default=3, help="closed windows per model version")
-    parser.add_argument("--flushes", type=int, default=10, help="flushes over the whole stream")
+    parser.add_argument(
+        "--flushes-per-window", type=int, default=2, help="flushes per window of the stream"
+    )
     parser.add_argument("--db", help="a PostgreSQL URL to run on instead of SQLite (emptied)")
     parser.add_argument(
         "--quick", action="store_true", help="4 and 8 models of 8 features, few events"
@@ -402,12 +512,19 @@ def main() -> None:
         return
     features = {"numerical": 22, "categorical": 8}
     if args.quick:
-        args.models, args.events_per_window, args.windows, args.flushes = [4, 8], 10, 1, 3
+        args.models, args.events_per_window, args.windows, args.flushes_per_window = (
+            [4, 8],
+            10,
+            1,
+            1,
+        )
         features = {"numerical": 6, "categorical": 2}
     sizes = [
-        Size(n, VERSIONS, args.events_per_window, args.windows, args.flushes, **features)
+        Size(n, VERSIONS, args.events_per_window, args.windows, args.flushes_per_window, **features)
         for n in args.models
     ]
+    for size in sizes:
+        size.check()
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
         few, many = (run_size(kafka, s, args.db, Path(tmp), args.profile) for s in sizes)
     bound = many.models / few.models

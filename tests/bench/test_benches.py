@@ -157,7 +157,7 @@ def test_label_delay(kafka: TestKafka) -> None:
 def test_scale_models(kafka: TestKafka) -> None:
     num = r"\d+(?:\.\d+)?"
     size = (
-        rf"(\d+) models: flush p50 {num} ms p99 {num} ms, tick {num} s, "
+        rf"(\d+) models: flush p50 {num} ms p99 {num} ms \((\d+) rows/flush\), tick {num} s, "
         rf"rows/window (\d+), RSS {num} MB"
     )
     found = run_bench(
@@ -166,8 +166,10 @@ def test_scale_models(kafka: TestKafka) -> None:
         rf"scale: {size}; {size}; growth \(linear = 2\.0\): "
         rf"flush p99 {num}, tick {num}, rows ({num}), RSS {num}",
     )
-    few, few_rows, many, many_rows, rows_growth = found.groups()
+    few, few_flush, few_rows, many, many_flush, many_rows, rows_growth = found.groups()
     assert (few, many) == ("4", "8")
+    # Each flush holds one window of every model version in every partition, at both sizes.
+    assert (int(few_flush), int(many_flush)) == (4 * 3 * 3, 8 * 3 * 3)
     # Every model version writes the same rows per closed window: twice the models, twice
     # the rows, exactly (the bench checks each size's report count itself).
     assert int(many_rows) == 2 * int(few_rows)
