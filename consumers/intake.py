@@ -9,17 +9,22 @@ whose labels count, there is no join and every call is a no-op.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from kafka import TopicPartition
+
+from consumers.clients import ConsumerClient
 from consumers.errors import InvalidEvent, InvalidReason, from_the_future
 from consumers.events import EventDecoder, LabelEvent
-from consumers.join import JoinBatch, LabelOutcome, PartitionObserver
+from consumers.join import JoinBatch, JoinCounts, LabelOutcome, PartitionObserver
 from consumers.labels import JoinBuffer, LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.stats import IngestStats
 from db.repositories import OffsetAdvance, OffsetFence
 
+log = logging.getLogger(__name__)
 PredictionHook = Callable[[str, str, int, list[Any]], None]
 
 
@@ -99,8 +104,10 @@ class LabelIntake:
         book: OffsetBook,
         predictions_topic: str,
         windows: Mapping[str, int],
+        labels_behind: frozenset[int] = frozenset(),
     ) -> tuple[JoinBatch | None, list[OffsetFence]]:
-        """The buffered join work, and the fences on the offsets this flush does not move."""
+        """The buffered join work, and the fences on the offsets this flush does not move;
+        ``labels_behind`` as :meth:`behind` found them."""
         labels_topic = self.topic
         if labels_topic is None:
             return None, []
@@ -110,6 +117,7 @@ class LabelIntake:
             specs=self.buffer.specs,
             windows=dict(windows),
             observer=self.observer,
+            labels_behind=labels_behind,
         )
         for a in advances:
             if a.watermark is not None:
@@ -126,6 +134,28 @@ class LabelIntake:
         ]
         return batch, fences
 
+    def behind(
+        self, consumer: ConsumerClient, book: OffsetBook, from_earliest: bool
+    ) -> frozenset[int]:
+        """The owned partitions of the labels topic with messages still to read.
+
+        An end not known yet counts as behind, and so does a partition read from
+        its start with nothing read yet; one positioned at its end with nothing
+        read since is not (with no stored offset there is nothing it waits for).
+        """
+        if self.topic is None:
+            return frozenset()
+        behind = set()
+        for topic, partition in book.owned():
+            if topic != self.topic:
+                continue
+            high = consumer.highwater(TopicPartition(topic, partition))
+            position = book.position((topic, partition))
+            unread = high is None or (position or 0) < high
+            if unread and (position is not None or from_earliest):
+                behind.add(partition)
+        return frozenset(behind)
+
     def committed(self) -> None:
         """The flush holding what was buffered is in SQL."""
         self.buffer.take()
@@ -136,3 +166,15 @@ class LabelIntake:
             self.buffer.drop_partitions(partitions, predictions=False, labels=True)
         else:
             self.buffer.drop_partitions(partitions, predictions=True, labels=False)
+
+
+def report_join(stats: IngestStats, counts: JoinCounts) -> None:
+    """Count a committed flush's label outcomes, unlabeled predictions and
+    concept-drift alarms (each alarm also logged)."""
+    for (model, outcome), n in counts.labels.items():
+        stats.labels(model, outcome, n)
+    for model, n in counts.unlabeled.items():
+        stats.unlabeled(model, n)
+    for a in counts.alarms:
+        stats.alarms(a.model, a.model_version, a.detector, 1)
+        log.warning("concept drift alarm: %s", a.describe())

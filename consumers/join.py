@@ -16,9 +16,12 @@ whichever arrives first. The state machine of one key:
 
 TTLs run in event time. A prediction expires once the partition's *label*
 watermark passes its event time plus the model's join TTL, a parked label once
-the partition's *prediction* watermark passes its label time plus the TTL. So
-a backlog read after an outage joins as it would have live, and neither
-topic's watermark can expire state the other topic has not caught up with.
+the partition's *prediction* watermark passes its label time plus the TTL; should
+the labels stop altogether, a prediction also expires two TTLs on, on the
+predictions' own watermark, but never while the partition's labels topic has
+messages still to read. So a backlog read after an outage joins as it would have
+live, and neither topic's watermark can expire state the other topic has not
+caught up with.
 
 :func:`resolve` is pure: it decides from what SQL holds and what was buffered;
 :func:`apply_join` reads, resolves and writes with one statement per batch.
@@ -96,7 +99,9 @@ class JoinBatch:
     """What one flush hands to the join: buffered events and the watermarks that moved.
 
     ``label_watermarks`` expire predictions, ``prediction_watermarks`` parked labels,
-    each for the partitions listed. ``specs`` are the joined models' settings,
+    each for the partitions listed; ``prediction_watermarks`` expire predictions
+    too (the stalled-labels rule) except in ``labels_behind``, the partitions whose
+    labels topic has messages still to read. ``specs`` are the joined models' settings,
     ``windows`` every model's window length in seconds; ``observer`` sees the
     joined pairs.
     """
@@ -108,6 +113,7 @@ class JoinBatch:
     specs: Mapping[str, LabelSpec] = field(default_factory=dict)
     windows: Mapping[str, int] = field(default_factory=dict)
     observer: PartitionObserver | None = None
+    labels_behind: frozenset[int] = frozenset()
 
     def partitions(self) -> set[int]:
         return (
@@ -290,9 +296,14 @@ def apply_join(session: Session, batch: JoinBatch, now: datetime) -> JoinCounts:
     repo.add_labels(plan.new_labels)
     counts = plan.counts
     # Predictions expire on the labels' watermark, or, should the labels stall,
-    # on the predictions' own watermark two TTLs on.
+    # on the predictions' own watermark two TTLs on. Labels still to read have not
+    # stalled: in a backlog the predictions can be read hours ahead of their labels
+    # (the client fetches the topics side by side by bytes, not by event time), and
+    # expiring them then would orphan labels that came within the horizon.
     expiries = [(p, w, False) for p, w in batch.label_watermarks.items()]
-    expiries += [(p, w, True) for p, w in batch.prediction_watermarks.items()]
+    expiries += [
+        (p, w, True) for p, w in batch.prediction_watermarks.items() if p not in batch.labels_behind
+    ]
     for partition, watermark, stalled in sorted(expiries):
         expired = repo.expire_predictions(partition, watermark, stalled)
         for (model, version, start), n in expired.items():

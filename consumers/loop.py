@@ -40,7 +40,7 @@ from consumers.clients import SYSTEM_CLOCK, Clock, ConsumerClient, Record
 from consumers.dlq import DeadLetterPublisher, envelope
 from consumers.errors import ConsumerError, DeadLetterError, InvalidEvent, from_the_future
 from consumers.events import EventDecoder
-from consumers.intake import LabelIntake
+from consumers.intake import LabelIntake, report_join
 from consumers.join import PartitionObserver
 from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
@@ -50,7 +50,6 @@ from consumers.retry import Backoff, Dependency, Health, retrying_until
 from consumers.stats import IngestStats
 from consumers.versions import DEFAULT_CAPS, StreamCaps, VersionGate
 from consumers.window import WindowAccumulator
-from db.detectors import Alarm
 from db.errors import OffsetConflict
 from drift.schema import ModelSpec
 
@@ -273,7 +272,10 @@ class IngestLoop:
         try:
             events = self.acc.events
             windows = {m: c.spec.window_seconds for m, c in self.decoder.codecs.items()}
-            join, fences = self.labels.flush_work(advances, self.book, self.settings.topic, windows)
+            behind = self.labels.behind(self.consumer, self.book, self.settings.start_from_earliest)
+            join, fences = self.labels.flush_work(
+                advances, self.book, self.settings.topic, windows, behind
+            )
             counts = self.store.commit(
                 advances, self.acc.deltas, join, fences, before_commit=archived.wait
             )
@@ -292,18 +294,8 @@ class IngestLoop:
         self.labels.committed()
         self.book.confirm(advances)
         self.stats.flushed(self.clock.monotonic() - started, events)
-        for (model, outcome), n in counts.labels.items():
-            self.stats.labels(model, outcome, n)
-        for model, n in counts.unlabeled.items():
-            self.stats.unlabeled(model, n)
-        self._report_alarms(counts.alarms)
+        report_join(self.stats, counts)
         self.positions.commit_kafka(advances)
-
-    def _report_alarms(self, alarms: list[Alarm]) -> None:
-        """Count and log the concept-drift alarms of a committed flush."""
-        for a in alarms:
-            self.stats.alarms(a.model, a.model_version, a.detector, 1)
-            log.warning("concept drift alarm: %s", a.describe())
 
     def _flush_with_retry(self, deadline: float | None) -> bool:
         """Flush, retrying retriable failures with backoff until done or ``deadline``

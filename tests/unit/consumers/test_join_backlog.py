@@ -1,0 +1,92 @@
+"""A backlog read by the label join (consumers/join.py), through IngestLoop.
+
+Three hours wait in both topics; the other model's labels in the labels topic
+make it ten times longer, so a poll reads predictions ten times further in event
+time than labels. Were the stalled-labels rule (predictions expire two horizons
+on, on their own watermark) applied while labels are still to read, the
+predictions would expire before their on-time labels are read and those labels
+end orphaned (134 of 1,080 joined); it waits until the labels topic is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kafka import TopicPartition
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.session import make_engine, make_session_factory
+from tests.harness.ingest import TOPIC, TTL, FakeClock, JoinRig, T, label, pred
+
+HOURS = 3
+EVENTS = HOURS * 360  # one prediction every 10 s
+FILLER = 10  # other-model labels per fraud label
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    # Past the backlog's last event, so that nothing reads as from the future.
+    return FakeClock(T + HOURS * 3600 + 600.0)
+
+
+@pytest.fixture
+def sql(db_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(db_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def _labels(delay: float) -> list[bytes]:
+    out: list[bytes] = []
+    for i in range(EVENTS):
+        t = T + 10 * i + delay
+        out += [label(t, f"other-{i}-{j}", 0, model="other") for j in range(FILLER)]
+        out.append(label(t, f"e{i}", 1))
+    return out
+
+
+def _drain(r: JoinRig) -> int:
+    """Run the loop's iterations (poll, process, flush) until nothing is left; return
+    the most unlabelled predictions waiting in SQL at once."""
+    waiting = 0
+    while batch := r.loop._poll(0):
+        r.loop._process(batch)
+        assert r.loop._flush_with_retry(deadline=None) is True
+        waiting = max(waiting, r.pending()[0])
+    return waiting
+
+
+def _fraud_outcomes(r: JoinRig) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for model, outcome, n in r.stats.of("labels"):
+        if model == "fraud":
+            out[outcome] = out.get(outcome, 0) + n
+    return out
+
+
+def test_predictions_read_far_ahead_of_their_labels_wait_for_them(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.consumer.append(TopicPartition(TOPIC, 0), *(pred(T + 10 * i, f"e{i}") for i in range(EVENTS)))
+    r.add_labels(0, *_labels(delay=TTL / 2))
+    waiting = _drain(r)
+    assert _fraud_outcomes(r) == {"joined": EVENTS}
+    assert r.unlabeled() == 0
+    predicted = sum(r.window(T + 60 * m)[0] for m in range(HOURS * 60))
+    labeled = sum(r.window(T + 60 * m)[1] for m in range(HOURS * 60))
+    assert predicted == labeled == EVENTS
+    # They waited in SQL meanwhile: the price of a backlog, far more than a horizon.
+    assert waiting > 2 * TTL / 10
+
+
+def test_labels_that_stop_do_not_keep_predictions_waiting(sql: Any, clock: Any) -> None:
+    r = JoinRig(sql, clock)
+    r.consumer.append(TopicPartition(TOPIC, 0), *(pred(T + 10 * i, f"e{i}") for i in range(EVENTS)))
+    # Labels for the first ten minutes only, then none: the labels topic is at its end.
+    r.add_labels(0, *(label(T + 10 * i + 5, f"e{i}", 1) for i in range(60)))
+    _drain(r)
+    assert _fraud_outcomes(r) == {"joined": 60}
+    # The stalled-labels rule still bounds what waits: the unlabelled predictions
+    # more than two horizons before the last one expired.
+    assert r.unlabeled() == (EVENTS - 1 - int(2 * TTL / 10)) - 60
