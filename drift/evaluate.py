@@ -58,6 +58,7 @@ def evaluate(
     min_rows: int = DEFAULT_MIN_ROWS,
     bh_correction: bool = False,
     drift_share: float = 0.5,
+    min_rows_distance: int = 1,
 ) -> DriftReport:
     """Test every feature of ``reference`` for drift in ``current``.
 
@@ -79,9 +80,16 @@ def evaluate(
         Benjamini-Hochberg procedure before comparing them with thresholds.
     drift_share
         Share of drifted features at which the whole data set counts as drifted.
+    min_rows_distance
+        Fewest current values a distance test (Wasserstein, Jensen-Shannon, PSI,
+        KL divergence, Hellinger) needs for a verdict; below it "insufficient
+        data". A distance measured on a small sample is biased upwards, so noise
+        reads as drift; p-value tests account for the sample size themselves.
+        The default, 1, adds no floor (Evidently's behaviour); the service's
+        ``drift.min_rows_distance`` sets one.
     """
-    if min_rows < 1:
-        raise ValueError("min_rows must be at least 1")
+    if min_rows < 1 or min_rows_distance < 1:
+        raise ValueError("min_rows and min_rows_distance must be at least 1")
     columns: dict[str, Any] = {}
     if isinstance(reference, ReferenceProfile):
         if schema is not None:
@@ -95,7 +103,7 @@ def evaluate(
     _check_names(kinds, limits, "thresholds")
     profile, summaries, current_rows = _prepare(reference, columns, kinds, current)
     features = [
-        _judge(f, summaries[name], chosen.get(name), limits.get(name), min_rows)
+        _judge(f, summaries[name], chosen.get(name), limits.get(name), min_rows, min_rows_distance)
         for name, f in profile.features.items()
     ]
     if bh_correction:
@@ -227,6 +235,7 @@ def _judge(
     method: Method | None,
     threshold: float | None,
     min_rows: int,
+    min_rows_distance: int = 1,
 ) -> FeatureDrift:
     sketch = current.sketch
     unseen: tuple[str, ...] = ()
@@ -259,6 +268,8 @@ def _judge(
         chosen, score, p_value = compare_categorical(feature, sketch, method)
     else:
         raise SketchMismatch(f"{feature.name}: the current summary is of another kind")
+    if not chosen.is_p_value and cur_count < min_rows_distance:
+        return blank
     limit = chosen.default_threshold if threshold is None else threshold
     value = p_value if p_value is not None else score
     return dataclasses.replace(

@@ -56,6 +56,7 @@ class DriftConfig(Strict):
     """How a model's windows are judged (Evidently's defaults unless set)."""
 
     min_rows: int = Field(default=30, ge=1)
+    min_rows_distance: int = Field(default=300, ge=1)
     drift_share: float = Field(default=0.5, gt=0, le=1)
     bh_correction: bool = False
     confirm_windows: int = Field(default=1, ge=1, description="consecutive drifted windows")

@@ -45,6 +45,7 @@ class Judging:
     methods: Mapping[str, Method] = field(default_factory=dict)
     thresholds: Mapping[str, float] = field(default_factory=dict)
     min_rows: int = 30
+    min_rows_distance: int = 1
     drift_share: float = 0.5
     bh_correction: bool = False
     confirm_windows: int = 1
@@ -210,8 +211,9 @@ class WindowEvaluator:
                 min_rows=judging.min_rows,
                 bh_correction=judging.bh_correction,
                 drift_share=judging.drift_share,
+                min_rows_distance=judging.min_rows_distance,
             )
-            prediction = self._prediction_drift(stored, current, judging.min_rows)
+            prediction = self._prediction_drift(stored, current, judging)
             repo = DriftReportRepository(session)
             confirmed = bool(report.dataset_drift)
             if confirmed and judging.confirm_windows > 1:
@@ -292,20 +294,24 @@ class WindowEvaluator:
 
     @staticmethod
     def _prediction_drift(
-        stored: StoredProfile, current: _Current, min_rows: int
+        stored: StoredProfile, current: _Current, judging: Judging
     ) -> FeatureDrift | None:
         if stored.prediction is None:
             return None
         data = current.data
-        if isinstance(data, WindowSketch):
-            window = WindowSketch(
+        current_data: Any = (
+            WindowSketch(
                 data.events, {"prediction": data.prediction}, CategoricalSketch(), RowSample(0)
             )
-            result: DriftReport = evaluate(stored.prediction, window, min_rows=min_rows)
-        else:
-            result = evaluate(
-                stored.prediction, {"prediction": data["prediction"]}, min_rows=min_rows
-            )
+            if isinstance(data, WindowSketch)
+            else {"prediction": data["prediction"]}
+        )
+        result: DriftReport = evaluate(
+            stored.prediction,
+            current_data,
+            min_rows=judging.min_rows,
+            min_rows_distance=judging.min_rows_distance,
+        )
         return result.features[0]
 
 

@@ -64,6 +64,7 @@ def judging(cfg: Config) -> dict[str, Judging]:
             methods=m.drift_methods(),
             thresholds=m.drift_thresholds(),
             min_rows=m.drift.min_rows,
+            min_rows_distance=m.drift.min_rows_distance,
             drift_share=m.drift.drift_share,
             bh_correction=m.drift.bh_correction,
             confirm_windows=m.drift.confirm_windows,

@@ -182,8 +182,8 @@ def _check_first_block(workdir: Path, api: str, token: str) -> None:
         (i["window_start"], i["events"], i["features_drifted"], i["features_judged"])
         for i in judged
     ]
-    # The first and the last window can be partial: with fewer events than the demo's
-    # drift.min_rows they have no verdict (None), every other window has one.
+    # The first and the last window can be partial: with fewer events than
+    # drift.min_rows_distance they have no verdict (None), every other window has one.
     assert None not in flags[1:-1], seen
     verdicts = [f for f in flags if f is not None]
     # The drift point is 30 s into the stream: its window may go either way, the

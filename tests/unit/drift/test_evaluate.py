@@ -153,6 +153,29 @@ def test_too_few_values_give_no_verdict() -> None:
     assert report.drifted_share == pytest.approx(1 / 4)
 
 
+def test_a_distance_test_on_a_small_sample_reads_noise_as_drift_unless_floored() -> None:
+    rng = np.random.default_rng(4)
+
+    def calm(n: int) -> pd.DataFrame:
+        return pd.DataFrame({f"x{i}": rng.normal(0.0, 1.0, n) for i in range(4)})
+
+    ref = calm(20_000)  # more than 1000 rows: Wasserstein distance, as Evidently chooses
+    small = calm(50)  # the same distribution
+    unfloored = evaluate(ref, small)
+    assert {f.method for f in unfloored.features} == {Method.WASSERSTEIN}
+    assert unfloored.dataset_drift is True  # noise of 50 draws, read as drift
+    floored = evaluate(ref, small, min_rows_distance=300)
+    assert all(f.insufficient_data for f in floored.features)
+    assert floored.dataset_drift is None
+    # A p-value test judges the same sample: it accounts for the sample size.
+    ks = evaluate(ref, small, min_rows_distance=300, methods={f"x{i}": "ks" for i in range(4)})
+    assert [f.drifted for f in ks.features] == [False] * 4
+    # Enough rows, the distance test judges (and finds no drift).
+    assert evaluate(ref, calm(400), min_rows_distance=300).dataset_drift is False
+    with pytest.raises(ValueError, match="min_rows_distance"):
+        evaluate(ref, small, min_rows_distance=0)
+
+
 def test_no_verdict_anywhere_means_no_dataset_verdict() -> None:
     ref, cur = frames(3000, 10)
     report = evaluate(ref, cur)
