@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -13,9 +13,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import OffsetConflict, translated, translating, violates
+from db.layouts import LayoutRepository, edges_knowing, row_bytes
 from db.models import ConsumerOffset, WindowAggregate
 from drift.latency_sketch import LatencySketch
-from drift.sketch import WindowSketch
+from drift.sketch import LayoutEdges, WindowSketch
 
 RowT = TypeVar("RowT")
 
@@ -265,6 +266,8 @@ class WindowAggregateRepository:
         rows are read in a few queries, as a query per row would cost a round trip
         (and an autoflush of the row added before it) for each.
         """
+        layouts = LayoutRepository(self.session)
+        layouts.ensure((d.sketch for d in deltas.values()), now)
         stored = self._stored([_stored_key(k) for k in deltas])
         for key, delta in deltas.items():
             skey = _stored_key(key)
@@ -280,15 +283,16 @@ class WindowAggregateRepository:
                         layout=key.layout,
                         event_count=delta.sketch.events,
                         late_count=delta.late,
-                        sketch=delta.sketch.to_bytes(),
+                        sketch=row_bytes(delta.sketch),
                         latency=_latency_bytes(None, delta.latency),
                         updated_at=now,
                     )
                 )
                 continue
-            merged = WindowSketch.from_bytes(row.sketch)
+            lookup = edges_knowing(delta.sketch.layout, delta.sketch.layout_edges(), layouts)
+            merged = WindowSketch.from_bytes(row.sketch, lookup)
             merged.merge(delta.sketch)
-            row.sketch = merged.to_bytes()
+            row.sketch = row_bytes(merged)
             row.event_count = merged.events
             row.late_count += delta.late
             row.latency = _latency_bytes(row.latency, delta.latency)
@@ -340,16 +344,17 @@ class WindowAggregateRepository:
             out.setdefault((version, start), {})[layout] = int(events)
         return out
 
-    def sketches_within(self, model: str, start: datetime, end: datetime) -> list[bytes]:
-        """The stored sketch bytes of ``model``'s window rows lying within [start, end)."""
+    def sketches_within(self, model: str, start: datetime, end: datetime) -> Iterator[WindowSketch]:
+        """The sketches of ``model``'s window rows lying within [start, end), each
+        decoded as it is taken (a decoded row is several times its stored size)."""
         wa = WindowAggregate
-        return list(
-            self.session.scalars(
-                select(wa.sketch).where(
-                    wa.model == model, wa.window_start >= start, wa.window_end <= end
-                )
+        rows = self.session.scalars(
+            select(wa.sketch).where(
+                wa.model == model, wa.window_start >= start, wa.window_end <= end
             )
-        )
+        ).all()
+        edges = LayoutRepository(self.session).edges
+        return (WindowSketch.from_bytes(raw, edges) for raw in rows)
 
     def newest_window_start(self, model: str) -> datetime | None:
         wa = WindowAggregate
@@ -359,11 +364,18 @@ class WindowAggregateRepository:
         return newest
 
     def window_sketch(
-        self, model: str, model_version: str, window_start: datetime, layout: str | None = None
+        self,
+        model: str,
+        model_version: str,
+        window_start: datetime,
+        layout: str | None = None,
+        known: LayoutEdges | None = None,
     ) -> WindowSketch:
         """The whole window: the merge of every partition's sketch of one layout.
 
         Without ``layout`` the most recently written layout of the window is used.
+        ``known`` are the edges of ``layout`` when the caller holds them (its spec's):
+        then they are not read.
         """
         wa = WindowAggregate
         where = [
@@ -380,7 +392,9 @@ class WindowAggregateRepository:
         ).all()
         if not sketches:
             raise LookupError(f"no window {model}/{model_version} at {window_start.isoformat()}")
-        merged = WindowSketch.from_bytes(sketches[0])
+        layouts = LayoutRepository(self.session)
+        edges = layouts.edges if known is None else edges_knowing(layout or "", known, layouts)
+        merged = WindowSketch.from_bytes(sketches[0], edges)
         for raw in sketches[1:]:
-            merged.merge(WindowSketch.from_bytes(raw))
+            merged.merge(WindowSketch.from_bytes(raw, edges))
         return merged

@@ -10,9 +10,29 @@ from __future__ import annotations
 
 from sqlalchemy import MetaData
 
-from db import idempotency, models, outbox, registry, rollouts, runs, triggers, ui_sessions
+from db import (
+    idempotency,
+    layouts,
+    models,
+    outbox,
+    registry,
+    rollouts,
+    runs,
+    triggers,
+    ui_sessions,
+)
 from db.base import Base
 
-TABLE_MODULES = (models, runs, registry, triggers, outbox, idempotency, ui_sessions, rollouts)
+TABLE_MODULES = (
+    models,
+    runs,
+    registry,
+    triggers,
+    outbox,
+    idempotency,
+    ui_sessions,
+    rollouts,
+    layouts,
+)
 
 metadata: MetaData = Base.metadata

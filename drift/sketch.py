@@ -27,7 +27,7 @@ partitioning, flush boundaries or replays that produced it.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,16 +36,20 @@ import numpy as np
 
 from drift.categories import OTHER, CategoricalSketch, CategoryCaps, category_rank
 from drift.errors import SketchCorrupt, SketchMismatch
+from drift.histogram import EdgeLookup, Edges, LayoutEdges, NumericSketch
 from drift.rowsample import RowSample, decode_sample, encode_sample, sample_key
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 
 # RowSample and its encoding live in drift.rowsample, the categorical sketch in
-# drift.categories; importers of this module keep finding them here.
+# drift.categories, the numerical one in drift.histogram; importers of this module
+# keep finding them here.
 __all__ = [
     "OTHER",
     "CategoricalSketch",
     "CategoryCaps",
     "ColumnSketch",
+    "EdgeLookup",
+    "LayoutEdges",
     "NumericSketch",
     "RowSample",
     "Scalar",
@@ -55,117 +59,20 @@ __all__ = [
     "decode_sample",
     "encode_sample",
     "sample_key",
+    "spec_edges",
 ]
 
-_FORMAT_VERSION = 2
-_READABLE_VERSIONS = frozenset({1, 2})
+# Version 3 names the sketch's layout and leaves the bin edges to it.
+_READABLE_VERSIONS = frozenset({1, 2, 3})
 Scalar = float | int | str | bool | None
-
-
-@dataclass
-class NumericSketch:
-    """Moments and a fixed-edge histogram of one numerical column.
-
-    ``hist`` has ``len(edges) + 1`` buckets: ``hist[0]`` counts values below
-    ``edges[0]``, ``hist[-1]`` values at or above ``edges[-1]``, and
-    ``hist[i]`` values in ``[edges[i-1], edges[i])``.
-    """
-
-    edges: tuple[float, ...]
-    count: int = 0
-    nulls: int = 0
-    total: float = 0.0
-    total_sq: float = 0.0
-    minimum: float = float("inf")
-    maximum: float = float("-inf")
-    hist: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-
-    def __post_init__(self) -> None:
-        if self.hist.size == 0:
-            self.hist = np.zeros(len(self.edges) + 1, dtype=np.int64)
-
-    def update(self, values: Sequence[Any] | np.ndarray) -> None:
-        # None becomes NaN under a float dtype, so nulls are counted with one pass.
-        arr = np.asarray(values, dtype=np.float64)
-        if arr.size == 0:
-            return
-        missing = np.isnan(arr)
-        n_missing = int(missing.sum())
-        if n_missing:
-            self.nulls += n_missing
-            arr = arr[~missing]
-            if arr.size == 0:
-                return
-        self.count += int(arr.size)
-        self.total += float(arr.sum())
-        self.total_sq += float(np.dot(arr, arr))
-        self.minimum = min(self.minimum, float(arr.min()))
-        self.maximum = max(self.maximum, float(arr.max()))
-        idx = np.searchsorted(np.asarray(self.edges), arr, side="right")
-        self.hist += np.bincount(idx, minlength=self.hist.size)
-
-    def merge(self, other: NumericSketch) -> None:
-        if other.edges != self.edges:
-            raise SketchMismatch("numeric sketches have different bin edges")
-        self.count += other.count
-        self.nulls += other.nulls
-        self.total += other.total
-        self.total_sq += other.total_sq
-        self.minimum = min(self.minimum, other.minimum)
-        self.maximum = max(self.maximum, other.maximum)
-        self.hist += other.hist
-
-    @property
-    def mean(self) -> float | None:
-        return self.total / self.count if self.count else None
-
-    @property
-    def variance(self) -> float | None:
-        """Population variance from the moment sums (None when empty)."""
-        if not self.count:
-            return None
-        mean = self.total / self.count
-        return max(self.total_sq / self.count - mean * mean, 0.0)
-
-    def to_state(self) -> list[Any]:
-        return [
-            "n",
-            list(self.edges),
-            self.count,
-            self.nulls,
-            self.total,
-            self.total_sq,
-            self.minimum,
-            self.maximum,
-            self.hist.astype("<i8").tobytes(),
-        ]
-
-    @classmethod
-    def from_state(cls, state: list[Any]) -> NumericSketch:
-        _, edges, count, nulls, total, total_sq, lo, hi, hist = state
-        return cls(
-            edges=tuple(edges),
-            count=count,
-            nulls=nulls,
-            total=total,
-            total_sq=total_sq,
-            minimum=lo,
-            maximum=hi,
-            hist=np.frombuffer(hist, dtype="<i8").astype(np.int64),
-        )
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, NumericSketch):
-            return NotImplemented
-        return self.to_state() == other.to_state()
 
 
 ColumnSketch = NumericSketch | CategoricalSketch
 
 
-def _column_from_state(state: list[Any]) -> ColumnSketch:
+def _column_from_state(state: list[Any], edges: Callable[[], Edges | None]) -> ColumnSketch:
     if state[0] == "n":
-        return NumericSketch.from_state(state)
+        return NumericSketch.from_state(state, edges() if state[1] is None else None)
     if state[0] == "c":
         return CategoricalSketch.from_state(state)
     raise SketchCorrupt(f"unknown column sketch kind {state[0]!r}")
@@ -193,6 +100,8 @@ class WindowSketch:
     features: dict[str, ColumnSketch]
     prediction: ColumnSketch
     sample: RowSample = field(default_factory=lambda: RowSample(0), compare=False)
+    # The spec's layout (""  when unknown): stored bytes may leave the edges to it.
+    layout: str = field(default="", compare=False)
 
     @classmethod
     def empty(cls, spec: ModelSpec, caps: CategoryCaps | None = None) -> WindowSketch:
@@ -215,6 +124,7 @@ class WindowSketch:
             features=features,
             prediction=prediction,
             sample=RowSample(spec.sample_size),
+            layout=spec.layout,
         )
 
     def update(self, batch: WindowBatch) -> None:
@@ -270,32 +180,52 @@ class WindowSketch:
         _merge_column(self.prediction, other.prediction)
         self.sample.merge(other.sample)
         self.events += other.events
+        # A row stored before layouts were recorded learns its layout from the delta.
+        self.layout = self.layout or other.layout
 
-    def to_bytes(self) -> bytes:
-        # Features keep their model order: sample rows are laid out in it.
-        state = {
-            "v": _FORMAT_VERSION,
-            "events": self.events,
-            "features": [[k, s.to_state()] for k, s in self.features.items()],
-            "prediction": self.prediction.to_state(),
-            "sample": self.sample.to_state(),
-        }
+    def layout_edges(self) -> LayoutEdges:
+        """The bin edges this sketch's layout fixes, for storing once per layout."""
+        return LayoutEdges(
+            {n: s.edges for n, s in self.features.items() if isinstance(s, NumericSketch)},
+            self.prediction.edges if isinstance(self.prediction, NumericSketch) else None,
+        )
+
+    def to_bytes(self, *, edges: bool = True) -> bytes:
+        """Lossless bytes. ``edges=False`` leaves the numerical bin edges to the
+        layout (most of a row's size): :meth:`from_bytes` then needs them looked up."""
+        if not edges and not self.layout:
+            raise ValueError("a sketch without a layout must keep its bin edges")
         # Histograms are mostly zeros, so even the fastest zlib level halves the rows.
-        return zlib.compress(msgspec.msgpack.encode(state), 1)
+        return zlib.compress(msgspec.msgpack.encode(self._state(edges, self.layout)), 1)
+
+    def _state(self, inline_edges: bool, layout: str) -> dict[str, Any]:
+        # Features keep their model order: sample rows are laid out in it. With its
+        # edges a sketch is written as version 2, which every release reads.
+        state: dict[str, Any] = {"v": 2} if inline_edges else {"v": 3, "layout": layout}
+        state["events"] = self.events
+        state["features"] = [[k, _state(s, inline_edges)] for k, s in self.features.items()]
+        state["prediction"] = _state(self.prediction, inline_edges)
+        state["sample"] = self.sample.to_state()
+        return state
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> WindowSketch:
+    def from_bytes(cls, data: bytes, edges: EdgeLookup | None = None) -> WindowSketch:
+        """The sketch of ``to_bytes``; ``edges`` finds a layout's bin edges when the
+        bytes left them out (looked up once, and only then)."""
         try:
             state = msgspec.msgpack.decode(zlib.decompress(data))
             if state.get("v") not in _READABLE_VERSIONS:
                 raise SketchCorrupt(f"unsupported sketch format {state.get('v')!r}")
+            layout = state.get("layout", "")
+            known = _EdgesOf(layout, edges)
             features = state["features"]
             pairs = features.items() if isinstance(features, dict) else features
             return cls(
                 events=state["events"],
-                features={k: _column_from_state(s) for k, s in pairs},
-                prediction=_column_from_state(state["prediction"]),
+                features={k: _column_from_state(s, known.feature(k)) for k, s in pairs},
+                prediction=_column_from_state(state["prediction"], known.prediction),
                 sample=RowSample.from_state(state.get("sample", [0, [], []])),
+                layout=layout,
             )
         except (
             zlib.error,
@@ -311,7 +241,46 @@ class WindowSketch:
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, WindowSketch):
             return NotImplemented
-        return self.to_bytes() == other.to_bytes()
+        # Equal contents are equal sketches, whether or not each knows its layout.
+        encode = msgspec.msgpack.encode
+        return encode(self._state(True, "")) == encode(other._state(True, ""))
+
+
+def spec_edges(spec: ModelSpec) -> LayoutEdges:
+    """The bin edges of ``spec``'s layout (those of its sketches' numerical columns)."""
+    numerical = {f.name: f.edges for f in spec.features if f.kind is FeatureKind.NUMERICAL}
+    numeric_prediction = spec.prediction.kind is PredictionKind.NUMERICAL
+    return LayoutEdges(numerical, spec.prediction.edges if numeric_prediction else None)
+
+
+class _EdgesOf:
+    """A stored sketch's layout edges, looked up on first need."""
+
+    def __init__(self, layout: str, lookup: EdgeLookup | None) -> None:
+        self._layout, self._lookup = layout, lookup
+        self._found: LayoutEdges | None = None
+
+    def _edges(self) -> LayoutEdges:
+        if self._found is None:
+            if self._lookup is None or not self._layout:
+                raise SketchCorrupt(
+                    f"the sketch leaves its bin edges to layout {self._layout!r}, "
+                    "and no lookup was given"
+                )
+            self._found = self._lookup(self._layout)
+        return self._found
+
+    def feature(self, name: str) -> Callable[[], Edges | None]:
+        return lambda: self._edges().features.get(name)
+
+    def prediction(self) -> Edges | None:
+        return self._edges().prediction
+
+
+def _state(sketch: ColumnSketch, inline_edges: bool) -> list[Any]:
+    if isinstance(sketch, NumericSketch):
+        return sketch.to_state(inline_edges=inline_edges)
+    return sketch.to_state()
 
 
 def _pick(values: Sequence[Any] | np.ndarray, picked: list[int]) -> list[Any]:

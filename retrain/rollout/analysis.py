@@ -76,6 +76,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session
 
 from db.canary_reads import LabelledShare, WindowShare, labelled_shares, window_shares
+from db.layouts import LayoutRepository
 from drift.canary import (
     Check,
     Outcome,
@@ -88,7 +89,13 @@ from drift.canary import (
 from drift.canary.latency import check_name
 from drift.latency_sketch import LatencySketch
 from drift.performance import ClassificationSketch, PerformanceSketch, RegressionSketch, Task
-from drift.sketch import CategoricalSketch, ColumnSketch, NumericSketch, WindowSketch
+from drift.sketch import (
+    CategoricalSketch,
+    ColumnSketch,
+    EdgeLookup,
+    NumericSketch,
+    WindowSketch,
+)
 from retrain.rollout.span import AnalysisSettings, Span
 
 __all__ = ["analyse"]
@@ -108,13 +115,13 @@ class _Stream:
     predictions: dict[Bins, ColumnSketch] = field(default_factory=dict)
     latency: LatencySketch = field(default_factory=LatencySketch)
 
-    def add(self, share: WindowShare) -> None:
+    def add(self, share: WindowShare, edges: EdgeLookup) -> None:
         self.events += share.event_count
         self.late += share.late_count
         self.windows.add(share.window_start)
         if share.latency is not None:
             self.latency.merge(LatencySketch.from_bytes(share.latency))
-        prediction = WindowSketch.from_bytes(share.sketch).prediction
+        prediction = WindowSketch.from_bytes(share.sketch, edges).prediction
         bins = prediction.edges if isinstance(prediction, NumericSketch) else None
         held = self.predictions.get(bins)
         if held is None:
@@ -172,8 +179,9 @@ def analyse(session: Session, span: Span, settings: AnalysisSettings) -> list[Ch
     task = Task(span.task)
     versions = (span.stable, span.canary)
     streams = {v: _Stream() for v in versions}
+    edges = LayoutRepository(session).edges
     for share in window_shares(session, span.model, versions, span.start, span.end):
-        streams[share.model_version].add(share)
+        streams[share.model_version].add(share, edges)
     labelled = {v: _Labelled() for v in versions}
     for pairs in labelled_shares(session, span.model, versions, span.start, span.end):
         labelled[pairs.model_version].add(pairs, task)

@@ -29,7 +29,7 @@ from drift.evaluate import evaluate
 from drift.profile import align_spec
 from drift.report import DriftReport, FeatureDrift
 from drift.schema import ModelSpec
-from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_sample
+from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_sample, spec_edges
 from drift.stats import Method
 from service.alerts.conditions import DATA_DRIFT, condition
 from service.monitoring.watermarks import Finality, as_bound
@@ -262,7 +262,7 @@ class WindowEvaluator:
     ) -> _Current | None:
         events = sum(layouts.values())
         if set(layouts) == {spec.layout}:
-            sketch = windows.window_sketch(spec.name, version, start, spec.layout)
+            sketch = windows.window_sketch(spec.name, version, start, spec.layout, spec_edges(spec))
             sample = sketch.sample_bytes() if sketch.sample.rows else None
             if sketch.sample_is_complete and sketch.events:
                 # Small enough to be held whole: p-value tests get the exact values.
@@ -275,7 +275,8 @@ class WindowEvaluator:
         keyed: list[tuple[int, dict[str, Any]]] = []
         capacity = None
         for layout in layouts:
-            sketch = windows.window_sketch(spec.name, version, start, layout)
+            known = spec_edges(spec) if layout == spec.layout else None
+            sketch = windows.window_sketch(spec.name, version, start, layout, known)
             if set(sketch.features) != set(names[:-1]) or not sketch.sample.capacity:
                 continue  # rows of another feature set, or without a sample
             columns = [*sketch.features, "prediction"]

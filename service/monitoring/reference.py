@@ -16,7 +16,7 @@ from db.repositories import WindowAggregateRepository
 from db.session import transaction
 from drift.profile import ReferenceProfile
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
-from drift.sketch import RowSample, WindowSketch
+from drift.sketch import RowSample
 from service.config import ModelConfig
 from service.errors import ServiceError
 
@@ -183,9 +183,7 @@ def stream_sample(
     merged: RowSample | None = None
     events = 0
     with sessions() as session:
-        rows = WindowAggregateRepository(session).sketches_within(spec.name, start, end)
-        for raw in rows:
-            sketch = WindowSketch.from_bytes(raw)
+        for sketch in WindowAggregateRepository(session).sketches_within(spec.name, start, end):
             if list(sketch.features) != names:
                 continue  # rows of an older feature set
             events += sketch.events

@@ -127,3 +127,39 @@ def test_the_late_join_starts_after_what_was_consumed_before_it_existed(
     with make_session_factory(empty_sqlite)() as s:
         assert LateCursorRepository(s, "g").starts("labels") == {2: 41}
         assert LateCursorRepository(s, "g").cursors("fraud") == {}
+
+
+def test_a_downgrade_puts_the_layout_edges_back_into_the_window_rows(
+    empty_sqlite: Engine,
+) -> None:
+    from alembic import command
+
+    from db.migrate import _config
+    from db.models import WindowAggregate
+    from db.repositories import WindowAggregateRepository, WindowDelta, WindowKey
+    from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
+    from drift.sketch import WindowBatch, WindowSketch
+
+    spec = ModelSpec(
+        "m",
+        (FeatureSpec("x", FeatureKind.NUMERICAL, edges=(0.0, 1.0, 2.0)),),
+        PredictionSpec(PredictionKind.NUMERICAL, (0.0, 0.5)),
+        60,
+    )
+    sketch = WindowSketch.empty(spec)
+    sketch.update(WindowBatch(3, {"x": [0.5, 1.5, None]}, [0.1, 0.7, 0.2]))
+    upgrade(empty_sqlite)
+    sessions = make_session_factory(empty_sqlite)
+    with sessions.begin() as s:
+        key = WindowKey("m", "v1", 1_800_000_000, 60, 0, spec.layout)
+        WindowAggregateRepository(s).add(key, WindowDelta(sketch), datetime.now(UTC))
+    cfg = _config()
+    with empty_sqlite.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0016")
+    assert "sketch_layouts" not in inspect(empty_sqlite).get_table_names()
+    with sessions() as s:
+        raw = s.scalars(select(WindowAggregate.sketch)).one()
+    assert WindowSketch.from_bytes(raw) == sketch  # no lookup: the edges are inline again
+    upgrade(empty_sqlite)
+    assert current_revision(empty_sqlite) == head_revision()

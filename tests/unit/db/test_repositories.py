@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.layouts import LayoutRepository
 from db.models import ConsumerOffset, WindowAggregate
 from db.repositories import (
     OffsetAdvance,
@@ -160,7 +161,7 @@ def test_window_add_creates_a_row(sessions: sessionmaker[Session]) -> None:
         assert row.updated_at == NOW
         for value in (row.window_start, row.window_end, row.updated_at):
             assert_utc(value)
-        assert WindowSketch.from_bytes(row.sketch) == delta.sketch
+        assert WindowSketch.from_bytes(row.sketch, LayoutRepository(s).edges) == delta.sketch
 
 
 def test_window_latency_is_stored_once_any_event_carries_one(
@@ -194,7 +195,7 @@ def test_window_add_merges_into_the_existing_row(sessions: sessionmaker[Session]
         row = s.scalars(select(WindowAggregate)).one()
         assert (row.event_count, row.late_count) == (3, 3)
         assert row.updated_at == LATER
-        assert WindowSketch.from_bytes(row.sketch) == expected
+        assert WindowSketch.from_bytes(row.sketch, LayoutRepository(s).edges) == expected
 
 
 def test_a_flush_of_many_rows_merges_the_stored_and_creates_the_rest(
@@ -229,7 +230,7 @@ def test_window_add_twice_in_one_session_merges(sessions: sessionmaker[Session])
         assert row.event_count == 2
         expected = sketch([1.0], ["de"], ["yes"])
         expected.merge(sketch([2.0], ["de"], ["yes"]))
-        assert WindowSketch.from_bytes(row.sketch) == expected
+        assert WindowSketch.from_bytes(row.sketch, LayoutRepository(s).edges) == expected
 
 
 def test_window_counts_sum_partitions(sessions: sessionmaker[Session]) -> None:

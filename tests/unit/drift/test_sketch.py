@@ -17,6 +17,7 @@ from drift.errors import SketchCorrupt, SketchMismatch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import (
     CategoricalSketch,
+    LayoutEdges,
     NumericSketch,
     WindowBatch,
     WindowSketch,
@@ -540,3 +541,40 @@ def test_unsampled_sketches_read_from_format_1() -> None:
     state = {"v": 1, "events": 0, "features": {}, "prediction": ["c", {}, 0]}
     w = WindowSketch.from_bytes(zlib.compress(msgspec.msgpack.encode(state)))
     assert w.sample.capacity == 0 and w.sample.rows == []
+
+
+def test_a_sketch_may_leave_its_edges_to_its_layout() -> None:
+    a = WindowSketch.empty(SPEC_NUM_PRED)
+    a.update(WindowBatch(2, {"amount": [1.0, 25.0], "country": ["de", "fr"]}, [0.2, 0.9]))
+    lean = a.to_bytes(edges=False)
+    assert len(lean) < len(a.to_bytes())
+    asked: list[str] = []
+
+    def lookup(layout: str) -> LayoutEdges:
+        asked.append(layout)
+        return a.layout_edges()
+
+    back = WindowSketch.from_bytes(lean, lookup)
+    assert back == a and back.layout == SPEC_NUM_PRED.layout
+    assert asked == [SPEC_NUM_PRED.layout]  # one lookup for all the columns
+    # With its edges a sketch needs no lookup, and is read by earlier releases (format 2).
+    assert WindowSketch.from_bytes(a.to_bytes()) == a
+    with pytest.raises(SketchCorrupt, match="no lookup was given"):
+        WindowSketch.from_bytes(lean)
+
+
+def test_a_sketch_without_a_layout_keeps_its_edges() -> None:
+    bare = WindowSketch.from_bytes(WindowSketch.empty(SPEC_NUM_PRED).to_bytes())
+    assert bare.layout == ""
+    with pytest.raises(ValueError, match="must keep its bin edges"):
+        bare.to_bytes(edges=False)
+    bare.merge(WindowSketch.empty(SPEC_NUM_PRED))  # learns the layout from the delta
+    assert bare.layout == SPEC_NUM_PRED.layout
+
+
+def test_edges_that_do_not_fit_the_histogram_are_corrupt() -> None:
+    a = WindowSketch.empty(SPEC_NUM_PRED)
+    lean = a.to_bytes(edges=False)
+    wrong = LayoutEdges({"amount": (0.0, 1.0)}, a.layout_edges().prediction)
+    with pytest.raises(SketchCorrupt, match="histogram buckets"):
+        WindowSketch.from_bytes(lean, lambda _: wrong)
