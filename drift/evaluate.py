@@ -235,7 +235,7 @@ def _judge(
     method: Method | None,
     threshold: float | None,
     min_rows: int,
-    min_rows_distance: int = 1,
+    min_rows_distance: int,
 ) -> FeatureDrift:
     sketch = current.sketch
     unseen: tuple[str, ...] = ()
