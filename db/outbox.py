@@ -304,15 +304,23 @@ class DeliveryRepository:
 
 def last_action(session: Session, model: str, kind: str, scope: str | None = None) -> str | None:
     """The action of the newest alert event of ``model``/``kind`` whose payload names
-    ``scope`` (None: names none): is that condition firing? Events are few (one per
-    change of state, and retention deletes old ones), so the scope is matched here
-    rather than in SQL, where JSON differs between SQLite and PostgreSQL."""
+    ``scope`` (None: names none): is that condition firing?"""
+    event = last_event(session, model, kind, scope)
+    return None if event is None else event_action(event)
+
+
+def last_event(
+    session: Session, model: str, kind: str, scope: str | None = None
+) -> AlertEventRow | None:
+    """The newest alert event of ``model``/``kind`` whose payload names ``scope``. Events
+    are few (one per change of state, and retention deletes old ones), so the scope is
+    matched here rather than in SQL, where JSON differs between SQLite and PostgreSQL."""
     a = AlertEventRow
     stmt = select(a).where(a.model == model, a.kind == kind).order_by(a.id.desc())
     for event in session.scalars(stmt):
         named = event_payload(event).get("scope")
         if (named if isinstance(named, str) and named else None) == scope:
-            return event_action(event)
+            return event
     return None
 
 

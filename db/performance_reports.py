@@ -73,11 +73,11 @@ class PerformanceReportRepository:
             return None
         return row.id
 
-    def revise(self, v: PerformanceVerdict, now: datetime) -> int | None:
+    def revise(self, v: PerformanceVerdict, now: datetime) -> tuple[int, int] | None:
         """Rewrite the window's stored report with ``v`` as its next revision (all but the
         streaming detectors' alarms and concept-drift verdict, which stand); the
-        report's id, or None when the window has no report yet (its first report,
-        written once the window is final, will hold what ``v`` holds)."""
+        report's id and revision, or None when the window has no report yet (its first
+        report, written once the window is final, will hold what ``v`` holds)."""
         r = PerformanceReportRow
         row = self.session.scalars(
             select(r).where(
@@ -96,7 +96,7 @@ class PerformanceReportRepository:
         row.revision += 1
         row.revised_at = now
         self.session.flush()
-        return row.id
+        return row.id, row.revision
 
     def reported(self, model: str, since: datetime) -> set[tuple[str, datetime]]:
         r = PerformanceReportRow

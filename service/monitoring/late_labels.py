@@ -49,7 +49,7 @@ from db.late_labels import LateCursorRepository
 from db.performance_reports import PerformanceReportRepository
 from db.repositories import OffsetRepository
 from db.session import transaction
-from service.monitoring.performance import PerformanceJudging, judge_window
+from service.monitoring.performance import PerformanceJudging, judge_window, revision_alerts
 
 log = logging.getLogger(__name__)
 
@@ -215,8 +215,9 @@ class LateLabelJoin:
         for version, start in sorted(plan.windows()):
             when = datetime.fromtimestamp(start, UTC)
             verdict = judge_window(session, r.model, judging, version, when)
-            if verdict is not None:
-                reports.revise(verdict, now)
+            revised = None if verdict is None else reports.revise(verdict, now)
+            if verdict is not None and revised is not None:
+                revision_alerts(session, verdict, *revised, now)
 
 
 def _log(r: _Range, end: int, plan: LatePlan) -> None:

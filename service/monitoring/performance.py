@@ -29,6 +29,7 @@ from consumers.detectors import ALARM_RULE
 from consumers.labels import LabelSpec
 from db.detectors import AlarmRepository
 from db.join import PerformanceAggregateRepository, PerformanceWindow
+from db.outbox import event_payload, last_event
 from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
 from db.repositories import OffsetRepository
 from db.session import transaction
@@ -321,4 +322,42 @@ def _performance_alerts(
         f"concept drift in {where}: {result.verdict} (report {report_id})",
         now,
         details,
+    )
+
+
+def revision_alerts(
+    session: Session, result: PerformanceVerdict, report_id: int, revision: int, now: datetime
+) -> None:
+    """A revised report (late labels) fires or resolves the degradation alert as a first
+    report does, unless the alert's state was last set from a newer window.
+
+    With labels that come days late a window's first report has too few labels for a
+    verdict, so its revisions are the only reports that can show a degradation. An
+    older window's revision must not undo what a newer window showed, though: the
+    state follows the newest window judged. Concept drift is the streaming
+    detectors' verdict, which a revision leaves as it was.
+    """
+    if result.degradation is None:
+        return
+    last = last_event(session, result.model, PERFORMANCE_DEGRADATION, result.model_version)
+    set_from = None if last is None else event_payload(last).get("window_start")
+    if isinstance(set_from, int) and set_from > result.window_start:
+        return
+    where = f"{result.model}/{result.model_version}"
+    condition(
+        session,
+        result.model,
+        PERFORMANCE_DEGRADATION,
+        result.degradation.degraded,
+        f"report-{report_id}-revision-{revision}",
+        f"performance degraded in {where}: {result.verdict} "
+        f"(report {report_id}, revision {revision}: late labels)",
+        now,
+        {
+            "report_id": report_id,
+            "revision": revision,
+            "model_version": result.model_version,
+            "window_start": result.window_start,
+            "verdict": result.verdict,
+        },
     )

@@ -13,19 +13,24 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.archive import ArchiveIntake
 from consumers.late import LateJoinSpec, LateOutcome
 from db.archive import ArchiveSettings, ArchiveWriter
 from db.models import LateLabelStart, PerformanceReportRow
+from db.outbox import AlertEventRow, event_payload
 from db.performance_reports import PerformanceReportRepository
 from db.session import make_engine, make_session_factory, transaction
+from service.alerts.conditions import PERFORMANCE_DEGRADATION, condition
 from service.monitoring.late_labels import LateLabelJoin, LateModel, LateSettings
-from service.monitoring.performance import PerformanceJudging, judge_window
+from service.monitoring.performance import PerformanceJudging, ReferenceValue, judge_window
 from tests.harness.ingest import GROUP, LABELS, SPEC, TOPIC, TTL, FakeClock, JoinRig, T, label, pred
 
 WINDOW = datetime.fromtimestamp(T, UTC)
+NOW = datetime.fromtimestamp(T + 1000, UTC)
+PLAIN = PerformanceJudging(SPEC, 60, 0)  # no reference performance: no verdicts
 
 
 class Crash(Exception):
@@ -47,7 +52,7 @@ def rig(sql: sessionmaker[Session], tmp_path: Path) -> tuple[JoinRig, ArchiveSet
 
 
 def job(sql: sessionmaker[Session], archive: ArchiveSettings, **kw: Any) -> LateLabelJoin:
-    judging = PerformanceJudging(SPEC, 60, 0)
+    judging = kw.pop("judging", PLAIN)
     models = {"fraud": LateModel(LateJoinSpec(SPEC, 60, 0.0, 7 * 86400.0), judging)}
     return LateLabelJoin(
         sql, archive, models, LateSettings(TOPIC, LABELS, GROUP, max_rows=kw.pop("rows", 1000)),
@@ -55,9 +60,9 @@ def job(sql: sessionmaker[Session], archive: ArchiveSettings, **kw: Any) -> Late
     )  # fmt: skip
 
 
-def report(sql: sessionmaker[Session]) -> PerformanceReportRow:
+def report(sql: sessionmaker[Session], judging: PerformanceJudging = PLAIN) -> PerformanceReportRow:
     with transaction(sql) as s:
-        verdict = judge_window(s, "fraud", PerformanceJudging(SPEC, 60, 0), "v1", WINDOW)
+        verdict = judge_window(s, "fraud", judging, "v1", WINDOW)
         assert verdict is not None
         PerformanceReportRepository(s).add(verdict, WINDOW)
     with sql() as s:
@@ -176,3 +181,58 @@ def test_a_second_label_after_the_horizon_is_a_duplicate_in_a_later_batch(
     }
     predicted, labeled, unlabeled, sketch = r.window()
     assert (predicted, labeled, unlabeled, sketch.count, sketch.correct) == (2, 2, 0, 2, 2)
+
+
+# A reference accuracy the window's pairs fall short of once the late label is in;
+# two labelled pairs are enough for a verdict, one is not.
+STRICT = PerformanceJudging(SPEC, 60, 0, ReferenceValue(accuracy=0.99), min_labeled=2)
+
+
+def wrong_late_stream(r: JoinRig) -> None:
+    """As late_stream, but a's late label says the model was wrong about it."""
+    r.step(preds=[pred(T + 5, "a", 0.9), pred(T + 25, "b", 0.75), pred(T + 400, "c")])
+    r.step(labels=[label(T + 40, "b", 1)])
+    r.step(labels=[label(T + 5 + TTL + 100, "a", 0)])
+
+
+def degradation_events(sql: sessionmaker[Session]) -> list[tuple[str, dict[str, Any]]]:
+    with sql() as s:
+        rows = s.scalars(
+            select(AlertEventRow)
+            .where(AlertEventRow.kind == PERFORMANCE_DEGRADATION)
+            .order_by(AlertEventRow.id)
+        ).all()
+        return [(row.key, event_payload(row)) for row in rows]
+
+
+def test_a_revision_that_shows_a_degradation_fires_its_alert_once(sql: Any, tmp_path: Path) -> None:
+    r, archive = rig(sql, tmp_path)
+    wrong_late_stream(r)
+    first = report(sql, STRICT)  # one labelled pair: no verdict, no alert
+    assert first.degraded is None and degradation_events(sql) == []
+    assert job(sql, archive, judging=STRICT).tick()[LateOutcome.JOINED] == 1
+    row = report(sql)
+    assert (row.revision, row.labeled, row.degraded) == (1, 2, True)
+    ((key, payload),) = degradation_events(sql)
+    assert key == f"performance_degradation-report-{row.id}-revision-1-trigger"
+    assert payload["action"] == "trigger" and payload["revision"] == 1
+    assert (payload["scope"], payload["window_start"]) == ("v1", T)
+    assert job(sql, archive, judging=STRICT).tick() == {}
+    assert len(degradation_events(sql)) == 1  # nothing twice
+
+
+def test_an_older_window_revised_leaves_a_newer_windows_verdict_standing(
+    sql: Any, tmp_path: Path
+) -> None:
+    r, archive = rig(sql, tmp_path)
+    wrong_late_stream(r)
+    report(sql, STRICT)
+    # A newer window of the version was judged degraded, then clean: the alert resolved.
+    with transaction(sql) as s:
+        for firing, start in ((True, T + 600), (False, T + 660)):
+            details = {"model_version": "v1", "window_start": start}
+            condition(s, "fraud", PERFORMANCE_DEGRADATION, firing, f"w{start}", "m", NOW, details)
+    assert job(sql, archive, judging=STRICT).tick()[LateOutcome.JOINED] == 1
+    assert report(sql).degraded is True  # the old window's report is revised ...
+    actions = [payload["action"] for _, payload in degradation_events(sql)]
+    assert actions == ["trigger", "resolve"]  # ... but the alert follows the newest window
