@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 import time
-from typing import Any
+from typing import Any, cast
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.coordinator.assignors.range import RangePartitionAssignor
@@ -70,12 +70,43 @@ def wait_for_brokers(cfg: KafkaConfig) -> None:
 
 def make_consumer(cfg: KafkaConfig, start_from: str) -> ConsumerClient:
     try:
-        consumer: ConsumerClient = KafkaConsumer(**consumer_options(cfg, start_from))
-        return consumer
+        consumer = KafkaConsumer(**consumer_options(cfg, start_from))
+        restore_parked_records(consumer)
+        return cast(ConsumerClient, consumer)
     except KafkaError as exc:
         raise ServiceError(
             f"cannot connect to Kafka at {','.join(cfg.bootstrap_servers)}: {exc}"
         ) from exc
+
+
+def restore_parked_records(consumer: KafkaConsumer) -> None:
+    """Mend kafka-python 3.0.12's restore of a resumed partition's parked records.
+
+    A partition paused while its parsed records wait in the fetcher's in-line slot
+    is parked (KAFKA-7548) and left out of every fetch until the records are
+    restored, which happens only when the slot is ``None``. Once another
+    partition's records were consumed the slot holds them drained, which is
+    falsy but not ``None``: the parked partition is then never read again. The
+    loop pauses every partition while SQL is down and polls to keep its group
+    membership; a rebalance during that wait hands it new, unpaused partitions
+    whose records fill the slot, and the partitions parked before stay stalled
+    after the outage. A drained slot means "nothing in line" everywhere else in
+    the fetcher, so emptying it before each call is what the restore expects.
+    ``tests/integration/test_parked_records.py`` reproduces the stall against the
+    broker; the version is pinned because this reaches into the fetcher.
+    """
+    fetcher = getattr(consumer, "_fetcher", None)
+    original = getattr(fetcher, "fetched_records", None)
+    if fetcher is None or original is None or not hasattr(fetcher, "_next_partition_records"):
+        return
+
+    def fetched_records(*args: Any, **kwargs: Any) -> Any:
+        in_line = fetcher._next_partition_records
+        if in_line is not None and not in_line:
+            fetcher._next_partition_records = None
+        return original(*args, **kwargs)
+
+    fetcher.fetched_records = fetched_records
 
 
 def producer_options(cfg: KafkaConfig) -> dict[str, Any]:
