@@ -44,6 +44,8 @@ class LabelIntake:
         self._stats = stats
         self._max_clock_skew = max_clock_skew
         self._dead_letter = dead_letter
+        # The predictions partitions paused by align(), for the loop's stall watch.
+        self.held: frozenset[TopicPartition] = frozenset()
 
     @property
     def count(self) -> int:
@@ -155,6 +157,67 @@ class LabelIntake:
             if unread and (position is not None or from_earliest):
                 behind.add(partition)
         return frozenset(behind)
+
+    def hold(
+        self,
+        consumer: ConsumerClient,
+        book: OffsetBook,
+        predictions_topic: str,
+        backlog: int,
+        from_earliest: bool,
+    ) -> frozenset[TopicPartition]:
+        """The predictions partitions to hold back (pause) until their labels catch up.
+
+        A poll reads both topics by bytes, so in a backlog the predictions run ahead
+        of their labels in event time (hours, when the labels topic is longer) and
+        wait in ``pending_predictions`` for them. Partition p is held while its
+        predictions' watermark is more than a horizon (the longest ``join_ttl``)
+        ahead of its labels' and more than ``backlog`` labels wait to be read: the
+        predictions then wait in Kafka, and SQL holds about two horizons of them.
+        The count keeps the steady state out, where a few labels wait between
+        polls whatever their producer's clock says.
+        """
+        if self.topic is None:
+            return frozenset()
+        horizon = max(spec.join_ttl for spec in self.buffer.specs.values())
+        held = set()
+        for topic, partition in book.owned():
+            if topic != self.topic:
+                continue
+            high = consumer.highwater(TopicPartition(topic, partition))
+            position = book.position((topic, partition))
+            if position is None:
+                position = 0 if from_earliest else high
+            if high is None or position is None or high - position <= backlog:
+                continue
+            ahead = book.watermark((predictions_topic, partition))
+            labels = book.watermark((topic, partition))
+            if ahead is not None and (labels is None or ahead - labels > horizon):
+                held.add(TopicPartition(predictions_topic, partition))
+        return frozenset(held)
+
+    def align(
+        self,
+        consumer: ConsumerClient,
+        book: OffsetBook,
+        predictions_topic: str,
+        backlog: int,
+        from_earliest: bool,
+    ) -> None:
+        """Pause the partitions :meth:`hold` names, resume the ones it no longer names.
+
+        Paused again every time, in case anything resumed them meanwhile.
+        """
+        held = self.hold(consumer, book, predictions_topic, backlog, from_earliest)
+        released = (self.held - held) & consumer.assignment()
+        if held:
+            consumer.pause(*held)
+        if released:
+            consumer.resume(*released)
+        if held != self.held:
+            numbers = ", ".join(str(tp.partition) for tp in sorted(held)) or "none"
+            log.info("predictions held back until their labels catch up: partitions %s", numbers)
+        self.held = held
 
     def committed(self) -> None:
         """The flush holding what was buffered is in SQL."""

@@ -70,6 +70,9 @@ class IngestSettings:
     max_backoff: float = 10.0
     shutdown_budget: float = 8.0
     caps: StreamCaps = DEFAULT_CAPS
+    # Labels waiting in a partition before its predictions may be held back: far more
+    # than arrive between two polls in a steady state (LabelIntake.hold).
+    hold_backlog: int = 1_000
 
 
 class IngestLoop:
@@ -157,6 +160,7 @@ class IngestLoop:
                 batch = self._poll(int(self.settings.poll_timeout * 1000))
                 if batch:
                     self._process(batch)
+                    self._align()
                 if self._flush_due():
                     self._flush_with_retry(deadline=None)
                 self._report_lag()
@@ -232,6 +236,10 @@ class IngestLoop:
                 columns=columns,
             )
             self.book.advance(key, next_offset, watermark)
+
+    def _align(self) -> None:
+        s = self.settings
+        self.labels.align(self.consumer, self.book, s.topic, s.hold_backlog, s.start_from_earliest)
 
     def _dead_letter(self, rec: Record, exc: InvalidEvent) -> None:
         self.dlq.publish(
@@ -318,8 +326,8 @@ class IngestLoop:
         try:
             return bool(retrying(self._flush_and_report))
         finally:
-            if may_poll:
-                self.consumer.resume(*self.consumer.assignment())
+            if may_poll:  # what _wait paused; the partitions held for their labels stay
+                self.consumer.resume(*(self.consumer.assignment() - self.labels.held))
 
     def _flush_and_report(self) -> bool:
         self.flush_once()
@@ -382,4 +390,6 @@ class IngestLoop:
             return
         self._last_lag = now
         assigned = self.progress.assigned
-        self.progress = survey(self.book, self.consumer, self.settings.topic, self.stats, assigned)
+        self.progress = survey(
+            self.book, self.consumer, self.settings.topic, self.stats, assigned, self.labels.held
+        )

@@ -17,7 +17,8 @@ class OwnedPartition:
 
     ``committed`` is the next offset stored in SQL (None: nothing stored yet),
     ``position`` the next offset read, ``high`` the broker's high watermark
-    (None: not known yet).
+    (None: not known yet); ``held`` when the loop paused it on purpose, until its
+    labels catch up (:meth:`consumers.intake.LabelIntake.hold`).
     """
 
     topic: str
@@ -25,6 +26,7 @@ class OwnedPartition:
     committed: int | None
     position: int | None
     high: int | None
+    held: bool = False
 
     @property
     def lag(self) -> int | None:
@@ -66,8 +68,10 @@ def survey(
     topic: str,
     stats: IngestStats,
     assigned: bool = False,
+    held: frozenset[TopicPartition] = frozenset(),
 ) -> ConsumerProgress:
-    """Report every owned partition's lag; the predictions ``topic``'s progress."""
+    """Report every owned partition's lag; the predictions ``topic``'s progress.
+    ``held`` are the partitions the loop holds back on purpose."""
     busy = set()
     owned = []
     for owned_topic, partition in book.owned():
@@ -79,7 +83,10 @@ def survey(
         busy_here = high is None or position is None or position < high
         if busy_here and owned_topic == topic:
             busy.add(partition)
-        owned.append(OwnedPartition(owned_topic, partition, book.stored(key), position, high))
+        waits = TopicPartition(owned_topic, partition) in held
+        owned.append(
+            OwnedPartition(owned_topic, partition, book.stored(key), position, high, waits)
+        )
     busy.update(a.partition for a in book.pending() if a.topic == topic)
     known = consumer.partitions_for_topic(topic) or set()
     return ConsumerProgress(frozenset(known), frozenset(busy), tuple(owned), assigned)

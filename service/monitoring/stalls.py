@@ -2,7 +2,8 @@
 
 A partition is *stalled* when events wait behind it (unread or unflushed: the
 high watermark is past what SQL holds) and the offset SQL holds for it has not
-moved for ``alerts.stalled_after``. A consumer that keeps up, or one that is
+moved for ``alerts.stalled_after``, unless the loop holds it back on purpose (a
+predictions partition waiting for its labels in a backlog). A consumer that keeps up, or one that is
 slow but flushing, never stalls; one whose flush keeps failing (the database or
 the dead-letter topic unreachable) or whose loop hangs does.
 
@@ -85,7 +86,9 @@ class StallDetector:
         for p in progress.owned:
             key = (p.topic, p.partition)
             before = self._since.get(key)
-            if not p.behind:
+            if not p.behind or p.held:
+                # Held back on purpose while its labels catch up (their partition is
+                # watched for its own progress).
                 healthy.add(key)
                 continue
             if before is None or before[0] != p.committed:

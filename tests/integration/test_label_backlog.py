@@ -4,10 +4,12 @@ Three hours of one model's predictions (one every 10 s) and their labels (300 s
 after each, well within the 10-minute join horizon) wait in the topics before the
 service starts; ten labels of another model precede each label, so the labels
 topic is about ten times longer. Small fetches make the client read both topics
-side by side by bytes: unaligned, the predictions run hours ahead of their labels
-and expire before the labels are read (kafka-python fetches paused partitions'
-data aside, which this exercises too). Aligned (consumers/alignment.py), every
-label joins its prediction.
+side by side by bytes, so the predictions run hours ahead of their labels; they
+must wait for them rather than expire (consumers/join.py), and the loop holds
+them back in Kafka while more than ``hold_backlog`` labels wait
+(``LabelIntake.hold``), which pauses and resumes a partition with fetched records
+in line: the kafka-python path ``service.kafka_clients.restore_parked_records``
+mends. Every label joins its prediction.
 """
 
 from __future__ import annotations
@@ -89,3 +91,6 @@ def test_a_backlog_whose_labels_topic_is_ten_times_longer_joins_every_label(
     wait_for_count(lambda: _sums(db_url)[1], EVENTS, timeout=180)
     assert svc.terminate(timeout=10) == 0, svc.log_text()
     assert _sums(db_url) == (EVENTS, EVENTS, 0), svc.log_text()[-3000:]
+    # The premise: the predictions (2.2 times the labels' event time per fetched byte)
+    # got a horizon ahead while thousands of labels waited, and were held back.
+    assert "predictions held back until their labels catch up: partitions" in svc.log_text()

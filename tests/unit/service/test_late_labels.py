@@ -236,3 +236,22 @@ def test_an_older_window_revised_leaves_a_newer_windows_verdict_standing(
     assert report(sql).degraded is True  # the old window's report is revised ...
     actions = [payload["action"] for _, payload in degradation_events(sql)]
     assert actions == ["trigger", "resolve"]  # ... but the alert follows the newest window
+
+
+@pytest.mark.parametrize("step", ["read", "written"])
+def test_a_crash_before_the_commit_queues_the_revisions_alert_once(
+    sql: Any, tmp_path: Path, step: str
+) -> None:
+    r, archive = rig(sql, tmp_path)
+    wrong_late_stream(r)
+    report(sql, STRICT)
+
+    def crash(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    with pytest.raises(Crash):
+        job(sql, archive, judging=STRICT, on_step=crash).tick()
+    assert degradation_events(sql) == []  # the alert commits with its revision, or not at all
+    assert job(sql, archive, judging=STRICT).tick()[LateOutcome.JOINED] == 1
+    assert [p["action"] for _, p in degradation_events(sql)] == ["trigger"]

@@ -92,6 +92,21 @@ def test_events_waiting_behind_an_unmoving_offset_stall_after_the_limit() -> Non
     assert d.observe(moved) is None and d.healthy == {("p", 0)}
 
 
+def test_predictions_held_back_for_their_labels_do_not_stall() -> None:
+    t = [0.0]
+    d = StallDetector(LIMIT, lambda: t[0])
+    held = OwnedPartition("p", 0, 10, 10, 1000, held=True)  # behind, unmoving, on purpose
+    labels = [OwnedPartition("l", 0, 100 * i, 100 * i, 10_000) for i in range(4)]
+    for i, t[0] in enumerate((0.0, LIMIT, 2 * LIMIT, 3 * LIMIT)):
+        assert d.observe(ConsumerProgress(owned=(held, labels[i]))) is None
+    # Released and still standing still, it counts from then on.
+    released = OwnedPartition("p", 0, 10, 10, 1000)
+    assert d.observe(ConsumerProgress(owned=(released,))) is None
+    t[0] += LIMIT
+    stall = d.observe(ConsumerProgress(owned=(released,)))
+    assert stall is not None and set(stall.partitions) == {("p", 0)}
+
+
 def test_unflushed_reads_of_a_partition_sql_never_held_count_as_waiting() -> None:
     t = 0.0
     d = StallDetector(LIMIT, lambda: t)
