@@ -160,7 +160,9 @@ class IngestLoop:
                 batch = self._poll(int(self.settings.poll_timeout * 1000))
                 if batch:
                     self._process(batch)
-                    self._align()
+                # After every poll, empty ones too: a flush's retry or a rebalance may
+                # have left a partition paused or resumed that should not be.
+                self._align()
                 if self._flush_due():
                     self._flush_with_retry(deadline=None)
                 self._report_lag()

@@ -10,6 +10,7 @@ end orphaned (134 of 1,080 joined); it waits until the labels topic is read.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -127,3 +128,34 @@ def test_labels_that_stop_do_not_keep_predictions_waiting(sql: Any, clock: Any) 
     # The stalled-labels rule still bounds what waits: the unlabelled predictions
     # more than two horizons before the last one expired.
     assert r.unlabeled() == (EVENTS - 1 - int(2 * TTL / 10)) - 60
+
+
+def test_a_held_partition_is_released_after_an_empty_poll(sql: Any, clock: Any) -> None:
+    r = _aligned(JoinRig(sql, clock), backlog=100)
+    predictions = TopicPartition(TOPIC, 0)
+    r.consumer.append(predictions, *(pred(T + 10 * i, f"e{i}") for i in range(EVENTS)))
+    r.add_labels(0, *_labels(delay=TTL / 2))
+    while predictions not in r.consumer.paused:  # read until the loop holds them back
+        batch = r.loop._poll(0)
+        assert batch
+        r.loop._process(batch)
+        r.loop._align()
+    # The labels are read without a decision in between (as _wait reads during a
+    # database outage): what releases the predictions is the next poll, an empty one.
+    while batch := r.loop._poll(0):
+        assert predictions not in batch
+        r.loop._process(batch)
+    assert r.loop._flush_with_retry(deadline=None) is True
+    assert predictions in r.consumer.paused  # the flush's resume leaves it held
+    stop = threading.Event()
+    polls = r.consumer.poll
+
+    def until_empty(timeout_ms: int = 0) -> dict[TopicPartition, list[Any]]:
+        batch = polls(timeout_ms)
+        if not batch:
+            stop.set()
+        return batch
+
+    r.consumer.poll = until_empty  # type: ignore[method-assign]
+    r.loop.run(stop)
+    assert predictions not in r.consumer.paused
