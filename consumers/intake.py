@@ -147,16 +147,11 @@ class LabelIntake:
         """
         if self.topic is None:
             return frozenset()
-        behind = set()
-        for topic, partition in book.owned():
-            if topic != self.topic:
-                continue
-            high = consumer.highwater(TopicPartition(topic, partition))
-            position = book.position((topic, partition))
-            unread = high is None or (position or 0) < high
-            if unread and (position is not None or from_earliest):
-                behind.add(partition)
-        return frozenset(behind)
+        return frozenset(
+            p
+            for p in self._label_partitions(book)
+            if (n := self._unread(consumer, book, p, from_earliest)) is None or n > 0
+        )
 
     def hold(
         self,
@@ -181,34 +176,20 @@ class LabelIntake:
             return frozenset()
         horizon = max(spec.join_ttl for spec in self.buffer.specs.values())
         held = set()
-        for topic, partition in book.owned():
-            if topic != self.topic:
-                continue
-            high = consumer.highwater(TopicPartition(topic, partition))
-            position = book.position((topic, partition))
-            if position is None:
-                position = 0 if from_earliest else high
-            if high is None or position is None or high - position <= backlog:
+        for partition in self._label_partitions(book):
+            unread = self._unread(consumer, book, partition, from_earliest)
+            if unread is None or unread <= backlog:
                 continue
             ahead = book.watermark((predictions_topic, partition))
-            labels = book.watermark((topic, partition))
+            labels = book.watermark((self.topic, partition))
             if ahead is not None and (labels is None or ahead - labels > horizon):
                 held.add(TopicPartition(predictions_topic, partition))
         return frozenset(held)
 
-    def align(
-        self,
-        consumer: ConsumerClient,
-        book: OffsetBook,
-        predictions_topic: str,
-        backlog: int,
-        from_earliest: bool,
-    ) -> None:
-        """Pause the partitions :meth:`hold` names, resume the ones it no longer names.
-
-        Paused again every time, in case anything resumed them meanwhile.
+    def align(self, consumer: ConsumerClient, held: frozenset[TopicPartition]) -> None:
+        """Pause ``held`` (as :meth:`hold` found them), resume the partitions held before
+        and no longer. Paused again every time, in case anything resumed them meanwhile.
         """
-        held = self.hold(consumer, book, predictions_topic, backlog, from_earliest)
         released = (self.held - held) & consumer.assignment()
         if held:
             consumer.pause(*held)
@@ -218,6 +199,25 @@ class LabelIntake:
             numbers = ", ".join(str(tp.partition) for tp in sorted(held)) or "none"
             log.info("predictions held back until their labels catch up: partitions %s", numbers)
         self.held = held
+
+    def _label_partitions(self, book: OffsetBook) -> list[int]:
+        return [p for topic, p in book.owned() if topic == self.topic]
+
+    def _unread(
+        self, consumer: ConsumerClient, book: OffsetBook, partition: int, from_earliest: bool
+    ) -> int | None:
+        """Labels still to read in ``partition``; None while its end is not known. A
+        partition with nothing read yet waits for all of it when read from the start,
+        for nothing when started at its end (no stored offset: nothing it owes)."""
+        topic = self.topic
+        assert topic is not None, "only asked with a labels topic"
+        position = book.position((topic, partition))
+        if position is None and not from_earliest:
+            return 0
+        high = consumer.highwater(TopicPartition(topic, partition))
+        if high is None:
+            return None
+        return max(high - (position or 0), 0)
 
     def committed(self) -> None:
         """The flush holding what was buffered is in SQL."""

@@ -241,7 +241,10 @@ class IngestLoop:
 
     def _align(self) -> None:
         s = self.settings
-        self.labels.align(self.consumer, self.book, s.topic, s.hold_backlog, s.start_from_earliest)
+        held = self.labels.hold(
+            self.consumer, self.book, s.topic, s.hold_backlog, s.start_from_earliest
+        )
+        self.labels.align(self.consumer, held)
 
     def _dead_letter(self, rec: Record, exc: InvalidEvent) -> None:
         self.dlq.publish(

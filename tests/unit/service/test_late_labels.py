@@ -8,6 +8,7 @@ after a crash at any step counts nothing twice.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,16 @@ PLAIN = PerformanceJudging(SPEC, 60, 0)  # no reference performance: no verdicts
 
 class Crash(Exception):
     pass
+
+
+def crash_at(step: str) -> Callable[[str], None]:
+    """A job step hook that raises at ``step``."""
+
+    def crash(at: str) -> None:
+        if at == step:
+            raise Crash(at)
+
+    return crash
 
 
 @pytest.fixture
@@ -108,12 +119,8 @@ def test_a_crash_before_the_commit_redoes_the_batch_without_counting_twice(
     r, archive = rig(sql, tmp_path)
     late_stream(r)
 
-    def crash(at: str) -> None:
-        if at == step:
-            raise Crash(at)
-
     with pytest.raises(Crash):
-        job(sql, archive, on_step=crash).tick()
+        job(sql, archive, on_step=crash_at(step)).tick()
     assert r.window()[:3] == (2, 1, 1)  # nothing of the batch is in SQL
     assert job(sql, archive).tick()[LateOutcome.JOINED] == 1
     assert r.window()[:3] == (2, 2, 0)
@@ -246,12 +253,8 @@ def test_a_crash_before_the_commit_queues_the_revisions_alert_once(
     wrong_late_stream(r)
     report(sql, STRICT)
 
-    def crash(at: str) -> None:
-        if at == step:
-            raise Crash(at)
-
     with pytest.raises(Crash):
-        job(sql, archive, judging=STRICT, on_step=crash).tick()
+        job(sql, archive, judging=STRICT, on_step=crash_at(step)).tick()
     assert degradation_events(sql) == []  # the alert commits with its revision, or not at all
     assert job(sql, archive, judging=STRICT).tick()[LateOutcome.JOINED] == 1
     assert [p["action"] for _, p in degradation_events(sql)] == ["trigger"]
