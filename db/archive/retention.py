@@ -4,7 +4,14 @@ Every flush appends a small file per table and date; compaction rewrites them
 into large ones. Dates older than the retention are deleted, and vacuum then
 removes the files no version within the grace period still references. Both
 commit through the Delta log, so readers and the ingestion loop's appends go on
-meanwhile; app transaction versions survive both (they live in the log).
+meanwhile; app transaction versions survive both (they live in the log, and
+each checkpoint carries the latest of every app id).
+
+Every flush also adds an entry to each table's log, and appends slow down with
+the entries kept: the job gives tables created before their log retention was
+set (``ArchiveSettings.table_properties``) that retention, then checkpoints
+each table and deletes its expired entries, which covers tables no flush
+writes to any more.
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ def maintain(settings: ArchiveSettings, models: Iterable[str], now: datetime) ->
                     enforce_retention_duration=False,
                     dry_run=False,
                 )
+                _trim_log(table, settings.table_properties())
             except Exception as exc:
                 raise translate(exc, f"maintaining {uri}") from exc
             total = MaintenanceSummary(
@@ -58,3 +66,13 @@ def maintain(settings: ArchiveSettings, models: Iterable[str], now: datetime) ->
                 total.vacuumed_files + len(vacuumed),
             )
     return total
+
+
+def _trim_log(table: DeltaTable, properties: dict[str, str]) -> None:
+    """Give ``table`` the archive's properties if it lacks them, checkpoint it and delete
+    its log entries older than the log retention."""
+    configured = table.metadata().configuration
+    if any(configured.get(k) != v for k, v in properties.items()):
+        table.alter.set_table_properties(properties)
+    table.create_checkpoint()
+    table.cleanup_metadata()

@@ -22,7 +22,9 @@ proportion to the files the table holds (measured with deltalake 1.6: 16 ms at
 100 small files, 58 ms at 400, 186 ms at 600 with twenty features). So a
 writer compacts a table itself after every ``compact_every`` appends to it,
 rather than leave it to the hourly maintenance: a flush every 100 ms would
-otherwise slow ingestion down within minutes. Compaction rewrites files
+otherwise slow ingestion down within minutes. The log's entries cost an append
+time too, so a table is created with a short log retention
+(``ArchiveSettings.table_properties``). Compaction rewrites files
 without changing data or the application transactions; if it loses a race
 with another writer it is skipped, and the next one or the maintenance job
 does it.
@@ -152,6 +154,7 @@ class ArchiveWriter:
                 mode="append",
                 partition_by=["date"],
                 schema_mode="merge",
+                configuration=self.settings.table_properties() if table is None else None,
                 storage_options=dict(self.settings.storage_options) or None,
                 commit_properties=CommitProperties(app_transactions=txns),
                 writer_properties=_writer_properties(keep.schema),

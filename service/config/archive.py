@@ -100,6 +100,12 @@ class ArchiveConfig(Strict):
         ge=1,
         description="appends a replica makes to a table before it compacts the table's files",
     )
+    log_retention: Duration = Field(
+        default=600.0,
+        ge=60,
+        description="how long a table's Delta log keeps an entry a checkpoint covers, e.g. 10m "
+        "(time travel reaches no further back; every entry kept slows each append)",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -134,6 +140,7 @@ class ArchiveConfig(Strict):
             retention_seconds=self.retention,
             storage_options=options,
             compact_every=self.compact_every,
+            log_retention_seconds=self.log_retention,
         )
 
 

@@ -176,6 +176,22 @@ def test_scale_models(kafka: TestKafka) -> None:
     assert rows_growth == "2.0"
 
 
+def test_archive_log() -> None:
+    ms = r"\d+\.\d"
+    found = run_bench(
+        "archive_log.py",
+        None,
+        rf"archive_log: 300 appends per table; Delta defaults: {ms} -> {ms} ms/append "
+        rf"\((\d+) log entries\); driftwatch: {ms} -> {ms} ms/append \((\d+) log entries\); "
+        r"last/first: \d+\.\d\d vs \d+\.\d\d",
+    )
+    defaults, driftwatch = (int(n) for n in found.groups())
+    # A log entry per append under Delta's defaults; the quick run's retention of zero
+    # leaves driftwatch's table only what its last checkpoint does not cover.
+    assert defaults > 300
+    assert driftwatch < 100
+
+
 def test_drift_vs_evidently() -> None:
     run_bench(
         "drift_vs_evidently.py",

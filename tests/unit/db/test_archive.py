@@ -155,3 +155,20 @@ def test_a_failed_compaction_is_logged_as_a_warning_counted_and_fails_no_flush(
         ("WARNING", f"compacting {uri} failed")
     ]
     assert DeltaTable(uri).transaction_version("driftwatch:g:l:0") == 3
+
+
+def test_a_writer_whose_snapshot_predates_the_kept_log_still_archives_each_event_once(
+    tmp_path: Path,
+):
+    """Replicas share a model's table: one that appends rarely holds a snapshot older than
+    the log entries another's checkpoints keep (retention zero here, ten minutes by
+    default), and its next append must still see what the table holds."""
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"), log_retention_seconds=0)
+    rare, busy = ArchiveWriter(settings, "g"), ArchiveWriter(settings, "g")
+    rare.append("m", Kind.LABELS, labels([0, 1]), {("l", 0): 2})
+    for offset in range(110):  # a checkpoint at version 100 deletes the entries before it
+        busy.append("m", Kind.LABELS, labels([offset], partition=1), {("l", 1): offset + 1})
+    log = Path(settings.table_uri("m", Kind.LABELS), "_delta_log")
+    assert not (log / f"{1:020d}.json").exists()
+    assert rare.append("m", Kind.LABELS, labels([0, 1, 2, 3]), {("l", 0): 4}) == 2
+    assert archived(settings, "m") == [(0, o) for o in range(4)] + [(1, o) for o in range(110)]

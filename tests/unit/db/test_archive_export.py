@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -120,3 +123,49 @@ def test_retention_deletes_old_dates_compacts_and_keeps_the_versions(tmp_path: P
     # The stored version still makes a replay a no-op after compaction.
     write_predictions(writer, ["e3a", "e3b"], [3, 3], first=6)
     assert len(DeltaTable(uri).to_pandas()) == 6
+
+
+def _log_entries(uri: str) -> list[int]:
+    """Versions of the commits a table's Delta log still holds."""
+    return sorted(int(p.stem) for p in Path(uri, "_delta_log").glob("*.json"))
+
+
+def test_maintenance_gives_an_older_table_its_log_retention_and_deletes_expired_entries(
+    tmp_path: Path,
+):
+    """Every append costs time per log entry kept: a table created under Delta's default
+    (30 days of entries) gets the archive's retention and loses its expired entries,
+    and nothing it holds changes."""
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"), log_retention_seconds=600)
+    uri = settings.table_uri("fraud", Kind.PREDICTIONS)
+    older = ArchiveWriter(replace(settings, log_retention_seconds=30 * 86400), "g")
+    for i in range(6):
+        write_predictions(older, [f"e{i}a", f"e{i}b"], [i, i], first=2 * i)
+    assert DeltaTable(uri).metadata().configuration["delta.logRetentionDuration"] == (
+        "interval 2592000 seconds"
+    )
+    # Entries written eleven minutes ago, as an hour-long run of flushes leaves them.
+    aged = time.time() - 660
+    for entry in Path(uri, "_delta_log").glob("*.json"):
+        os.utime(entry, (aged, aged))
+    maintain(settings, ["fraud"], DAY0 + timedelta(days=7))
+    table = DeltaTable(uri)
+    assert table.metadata().configuration == settings.table_properties()
+    # The six appends' entries are gone (a checkpoint covers them); the job's own remain.
+    assert _log_entries(uri) == list(range(6, table.version() + 1))
+    assert len(table.to_pandas()) == 12
+    assert table.transaction_version("driftwatch:g:p:0") == 12
+    # The next append still skips what was archived and adds the rest.
+    write_predictions(ArchiveWriter(settings, "g"), ["e5a", "e5b", "e6a", "e6b"], [6] * 4, first=10)
+    assert len(DeltaTable(uri).to_pandas()) == 14
+
+
+def test_maintenance_keeps_log_entries_younger_than_the_retention(tmp_path: Path):
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"), log_retention_seconds=600)
+    writer = ArchiveWriter(settings, "g")
+    for i in range(3):
+        write_predictions(writer, [f"e{i}a", f"e{i}b"], [0, 0], first=2 * i)
+    uri = settings.table_uri("fraud", Kind.PREDICTIONS)
+    assert DeltaTable(uri).metadata().configuration == settings.table_properties()
+    maintain(settings, ["fraud"], DAY0 + timedelta(days=1))
+    assert _log_entries(uri) == list(range(DeltaTable(uri).version() + 1))
