@@ -25,6 +25,9 @@ class ArchiveSettings:
     entry once a checkpoint covers it. An append's cost grows with the entries
     kept (about 7 µs each, measured on a local disk): under
     Delta's default of 30 days, a flush every 2 seconds would keep 1.3 million.
+
+    ``append_workers`` is how many of a flush's tables (one per archived model
+    and kind) are appended to at once.
     """
 
     uri: str = "./driftwatch-archive"
@@ -33,6 +36,7 @@ class ArchiveSettings:
     vacuum_grace_seconds: float = 86400.0
     compact_every: int = 100
     log_retention_seconds: float = 600.0
+    append_workers: int = 1
 
     def table_properties(self) -> dict[str, str]:
         """The Delta table properties every archive table carries.

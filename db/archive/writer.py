@@ -79,6 +79,11 @@ class ArchiveWriter:
         self.compaction_failed = compaction_failed
         self._tables: dict[str, DeltaTable] = {}
         self._appends: dict[str, int] = {}
+        # Per table: the version its app transactions were read at, and what was read.
+        # Reading one costs about a millisecond once a table has a checkpoint (deltalake
+        # 1.6), three partitions a flush, every table: most of what an append spends
+        # outside Delta's own commit. Valid while the table holds no commit but ours.
+        self._txns: dict[str, tuple[int, dict[str, int | None]]] = {}
 
     def app_id(self, topic: str, partition: int) -> str:
         return f"driftwatch:{self.group}:{topic}:{partition}"
@@ -88,7 +93,8 @@ class ArchiveWriter:
         table = self._load(self.settings.table_uri(model, kind))
         if table is None:
             return {}
-        found = {p: table.transaction_version(self.app_id(topic, p)) for p in partitions}
+        uri = self.settings.table_uri(model, kind)
+        found = {p: self._txn_version(uri, table, self.app_id(topic, p)) for p in partitions}
         return {p: v for p, v in found.items() if v is not None}
 
     def append(
@@ -110,6 +116,7 @@ class ArchiveWriter:
                 break
             except ArchiveConflict:
                 self._tables.pop(uri, None)
+                self._txns.pop(uri, None)
                 if attempt == _ATTEMPTS - 1:
                     raise
         if written:
@@ -135,6 +142,7 @@ class ArchiveWriter:
             return 0
         finally:
             self._tables.pop(uri, None)
+            self._txns.pop(uri, None)
         return int(done.get("numFilesRemoved", 0) or 0)
 
     def _append_once(
@@ -142,11 +150,12 @@ class ArchiveWriter:
     ) -> int:
         table = self._load(uri)
         rows = _once_per_source(rows)
-        keep = rows if table is None else self._unarchived(table, rows)
+        keep = rows if table is None else self._unarchived(uri, table, rows)
         if keep.num_rows == 0:
             return 0
         sources = _sources(keep)
         txns = [Transaction(self.app_id(t, p), next_offsets[(t, p)]) for t, p in sources]
+        read_at = -1 if table is None else table.version()
         try:
             write_deltalake(
                 uri if table is None else table,
@@ -163,14 +172,36 @@ class ArchiveWriter:
             raise translate(exc, f"appending to {uri}") from exc
         if table is None:
             self._tables.pop(uri, None)
+        self._committed(uri, table, read_at, txns)
         return int(keep.num_rows)
 
-    def _unarchived(self, table: DeltaTable, rows: pa.Table) -> pa.Table:
+    def _txn_version(self, uri: str, table: DeltaTable, app_id: str) -> int | None:
+        """``table``'s version of ``app_id``, read once per table version."""
+        at, known = self._txns.get(uri, (-1, {}))
+        if at != table.version():
+            at, known = table.version(), {}
+            self._txns[uri] = (at, known)
+        if app_id not in known:
+            known[app_id] = table.transaction_version(app_id)
+        return known[app_id]
+
+    def _committed(
+        self, uri: str, table: DeltaTable | None, read_at: int, txns: list[Transaction]
+    ) -> None:
+        """Carry the known app transactions over our own commit, if it came right after
+        the version they were read at; else forget them (another writer committed)."""
+        at, known = self._txns.pop(uri, (-1, {}))
+        if table is None or at != read_at or table.version() != read_at + 1:
+            return
+        known.update({t.app_id: t.version for t in txns})
+        self._txns[uri] = (table.version(), known)
+
+    def _unarchived(self, uri: str, table: DeltaTable, rows: pa.Table) -> pa.Table:
         """``rows`` less those below their partition's stored version."""
         offsets = rows.column("offset").to_numpy()
         mask: np.ndarray | None = None
         for topic, partition in _sources(rows):
-            version = table.transaction_version(self.app_id(topic, partition))
+            version = self._txn_version(uri, table, self.app_id(topic, partition))
             if version is None:
                 continue
             here = pc.and_(

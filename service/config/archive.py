@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlparse
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -106,6 +107,14 @@ class ArchiveConfig(Strict):
         description="how long a table's Delta log keeps an entry a checkpoint covers, e.g. 10m "
         "(time travel reaches no further back; every entry kept slows each append)",
     )
+    append_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="tables a flush appends to at once (one per archived model and kind); "
+        "default 1 on a local disk, where appends are CPU-bound and more only contend for "
+        "the interpreter, and 8 on object storage, where each commit waits on requests",
+    )
 
     @field_validator("uri")
     @classmethod
@@ -141,8 +150,14 @@ class ArchiveConfig(Strict):
             storage_options=options,
             compact_every=self.compact_every,
             log_retention_seconds=self.log_retention,
+            append_workers=self.append_workers or (8 if _remote(self.uri) else 1),
         )
 
 
 class ModelArchiveConfig(Strict):
     enabled: bool = True
+
+
+def _remote(uri: str) -> bool:
+    """Whether ``uri`` names object storage (any scheme but a local file's)."""
+    return urlparse(uri).scheme not in ("", "file")

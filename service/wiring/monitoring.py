@@ -221,8 +221,9 @@ def build_archive(cfg: Config, compaction_failed: Callable[[], None]) -> Archive
     models = archived_models(cfg)
     if not models:
         return NoArchive()
-    writer = ArchiveWriter(cfg.archive.settings(), cfg.kafka.group_id, compaction_failed)
-    return ArchiveIntake(writer, models)
+    settings = cfg.archive.settings()
+    writer = ArchiveWriter(settings, cfg.kafka.group_id, compaction_failed)
+    return ArchiveIntake(writer, models, settings.append_workers)
 
 
 def archive_maintenance(cfg: Config) -> Callable[[], None] | None:

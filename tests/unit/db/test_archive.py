@@ -107,6 +107,54 @@ def test_two_replicas_racing_on_a_partition_archive_each_event_once(settings):
     assert archived(settings, "m") == [(0, o) for o in range(6)]
 
 
+def test_a_writer_rereads_the_versions_once_another_writer_has_committed(settings):
+    """A writer keeps the app transaction versions it read and wrote while the table
+    holds no commit but its own; another replica's append makes it read them again."""
+    old = ArchiveWriter(settings, "g")
+    old.append("m", Kind.LABELS, labels([0, 1]), {("l", 0): 2})
+    old.append("m", Kind.LABELS, labels([2, 3]), {("l", 0): 4})  # version 4 known, unread
+    # The partition moved: its new owner archives 4..6, then it comes back to the old one,
+    # which reads from the offset in SQL (7) on, and a replay of the new owner's last
+    # flush (4..6) as well.
+    ArchiveWriter(settings, "g").append("m", Kind.LABELS, labels([4, 5, 6]), {("l", 0): 7})
+    assert old.append("m", Kind.LABELS, labels([4, 5, 6, 7, 8]), {("l", 0): 9}) == 2
+    assert archived(settings, "m") == [(0, o) for o in range(9)]
+    # Its own commits since: nothing to read again, and a replay still appends nothing.
+    reads = _CountingReads.install(old)
+    assert old.append("m", Kind.LABELS, labels([9]), {("l", 0): 10}) == 1
+    assert old.append("m", Kind.LABELS, labels([8, 9]), {("l", 0): 10}) == 0
+    assert reads.count == 0
+    assert archived(settings, "m") == [(0, o) for o in range(10)]
+
+
+class _CountingReads:
+    """Counts the app transaction versions a writer's tables are asked for."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    @classmethod
+    def install(cls, writer: ArchiveWriter) -> _CountingReads:
+        counter = cls()
+        load = writer._load
+
+        def counted(uri: str) -> DeltaTable | None:
+            table = load(uri)
+            if table is not None and not hasattr(table, "_counted"):
+                read = table.transaction_version
+
+                def counting(app_id: str) -> int | None:
+                    counter.count += 1
+                    return read(app_id)
+
+                table.transaction_version = counting  # type: ignore[method-assign]
+                table._counted = True  # type: ignore[attr-defined]
+            return table
+
+        writer._load = counted  # type: ignore[method-assign]
+        return counter
+
+
 def test_a_record_twice_in_one_append_is_archived_once(settings):
     writer = ArchiveWriter(settings, "g")
     rows = pa.concat_tables([labels([0, 1, 2]), labels([1, 2, 3]), labels([1], topic="other")])

@@ -15,6 +15,7 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
     cfg = load(tmp_path, BASE, {})
     assert (cfg.archive.uri, cfg.archive.retention) == ("./driftwatch-archive", 90 * 86400.0)
     assert cfg.models["fraud"].archive.enabled
+    assert cfg.archive.settings().append_workers == 1  # a local directory
     assert cfg.archive.settings().table_properties()["delta.logRetentionDuration"] == (
         "interval 600 seconds"
     )
@@ -22,24 +23,33 @@ def test_defaults_and_overrides(tmp_path: Path) -> None:
         "DRIFTWATCH_ARCHIVE__URI": "s3://bucket/archive/",
         "DRIFTWATCH_ARCHIVE__RETENTION": "30d",
         "DRIFTWATCH_ARCHIVE__LOG_RETENTION": "1h",
+        "DRIFTWATCH_ARCHIVE__APPEND_WORKERS": "2",
         "DRIFTWATCH_MODELS__FRAUD__ARCHIVE__ENABLED": "false",
     }
     cfg = load(tmp_path, BASE, env)
     settings = cfg.archive.settings()
     assert settings.table_uri("fraud", Kind.LABELS) == "s3://bucket/archive/fraud/labels"
     assert settings.retention_seconds == 30 * 86400.0
-    assert settings.log_retention_seconds == 3600.0
+    assert (settings.log_retention_seconds, settings.append_workers) == (3600.0, 2)
+    del env["DRIFTWATCH_ARCHIVE__APPEND_WORKERS"]
+    assert load(tmp_path, BASE, env).archive.settings().append_workers == 8  # object storage
     assert not cfg.models["fraud"].archive.enabled
 
 
 def test_bad_values_name_the_key(tmp_path: Path) -> None:
     raw = copy.deepcopy(BASE)
-    raw["archive"] = {"retention": "forever", "typo": 1, "log_retention": "30s"}
+    raw["archive"] = {
+        "retention": "forever",
+        "typo": 1,
+        "log_retention": "30s",
+        "append_workers": 0,
+    }
     raw["models"]["fraud"]["features"]["offset"] = {"type": "numerical"}
     found = problems(tmp_path, raw)
     assert any(p.startswith("config: archive.retention:") for p in found), found
     assert any(p.startswith("config: archive.typo:") for p in found), found
     assert any(p.startswith("config: archive.log_retention:") for p in found), found
+    assert any(p.startswith("config: archive.append_workers:") for p in found), found
     reserved = [p for p in found if p.startswith("config: models.fraud.features:")]
     assert reserved and "['offset'] are reserved" in reserved[0], found
 
