@@ -15,7 +15,7 @@ flushes every few seconds would.
 Last line: ``archive_log: <n> appends per table; Delta defaults: <ms> -> <ms>
 ms/append (<k> log entries); driftwatch: <ms> -> <ms> ms/append (<k> log
 entries); last/first: <x> vs <x>``: the mean append time over the second and the
-last cycle of ``compact_every`` (100) appends to each table (a cycle holds every
+last cycle of ``compact_every`` (50) appends to each table (a cycle holds every
 count of small files alike; the first one creates the table), and how much it grew.
 """
 
@@ -65,8 +65,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.quick:
         args.appends, args.retention = 300, 0.0
-    if args.appends < 300:
-        parser.error("--appends must be at least 300: three compaction cycles")
+    if args.appends < 3 * ArchiveSettings().compact_every:
+        parser.error("--appends must cover at least three compaction cycles")
     with tempfile.TemporaryDirectory(prefix="driftwatch-archive-log-") as tmp:
         settings = ArchiveSettings(uri=tmp, log_retention_seconds=args.retention)
         # The baseline table exists before the writer's first append, created as a

@@ -34,7 +34,7 @@ class ArchiveSettings:
     retention_seconds: float = 90 * 86400.0
     storage_options: Mapping[str, str] = field(default_factory=dict)
     vacuum_grace_seconds: float = 86400.0
-    compact_every: int = 100
+    compact_every: int = 50
     log_retention_seconds: float = 600.0
     append_workers: int = 1
 

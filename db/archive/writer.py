@@ -22,7 +22,10 @@ proportion to the files the table holds (measured with deltalake 1.6: 16 ms at
 100 small files, 58 ms at 400, 186 ms at 600 with twenty features). So a
 writer compacts a table itself after every ``compact_every`` appends to it,
 rather than leave it to the hourly maintenance: a flush every 100 ms would
-otherwise slow ingestion down within minutes. The log's entries cost an append
+otherwise slow ingestion down within minutes. Every 50 appends cost least of
+10, 25, 50 and 100 in both regimes measured (appends and compactions together,
+20 features: 16.5 ms an append of 25 rows against 21.6 at 100; 21.8 ms of 500
+rows against 23.9). The log's entries cost an append
 time too, so a table is created with a short log retention
 (``ArchiveSettings.table_properties``). Compaction rewrites files
 without changing data or the application transactions; if it loses a race

@@ -97,7 +97,7 @@ class ArchiveConfig(Strict):
         default=3600.0, gt=0, description="how often retention and compaction run, e.g. 1h"
     )
     compact_every: int = Field(
-        default=100,
+        default=50,
         ge=1,
         description="appends a replica makes to a table before it compacts the table's files",
     )
