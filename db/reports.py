@@ -5,8 +5,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -164,10 +165,13 @@ class DriftReportRepository:
             with savepoint(self.session):
                 self.session.add(row)
                 self.session.flush()
-                self.session.add_all(
-                    _feature_row(row.id, i, f) for i, f in enumerate(report.features)
-                )
-                self.session.flush()
+                # One bulk insert, no ORM object per feature: as 30 unit-of-work objects
+                # they were the largest part of judging a window (0.2 ms each).
+                if report.features:
+                    self.session.execute(
+                        insert(DriftFeatureRow),
+                        [_feature_row(row.id, i, f) for i, f in enumerate(report.features)],
+                    )
         except IntegrityError as exc:
             if violates(exc, DriftReportRow.__table__, "uq_drift_reports_window"):
                 return None
@@ -262,24 +266,24 @@ class DriftReportRepository:
         return None if row is None else (row.report_id, row.html)
 
 
-def _feature_row(report_id: int, position: int, f: FeatureDrift) -> DriftFeatureRow:
-    return DriftFeatureRow(
-        report_id=report_id,
-        feature=f.name,
-        position=position,
-        kind=str(f.kind),
-        method=None if f.method is None else str(f.method),
-        score=f.score,
-        p_value=f.p_value,
-        p_value_adjusted=f.p_value_adjusted,
-        threshold=f.threshold,
-        drifted=f.drifted,
-        reference_count=f.reference_count,
-        current_count=f.current_count,
-        reference_null_share=f.reference_null_share,
-        current_null_share=f.current_null_share,
-        unseen_categories=json.dumps(list(f.unseen_categories)),
-    )
+def _feature_row(report_id: int, position: int, f: FeatureDrift) -> dict[str, Any]:
+    return {
+        "report_id": report_id,
+        "feature": f.name,
+        "position": position,
+        "kind": str(f.kind),
+        "method": None if f.method is None else str(f.method),
+        "score": f.score,
+        "p_value": f.p_value,
+        "p_value_adjusted": f.p_value_adjusted,
+        "threshold": f.threshold,
+        "drifted": f.drifted,
+        "reference_count": f.reference_count,
+        "current_count": f.current_count,
+        "reference_null_share": f.reference_null_share,
+        "current_null_share": f.current_null_share,
+        "unseen_categories": json.dumps(list(f.unseen_categories)),
+    }
 
 
 def _result(f: DriftFeatureRow) -> FeatureResult:
