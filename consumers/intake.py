@@ -147,10 +147,11 @@ class LabelIntake:
         """
         if self.topic is None:
             return frozenset()
+        topic = self.topic
         return frozenset(
             p
             for p in self._label_partitions(book)
-            if (n := self._unread(consumer, book, p, from_earliest)) is None or n > 0
+            if (n := _unread(consumer, book, topic, p, from_earliest)) is None or n > 0
         )
 
     def hold(
@@ -161,29 +162,36 @@ class LabelIntake:
         backlog: int,
         from_earliest: bool,
     ) -> frozenset[TopicPartition]:
-        """The predictions partitions to hold back (pause) until their labels catch up.
+        """The partitions to hold back (pause) until the other topic's catch up.
 
-        A poll reads both topics by bytes, so in a backlog the predictions run ahead
-        of their labels in event time (hours, when the labels topic is longer) and
-        wait in ``pending_predictions`` for them. Partition p is held while its
-        predictions' watermark is more than a horizon (the longest ``join_ttl``)
-        ahead of its labels' and more than ``backlog`` labels wait to be read: the
-        predictions then wait in Kafka, and SQL holds about two horizons of them.
-        The count keeps the steady state out, where a few labels wait between
-        polls whatever their producer's clock says.
+        A poll reads both topics by bytes, so in a backlog one topic runs ahead of
+        the other in event time (hours, when the other is longer), and what it reads
+        waits in SQL for its counterpart: predictions in ``pending_predictions`` when
+        the labels are behind, labels in ``pending_labels`` when the predictions are.
+        Partition p of one topic is held while its watermark is more than a horizon
+        (the longest ``join_ttl``) ahead of the other topic's partition p and more than
+        ``backlog`` messages wait to be read there: the runaway side then waits in
+        Kafka, and SQL holds about two horizons of it. The count keeps the steady
+        state out, where a few messages wait between polls whatever their producers'
+        clocks say. The two conditions exclude each other, so one side always reads.
         """
-        if self.topic is None:
+        labels_topic = self.topic
+        if labels_topic is None:
             return frozenset()
         horizon = max(spec.join_ttl for spec in self.buffer.specs.values())
         held = set()
         for partition in self._label_partitions(book):
-            unread = self._unread(consumer, book, partition, from_earliest)
-            if unread is None or unread <= backlog:
-                continue
-            ahead = book.watermark((predictions_topic, partition))
-            labels = book.watermark((self.topic, partition))
-            if ahead is not None and (labels is None or ahead - labels > horizon):
-                held.add(TopicPartition(predictions_topic, partition))
+            predictions = book.watermark((predictions_topic, partition))
+            labels = book.watermark((labels_topic, partition))
+            for topic, ahead, other, behind in (
+                (predictions_topic, predictions, labels, labels_topic),
+                (labels_topic, labels, predictions, predictions_topic),
+            ):
+                if ahead is None or (other is not None and ahead - other <= horizon):
+                    continue
+                unread = _unread(consumer, book, behind, partition, from_earliest)
+                if unread is not None and unread > backlog:
+                    held.add(TopicPartition(topic, partition))
         return frozenset(held)
 
     def align(self, consumer: ConsumerClient, held: frozenset[TopicPartition]) -> None:
@@ -195,29 +203,21 @@ class LabelIntake:
             consumer.pause(*held)
         if released:
             consumer.resume(*released)
-        if held != self.held:
-            numbers = ", ".join(str(tp.partition) for tp in sorted(held)) or "none"
-            log.info("predictions held back until their labels catch up: partitions %s", numbers)
+        for labels, side, other in (
+            (False, "predictions", "labels"),
+            (True, "labels", "predictions"),
+        ):
+            before = {tp.partition for tp in self.held if (tp.topic == self.topic) is labels}
+            now = sorted(tp.partition for tp in held if (tp.topic == self.topic) is labels)
+            if set(now) != before:
+                numbers = ", ".join(map(str, now)) or "none"
+                log.info(
+                    "%s held back until their %s catch up: partitions %s", side, other, numbers
+                )
         self.held = held
 
     def _label_partitions(self, book: OffsetBook) -> list[int]:
         return [p for topic, p in book.owned() if topic == self.topic]
-
-    def _unread(
-        self, consumer: ConsumerClient, book: OffsetBook, partition: int, from_earliest: bool
-    ) -> int | None:
-        """Labels still to read in ``partition``; None while its end is not known. A
-        partition with nothing read yet waits for all of it when read from the start,
-        for nothing when started at its end (no stored offset: nothing it owes)."""
-        topic = self.topic
-        assert topic is not None, "only asked with a labels topic"
-        position = book.position((topic, partition))
-        if position is None and not from_earliest:
-            return 0
-        high = consumer.highwater(TopicPartition(topic, partition))
-        if high is None:
-            return None
-        return max(high - (position or 0), 0)
 
     def committed(self) -> None:
         """The flush holding what was buffered is in SQL."""
@@ -241,3 +241,18 @@ def report_join(stats: IngestStats, counts: JoinCounts) -> None:
     for a in counts.alarms:
         stats.alarms(a.model, a.model_version, a.detector, 1)
         log.warning("concept drift alarm: %s", a.describe())
+
+
+def _unread(
+    consumer: ConsumerClient, book: OffsetBook, topic: str, partition: int, from_earliest: bool
+) -> int | None:
+    """Messages still to read in ``topic``'s ``partition``; None while its end is not known.
+    A partition with nothing read yet waits for all of it when read from the start, for
+    nothing when started at its end (no stored offset: nothing it owes)."""
+    position = book.position((topic, partition))
+    if position is None and not from_earliest:
+        return 0
+    high = consumer.highwater(TopicPartition(topic, partition))
+    if high is None:
+        return None
+    return max(high - (position or 0), 0)

@@ -20,7 +20,7 @@ from kafka import TopicPartition
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.session import make_engine, make_session_factory
-from tests.harness.ingest import TOPIC, TTL, FakeClock, JoinRig, T, label, pred
+from tests.harness.ingest import LABELS, TOPIC, TTL, FakeClock, JoinRig, T, label, pred
 
 HOURS = 3
 EVENTS = HOURS * 360  # one prediction every 10 s
@@ -159,3 +159,51 @@ def test_a_held_partition_is_released_after_an_empty_poll(sql: Any, clock: Any) 
     r.consumer.poll = until_empty  # type: ignore[method-assign]
     r.loop.run(stop)
     assert predictions not in r.consumer.paused
+
+
+def _predictions_behind_filler() -> list[bytes]:
+    """Fraud's predictions, each behind ten messages of a model this replica does not know
+    (dead letters: they take a poll's room as another model's predictions would)."""
+    out: list[bytes] = []
+    for i in range(EVENTS):
+        out += [b'{"model": "other", "event_id": "x%d-%d"}' % (i, j) for j in range(FILLER)]
+        out.append(pred(T + 10 * i, f"e{i}"))
+    return out
+
+
+def _drain_parked(r: JoinRig) -> int:
+    """As :func:`_drain`; the most labels parked in SQL for their predictions at once."""
+    parked = 0
+    while batch := r.loop._poll(0):
+        r.loop._process(batch)
+        r.loop._align()
+        assert r.loop._flush_with_retry(deadline=None) is True
+        parked = max(parked, r.pending()[2])
+    assert not r.consumer.paused
+    return parked
+
+
+@pytest.mark.parametrize("backlog", [10**9, 100], ids=["unheld", "held"])
+def test_labels_read_far_ahead_of_their_predictions_wait_in_kafka_when_held(
+    sql: Any, clock: Any, backlog: int
+) -> None:
+    """The other way round: a predictions topic ten times longer than its labels (a
+    predictions backlog), so a poll reads labels ten times further in event time, and
+    each waits in ``pending_labels`` for its prediction."""
+    r = _aligned(JoinRig(sql, clock), backlog=backlog)
+    r.consumer.append(TopicPartition(TOPIC, 0), *_predictions_behind_filler())
+    r.add_labels(0, *(label(T + 10 * i + TTL / 2, f"e{i}", 1) for i in range(EVENTS)))
+    parked = _drain_parked(r)
+    outcomes = _fraud_outcomes(r)
+    early = outcomes.pop("early", 0)  # parked first: each counts as joined too
+    assert outcomes == {"joined": EVENTS}
+    assert r.unlabeled() == 0
+    print(f"hold backlog {backlog}: {parked} labels parked at most, {early} early")
+    held = [p for p in r.consumer.paused_at_poll if TopicPartition(LABELS, 0) in p]
+    if backlog == 100:
+        # A horizon ahead of their predictions, the labels' delay and one poll of labels.
+        assert held  # the premise: the backlog did make the loop hold the labels
+        assert parked <= (TTL + TTL / 2 + 500) / 10 + 1
+    else:
+        assert not held
+        assert parked > 5 * TTL / 10
