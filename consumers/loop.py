@@ -70,9 +70,8 @@ class IngestSettings:
     max_backoff: float = 10.0
     shutdown_budget: float = 8.0
     caps: StreamCaps = DEFAULT_CAPS
-    # Messages waiting in one topic's partition before the other topic's partition may
-    # be held back for them: far more than arrive between two polls in a steady state
-    # (LabelIntake.hold).
+    # Messages waiting in a partition before the other topic's may be held back for
+    # them: far more than arrive between two polls in a steady state (LabelIntake.hold).
     hold_backlog: int = 1_000
 
 
