@@ -93,10 +93,10 @@ class ArchiveWriter:
 
     def versions(self, model: str, kind: Kind, topic: str, partitions: list[int]) -> dict[int, int]:
         """The stored next offset of each partition that the table has events of."""
-        table = self._load(self.settings.table_uri(model, kind))
+        uri = self.settings.table_uri(model, kind)
+        table = self._load(uri)
         if table is None:
             return {}
-        uri = self.settings.table_uri(model, kind)
         found = {p: self._txn_version(uri, table, self.app_id(topic, p)) for p in partitions}
         return {p: v for p, v in found.items() if v is not None}
 

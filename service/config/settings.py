@@ -85,6 +85,12 @@ class IngestConfig(Strict):
         ge=1,
         description="the longest category value kept, in characters",
     )
+    hold_backlog: int = Field(
+        default=1_000,
+        ge=1,
+        description="messages waiting in a labels (predictions) partition before a "
+        "predictions (labels) partition that runs a join_ttl ahead is paused for them",
+    )
 
     def caps(self) -> StreamCaps:
         return StreamCaps(

@@ -171,6 +171,7 @@ def build_ingest_loop(
         max_clock_skew=cfg.ingest.max_clock_skew,
         start_from_earliest=cfg.ingest.start_from == "earliest",
         caps=cfg.ingest.caps(),
+        hold_backlog=cfg.ingest.hold_backlog,
     )
     sessions = make_session_factory(engine)
     return IngestLoop(

@@ -614,12 +614,15 @@ def test_stream_caps_have_defaults_and_reach_the_ingest_settings(tmp_path: Path)
         cfg.ingest.max_categories,
         cfg.ingest.max_category_length,
     ) == (20, 1000, 256)
+    assert cfg.ingest.hold_backlog == 1000
     caps = load(tmp_path, mutated("ingest.max_versions", 3)).ingest.caps()
     assert caps.max_versions == 3
     assert (caps.categories.max_values, caps.categories.max_length) == (1000, 256)
 
 
-@pytest.mark.parametrize("key", ["max_versions", "max_categories", "max_category_length"])
+@pytest.mark.parametrize(
+    "key", ["max_versions", "max_categories", "max_category_length", "hold_backlog"]
+)
 @pytest.mark.parametrize("value", [0, "many"])
 def test_a_stream_cap_that_is_not_a_positive_number_names_its_key(
     tmp_path: Path, key: str, value: Any
