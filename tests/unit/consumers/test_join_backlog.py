@@ -49,16 +49,17 @@ def _labels(delay: float) -> list[bytes]:
     return out
 
 
-def _drain(r: JoinRig) -> int:
+def _drain(r: JoinRig, what: int = 0) -> int:
     """Run the loop's iterations (poll, process, align, flush) until nothing is left;
-    return the most unlabelled predictions waiting in SQL at once."""
+    return the most rows waiting in SQL at once: unlabelled predictions, or with
+    ``what=2`` parked labels (the order of :meth:`JoinRig.pending`)."""
     waiting = 0
     while batch := r.loop._poll(0):
         r.loop._process(batch)
         r.loop._align()
         assert r.loop._flush_with_retry(deadline=None) is True
-        waiting = max(waiting, r.pending()[0])
-    assert not r.consumer.paused  # nothing is held once the labels are read
+        waiting = max(waiting, r.pending()[what])
+    assert not r.consumer.paused  # nothing is held once both topics are read
     return waiting
 
 
@@ -171,18 +172,6 @@ def _predictions_behind_filler() -> list[bytes]:
     return out
 
 
-def _drain_parked(r: JoinRig) -> int:
-    """As :func:`_drain`; the most labels parked in SQL for their predictions at once."""
-    parked = 0
-    while batch := r.loop._poll(0):
-        r.loop._process(batch)
-        r.loop._align()
-        assert r.loop._flush_with_retry(deadline=None) is True
-        parked = max(parked, r.pending()[2])
-    assert not r.consumer.paused
-    return parked
-
-
 @pytest.mark.parametrize("backlog", [10**9, 100], ids=["unheld", "held"])
 def test_labels_read_far_ahead_of_their_predictions_wait_in_kafka_when_held(
     sql: Any, clock: Any, backlog: int
@@ -193,7 +182,7 @@ def test_labels_read_far_ahead_of_their_predictions_wait_in_kafka_when_held(
     r = _aligned(JoinRig(sql, clock), backlog=backlog)
     r.consumer.append(TopicPartition(TOPIC, 0), *_predictions_behind_filler())
     r.add_labels(0, *(label(T + 10 * i + TTL / 2, f"e{i}", 1) for i in range(EVENTS)))
-    parked = _drain_parked(r)
+    parked = _drain(r, what=2)
     outcomes = _fraud_outcomes(r)
     early = outcomes.pop("early", 0)  # parked first: each counts as joined too
     assert outcomes == {"joined": EVENTS}
