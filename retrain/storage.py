@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec import AbstractFileSystem
@@ -21,6 +22,11 @@ _S3 = ("s3://", "s3a://")
 
 def is_s3(uri: str) -> bool:
     return uri.lower().startswith(_S3)
+
+
+def is_remote(uri: str) -> bool:
+    """Whether ``uri`` names a remote store (any scheme but a local file's)."""
+    return urlsplit(uri).scheme.lower() not in ("", "file")
 
 
 def filesystem(

@@ -25,10 +25,9 @@ rather than leave it to the hourly maintenance: a flush every 100 ms would
 otherwise slow ingestion down within minutes. Every 50 appends cost least of
 10, 25, 50 and 100 in both regimes measured (appends and compactions together,
 20 features: 16.5 ms an append of 25 rows against 21.6 at 100; 21.8 ms of 500
-rows against 23.9). The log's entries cost an append
-time too, so a table is created with a short log retention
-(``ArchiveSettings.table_properties``). Compaction rewrites files
-without changing data or the application transactions; if it loses a race
+rows against 23.9). The log's entries cost an append time too, so a table is
+created with a short log retention (``ArchiveSettings.table_properties``).
+Compaction rewrites files without changing data or the application transactions; if it loses a race
 with another writer it is skipped, and the next one or the maintenance job
 does it.
 """

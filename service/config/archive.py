@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlparse
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from db.archive import ArchiveSettings
-from retrain.storage import is_s3
+from retrain.storage import is_remote, is_s3
 from service.config.base import Duration, Strict
 
 # Columns every archive table and the export carry; a feature by one of these names
@@ -150,14 +149,9 @@ class ArchiveConfig(Strict):
             storage_options=options,
             compact_every=self.compact_every,
             log_retention_seconds=self.log_retention,
-            append_workers=self.append_workers or (8 if _remote(self.uri) else 1),
+            append_workers=self.append_workers or (8 if is_remote(self.uri) else 1),
         )
 
 
 class ModelArchiveConfig(Strict):
     enabled: bool = True
-
-
-def _remote(uri: str) -> bool:
-    """Whether ``uri`` names object storage (any scheme but a local file's)."""
-    return urlparse(uri).scheme not in ("", "file")
