@@ -49,6 +49,8 @@ class _Chunk:
     times: list[float]
     offsets: list[int]
     columns: dict[str, Any]
+    # Positions of the events that arrived after their window closed (rare).
+    late: list[int] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -61,6 +63,13 @@ class _Predictions:
         chunks = self.chunks
         events = [e for c in chunks for e in c.events]
         features = {name: _concat([c.columns[name] for c in chunks]) for name in chunks[0].columns}
+        late = None
+        if any(c.late for c in chunks):
+            late = np.zeros(len(events), np.bool_)
+            start = 0
+            for c in chunks:
+                late[[start + i for i in c.late]] = True
+                start += len(c.events)
         return prediction_table(
             self.codec.spec,
             [e.event_id for e in events],
@@ -71,6 +80,7 @@ class _Predictions:
             self.topic,
             np.concatenate([np.full(len(c.offsets), c.partition, np.int32) for c in chunks]),
             np.asarray([o for c in chunks for o in c.offsets], np.int64),
+            late,
         )
 
 
@@ -151,6 +161,7 @@ class ArchiveIntake:
         self.workers = workers
         self._predictions: dict[str, _Predictions] = {}
         self._labels: dict[str, _Labels] = {}
+        self._polled: list[_Chunk] = []  # the chunks of the last add_predictions
         if self.models:
             _preload_pandas()
 
@@ -169,6 +180,7 @@ class ArchiveIntake:
         (one archived model), so that the window sketches need not read the
         events a second time; None otherwise.
         """
+        self._polled = []
         if not events or not self.models:
             return None
         first = events[0].model
@@ -207,8 +219,17 @@ class ArchiveIntake:
         if buf is None:
             buf = self._predictions[model] = _Predictions(codecs[model], topic)
         columns = buf.codec.columns([e.features for e in events])
-        buf.chunks.append(_Chunk(partition, events, times, offsets, columns))
+        chunk = _Chunk(partition, events, times, offsets, columns)
+        buf.chunks.append(chunk)
+        self._polled.append(chunk)
         return columns
+
+    def mark_late(self, events: Collection[PredictionEvent]) -> None:
+        """Mark ``events``, of the last :meth:`add_predictions`, as arrived after their
+        window closed: the window accumulator decides that after they were buffered."""
+        late = {id(e) for e in events}
+        for chunk in self._polled:
+            chunk.late.extend(i for i, e in enumerate(chunk.events) if id(e) in late)
 
     def add_label(self, topic: str, partition: int, offset: int, label: LabelEvent) -> None:
         if label.model not in self.models:

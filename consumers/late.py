@@ -10,7 +10,9 @@ belongs to exactly one of the two joins, decided by event times alone.
 A late pair moves its prediction from ``unlabeled`` (counted when the horizon
 ran out) to ``labeled`` in the prediction's window, and its outcome goes into
 the window's performance sketch: once both joins are done a window holds
-``predicted = labeled + unlabeled``, as with the streaming join alone.
+``predicted = labeled + unlabeled``, as with the streaming join alone. A
+prediction that itself arrived after its window closed was archived but never
+counted (the archive marks it ``arrived_late``), so its labels join nothing.
 
 Everything here is pure; :mod:`service.monitoring.late_labels` reads and writes.
 """
@@ -39,6 +41,9 @@ class LateOutcome(StrEnum):
     IN_HORIZON = "in_horizon"  # its prediction is within the horizon: the stream's pair
     DUPLICATE = "duplicate"  # a label of a prediction an earlier label was joined to
     ORPHANED = "orphaned"  # no archived prediction within max_delay before it
+    # Its prediction arrived after its window closed, so no window counted it (the
+    # streaming join never saw it either and counts such a label orphaned).
+    UNCOUNTED = "uncounted"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +104,9 @@ def candidates(
     out = []
     for label in labels:
         p = predictions.get(label.event_id)
-        if p is not None and js.horizon < label.event_time - p.event_time <= js.max_delay:
+        if p is None or p.arrived_late:
+            continue
+        if js.horizon < label.event_time - p.event_time <= js.max_delay:
             out.append(label.event_id)
     return out
 
@@ -132,6 +139,9 @@ def resolve_late(
         delay = None if p is None else label.event_time - p.event_time
         if p is None or delay is None or delay > js.max_delay:
             plan.counts[LateOutcome.ORPHANED] += 1
+            continue
+        if p.arrived_late:
+            plan.counts[LateOutcome.UNCOUNTED] += 1
             continue
         if delay <= js.horizon:
             plan.counts[LateOutcome.IN_HORIZON] += 1

@@ -236,6 +236,7 @@ class IngestLoop:
                 on_consumed=self.stats.consumed,
                 on_accepted=self.labels.prediction_hook(tp.partition),
                 columns=columns,
+                on_late_events=self.archive.mark_late,
             )
             self.book.advance(key, next_offset, watermark)
 
@@ -342,8 +343,7 @@ class IngestLoop:
     def _wait(self, seconds: float, may_poll: bool) -> None:
         end = self.clock.monotonic() + seconds
         while (left := end - self.clock.monotonic()) > 0:
-            # A flush retried for minutes must still show what waits behind it: the stall
-            # watch (and /readyz) read this survey.
+            # A flush retried for minutes must still show what waits (stall watch, /readyz).
             self._report_lag()
             if not may_poll or self._stop.is_set():
                 self.clock.sleep(min(left, 0.1))

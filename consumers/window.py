@@ -15,7 +15,7 @@ from drift.sketch import CategoryCaps, WindowBatch, WindowSketch, sample_key
 @dataclass(slots=True)
 class _Group:
     events: list[PredictionEvent] = field(default_factory=list)
-    late: int = 0
+    late: list[PredictionEvent] = field(default_factory=list)
 
 
 class WindowAccumulator:
@@ -43,6 +43,7 @@ class WindowAccumulator:
         on_consumed: Callable[[str, int], None] | None = None,
         on_accepted: Callable[[str, str, int, list[PredictionEvent]], None] | None = None,
         columns: dict[str, Any] | None = None,
+        on_late_events: Callable[[list[PredictionEvent]], None] | None = None,
     ) -> float | None:
         """Fold one partition's events in offset order; return the new watermark.
 
@@ -53,6 +54,7 @@ class WindowAccumulator:
         events of each window (the label join registers them). ``columns`` are
         the feature columns of all of ``events`` when already extracted (the
         archive does); they serve when the batch is a single window's.
+        ``on_late_events`` sees the late events themselves (the archive marks them).
         """
         wm = -math.inf if watermark is None else watermark
         if times is None:
@@ -92,8 +94,10 @@ class WindowAccumulator:
                 if on_accepted is not None:
                     on_accepted(model, version, start, group.events)
             if group.late:
-                delta.late += group.late
-                on_late(model, group.late)
+                delta.late += len(group.late)
+                on_late(model, len(group.late))
+                if on_late_events is not None:
+                    on_late_events(group.late)
         return None if wm == -math.inf else wm
 
     def _one_group(
@@ -130,7 +134,7 @@ class WindowAccumulator:
                 group = groups.get(group_key) or groups.setdefault(group_key, _Group())
                 last_key = group_key
             if start + closes_after <= wm:
-                group.late += 1
+                group.late.append(ev)
             else:
                 group.events.append(ev)
             if t > wm:  # noqa: PLR1730 -- a branch is cheaper than a call here

@@ -11,6 +11,7 @@ from db.archive.export import ExportSummary, export_labeled, read_table
 from db.archive.retention import MaintenanceSummary, maintain
 from db.archive.settings import ArchiveSettings, Kind
 from db.archive.tables import (
+    ARRIVED_LATE,
     LABEL_SCHEMA,
     label_table,
     label_text,
@@ -20,6 +21,7 @@ from db.archive.tables import (
 from db.archive.writer import ArchiveWriter
 
 __all__ = [
+    "ARRIVED_LATE",
     "LABEL_SCHEMA",
     "ArchiveConflict",
     "ArchiveError",

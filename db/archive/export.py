@@ -11,6 +11,7 @@ join. Rows are ordered by event time, then event id.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,16 +50,27 @@ def read_table(
     kind: Kind,
     where: pads.Expression | None = None,
     columns: list[str] | None = None,
+    optional: Sequence[str] = (),
 ) -> pa.Table | None:
-    """The table's rows at its latest version (None when nothing was archived yet)."""
+    """The table's rows at its latest version (None when nothing was archived yet).
+
+    ``optional`` columns (of ``columns``) come back as nulls from a table written
+    before they existed.
+    """
     uri = settings.table_uri(model, kind)
     try:
         table = DeltaTable(uri, storage_options=dict(settings.storage_options) or None)
-        return table.to_pyarrow_dataset().to_table(filter=where, columns=columns)
+        dataset = table.to_pyarrow_dataset()
+        missing = [c for c in optional if c not in dataset.schema.names]
+        present = None if columns is None else [c for c in columns if c not in missing]
+        rows = dataset.to_table(filter=where, columns=present)
     except TableNotFoundError:
         return None
     except Exception as exc:
         raise translate(exc, f"reading {uri}") from exc
+    for name in missing:
+        rows = rows.append_column(name, pa.nulls(rows.num_rows))
+    return rows
 
 
 def _first_per_event(rows: pa.Table) -> pa.Table:

@@ -17,9 +17,17 @@ import pyarrow.compute as pc
 
 from db.archive.export import read_table
 from db.archive.settings import ArchiveSettings, Kind
+from db.archive.tables import ARRIVED_LATE
 
 LABEL_COLUMNS = ["event_id", "label", "event_time", "offset"]
-PREDICTION_COLUMNS = ["event_id", "model_version", "event_time", "prediction", "offset"]
+PREDICTION_COLUMNS = [
+    "event_id",
+    "model_version",
+    "event_time",
+    "prediction",
+    "offset",
+    ARRIVED_LATE,
+]
 
 
 class ArchivedLabel(NamedTuple):
@@ -32,12 +40,16 @@ class ArchivedLabel(NamedTuple):
 
 
 class ArchivedPrediction(NamedTuple):
-    """A prediction as archived: a number, or text (JSON text for probabilities)."""
+    """A prediction as archived: a number, or text (JSON text for probabilities).
+
+    ``arrived_late``: it came after its window closed and no window counted it.
+    """
 
     event_id: str
     model_version: str
     event_time: float
     prediction: float | str
+    arrived_late: bool = False
 
 
 def _seconds(column: pa.ChunkedArray) -> list[float]:
@@ -94,19 +106,23 @@ def read_predictions(
     if not event_ids:
         return {}
     where = _ids_in(partition, event_ids, since, until)
-    rows = read_table(settings, model, Kind.PREDICTIONS, where, PREDICTION_COLUMNS)
+    rows = read_table(
+        settings, model, Kind.PREDICTIONS, where, PREDICTION_COLUMNS, optional=[ARRIVED_LATE]
+    )
     if rows is None or rows.num_rows == 0:
         return {}
     # Descending offsets: the dict keeps the last row written per id, the first archived.
     rows = rows.sort_by([("offset", "descending")])
     times = _seconds(rows.column("event_time"))
     return {
-        e: ArchivedPrediction(e, v, t, p)
-        for e, v, t, p in zip(
+        e: ArchivedPrediction(e, v, t, p, late is True)
+        for e, v, t, p, late in zip(
             rows.column("event_id").to_pylist(),
             rows.column("model_version").to_pylist(),
             times,
             rows.column("prediction").to_pylist(),
+            # Null in rows archived before the column existed: counted as on time, as then.
+            rows.column(ARRIVED_LATE).to_pylist(),
             strict=True,
         )
         if since <= t <= until

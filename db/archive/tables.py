@@ -40,8 +40,15 @@ def prediction_schema(spec: ModelSpec) -> pa.Schema:
             *[(f.name, feature_type(f.kind)) for f in spec.features],
             ("prediction", prediction_type(spec)),
             *_SOURCE,
+            (ARRIVED_LATE, pa.bool_()),
         ]
     )
+
+
+# True for a prediction that arrived after its window had closed: archived (it is
+# still training data) but never counted in a window, so no late label may move it
+# from unlabeled to labeled there. Null in rows archived before the column existed.
+ARRIVED_LATE = "arrived_late"
 
 
 _SOURCE = [("topic", pa.string()), ("partition", pa.int32()), ("offset", pa.int64())]
@@ -104,8 +111,10 @@ def prediction_table(
     topic: str,
     partitions: np.ndarray,
     offsets: np.ndarray,
+    late: np.ndarray | None = None,
 ) -> pa.Table:
-    """One model's prediction events; ``features`` holds one column per feature name."""
+    """One model's prediction events; ``features`` holds one column per feature name;
+    ``late`` marks those that arrived after their window closed (none when None)."""
     event_time, date = _times(times)
     if spec.prediction.kind is PredictionKind.NUMERICAL:
         prediction = pa.array(predictions, pa.float64())
@@ -119,6 +128,7 @@ def prediction_table(
         *[_feature(f.kind, features[f.name]) for f in spec.features],
         prediction,
         *_source(topic, partitions, offsets),
+        pa.array(np.zeros(len(offsets), np.bool_) if late is None else late, pa.bool_()),
     ]
     return pa.Table.from_arrays(columns, schema=prediction_schema(spec))
 

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from db.archive import ArchiveSettings
+from db.archive import ARRIVED_LATE, ArchiveSettings
 from retrain.storage import is_remote, is_s3
 from service.config.base import Duration, Strict
 
@@ -25,6 +25,7 @@ RESERVED_COLUMNS = frozenset(
         "topic",
         "partition",
         "offset",
+        ARRIVED_LATE,
     }
 )
 

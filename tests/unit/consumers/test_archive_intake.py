@@ -65,6 +65,30 @@ def test_a_poll_of_many_models_is_archived_per_model_in_offset_order() -> None:
         assert rows.column("offset").to_pylist() == [100 + i for i in mine]
 
 
+def test_events_marked_late_are_flagged_in_their_own_models_rows_only() -> None:
+    models = ["m0", "m1"]
+    decoder = EventDecoder({m: replace(FRAUD, name=m) for m in models})
+    sink = Sink()
+    intake = ArchiveIntake(sink, models)
+    for poll in range(2):  # the mark applies to the last poll's chunks, not earlier ones
+        first = 10 * poll
+        decoded = decoder.decode_batch([event(models[i % 2], i) for i in range(first, first + 10)])
+        offsets = list(range(first, first + 10))
+        intake.add_predictions(decoder.codecs, TOPIC, 0, offsets, decoded.events, decoded.times)
+    # As the window accumulator reports them: the second poll's events 13 (m1) and 16 (m0).
+    intake.mark_late([decoded.events[3], decoded.events[6]])
+    intake.flush([OffsetAdvance(TOPIC, 0, None, 20, None)])
+    late = {
+        m: dict(zip(rows.column("offset").to_pylist(), rows.column("arrived_late").to_pylist(),
+                    strict=True))
+        for m, _, rows in sink.appends
+    }  # fmt: skip
+    assert {m: sorted(o for o, flag in v.items() if flag) for m, v in late.items()} == {
+        "m0": [16], "m1": [13]
+    }  # fmt: skip
+    assert [len(v) for v in late.values()] == [10, 10]
+
+
 def filled(models: list[str], workers: int, sink: Any) -> ArchiveIntake:
     """An intake holding ten events of each of ``models`` from partition 0."""
     decoder = EventDecoder({m: replace(FRAUD, name=m) for m in models})

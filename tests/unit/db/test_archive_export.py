@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from deltalake import DeltaTable
 
 from db.archive import (
+    ARRIVED_LATE,
     ArchiveSettings,
     ArchiveWriter,
     Kind,
@@ -21,6 +22,7 @@ from db.archive import (
     maintain,
     prediction_table,
 )
+from db.archive.late import read_predictions
 from db.archive.tables import label_table
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 
@@ -96,6 +98,28 @@ def test_export_joins_each_labeled_prediction_once_in_the_contract_columns(tmp_p
     # Without bounds: every labeled prediction; the JSON scalar of true is "true".
     export_labeled(settings, SPEC, None, DAY0 + timedelta(days=2), str(dest))
     assert pd.read_parquet(dest)["label"].tolist() == ["0", "1"]
+
+
+def test_predictions_archived_before_the_late_flag_existed_read_as_on_time(tmp_path: Path):
+    writer = ArchiveWriter(ArchiveSettings(uri=str(tmp_path / "archive")), "g")
+    rows = prediction_table(
+        SPEC, ["old"], ["v1"], [DAY0.timestamp()], {"amount": [1.0], "country": ["DE"]},
+        [0.5], "p", np.zeros(1, np.int32), np.zeros(1, np.int64),
+    ).drop_columns([ARRIVED_LATE])  # fmt: skip
+    writer.append("fraud", Kind.PREDICTIONS, rows, {("p", 0): 1})
+    settings = writer.settings
+
+    def read() -> dict[str, bool]:
+        got = read_predictions(settings, "fraud", 0, ["old", "new"], 0.0, 4e9)
+        return {e: p.arrived_late for e, p in got.items()}
+
+    assert read() == {"old": False}  # the table has no such column yet
+    rows = prediction_table(
+        SPEC, ["new"], ["v1"], [DAY0.timestamp()], {"amount": [2.0], "country": ["DE"]},
+        [0.5], "p", np.zeros(1, np.int32), np.ones(1, np.int64), np.ones(1, np.bool_),
+    )  # fmt: skip
+    writer.append("fraud", Kind.PREDICTIONS, rows, {("p", 0): 2})  # the schema grows
+    assert read() == {"old": False, "new": True}
 
 
 def test_export_of_a_model_never_archived_is_an_empty_file_with_the_columns(tmp_path: Path):

@@ -394,6 +394,13 @@ def test_unknown_nested_key_and_unknown_security_setting(tmp_path: Path) -> None
     assert line.startswith("config: kafka.security: unknown setting(s) ['password']; expected")
 
 
+@pytest.mark.parametrize("name", ["offset", "arrived_late"])
+def test_a_feature_named_after_an_archive_column_stops_loading(tmp_path: Path, name: str) -> None:
+    (line,) = problems(tmp_path, mutated(f"models.fraud.features.{name}", {"type": "numerical"}))
+    assert line.startswith("config: models.fraud.features: ")
+    assert f"feature name(s) ['{name}'] are reserved for the archive's columns" in line
+
+
 def test_several_problems_are_all_reported(tmp_path: Path) -> None:
     raw = mutated("kafka.bootstrap_servers", delete=True)
     raw["models"]["fraud"]["window"] = "often"

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.archive import ArchiveIntake
 from consumers.late import LateJoinSpec, LateOutcome
-from db.archive import ArchiveSettings, ArchiveWriter
+from db.archive import ARRIVED_LATE, ArchiveSettings, ArchiveWriter, Kind, read_table
 from db.models import LateLabelStart, PerformanceReportRow
 from db.outbox import AlertEventRow, event_payload
 from db.performance_reports import PerformanceReportRepository
@@ -150,6 +150,28 @@ def test_a_label_waits_while_its_prediction_is_still_pending(sql: Any, tmp_path:
     assert r.window()[:3] == (1, 0, 1)
     assert job(sql, archive).tick()[LateOutcome.JOINED] == 1
     assert r.window()[:3] == (1, 1, 0)
+
+
+def test_a_late_label_of_a_prediction_no_window_counted_joins_nothing(
+    sql: Any, tmp_path: Path
+) -> None:
+    r, archive = rig(sql, tmp_path)
+    # d arrives after c moved the watermark past its window's close: archived, not counted.
+    r.step(preds=[pred(T + 5, "a", 0.9), pred(T + 400, "c")])
+    r.step(preds=[pred(T + 10, "d", 0.9)])
+    r.step(labels=[label(T + 5 + TTL + 100, "a", 1), label(T + 10 + TTL + 100, "d", 1)])
+    r.step(labels=[label(T + 2000, "other", 0)])  # the labels move on: a is swept
+    assert r.window()[:3] == (1, 0, 1)
+    flags = read_table(archive, "fraud", Kind.PREDICTIONS, columns=["event_id", ARRIVED_LATE])
+    assert flags is not None
+    assert dict(zip(*flags.to_pydict().values(), strict=True)) == {
+        "a": False, "c": False, "d": True
+    }  # fmt: skip
+    done = job(sql, archive).tick()
+    assert (done[LateOutcome.JOINED], done[LateOutcome.UNCOUNTED]) == (1, 1)
+    # Only a moved: d's label would have made the window's labeled exceed its predicted.
+    predicted, labeled, unlabeled, sketch = r.window()
+    assert (predicted, labeled, unlabeled, sketch.count) == (1, 1, 0, 1)
 
 
 def test_rows_per_batch_bound_each_transaction(sql: Any, tmp_path: Path) -> None:
