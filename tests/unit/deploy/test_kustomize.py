@@ -314,6 +314,20 @@ def test_the_service_monitor_scrapes_the_metrics_port() -> None:
         assert re.fullmatch(r"\d+[smh]", endpoint["interval"])
 
 
+@pytest.mark.parametrize("path", [BASE / "trainer-job.yaml", OVERLAYS / "s3" / "trainer-job.yaml"])
+def test_the_trainer_runs_a_thread_per_requested_core(path: Path) -> None:
+    (container,) = yaml.safe_load(path.read_text(encoding="utf-8"))["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert container["resources"]["requests"]["cpu"]
+    refs = {e["name"]: e["valueFrom"]["resourceFieldRef"] for e in container["env"]}
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        # The downward API rounds a CPU quantity up at divisor 1: 500m gives 1 thread.
+        assert refs[name] == {
+            "containerName": container["name"], "resource": "requests.cpu", "divisor": "1"
+        }  # fmt: skip
+
+
 def test_the_trainer_job_has_a_gpu_variant_in_comments() -> None:
     text = (BASE / "trainer-job.yaml").read_text(encoding="utf-8")
     assert re.search(r"^\s*#.*nvidia\.com/gpu: 1", text, re.M)
