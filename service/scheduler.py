@@ -15,9 +15,11 @@ decided in :mod:`service.wiring.jobs`; this module only schedules them.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -87,6 +89,9 @@ class JobRunner:
         self._failures = failures
         self._clock = clock
         self._timer = timer
+        # Per job whose run outlasts its interval: the runs refused meanwhile.
+        self._overruns: dict[str, int] = {}
+        self._lock = threading.Lock()
 
     def run(self, name: str, work: Callable[[], object], *, leader_only: bool = True) -> bool:
         """Run ``work`` now unless a follower must skip it; True when it succeeded."""
@@ -132,13 +137,33 @@ class JobRunner:
         return run
 
     def on_event(self, event: Any) -> None:
-        """APScheduler listener for missed runs and runs refused by ``max_instances``."""
+        """APScheduler listener for missed runs, runs refused by ``max_instances``, and
+        the end of a run that some were refused behind."""
         from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
 
-        if event.code == EVENT_JOB_MISSED:
+        if event.code not in (EVENT_JOB_MISSED, EVENT_JOB_MAX_INSTANCES):
+            # APScheduler reports a run's end once it no longer counts as running, so a
+            # run refused after this belongs to the next overrun.
+            with self._lock:
+                refused = self._overruns.pop(event.job_id, 0)
+            if refused:
+                took = (datetime.now(UTC) - event.scheduled_run_time).total_seconds()
+                log.info(
+                    "job %s ended %.1f s after its start time; %d run(s) were skipped meanwhile",
+                    event.job_id, took, refused,
+                )  # fmt: skip
+        elif event.code == EVENT_JOB_MISSED:
             self.metrics.skipped.labels(event.job_id, "misfire").inc()
         elif event.code == EVENT_JOB_MAX_INSTANCES:
             self.metrics.skipped.labels(event.job_id, "max_instances").inc()
+            with self._lock:
+                refused = self._overruns[event.job_id] = self._overruns.get(event.job_id, 0) + 1
+            if refused == 1:  # APScheduler's own line for every refused run is filtered out
+                log.warning(
+                    "job %s is still running at its next run time; its runs are skipped "
+                    "until it ends",
+                    event.job_id,
+                )
 
     def _failed(self, name: str) -> None:
         self.metrics.failures.labels(name).inc()
@@ -150,11 +175,29 @@ def leader_gauge(metrics: SchedulerMetrics, elector: Elector) -> None:
     metrics.leader.labels(elector.backend).set_function(lambda: 1.0 if elector.is_leader() else 0.0)
 
 
+class RefusedRuns(logging.Filter):
+    """Drops APScheduler's warning for each run refused while the job's last run is still
+    going (a slow evaluation tick would repeat it every period): the runner counts those
+    runs and logs an overrun once, when it begins and when it ends."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "maximum number of running instances" not in str(record.msg)
+
+
 def watch(scheduler: Any, runner: JobRunner) -> None:
     """Count the scheduler's skipped runs in ``runner``'s metrics."""
-    from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED
+    from apscheduler.events import (
+        EVENT_JOB_ERROR,
+        EVENT_JOB_EXECUTED,
+        EVENT_JOB_MAX_INSTANCES,
+        EVENT_JOB_MISSED,
+    )
 
-    scheduler.add_listener(runner.on_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+    events = EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
+    scheduler.add_listener(runner.on_event, events)
+    logger = logging.getLogger("apscheduler.scheduler")
+    if not any(isinstance(f, RefusedRuns) for f in logger.filters):
+        logger.addFilter(RefusedRuns())
 
 
 def build_scheduler(jobs: Sequence[Job], metrics: Metrics, elector: Elector) -> Any:

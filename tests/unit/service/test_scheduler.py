@@ -4,6 +4,7 @@ and retried, and every run leaves its metrics; APScheduler's own skips are count
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
@@ -141,6 +142,50 @@ def test_runs_refused_while_the_previous_is_going_and_missed_runs_are_counted() 
     finally:
         release.set()
         scheduler.shutdown(wait=True)
+
+
+def test_a_run_outlasting_its_interval_is_logged_once_not_at_every_refused_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
+    job_runner, registry, _ = runner(AlwaysLeader())
+    scheduler = BackgroundScheduler(timezone="UTC")
+    watch(scheduler, job_runner)
+    release, ended = threading.Event(), threading.Event()
+
+    def slow() -> None:
+        release.wait()
+        ended.set()
+
+    scheduler.add_job(slow, "interval", seconds=0.05, id="evaluate", **COMMON)
+    skipped = "driftwatch_scheduler_job_skipped_total"
+    caplog.set_level(logging.INFO)
+    scheduler.start()
+    try:
+        until(lambda: (sample(registry, skipped, job="evaluate", reason="max_instances") or 0) >= 3)
+        scheduler.pause_job("evaluate")  # no run is refused after this: the counts stay put
+        release.set()
+        until(ended.is_set)
+        until(lambda: any("skipped meanwhile" in r.getMessage() for r in caplog.records))
+    finally:
+        release.set()
+        scheduler.shutdown(wait=True)
+    refused = [r for r in caplog.records if "maximum number of running" in r.getMessage()]
+    assert refused == []  # APScheduler's line per refused run
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert warned == [
+        "job evaluate is still running at its next run time; its runs are skipped until it ends"
+    ]
+    (ended_line,) = [
+        r.getMessage() for r in caplog.records if "skipped meanwhile" in r.getMessage()
+    ]
+    count = sample(registry, skipped, job="evaluate", reason="max_instances")
+    assert re.fullmatch(
+        rf"job evaluate ended \d+\.\d s after its start time; {count:.0f} run\(s\) were "
+        "skipped meanwhile",
+        ended_line,
+    )
 
 
 class Rebinned:
