@@ -22,14 +22,18 @@ thus touches exactly ten times the window rows.
 
 Measured per size: the loop's flush duration (p50, p99; the figure the
 service exports as ``driftwatch_flush_duration_seconds``) and the window rows
-each flush wrote (their mean is printed, to check the above); the duration of
-the evaluating tick; SQL rows written per closed window (window aggregates of
+each flush wrote (their mean is printed, to check the above); the ingestion
+loop's process CPU per event read (flushes included: a model version's events
+reach each poll a few at a time here, as they do when many models share a
+stream, so this is the per-event cost of small batches); the duration of the
+evaluating tick; SQL rows written per closed window (window aggregates of
 the closed windows plus every row the tick wrote: reports, feature results,
 alerts); and the child's peak RSS, whose growth is that of the part above the
 RSS the child started with (its imports, the same at every size).
 
 Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms (<n> rows/flush),
-tick <s> s, rows/window <n>, RSS <mb> MB; 200 models: ...; growth (linear =
+ingest <us> us CPU/event, tick <s> s, rows/window <n>, RSS <mb> MB; 200 models:
+...; growth (linear =
 10.0): flush p99 <x>, tick <x>, rows <x>, RSS <x>``. ``--quick`` runs 4 and 8
 models of 8 features with a few events each and one flush per window, for the
 smoke test. ``--db`` runs on a PostgreSQL database instead of SQLite (its
@@ -137,6 +141,7 @@ class Figures:
     rss: float
     rss_start: float
     ingest_rate: float
+    ingest_cpu_us: float  # the loop's process CPU per event read, flushes included
 
 
 def model_names(n: int) -> list[str]:
@@ -339,8 +344,10 @@ def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None
     # As `driftwatch run` does once everything is built: without it every full
     # collection walks the 200 models' profiles and specs, and the figures grow with them.
     settle_heap()
+    cpu = time.process_time()
     with profiled(profile, "ingest"):
         loop.run(stop)
+    cpu = time.process_time() - cpu
     assert times.first is not None, "the loop read nothing"
     rate = size.events / (time.perf_counter() - times.first)
     loop.dlq.close(timeout=2)
@@ -385,6 +392,7 @@ def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None
         rss=max(times.peak_rss, rss_mb()),
         rss_start=rss_start,
         ingest_rate=rate,
+        ingest_cpu_us=cpu / size.events * 1e6,
     )
 
 
@@ -459,7 +467,7 @@ def describe(f: Figures) -> str:
         f"({f.flush_rows:.0f} rows/flush)"
     )
     return (
-        f"{f.models} models: {flush}, "
+        f"{f.models} models: {flush}, ingest {f.ingest_cpu_us:.0f} us CPU/event, "
         f"tick {f.tick:.2f} s, rows/window {f.rows_per_window:.0f}, RSS {f.rss:.0f} MB"
     )
 

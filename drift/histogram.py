@@ -18,6 +18,7 @@ True
 from __future__ import annotations
 
 import zlib
+from bisect import bisect_right
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,14 @@ import numpy as np
 from drift.errors import SketchCorrupt, SketchMismatch
 
 Edges = tuple[float, ...]
+# Up to this many values a sketch is updated in Python. numpy's path costs about ten
+# calls (~12.5 us here) whatever the count, and with many models a poll brings each
+# window a few events at a time: 8 values take 5.4 us this way, 1 value 2.1 us.
+# Measured break-even: about 24 values.
+SMALL_BATCH = 16
+# Histogram counts by stored width in bytes; the widest is signed, as counts were first.
+_COUNT_TYPES = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<i8"}
+_WIDTHS = ((1, 2**8), (2, 2**16), (4, 2**32), (8, 2**63))
 
 
 @dataclass
@@ -50,12 +59,16 @@ class NumericSketch:
     # Converting ~590 edges to an array costs more than binning a poll's values
     # (12 us against 8 us for 500), so a sketch converts them once.
     _edge_array: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    _edge_list: list[float] | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.hist.size == 0:
             self.hist = np.zeros(len(self.edges) + 1, dtype=np.int64)
 
     def update(self, values: Sequence[Any] | np.ndarray) -> None:
+        if len(values) <= SMALL_BATCH:
+            self._update_few(values.tolist() if isinstance(values, np.ndarray) else values)
+            return
         # None becomes NaN under a float dtype, so nulls are counted with one pass.
         arr = np.asarray(values, dtype=np.float64)
         if arr.size == 0:
@@ -77,6 +90,29 @@ class NumericSketch:
             edges = self._edge_array = np.asarray(self.edges, dtype=np.float64)
         idx = np.searchsorted(edges, arr, side="right")
         self.hist += np.bincount(idx, minlength=self.hist.size)
+
+    def _update_few(self, values: Sequence[Any]) -> None:
+        """:meth:`update` for a few values, in Python: the same counts and bins
+        (``bisect_right`` is ``searchsorted(side="right")``), without numpy's fixed cost."""
+        # NaN is the one value unequal to itself; math.isnan would cost a call per value.
+        present = [v for v in values if v is not None and v == v]  # noqa: PLR0124
+        self.nulls += len(values) - len(present)
+        if not present:
+            return
+        self.count += len(present)
+        self.total += sum(present)
+        self.total_sq += sum([v * v for v in present])
+        low, high = min(present), max(present)
+        if low < self.minimum:
+            self.minimum = float(low)
+        if high > self.maximum:
+            self.maximum = float(high)
+        edges = self._edge_list
+        if edges is None:
+            edges = self._edge_list = list(self.edges)
+        hist = self.hist
+        for v in present:
+            hist[bisect_right(edges, v)] += 1
 
     def merge(self, other: NumericSketch) -> None:
         if other.edges is not self.edges and other.edges != self.edges:
@@ -103,8 +139,9 @@ class NumericSketch:
 
     def to_state(self, *, inline_edges: bool = True) -> list[Any]:
         """The sketch as plain values; without ``inline_edges`` the edges are left
-        out (None), for a reader that knows them from the layout."""
-        return [
+        out (None), for a reader that knows them from the layout, and the counts are
+        stored in the narrowest unsigned width that holds them, named after them."""
+        state = [
             "n",
             list(self.edges) if inline_edges else None,
             self.count,
@@ -113,18 +150,28 @@ class NumericSketch:
             self.total_sq,
             self.minimum,
             self.maximum,
-            self.hist.astype("<i8").tobytes(),
         ]
+        if inline_edges:  # the format every release reads
+            return [*state, self.hist.astype("<i8").tobytes()]
+        # Every flush rewrites each touched window row: with many models most of its
+        # time went to compressing 8-byte counts that are mostly zero. Narrow counts
+        # encode 2-4x faster and decode about 2x faster.
+        top = int(self.hist.max()) if self.hist.size else 0
+        width = next(w for w, limit in _WIDTHS if top < limit)
+        return [*state, self.hist.astype(_COUNT_TYPES[width]).tobytes(), width]
 
     @classmethod
     def from_state(cls, state: list[Any], edges: Edges | None = None) -> NumericSketch:
         """The sketch of ``to_state``; ``edges`` serve when the state left them out."""
-        _, stored, count, nulls, total, total_sq, lo, hi, hist = state
+        _, stored, count, nulls, total, total_sq, lo, hi, hist, *narrow = state
         if stored is not None:
             edges = tuple(stored)
         elif edges is None:
             raise SketchCorrupt("a numerical sketch without its bin edges, and none were given")
-        counts = np.frombuffer(hist, dtype="<i8").astype(np.int64)
+        width = narrow[0] if narrow else 8
+        if width not in _COUNT_TYPES or len(narrow) > 1:
+            raise SketchCorrupt(f"a numerical sketch with counts {width!r} bytes wide")
+        counts = np.frombuffer(hist, dtype=_COUNT_TYPES[width]).astype(np.int64)
         if counts.size != len(edges) + 1:
             raise SketchCorrupt(f"{counts.size} histogram buckets for {len(edges)} bin edges")
         return cls(

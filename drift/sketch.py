@@ -62,8 +62,9 @@ __all__ = [
     "spec_edges",
 ]
 
-# Version 3 names the sketch's layout and leaves the bin edges to it.
-_READABLE_VERSIONS = frozenset({1, 2, 3})
+# Version 3 names the sketch's layout and leaves the bin edges to it; version 4 also
+# stores each histogram's counts as narrow as they fit (NumericSketch.to_state).
+_READABLE_VERSIONS = frozenset({1, 2, 3, 4})
 Scalar = float | int | str | bool | None
 
 
@@ -201,7 +202,7 @@ class WindowSketch:
     def _state(self, inline_edges: bool, layout: str) -> dict[str, Any]:
         # Features keep their model order: sample rows are laid out in it. With its
         # edges a sketch is written as version 2, which every release reads.
-        state: dict[str, Any] = {"v": 2} if inline_edges else {"v": 3, "layout": layout}
+        state: dict[str, Any] = {"v": 2} if inline_edges else {"v": 4, "layout": layout}
         state["events"] = self.events
         state["features"] = [[k, _state(s, inline_edges)] for k, s in self.features.items()]
         state["prediction"] = _state(self.prediction, inline_edges)

@@ -157,7 +157,8 @@ def test_label_delay(kafka: TestKafka) -> None:
 def test_scale_models(kafka: TestKafka) -> None:
     num = r"\d+(?:\.\d+)?"
     size = (
-        rf"(\d+) models: flush p50 {num} ms p99 {num} ms \((\d+) rows/flush\), tick {num} s, "
+        rf"(\d+) models: flush p50 {num} ms p99 {num} ms \((\d+) rows/flush\), "
+        rf"ingest {num} us CPU/event, tick {num} s, "
         rf"rows/window (\d+), RSS {num} MB"
     )
     found = run_bench(

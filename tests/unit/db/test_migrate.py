@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from sqlalchemy import Engine, inspect, select
 
@@ -129,7 +131,7 @@ def test_the_late_join_starts_after_what_was_consumed_before_it_existed(
         assert LateCursorRepository(s, "g").cursors("fraud") == {}
 
 
-def test_a_downgrade_puts_the_layout_edges_back_into_the_window_rows(
+def test_a_downgrade_puts_the_layout_edges_and_wide_counts_back_into_the_window_rows(
     empty_sqlite: Engine,
 ) -> None:
     from alembic import command
@@ -154,6 +156,15 @@ def test_a_downgrade_puts_the_layout_edges_back_into_the_window_rows(
         key = WindowKey("m", "v1", 1_800_000_000, 60, 0, spec.layout)
         WindowAggregateRepository(s).add(key, WindowDelta(sketch), datetime.now(UTC))
     cfg = _config()
+    with empty_sqlite.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0017")
+    with sessions() as s:
+        raw = s.scalars(select(WindowAggregate.sketch)).one()
+    state = msgspec.msgpack.decode(zlib.decompress(raw))
+    # As revision 0017's code wrote it: format 3, 8-byte counts (nine fields per column).
+    assert state["v"] == 3 and {len(c) for _, c in state["features"]} == {9}
+    assert WindowSketch.from_bytes(raw, lambda _: sketch.layout_edges()) == sketch
     with empty_sqlite.begin() as conn:
         cfg.attributes["connection"] = conn
         command.downgrade(cfg, "0016")

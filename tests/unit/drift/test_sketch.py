@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from drift.errors import SketchCorrupt, SketchMismatch
+from drift.histogram import SMALL_BATCH
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import (
     CategoricalSketch,
@@ -197,6 +198,41 @@ def test_numeric_state_round_trip() -> None:
     assert back == s
     assert back.hist.tolist() == [1, 0, 1, 0, 1]
     assert back.edges == EDGES
+
+
+@PROPERTY
+@given(data=st.data(), edges=edges_st)
+def test_few_values_at_a_time_count_as_one_large_batch(data: st.DataObject, edges: tuple) -> None:
+    values = data.draw(numeric_values(edges))
+    # Below SMALL_BATCH values the sketch is updated in Python, above it with numpy.
+    whole = sketch_of(edges, values * (SMALL_BATCH + 1))
+    split = NumericSketch(edges)
+    for _ in range(SMALL_BATCH + 1):
+        for at in range(0, len(values), 3):
+            split.update(np.asarray(values[at : at + 3], dtype=object))
+    assert (split.count, split.nulls, split.hist.tolist()) == (
+        whole.count, whole.nulls, whole.hist.tolist()
+    )  # fmt: skip
+    assert (split.minimum, split.maximum) == (whole.minimum, whole.maximum)
+    assert split.total == pytest.approx(whole.total, rel=1e-9, abs=1e-6)
+    assert split.total_sq == pytest.approx(whole.total_sq, rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize(("top", "width"), [(0, 1), (255, 1), (256, 2), (65_536, 4), (2**32, 8)])
+def test_counts_are_stored_as_narrow_as_they_fit(top: int, width: int) -> None:
+    s = sketch_of(EDGES, [1.0, -20.0])
+    s.hist[2] = top
+    state = s.to_state(inline_edges=False)
+    assert state[-1] == width and len(state[-2]) == width * len(s.hist)
+    back = NumericSketch.from_state(state, EDGES)
+    assert back == s and back.hist.dtype == np.int64
+    assert s.to_state()[-1] == s.hist.astype("<i8").tobytes()  # with edges: as before
+
+
+def test_a_count_width_no_release_writes_is_corrupt() -> None:
+    state = sketch_of(EDGES, [1.0]).to_state(inline_edges=False)
+    with pytest.raises(SketchCorrupt, match="counts 3 bytes wide"):
+        NumericSketch.from_state([*state[:-1], 3], EDGES)
 
 
 def test_numeric_eq_with_other_type_is_not_implemented() -> None:
@@ -561,6 +597,22 @@ def test_a_sketch_may_leave_its_edges_to_its_layout() -> None:
     assert WindowSketch.from_bytes(a.to_bytes()) == a
     with pytest.raises(SketchCorrupt, match="no lookup was given"):
         WindowSketch.from_bytes(lean)
+
+
+def test_rows_of_format_3_with_eight_byte_counts_are_read() -> None:
+    a = WindowSketch.empty(SPEC_NUM_PRED)
+    a.update(WindowBatch(2, {"amount": [1.0, 25.0], "country": ["de", "fr"]}, [0.2, 0.9]))
+    state = msgspec.msgpack.decode(zlib.decompress(a.to_bytes(edges=False)))
+    assert state["v"] == 4
+    # As a release before format 4 wrote the row: every histogram's counts in 8 bytes.
+    columns = [c for _, c in state["features"]] + [state["prediction"]]
+    for column in [c for c in columns if c[0] == "n"]:
+        wide = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<i8"}[column[9]]
+        counts = np.frombuffer(column[8], dtype=wide)
+        column[8:] = [counts.astype("<i8").tobytes()]
+    state["v"] = 3
+    old = zlib.compress(msgspec.msgpack.encode(state))
+    assert WindowSketch.from_bytes(old, lambda _: a.layout_edges()) == a
 
 
 def test_a_sketch_without_a_layout_keeps_its_edges() -> None:
