@@ -209,6 +209,19 @@ def test_caps() -> None:
     )
 
 
+def test_sketch_rows() -> None:
+    ratio = r"\d+\.\d\d"
+    ratios = rf"update {ratio} of numpy, to_bytes {ratio} of format 3, from_bytes {ratio}, "
+    ratios += r"bytes (\d+\.\d\d)"
+    found = run_bench(
+        "sketch_rows.py",
+        None,
+        rf"sketch_rows: 8 events/batch: {ratios}; 2000 events/batch: {ratios}",
+    )
+    # Sizes are not timings: narrow counts make every row smaller, whatever the machine.
+    assert all(float(r) < 1.0 for r in found.groups())
+
+
 def test_a_crash_fails_the_smoke_test() -> None:
     argv = [sys.executable, "-c", "print('ingest: 5 events/s (0.50 of bare consumer)'); 1 / 0"]
     with pytest.raises(BenchFailed, match="ZeroDivisionError"):
