@@ -156,7 +156,9 @@ class NumericSketch:
         # Every flush rewrites each touched window row: with many models most of its
         # time went to compressing 8-byte counts that are mostly zero. Narrow counts
         # encode 2-4x faster and decode about 2x faster.
-        top = int(self.hist.max()) if self.hist.size else 0
+        # No bucket holds more than the values counted (each lands in one), so a small
+        # count settles the width without a pass over the buckets (~1.5 us a column).
+        top = self.count if self.count < 2**8 else int(self.hist.max())
         width = next(w for w, limit in _WIDTHS if top < limit)
         return [*state, self.hist.astype(_COUNT_TYPES[width]).tobytes(), width]
 

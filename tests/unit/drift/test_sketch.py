@@ -222,6 +222,7 @@ def test_few_values_at_a_time_count_as_one_large_batch(data: st.DataObject, edge
 def test_counts_are_stored_as_narrow_as_they_fit(top: int, width: int) -> None:
     s = sketch_of(EDGES, [1.0, -20.0])
     s.hist[2] = top
+    s.count = int(s.hist.sum())  # as though the bucket's values had been counted
     state = s.to_state(inline_edges=False)
     assert state[-1] == width and len(state[-2]) == width * len(s.hist)
     back = NumericSketch.from_state(state, EDGES)
