@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from db.base import UTCDateTime
+from db.migrations.sketch_rows import rewrite_sketches
 from drift.sketch import LayoutEdges, WindowSketch
 
 revision = "0017"
@@ -37,24 +38,10 @@ def downgrade() -> None:
     conn = op.get_bind()
     stored = conn.execute(sa.text("SELECT layout, edges FROM sketch_layouts"))
     layouts = {layout: LayoutEdges.from_bytes(raw) for layout, raw in stored}
-    last = None
-    while True:
-        batch = conn.execute(
-            sa.text(
-                "SELECT id, sketch FROM window_aggregates"
-                + ("" if last is None else " WHERE id > :last")
-                + " ORDER BY id LIMIT 500"
-            ),
-            {} if last is None else {"last": last},
-        ).all()
-        if not batch:
-            break
-        for row_id, raw in batch:
-            sketch = WindowSketch.from_bytes(raw, layouts.__getitem__)
-            if sketch.layout:
-                conn.execute(
-                    sa.text("UPDATE window_aggregates SET sketch = :sketch WHERE id = :id"),
-                    {"sketch": sketch.to_bytes(), "id": row_id},
-                )
-        last = batch[-1][0]
+
+    def with_edges(raw: bytes) -> bytes | None:
+        sketch = WindowSketch.from_bytes(raw, layouts.__getitem__)
+        return sketch.to_bytes() if sketch.layout else None
+
+    rewrite_sketches(conn, with_edges)
     op.drop_table("sketch_layouts")

@@ -12,8 +12,9 @@ from typing import Any
 
 import msgspec
 import numpy as np
-import sqlalchemy as sa
 from alembic import op
+
+from db.migrations.sketch_rows import rewrite_sketches
 
 revision = "0018"
 down_revision = "0017"
@@ -46,24 +47,4 @@ def as_format_3(raw: bytes) -> bytes | None:
 def downgrade() -> None:
     # Earlier revisions' code reads formats 1-3 only: every row written in format 4
     # is rewritten in format 3, batch by batch.
-    conn = op.get_bind()
-    last = None
-    while True:
-        batch = conn.execute(
-            sa.text(
-                "SELECT id, sketch FROM window_aggregates"
-                + ("" if last is None else " WHERE id > :last")
-                + " ORDER BY id LIMIT 500"
-            ),
-            {} if last is None else {"last": last},
-        ).all()
-        if not batch:
-            break
-        for row_id, raw in batch:
-            older = as_format_3(raw)
-            if older is not None:
-                conn.execute(
-                    sa.text("UPDATE window_aggregates SET sketch = :sketch WHERE id = :id"),
-                    {"sketch": older, "id": row_id},
-                )
-        last = batch[-1][0]
+    rewrite_sketches(op.get_bind(), as_format_3)
