@@ -33,10 +33,9 @@ RSS the child started with (its imports, the same at every size).
 
 Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms (<n> rows/flush),
 ingest <us> us CPU/event, tick <s> s, rows/window <n>, RSS <mb> MB; 200 models:
-...; growth (linear =
-10.0): flush p99 <x>, tick <x>, rows <x>, RSS <x>``. ``--quick`` runs 4 and 8
-models of 8 features with a few events each and one flush per window, for the
-smoke test. ``--db`` runs on a PostgreSQL database instead of SQLite (its
+...; growth (linear = 10.0): flush p99 <x>, tick <x>, rows <x>, RSS <x>``.
+``--quick`` runs 4 and 8 models of 8 features with a few events each and one
+flush per window, for the smoke test. ``--db`` runs on a PostgreSQL database instead of SQLite (its
 tables are dropped and re-created for every size).
 """
 
