@@ -178,6 +178,12 @@ class RolloutRepository(Repository[RolloutRow]):
             stmt = stmt.where(r.model == model)
         return self._list(stmt)
 
+    def of_run(self, run_id: int) -> list[int]:
+        """The ids of the rollouts a run's accepted candidate started, oldest first
+        (a scan: a deployment keeps a few rollouts per model and week)."""
+        r = RolloutRow
+        return list(self.session.scalars(select(r.id).where(r.run_id == run_id).order_by(r.id)))
+
     def page(
         self, model: str | None, active: bool | None, limit: int, offset: int
     ) -> list[RolloutRow]:

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 
 from db.models import DriftReportRow
 from db.reports import DriftReportRepository
+from db.rollouts import RolloutRepository
 from db.runs import RunRepository
 from db.session import transaction
 from service.api import views
@@ -112,7 +113,8 @@ def runs(
 
 @router.get("/runs/{run_id}", response_model=RunDetail)
 def run(deps: Deps, run_id: Id) -> RunDetail:
-    """A run's phases, its gates and, if it failed, why."""
+    """A run's data, phases and gates, its Jobs' last log lines, why it failed if it did,
+    and the rollouts its candidate started."""
     with transaction(deps.sessions) as s:
         repo = RunRepository(s)
         row = repo.get(run_id)
@@ -122,8 +124,15 @@ def run(deps: Deps, run_id: Id) -> RunDetail:
             run=views.run(row),
             data_from=row.data_from,
             data_to=row.data_to,
+            data_uri=row.data_uri,
+            data_rows=row.data_rows,
+            change_onset=row.change_onset,
+            data_note=row.data_note,
             champion_version_id=row.champion_version_id,
             candidate_version_id=row.candidate_version_id,
+            train_log_tail=row.train_log_tail,
+            validate_log_tail=row.validate_log_tail,
+            rollout_ids=RolloutRepository(s).of_run(run_id),
             history=[
                 PhaseBody(phase=p.phase, note=p.note, entered_at=p.entered_at)
                 for p in repo.history(run_id)

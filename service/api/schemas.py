@@ -161,8 +161,18 @@ class RunDetail(Body):
     run: RunSummary
     data_from: datetime
     data_to: datetime
+    # Where the exported training data went and how many rows it held (set once exported),
+    # the detected change point the data window starts at, and why the window is as it is.
+    data_uri: str | None
+    data_rows: int | None
+    change_onset: datetime | None
+    data_note: str | None
     champion_version_id: int | None
     candidate_version_id: int | None
+    # The last lines each Job wrote: what a failure_reason of "exit code 1" leaves out.
+    train_log_tail: str | None
+    validate_log_tail: str | None
+    rollout_ids: list[int]
     history: list[PhaseBody]
     gates: list[GateBody]
 

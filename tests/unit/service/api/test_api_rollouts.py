@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from db.rollouts import RolloutRepository
+from db.runs import RunRepository
 from db.session import transaction
 from tests.unit.retrain.rollout.analysis_support import Ingestion, Version, at, stream
 from tests.unit.service.api.conftest import BOTH, READ, VERDICT, WRITE
@@ -75,6 +76,30 @@ def test_start_by_the_candidates_version_starts_its_runs_rollout(api: RolloutApi
         (rollout,) = RolloutRepository(s).rollouts()
         assert rollout.run_id == run_id
     assert api.stage("v2") == "canary"
+
+
+def test_a_runs_detail_has_its_data_its_job_logs_and_the_rollout_it_started(
+    api: RolloutApi,
+) -> None:
+    run_id = api.accepted_run("v2")
+    with transaction(api.sessions) as s:
+        run = RunRepository(s).get(run_id)
+        assert run is not None
+        run.data_uri, run.data_rows = "s3://archive/runs/1/data.parquet", 5400
+        run.change_onset, run.data_note = at(-600), "from the change onset"
+        run.train_log_tail, run.validate_log_tail = "epoch 3 done\n", None
+    with api.client(READ) as reader:
+        before = reader.get(f"/v1/runs/{run_id}").json()
+    assert before["rollout_ids"] == []
+    with api.client(WRITE) as writer:
+        r = writer.post("/v1/models/fraud/rollouts", json={"run_id": run_id})
+    rollout_id = r.json()["rollout_id"]
+    with api.client(READ) as reader:
+        detail = reader.get(f"/v1/runs/{run_id}").json()
+    assert detail["rollout_ids"] == [rollout_id]
+    assert (detail["data_uri"], detail["data_rows"]) == ("s3://archive/runs/1/data.parquet", 5400)
+    assert (detail["change_onset"], detail["data_note"]) == (z(-600), "from the change onset")
+    assert (detail["train_log_tail"], detail["validate_log_tail"]) == ("epoch 3 done\n", None)
 
 
 def test_list_filters_by_model_and_activity_and_show_has_weights_and_analyses(
