@@ -88,6 +88,12 @@ class ReportMetrics:
         m.feature_drift(model, report.features)
         m.evaluated_window_end.labels(model).set(verdict.window_start + verdict.window_seconds)
 
+    def drift_unjudged(self, model: str) -> None:
+        self.m.windows_unjudged.labels(model, "drift").inc()
+
+    def performance_unjudged(self, model: str) -> None:
+        self.m.windows_unjudged.labels(model, "performance").inc()
+
     def performance_report(self, verdict: PerformanceVerdict) -> None:
         m, model, version = self.m, verdict.model, verdict.model_version
         degraded = None if verdict.degradation is None else verdict.degradation.degraded

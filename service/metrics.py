@@ -125,6 +125,10 @@ SERVICE: tuple[Spec, ...] = (
     # kept because dashboards query it.
     Spec("evaluation_failures", Counter, "driftwatch_evaluation_failures_total",
          "Scheduler ticks of window evaluation or report rendering that failed", ("job",)),
+    Spec("windows_unjudged", Counter, "driftwatch_windows_unjudged_total",
+         "Windows skipped because their stored aggregates cannot be read or merged, by model "
+         "and report kind (drift, performance); counted once per window and process, tried "
+         "again every tick", ("model", "kind")),
     # -- labelled performance
     Spec("performance_reports", Counter, "driftwatch_performance_reports_total",
          "Performance reports written, by model and degradation verdict (true, false, unknown)",
@@ -243,6 +247,7 @@ class Metrics:
     feature_drift_score: Gauge
     feature_drifted: Gauge
     evaluation_failures: Counter
+    windows_unjudged: Counter
     performance_reports: Counter
     concept_drift_alarms: Counter
     label_coverage: Gauge

@@ -25,6 +25,7 @@ from db.profiles import ProfileInfo, ProfileRepository, StoredProfile
 from db.reports import DriftReportRepository, WindowVerdict
 from db.repositories import OffsetRepository, WindowAggregateRepository
 from db.session import transaction
+from drift.errors import DriftError
 from drift.evaluate import evaluate
 from drift.profile import align_spec
 from drift.report import DriftReport, FeatureDrift
@@ -32,6 +33,7 @@ from drift.schema import ModelSpec
 from drift.sketch import CategoricalSketch, RowSample, WindowSketch, encode_sample, spec_edges
 from drift.stats import Method
 from service.alerts.conditions import DATA_DRIFT, condition
+from service.monitoring.unjudged import Unjudged
 from service.monitoring.watermarks import Finality, as_bound
 
 log = logging.getLogger(__name__)
@@ -77,9 +79,15 @@ class DriftObserver(Protocol):
 
     def drift_report(self, verdict: WindowVerdict) -> None: ...
 
+    def drift_unjudged(self, model: str) -> None:
+        """A window of ``model`` that cannot be judged (:mod:`service.monitoring.unjudged`)."""
+
 
 class NoDriftObserver:
     def drift_report(self, verdict: WindowVerdict) -> None:
+        pass
+
+    def drift_unjudged(self, model: str) -> None:
         pass
 
 
@@ -104,6 +112,7 @@ class WindowEvaluator:
         # tick asks for all of them, and aligning one costs as much as judging a window.
         self._aligned: dict[str, ModelSpec] = {}
         self._warned: set[str] = set()
+        self.unjudged = Unjudged("drift", self._observer.drift_unjudged)
 
     def follow(self, progress: Callable[[], ConsumerProgress]) -> None:
         """Read this replica's consumer progress when deciding which windows are final."""
@@ -181,7 +190,11 @@ class WindowEvaluator:
         for (version, start), layouts in sorted(todo.items(), key=lambda kv: kv[0][1]):
             if (version, start) in done:
                 continue
-            report_id = self._evaluate_window(model, version, start, layouts)
+            try:
+                report_id = self._evaluate_window(model, version, start, layouts)
+            except DriftError as exc:
+                self.unjudged.skip(model, version, start, exc)
+                continue
             if report_id is not None:
                 written.append(report_id)
         return written

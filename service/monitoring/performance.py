@@ -33,9 +33,11 @@ from db.outbox import event_payload, last_event
 from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
 from db.repositories import OffsetRepository
 from db.session import transaction
+from drift.errors import DriftError
 from drift.performance import ClassificationSketch, PerformanceMetrics, PerformanceSketch
 from drift.stats.degradation import DegradationVerdict, accuracy_drop, error_increase
 from service.alerts.conditions import CONCEPT_DRIFT, PERFORMANCE_DEGRADATION, condition
+from service.monitoring.unjudged import Unjudged
 from service.monitoring.watermarks import Finality, as_bound
 
 log = logging.getLogger(__name__)
@@ -144,6 +146,9 @@ class PerformanceObserver(Protocol):
         self, model: str, version: str, coverage: float | None, values: PerformanceMetrics
     ) -> None: ...
 
+    def performance_unjudged(self, model: str) -> None:
+        """A window of ``model`` that cannot be judged (:mod:`service.monitoring.unjudged`)."""
+
 
 class NoPerformanceObserver:
     def performance_report(self, verdict: PerformanceVerdict) -> None:
@@ -152,6 +157,9 @@ class NoPerformanceObserver:
     def newest(
         self, model: str, version: str, coverage: float | None, values: PerformanceMetrics
     ) -> None:
+        pass
+
+    def performance_unjudged(self, model: str) -> None:
         pass
 
 
@@ -172,6 +180,7 @@ class PerformanceEvaluator:
         self._clock = clock
         self.finality = finality or Finality(settings.idle_partition_timeout)
         self._restored = False
+        self.unjudged = Unjudged("performance", self._observer.performance_unjudged)
 
     def tick(self) -> list[int]:
         """Report every window whose labels are final and that has no report yet."""
@@ -206,10 +215,15 @@ class PerformanceEvaluator:
             done = PerformanceReportRepository(session).reported(model, since)
         written = []
         for version, start, _ in todo:
-            if (version, start) not in done:
+            if (version, start) in done:
+                continue
+            try:
                 report_id = self._evaluate_window(model, judging, version, start)
-                if report_id is not None:
-                    written.append(report_id)
+            except DriftError as exc:
+                self.unjudged.skip(model, version, start, exc)
+                continue
+            if report_id is not None:
+                written.append(report_id)
         return written
 
     def _evaluate_window(
@@ -244,7 +258,12 @@ class PerformanceEvaluator:
             rows = [row for model in self._models for row in repo.rows(model, _RESTORED_REPORTS)]
         newest = {(row.model, row.model_version): row for row in rows}  # rows: oldest first
         for row in sorted(newest.values(), key=lambda r: (r.window_start, r.id)):
-            metrics = PerformanceSketch.from_bytes(row.sketch).metrics()
+            try:
+                metrics = PerformanceSketch.from_bytes(row.sketch).metrics()
+            except DriftError as exc:
+                # Only these gauges stay empty until the next report; judging goes on.
+                log.error("performance report %d cannot be read for the gauges: %s", row.id, exc)
+                continue
             self._observer.newest(row.model, row.model_version, row.label_coverage, metrics)
         self._restored = True
 

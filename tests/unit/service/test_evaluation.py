@@ -13,16 +13,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.checkpoint import CheckpointStore
 from consumers.events import EventDecoder
 from consumers.synthetic import SyntheticPlan, SyntheticStream, write_reference_csv
 from consumers.window import WindowAccumulator
-from db.models import DriftReportRow
+from db.models import DriftReportRow, WindowAggregate
 from db.reports import DriftReportRepository, WindowVerdict
 from db.repositories import OffsetAdvance
+from db.session import transaction
 from drift.errors import ProfileMismatch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from service.config import ModelConfig
@@ -159,9 +160,13 @@ class Reports:
 
     def __init__(self) -> None:
         self.windows: list[tuple[str, str, int]] = []
+        self.unjudged: list[str] = []
 
     def drift_report(self, verdict: WindowVerdict) -> None:
         self.windows.append((verdict.model, verdict.model_version, verdict.window_start))
+
+    def drift_unjudged(self, model: str) -> None:
+        self.unjudged.append(model)
 
 
 def test_the_observer_hears_of_each_stored_report_once(
@@ -185,6 +190,41 @@ def test_the_observer_hears_of_each_stored_report_once(
     ]
     # Without an observer the evaluator reports to a no-op one.
     assert isinstance(evaluator(sessions, Clock(T0))._observer, NoDriftObserver)
+
+
+def test_a_window_whose_row_cannot_be_read_is_skipped_once_and_the_others_are_judged(
+    sessions: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    build_profile(sessions, tmp_path)
+    ingest(sessions, aligned(sessions), windows=4, drift_at=None)
+    first = datetime.fromtimestamp(T0, UTC)
+    with transaction(sessions) as s:
+        damaged = s.execute(
+            update(WindowAggregate)
+            .where(WindowAggregate.window_start == first, WindowAggregate.partition == 0)
+            .values(sketch=b"not a sketch")
+        )
+        assert damaged.rowcount == 1  # type: ignore[attr-defined]
+    heard = Reports()
+    settings = EvaluationSettings(topic=TOPIC, consumer_group="g", idle_partition_timeout=60)
+    ev = WindowEvaluator(sessions, {"fraud": Judging(spec=SPEC)}, settings, heard, Clock(T0 + 40))
+    with caplog.at_level(logging.ERROR, logger="service.monitoring.unjudged"):
+        written = ev.tick()
+        assert ev.tick() == []  # tried again, named and counted only the first time
+    # The oldest window held back neither the windows after it nor the next ticks.
+    assert len(written) == 2 and [w[2] for w in heard.windows] == [T0 + 10, T0 + 20]
+    assert heard.unjudged == ["fraud"]
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(f"drift window fraud/{heard.windows[0][1]} at {first.isoformat()} ")
+    assert "cannot decode window sketch" in line
+    # Repaired (here: the partition's row removed), the window is judged at the next tick.
+    with transaction(sessions) as s:
+        s.execute(
+            delete(WindowAggregate).where(
+                WindowAggregate.window_start == first, WindowAggregate.partition == 0
+            )
+        )
+    assert len(ev.tick()) == 1 and heard.windows[-1][2] == T0
 
 
 def test_small_windows_held_whole_use_exact_values(

@@ -332,6 +332,7 @@ PINNED = {
     "driftwatch_drifted_feature_share_ratio": ("model", "model_version"),
     "driftwatch_evaluated_window_end_seconds": ("model",),
     "driftwatch_evaluation_failures_total": ("job",),
+    "driftwatch_windows_unjudged_total": ("kind", "model"),
     "driftwatch_events_consumed_total": ("model",),
     "driftwatch_events_invalid_total": ("reason",),
     "driftwatch_events_late_total": ("model",),

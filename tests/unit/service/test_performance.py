@@ -2,20 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.checkpoint import CheckpointStore
 from consumers.join import JoinBatch
 from consumers.labels import LabelSpec
 from db.join import LabelRecord, PredictionRecord
+from db.models import PerformanceAggregate, PerformanceReportRow
 from db.performance_reports import PerformanceReportRepository, PerformanceVerdict
 from db.repositories import OffsetAdvance
-from db.session import make_engine, make_session_factory
+from db.session import make_engine, make_session_factory, transaction
 from drift.performance import Task
 from drift.schema import PredictionKind
 from service.monitoring.performance import (
@@ -119,6 +122,7 @@ class Verdicts:
 
     def __init__(self) -> None:
         self.windows: list[tuple[str, str, int, int]] = []
+        self.unjudged: list[str] = []
 
     def performance_report(self, verdict: PerformanceVerdict) -> None:
         self.windows.append(
@@ -127,6 +131,9 @@ class Verdicts:
 
     def newest(self, model: str, version: str, coverage: float | None, values: Any) -> None:
         pass  # only new reports are counted here
+
+    def performance_unjudged(self, model: str) -> None:
+        self.unjudged.append(model)
 
 
 def test_the_observer_hears_of_each_stored_report_once(sql: Any) -> None:
@@ -143,6 +150,46 @@ def test_the_observer_hears_of_each_stored_report_once(sql: Any) -> None:
     start = int(row.window_start.timestamp())
     assert heard.windows == [("fraud", row.model_version, start, row.labeled)] and start == T
     assert isinstance(evaluator(sql, None)._observer, NoPerformanceObserver)
+
+
+def test_a_window_whose_aggregate_cannot_be_read_is_skipped_once_and_retried(
+    sql: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fill(sql, correct=150, wrong=50, unlabeled=20)
+    advance(sql, predictions=T + 700, labels=T + 700)
+    with transaction(sql) as s:
+        (sketch,) = s.execute(select(PerformanceAggregate.sketch)).one()
+        s.execute(update(PerformanceAggregate).values(sketch=b"not a sketch"))
+    judging = PerformanceJudging(SPEC, 60, 10, None, min_labeled=100)
+    heard = Verdicts()
+    ev = PerformanceEvaluator(sql, {"fraud": judging}, SETTINGS, heard, clock=lambda: T + 10.0)
+    with caplog.at_level(logging.ERROR, logger="service.monitoring.unjudged"):
+        assert ev.tick() == []
+        assert ev.tick() == []
+    assert heard.unjudged == ["fraud"] and heard.windows == []
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith("performance window fraud/v1 at ")
+    # Readable again (a repair, or the release that wrote it), the window is judged.
+    with transaction(sql) as s:
+        s.execute(update(PerformanceAggregate).values(sketch=sketch))
+    assert len(ev.tick()) == 1 and len(heard.windows) == 1
+
+
+def test_a_stored_report_that_cannot_be_read_leaves_its_gauges_empty_not_the_tick_stuck(
+    sql: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    fill(sql, correct=150, wrong=50, unlabeled=20)
+    advance(sql, predictions=T + 700, labels=T + 700)
+    assert len(evaluator(sql, None).tick()) == 1
+    with transaction(sql) as s:
+        s.execute(update(PerformanceReportRow).values(sketch=b"not a sketch"))
+    restarted = evaluator(sql, None)
+    with caplog.at_level(logging.ERROR, logger="service.monitoring.performance"):
+        assert restarted.tick() == []  # restored what it could; nothing new to judge
+    [line] = [r.getMessage() for r in caplog.records]
+    assert line.startswith(
+        "performance report 1 cannot be read for the gauges: cannot decode performance sketch: "
+    )
 
 
 def test_too_few_labels_or_no_reference_give_no_verdict(sql: Any) -> None:
