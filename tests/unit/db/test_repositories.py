@@ -19,6 +19,7 @@ from db.repositories import (
     WindowDelta,
     WindowKey,
 )
+from drift.errors import SketchCorrupt
 from drift.latency_sketch import LatencySketch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import WindowBatch, WindowSketch
@@ -196,6 +197,28 @@ def test_window_add_merges_into_the_existing_row(sessions: sessionmaker[Session]
         assert (row.event_count, row.late_count) == (3, 3)
         assert row.updated_at == LATER
         assert WindowSketch.from_bytes(row.sketch, LayoutRepository(s).edges) == expected
+
+
+def test_a_flush_onto_a_row_that_cannot_be_read_names_the_row_and_changes_nothing(
+    sessions: sessionmaker[Session],
+) -> None:
+    with sessions.begin() as s:
+        WindowAggregateRepository(s).add(
+            key(partition=2), WindowDelta(sketch([1.0], ["de"], ["y"])), NOW
+        )
+    with sessions.begin() as s:
+        s.scalars(select(WindowAggregate)).one().sketch = b"not a sketch"
+    with pytest.raises(SketchCorrupt) as raised, sessions.begin() as s:
+        WindowAggregateRepository(s).add(
+            key(partition=2), WindowDelta(sketch([2.0], ["fr"], ["n"])), LATER
+        )
+    assert str(raised.value).startswith(
+        f"window row fraud/v1 at {START_DT.isoformat()}, partition 2, layout "
+    )
+    assert str(raised.value).endswith(str(raised.value.__cause__))
+    with sessions() as s:
+        row = s.scalars(select(WindowAggregate)).one()
+        assert (row.sketch, row.event_count, row.updated_at) == (b"not a sketch", 1, NOW)
 
 
 def test_a_flush_of_many_rows_merges_the_stored_and_creates_the_rest(
