@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import LargeBinary, String, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -23,7 +23,8 @@ from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from db.base import Base, UTCDateTime
 from db.errors import translated
-from drift.errors import SketchCorrupt
+from db.models import WindowAggregate
+from drift.errors import DriftError, SketchCorrupt
 from drift.sketch import EdgeLookup, LayoutEdges, WindowSketch
 
 
@@ -111,3 +112,23 @@ def edges_knowing(layout: str, known: LayoutEdges, layouts: LayoutRepository) ->
         return known if wanted == layout else layouts.edges(wanted)
 
     return lookup
+
+
+def merged_into(row: WindowAggregate, delta: WindowSketch, lookup: EdgeLookup) -> WindowSketch:
+    """The stored row's sketch with ``delta`` merged in.
+
+    A row that does not decode or merge raises its error again naming the row: the
+    flush stops there (not retriable), as writing over the row could destroy what a
+    newer release stored, so only an operator may remove it.
+    """
+    try:
+        merged = WindowSketch.from_bytes(row.sketch, lookup)
+        merged.merge(delta)
+    except DriftError as exc:
+        start = row.window_start
+        start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)  # SQLite's
+        raise type(exc)(
+            f"window row {row.model}/{row.model_version} at {start.isoformat()}, "
+            f"partition {row.partition}, layout {row.layout}: {exc}"
+        ) from exc
+    return merged

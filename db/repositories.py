@@ -13,9 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from db.errors import OffsetConflict, translated, translating, violates
-from db.layouts import LayoutRepository, edges_knowing, row_bytes
+from db.layouts import LayoutRepository, edges_knowing, merged_into, row_bytes
 from db.models import ConsumerOffset, WindowAggregate
-from drift.errors import DriftError
 from drift.latency_sketch import LatencySketch
 from drift.sketch import LayoutEdges, WindowSketch
 
@@ -291,16 +290,7 @@ class WindowAggregateRepository:
                 )
                 continue
             lookup = edges_knowing(delta.sketch.layout, delta.sketch.layout_edges(), layouts)
-            try:
-                merged = WindowSketch.from_bytes(row.sketch, lookup)
-                merged.merge(delta.sketch)
-            except DriftError as exc:
-                # The flush stops here (not retriable): overwriting the row could destroy a
-                # newer release's data. The message names the row an operator must look at.
-                raise type(exc)(
-                    f"window row {key.model}/{key.model_version} at {skey[2].isoformat()}, "
-                    f"partition {key.partition}, layout {key.layout}: {exc}"
-                ) from exc
+            merged = merged_into(row, delta.sketch, lookup)
             row.sketch = row_bytes(merged)
             row.event_count = merged.events
             row.late_count += delta.late
