@@ -28,7 +28,7 @@ import functools
 import logging
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from kafka import TopicPartition
@@ -47,8 +47,9 @@ from consumers.offsets import OffsetBook
 from consumers.positions import Positions, Rebalance, Stopping
 from consumers.progress import ConsumerProgress, OwnedPartition, survey
 from consumers.retry import Backoff, Dependency, Health, retrying_until
+from consumers.settings import IngestSettings
 from consumers.stats import IngestStats
-from consumers.versions import DEFAULT_CAPS, StreamCaps, VersionGate
+from consumers.versions import VersionGate
 from consumers.window import WindowAccumulator
 from db.errors import OffsetConflict
 from drift.schema import ModelSpec
@@ -56,23 +57,6 @@ from drift.schema import ModelSpec
 __all__ = ["ConsumerProgress", "IngestLoop", "IngestSettings"]
 log = logging.getLogger(__name__)
 _TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
-
-
-@dataclass(frozen=True, slots=True)
-class IngestSettings:
-    topic: str
-    labels_topic: str | None = None  # None: no label join
-    flush_events: int = 20_000
-    flush_interval: float = 2.0
-    max_clock_skew: float = 3600.0
-    start_from_earliest: bool = True
-    poll_timeout: float = 0.2
-    max_backoff: float = 10.0
-    shutdown_budget: float = 8.0
-    caps: StreamCaps = DEFAULT_CAPS
-    # Messages waiting in a partition before the other topic's may be held back for
-    # them: far more than arrive between two polls in a steady state (LabelIntake.hold).
-    hold_backlog: int = 1_000
 
 
 class IngestLoop:
@@ -122,6 +106,7 @@ class IngestLoop:
         )
         self._stop = threading.Event()
         self._last_flush = clock.monotonic()
+        self._flush_took = 0.0  # the last flush's duration, which spaces the next
         self._last_lag = -1.0
         self._kafka_backoff = Backoff(settings.max_backoff)
         self._new_specs: Mapping[str, ModelSpec] | None = None
@@ -264,9 +249,15 @@ class IngestLoop:
 
     # -- flushing ----------------------------------------------------------
     def _flush_due(self) -> bool:
-        if self.acc.events + self.labels.count >= self.settings.flush_events:
+        s = self.settings
+        if self.acc.events + self.labels.count >= s.flush_events:
             return True
-        return self.clock.monotonic() - self._last_flush >= self.settings.flush_interval
+        # A flush costs per window row it touches, however few events each got: with many
+        # models it can outlast flush_interval, and flushing again at once left the loop
+        # doing little else. Spaced to max_flush_share, each flush carries more events for
+        # the same rows; flush_events still bounds what is buffered.
+        spacing = max(s.flush_interval, self._flush_took / s.max_flush_share)
+        return self.clock.monotonic() - self._last_flush >= spacing
 
     def _shutdown_deadline(self) -> float:
         return self.clock.monotonic() + self.settings.shutdown_budget
@@ -307,7 +298,8 @@ class IngestLoop:
         self.acc.take()
         self.labels.committed()
         self.book.confirm(advances)
-        self.stats.flushed(self.clock.monotonic() - started, events)
+        self._flush_took = self.clock.monotonic() - started
+        self.stats.flushed(self._flush_took, events)
         report_join(self.stats, counts)
         self.positions.commit_kafka(advances)
 

@@ -67,6 +67,14 @@ class DatabaseConfig(Strict):
 class IngestConfig(Strict):
     flush_events: int = Field(default=20_000, gt=0)
     flush_interval: Duration = 2.0
+    max_flush_share: float = Field(
+        default=0.25,
+        gt=0,
+        le=1,
+        description="the largest share of the consumer's time that flushes due by "
+        "flush_interval may take: after a flush of d seconds the next one waits at least "
+        "d / max_flush_share (flush_events still flushes at once)",
+    )
     max_clock_skew: Duration = 3600.0
     start_from: Literal["earliest", "latest"] = "earliest"
     # Caps on what the stream can make the consumer keep (consumers.versions).

@@ -168,6 +168,7 @@ def build_ingest_loop(
         labels_topic=topics.labels if label_specs else None,
         flush_events=cfg.ingest.flush_events,
         flush_interval=cfg.ingest.flush_interval,
+        max_flush_share=cfg.ingest.max_flush_share,
         max_clock_skew=cfg.ingest.max_clock_skew,
         start_from_earliest=cfg.ingest.start_from == "earliest",
         caps=cfg.ingest.caps(),

@@ -156,6 +156,47 @@ def test_three_partitions_flush_counts_and_next_offsets(sql: Any, clock: FakeClo
     assert r.loop.book.pending() == []
 
 
+def test_a_flush_longer_than_the_interval_spaces_the_next_to_its_share_of_the_loop(
+    sql: Any, clock: FakeClock
+) -> None:
+    r = rig(sql, clock, {0: spaced(6)}, flush_interval=2.0, max_flush_share=0.25, flush_events=4)
+    commit = r.store.commit
+
+    def slow(*args: Any, **options: Any) -> Any:
+        clock.sleep(3.0)  # a flush of many window rows
+        return commit(*args, **options)
+
+    r.store.commit = slow  # type: ignore[method-assign]
+    r.drain()
+    started = clock.now
+    r.flush()
+    assert ("flushed", (3.0, 6)) in r.stats.calls
+    r.consumer.append(tp(0), *spaced(9, first=6))
+    r.drain()
+    clock.now = started + 11.9  # by flush_interval alone it was due from start + 2
+    assert not r.loop._flush_due()
+    clock.now = started + 12.0  # 3 s of flushing is a quarter of 12 s
+    assert r.loop._flush_due()
+    started = clock.now
+    r.flush()
+    r.consumer.append(tp(0), *spaced(12, first=9))
+    r.drain()
+    clock.now = started + 5.0
+    assert not r.loop._flush_due()
+    r.consumer.append(tp(0), *spaced(13, first=12))
+    r.drain()
+    assert r.loop._flush_due()  # flush_events (4) flushes at once, however long the last
+    r.store.commit = commit  # type: ignore[method-assign]
+    started = clock.now
+    r.flush()  # a quick one: flush_interval spaces the next again
+    r.consumer.append(tp(0), *spaced(14, first=13))
+    r.drain()
+    clock.now = started + 1.9
+    assert not r.loop._flush_due()
+    clock.now = started + 2.0
+    assert r.loop._flush_due()
+
+
 def test_invalid_events_are_dead_lettered_and_skipped(sql: Any, clock: FakeClock) -> None:
     unknown = json.dumps({"model": "nope", "event_id": "x"}).encode()
     r = rig(sql, clock, {0: [ev(T + 1), b"{not json", ev(T + 2), b"", unknown, ev(T + 3)]})
