@@ -11,25 +11,26 @@ ingestion loop (archive on, as configured by default) reads a fresh
 evaluation, performance evaluation) runs once over every closed window, then
 once more with nothing new (the steady state of a tick).
 
-The flushes are alike at both sizes by construction: the parent cuts every
-window of the stream into ``--flushes-per-window`` slices of the same events
-per model version, spreads each model version's events of a slice evenly over
-the partitions, and produces a slice only once the loop has flushed the one
-before. The loop flushes by count, a slice's count, so each flush holds one
-slice: one window of every model version in every partition, as a fixed flush
-interval gives at a fixed rate per model. A flush at ten times the models
+The flushes are alike at both sizes by construction: the parent cuts every window of
+the stream into ``--flushes-per-window`` slices of the same events per model version,
+spreads each model version's events of a slice evenly over the partitions, and
+produces a slice only once the loop has flushed the one before (the first once the
+loop's consumer holds every partition, so that no rebalance of the group's join
+revokes partitions mid-slice). The loop flushes by count, a slice's count, so each
+flush holds one slice: one window of every model version in every partition, as a
+fixed flush interval gives at a fixed rate per model. A flush at ten times the models
 thus touches exactly ten times the window rows.
 
-Measured per size: the loop's flush duration (p50, p99; the figure the
-service exports as ``driftwatch_flush_duration_seconds``) and the window rows
-each flush wrote (their mean is printed, to check the above); the ingestion
-loop's process CPU per event read (flushes included: a model version's events
-reach each poll a few at a time here, as they do when many models share a
-stream, so this is the per-event cost of small batches); the duration of the
-evaluating tick; SQL rows written per closed window (window aggregates of
-the closed windows plus every row the tick wrote: reports, feature results,
-alerts); and the child's peak RSS, whose growth is that of the part above the
-RSS the child started with (its imports, the same at every size).
+Measured per size: the loop's flush duration (p50, p99; the figure the service exports
+as ``driftwatch_flush_duration_seconds``) and the window rows each flush wrote (their
+mean is printed, to check the above); the ingestion loop's process CPU per event read,
+from its first record (flushes included: a model version's events reach each poll a
+few at a time here, as they do when many models share a stream, so this is the
+per-event cost of small batches); the duration of the evaluating tick; SQL rows
+written per closed window (window aggregates of the closed windows plus every row the
+tick wrote: reports, feature results, alerts); and the child's peak RSS, whose growth
+is that of the part above the RSS the child started with (its imports, the same at
+every size).
 
 Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms (<n> rows/flush),
 ingest <us> us CPU/event, tick <s> s, rows/window <n>, RSS <mb> MB; 200 models:
@@ -268,6 +269,10 @@ def store_profiles(cfg: Config, sessions: Any, workdir: Path) -> None:
 
 
 FLUSHED = "flushed"  # the child's line after each flush: the parent sends the next slice
+# The child's line once its consumer holds every partition: the parent sends the first
+# slice. Sent earlier, a join still settling could revoke partitions mid-slice, and that
+# revocation's flush would hold part of a slice.
+ASSIGNED = "assigned"
 
 
 class FlushTimes(Progress):
@@ -340,14 +345,15 @@ def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None
     stop = threading.Event()
     loop.stats = times = FlushTimes(size.events, stop)
     times.counting(loop.store)
+    watch_assignment(loop)
     # As `driftwatch run` does once everything is built: without it every full
     # collection walks the 200 models' profiles and specs, and the figures grow with them.
     settle_heap()
-    cpu = time.process_time()
     with profiled(profile, "ingest"):
         loop.run(stop)
-    cpu = time.process_time() - cpu
     assert times.first is not None, "the loop read nothing"
+    # From the first record, as the rate: the loop waits idle for the first slice.
+    cpu = time.process_time() - times.first_cpu
     rate = size.events / (time.perf_counter() - times.first)
     loop.dlq.close(timeout=2)
     # Waits for each next slice included: a figure of the run, not of the loop.
@@ -395,6 +401,28 @@ def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None
     )
 
 
+def watch_assignment(loop: Any) -> None:
+    """Print :data:`ASSIGNED` once the loop's consumer holds every partition, and name on
+    stderr each revocation that flushed a partial slice (the flushes are one slice each
+    only without one)."""
+    assigned, revoked = loop.on_assigned, loop.on_revoked
+    told = False
+
+    def on_assigned(partitions: Any) -> None:
+        nonlocal told
+        assigned(partitions)
+        if not told and len(loop.consumer.assignment()) == PARTITIONS:
+            told = True
+            print(ASSIGNED, flush=True)
+
+    def on_revoked(partitions: Any) -> None:
+        if partitions and loop.book.pending():
+            print(f"a rebalance revoked {partitions} mid-slice", file=sys.stderr, flush=True)
+        revoked(partitions)
+
+    loop.on_assigned, loop.on_revoked = on_assigned, on_revoked
+
+
 @contextmanager
 def profiled(directory: Path | None, part: str) -> Iterator[None]:
     """Profile the block into ``directory/<part>.pstats`` when a directory is given."""
@@ -439,7 +467,7 @@ def in_child(
         assert child.stdout is not None
         for raw in child.stdout:
             line = raw.rstrip("\n")
-            if line == FLUSHED:
+            if line in (FLUSHED, ASSIGNED):
                 feed.send_next()
             else:
                 lines.append(line)
@@ -482,7 +510,8 @@ def run_size(
     url = db or f"sqlite:///{here / 'scale.db'}"
     config = config_for(size, kafka, url, topic, here)
     feed = Feed(kafka, load_config(config), size, topic)
-    feed.send_next()  # the rest, one slice after each flush
+    # The first slice once the child's consumer holds every partition, the rest one
+    # after each flush.
     figures = in_child(kafka, config, size, feed, profile)
     print(
         f"{size.models} models: produced {size.events:,} events in {feed.sent} slices "
