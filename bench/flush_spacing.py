@@ -41,15 +41,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from _common import Progress, broker, broker_env
-from scale_models import VERSIONS, Feed, Size, model_names, store_profiles
+from scale_models import VERSIONS, Feed, Size, build_service, model_names
 
-from db.migrate import upgrade
-from db.session import make_engine, make_session_factory
 from service.config import load_config
-from service.metric_feeds import ReportMetrics
-from service.metrics import Metrics
 from service.process import settle_heap
-from service.wiring.monitoring import build_evaluator, build_ingest_loop
 from tests.harness.kafka import TestKafka
 from tests.harness.scenario import wide_model, write_config
 
@@ -109,14 +104,8 @@ def config_for(size: Size, kafka: TestKafka, workdir: Path, topic: str, share: f
 
 def measure(config: Path, events: int) -> Side:
     """In a fresh process: read the backlog as ``driftwatch run`` does."""
-    cfg = load_config(config)
-    engine = make_engine(cfg.database.url)
-    upgrade(engine)
-    sessions = make_session_factory(engine)
-    store_profiles(cfg, sessions, config.parent)
-    metrics = Metrics()
-    evaluator = build_evaluator(cfg, sessions, ReportMetrics(metrics))
-    loop = build_ingest_loop(cfg, metrics, specs=evaluator.specs())
+    built = build_service(config, config.parent)
+    loop = built.loop
     stop = threading.Event()
     loop.stats = flushes = Flushes(events, stop)
     settle_heap()
@@ -125,7 +114,7 @@ def measure(config: Path, events: int) -> Side:
     seconds = time.perf_counter() - flushes.first
     cpu = time.process_time() - flushes.first_cpu
     loop.dlq.close(timeout=2)
-    engine.dispose()
+    built.engine.dispose()
     mean = statistics.fmean(flushes.seconds) if flushes.seconds else 0.0
     return Side(cpu, seconds, len(flushes.seconds), mean)
 

@@ -331,9 +331,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[max(math.ceil(q * len(ordered)) - 1, 0)]
 
 
-def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None) -> Figures:
-    """In a fresh process: ingest the topic as the service does, then tick its evaluation."""
-    rss_start = rss_mb()
+@dataclass(frozen=True, slots=True)
+class Service:
+    """What ``driftwatch run`` builds for ingestion, on a migrated database with every
+    model's reference profile stored."""
+
+    cfg: Config
+    engine: Any
+    sessions: Any
+    metrics: Metrics
+    evaluator: Any
+    loop: Any
+
+
+def build_service(config: Path, workdir: Path) -> Service:
     cfg = load_config(config)
     engine = make_engine(cfg.database.url)
     upgrade(engine)
@@ -342,6 +353,15 @@ def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None
     metrics = Metrics()
     evaluator = build_evaluator(cfg, sessions, ReportMetrics(metrics))
     loop = build_ingest_loop(cfg, metrics, specs=evaluator.specs())
+    return Service(cfg, engine, sessions, metrics, evaluator, loop)
+
+
+def measure(config: Path, size: Size, workdir: Path, profile: Path | None = None) -> Figures:
+    """In a fresh process: ingest the topic as the service does, then tick its evaluation."""
+    rss_start = rss_mb()
+    built = build_service(config, workdir)
+    cfg, engine, sessions, metrics = built.cfg, built.engine, built.sessions, built.metrics
+    evaluator, loop = built.evaluator, built.loop
     stop = threading.Event()
     loop.stats = times = FlushTimes(size.events, stop)
     times.counting(loop.store)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import LargeBinary, String, select
 from sqlalchemy.dialects import postgresql, sqlite
@@ -125,10 +125,8 @@ def merged_into(row: WindowAggregate, delta: WindowSketch, lookup: EdgeLookup) -
         merged = WindowSketch.from_bytes(row.sketch, lookup)
         merged.merge(delta)
     except DriftError as exc:
-        start = row.window_start
-        start = start if start.tzinfo is not None else start.replace(tzinfo=UTC)  # SQLite's
         raise type(exc)(
-            f"window row {row.model}/{row.model_version} at {start.isoformat()}, "
+            f"window row {row.model}/{row.model_version} at {row.window_start.isoformat()}, "
             f"partition {row.partition}, layout {row.layout}: {exc}"
         ) from exc
     return merged
