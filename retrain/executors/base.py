@@ -157,6 +157,11 @@ class Executor(Protocol):
         """Stop the job if it runs; idempotent."""
         ...
 
+    def close(self) -> None:
+        """Release what following jobs holds (threads, connections) when the service
+        stops; the jobs themselves run on, and a later process adopts them."""
+        ...
+
 
 # A failure reason keeps this much of the job's own message at each end: its start says
 # what failed, its end usually where (a path, a value, an exception's last words), and

@@ -64,3 +64,6 @@ class FakeExecutor:
 
     def cancel(self, spec: JobSpec) -> None:
         self.cancelled.add(spec.name)
+
+    def close(self) -> None:
+        return None

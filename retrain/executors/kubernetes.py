@@ -144,12 +144,14 @@ class KubernetesExecutor:
             api_client,
             settings.namespace,
             resync_seconds=settings.resync_seconds,
+            request_timeout=settings.request_timeout,
             on_error=on_watch_error,
         )
         self._refused: dict[str, str] = {}
         self._timeout = settings.request_timeout
 
     def close(self) -> None:
+        """Stop following Jobs (the cache's thread ends before this returns)."""
         self.cache.stop()
 
     def _call(self, what: str, call: Callable[[], T]) -> T:

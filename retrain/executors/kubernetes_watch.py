@@ -17,6 +17,8 @@ never leaves a finished Job looking as if it ran.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 import threading
 import time
@@ -42,22 +44,26 @@ class JobCache:
         *,
         resync_seconds: float = 300.0,
         watch_seconds: int = 30,
+        request_timeout: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self._api = client.BatchV1Api(api_client)
         self.namespace = namespace
         self.resync_seconds = resync_seconds
         self.watch_seconds = watch_seconds
+        self.request_timeout = request_timeout
         self._clock = clock
-        self._sleep = sleep
+        # The pause after a failure ends early when the cache stops.
+        self._sleep = sleep or self._stop_wait
         self._lock = threading.Lock()
         self._jobs: dict[str, Any] = {}
         self._synced = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._watch: watch.Watch | None = None
+        self._response: Any = None  # the watch request in flight, to cut at stop()
         self._on_error = on_error or _ignore
         self.relists = 0
         self.errors = 0
@@ -69,11 +75,32 @@ class JobCache:
                 self._thread = threading.Thread(target=self._run, name="k8s-jobs", daemon=True)
                 self._thread.start()
 
-    def stop(self) -> None:
-        self._stop.set()
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop following and wait up to ``timeout`` seconds for the thread to end.
+
+        A watch blocks reading until the server sends an event or ends the request
+        (``watch_seconds``); left to run, the thread would outlive its owner and retry
+        against a server that may be gone. The client's ``Watch.stop`` shuts down the
+        socket of the response it holds; the response is cut here too, since the
+        watch only holds it once the request has returned, a moment after this cache.
+        """
+        with self._lock:
+            self._stop.set()
+            response = self._response
         w = self._watch
         if w is not None:
             w.stop()  # type: ignore[no-untyped-call]
+        if response is not None:
+            _cut(response)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+
+    @property
+    def running(self) -> bool:
+        """Whether the following thread is alive (started and not yet ended)."""
+        thread = self._thread
+        return thread is not None and thread.is_alive()
 
     @property
     def synced(self) -> bool:
@@ -81,8 +108,8 @@ class JobCache:
 
     @property
     def healthy(self) -> bool:
-        """Listed, and no list or watch has failed since the last that worked."""
-        return self._synced.is_set() and not self._failing
+        """Listed, not stopped, and no list or watch has failed since the last that worked."""
+        return self._synced.is_set() and not self._failing and not self._stop.is_set()
 
     def get(self, name: str) -> Any | None:
         """The cached Job (a ``V1Job``) or None."""
@@ -101,11 +128,15 @@ class JobCache:
                 rv = self._follow(rv)
                 backoff = 0.1
             except ApiException as exc:
+                if self._stop.is_set():
+                    break
                 if exc.status == 410:
                     rv = None  # history compacted: re-list, then watch from there
                     continue
                 self._failed(f"{exc.status} {exc.reason}")
             except Exception as exc:  # a dropped connection: the next pass reconnects
+                if self._stop.is_set():
+                    break  # the read stop() cut short
                 self._failed(repr(exc))
             else:
                 continue
@@ -131,7 +162,9 @@ class JobCache:
             log.info("watching Jobs in namespace %s works again", self.namespace)
 
     def _list(self) -> str:
-        listing = self._api.list_namespaced_job(self.namespace, label_selector=MANAGED)
+        listing = self._api.list_namespaced_job(
+            self.namespace, label_selector=MANAGED, _request_timeout=self.request_timeout
+        )
         with self._lock:
             self._jobs = {str(j.metadata.name): j for j in listing.items if j.metadata}
         self.relists += 1
@@ -141,23 +174,52 @@ class JobCache:
 
     def _follow(self, rv: str) -> str:
         w = self._watch = watch.Watch()  # type: ignore[no-untyped-call]
-        for event in w.stream(  # type: ignore[no-untyped-call]
-            self._api.list_namespaced_job,
-            self.namespace,
-            label_selector=MANAGED,
-            resource_version=rv,
-            allow_watch_bookmarks=True,
-            timeout_seconds=self.watch_seconds,
-        ):
-            if self._stop.is_set():
-                break
-            self._recovered()
-            kind, job = event["type"], event["object"]
-            if kind in ("ADDED", "MODIFIED"):
-                with self._lock:
-                    self._jobs[job.metadata.name] = job
-            elif kind == "DELETED":
-                with self._lock:
-                    self._jobs.pop(job.metadata.name, None)
-            rv = str(w.resource_version or rv)
+        try:
+            for event in w.stream(  # type: ignore[no-untyped-call]
+                self._watch_call,
+                self.namespace,
+                label_selector=MANAGED,
+                resource_version=rv,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self.watch_seconds,
+                # Connect, then each read: the server ends the watch after watch_seconds,
+                # so a read waiting longer than that is a connection gone quiet.
+                _request_timeout=(self.request_timeout, self.watch_seconds + self.request_timeout),
+            ):
+                if self._stop.is_set():
+                    break
+                self._recovered()
+                kind, job = event["type"], event["object"]
+                if kind in ("ADDED", "MODIFIED"):
+                    with self._lock:
+                        self._jobs[job.metadata.name] = job
+                elif kind == "DELETED":
+                    with self._lock:
+                        self._jobs.pop(job.metadata.name, None)
+                rv = str(w.resource_version or rv)
+        finally:
+            with self._lock:
+                self._response = None
         return rv
+
+    @functools.wraps(client.BatchV1Api.list_namespaced_job)
+    def _watch_call(self, *args: Any, **kwargs: Any) -> Any:
+        """The watch request, kept where :meth:`stop` can cut it. Wrapped so the watch
+        still finds the list call's return type (``V1JobList``) in its docstring."""
+        response = self._api.list_namespaced_job(*args, **kwargs)
+        with self._lock:
+            self._response = response
+            stopped = self._stop.is_set()
+        if stopped:  # stop() came between the check and the request: it cut nothing
+            _cut(response)
+        return response
+
+    def _stop_wait(self, seconds: float) -> None:
+        self._stop.wait(seconds)
+
+
+def _cut(response: Any) -> None:
+    """End a blocked read of ``response`` from another thread (urllib3's shutdown);
+    a response already released or closed needs nothing."""
+    with contextlib.suppress(Exception):
+        response.shutdown()

@@ -241,6 +241,9 @@ class LocalExecutor:
         except OSError as exc:
             raise ExecutorError(f"cannot read {job_dir / RESULT}: {exc}", retriable=True) from exc
 
+    def close(self) -> None:
+        """Nothing to release: each job's wrapper outlives this process by design."""
+
     def cancel(self, spec: JobSpec) -> None:
         job_dir = self.job_dir(spec)
         try:

@@ -125,6 +125,10 @@ class Retraining:
         self.driver.tick()
         self.sweep()
 
+    def close(self) -> None:
+        """Stop following jobs (the Kubernetes executor's watch); runs go on."""
+        self.driver.loop.executor.close()
+
 
 def workdir_sweeper(
     cfg: Config, sessions: sessionmaker[Session], clock: Callable[[], datetime]

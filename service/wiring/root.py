@@ -75,6 +75,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     try:
         rollouts = rollouts_for(cfg, sessions, metrics)
         retraining = retraining_for(cfg, sessions, metrics, rollouts)
+        closers.append(retraining.close)
         jobs = scheduled_jobs(
             cfg,
             sessions,

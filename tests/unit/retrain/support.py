@@ -55,6 +55,9 @@ class ScriptedExecutor:
     def cancel(self, spec: JobSpec) -> None:
         self.cancelled.append(spec.name)
 
+    def close(self) -> None:
+        return None
+
     def succeed(self, name: str, result: dict[str, Any], log: str = "ok\n") -> None:
         self.outcomes[name] = JobStatus(JobPhase.SUCCEEDED, None, log, result)
 

@@ -4,6 +4,7 @@ emulator of tests/harness/k8s (a kubelet runs each Job's command locally)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -14,6 +15,7 @@ import pytest
 from retrain.errors import ExecutorError
 from retrain.executors import JobPhase, JobSpec, JobStatus, Mode
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, render
+from retrain.executors.kubernetes_watch import JobCache
 from tests.harness.k8s.cluster import NAMESPACE, api_client, cluster, python_job, until
 from tests.harness.k8s.kubelet import Kubelet
 from tests.harness.k8s.server import Emulator, Fault
@@ -32,9 +34,23 @@ def spec(run_id: int = 7, mode: Mode = Mode.TRAIN, seconds: float = 600) -> JobS
     )  # fmt: skip
 
 
+# Every executor a test makes is closed after it: a Job watch left running would retry
+# against the stopped emulator and log into the tests after it.
+_made: list[KubernetesExecutor] = []
+
+
+@pytest.fixture(autouse=True)
+def close_executors() -> Iterator[None]:
+    yield
+    while _made:
+        _made.pop().close()
+
+
 def executor(emulator: Emulator, template: dict[str, Any], **kw: Any) -> KubernetesExecutor:
     settings = KubernetesSettings(NAMESPACE, template, request_timeout=2.0, **kw)
-    return KubernetesExecutor(api_client(emulator.url), settings, sleep=lambda _: None)
+    made = KubernetesExecutor(api_client(emulator.url), settings, sleep=lambda _: None)
+    _made.append(made)
+    return made
 
 
 def finished(ex: KubernetesExecutor, s: JobSpec) -> JobStatus:
@@ -360,3 +376,24 @@ def test_a_template_of_the_wrong_types_fails_naming_the_field(
     assert "backoffLimit" in (status.reason or "")
     assert emulator.count("create", "jobs") == 0
     ex.close()
+
+
+def test_closing_the_executor_ends_its_watch_without_waiting_for_the_server(
+    emu: tuple[Emulator, Kubelet], caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator, _ = emu
+    emulator.bookmark_every = 3600.0  # the server sends nothing while the watch is open
+    settings = KubernetesSettings(NAMESPACE, python_job("pass"), request_timeout=2.0)
+    cache = JobCache(api_client(emulator.url), NAMESPACE, watch_seconds=3600)
+    ex = KubernetesExecutor(api_client(emulator.url), settings, cache=cache)
+    caplog.set_level(logging.DEBUG, logger="retrain.executors.kubernetes_watch")
+    ex.cache.start()
+    until(lambda: emulator.watched_from)  # the watch request is in flight, its read blocked
+    ex.close()
+    try:
+        # Without cutting the read, the thread would wait out the hour-long watch.
+        assert not ex.cache.running
+        assert not ex.cache.healthy  # a stopped cache no longer vouches for what it holds
+        assert [r.getMessage() for r in caplog.records if r.name.startswith("retrain")] == []
+    finally:
+        emulator.store.close_watches()

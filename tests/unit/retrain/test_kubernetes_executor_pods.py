@@ -17,7 +17,13 @@ from tests.harness.k8s.cluster import NAMESPACE, api_client, cluster, python_job
 from tests.harness.k8s.kubelet import Kubelet, image_env
 from tests.harness.k8s.server import Emulator
 from tests.harness.k8s.store import SUFFIX_ALPHABET
-from tests.unit.retrain.test_kubernetes_executor import WRITE_RESULT, executor, finished, spec
+from tests.unit.retrain.test_kubernetes_executor import (  # close_executors: autouse
+    WRITE_RESULT,
+    close_executors,  # noqa: F401
+    executor,
+    finished,
+    spec,
+)
 
 
 @pytest.fixture
