@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from db.errors import translated
 from db.models import PendingLabel, PendingPrediction, PerformanceAggregate
 from db.repositories import window_row
+from drift.errors import DriftError
 from drift.performance import PerformanceSketch
 
 # Well under SQLite's and PostgreSQL's limits on bound parameters per statement.
@@ -286,8 +287,13 @@ class PerformanceAggregateRepository:
                 )
             )
             return
-        merged = PerformanceSketch.from_bytes(row.sketch)
-        merged.merge(delta.sketch)
+        try:
+            merged = PerformanceSketch.from_bytes(row.sketch)
+            merged.merge(delta.sketch)
+        except DriftError as exc:
+            # The caller's transaction is left to roll back: writing over it would lose it.
+            v, p = key.model_version, key.partition
+            raise _naming(exc, key.model, v, start, p, key.layout) from exc
         row.sketch = merged.to_bytes()
         row.predicted += delta.predicted
         row.labeled += delta.labeled
@@ -321,7 +327,7 @@ class PerformanceAggregateRepository:
         """The window over partitions: counts of every layout, the sketches of ``layout``."""
         pa = PerformanceAggregate
         rows = self.session.execute(
-            select(pa.layout, pa.predicted, pa.labeled, pa.unlabeled, pa.sketch)
+            select(pa.layout, pa.predicted, pa.labeled, pa.unlabeled, pa.sketch, pa.partition)
             .where(
                 pa.model == model,
                 pa.model_version == model_version,
@@ -332,14 +338,17 @@ class PerformanceAggregateRepository:
         if not rows:
             return None
         merged: PerformanceSketch | None = None
-        for row_layout, _, _, _, raw in rows:
+        for row_layout, _, _, _, raw, partition in rows:
             if row_layout != layout:
                 continue
-            sketch = PerformanceSketch.from_bytes(raw)
-            if merged is None:
-                merged = sketch
-            else:
-                merged.merge(sketch)
+            try:
+                sketch = PerformanceSketch.from_bytes(raw)
+                if merged is None:
+                    merged = sketch
+                else:
+                    merged.merge(sketch)
+            except DriftError as exc:
+                raise _naming(exc, model, model_version, window_start, partition, layout) from exc
         if merged is None:
             return None
         return PerformanceWindow(
@@ -348,3 +357,14 @@ class PerformanceAggregateRepository:
             sum(int(r[2]) for r in rows),
             sum(int(r[3]) for r in rows),
         )
+
+
+def _naming(
+    exc: DriftError, model: str, version: str, start: datetime, partition: int, layout: str
+) -> DriftError:
+    """``exc`` again, naming the aggregate row it came from: whoever repairs or removes
+    the row needs to know which one."""
+    return type(exc)(
+        f"performance aggregate {model}/{version} at {start.isoformat()}, "
+        f"partition {partition}, layout {layout}: {exc}"
+    )

@@ -127,8 +127,9 @@ SERVICE: tuple[Spec, ...] = (
          "Scheduler ticks of window evaluation or report rendering that failed", ("job",)),
     Spec("windows_unjudged", Counter, "driftwatch_windows_unjudged_total",
          "Windows skipped because their stored aggregates cannot be read or merged, by model "
-         "and report kind (drift, performance); counted once per window and process, tried "
-         "again every tick", ("model", "kind")),
+         "and report kind (drift, performance; late_labels: a late-label batch held at such "
+         "a window); counted once per window or batch and process, tried again every tick",
+         ("model", "kind")),
     # -- labelled performance
     Spec("performance_reports", Counter, "driftwatch_performance_reports_total",
          "Performance reports written, by model and degradation verdict (true, false, unknown)",

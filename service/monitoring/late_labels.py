@@ -20,6 +20,12 @@ interleave their updates of one aggregate row.
 A batch stops before a label it cannot decide yet: one whose on-time
 predictions may still arrive, or whose prediction the streaming join still
 holds (not yet counted ``unlabeled``). A run ends at ``late_labels.deadline``.
+
+A batch that meets a stored aggregate or report it cannot read (a
+:class:`~drift.errors.DriftError`) is held: nothing of it is committed, its
+partition's cursor stays, it is read again at every run, and the other
+partitions and models go on (:class:`~service.monitoring.unjudged.Unjudged`
+names it once and counts it, as ``late_labels``).
 """
 
 from __future__ import annotations
@@ -49,7 +55,9 @@ from db.late_labels import LateCursorRepository
 from db.performance_reports import PerformanceReportRepository
 from db.repositories import OffsetRepository
 from db.session import transaction
+from drift.errors import DriftError
 from service.monitoring.performance import PerformanceJudging, judge_window, revision_alerts
+from service.monitoring.unjudged import Unjudged
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +101,8 @@ class LateLabelJoin:
     """``on_step(name)`` is called at ``read`` (the archive read, nothing written),
     ``written`` (the batch's SQL written, not committed) and ``committed``: the
     points a crash test stops the process at. ``count(model, outcome, n)`` sees
-    each committed batch's outcomes."""
+    each committed batch's outcomes; ``on_held(model)`` each batch held (once per
+    batch and process)."""
 
     def __init__(
         self,
@@ -105,6 +114,7 @@ class LateLabelJoin:
         timer: Callable[[], float] = time.monotonic,
         on_step: Callable[[str], None] = _never,
         count: Callable[[str, LateOutcome, int], None] = _uncounted,
+        on_held: Callable[[str], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._archive = archive
@@ -115,6 +125,7 @@ class LateLabelJoin:
         self._timer = timer
         self._on_step = on_step
         self._count = count
+        self.held = Unjudged("late_labels", on_held)
 
     def tick(self) -> Counter[LateOutcome]:
         """Join what the archive holds, batch by batch, until caught up or past the
@@ -127,7 +138,11 @@ class LateLabelJoin:
                 for r in self._ranges(model):
                     if self._timer() >= stop:
                         break
-                    counts = self._batch(r)
+                    try:
+                        counts = self._batch(r)
+                    except DriftError as exc:
+                        self.held.hold(r.model, r.partition, r.start, exc)
+                        continue
                     if counts is not None:
                         moved = True
                         done.update(counts)

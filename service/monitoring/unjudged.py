@@ -7,6 +7,11 @@ a rollback of the code) or whose partition rows do not merge raises
 every time, and no later window of any model was ever judged again. The window is
 skipped instead and tried again at every tick (a newer release's row becomes
 readable once that release runs), but named in the log and counted only once.
+
+The late-label join (:mod:`service.monitoring.late_labels`) merges its pairs into
+those rows and revises the windows' reports: a batch that meets such a row is
+held (its partition's cursor stays, the batch is read again every run) while the
+other partitions and models go on, and is named and counted the same way.
 """
 
 from __future__ import annotations
@@ -30,16 +35,12 @@ class Unjudged:
     def __init__(self, kind: str, on_new: Callable[[str], None] | None = None) -> None:
         self.kind = kind
         self._on_new = on_new
-        self._named: dict[tuple[str, str, datetime], None] = {}
+        self._named: dict[tuple[str, str, object], None] = {}
 
     def skip(self, model: str, version: str, start: datetime, exc: DriftError) -> None:
         """Record that the window cannot be judged now; log and count it the first time."""
-        key = (model, version, start)
-        if key in self._named:
+        if not self._first((model, version, start)):
             return
-        if len(self._named) >= MAX_REMEMBERED:
-            del self._named[next(iter(self._named))]
-        self._named[key] = None
         log.error(
             "%s window %s/%s at %s cannot be judged and is skipped (tried again every tick; "
             "other windows go on): %s",
@@ -51,3 +52,27 @@ class Unjudged:
         )
         if self._on_new is not None:
             self._on_new(model)
+
+    def hold(self, model: str, partition: int, offset: int, exc: DriftError) -> None:
+        """Record that the late-label batch of ``model``'s labels ``partition`` from
+        ``offset`` cannot be committed now; log and count it the first time."""
+        if not self._first((model, f"partition {partition}", offset)):
+            return
+        log.error(
+            "late labels of %s[%d] from offset %d are held (read again every run; other "
+            "partitions go on): %s",
+            model,
+            partition,
+            offset,
+            exc,
+        )
+        if self._on_new is not None:
+            self._on_new(model)
+
+    def _first(self, key: tuple[str, str, object]) -> bool:
+        if key in self._named:
+            return False
+        if len(self._named) >= MAX_REMEMBERED:
+            del self._named[next(iter(self._named))]
+        self._named[key] = None
+        return True

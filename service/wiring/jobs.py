@@ -128,7 +128,10 @@ def maintenance_jobs(
     if maintain is not None:
         jobs.append(job("archive", maintain, cfg.archive.compact_interval))
     late = build_late_labels(
-        cfg, sessions, lambda model, outcome, n: metrics.late_labels.labels(model, outcome).inc(n)
+        cfg,
+        sessions,
+        lambda model, outcome, n: metrics.late_labels.labels(model, outcome).inc(n),
+        on_held=lambda model: metrics.windows_unjudged.labels(model, "late_labels").inc(),
     )
     if late is not None:
         jobs.append(job("late-labels", late.tick, cfg.late_labels.interval))

@@ -259,6 +259,7 @@ def build_late_labels(
     sessions: sessionmaker[Session],
     count: Callable[[str, LateOutcome, int], None] | None = None,
     on_step: Callable[[str], None] | None = None,
+    on_held: Callable[[str], None] | None = None,
 ) -> LateLabelJoin | None:
     """The late-label join of every model whose labels are joined and archived; None
     when ``late_labels`` is off or no model qualifies."""
@@ -288,4 +289,6 @@ def build_late_labels(
         extra["count"] = count
     if on_step is not None:
         extra["on_step"] = on_step
+    if on_held is not None:
+        extra["on_held"] = on_held
     return LateLabelJoin(sessions, cfg.archive.settings(), models, settings, **extra)

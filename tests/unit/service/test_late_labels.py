@@ -8,19 +8,20 @@ after a crash at any step counts nothing twice.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.archive import ArchiveIntake
 from consumers.late import LateJoinSpec, LateOutcome
 from db.archive import ARRIVED_LATE, ArchiveSettings, ArchiveWriter, Kind, read_table
-from db.models import LateLabelStart, PerformanceReportRow
+from db.models import LateLabelStart, PerformanceAggregate, PerformanceReportRow
 from db.outbox import AlertEventRow, event_payload
 from db.performance_reports import PerformanceReportRepository
 from db.session import make_engine, make_session_factory, transaction
@@ -280,3 +281,38 @@ def test_a_crash_before_the_commit_queues_the_revisions_alert_once(
     assert degradation_events(sql) == []  # the alert commits with its revision, or not at all
     assert job(sql, archive, judging=STRICT).tick()[LateOutcome.JOINED] == 1
     assert [p["action"] for _, p in degradation_events(sql)] == ["trigger"]
+
+
+def test_a_batch_meeting_an_unreadable_window_row_is_held_while_other_partitions_go_on(
+    sql: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    archive = ArchiveSettings(uri=str(tmp_path / "archive"))
+    r = JoinRig(sql, FakeClock(T + 100.0), partitions=2)
+    r.loop.archive = ArchiveIntake(ArchiveWriter(archive, GROUP), ["fraud"])
+    # late_stream's events in partition 0 (window T), a minute later in partition 1.
+    for p, (a, b, c) in enumerate(["abc", "def"]):
+        t = T + 60 * p
+        r.step(preds=[pred(t + 5, a, 0.9), pred(t + 25, b, 0.75), pred(t + 400, c)], partition=p)
+        r.step(labels=[label(t + 40, b, 1)], partition=p)
+        r.step(labels=[label(t + 5 + TTL + 100, a, 1)], partition=p)
+    row = (PerformanceAggregate.partition == 0) & (PerformanceAggregate.window_start == WINDOW)
+    with transaction(sql) as s:
+        stored = s.scalar(select(PerformanceAggregate.sketch).where(row))
+        s.execute(update(PerformanceAggregate).where(row).values(sketch=b"damaged"))
+    caplog.set_level(logging.ERROR, logger="service.monitoring.unjudged")
+    held: list[str] = []
+    join = job(sql, archive, on_held=held.append)
+
+    # Partition 0's batch would merge into the damaged row: held; partition 1's committed.
+    assert join.tick() == {LateOutcome.JOINED: 1, LateOutcome.IN_HORIZON: 1}
+    assert join.tick() == {}  # read again, held again: named and counted once
+    assert held == ["fraud"]
+    (line,) = [x.getMessage() for x in caplog.records if x.name == "service.monitoring.unjudged"]
+    assert "late labels of fraud[0] from offset 0 are held" in line
+    assert f"performance aggregate fraud/v1 at {WINDOW.isoformat()}, partition 0" in line
+
+    with transaction(sql) as s:  # repaired: the held batch goes through, once
+        s.execute(update(PerformanceAggregate).where(row).values(sketch=stored))
+    assert join.tick() == {LateOutcome.JOINED: 1, LateOutcome.IN_HORIZON: 1}
+    assert r.window()[:3] == r.window(T + 60)[:3] == (2, 2, 0)
+    assert join.tick() == {}
