@@ -18,6 +18,14 @@ Last line: ``ingest: <events/s> events/s (<wall ratio> of bare consumer, <cpu
 ratio> CPU); archive on: <events/s> events/s (<wall ratio> of bare consumer,
 <cpu ratio> CPU)`` (one line). ``--quick`` runs 3,000 events once, for the
 smoke test (the ratios mean nothing then).
+
+``--stages`` measures where driftwatch's CPU per event goes instead: each round
+runs the bare consumer and driftwatch's loop cut down to its polling (each
+poll's offsets advanced and committed by the flushes, nothing decoded), to its
+polling and decoding, and whole (archive off), each in a fresh process. Last
+line: ``stages: bare consumer <s>; polling <s> (<x>); + decoding <s> (<x>);
+full <s> (<x>) CPU s per million events`` (medians; ratios to the bare
+consumer's CPU of the same round).
 """
 
 from __future__ import annotations
@@ -115,9 +123,15 @@ def full(
     return Run(count, out["seconds"], out["cpu_seconds"])
 
 
-def child(topic: str, count: int, workdir: Path, name: str, archive: bool) -> None:
-    """One driftwatch run, in this process: build the loop as the service does, run it,
-    check what it stored, and print ``{"seconds": ..., "cpu_seconds": ...}``."""
+STAGES = ("polling", "decoding", "full")
+
+
+def child(
+    topic: str, count: int, workdir: Path, name: str, archive: bool, stage: str = "full"
+) -> None:
+    """One driftwatch run, in this process: build the loop as the service does, run it
+    (cut down to ``stage``), check what it stored, and print ``{"seconds": ...,
+    "cpu_seconds": ...}``."""
     limit_malloc_arenas()
     pin_mmap_threshold()
     with broker() as kafka:
@@ -141,6 +155,8 @@ def child(topic: str, count: int, workdir: Path, name: str, archive: bool) -> No
             stats=progress,
             archive=intake,
         )
+        if stage != "full":
+            loop._process = _cut_down(loop, progress, decode=stage == "decoding")  # type: ignore[method-assign]
         settle_heap()
         loop.run(stop)
         assert progress.first is not None, "the loop read nothing"
@@ -155,6 +171,50 @@ def child(topic: str, count: int, workdir: Path, name: str, archive: bool) -> No
             assert rows is not None and rows.num_rows == count, "the archive does not hold all"
         engine.dispose()
     print(json.dumps({"seconds": seconds, "cpu_seconds": cpu}), flush=True)
+
+
+def _cut_down(loop: IngestLoop, progress: Progress, decode: bool) -> Any:
+    """The loop's handling of a poll without its aggregation: each partition's offsets
+    advance (its flushes commit them, as the whole loop's do), its values are decoded
+    when ``decode`` (msgspec's typed decoding, the events then dropped) and counted."""
+
+    def process(batch: Any) -> None:
+        for tp, records in batch.items():
+            if decode:
+                loop.decoder.decode_batch([r.value for r in records])
+            loop.book.advance((tp.topic, tp.partition), records[-1].offset + 1, None)
+            progress.consumed("wide", len(records))
+
+    return process
+
+
+def stages(kafka: TestKafka, topic: str, count: int, workdir: Path, rounds: int) -> None:
+    """``--stages``: bare, polling, decoding and full runs per round, then their medians."""
+    per_million: dict[str, list[float]] = {s: [] for s in ("bare", *STAGES)}
+    for r in range(rounds):
+        per_million["bare"].append(bare(kafka, topic, count).cpu_per_million)
+        for stage in STAGES:
+            argv = [sys.executable, str(HERE / "ingest.py"), "--child", f"{stage}-{r}"]
+            argv += ["--topic", topic, "--events", str(count), "--workdir", str(workdir)]
+            out = _last_json([*argv, "--stage", stage], kafka)
+            per_million[stage].append(
+                Run(count, out["seconds"], out["cpu_seconds"]).cpu_per_million
+            )
+        print(f"round {r + 1}: " + ", ".join(
+            f"{k} {v[-1]:.2f}" for k, v in per_million.items()
+        ) + " CPU s/M", flush=True)  # fmt: skip
+    bare_cpu = statistics.median(per_million["bare"])
+
+    def stage_figure(stage: str) -> str:
+        ratios = [s / b for s, b in zip(per_million[stage], per_million["bare"], strict=True)]
+        median = statistics.median(per_million[stage])
+        return f"{median:.2f} ({statistics.median(ratios):.2f})"
+
+    print(
+        f"stages: bare consumer {bare_cpu:.2f}; polling {stage_figure('polling')}; "
+        f"+ decoding {stage_figure('decoding')}; full {stage_figure('full')} "
+        "CPU s per million events"
+    )
 
 
 def _summary(label: str, runs: list[tuple[Run, Run]]) -> str:
@@ -173,9 +233,13 @@ def main() -> None:
     parser.add_argument("--topic", help=argparse.SUPPRESS)
     parser.add_argument("--workdir", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--archive", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--stage", choices=STAGES, default="full", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--stages", action="store_true", help="where driftwatch's CPU goes (see the docstring)"
+    )
     args = parser.parse_args()
     if args.child:
-        child(args.topic, args.events, args.workdir, args.child, args.archive)
+        child(args.topic, args.events, args.workdir, args.child, args.archive, args.stage)
         return
     if args.quick:
         args.events, args.rounds = 3000, 1
@@ -185,6 +249,9 @@ def main() -> None:
         sample = kafka.read_all(topic, timeout=30)[:1000]
         size = sum(len(r.value) for r in sample) / max(len(sample), 1)
         print(f"event size: {size:.0f} bytes, 20 features", flush=True)
+        if args.stages:
+            stages(kafka, topic, args.events, Path(tmp), args.rounds)
+            return
         full_runs: list[tuple[Run, Run]] = []
         archive_runs: list[tuple[Run, Run]] = []
         for r in range(args.rounds):

@@ -85,6 +85,19 @@ def test_ingest(kafka: TestKafka) -> None:
 
 
 @pytest.mark.kafka
+def test_ingest_stages(kafka: TestKafka) -> None:
+    # Each cut-down run must still read and commit every event (the child checks it).
+    run_bench(
+        "ingest.py",
+        kafka,
+        r"stages: bare consumer \d+\.\d\d; polling \d+\.\d\d \(\d+\.\d\d\); "
+        r"\+ decoding \d+\.\d\d \(\d+\.\d\d\); full \d+\.\d\d \(\d+\.\d\d\) "
+        r"CPU s per million events",
+        "--stages",
+    )
+
+
+@pytest.mark.kafka
 def test_chaos_ingest(kafka: TestKafka) -> None:
     found = run_bench(
         "chaos_ingest.py",
