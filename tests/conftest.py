@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -54,6 +55,17 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     collection the same way, as xdist requires.
     """
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+@pytest.fixture(autouse=True)
+def _no_job_watch_outlives_its_test() -> Iterator[None]:
+    """A Kubernetes Job watch left running retries against an emulator that is gone and
+    logs into whichever tests come after it on that worker: each test closes its
+    executors (``KubernetesExecutor.close`` waits for the watch's thread)."""
+    before = {t for t in threading.enumerate() if t.name == "k8s-jobs"}
+    yield
+    left = [t for t in threading.enumerate() if t.name == "k8s-jobs" and t not in before]
+    assert not left, f"{len(left)} Kubernetes Job watch thread(s) left running"
 
 
 def _require_services() -> bool:

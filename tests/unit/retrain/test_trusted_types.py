@@ -86,12 +86,15 @@ def run_once(
         tmp_path / "post.parquet", draw(2_000, Era.POST, 7, block=40), NUMERICAL, CATEGORICAL
     )
     retraining = build_retraining(cfg, sessions, exporter=CopyExporter(data, marks))
-    run_id = retraining.policy.request("fraud", "a user's champion").run_id
-    assert run_id is not None
-    deadline = time.monotonic() + 300  # a hang guard, not a timing assertion
-    while not retraining.driver.step(run_id).final:
-        assert time.monotonic() < deadline, f"run {run_id} unfinished after 300 s"
-        time.sleep(0.1)
+    try:
+        run_id = retraining.policy.request("fraud", "a user's champion").run_id
+        assert run_id is not None
+        deadline = time.monotonic() + 300  # a hang guard, not a timing assertion
+        while not retraining.driver.step(run_id).final:
+            assert time.monotonic() < deadline, f"run {run_id} unfinished after 300 s"
+            time.sleep(0.1)
+    finally:
+        retraining.close()  # the Kubernetes executor's Job watch
     with transaction(sessions) as s:
         run = RunRepository(s).get(run_id)
         assert run is not None
