@@ -75,7 +75,7 @@ class JobCache:
                 self._thread = threading.Thread(target=self._run, name="k8s-jobs", daemon=True)
                 self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
         """Stop following and wait up to ``timeout`` seconds for the thread to end.
 
         A watch blocks reading until the server sends an event or ends the request
@@ -83,6 +83,8 @@ class JobCache:
         against a server that may be gone. The client's ``Watch.stop`` shuts down the
         socket of the response it holds; the response is cut here too, since the
         watch only holds it once the request has returned, a moment after this cache.
+        A list under way is not cut: it ends within its ``request_timeout``, and the
+        thread is a daemon, so a stopping service waits ``timeout`` at most.
         """
         with self._lock:
             self._stop.set()
