@@ -22,10 +22,10 @@ smoke test (the ratios mean nothing then).
 ``--stages`` measures where driftwatch's CPU per event goes instead: each round
 runs the bare consumer and driftwatch's loop cut down to its polling (each
 poll's offsets advanced and committed by the flushes, nothing decoded), to its
-polling and decoding, and whole (archive off), each in a fresh process. Last
-line: ``stages: bare consumer <s>; polling <s> (<x>); + decoding <s> (<x>);
-full <s> (<x>) CPU s per million events`` (medians; ratios to the bare
-consumer's CPU of the same round).
+polling and decoding, whole (archive off) and whole with the archive on, each
+in a fresh process. Last line: ``stages: bare consumer <s>; polling <s> (<x>);
++ decoding <s> (<x>); full <s> (<x>); archive on <s> (<x>) CPU s per million
+events`` (medians; ratios to the bare consumer's CPU of the same round).
 """
 
 from __future__ import annotations
@@ -189,14 +189,17 @@ def _cut_down(loop: IngestLoop, progress: Progress, decode: bool) -> Any:
 
 
 def stages(kafka: TestKafka, topic: str, count: int, workdir: Path, rounds: int) -> None:
-    """``--stages``: bare, polling, decoding and full runs per round, then their medians."""
-    per_million: dict[str, list[float]] = {s: [] for s in ("bare", *STAGES)}
+    """``--stages``: per round the bare consumer, then driftwatch's loop at each stage
+    and whole with the archive on; then the medians."""
+    runs = [*STAGES, "archive"]
+    per_million: dict[str, list[float]] = {s: [] for s in ("bare", *runs)}
     for r in range(rounds):
         per_million["bare"].append(bare(kafka, topic, count).cpu_per_million)
-        for stage in STAGES:
+        for stage in runs:
             argv = [sys.executable, str(HERE / "ingest.py"), "--child", f"{stage}-{r}"]
             argv += ["--topic", topic, "--events", str(count), "--workdir", str(workdir)]
-            out = _last_json([*argv, "--stage", stage], kafka)
+            argv += ["--archive", "--stage", "full"] if stage == "archive" else ["--stage", stage]
+            out = _last_json(argv, kafka)
             per_million[stage].append(
                 Run(count, out["seconds"], out["cpu_seconds"]).cpu_per_million
             )
@@ -205,15 +208,15 @@ def stages(kafka: TestKafka, topic: str, count: int, workdir: Path, rounds: int)
         ) + " CPU s/M", flush=True)  # fmt: skip
     bare_cpu = statistics.median(per_million["bare"])
 
-    def stage_figure(stage: str) -> str:
+    def figure(stage: str) -> str:
         ratios = [s / b for s, b in zip(per_million[stage], per_million["bare"], strict=True)]
         median = statistics.median(per_million[stage])
         return f"{median:.2f} ({statistics.median(ratios):.2f})"
 
     print(
-        f"stages: bare consumer {bare_cpu:.2f}; polling {stage_figure('polling')}; "
-        f"+ decoding {stage_figure('decoding')}; full {stage_figure('full')} "
-        "CPU s per million events"
+        f"stages: bare consumer {bare_cpu:.2f}; polling {figure('polling')}; "
+        f"+ decoding {figure('decoding')}; full {figure('full')}; "
+        f"archive on {figure('archive')} CPU s per million events"
     )
 
 

@@ -91,8 +91,8 @@ def test_ingest_stages(kafka: TestKafka) -> None:
         "ingest.py",
         kafka,
         r"stages: bare consumer \d+\.\d\d; polling \d+\.\d\d \(\d+\.\d\d\); "
-        r"\+ decoding \d+\.\d\d \(\d+\.\d\d\); full \d+\.\d\d \(\d+\.\d\d\) "
-        r"CPU s per million events",
+        r"\+ decoding \d+\.\d\d \(\d+\.\d\d\); full \d+\.\d\d \(\d+\.\d\d\); "
+        r"archive on \d+\.\d\d \(\d+\.\d\d\) CPU s per million events",
         "--stages",
     )
 
