@@ -8,12 +8,15 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy.orm import Session, sessionmaker
 
 from retrain.errors import ExecutorError
 from retrain.executors import make_executor
+from retrain.executors.kubernetes import KubernetesExecutor
 from service.config import load_config
 from service.errors import ConfigError
-from tests.harness.k8s.cluster import python_job
+from service.wiring.retraining import build_retraining
+from tests.harness.k8s.cluster import NAMESPACE, cluster, python_job, until, write_kubeconfig
 from tests.unit.service.test_config import BASE
 
 
@@ -84,3 +87,28 @@ def test_the_factory_names_a_missing_kubeconfig(tmp_path: Path) -> None:
         make_executor(cfg.retrain.executor, cfg.retrain)
     assert str(info.value).startswith("retrain.kubernetes.kubeconfig:")
     assert not info.value.retriable
+
+
+def test_the_retraining_a_config_builds_closes_its_job_watch(
+    tmp_path: Path, sessions: sessionmaker[Session]
+) -> None:
+    """What ``driftwatch run`` closes at shutdown (``Retraining.close``) ends the watch."""
+    with cluster(tmp_path, kubelet=False) as (emulator, _):
+        raw = copy.deepcopy(BASE)
+        raw["retrain"] = {
+            "executor": "kubernetes",
+            "kubernetes": {
+                "namespace": NAMESPACE,
+                "template": template(tmp_path),
+                "kubeconfig": str(write_kubeconfig(tmp_path / "kubeconfig", emulator.url)),
+            },
+        }
+        path = tmp_path / "driftwatch.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        retraining = build_retraining(load_config(path, {}), sessions)
+        executor = retraining.driver.loop.executor
+        assert isinstance(executor, KubernetesExecutor)
+        executor.cache.start()
+        until(lambda: emulator.watched_from)  # listed, and watching
+        retraining.close()
+        assert not executor.cache.running
