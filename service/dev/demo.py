@@ -100,9 +100,9 @@ def _config(kafka: LocalKafka, alerts_url: str, secret: str, pre: float) -> dict
     model = loop_model(pre, work / "rollout.json", roll_out=True)
     # The closed loop has no reference profile; the demo builds one, and the service then
     # bins predictions on its edges, which the canary's divergence check compares on
-    # too. At the default 500 bins a step's few hundred canary predictions spread so
-    # thin that the distance is mostly sampling noise (0.90 measured); 10 bins give
-    # the distance DIVERGENCE_THRESHOLD was measured on (service/dev/loop.py).
+    # too. DIVERGENCE_THRESHOLD (service/dev/loop.py) was measured on 10 bins; the check
+    # merges finer bins for a step's sample size by itself (drift.canary.divergence),
+    # to more than 10 groups at a few hundred predictions.
     model["drift"] = {"reference_bins": 10}
     return {
         "kafka": {

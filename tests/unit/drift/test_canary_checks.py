@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 from scipy import stats
 from scipy.spatial import distance
@@ -146,12 +147,54 @@ def test_divergence_fails_a_shifted_canary_and_holds_when_too_small() -> None:
     check = prediction_divergence([3000, 7000], [5000, 5000])
     assert check.outcome is Outcome.FAIL
     assert check.value == pytest.approx(distance.jensenshannon([3, 7], [5, 5], base=2))
-    # 20 bins at 1,000 events each: identical versions exceed 0.114 1 % of the time.
+    # 20 bins at 1,000 events each: identical versions would exceed 0.114 there 1 % of
+    # the time, so the check compares on the 14 merged bins whose floor (0.0999) allows 0.1.
     flat = np.full(20, 50)
-    noisy = prediction_divergence(flat, flat)
+    merged = prediction_divergence(flat, flat)
+    assert merged.outcome is Outcome.PASS and merged.details["bins"] == 14
+    assert "over 14 bins (merged from 20)," in merged.reason
+    # Under what even two bins allow, it holds.
+    noisy = prediction_divergence(flat, flat, threshold=0.03)
     assert noisy.outcome is Outcome.INCONCLUSIVE and noisy.value == 0.0
-    assert "identical versions exceed 0.1143 with probability 0.01" in noisy.reason
+    assert "identical versions exceed 0.0489 with probability 0.01" in noisy.reason
     assert prediction_divergence(flat * 4, flat * 4).outcome is Outcome.PASS
+
+
+def _profile_bins(shift: float) -> npt.NDArray[np.float64]:
+    """A normal distribution of predictions, moved by ``shift``, over 500 bins."""
+    shares = np.diff(stats.norm.cdf(np.linspace(-4.0, 4.0, 501), shift, 1.0))
+    return np.asarray(shares / shares.sum(), dtype=np.float64)
+
+
+def test_identical_versions_on_a_profiles_500_bins_fail_at_most_alpha_at_a_steps_size() -> None:
+    # 300 canary and 3,000 stable predictions over a profile's 500 bins: most bins hold an
+    # event or two. Compared on them, identical versions measured a distance above 0.5 in
+    # 15 % of pairs, and at the default 0.1 the check never reached a verdict.
+    rng = np.random.default_rng(15)
+    p = _profile_bins(0.0)
+    pairs = [(rng.multinomial(300, p), rng.multinomial(3000, p)) for _ in range(1000)]
+    for threshold in (0.1, 0.5):
+        outcomes = [
+            prediction_divergence(c, s, threshold=threshold, min_n=200).outcome for c, s in pairs
+        ]
+        assert Outcome.INCONCLUSIVE not in outcomes
+        assert outcomes.count(Outcome.FAIL) / len(pairs) <= 0.01 + 3 * math.sqrt(0.01 / 1000)
+
+
+def test_merged_bins_still_fail_a_canary_that_predicts_otherwise() -> None:
+    rng = np.random.default_rng(16)
+    stable = rng.multinomial(3000, _profile_bins(0.0))
+    far = prediction_divergence(
+        rng.multinomial(300, _profile_bins(2.0)), stable, threshold=0.5, min_n=200
+    )
+    assert far.outcome is Outcome.FAIL  # 0.69 apart on the 500 bins
+    assert far.details["bins"] == 60 and far.details["bins_observed"] > 60
+    near = prediction_divergence(rng.multinomial(300, _profile_bins(0.5)), stable, min_n=200)
+    assert near.outcome is Outcome.FAIL  # 0.21 apart, above the default 0.1
+    # Class labels have no order: the rarest of 100 classes share one bin.
+    classes = {f"c{i}": 10 for i in range(100)}
+    many = prediction_divergence(classes, classes)
+    assert many.outcome is Outcome.PASS and many.details["bins"] == 14
 
 
 def test_divergence_refuses_mismatched_or_invalid_histograms() -> None:
