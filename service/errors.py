@@ -3,7 +3,10 @@
 ServiceError
 ├── ConfigError   the configuration is missing, unreadable or invalid
 └── RenderError   a report could not be rendered now (retriable: the next tick retries)
-    └── RenderBusy  the API's renderer has as many requests as it takes; retry later
+    ├── RenderBusy  the API's renderer has as many requests as it takes; retry later
+    └── ReportUnrenderable  the report itself fails to render (a stored sample
+                            that cannot be read, data Evidently refuses): retrying
+                            it changes nothing
 """
 
 
@@ -25,3 +28,7 @@ class RenderError(ServiceError):
 
 class RenderBusy(RenderError):
     pass
+
+
+class ReportUnrenderable(RenderError):
+    retriable = False

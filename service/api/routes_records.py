@@ -76,7 +76,9 @@ def report(deps: Deps, report_id: Id) -> ReportBody:
 )
 def report_html(deps: Deps, report_id: Id) -> HTMLResponse:
     """The report rendered by Evidently (takes seconds: it re-tests every column, in a
-    worker process; 503 while that worker has as many requests as it takes)."""
+    worker process; 503 while that worker has as many requests as it takes; 409, with
+    the reason, for a report that cannot be rendered, such as one whose window kept no
+    row sample or whose stored sample does not decode)."""
     try:
         return HTMLResponse(deps.render_html(report_id))
     except ReportNotFound as exc:

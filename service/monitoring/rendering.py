@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.profiles import ProfileRepository
 from db.reports import DriftReportRepository, ReportDetail
 from db.session import transaction
-from service.errors import RenderBusy, RenderError
+from service.errors import RenderBusy, RenderError, ReportUnrenderable
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +118,8 @@ class RenderWorker:
 
         A pool whose worker died refuses every later job, so it is dropped: the
         retry and any later job run in a new one. A job that kills its worker
-        twice fails alone.
+        twice fails alone. Whatever the job itself raises in the worker (a stored
+        sample that does not decode, data Evidently refuses) is :class:`ReportUnrenderable`.
         """
         for attempt in range(2):
             try:
@@ -128,6 +129,10 @@ class RenderWorker:
                 if attempt:
                     raise RenderError(f"{job.title}: the rendering worker died twice") from exc
                 log.warning("the rendering worker died (%s); starting a new one", exc)
+            except Exception as exc:  # raised by the job, handed back by the pool
+                raise ReportUnrenderable(
+                    f"{job.title} cannot be rendered: {type(exc).__name__}: {exc}"
+                ) from exc
         raise AssertionError("unreachable")
 
     def _discard(self) -> None:
@@ -149,6 +154,10 @@ class LatestHtml:
 
     One worker process renders one report at a time; a tick waits for it in
     the scheduler's own thread, never in the ingestion loop or the evaluator.
+    A report that fails to render holds back no other model's: one that is
+    :class:`ReportUnrenderable` is named once and left until a newer report of its model
+    replaces it; a worker that died is retried next tick, which then fails (the
+    scheduler counts it) once the other models are done.
     """
 
     def __init__(
@@ -160,6 +169,8 @@ class LatestHtml:
         self._sessions = sessions
         self._clock = clock
         self._worker = RenderWorker(pool_factory)
+        # Each model's newest report that failed for good (one entry per configured model).
+        self._unrenderable: dict[str, int] = {}
 
     def tick(self) -> list[str]:
         """Render and store what is missing; return the models whose HTML changed."""
@@ -167,20 +178,31 @@ class LatestHtml:
             repo = DriftReportRepository(session)
             latest, rendered = repo.latest_ids(), repo.rendered()
         changed = []
+        retry: RenderError | None = None
         for model, report_id in sorted(latest.items()):
-            if rendered.get(model) == report_id:
+            if report_id in (rendered.get(model), self._unrenderable.get(model)):
                 continue
             try:
                 job = job_for(self._sessions, report_id)
             except ReportNotFound as exc:
                 log.info("latest report of %s not rendered: %s", model, exc)
                 continue
-            html = self._worker.render(job)
+            try:
+                html = self._worker.render(job)
+            except ReportUnrenderable as exc:
+                self._unrenderable[model] = report_id
+                log.error("%s; left until a newer report of %s (other models go on)", exc, model)
+                continue
+            except RenderError as exc:
+                retry = retry or exc
+                continue
             with transaction(self._sessions) as session:
                 DriftReportRepository(session).store_html(
                     model, report_id, html, datetime.fromtimestamp(self._clock(), UTC)
                 )
             changed.append(model)
+        if retry is not None:
+            raise retry
         return changed
 
     def close(self) -> None:

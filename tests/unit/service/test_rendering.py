@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
@@ -11,10 +12,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import ReportHtmlRow
+from db.models import DriftReportRow, ReportHtmlRow
 from db.reports import DriftReportRepository
 from drift.html import decompress_html
 from service.errors import RenderError
@@ -94,5 +95,45 @@ def test_a_worker_that_dies_twice_fails_the_tick_and_the_next_tick_renders(
         assert info.value.retriable
         assert html.tick() == ["fraud"]
         assert len(pools) == 3
+    finally:
+        html.close()
+
+
+def test_a_report_that_cannot_be_rendered_is_named_once_and_holds_back_no_other_model(
+    reported: sessionmaker[Session], caplog: pytest.LogCaptureFixture
+) -> None:
+    sessions = reported
+    with sessions.begin() as session:  # the older report becomes another model's, damaged
+        older = min(session.scalars(select(DriftReportRow.id)))
+        session.execute(
+            update(DriftReportRow)
+            .where(DriftReportRow.id == older)
+            .values(model="aardvark", current_sample=b"damaged")
+        )
+    submitted: list[object] = []
+
+    def pool() -> ProcessPoolExecutor:
+        spawned = _spawned()
+        submit = spawned.submit
+
+        def counted(fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            submitted.append(args)
+            return submit(fn, *args, **kwargs)
+
+        spawned.submit = counted  # type: ignore[method-assign]
+        return spawned
+
+    caplog.set_level(logging.ERROR, logger="service.monitoring.rendering")
+    html = LatestHtml(sessions, clock=lambda: T0, pool_factory=pool)
+    try:
+        # aardvark sorts first: its report fails, and fraud's is rendered all the same.
+        assert html.tick() == ["fraud"]
+        assert html.tick() == []  # the failed report is not rendered again
+        assert len(submitted) == 2
+        (line,) = [r.getMessage() for r in caplog.records if r.name.endswith("rendering")]
+        assert f"driftwatch report {older}: aardvark" in line
+        assert "cannot be rendered: SketchCorrupt" in line and "other models go on" in line
+        with sessions() as session:
+            assert DriftReportRepository(session).html("aardvark") is None
     finally:
         html.close()

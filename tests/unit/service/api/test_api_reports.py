@@ -12,8 +12,10 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.models import DriftReportRow
 from db.reports import DriftReportRepository
 from db.session import transaction
 from drift.html import compress_html
@@ -130,6 +132,31 @@ def test_a_render_beyond_the_renderer_capacity_gets_503_not_a_queue(
         assert answers[0].text == "<html>rendered late</html>"
         # The slot is free again once the render is done.
         assert c.get(f"/v1/reports/{older.id}/html").status_code == 200
+
+
+def test_a_report_whose_stored_sample_cannot_be_read_gets_409_naming_why(
+    reported: sessionmaker[Session],
+) -> None:
+    renderer = OnDemandHtml(reported)
+    with reported() as s:
+        older = min(DriftReportRepository(s).summaries("fraud"), key=lambda r: r.window_start)
+    with transaction(reported) as s:
+        s.execute(
+            update(DriftReportRow)
+            .where(DriftReportRow.id == older.id)
+            .values(current_sample=b"damaged")
+        )
+    headers = {"Authorization": f"Bearer {READ}"}
+    with (
+        served(_deps(reported, renderer.html)) as url,
+        httpx.Client(base_url=url, headers=headers, timeout=60) as c,
+        closing(renderer),
+    ):
+        answer = c.get(f"/v1/reports/{older.id}/html")
+    assert answer.status_code == 409
+    message = answer.json()["message"]
+    assert f"driftwatch report {older.id}" in message
+    assert "cannot be rendered: SketchCorrupt" in message
 
 
 def test_the_report_page_opens_with_the_overview_session_cookie(
