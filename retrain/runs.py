@@ -39,6 +39,7 @@ from db.registry import RegistryRepository, Stage
 from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from retrain.executors.base import JobSpec
+from retrain.isolation import step_each
 from retrain.lifecycle import Handler, Loop, Phase, Step
 from retrain.phases import HANDLERS, export, export_failed
 
@@ -100,16 +101,19 @@ class RunDriver:
         self.on_accepted = on_accepted
 
     def tick(self) -> dict[int, Phase]:
-        """One step of every active run of a configured model; each run's phase after it."""
+        """One step of every active run of a configured model; each run's phase after it.
+        A run whose step raises holds back no other's (:mod:`retrain.isolation`)."""
         with transaction(self.sessions) as session:
             runs = [(r.id, r.model) for r in RunRepository(session).active()]
         ids = [(run_id, model) for run_id, model in runs if model in self.loop.models]
-        phases = {run_id: self.step(run_id) for run_id, _ in ids}
+        phases, error = step_each([run_id for run_id, _ in ids], self.step, "run")
         active = dict.fromkeys(self.loop.models, 0)
         for run_id, model in ids:
-            if not phases[run_id].final:
+            if run_id not in phases or not phases[run_id].final:
                 active[model] += 1
         self.observer.active(active)
+        if error is not None:
+            raise error
         return phases
 
     def step(self, run_id: int) -> Phase:

@@ -32,6 +32,7 @@ from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from drift.canary import Check
 from retrain.errors import RolloutRefused, RouterError
+from retrain.isolation import step_each
 from retrain.rollout.lifecycle import Fleet, Handler, Phase, Step, target, versions
 from retrain.rollout.phases import HANDLERS, pause, resumed, roll_back, router_failed
 
@@ -82,12 +83,15 @@ class RolloutDriver:
         self.observer: RolloutObserver = observer or NoRolloutObserver()
 
     def tick(self) -> dict[int, Phase]:
-        """One step of every active rollout of a configured model; each one's phase after it."""
+        """One step of every active rollout of a configured model; each one's phase after it.
+        A rollout whose step raises holds back no other's (:mod:`retrain.isolation`)."""
         with transaction(self.sessions) as session:
             active = RolloutRepository(session).active()
             ids = [r.id for r in active if r.model in self.fleet.models]
-        phases = {rollout_id: self.step(rollout_id) for rollout_id in ids}
+        phases, error = step_each(ids, self.step, "rollout")
         self._report()
+        if error is not None:
+            raise error
         return phases
 
     def _report(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -372,3 +373,29 @@ def test_an_export_failing_past_the_training_timeout_fails_the_run(rig: Rig) -> 
     assert rig.run(run_id)[2] == (
         "exporting the training data kept failing for 3600 s: object store timed out"
     )
+
+
+def test_a_run_whose_step_keeps_failing_holds_back_no_other_models_run(rig: Rig) -> None:
+    # A second model whose export hits a bug: its run's step raises at every tick, and
+    # it comes first (the older run).
+    rig.models["aml"] = model_settings(model="aml")
+    with transaction(rig.sessions) as s:
+        RegistryRepository(s).register(
+            "aml", "v1", "file:///models/aml.skops", "b" * 64, Stage.PRODUCTION, T0
+        )
+    broken = rig.policy.request("aml", "operator asked").run_id
+    exporter = rig.exporter
+
+    def export(model: str, *args: Any) -> int:
+        if model == "aml":
+            raise KeyError("amount")
+        return exporter(model, *args)
+
+    rig.exporter = export  # type: ignore[assignment]
+    fine = rig.start()
+    driver = rig.driver()
+    for _ in range(2):
+        with pytest.raises(KeyError, match="amount"):
+            driver.tick()  # still fails, for the scheduler to count and log
+    assert rig.run(fine)[0] == "training"  # exported at the first tick, training at the next
+    assert broken is not None and rig.run(broken) == ("pending", None, None)
