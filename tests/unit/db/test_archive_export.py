@@ -11,10 +11,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+import pytest
 from deltalake import DeltaTable
 
 from db.archive import (
     ARRIVED_LATE,
+    ArchiveError,
     ArchiveSettings,
     ArchiveWriter,
     Kind,
@@ -193,3 +195,21 @@ def test_maintenance_keeps_log_entries_younger_than_the_retention(tmp_path: Path
     assert DeltaTable(uri).metadata().configuration == settings.table_properties()
     maintain(settings, ["fraud"], DAY0 + timedelta(days=1))
     assert _log_entries(uri) == list(range(DeltaTable(uri).version() + 1))
+
+
+def test_a_table_that_cannot_be_maintained_holds_back_no_other(tmp_path: Path) -> None:
+    settings = ArchiveSettings(
+        uri=str(tmp_path / "archive"), retention_seconds=2 * 86400, vacuum_grace_seconds=0
+    )
+    writer = ArchiveWriter(settings, "g")
+    for i in range(4):
+        write_predictions(writer, [f"e{i}a", f"e{i}b"], [i, i], first=2 * i)
+    # Model aml's table (first in order) has a log that does not parse.
+    damaged = Path(settings.table_uri("aml", Kind.PREDICTIONS)) / "_delta_log"
+    damaged.mkdir(parents=True)
+    (damaged / "00000000000000000000.json").write_text("not a delta log\n", encoding="utf-8")
+    with pytest.raises(ArchiveError, match="aml"):
+        maintain(settings, ["aml", "fraud"], DAY0 + timedelta(days=3, hours=1))
+    # fraud's table got its retention all the same: day 0 is gone.
+    table = DeltaTable(settings.table_uri("fraud", Kind.PREDICTIONS))
+    assert sorted(table.to_pandas()["event_id"]) == ["e1a", "e1b", "e2a", "e2b", "e3a", "e3b"]
