@@ -1,4 +1,4 @@
-"""One step per active run or rollout, none held back by another's failure.
+"""One step per active run, rollout or model, none held back by another's failure.
 
 A driver's tick steps every active run (rollout) in turn. Uncaught, an error of
 one (its Job's API answering 500 every time, a bug its data sets off) ended the
@@ -11,19 +11,20 @@ as failed and logs it, and the others are logged here, naming their run.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from typing import TypeVar
 
 log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
 T = TypeVar("T")
 
 
 def step_each(
-    ids: Iterable[int], step: Callable[[int], T], what: str
-) -> tuple[dict[int, T], Exception | None]:
+    ids: Iterable[K], step: Callable[[K], T], what: str
+) -> tuple[dict[K, T], Exception | None]:
     """``step(id)`` for each id: the results of those that returned, and the first
     error (the others' are logged as warnings, naming ``what`` and the id)."""
-    done: dict[int, T] = {}
+    done: dict[K, T] = {}
     first: Exception | None = None
     for i in ids:
         try:
@@ -32,5 +33,5 @@ def step_each(
             if first is None:
                 first = exc
             else:
-                log.warning("%s %d: its step failed too: %s: %s", what, i, type(exc).__name__, exc)
+                log.warning("%s %s: its step failed too: %s: %s", what, i, type(exc).__name__, exc)
     return done, first

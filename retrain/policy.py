@@ -38,6 +38,7 @@ from db.runs import RunRepository
 from db.session import transaction
 from db.triggers import Cause, DecisionRepository, TriggerDecision, TriggerInputs
 from retrain.errors import RunRefused
+from retrain.isolation import step_each
 from retrain.lifecycle import Phase
 from retrain.settings import ModelRetrain
 from retrain.training_range import LabeledWindow, TrainingRange, choose
@@ -81,13 +82,18 @@ class TriggerPolicy:
         self.clock = clock
 
     def tick(self) -> list[Decision]:
-        """Decide every new cause of every enabled model; the decisions made."""
-        made: list[Decision] = []
-        for m in self.models.values():
-            if m.enabled:
-                with transaction(self.sessions) as session:
-                    made.extend(self._decide(session, m))
-        return made
+        """Decide every new cause of every enabled model; the decisions made. A model
+        whose decision raises holds back no other's (:mod:`retrain.isolation`)."""
+
+        def decide(model: str) -> list[Decision]:
+            with transaction(self.sessions) as session:
+                return self._decide(session, self.models[model])
+
+        enabled = [name for name, m in self.models.items() if m.enabled]
+        done, error = step_each(enabled, decide, "model")
+        if error is not None:
+            raise error
+        return [d for name in enabled for d in done.get(name, [])]
 
     def request(self, model: str, reason: str, key: str | None = None) -> Decision:
         """A manual request: starts a run unless one is active (then says which)."""

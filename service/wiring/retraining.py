@@ -19,6 +19,7 @@ from retrain.executors import make_executor
 from retrain.executors.base import Executor
 from retrain.executors.workdir import sweep
 from retrain.gates import GateSettings, MetricGate
+from retrain.isolation import step_each
 from retrain.lifecycle import Loop
 from retrain.policy import TriggerPolicy
 from retrain.runs import OnAccepted, RunDriver, RunObserver
@@ -120,10 +121,17 @@ class Retraining:
 
     def tick(self) -> None:
         """Decide new causes, advance every active run one step, then delete what runs
-        final for ``retrain.keep_finished`` left in the workdir."""
-        self.policy.tick()
-        self.driver.tick()
-        self.sweep()
+        final for ``retrain.keep_finished`` left in the workdir. Each part runs whatever
+        an earlier one raised (a model's failing decision must not stall every run);
+        the first error is raised after them."""
+        parts: dict[str, Callable[[], object]] = {
+            "trigger policy": self.policy.tick,
+            "run driver": self.driver.tick,
+            "workdir sweep": self.sweep,
+        }
+        _, error = step_each(parts, lambda part: parts[part](), "retraining part")
+        if error is not None:
+            raise error
 
     def close(self) -> None:
         """Stop following jobs (the Kubernetes executor's watch); runs go on."""

@@ -22,7 +22,8 @@ from db.runs import RunRepository
 from db.session import transaction
 from db.triggers import DecisionRepository, TriggerDecision
 from retrain.lifecycle import Phase
-from retrain.policy import TriggerPolicy
+from retrain.policy import Decision, TriggerPolicy
+from retrain.settings import ModelRetrain
 from tests.unit.retrain.support import T0, Clock, model_settings
 
 W = timedelta(minutes=5)
@@ -327,3 +328,28 @@ def test_a_fired_trigger_queues_one_retrain_started_alert_and_a_repeated_tick_no
         payload = json.loads(events[0].payload)
     assert payload["run_id"] == run_id and payload["trigger"] == "drift"
     assert payload["cause_key"] == made[0].key
+
+
+class _FailingFor(TriggerPolicy):
+    """A policy whose decisions for one model raise, as a bug its data set off would."""
+
+    failing = "aml"
+
+    def _decide(self, session: Session, m: ModelRetrain) -> list[Decision]:
+        if m.model == self.failing:
+            raise KeyError(m.model)
+        return super()._decide(session, m)
+
+
+def test_a_model_whose_decision_raises_holds_back_no_other(
+    sessions: sessionmaker[Session],
+) -> None:
+    add_drift(sessions, [True, True, True])
+    models = {
+        "aml": model_settings(model="aml", drift_windows=3),  # decided first, and fails
+        "fraud": model_settings(drift_windows=3),
+    }
+    with pytest.raises(KeyError, match="aml"):
+        _FailingFor(sessions, models, Clock()).tick()  # still raised, for the scheduler
+    with transaction(sessions) as s:
+        assert len(RunRepository(s).runs("fraud")) == 1  # fraud's drift fired its run

@@ -20,6 +20,7 @@ from retrain.lifecycle import Loop, Phase
 from retrain.policy import TriggerPolicy
 from retrain.runs import RunDriver
 from retrain.settings import LoopSettings
+from service.wiring.retraining import Retraining
 from tests.unit.retrain.support import (
     SHA,
     T0,
@@ -399,3 +400,18 @@ def test_a_run_whose_step_keeps_failing_holds_back_no_other_models_run(rig: Rig)
             driver.tick()  # still fails, for the scheduler to count and log
     assert rig.run(fine)[0] == "training"  # exported at the first tick, training at the next
     assert broken is not None and rig.run(broken) == ("pending", None, None)
+
+
+def test_a_failing_trigger_policy_stalls_neither_the_runs_nor_the_sweep(rig: Rig) -> None:
+    run_id = rig.start()
+
+    class Failing:
+        def tick(self) -> None:
+            raise KeyError("a model's causes")
+
+    swept: list[bool] = []
+    retraining = Retraining(Failing(), rig.driver(), lambda: swept.append(True))  # type: ignore[arg-type]
+    with pytest.raises(KeyError, match="a model's causes"):
+        retraining.tick()
+    assert rig.exporter.calls == 1 and swept == [True]  # the run took its step all the same
+    assert rig.driver().tick() == {run_id: Phase.TRAINING}
