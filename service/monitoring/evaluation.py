@@ -25,7 +25,7 @@ from db.profiles import ProfileInfo, ProfileRepository, StoredProfile
 from db.reports import DriftReportRepository, WindowVerdict
 from db.repositories import OffsetRepository, WindowAggregateRepository
 from db.session import transaction
-from drift.errors import DriftError
+from drift.errors import DriftError, ProfileMismatch
 from drift.evaluate import evaluate
 from drift.profile import align_spec
 from drift.report import DriftReport, FeatureDrift
@@ -112,6 +112,7 @@ class WindowEvaluator:
         # tick asks for all of them, and aligning one costs as much as judging a window.
         self._aligned: dict[str, ModelSpec] = {}
         self._warned: set[str] = set()
+        self._refused: dict[str, int] = {}  # model -> the profile id refused (mismatch)
         self.unjudged = Unjudged("drift", self._observer.drift_unjudged)
 
     def follow(self, progress: Callable[[], ConsumerProgress]) -> None:
@@ -119,27 +120,50 @@ class WindowEvaluator:
         self.finality.follow(progress)
 
     # -- profiles ------------------------------------------------------------
-    def refresh_profiles(self) -> dict[str, ModelSpec]:
+    def refresh_profiles(self, strict: bool = True) -> dict[str, ModelSpec]:
         """Load changed current profiles; return every model's spec on its profile's edges.
 
-        A model without a profile keeps its configured bins and is not evaluated.
+        A model without a profile keeps its configured bins and is not evaluated. A
+        profile of other features than the model's raises ProfileMismatch when
+        ``strict`` (start-up: the config or the profile is wrong). Not strict (the
+        ticks), it is refused alone, named once: a profile built from a newer config
+        while replicas still run the older one must not stop every model's judging;
+        the model goes on with the profile it held, if any.
         """
         with self._sessions() as session:
             repo = ProfileRepository(session)
             for model, info in repo.current_versions().items():
-                if model not in self._models:
+                if model not in self._models or self._refused.get(model) == info.id:
                     continue
                 held = self._profiles.get(model)
                 if held is None or held.info.id != info.id:
                     stored = repo.by_id(info.id)
                     if stored is not None:
-                        # Raises ProfileMismatch before anything uses a profile of other features.
-                        self._aligned[model] = align_spec(
-                            self._models[model].spec, stored.features, stored.prediction
-                        )
-                        self._profiles[model] = stored
+                        try:
+                            aligned = align_spec(
+                                self._models[model].spec, stored.features, stored.prediction
+                            )
+                        except ProfileMismatch as exc:
+                            if strict:
+                                raise
+                            self._refuse(model, info.id, info.version, exc)
+                            continue
+                        self._aligned[model], self._profiles[model] = aligned, stored
                         log.info("model %s: reference profile v%d", model, info.version)
         return self.specs()
+
+    def _refuse(self, model: str, profile_id: int, version: int, exc: ProfileMismatch) -> None:
+        self._refused[model] = profile_id
+        held = self._profiles.get(model)
+        log.error(
+            "model %s: reference profile v%d is not used (%s); %s",
+            model,
+            version,
+            exc,
+            f"its windows are judged on v{held.info.version} meanwhile"
+            if held is not None
+            else "its windows are not judged until a profile of its features is stored",
+        )
 
     def specs(self) -> dict[str, ModelSpec]:
         """Every model's spec: on its current profile's bins, or as configured without one."""
@@ -152,7 +176,7 @@ class WindowEvaluator:
     # -- evaluation ------------------------------------------------------------
     def tick(self) -> list[int]:
         """Evaluate every closed, unreported window; return the new reports' ids."""
-        self.refresh_profiles()
+        self.refresh_profiles(strict=False)
         with self._sessions() as session:
             offsets = OffsetRepository(session, self._settings.consumer_group)
             close = self.finality.closing(offsets, self._settings.topic, self._clock())

@@ -45,7 +45,7 @@ def follow_profiles(evaluator: WindowEvaluator, loop: Rebinning) -> Callable[[],
     current = dict(evaluator.specs())
 
     def profiles() -> None:
-        specs = evaluator.refresh_profiles()
+        specs = evaluator.refresh_profiles(strict=False)
         if specs != current:
             current.clear()
             current.update(specs)

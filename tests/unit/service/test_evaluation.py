@@ -335,3 +335,29 @@ def test_a_model_without_a_profile_is_named_once_with_the_command_that_builds_on
         "model fraud has no reference profile; its windows are not evaluated "
         "(driftwatch reference build --config demo/driftwatch.yaml --model fraud FILE)"
     ]
+
+
+def test_a_new_profile_of_other_features_is_refused_alone_and_judging_goes_on(
+    sessions: sessionmaker[Session], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # What a replica still running the older config sees after `reference build` ran with
+    # a newer one: a current profile that lacks the model's features.
+    build_profile(sessions, tmp_path)
+    ingest(sessions, aligned(sessions), windows=3, drift_at=None)
+    judge = evaluator(sessions, Clock(T0 + 3600))
+    held = judge.refresh_profiles()["fraud"]
+    other = ModelSpec(
+        "fraud",
+        (FeatureSpec("amount", FeatureKind.NUMERICAL),),
+        PredictionSpec(PredictionKind.NUMERICAL),
+        window_seconds=WINDOW,
+    )
+    build_profile(sessions, tmp_path, other)
+    caplog.set_level(logging.ERROR, logger="service.monitoring.evaluation")
+    assert len(judge.tick()) == 3  # judged on the profile it held
+    assert judge.tick() == [] and judge.specs()["fraud"] is held
+    (line,) = [r.getMessage() for r in caplog.records if r.name.endswith("evaluation")]
+    assert "model fraud: reference profile v2 is not used" in line and "lacks features" in line
+    assert "judged on v1 meanwhile" in line
+    with pytest.raises(ProfileMismatch):  # at start-up it stops the service
+        evaluator(sessions, Clock(T0)).refresh_profiles()
