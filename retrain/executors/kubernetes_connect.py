@@ -67,7 +67,10 @@ def _template(cfg: KubernetesConfig, api_client: client.ApiClient) -> Mapping[st
         name, _, item = source.partition("/")
         core = client.CoreV1Api(api_client)
         try:
-            data = core.read_namespaced_config_map(name, cfg.namespace).data or {}
+            found = core.read_namespaced_config_map(
+                name, cfg.namespace, _request_timeout=cfg.request_timeout
+            )
+            data = found.data or {}
         except (ApiException, urllib3.exceptions.HTTPError, OSError) as exc:
             raise translate(exc, f"retrain.kubernetes.template_configmap: get {source}") from exc
         if item not in data:

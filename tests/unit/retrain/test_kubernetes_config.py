@@ -17,6 +17,7 @@ from service.config import load_config
 from service.errors import ConfigError
 from service.wiring.retraining import build_retraining
 from tests.harness.k8s.cluster import NAMESPACE, cluster, python_job, until, write_kubeconfig
+from tests.harness.k8s.server import Fault
 from tests.unit.service.test_config import BASE
 
 
@@ -112,3 +113,27 @@ def test_the_retraining_a_config_builds_closes_its_job_watch(
         until(lambda: emulator.watched_from)  # listed, and watching
         retraining.close()
         assert not executor.cache.running
+
+
+@pytest.mark.timeout(60)  # without a deadline the read waits out the server's two minutes
+def test_a_template_configmap_read_that_hangs_fails_the_start_up_at_its_deadline(
+    tmp_path: Path,
+) -> None:
+    with cluster(tmp_path, kubelet=False) as (emulator, _):
+        emulator.inject(Fault("get", "configmaps", 0, count=10, delay=120.0))  # and retries
+        raw = copy.deepcopy(BASE)
+        raw["retrain"] = {
+            "executor": "kubernetes",
+            "kubernetes": {
+                "namespace": NAMESPACE,
+                "template_configmap": "trainer-job/job.yaml",
+                "kubeconfig": str(write_kubeconfig(tmp_path / "kubeconfig", emulator.url)),
+                "request_timeout": "1s",
+            },
+        }
+        path = tmp_path / "driftwatch.yaml"
+        path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+        cfg = load_config(path, {})
+        with pytest.raises(ExecutorError) as info:
+            make_executor(cfg.retrain.executor, cfg.retrain)
+        assert "retrain.kubernetes.template_configmap: get trainer-job/job.yaml" in str(info.value)
