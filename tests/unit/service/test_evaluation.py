@@ -304,16 +304,19 @@ def test_a_model_without_a_profile_is_not_evaluated(sessions: sessionmaker[Sessi
     assert evaluator(sessions, Clock(T0)).tick() == []
 
 
+# A spec of fewer features than fraud's: a profile built on it does not describe fraud.
+OTHER_FEATURES = ModelSpec(
+    "fraud",
+    (FeatureSpec("amount", FeatureKind.NUMERICAL),),
+    PredictionSpec(PredictionKind.NUMERICAL),
+    window_seconds=WINDOW,
+)
+
+
 def test_a_profile_of_other_features_is_refused(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    other = ModelSpec(
-        "fraud",
-        (FeatureSpec("amount", FeatureKind.NUMERICAL),),
-        PredictionSpec(PredictionKind.NUMERICAL),
-        window_seconds=WINDOW,
-    )
-    build_profile(sessions, tmp_path, other)
+    build_profile(sessions, tmp_path, OTHER_FEATURES)
     with pytest.raises(ProfileMismatch, match="lacks features"):
         evaluator(sessions, Clock(T0)).refresh_profiles()
 
@@ -346,13 +349,7 @@ def test_a_new_profile_of_other_features_is_refused_alone_and_judging_goes_on(
     ingest(sessions, aligned(sessions), windows=3, drift_at=None)
     judge = evaluator(sessions, Clock(T0 + 3600))
     held = judge.refresh_profiles()["fraud"]
-    other = ModelSpec(
-        "fraud",
-        (FeatureSpec("amount", FeatureKind.NUMERICAL),),
-        PredictionSpec(PredictionKind.NUMERICAL),
-        window_seconds=WINDOW,
-    )
-    build_profile(sessions, tmp_path, other)
+    build_profile(sessions, tmp_path, OTHER_FEATURES)
     caplog.set_level(logging.ERROR, logger="service.monitoring.evaluation")
     assert len(judge.tick()) == 3  # judged on the profile it held
     assert judge.tick() == [] and judge.specs()["fraud"] is held
