@@ -123,16 +123,21 @@ class RenderWorker:
         """
         for attempt in range(2):
             try:
-                return self._executor().submit(render_compressed, job).result()
-            except BrokenProcessPool as exc:
-                self._discard()
-                if attempt:
-                    raise RenderError(f"{job.title}: the rendering worker died twice") from exc
-                log.warning("the rendering worker died (%s); starting a new one", exc)
-            except Exception as exc:  # raised by the job, handed back by the pool
+                future = self._executor().submit(render_compressed, job)
+                error = future.exception()
+            except BrokenProcessPool as exc:  # a pool found broken at submit
+                error = exc
+            if error is None:
+                html: bytes = future.result()
+                return html
+            if not isinstance(error, BrokenProcessPool):  # raised by the job in the worker
                 raise ReportUnrenderable(
-                    f"{job.title} cannot be rendered: {type(exc).__name__}: {exc}"
-                ) from exc
+                    f"{job.title} cannot be rendered: {type(error).__name__}: {error}"
+                ) from error
+            self._discard()
+            if attempt:
+                raise RenderError(f"{job.title}: the rendering worker died twice") from error
+            log.warning("the rendering worker died (%s); starting a new one", error)
         raise AssertionError("unreachable")
 
     def _discard(self) -> None:
