@@ -70,7 +70,9 @@ def run(cfg: Config, config_path: str | None = None) -> None:
         settle_heap()
         service.loop.run(stop)
     finally:
-        # A rendering in flight is abandoned, not awaited: it is redone after a restart.
+        # Not waited for here, so the loop's last flush and the closes go first; a job in
+        # flight (a rendering, seconds) still ends before the process exits, since the
+        # interpreter joins the scheduler's worker threads at exit.
         scheduler.shutdown(wait=False)
         service.elector.stop()
         clean = service.close()
