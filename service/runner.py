@@ -70,8 +70,8 @@ def run(cfg: Config, config_path: str | None = None) -> None:
         settle_heap()
         service.loop.run(stop)
     finally:
-        # Not waited for here, so the loop's last flush and the closes go first; a job in
-        # flight (a rendering, seconds) still ends before the process exits, since the
+        # Not waited for here: leadership is given up and the parts closed at once. A job
+        # in flight (a rendering, seconds) still ends before the process exits, since the
         # interpreter joins the scheduler's worker threads at exit.
         scheduler.shutdown(wait=False)
         service.elector.stop()
