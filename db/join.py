@@ -292,8 +292,8 @@ class PerformanceAggregateRepository:
             merged.merge(delta.sketch)
         except DriftError as exc:
             # The caller's transaction is left to roll back: writing over it would lose it.
-            v, p = key.model_version, key.partition
-            raise _naming(exc, key.model, v, start, p, key.layout) from exc
+            row_name = _row(key.model, key.model_version, start, key.partition, key.layout)
+            raise exc.about(row_name) from exc
         row.sketch = merged.to_bytes()
         row.predicted += delta.predicted
         row.labeled += delta.labeled
@@ -348,7 +348,8 @@ class PerformanceAggregateRepository:
                 else:
                     merged.merge(sketch)
             except DriftError as exc:
-                raise _naming(exc, model, model_version, window_start, partition, layout) from exc
+                row_name = _row(model, model_version, window_start, partition, layout)
+                raise exc.about(row_name) from exc
         if merged is None:
             return None
         return PerformanceWindow(
@@ -359,12 +360,8 @@ class PerformanceAggregateRepository:
         )
 
 
-def _naming(
-    exc: DriftError, model: str, version: str, start: datetime, partition: int, layout: str
-) -> DriftError:
-    """``exc`` again, naming the aggregate row it came from: whoever repairs or removes
-    the row needs to know which one."""
-    return type(exc)(
+def _row(model: str, version: str, start: datetime, partition: int, layout: str) -> str:
+    return (
         f"performance aggregate {model}/{version} at {start.isoformat()}, "
-        f"partition {partition}, layout {layout}: {exc}"
+        f"partition {partition}, layout {layout}"
     )

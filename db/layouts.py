@@ -125,8 +125,8 @@ def merged_into(row: WindowAggregate, delta: WindowSketch, lookup: EdgeLookup) -
         merged = WindowSketch.from_bytes(row.sketch, lookup)
         merged.merge(delta)
     except DriftError as exc:
-        raise type(exc)(
+        raise exc.about(
             f"window row {row.model}/{row.model_version} at {row.window_start.isoformat()}, "
-            f"partition {row.partition}, layout {row.layout}: {exc}"
+            f"partition {row.partition}, layout {row.layout}"
         ) from exc
     return merged

@@ -6,9 +6,16 @@ DriftError
 └── ProfileMismatch  a reference profile that does not describe the model's features
 """
 
+from __future__ import annotations
+
 
 class DriftError(Exception):
     """Base class of every error raised by :mod:`drift`."""
+
+    def about(self, what: str) -> DriftError:
+        """This error again, of its own class, naming what it came from (a stored row:
+        whoever repairs or removes the row needs to know which one)."""
+        return type(self)(f"{what}: {self}")
 
 
 class SketchMismatch(DriftError):

@@ -174,7 +174,7 @@ def compared_bins(
     """
     most = min(observed, max(2, min(n_canary, n_stable) // MIN_PER_BIN))
     if most <= 2 or null_distance(n_canary, n_stable, most, alpha) <= threshold:
-        return min(most, observed)
+        return most
     # The noise floor grows with the bins: the largest count at or under the threshold.
     low, high = 2, most  # noise(low) may exceed it too: then 2, and the check holds
     while high - low > 1:

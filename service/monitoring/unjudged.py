@@ -39,40 +39,28 @@ class Unjudged:
 
     def skip(self, model: str, version: str, start: datetime, exc: DriftError) -> None:
         """Record that the window cannot be judged now; log and count it the first time."""
-        if not self._first((model, version, start)):
-            return
-        log.error(
-            "%s window %s/%s at %s cannot be judged and is skipped (tried again every tick; "
-            "other windows go on): %s",
-            self.kind,
-            model,
-            version,
-            start.isoformat(),
-            exc,
+        self._name(
+            (model, version, start),
+            f"{self.kind} window {model}/{version} at {start.isoformat()} cannot be judged "
+            f"and is skipped (tried again every tick; other windows go on): {exc}",
         )
-        if self._on_new is not None:
-            self._on_new(model)
 
     def hold(self, model: str, partition: int, offset: int, exc: DriftError) -> None:
         """Record that the late-label batch of ``model``'s labels ``partition`` from
         ``offset`` cannot be committed now; log and count it the first time."""
-        if not self._first((model, f"partition {partition}", offset)):
-            return
-        log.error(
-            "late labels of %s[%d] from offset %d are held (read again every run; other "
-            "partitions go on): %s",
-            model,
-            partition,
-            offset,
-            exc,
+        self._name(
+            (model, f"partition {partition}", offset),
+            f"late labels of {model}[{partition}] from offset {offset} are held (read again "
+            f"every run; other partitions go on): {exc}",
         )
-        if self._on_new is not None:
-            self._on_new(model)
 
-    def _first(self, key: tuple[str, str, object]) -> bool:
+    def _name(self, key: tuple[str, str, object], message: str) -> None:
+        """Log ``message`` and count ``key``'s model, the first time ``key`` is seen."""
         if key in self._named:
-            return False
+            return
         if len(self._named) >= MAX_REMEMBERED:
             del self._named[next(iter(self._named))]
         self._named[key] = None
-        return True
+        log.error("%s", message)
+        if self._on_new is not None:
+            self._on_new(key[0])
