@@ -57,6 +57,7 @@ from drift.schema import ModelSpec
 __all__ = ["ConsumerProgress", "IngestLoop", "IngestSettings"]
 log = logging.getLogger(__name__)
 _TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
+CHUNK_RECORDS = 512  # the most records of one partition read together (see _process)
 
 
 class IngestLoop:
@@ -198,32 +199,39 @@ class IngestLoop:
                 )
                 self.book.advance(key, records[-1].offset + 1, wm)
                 continue
-            decoded = self.decoder.decode_batch([r.value for r in records])
-            if decoded.times and max(decoded.times) > limit:
-                decoded.reject_after(limit, from_the_future(self.settings.max_clock_skew))
-            self.versions.screen(decoded, self.decoder.codecs)
-            for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
-                self._dead_letter(records[index], exc)
-            offsets = valid_offsets(records, {i for i, _ in decoded.invalid})
-            next_offset = records[-1].offset + 1
-            # Done with the records: freed now, they are not walked by every garbage
-            # collection while the batch is aggregated (each is a young, tracked object).
-            records.clear()
-            columns = self.archive.add_predictions(
-                self.decoder.codecs, tp.topic, tp.partition, offsets, decoded.events, decoded.times
-            )
-            watermark = self.acc.add_partition_batch(
-                tp.partition,
-                decoded.events,
-                self.book.watermark(key),
-                self.stats.late,
-                times=decoded.times,
-                on_consumed=self.stats.consumed,
-                on_accepted=self.labels.prediction_hook(tp.partition),
-                columns=columns,
-                on_late_events=self.archive.mark_late,
-            )
-            self.book.advance(key, next_offset, watermark)
+            # A poll brings thousands of a partition's records: read whole, each feature's
+            # column read walks more events than the CPU cache holds (~1.5x the CPU per
+            # event at 4,000 as at 500). A slice is handled as a poll of its own would be.
+            for start in range(0, len(records), CHUNK_RECORDS):
+                self._predictions(tp, records[start : start + CHUNK_RECORDS], limit)
+            records.clear()  # freed now, not walked by GC while the next partition is read
+
+    def _predictions(self, tp: TopicPartition, records: list[Any], limit: float) -> None:
+        """Decode, screen, archive and aggregate a run of one partition's records."""
+        key = (tp.topic, tp.partition)
+        decoded = self.decoder.decode_batch([r.value for r in records])
+        if decoded.times and max(decoded.times) > limit:
+            decoded.reject_after(limit, from_the_future(self.settings.max_clock_skew))
+        self.versions.screen(decoded, self.decoder.codecs)
+        for index, exc in sorted(decoded.invalid, key=lambda pair: pair[0]):
+            self._dead_letter(records[index], exc)
+        offsets = valid_offsets(records, {i for i, _ in decoded.invalid})
+        next_offset = records[-1].offset + 1
+        columns = self.archive.add_predictions(
+            self.decoder.codecs, tp.topic, tp.partition, offsets, decoded.events, decoded.times
+        )
+        watermark = self.acc.add_partition_batch(
+            tp.partition,
+            decoded.events,
+            self.book.watermark(key),
+            self.stats.late,
+            times=decoded.times,
+            on_consumed=self.stats.consumed,
+            on_accepted=self.labels.prediction_hook(tp.partition),
+            columns=columns,
+            on_late_events=self.archive.mark_late,
+        )
+        self.book.advance(key, next_offset, watermark)
 
     def _align(self) -> None:
         s = self.settings

@@ -604,3 +604,24 @@ def test_versions_past_the_cap_are_dead_lettered_with_the_reason_and_counted(
         ("n0", 60),
     }
     assert offsets(sql) == {0: (10, T + 62)}
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 4096])
+def test_a_poll_is_handled_the_same_in_chunks_of_any_size(
+    sql: Any, clock: FakeClock, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The loop takes a partition's records CHUNK_RECORDS at a time: the dead letters'
+    # offsets, the watermark that makes the later events late and the stored offsets
+    # must not depend on where the chunks end.
+    monkeypatch.setattr("consumers.loop.CHUNK_RECORDS", chunk)
+    values = [ev(T + 5), ev(T + 200), b"{", ev(T + 10), ev(T + 210), b"", ev(T + 30)]
+    r = rig(sql, clock, {0: [*values, ev(T + 215), ev(T + 220)]}, max_records=100)
+    batch = r.loop._poll(0)
+    assert [len(records) for records in batch.values()] == [9]  # one poll
+    r.loop._process(batch)
+    r.flush()
+    assert [d["offset"] for d in letters(r.producer)] == [2, 5]
+    split = chunk < 4  # the two late events fall in different chunks
+    assert r.stats.of("late") == ([("fraud", 1), ("fraud", 1)] if split else [("fraud", 2)])
+    assert windows(sql) == {0: (1, 2), 180: (4, 0)}
+    assert offsets(sql) == {0: (9, T + 220)}
