@@ -36,7 +36,7 @@ import numpy as np
 
 from drift.categories import OTHER, CategoricalSketch, CategoryCaps, category_rank
 from drift.errors import SketchCorrupt, SketchMismatch
-from drift.histogram import EdgeLookup, Edges, LayoutEdges, NumericSketch
+from drift.histogram import EdgeLookup, Edges, LayoutEdges, NumericSketch, update_columns
 from drift.rowsample import RowSample, decode_sample, encode_sample, sample_key
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 
@@ -130,8 +130,22 @@ class WindowSketch:
 
     def update(self, batch: WindowBatch) -> None:
         self.events += batch.events
+        dense: list[NumericSketch] = []
+        rows: list[np.ndarray] = []
         for name, values in batch.columns.items():
-            self.features[name].update(values)
+            sketch = self.features[name]
+            # The codec reads never-null numerical features as float arrays.
+            if (
+                isinstance(sketch, NumericSketch)
+                and isinstance(values, np.ndarray)
+                and values.dtype == np.float64
+            ):
+                dense.append(sketch)
+                rows.append(values)
+            else:
+                sketch.update(values)
+        if rows:
+            update_columns(dense, np.stack(rows))
         self.prediction.update(batch.predictions)
         if self.sample.capacity and batch.keys:
             self._sample(batch)
