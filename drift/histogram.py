@@ -60,6 +60,8 @@ class NumericSketch:
     # (12 us against 8 us for 500), so a sketch converts them once.
     _edge_array: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     _edge_list: list[float] | None = field(default=None, init=False, repr=False, compare=False)
+    # The edges between -inf and +inf, for update_columns.
+    _bracketed: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.hist.size == 0:
@@ -83,15 +85,45 @@ class NumericSketch:
         self.count += int(arr.size)
         self.total += float(arr.sum())
         self.total_sq += float(np.dot(arr, arr))
+        if self._sorts(arr.size):
+            arr = np.sort(arr)
+            self.minimum = min(self.minimum, float(arr[0]))
+            self.maximum = max(self.maximum, float(arr[-1]))
+            self._add_sorted(arr)
+            return
         self.minimum = min(self.minimum, float(arr.min()))
         self.maximum = max(self.maximum, float(arr.max()))
-        idx = np.searchsorted(self._edges_array(), arr, side="right")
+        self._add_unsorted(arr)
+
+    # Binning a value is a binary search over the edges, with a branch miss about every
+    # other step (~55 ns a value on fresh data). With enough values it is cheaper to
+    # sort them and find each edge among them: the edges ascend, and numpy narrows
+    # each search from the previous answer. Measured break-even: about 100 values
+    # for 590 edges, 60 for 100 or 20 edges; at 512 values 1.6-2.1x faster.
+    def _sorts(self, n: int) -> bool:
+        return n >= 64 and 5 * n >= self.hist.size
+
+    def _add_unsorted(self, values: np.ndarray) -> None:
+        idx = self._edges_array().searchsorted(values, side="right")
         self.hist += np.bincount(idx, minlength=self.hist.size)
+
+    def _add_sorted(self, ordered: np.ndarray) -> None:
+        """Count sorted, NaN-free values into the bins."""
+        # Nothing is below -inf; every value counts below the +inf bracket, +inf too.
+        below = ordered.searchsorted(self._bracketed_edges(), side="left")
+        below[-1] = ordered.size
+        self.hist += below[1:] - below[:-1]
 
     def _edges_array(self) -> np.ndarray:
         edges = self._edge_array
         if edges is None:
             edges = self._edge_array = np.asarray(self.edges, dtype=np.float64)
+        return edges
+
+    def _bracketed_edges(self) -> np.ndarray:
+        edges = self._bracketed
+        if edges is None:
+            edges = self._bracketed = np.array([-np.inf, *self.edges, np.inf], dtype=np.float64)
         return edges
 
     def _update_few(self, values: Sequence[Any]) -> None:
@@ -200,8 +232,9 @@ def update_columns(sketches: Sequence[NumericSketch], block: np.ndarray) -> None
     """``sketches[j].update(block[j])`` for every row of a 2-D float64 ``block``.
 
     The same counts, bins and extremes, with the moments of all rows in a few numpy
-    calls where each row alone costs about ten (a model's numerical features are
-    read together). Rows holding a null or an infinity take the one-row path.
+    calls where each row alone costs about ten, and the rows sorted in one (a model's
+    numerical features are read together). Rows holding a null or an infinity take
+    the one-row path.
     """
     n = block.shape[1]
     if n <= SMALL_BATCH or len(sketches) < 2:
@@ -220,26 +253,18 @@ def update_columns(sketches: Sequence[NumericSketch], block: np.ndarray) -> None
         if not sketches:
             return
     squares = np.einsum("ij,ij->i", block, block).tolist()
-    # Binning a value is a binary search over the edges with a branch miss about every
-    # other step (~55 ns a value on fresh data). With about as many values as edges it
-    # is cheaper to sort the rows, all in one call, and find each edge in its row: the
-    # edges ascend, and numpy narrows each search from the previous answer. Measured
-    # with 16 rows of 512 values and 590 edges: 25% less for the whole update.
-    ordered = 2 * n >= max(s.hist.size for s in sketches)
+    # All rows sorted in one call, when the rows sort (NumericSketch._sorts).
+    ordered = all(s._sorts(n) for s in sketches)
     if ordered:
         block = np.sort(block, axis=1)
         lows, highs = block[:, 0].tolist(), block[:, -1].tolist()
     else:
         lows, highs = block.min(axis=1).tolist(), block.max(axis=1).tolist()
     for j, (sketch, total) in enumerate(zip(sketches, totals.tolist(), strict=True)):
-        edges = sketch._edges_array()
         if ordered:
-            below = np.searchsorted(block[j], edges, side="left")
-            sketch.hist += np.diff(below, prepend=0, append=n)
+            sketch._add_sorted(block[j])
         else:
-            sketch.hist += np.bincount(
-                np.searchsorted(edges, block[j], side="right"), minlength=sketch.hist.size
-            )
+            sketch._add_unsorted(block[j])
         sketch.count += n
         sketch.total += total
         sketch.total_sq += squares[j]

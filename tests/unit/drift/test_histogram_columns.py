@@ -14,8 +14,8 @@ from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, Pr
 from drift.sketch import WindowBatch, WindowSketch
 
 finite = st.floats(-1e6, 1e6, allow_nan=False, allow_infinity=False)
-# Up to 90 edges against rows of 17 to 60 values: some blocks bin by sorting the rows
-# (about as many values as edges), some value by value.
+# Up to 90 edges against rows of 15 to 140 values: some blocks bin by sorting the rows
+# (64 values or more), some value by value.
 edges_st = st.lists(finite, min_size=1, max_size=90, unique=True).map(
     lambda xs: tuple(sorted(x + 0.0 for x in xs))
 )
@@ -35,7 +35,7 @@ def summary(s: NumericSketch) -> tuple[object, ...]:
 @settings(deadline=None, max_examples=150)
 @given(data=st.data())
 def test_columns_updated_together_equal_each_updated_alone(data: st.DataObject) -> None:
-    n = data.draw(st.integers(SMALL_BATCH - 2, 60), label="n")
+    n = data.draw(st.integers(SMALL_BATCH - 2, 140), label="n")
     columns = data.draw(st.integers(1, 5), label="columns")
     all_edges = [data.draw(edges_st, label=f"edges {j}") for j in range(columns)]
     block = np.array(
@@ -52,6 +52,21 @@ def test_columns_updated_together_equal_each_updated_alone(data: st.DataObject) 
         assert summary(t) == summary(a)
         assert t.total == pytest.approx(a.total, rel=1e-12, abs=1e-6, nan_ok=True)
         assert t.total_sq == pytest.approx(a.total_sq, rel=1e-12, abs=1e-6, nan_ok=True)
+
+
+@settings(deadline=None, max_examples=150)
+@given(data=st.data())
+def test_a_large_batch_bins_as_values_one_by_one_do(data: st.DataObject) -> None:
+    # Up to SMALL_BATCH values a sketch bins them with bisect, one by one: the oracle
+    # for the numpy paths (sorted from 64 values), infinities and nulls included.
+    edges = data.draw(edges_st, label="edges")
+    values = data.draw(row(edges, data.draw(st.integers(SMALL_BATCH + 1, 300)), True))
+    whole, few = NumericSketch(edges), NumericSketch(edges)
+    whole.update(np.array(values, dtype=np.float64))
+    for at in range(0, len(values), SMALL_BATCH):
+        few.update(values[at : at + SMALL_BATCH])
+    assert summary(whole) == summary(few)
+    assert whole.total == pytest.approx(few.total, rel=1e-9, abs=1e-6, nan_ok=True)
 
 
 def test_a_window_sketches_array_columns_as_it_does_lists() -> None:
