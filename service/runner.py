@@ -71,8 +71,8 @@ def run(cfg: Config, config_path: str | None = None) -> None:
         service.loop.run(stop)
     finally:
         # Not waited for here: leadership is given up and the parts closed at once. A job
-        # in flight (a rendering, seconds) still ends before the process exits, since the
-        # interpreter joins the scheduler's worker threads at exit.
+        # in flight still ends before the process exits (the interpreter joins the
+        # scheduler's worker threads): closing the renderer kills a rendering in flight.
         scheduler.shutdown(wait=False)
         service.elector.stop()
         clean = service.close()

@@ -123,6 +123,12 @@ class EvaluationConfig(Strict):
         default=86400.0, gt=0, description="how far back unreported windows are evaluated"
     )
     render_html: bool = True
+    render_timeout: Duration = Field(
+        default=300.0,
+        gt=0,
+        description="the longest one report's rendering may take; past it the rendering "
+        "process is killed and the report left unrendered (409 from the API)",
+    )
 
 
 class Config(Strict):

@@ -7,8 +7,11 @@ ingestion loop and the evaluator never wait for it, and do not share its GIL.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing
+import os
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -25,6 +28,8 @@ from db.session import transaction
 from service.errors import RenderBusy, RenderError, ReportUnrenderable
 
 log = logging.getLogger(__name__)
+# The longest one report's rendering may take (evaluation.render_timeout's default).
+DEFAULT_DEADLINE = 300.0
 
 
 class ReportNotFound(LookupError):
@@ -107,11 +112,27 @@ def _worker_pool() -> Executor:
 
 
 class RenderWorker:
-    """One rendering process, started when first needed; a dead one is replaced."""
+    """One rendering process, started when first needed; a dead one is replaced.
 
-    def __init__(self, pool_factory: Callable[[], Executor] = _worker_pool) -> None:
+    A rendering may take at most ``deadline`` seconds: past it, or when the worker
+    is closed (the service stopping), the worker process is killed. Python 3.11's
+    ProcessPoolExecutor cannot stop a running job, so the worker's process id is
+    asked for when it starts, through the pool itself.
+    """
+
+    def __init__(
+        self,
+        pool_factory: Callable[[], Executor] = _worker_pool,
+        deadline: float = DEFAULT_DEADLINE,
+        task: Callable[[RenderJob], bytes] = render_compressed,
+    ) -> None:
         self._pool_factory = pool_factory
+        self._deadline = deadline
+        self._task = task
+        self._lock = threading.Lock()  # close() comes from another thread than render()
         self._pool: Executor | None = None
+        self._pid: int | None = None
+        self._closed = False
 
     def render(self, job: RenderJob) -> bytes:
         """The compressed HTML of ``job``; a dead worker (crash, OOM kill) is replaced once.
@@ -119,14 +140,21 @@ class RenderWorker:
         A pool whose worker died refuses every later job, so it is dropped: the
         retry and any later job run in a new one. A job that kills its worker
         twice fails alone. Whatever the job itself raises in the worker (a stored
-        sample that does not decode, data Evidently refuses) is :class:`ReportUnrenderable`.
+        sample that does not decode, data Evidently refuses), and a job that runs
+        past the deadline, is :class:`ReportUnrenderable`.
         """
         for attempt in range(2):
             try:
-                future = self._executor().submit(render_compressed, job)
-                error = future.exception()
+                future = self._executor().submit(self._task, job)
+                error = future.exception(timeout=self._deadline)
             except BrokenProcessPool as exc:  # a pool found broken at submit
                 error = exc
+            except TimeoutError:
+                self._discard(kill=True)
+                raise ReportUnrenderable(
+                    f"{job.title} cannot be rendered within {self._deadline:g} s "
+                    "(evaluation.render_timeout); its worker was stopped"
+                ) from None
             if error is None:
                 html: bytes = future.result()
                 return html
@@ -135,30 +163,76 @@ class RenderWorker:
                     f"{job.title} cannot be rendered: {type(error).__name__}: {error}"
                 ) from error
             self._discard()
+            if self._closed:
+                raise RenderError(f"{job.title}: stopped, the service is stopping") from None
             if attempt:
                 raise RenderError(f"{job.title}: the rendering worker died twice") from error
             log.warning("the rendering worker died (%s); starting a new one", error)
         raise AssertionError("unreachable")
 
-    def _discard(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+    def _discard(self, kill: bool = False) -> None:
+        with self._lock:
+            pool, pid, self._pool, self._pid = self._pool, self._pid, None, None
+        if pool is not None:
+            _stop(pool, pid if kill else None)
 
     def _executor(self) -> Executor:
-        if self._pool is None:
-            self._pool = self._pool_factory()
-        return self._pool
+        with self._lock:
+            if self._closed:
+                raise RenderError("the renderer is closed: the service is stopping")
+            if self._pool is not None:
+                return self._pool
+        # Started outside the lock, which close() must never wait for.
+        pool = self._pool_factory()
+        try:
+            pid = pool.submit(os.getpid).result(timeout=self._deadline)
+        except TimeoutError:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise RenderError(
+                f"the rendering worker did not start within {self._deadline:g} s"
+            ) from None
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        with self._lock:
+            if self._pool is None and not self._closed:
+                self._pool, self._pid = pool, pid
+                return pool
+            current, closed = self._pool, self._closed
+        # Another request started one meanwhile, or the service is stopping.
+        _stop(pool, pid)
+        if closed or current is None:
+            raise RenderError("the renderer is closed: the service is stopping")
+        return current
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def close(self) -> None:
-        self._discard()
+        """Stop: a rendering in flight is killed, and no new one starts."""
+        with self._lock:
+            self._closed = True
+        self._discard(kill=True)
+
+
+def _stop(pool: Executor, pid: int | None) -> None:
+    """Shut ``pool`` down, killing its worker ``pid`` first when given."""
+    if pid is not None:
+        # The pool notices its worker gone: a job waiting on it fails, and the pool's
+        # thread ends, so no exit waits for the job.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    pool.shutdown(wait=False, cancel_futures=True)
 
 
 class LatestHtml:
     """Keeps the stored HTML of each model's newest report current.
 
     One worker process renders one report at a time; a tick waits for it in
-    the scheduler's own thread, never in the ingestion loop or the evaluator.
+    the scheduler's own thread, never in the ingestion loop or the evaluator, and
+    at most ``deadline`` seconds (then the report counts as unrenderable). Closing
+    kills a rendering in flight: a stopping service does not wait for it.
     A report that fails to render holds back no other model's: one that is
     :class:`ReportUnrenderable` is named once and left until a newer report of its model
     replaces it; a worker that died is retried next tick, which then fails (the
@@ -170,10 +244,11 @@ class LatestHtml:
         sessions: sessionmaker[Session],
         clock: Callable[[], float] = time.time,
         pool_factory: Callable[[], Executor] = _worker_pool,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
-        self._worker = RenderWorker(pool_factory)
+        self._worker = RenderWorker(pool_factory, deadline)
         # Each model's newest report that failed for good (one entry per configured model).
         self._unrenderable: dict[str, int] = {}
 
@@ -182,7 +257,7 @@ class LatestHtml:
         with self._sessions() as session:
             repo = DriftReportRepository(session)
             latest, rendered = repo.latest_ids(), repo.rendered()
-        changed = []
+        changed: list[str] = []
         retry: RenderError | None = None
         for model, report_id in sorted(latest.items()):
             if report_id in (rendered.get(model), self._unrenderable.get(model)):
@@ -199,6 +274,9 @@ class LatestHtml:
                 log.error("%s; left until a newer report of %s (other models go on)", exc, model)
                 continue
             except RenderError as exc:
+                if self._worker.closed:  # the service is stopping: not a failure
+                    log.info("rendering stopped with the service")
+                    return changed
                 retry = retry or exc
                 continue
             with transaction(self._sessions) as session:
@@ -225,10 +303,11 @@ class OnDemandHtml:
         sessions: sessionmaker[Session],
         capacity: int = 2,
         pool_factory: Callable[[], Executor] = _worker_pool,
+        deadline: float = DEFAULT_DEADLINE,
     ) -> None:
         self._sessions = sessions
         self._slots = threading.BoundedSemaphore(capacity)
-        self._worker = RenderWorker(pool_factory)
+        self._worker = RenderWorker(pool_factory, deadline)
 
     def html(self, report_id: int) -> str:
         from db.models import DriftReportRow

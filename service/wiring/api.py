@@ -124,7 +124,7 @@ def build_api(
     if not cfg.api.port:
         return None
     problem = consumer_readiness(registry, consumer_partitions, stall)
-    renderer = OnDemandHtml(sessions)
+    renderer = OnDemandHtml(sessions, deadline=cfg.evaluation.render_timeout)
     try:
         deps = api_deps(
             cfg, sessions, retraining, registry, problem, renderer.html, rollouts=rollouts

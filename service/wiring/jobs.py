@@ -147,7 +147,7 @@ def maintenance_jobs(
     if cfg.evaluation.render_html:
         from service.monitoring.rendering import LatestHtml
 
-        html = LatestHtml(sessions)
+        html = LatestHtml(sessions, deadline=cfg.evaluation.render_timeout)
         closers.append(html.close)
         jobs.append(job("render", html.tick, max(cfg.evaluation.interval, 5.0)))
     return jobs

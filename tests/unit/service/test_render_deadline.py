@@ -1,0 +1,123 @@
+"""A rendering's deadline, and a stopping service's rendering in flight: the worker
+process is killed, real processes throughout."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from service.errors import RenderError, ReportUnrenderable
+from service.monitoring.rendering import LatestHtml, RenderJob, RenderWorker
+from tests.unit.service.test_evaluation import T0
+from tests.unit.service.test_rendering import reported
+
+__all__ = ["reported"]  # a fixture
+
+
+def job(marker: Path, title: str = "report 7") -> RenderJob:
+    # The task below reads its marker file from the profile field.
+    return RenderJob(title, str(marker).encode(), b"", {}, {}, {})
+
+
+def hang(job: RenderJob) -> bytes:
+    """Runs in the worker: says it started (its pid in the marker file), then hangs."""
+    Path(job.profile.decode()).write_text(str(os.getpid()))
+    time.sleep(600)
+    return b""
+
+
+def hang_any(job: RenderJob) -> bytes:
+    """``hang`` for any job: the marker file's path is in the environment."""
+    return hang(RenderJob(job.title, os.environ["MARKER"].encode(), b"", {}, {}, {}))
+
+
+def quick(job: RenderJob) -> bytes:
+    return job.title.encode()
+
+
+def started(marker: Path) -> int:
+    """The pid of the worker running ``hang``, once it wrote it (at most a minute)."""
+    for _ in range(600):
+        if marker.exists() and marker.read_text():
+            return int(marker.read_text())
+        time.sleep(0.1)
+    raise AssertionError("the rendering never started")
+
+
+def alive(pid: int) -> bool:
+    # A killed child not yet reaped by its pool is a zombie: gone all the same. It may
+    # be reaped while its state is read, which raises one of these.
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def gone(pid: int) -> bool:
+    for _ in range(300):
+        if not alive(pid):
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_rendering_past_its_deadline_is_killed_and_the_report_named(tmp_path: Path) -> None:
+    worker = RenderWorker(deadline=5.0, task=quick)
+    try:
+        # Warmed up first: the deadline then counts the hanging task alone, not the
+        # worker's start and its import of this module.
+        assert worker.render(job(tmp_path / "unused", "report 6")) == b"report 6"
+        worker._task = hang
+        with pytest.raises(ReportUnrenderable, match=r"report 7 cannot be rendered within 5 s"):
+            worker.render(job(tmp_path / "pid"))
+        assert gone(started(tmp_path / "pid"))
+        # The next rendering gets a new worker.
+        worker._task = quick
+        assert worker.render(job(tmp_path / "unused", "report 8")) == b"report 8"
+    finally:
+        worker.close()
+
+
+def test_closing_kills_a_rendering_in_flight_and_refuses_new_ones(tmp_path: Path) -> None:
+    worker = RenderWorker(deadline=3600.0, task=hang)
+    outcome: list[BaseException] = []
+
+    def render() -> None:
+        try:
+            worker.render(job(tmp_path / "pid"))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=render)
+    thread.start()
+    pid = started(tmp_path / "pid")
+    worker.close()
+    thread.join(timeout=60)  # without the kill it would wait out the hour-long job
+    assert not thread.is_alive()
+    assert gone(pid)
+    (error,) = outcome
+    assert isinstance(error, RenderError) and "the service is stopping" in str(error)
+    with pytest.raises(RenderError, match="closed"):
+        worker.render(job(tmp_path / "unused"))
+
+
+def test_a_tick_stopped_by_the_closing_service_ends_quietly(
+    reported: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MARKER", str(tmp_path / "pid"))  # the spawned worker inherits it
+    html = LatestHtml(reported, clock=lambda: T0)
+    html._worker._task = hang_any
+    ticked: list[object] = []
+    thread = threading.Thread(target=lambda: ticked.append(html.tick()))
+    thread.start()
+    pid = started(tmp_path / "pid")
+    html.close()
+    thread.join(timeout=60)
+    assert not thread.is_alive() and gone(pid)
+    assert ticked == [[]]  # no error for the scheduler to report: nothing went wrong
