@@ -200,7 +200,7 @@ class IngestLoop:
                 self.book.advance(key, records[-1].offset + 1, wm)
                 continue
             # A poll brings thousands of a partition's records: read whole, each feature's
-            # column read walks more events than the CPU cache holds (~1.5x the CPU per
+            # column read walks more events than the CPU cache holds (~1.4x the CPU per
             # event at 4,000 as at 500). A slice is handled as a poll of its own would be.
             for start in range(0, len(records), CHUNK_RECORDS):
                 self._predictions(tp, records[start : start + CHUNK_RECORDS], limit)

@@ -60,7 +60,7 @@ class NumericSketch:
     # (12 us against 8 us for 500), so a sketch converts them once.
     _edge_array: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
     _edge_list: list[float] | None = field(default=None, init=False, repr=False, compare=False)
-    # The edges between -inf and +inf, for update_columns.
+    # The edges between -inf and +inf, for binning sorted values (_add_sorted).
     _bracketed: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
