@@ -73,10 +73,12 @@ def test_a_rendering_past_its_deadline_is_killed_and_the_report_named(tmp_path: 
         # Warmed up first: the deadline then counts the hanging task alone, not the
         # worker's start and its import of this module.
         assert worker.render(job(tmp_path / "unused", "report 6")) == b"report 6"
+        pid = worker._pid
+        assert pid is not None and alive(pid)
         worker._task = hang
         with pytest.raises(ReportUnrenderable, match=r"report 7 cannot be rendered within 5 s"):
             worker.render(job(tmp_path / "pid"))
-        assert gone(started(tmp_path / "pid"))
+        assert gone(pid)
         # The next rendering gets a new worker.
         worker._task = quick
         assert worker.render(job(tmp_path / "unused", "report 8")) == b"report 8"
