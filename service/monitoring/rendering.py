@@ -218,12 +218,24 @@ class RenderWorker:
 
 def _stop(pool: Executor, pid: int | None) -> None:
     """Shut ``pool`` down, killing its worker ``pid`` first when given."""
-    if pid is not None:
+    if pid is not None and _our_child(pid):
         # The pool notices its worker gone: a job waiting on it fails, and the pool's
         # thread ends, so no exit waits for the job.
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _our_child(pid: int) -> bool:
+    """Whether ``pid`` is still a child of this process: a worker that died on its own
+    was reaped by its pool, and its pid may since belong to another process."""
+    if not os.path.isdir("/proc/self"):
+        return True  # not Linux: the pid is trusted as it is
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1]) == os.getpid()
+    except OSError:  # gone
+        return False
 
 
 class LatestHtml:

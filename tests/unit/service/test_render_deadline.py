@@ -4,15 +4,18 @@ process is killed, real processes throughout."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from service.errors import RenderError, ReportUnrenderable
-from service.monitoring.rendering import LatestHtml, RenderJob, RenderWorker
+from service.monitoring.rendering import LatestHtml, RenderJob, RenderWorker, _stop
 from tests.unit.service.test_evaluation import T0
 from tests.unit.service.test_rendering import reported
 
@@ -123,3 +126,24 @@ def test_a_tick_stopped_by_the_closing_service_ends_quietly(
     thread.join(timeout=60)
     assert not thread.is_alive() and gone(pid)
     assert ticked == [[]]  # no error for the scheduler to report: nothing went wrong
+
+
+def test_a_pid_that_is_not_our_child_is_never_killed() -> None:
+    # A worker that died on its own was reaped by its pool, and its pid may since be
+    # another process's: stopping the pool must not kill that one.
+    started_by_sh = subprocess.run(
+        ["sh", "-c", "sleep 120 >/dev/null 2>&1 & echo $!"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    pid = int(started_by_sh.stdout)  # sh's child, not ours
+    try:
+        _stop(ThreadPoolExecutor(1), pid)
+        # A kill would take effect within milliseconds; a slow machine can only make
+        # this pass, never fail, by chance.
+        for _ in range(20):
+            assert alive(pid)
+            time.sleep(0.1)
+    finally:
+        os.kill(pid, signal.SIGKILL)
