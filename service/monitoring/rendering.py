@@ -186,13 +186,12 @@ class RenderWorker:
         pool = self._pool_factory()
         try:
             pid = pool.submit(os.getpid).result(timeout=self._deadline)
-        except TimeoutError:
+        except BaseException as exc:
             pool.shutdown(wait=False, cancel_futures=True)
-            raise RenderError(
-                f"the rendering worker did not start within {self._deadline:g} s"
-            ) from None
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
+            if isinstance(exc, TimeoutError):
+                raise RenderError(
+                    f"the rendering worker did not start within {self._deadline:g} s"
+                ) from None
             raise
         with self._lock:
             if self._pool is None and not self._closed:
