@@ -42,10 +42,18 @@ class ArchiveSink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class _Chunk:
-    """One partition's archived events of one poll, with their feature columns."""
+    """One partition's archived events of one poll: the fields the table needs.
+
+    Only what the archive writes is kept, not the decoded events: they are freed
+    with their slice of the poll, while it is still in the CPU's cache, instead of
+    living until the flush (20,000 by default, ~1 KB each) and all being freed at
+    once on the flush's thread, holding the GIL the loop needs.
+    """
 
     partition: int
-    events: list[PredictionEvent]
+    event_ids: list[str]
+    versions: list[str]
+    predictions: list[Any]
     times: list[float]
     offsets: list[int]
     columns: dict[str, Any]
@@ -61,25 +69,25 @@ class _Predictions:
 
     def table(self) -> pa.Table:
         chunks = self.chunks
-        events = [e for c in chunks for e in c.events]
         features = {name: _concat([c.columns[name] for c in chunks]) for name in chunks[0].columns}
+        offsets = np.asarray([o for c in chunks for o in c.offsets], np.int64)
         late = None
         if any(c.late for c in chunks):
-            late = np.zeros(len(events), np.bool_)
+            late = np.zeros(len(offsets), np.bool_)
             start = 0
             for c in chunks:
                 late[[start + i for i in c.late]] = True
-                start += len(c.events)
+                start += len(c.offsets)
         return prediction_table(
             self.codec.spec,
-            [e.event_id for e in events],
-            [e.model_version for e in events],
+            [i for c in chunks for i in c.event_ids],
+            [v for c in chunks for v in c.versions],
             [t for c in chunks for t in c.times],
             features,
-            [e.prediction for e in events],
+            [p for c in chunks for p in c.predictions],
             self.topic,
             np.concatenate([np.full(len(c.offsets), c.partition, np.int32) for c in chunks]),
-            np.asarray([o for c in chunks for o in c.offsets], np.int64),
+            offsets,
             late,
         )
 
@@ -161,7 +169,8 @@ class ArchiveIntake:
         self.workers = workers
         self._predictions: dict[str, _Predictions] = {}
         self._labels: dict[str, _Labels] = {}
-        self._polled: list[_Chunk] = []  # the chunks of the last add_predictions
+        # The chunks of the last add_predictions with their events, for mark_late.
+        self._polled: list[tuple[_Chunk, list[PredictionEvent]]] = []
         if self.models:
             _preload_pandas()
 
@@ -219,17 +228,25 @@ class ArchiveIntake:
         if buf is None:
             buf = self._predictions[model] = _Predictions(codecs[model], topic)
         columns = buf.codec.columns([e.features for e in events])
-        chunk = _Chunk(partition, events, times, offsets, columns)
+        chunk = _Chunk(
+            partition,
+            [e.event_id for e in events],
+            [e.model_version for e in events],
+            [e.prediction for e in events],
+            times,
+            offsets,
+            columns,
+        )
         buf.chunks.append(chunk)
-        self._polled.append(chunk)
+        self._polled.append((chunk, events))
         return columns
 
     def mark_late(self, events: Collection[PredictionEvent]) -> None:
         """Mark ``events``, of the last :meth:`add_predictions`, as arrived after their
         window closed: the window accumulator decides that after they were buffered."""
         late = {id(e) for e in events}
-        for chunk in self._polled:
-            chunk.late.extend(i for i, e in enumerate(chunk.events) if id(e) in late)
+        for chunk, polled in self._polled:
+            chunk.late.extend(i for i, e in enumerate(polled) if id(e) in late)
 
     def add_label(self, topic: str, partition: int, offset: int, label: LabelEvent) -> None:
         if label.model not in self.models:

@@ -115,7 +115,11 @@ class RenderWorker:
     """One rendering process, started when first needed; a dead one is replaced.
 
     A rendering may take at most ``deadline`` seconds: past it, or when the worker
-    is closed (the service stopping), the worker process is killed. Python 3.11's
+    is closed (the service stopping), the worker process is killed. Renderings take
+    turns: the one process runs one at a time, and a deadline that also counted the
+    wait for another's turn would blame, and kill the worker of, a rendering that
+    never ran. A turn not come within ``deadline`` (another rendering stuck past
+    its own) is :class:`RenderBusy`. Python 3.11's
     ProcessPoolExecutor cannot stop a running job, so the worker's process id is
     asked for when it starts, through the pool itself.
     """
@@ -130,6 +134,7 @@ class RenderWorker:
         self._deadline = deadline
         self._task = task
         self._lock = threading.Lock()  # close() comes from another thread than render()
+        self._turn = threading.Lock()  # held by the rendering under way
         self._pool: Executor | None = None
         self._pid: int | None = None
         self._closed = False
@@ -143,6 +148,14 @@ class RenderWorker:
         sample that does not decode, data Evidently refuses), and a job that runs
         past the deadline, is :class:`ReportUnrenderable`.
         """
+        if not self._turn.acquire(timeout=self._deadline):
+            raise RenderBusy(f"{job.title}: another report is still being rendered; retry later")
+        try:
+            return self._render(job)
+        finally:
+            self._turn.release()
+
+    def _render(self, job: RenderJob) -> bytes:
         for attempt in range(2):
             try:
                 future = self._executor().submit(self._task, job)

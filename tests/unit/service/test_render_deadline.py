@@ -39,6 +39,18 @@ def hang_any(job: RenderJob) -> bytes:
     return hang(RenderJob(job.title, os.environ["MARKER"].encode(), b"", {}, {}, {}))
 
 
+def gated(job: RenderJob) -> bytes:
+    """Runs in the worker: says it started, then waits for its gate (the marker path
+    with ``.go``) to open before it returns its title."""
+    marker = Path(job.profile.decode())
+    marker.write_text(str(os.getpid()))
+    for _ in range(6000):
+        if marker.with_suffix(".go").exists():
+            return job.title.encode()
+        time.sleep(0.05)
+    return b"gate never opened"
+
+
 def quick(job: RenderJob) -> bytes:
     return job.title.encode()
 
@@ -85,6 +97,41 @@ def test_a_rendering_past_its_deadline_is_killed_and_the_report_named(tmp_path: 
         # The next rendering gets a new worker.
         worker._task = quick
         assert worker.render(job(tmp_path / "unused", "report 8")) == b"report 8"
+    finally:
+        worker.close()
+
+
+def test_a_rendering_waiting_for_its_turn_is_not_timed_by_the_wait(tmp_path: Path) -> None:
+    # One worker process renders one report at a time. B is asked for while A renders,
+    # and waits 0.6 of the deadline for its turn, then itself renders for 0.6: each
+    # within the deadline, both together past it. Timed from its request, B was
+    # called unrenderable and A's worker was killed under it.
+    deadline = 5.0
+    worker = RenderWorker(deadline=deadline, task=gated)
+    a, b, warm = tmp_path / "a", tmp_path / "b", tmp_path / "warm"
+    warm.with_suffix(".go").touch()
+    results: dict[str, bytes | Exception] = {}
+
+    def render(marker: Path) -> None:
+        try:
+            results[marker.name] = worker.render(job(marker, marker.name))
+        except Exception as exc:  # recorded for the assertion
+            results[marker.name] = exc
+
+    try:
+        assert worker.render(job(warm, "warm")) == b"warm"  # the worker's start is not timed
+        threads = [threading.Thread(target=render, args=(m,)) for m in (a, b)]
+        threads[0].start()
+        started(a)
+        threads[1].start()
+        time.sleep(0.6 * deadline)
+        a.with_suffix(".go").touch()
+        started(b)
+        time.sleep(0.6 * deadline)
+        b.with_suffix(".go").touch()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert results == {"a": b"a", "b": b"b"}
     finally:
         worker.close()
 
