@@ -9,7 +9,7 @@ from typing import Any
 
 from consumers.events import ModelCodec, PredictionEvent
 from db.repositories import WindowDelta, WindowKey
-from drift.sketch import CategoryCaps, WindowBatch, WindowSketch, sample_key
+from drift.sketch import CategoryCaps, WindowBatch, WindowSketch
 
 
 @dataclass(slots=True)
@@ -83,7 +83,7 @@ class WindowAccumulator:
                         len(group.events),
                         cols,
                         codec.predictions(group.events),
-                        [sample_key(e.event_id) for e in group.events] if sampled else None,
+                        [e.event_id for e in group.events] if sampled else None,
                     )
                 )
                 # None (no latency_ms) becomes NaN here, which the sketch skips.

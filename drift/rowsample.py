@@ -27,6 +27,28 @@ def sample_key(event_id: str) -> int:
     return (zlib.crc32(raw) << 32) | zlib.adler32(raw)
 
 
+def sample_keys_below(event_ids: Sequence[str], limit: int | None) -> tuple[list[int], list[int]]:
+    """The positions of the ids whose :func:`sample_key` is below ``limit`` (of every id
+    when None), and those keys, in order.
+
+    Once a sample is full nearly every key is above its limit. A key's high 32 bits
+    are the id's CRC-32, so an id whose CRC-32 alone puts its key at or above
+    ``limit`` is passed over after one checksum; the whole key is computed only for
+    the few others.
+    """
+    if limit is None:
+        return list(range(len(event_ids))), [sample_key(i) for i in event_ids]
+    high, crc32 = limit >> 32, zlib.crc32
+    candidates = [j for j, c in enumerate([crc32(i.encode()) for i in event_ids]) if c <= high]
+    positions, keys = [], []
+    for j in candidates:
+        key = sample_key(event_ids[j])
+        if key < limit:
+            positions.append(j)
+            keys.append(key)
+    return positions, keys
+
+
 class RowSample:
     """A bottom-k sample: the ``capacity`` events with the smallest :func:`sample_key`.
 

@@ -37,7 +37,13 @@ import numpy as np
 from drift.categories import OTHER, CategoricalSketch, CategoryCaps, category_rank
 from drift.errors import SketchCorrupt, SketchMismatch
 from drift.histogram import EdgeLookup, Edges, LayoutEdges, NumericSketch, update_columns
-from drift.rowsample import RowSample, decode_sample, encode_sample, sample_key
+from drift.rowsample import (
+    RowSample,
+    decode_sample,
+    encode_sample,
+    sample_key,
+    sample_keys_below,
+)
 from drift.schema import FeatureKind, ModelSpec, PredictionKind
 
 # RowSample and its encoding live in drift.rowsample, the categorical sketch in
@@ -83,14 +89,14 @@ def _column_from_state(state: list[Any], edges: Callable[[], Edges | None]) -> C
 class WindowBatch:
     """Column-wise values of some events of one window, ready for ``update``.
 
-    ``keys`` are the events' :func:`~drift.rowsample.sample_key` values, needed only when the
-    window keeps a row sample.
+    ``event_ids`` are the events' ids, needed only when the window keeps a row sample
+    (which picks events by :func:`~drift.rowsample.sample_key` of their ids).
     """
 
     events: int
     columns: dict[str, Sequence[Scalar] | np.ndarray]
     predictions: list[Scalar]
-    keys: list[int] | None = None
+    event_ids: Sequence[str] | None = None
 
 
 @dataclass
@@ -147,22 +153,18 @@ class WindowSketch:
         if rows:
             update_columns(dense, np.stack(rows))
         self.prediction.update(batch.predictions)
-        if self.sample.capacity and batch.keys:
+        if self.sample.capacity and batch.event_ids:
             self._sample(batch)
 
     def _sample(self, batch: WindowBatch) -> None:
-        keys, limit = batch.keys or [], self.sample.threshold
-        # Once the sample is full only keys below its largest can enter; this
-        # filter keeps the per-event cost to one comparison.
-        if limit is None:
-            picked = list(range(len(keys)))
-        else:
-            picked = [i for i, k in enumerate(keys) if k < limit]
+        # Once the sample is full only keys below its largest can enter, and only
+        # their events' rows are built.
+        picked, keys = sample_keys_below(batch.event_ids or [], self.sample.threshold)
         if not picked:
             return
         columns = [_clip(s, _pick(batch.columns[n], picked)) for n, s in self.features.items()]
         columns.append(_clip(self.prediction, _pick(batch.predictions, picked)))
-        self.sample.update([keys[i] for i in picked], list(zip(*columns, strict=True)))
+        self.sample.update(keys, list(zip(*columns, strict=True)))
 
     def sample_frame(self) -> dict[str, list[Any]]:
         """The sampled events column-wise, features and ``prediction``."""

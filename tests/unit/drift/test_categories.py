@@ -163,7 +163,7 @@ def test_the_row_sample_keeps_an_over_long_value_as_the_overflow_bucket() -> Non
     )
     window = WindowSketch.empty(spec, CategoryCaps(max_length=5))
     window.update(
-        WindowBatch(3, {"c": ["short", "x" * 100_000, None]}, ["a", "b" * 6, "c"], [1, 2, 3])
+        WindowBatch(3, {"c": ["short", "x" * 100_000, None]}, ["a", "b" * 6, "c"], ["1", "2", "3"])
     )
     assert sorted(map(str, window.sample_frame()["c"])) == ["None", "__other__", "short"]
     assert sorted(window.sample_frame()["prediction"]) == ["__other__", "a", "c"]

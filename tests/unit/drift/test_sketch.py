@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from db.migrations.sketch_rows import as_format_3
 from drift.errors import SketchCorrupt, SketchMismatch
 from drift.histogram import SMALL_BATCH
+from drift.rowsample import sample_key
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import (
     CategoricalSketch,
@@ -23,7 +24,6 @@ from drift.sketch import (
     NumericSketch,
     WindowBatch,
     WindowSketch,
-    sample_key,
 )
 
 PROPERTY = settings(deadline=None, max_examples=100)
@@ -529,8 +529,8 @@ SAMPLED = ModelSpec(
 
 
 def _keyed(batch: WindowBatch, first_id: int) -> WindowBatch:
-    keys = [sample_key(f"event-{first_id + i}") for i in range(batch.events)]
-    return WindowBatch(batch.events, batch.columns, batch.predictions, keys)
+    ids = [f"event-{first_id + i}" for i in range(batch.events)]
+    return WindowBatch(batch.events, batch.columns, batch.predictions, ids)
 
 
 @PROPERTY
@@ -551,7 +551,11 @@ def test_row_sample_is_the_same_however_the_events_are_split(data: st.DataObject
         (k, (*row, pred))
         for p in keyed
         for k, *row, pred in zip(
-            p.keys or [], p.columns["amount"], p.columns["country"], p.predictions, strict=True
+            map(sample_key, p.event_ids or []),
+            p.columns["amount"],
+            p.columns["country"],
+            p.predictions,
+            strict=True,
         )
     ]
     expected = sorted(everything, key=lambda kv: kv[0])[:5]
