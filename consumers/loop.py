@@ -106,6 +106,7 @@ class IngestLoop:
             clock=clock,
         )
         self._stop = threading.Event()
+        self._stop_by: float | None = None  # the stopping loop's flush deadline
         self._last_flush = clock.monotonic()
         self._flush_took = 0.0  # the last flush's duration, which spaces the next
         self._last_lag = -1.0
@@ -134,7 +135,7 @@ class IngestLoop:
     # -- main loop ---------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set, then flush what is buffered and close."""
-        self._stop = stop or threading.Event()
+        self._stop, self._stop_by = stop or threading.Event(), None
         topics = [self.settings.topic]
         if self.labels.topic is not None:
             topics.append(self.labels.topic)
@@ -268,7 +269,14 @@ class IngestLoop:
         return self.clock.monotonic() - self._last_flush >= spacing
 
     def _shutdown_deadline(self) -> float:
-        return self.clock.monotonic() + self.settings.shutdown_budget
+        """The deadline of a flush that must end soon: a rebalance's, or once the loop
+        is stopping, the stop's (one budget from when the stop was first met, whatever
+        number of flushes it spans)."""
+        if not self._stop.is_set():
+            return self.clock.monotonic() + self.settings.shutdown_budget
+        if self._stop_by is None:
+            self._stop_by = self.clock.monotonic() + self.settings.shutdown_budget
+        return self._stop_by
 
     def flush_once(self) -> None:
         """Make buffered work durable: dead letters, the archive, then one SQL transaction."""
@@ -313,7 +321,7 @@ class IngestLoop:
 
     def _flush_with_retry(self, deadline: float | None) -> bool:
         """Flush, retrying retriable failures with backoff until done or ``deadline``
-        (monotonic)."""
+        (monotonic; None: until done, or the stop's deadline once the loop is stopping)."""
         # Inside a rebalance callback (deadline set) polling again is not allowed.
         may_poll = deadline is None
 
@@ -322,8 +330,15 @@ class IngestLoop:
             self.health.down(down)
             self.stats.flush_failed(type(exc).__name__)
 
+        def by() -> float | None:
+            # A stop met while a flush retries bounds it too: a store down for good must
+            # not keep a stopping process alive until it is killed.
+            if deadline is None and self._stop.is_set():
+                return self._shutdown_deadline()
+            return deadline
+
         retrying = retrying_until(
-            deadline,
+            by,
             self.clock.monotonic,
             self.settings.max_backoff,
             sleep=lambda seconds: self._wait(seconds, may_poll),

@@ -63,7 +63,7 @@ def retriable(exc: BaseException) -> bool:
 
 
 def retrying_until(
-    deadline: float | None,
+    deadline: Callable[[], float | None],
     monotonic: Callable[[], float],
     max_backoff: float,
     sleep: Callable[[float], None],
@@ -71,14 +71,16 @@ def retrying_until(
 ) -> Retrying:
     """A flush retrier: retriable failures are retried after 0.5 s, doubling up to
     ``max_backoff`` (which bounds the first wait too), until the next wait would end past
-    ``deadline`` (None: never); then the call answers False. Other errors propagate.
+    ``deadline()`` (None: never; asked before each wait, so a stop can set one while the
+    retries go on); then the call answers False. Other errors propagate.
     ``sleep`` waits (the loop keeps polling meanwhile); ``on_failure`` sees each retried one."""
 
     def failed(state: RetryCallState) -> None:
         on_failure(_exception(state))
 
     def past_deadline(state: RetryCallState) -> bool:
-        return deadline is not None and monotonic() + state.upcoming_sleep > deadline
+        by = deadline()
+        return by is not None and monotonic() + state.upcoming_sleep > by
 
     def give_up(state: RetryCallState) -> bool:
         log.error("giving up flushing; unflushed events will be read again")

@@ -625,3 +625,21 @@ def test_a_poll_is_handled_the_same_in_chunks_of_any_size(
     assert r.stats.of("late") == ([("fraud", 1), ("fraud", 1)] if split else [("fraud", 2)])
     assert windows(sql) == {0: (1, 2), 180: (4, 0)}
     assert offsets(sql) == {0: (9, T + 220)}
+
+
+def test_a_stop_bounds_a_flush_retried_without_a_deadline(sql: Any, clock: FakeClock) -> None:
+    # The database is down for good and the service is told to stop while the loop's
+    # periodic flush retries: the flush gives up within the shutdown budget (nothing
+    # is lost, the events are read again), and the final flush does not start another.
+    r = rig(sql, clock, {0: spaced(3)}, shutdown_budget=8.0)
+    r.drain()
+    r.store.fail_commits = 2000
+    r.loop._stop.set()
+    started = clock.monotonic()
+    assert r.loop._flush_with_retry(deadline=None) is False
+    assert 2 < r.store.commit_calls < 20
+    assert clock.monotonic() - started <= 8.0
+    # The final flush has what is left of the same budget, not a budget of its own.
+    assert r.loop._flush_with_retry(deadline=r.loop._shutdown_deadline()) is False
+    assert clock.monotonic() - started <= 8.0
+    assert offsets(sql) == {}

@@ -33,7 +33,7 @@ class Scripted:
         self.now += seconds
 
     def retrier(self, deadline: float | None, cap: float = 3.0) -> Retrying:
-        return retrying_until(deadline, lambda: self.now, cap, self.sleep, self.seen.append)
+        return retrying_until(lambda: deadline, lambda: self.now, cap, self.sleep, self.seen.append)
 
 
 def test_waits_double_up_to_the_cap_until_the_flush_succeeds() -> None:
