@@ -76,7 +76,7 @@ class LabelIntake:
 
         Invalid labels, and labels stamped after ``limit``, are dead-lettered;
         labels of unconfigured models, or of models whose labels are disabled,
-        are only counted. ``archive(offset, label)`` sees every valid label.
+        are only counted. ``archive(offset, label)`` sees every label not dead-lettered.
         """
         specs = self.buffer.specs
         for rec in records:
@@ -84,12 +84,14 @@ class LabelIntake:
                 label = decoder.decode_label(rec.value)
                 if label.event_time > limit:
                     raise from_the_future(self._max_clock_skew)
-                if archive is not None:
-                    archive(rec.offset, label)
+                # Buffered (which checks the value against its model) before it is
+                # archived: a label the stream dead-letters must not reach the late join.
                 if label.model in specs:
                     self.buffer.add_label(partition, label)
                 else:
                     self._stats.labels(label.model, LabelOutcome.IGNORED, 1)
+                if archive is not None:
+                    archive(rec.offset, label)
             except InvalidEvent as exc:
                 if exc.kind is InvalidReason.UNKNOWN_MODEL and exc.model is not None:
                     self._stats.labels(exc.model, LabelOutcome.UNKNOWN_MODEL, 1)

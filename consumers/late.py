@@ -19,6 +19,7 @@ Everything here is pure; :mod:`service.monitoring.late_labels` reads and writes.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from typing import Any
 
 import msgspec
 
+from consumers.errors import InvalidEvent, InvalidReason
 from consumers.labels import LabelSpec
 from db.archive.late import ArchivedLabel, ArchivedPrediction
 from db.join import PerformanceDelta, PerformanceKey
@@ -44,6 +46,9 @@ class LateOutcome(StrEnum):
     # Its prediction arrived after its window closed, so no window counted it (the
     # streaming join never saw it either and counts such a label orphaned).
     UNCOUNTED = "uncounted"
+    # Its value is not one the model's labels take (the stream dead-letters such a label;
+    # an archive written before that check, or while labels were off, may hold one).
+    INVALID = "invalid"
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +140,11 @@ def resolve_late(
     scores: dict[PerformanceKey, list[float | None]] = {}
     seen: set[str] = set()
     for label in labels:
+        try:
+            actual_value = archived_actual(spec, label.label)
+        except InvalidEvent:
+            plan.counts[LateOutcome.INVALID] += 1
+            continue
         p = predictions.get(label.event_id)
         delay = None if p is None else label.event_time - p.event_time
         if p is None or delay is None or delay > js.max_delay:
@@ -164,7 +174,7 @@ def resolve_late(
         delta.labeled += 1
         delta.unlabeled -= 1
         cls, value, score = spec.outcome(archived_prediction(spec, p.prediction))
-        actual.setdefault(key, []).append(archived_actual(spec, label.label))
+        actual.setdefault(key, []).append(actual_value)
         if spec.task is Task.REGRESSION:
             predicted.setdefault(key, []).append(value)
         else:
@@ -203,6 +213,7 @@ def archived_actual(spec: LabelSpec, text: str) -> Any:
 
     Numbers come back as numbers (``1.0`` and ``1`` are one class), anything else
     stays text: a label sent as the string ``"1.0"`` is read as the class ``1``.
+    A regression's label that is not a finite number is InvalidEvent, as in the stream.
 
     >>> from drift.performance import Task
     >>> from drift.schema import PredictionKind
@@ -211,7 +222,16 @@ def archived_actual(spec: LabelSpec, text: str) -> Any:
     ('1', 'fraud')
     """
     if spec.task is Task.REGRESSION:
-        return float(text)
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise InvalidEvent(
+                InvalidReason.LABEL,
+                f"model {spec.model!r} is a regression: expected a finite number, got {text!r}",
+            )
+        return value
     try:
         value = _decode.decode(text)
     except msgspec.DecodeError:

@@ -13,13 +13,12 @@ does while the dead-letter topic cannot take what a flush must publish first.
 Where partitions start and how a conflict is reconciled with SQL is
 :class:`consumers.positions.Positions`.
 
-With labels, the loop subscribes to the labels topic too, in the same group
-and with the range assignor, so partition p of both topics (keyed by
-event_id, same partition count) belongs to the same replica. The join state of
-p is written in the flush transaction with both topics' offsets, and whatever
-moves one topic's p back to SQL (a conflict, a revocation) moves both. The
-label side itself (decoding, buffering, the join work of a flush) is
-:class:`consumers.intake.LabelIntake`.
+With labels, the loop subscribes to the labels topic too, in the same group and
+with the range assignor, so partition p of both topics (keyed by event_id, same
+partition count) belongs to the same replica. The join state of p is written in
+the flush transaction with both topics' offsets, and whatever moves one topic's p
+back to SQL (a conflict, a revocation) moves both. The label side (decoding,
+buffering, a flush's join work) is :class:`consumers.intake.LabelIntake`.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.positions import Positions, Rebalance, Stopping
 from consumers.progress import ConsumerProgress, OwnedPartition, survey
-from consumers.retry import Backoff, Dependency, Health, retrying_until
+from consumers.retry import Backoff, Dependency, Health, ShutdownBudget, retrying_until
 from consumers.settings import IngestSettings
 from consumers.stats import IngestStats
 from consumers.versions import VersionGate
@@ -106,7 +105,7 @@ class IngestLoop:
             clock=clock,
         )
         self._stop = threading.Event()
-        self._stop_by: float | None = None  # the stopping loop's flush deadline
+        self._budget = ShutdownBudget(settings.shutdown_budget, clock.monotonic, self._stop)
         self._last_flush = clock.monotonic()
         self._flush_took = 0.0  # the last flush's duration, which spaces the next
         self._last_lag = -1.0
@@ -135,7 +134,10 @@ class IngestLoop:
     # -- main loop ---------------------------------------------------------
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set, then flush what is buffered and close."""
-        self._stop, self._stop_by = stop or threading.Event(), None
+        self._stop = stop or threading.Event()
+        self._budget = ShutdownBudget(
+            self.settings.shutdown_budget, self.clock.monotonic, self._stop
+        )
         topics = [self.settings.topic]
         if self.labels.topic is not None:
             topics.append(self.labels.topic)
@@ -242,18 +244,9 @@ class IngestLoop:
         self.labels.align(self.consumer, held)
 
     def _dead_letter(self, rec: Record, exc: InvalidEvent) -> None:
-        self.dlq.publish(
-            rec.key,
-            envelope(
-                str(exc),
-                rec.topic,
-                rec.partition,
-                rec.offset,
-                rec.key,
-                rec.value,
-                self.clock.time(),
-            ),
-        )
+        at = self.clock.time()
+        letter = envelope(str(exc), rec.topic, rec.partition, rec.offset, rec.key, rec.value, at)
+        self.dlq.publish(rec.key, letter)
         self.stats.invalid(exc.kind.value)
 
     # -- flushing ----------------------------------------------------------
@@ -269,14 +262,7 @@ class IngestLoop:
         return self.clock.monotonic() - self._last_flush >= spacing
 
     def _shutdown_deadline(self) -> float:
-        """The deadline of a flush that must end soon: a rebalance's, or once the loop
-        is stopping, the stop's (one budget from when the stop was first met, whatever
-        number of flushes it spans)."""
-        if not self._stop.is_set():
-            return self.clock.monotonic() + self.settings.shutdown_budget
-        if self._stop_by is None:
-            self._stop_by = self.clock.monotonic() + self.settings.shutdown_budget
-        return self._stop_by
+        return self._budget.deadline()
 
     def flush_once(self) -> None:
         """Make buffered work durable: dead letters, the archive, then one SQL transaction."""
@@ -330,15 +316,8 @@ class IngestLoop:
             self.health.down(down)
             self.stats.flush_failed(type(exc).__name__)
 
-        def by() -> float | None:
-            # A stop met while a flush retries bounds it too: a store down for good must
-            # not keep a stopping process alive until it is killed.
-            if deadline is None and self._stop.is_set():
-                return self._shutdown_deadline()
-            return deadline
-
         retrying = retrying_until(
-            by,
+            self._budget.bounding(deadline),
             self.clock.monotonic,
             self.settings.max_backoff,
             sleep=lambda seconds: self._wait(seconds, may_poll),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from enum import StrEnum
+from threading import Event
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
@@ -55,6 +56,35 @@ class Health:
     def down(self, dependency: Dependency) -> None:
         self._down.add(dependency)
         self._stats.healthy(False)
+
+
+class ShutdownBudget:
+    """Deadlines of the flushes that must end soon: a rebalance's, a budget from now
+    each time; once ``stop`` is set, the stopping loop's, one budget from when the stop
+    was first met, however many flushes it spans."""
+
+    def __init__(self, budget: float, monotonic: Callable[[], float], stop: Event) -> None:
+        self._budget, self._monotonic, self._stop = budget, monotonic, stop
+        self._stop_by: float | None = None
+
+    def deadline(self) -> float:
+        if not self._stop.is_set():
+            return self._monotonic() + self._budget
+        if self._stop_by is None:
+            self._stop_by = self._monotonic() + self._budget
+        return self._stop_by
+
+    def bounding(self, deadline: float | None) -> Callable[[], float | None]:
+        """A flush's deadline as :func:`retrying_until` asks for it: ``deadline``, or for a
+        flush without one, the stop's once it is met (a store down for good must not keep
+        a stopping process retrying until it is killed)."""
+
+        def by() -> float | None:
+            if deadline is None and self._stop.is_set():
+                return self.deadline()
+            return deadline
+
+        return by
 
 
 def retriable(exc: BaseException) -> bool:

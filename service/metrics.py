@@ -101,7 +101,8 @@ SERVICE: tuple[Spec, ...] = (
          ("model", "outcome")),
     Spec("late_labels", Counter, "driftwatch_late_labels_total",
          "Archived labels read by the late-label join, by outcome: joined, in_horizon "
-         "(the streaming join's), duplicate (an earlier label was joined), orphaned",
+         "(the streaming join's), duplicate (an earlier label was joined), orphaned, "
+         "uncounted, invalid (a value the model's labels cannot take)",
          ("model", "outcome")),
     Spec("predictions_unlabeled", Counter, "driftwatch_predictions_unlabeled_total",
          "Predictions whose join TTL ran out without a label", _MODEL),

@@ -56,6 +56,7 @@ from db.performance_reports import PerformanceReportRepository
 from db.repositories import OffsetRepository
 from db.session import transaction
 from drift.errors import DriftError
+from retrain.isolation import step_each
 from service.monitoring.performance import PerformanceJudging, judge_window, revision_alerts
 from service.monitoring.unjudged import Unjudged
 
@@ -129,26 +130,42 @@ class LateLabelJoin:
 
     def tick(self) -> Counter[LateOutcome]:
         """Join what the archive holds, batch by batch, until caught up or past the
-        deadline; returns the outcomes committed."""
+        deadline; returns the outcomes committed.
+
+        Each model gets an equal share of what is left of the deadline when its turn
+        comes (a model caught up early leaves its share to the next), and a model whose
+        tables or rows fail holds back no other: the first failure is raised after every
+        model had its turn (the others are logged).
+        """
         done: Counter[LateOutcome] = Counter()
         stop = self._timer() + self._settings.deadline
-        for model in sorted(self._models):
-            while self._timer() < stop:
-                moved = False
-                for r in self._ranges(model):
-                    if self._timer() >= stop:
-                        break
-                    try:
-                        counts = self._batch(r)
-                    except DriftError as exc:
-                        self.held.hold(r.model, r.partition, r.start, exc)
-                        continue
-                    if counts is not None:
-                        moved = True
-                        done.update(counts)
-                if not moved:
-                    break
+        models = sorted(self._models)
+
+        def join(model: str) -> None:
+            now, left = self._timer(), len(models) - models.index(model)
+            self._join_model(model, now + (stop - now) / left, done)
+
+        _, first = step_each(models, join, "late-label join of model")
+        if first is not None:
+            raise first
         return done
+
+    def _join_model(self, model: str, stop: float, done: Counter[LateOutcome]) -> None:
+        while self._timer() < stop:
+            moved = False
+            for r in self._ranges(model):
+                if self._timer() >= stop:
+                    break
+                try:
+                    counts = self._batch(r)
+                except DriftError as exc:
+                    self.held.hold(r.model, r.partition, r.start, exc)
+                    continue
+                if counts is not None:
+                    moved = True
+                    done.update(counts)
+            if not moved:
+                break
 
     def _ranges(self, model: str) -> list[_Range]:
         s = self._settings

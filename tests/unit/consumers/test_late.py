@@ -125,3 +125,25 @@ def test_a_late_label_after_one_already_joined_is_a_duplicate() -> None:
         LateOutcome.IN_HORIZON: 1,
         LateOutcome.DUPLICATE: 1,
     }
+
+
+def test_an_archived_label_its_model_cannot_take_is_invalid_and_joins_nothing() -> None:
+    # Archived before the stream checked labels first (or while labels were off): the
+    # late join counts it instead of failing every run at the same cursor, and it does
+    # not make the prediction's valid label a duplicate.
+    spec = LabelSpec("price", PredictionKind.NUMERICAL, Task.REGRESSION, TTL)
+    js = LateJoinSpec(spec, 60, 0.0, 7 * 86400.0)
+    late = T + 5 + TTL + 1
+    labels = [
+        lab(0, "a", "N/A", late),
+        lab(1, "a", "true", late),
+        lab(2, "a", "nan", late),
+        lab(3, "a", '"12.5"', late),
+        lab(4, "a", "12.5", late),
+    ]
+    plan = resolve_late(0, labels, {"a": pred("a", T + 5, 11.0)}, js)
+    assert plan.counts == {LateOutcome.INVALID: 4, LateOutcome.JOINED: 1}
+    (delta,) = plan.deltas.values()
+    assert (delta.labeled, delta.unlabeled) == (1, -1)
+    sketch = delta.sketch.sketch
+    assert isinstance(sketch, RegressionSketch) and sketch.count == 1

@@ -19,12 +19,16 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.archive import ArchiveIntake
+from consumers.labels import LabelSpec
 from consumers.late import LateJoinSpec, LateOutcome
 from db.archive import ARRIVED_LATE, ArchiveSettings, ArchiveWriter, Kind, read_table
+from db.archive.errors import ArchiveError
 from db.models import LateLabelStart, PerformanceAggregate, PerformanceReportRow
 from db.outbox import AlertEventRow, event_payload
 from db.performance_reports import PerformanceReportRepository
 from db.session import make_engine, make_session_factory, transaction
+from drift.performance import Task
+from drift.schema import PredictionKind
 from service.alerts.conditions import PERFORMANCE_DEGRADATION, condition
 from service.monitoring.late_labels import LateLabelJoin, LateModel, LateSettings
 from service.monitoring.performance import PerformanceJudging, ReferenceValue, judge_window
@@ -316,3 +320,27 @@ def test_a_batch_meeting_an_unreadable_window_row_is_held_while_other_partitions
     assert join.tick() == {LateOutcome.JOINED: 1, LateOutcome.IN_HORIZON: 1}
     assert r.window()[:3] == r.window(T + 60)[:3] == (2, 2, 0)
     assert join.tick() == {}
+
+
+def test_a_model_whose_archive_fails_holds_back_no_other(sql: Any, tmp_path: Path) -> None:
+    # "broken" comes first in the job's order, and its label table's log does not parse:
+    # fraud's late label is joined all the same, then the failure is raised for the
+    # scheduler to report.
+    r, archive = rig(sql, tmp_path)
+    late_stream(r)
+    log_dir = Path(archive.table_uri("broken", Kind.LABELS)) / "_delta_log"
+    log_dir.mkdir(parents=True)
+    (log_dir / "00000000000000000000.json").write_text("not a delta log\n")
+    broken = LabelSpec("broken", PredictionKind.NUMERICAL, Task.CLASSIFICATION, TTL)
+    models = {
+        "broken": LateModel(
+            LateJoinSpec(broken, 60, 0.0, 7 * 86400.0), PerformanceJudging(broken, 60, 0)
+        ),
+        "fraud": LateModel(LateJoinSpec(SPEC, 60, 0.0, 7 * 86400.0), PLAIN),
+    }
+    join = LateLabelJoin(
+        sql, archive, models, LateSettings(TOPIC, LABELS, GROUP), clock=lambda: T + 5000.0
+    )
+    with pytest.raises(ArchiveError):
+        join.tick()
+    assert r.window()[:3] == (2, 2, 0)  # fraud's late label joined
