@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import AwareDatetime
+from pydantic import AfterValidator, AwareDatetime
 
 from db.registry import RegistryRepository
 from db.runs import RunRepository
@@ -29,8 +30,20 @@ ModelName = Annotated[str, Path(min_length=1, max_length=200)]
 Id = Annotated[int, Path(ge=1, le=2**62)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
-From = Annotated[AwareDatetime | None, Query(alias="from", description="window start >= this")]
-To = Annotated[AwareDatetime | None, Query(alias="to", description="window start < this")]
+
+
+def _in_utc(value: datetime) -> datetime:
+    # 0001-01-01T00:00+14:00 is a valid time whose UTC is before year 1: Python cannot
+    # hold it, and the database would fail on it (a 500) instead of the request (422).
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("out of range once converted to UTC") from None
+
+
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+From = Annotated[UtcDatetime | None, Query(alias="from", description="window start >= this")]
+To = Annotated[UtcDatetime | None, Query(alias="to", description="window start < this")]
 
 router = APIRouter(
     prefix="/v1", dependencies=[Depends(read_scope)], responses=ERRORS, tags=["read"]

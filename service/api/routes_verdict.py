@@ -22,13 +22,12 @@ hour before ``until`` (or a duration such as ``30m`` before it, or a time);
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials
-from pydantic import AwareDatetime
 from sqlalchemy.orm import Session
 
 from db.registry import RegistryRepository, Stage
@@ -41,7 +40,7 @@ from retrain.rollout.verdict import Verdict, of_rollout, of_span
 from service.api.auth import authorize, client_address
 from service.api.deps import ApiDeps, Credentials, Deps, verdict_scope
 from service.api.errors import ApiError, Conflict, NotFound
-from service.api.routes_read import ERRORS, Id, ModelName
+from service.api.routes_read import ERRORS, Id, ModelName, UtcDatetime
 from service.api.schemas import ErrorBody
 from service.api.schemas_rollouts import FlaggerPayload, VerdictBody, VerdictCheck
 from service.config.api import Scope
@@ -159,7 +158,10 @@ def _since(text: str, until: datetime, location: str) -> datetime:
         ) from None
     if since.tzinfo is None:
         raise Invalid(location, "a time needs its UTC offset")
-    return since
+    try:
+        return since.astimezone(UTC)
+    except OverflowError:
+        raise Invalid(location, f"{text} is out of range once converted to UTC") from None
 
 
 def _defaults(session: Session, model: str) -> tuple[str | None, str | None]:
@@ -221,7 +223,7 @@ def pair(
     stable: Version = None,
     canary: Version = None,
     since: Annotated[str, Query(min_length=1, max_length=64)] = DEFAULT_SINCE,
-    until: Annotated[AwareDatetime | None, Query()] = None,
+    until: Annotated[UtcDatetime | None, Query()] = None,
     weight: Annotated[int | None, Query(ge=0, le=100)] = None,
 ) -> VerdictBody:
     """The verdict of two versions of a model over [since, until) (module docstring

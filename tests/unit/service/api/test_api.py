@@ -93,6 +93,17 @@ def test_invalid_input_and_oversized_bodies_get_json_errors(api: Api) -> None:
         r = c.get("/v1/models/fraud/drift", params={"to": "2026-11-27T10:00:00"})
         assert r.status_code == 422, r.text
         assert r.json()["message"] == "query.to: Input should have timezone info"
+        # Valid times whose UTC Python cannot hold: a 422, not the database's error.
+        for param, value in (
+            ("from", "0001-01-01T00:00:00+14:00"),
+            ("to", "9999-12-31T23:59:59-14:00"),
+        ):
+            for page in ("drift", "performance"):
+                r = c.get(f"/v1/models/fraud/{page}", params={param: value})
+                assert r.status_code == 422, r.text
+                assert r.json()["message"] == (
+                    f"query.{param}: Value error, out of range once converted to UTC"
+                )
         r = c.post("/v1/models/fraud/retrain", json={"reason": ""})
         assert r.status_code == 422 and r.json()["message"].startswith("body.reason: ")
         r = c.post("/v1/models/fraud/retrain", json={"reason": "x" * 2000})

@@ -194,6 +194,14 @@ def test_bad_verdict_parameters_are_422_naming_them(api: RolloutApi) -> None:
             params={"canary": "v2", "since": "2027-01-15T09:00:00+00:00"},
         )
         assert r.status_code == 422 and "is not before" in r.json()["message"]
+        # Valid times whose UTC Python cannot hold: a 422, not the database's error.
+        for params, where in (
+            ({"since": "0001-01-01T00:00:00+14:00"}, "query.since"),
+            ({"until": "9999-12-31T23:59:59-14:00"}, "query.until"),
+        ):
+            r = controller.get("/v1/models/fraud/verdict", params={"canary": "v2", **params})
+            assert r.status_code == 422, r.text
+            assert r.json()["message"].startswith(f"{where}: "), r.text
         r = controller.get("/v1/models/fraud/verdict", params={"canary": "v2", "weight": 101})
         assert r.status_code == 422
         r = controller.get("/v1/models/fraud/verdict")
