@@ -68,3 +68,15 @@ class RolloutRefused(RetrainError):
     """A rollout cannot be started, paused, resumed, promoted or aborted as asked (no
     production version, a candidate not awaiting one, an active rollout of the model
     already, a phase the operation does not apply to)."""
+
+
+def yaml_problem(exc: Exception) -> str:
+    """What a YAML parser refused and where, without the text around it.
+
+    PyYAML's own message quotes the offending line, which in a configuration or a
+    Job template may hold a credential; error messages are logged and printed.
+    """
+    problem = getattr(exc, "problem", None) or getattr(exc, "context", None)
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    where = "" if mark is None else f" at line {mark.line + 1}, column {mark.column + 1}"
+    return f"{problem or type(exc).__name__}{where}"

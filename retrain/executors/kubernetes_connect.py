@@ -12,7 +12,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from retrain import kubeclient
-from retrain.errors import ExecutorError
+from retrain.errors import ExecutorError, yaml_problem
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, translate
 
 
@@ -79,7 +79,7 @@ def _template(cfg: KubernetesConfig, api_client: client.ApiClient) -> Mapping[st
     try:
         template = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise _bad_key(key, f"{source} is not YAML: {exc}") from exc
+        raise _bad_key(key, f"{source} is not YAML: {yaml_problem(exc)}") from None
     if not isinstance(template, dict):
         raise _bad_key(key, f"{source} does not hold a Job mapping")
     return template

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from retrain.errors import yaml_problem
 from service.config.settings import Config
 from service.errors import ConfigError
 
@@ -32,7 +33,7 @@ def load_config(path: str | Path | None, env: Mapping[str, str] | None = None) -
     except UnicodeDecodeError:
         raise ConfigError([f"config: {path} is not UTF-8 text"]) from None
     except yaml.YAMLError as exc:
-        raise ConfigError([f"config: {path} is not valid YAML: {exc}".replace("\n", " ")]) from None
+        raise ConfigError([f"config: {path} is not valid YAML: {yaml_problem(exc)}"]) from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

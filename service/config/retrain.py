@@ -8,6 +8,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from drift.performance import Task
+from retrain.errors import yaml_problem
 from retrain.gates import TASK_METRICS
 from service.config.base import Duration, Strict
 
@@ -147,8 +148,10 @@ class KubernetesConfig(Strict):
         try:
             with open(v, encoding="utf-8") as f:
                 job = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as exc:
+        except OSError as exc:
             raise ValueError(f"cannot read the Job template: {exc}") from None
+        except yaml.YAMLError as exc:
+            raise ValueError(f"the Job template is not YAML: {yaml_problem(exc)}") from None
         if not isinstance(job, dict) or job.get("kind") != "Job":
             raise ValueError(f"{v} does not hold a batch/v1 Job")
         return v

@@ -30,12 +30,14 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASC
 _PG_FORM = "postgresql+psycopg://user:password@host:5432/dbname"
 # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed; psycopg 3 is.
 _PG_ALIASES = ("postgresql://", "postgres://")
+_SECRET_PARAMETERS = frozenset({"password", "sslpassword"})
 
 
 class DatabaseConfig(Strict):
     url: str = Field(
         default="sqlite:///driftwatch.db",
         description=f"a sqlite:///PATH or {_PG_FORM} URL",
+        repr=False,  # it may hold a password
     )
 
     @field_validator("url")
@@ -60,8 +62,11 @@ class DatabaseConfig(Strict):
 
     @property
     def masked_url(self) -> str:
-        """The URL with its password hidden, fit for logs."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        """The URL with its password hidden, fit for logs: in its user part, and as a
+        query parameter (libpq takes ``?password=`` and ``?sslpassword=`` too)."""
+        url = make_url(self.url)
+        hidden = {k: "***" for k in url.query if k.lower() in _SECRET_PARAMETERS}
+        return url.update_query_dict(hidden).render_as_string(hide_password=True)
 
 
 class IngestConfig(Strict):

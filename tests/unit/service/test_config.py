@@ -11,6 +11,7 @@ import yaml
 
 from drift.schema import FeatureKind, PredictionKind
 from service.config import Config, load_config
+from service.config.settings import DatabaseConfig
 from service.errors import ConfigError
 
 BASE: dict[str, Any] = {
@@ -460,6 +461,34 @@ def test_invalid_yaml(tmp_path: Path) -> None:
     (line,) = info.value.problems
     assert line.startswith(f"config: {path} is not valid YAML: ")
     assert "\n" not in line
+
+
+def test_a_yaml_error_names_its_place_and_never_quotes_the_line(tmp_path: Path) -> None:
+    # The line a parser stops at may carry a secret (an alert channel's key).
+    path = tmp_path / "bad.yaml"
+    path.write_text("alerts:\n  routing_key: R0UTINGKEY123: x\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_config(path, {})
+    (line,) = info.value.problems
+    assert "R0UTINGKEY123" not in line
+    assert line == (
+        f"config: {path} is not valid YAML: "
+        "mapping values are not allowed here at line 2, column 29"
+    )
+
+
+def test_the_logged_database_url_hides_every_password() -> None:
+    for url in (
+        "postgresql+psycopg://dw:S3cret@db/dw",
+        "postgresql+psycopg://dw@db/dw?password=S3cret&sslmode=require",
+        "postgresql+psycopg://dw@db/dw?sslpassword=S3cret",
+    ):
+        cfg = DatabaseConfig(url=url)
+        assert "S3cret" not in cfg.masked_url and "S3cret" not in repr(cfg)
+        assert cfg.masked_url.startswith("postgresql+psycopg://dw")
+    assert (
+        "sslmode=require" in DatabaseConfig(url="postgresql://dw@db/dw?sslmode=require").masked_url
+    )
 
 
 def test_top_level_must_be_a_mapping(tmp_path: Path) -> None:
