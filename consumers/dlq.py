@@ -8,6 +8,7 @@ envelope carries topic, partition and offset, which identify duplicates.
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -81,7 +82,12 @@ class DeadLetterPublisher:
     failed send: the envelopes stay pending and :meth:`confirm` tries again.
     """
 
-    def __init__(self, make_producer: Callable[[], ProducerClient], topic: str) -> None:
+    def __init__(
+        self,
+        make_producer: Callable[[], ProducerClient],
+        topic: str,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         # Created on the first confirm(): a healthy stream never pays for the producer's
         # network thread competing with the consumer for the GIL, and creating one may
         # block (kafka-python waits max_block_ms for a broker), which belongs in the
@@ -90,14 +96,21 @@ class DeadLetterPublisher:
         self._producer: ProducerClient | None = None
         self.topic = topic
         self._pending: list[_Pending] = []
+        self._monotonic = monotonic
+        # A send blocks up to max_block_ms when the topic's metadata does not come (a
+        # topic missing, a broker away) and fails again for the next envelope: after one
+        # failure nothing is sent until the next confirm(), which resends under its
+        # deadline. Else each malformed event held the poll for max_block_ms.
+        self._sending = True
 
     def publish(self, key: bytes | None, value: bytes) -> None:
         """Publish an envelope keyed by (at most the first KiB of) its event's key."""
         key = None if key is None else key[:MAX_KEY_BYTES]
-        self._pending.append(_Pending(key, value, self._send(key, value)))
+        future = self._send(key, value) if self._sending else None
+        self._pending.append(_Pending(key, value, future))
 
     def confirm(self, timeout: float) -> None:
-        """Block until every envelope is acknowledged; resend the failed ones.
+        """Wait, ``timeout`` seconds at most in all, until every envelope is acknowledged.
 
         Raises DeadLetterError (retriable) if the producer could not be created
         or some envelopes could not be delivered; they stay pending and are sent
@@ -106,18 +119,24 @@ class DeadLetterPublisher:
         if not self._pending:
             return
         producer = self._ensure_producer()
+        end = self._monotonic() + timeout
+        self._sending = True
         for p in self._pending:
             if p.future is None:
+                if not self._sending or self._monotonic() >= end:
+                    break
                 p.future = self._send(p.key, p.value)
         try:
-            producer.flush(timeout=timeout)
+            producer.flush(timeout=max(end - self._monotonic(), 0.0))
         except KafkaError as exc:
             raise DeadLetterError(f"dead-letter topic unreachable: {exc}") from exc
-        failed: list[_Pending] = []
-        for p in self._pending:
-            if p.future is None or not p.future.is_done or p.future.failed():
-                p.future = self._send(p.key, p.value)
-                failed.append(p)
+        failed = [
+            p
+            for p in self._pending
+            if p.future is None or not p.future.is_done or p.future.failed()
+        ]
+        for p in failed:
+            p.future = None  # sent again by the next call, under its deadline
         self._pending = failed
         if failed:
             raise DeadLetterError(f"{len(failed)} dead letters not yet acknowledged")
@@ -129,6 +148,7 @@ class DeadLetterPublisher:
             return self._producer.send(self.topic, key=key, value=value)
         except KafkaError:
             # Kept pending with no future: the next confirm() sends it again.
+            self._sending = False
             return None
 
     def close(self, timeout: float) -> None:

@@ -129,7 +129,11 @@ def dead_letter_producer(cfg: KafkaConfig) -> KafkaProducer:
     KafkaError from its factory as a retriable failure, which a service error
     would not be.
     """
-    return KafkaProducer(**producer_options(cfg))
+    options = producer_options(cfg)
+    # A send waits this long for the topic's metadata (a topic missing, a broker away)
+    # before it fails: 60 s by default, which the ingestion loop would wait per send.
+    options.setdefault("max_block_ms", 5000)
+    return KafkaProducer(**options)
 
 
 def make_producer(cfg: KafkaConfig) -> Any:
