@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from drift.categories import OTHER, category_rank
 from drift.errors import SketchCorrupt, SketchMismatch
 from drift.performance.base import (
     DECODE_ERRORS,
@@ -24,13 +25,26 @@ from drift.performance.base import (
     ratio,
 )
 
+# Labels come from the stream: free text or ids sent as labels grew the confusion
+# counts, the stored row and the macro metrics' work without bound. At most this many
+# classes are kept per window (the positive label always among them); the others are
+# counted as OTHER, chosen as drift.categories chooses (the lowest category_rank, which
+# keeps merging exact). A class longer than MAX_CLASS_LENGTH is never kept.
+MAX_CLASSES = 256
+MAX_CLASS_LENGTH = 200
+# A prediction of a class not kept, for an actual class not kept either and another:
+# wrong, where (OTHER, OTHER) is right, so accuracy stays exact however classes fold.
+MISMATCH = "__other_mismatch__"
+
 
 @dataclass(eq=False)
 class ClassificationSketch:
     """Confusion counts, score histograms, log loss and calibration of one window.
 
     ``confusion[(actual, predicted)]`` counts labelled events; pairs with a
-    missing label are only counted in ``missing``. Scores (probability of
+    missing label are only counted in ``missing``. Classes past :data:`MAX_CLASSES`
+    are counted as ``__other__`` (a wrong prediction among them as ``(__other__,
+    __other_mismatch__)``). Scores (probability of
     ``positive_label``, or None) fill ``positive_scores`` / ``negative_scores``,
     ``score_bins`` equal bins on [0, 1] split by whether the actual label is
     ``positive_label``, and ``calibration_bins`` equal bins holding the count,
@@ -84,8 +98,10 @@ class ClassificationSketch:
         s = score_arr[has_score]
         if np.any((s < 0) | (s > 1)):
             raise ValueError("scores must be probabilities in [0, 1]")
-        self.confusion.update(
-            (a, p) for a, p in zip(acts, preds, strict=True) if a is not None and p is not None
+        self._add(
+            Counter(
+                (a, p) for a, p in zip(acts, preds, strict=True) if a is not None and p is not None
+            )
         )
         self.missing += len(acts) - int(labelled.sum())
         if s.size == 0:
@@ -109,7 +125,7 @@ class ClassificationSketch:
         theirs = (other.positive_label, other.score_bins, other.calibration_bins)
         if mine != theirs:
             raise SketchMismatch(f"classification sketches differ: {mine} vs {theirs}")
-        self.confusion.update(other.confusion)
+        self._add(other.confusion)
         self.missing += other.missing
         self.log_loss_sum += other.log_loss_sum
         self.scored += other.scored
@@ -118,6 +134,21 @@ class ClassificationSketch:
         self.calibration_count += other.calibration_count
         self.calibration_score_sum += other.calibration_score_sum
         self.calibration_positives += other.calibration_positives
+
+    def _add(self, pairs: Counter[tuple[str, str]]) -> None:
+        """Count ``pairs`` in, the classes kept within :data:`MAX_CLASSES`."""
+        kept = {label for pair in self.confusion for label in pair} - {OTHER, MISMATCH}
+        seen = kept | {label for pair in pairs for label in pair}
+        fresh = {c for c in seen - kept if len(c) <= MAX_CLASS_LENGTH and c not in _BUCKETS}
+        if fresh or len(kept) > MAX_CLASSES:
+            kept = _lowest(kept | fresh, self.positive_label)
+            if any(label not in kept for pair in self.confusion for label in pair):
+                folded: Counter[tuple[str, str]] = Counter()
+                for (a, p), n in self.confusion.items():
+                    folded[_fold(a, p, kept)] += n
+                self.confusion = folded
+        for (a, p), n in pairs.items():
+            self.confusion[_fold(a, p, kept)] += n
 
     @property
     def count(self) -> int:
@@ -212,9 +243,23 @@ def _tp_fp_fn(sketch: ClassificationSketch, average: Average) -> tuple[FloatArra
             fn += n if a == label != p else 0
         return np.array([tp], float), np.array([fp], float), np.array([fn], float)
     if average == "macro":
-        _, m = sketch.matrix()
-        diag = np.diag(m).astype(float)
-        return diag, m.sum(axis=0) - diag, m.sum(axis=1) - diag
+        # Per-class sums, not a dense matrix: as many entries as pairs seen.
+        right: Counter[str] = Counter()
+        predicted: Counter[str] = Counter()
+        actual: Counter[str] = Counter()
+        for (a, p), n in sketch.confusion.items():
+            actual[a] += n
+            predicted[p] += n
+            if a == p:
+                right[a] += n
+        # MISMATCH is no class of its own: its counts are OTHER's misses.
+        classes = sorted((actual.keys() | predicted.keys()) - {MISMATCH})
+        hits = np.array([right[c] for c in classes], np.float64)
+        return (
+            hits,
+            np.array([predicted[c] for c in classes], np.float64) - hits,
+            np.array([actual[c] for c in classes], np.float64) - hits,
+        )
     raise ValueError(f"average must be 'binary' or 'macro', got {average!r}")
 
 
@@ -307,3 +352,27 @@ def calibration_error(sketch: ClassificationSketch) -> float | None:
     """
     gap = np.abs(sketch.calibration_score_sum - sketch.calibration_positives).sum()
     return ratio(float(gap), sketch.scored)
+
+
+_BUCKETS = frozenset({OTHER, MISMATCH})
+
+
+def _lowest(classes: set[str], positive: str) -> set[str]:
+    """The kept classes: ``positive`` if among them, and the lowest-ranked of the others."""
+    if len(classes) <= MAX_CLASSES:
+        return classes
+    room = MAX_CLASSES - (positive in classes)
+    others = sorted(classes - {positive}, key=category_rank)[:room]
+    return set(others) | ({positive} & classes)
+
+
+def _fold(actual: str, predicted: str, kept: set[str]) -> tuple[str, str]:
+    """A pair as counted with only ``kept`` classes: the others are OTHER, and a wrong
+    prediction whose both sides became OTHER is (OTHER, MISMATCH). For a pair already
+    folded this is the identity, so folding again after more classes left is exact."""
+    if actual == predicted:
+        kept_as = actual if actual in kept else OTHER
+        return kept_as, kept_as
+    a = actual if actual in kept else OTHER
+    p = predicted if predicted in kept else OTHER
+    return (a, MISMATCH) if a == p else (a, p)
