@@ -6,13 +6,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Engine, create_engine, event, make_url, text
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
 # Imported for its effect: every table in Base.metadata, so each foreign key resolves on flush.
 from db import tables  # noqa: F401
 from db.errors import translate
+
+# What bounds each wait on PostgreSQL, unless the URL sets it otherwise: a lock wait (another
+# replica's flush holding a partition's advisory lock, a migration's ALTER) fails after
+# a minute with lock_not_available, which the callers retry; a transaction left idle
+# (a client hung while holding locks) is ended by the server; a peer gone without a FIN
+# (a network cut) is noticed by the kernel within a minute, not the ~2 h of its default
+# keepalive. No statement_timeout: a migration or a retention delete may rightly run long.
+PG_BOUNDS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,
+    "options": "-c lock_timeout=60s -c idle_in_transaction_session_timeout=600s",
+}
 
 
 def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
@@ -23,6 +38,12 @@ def make_engine(url: str, *, connect_timeout: int = 5) -> Engine:
         return engine
     connect_args: dict[str, Any] = {}
     if url.startswith("postgresql"):
+        given = make_url(url).query
+        connect_args = {k: v for k, v in PG_BOUNDS.items() if k not in given}
+        if "options" in given:  # both apply; the URL's come last, so they win
+            theirs = given["options"]
+            theirs = theirs if isinstance(theirs, str) else " ".join(theirs)
+            connect_args["options"] = f"{PG_BOUNDS['options']} {theirs}"
         connect_args["connect_timeout"] = connect_timeout
     # pre_ping drops connections a database restart or network cut left dead in the pool.
     return create_engine(url, pool_pre_ping=True, pool_recycle=1800, connect_args=connect_args)
