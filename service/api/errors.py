@@ -95,9 +95,11 @@ def install_handlers(app: FastAPI) -> None:
 
     async def store_error(_request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StoreError)
-        log.warning("database error answering a request: %s", exc)
         if exc.retriable:
+            log.warning("database error answering a request: %s", exc)
             return JSONResponse(error_body("the database is unavailable; retry"), 503)
+        # Not the database being away but a request it refused: a bug to trace.
+        log.error("database error answering a request", exc_info=exc)
         return JSONResponse(error_body("internal error"), status_code=500)
 
     async def unexpected(_request: Request, exc: Exception) -> JSONResponse:
