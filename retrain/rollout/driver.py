@@ -34,7 +34,14 @@ from drift.canary import Check
 from retrain.errors import RolloutRefused, RouterError
 from retrain.isolation import step_each
 from retrain.rollout.lifecycle import Fleet, Handler, Phase, Step, target, versions
-from retrain.rollout.phases import HANDLERS, pause, resumed, roll_back, router_failed
+from retrain.rollout.phases import (
+    HANDLERS,
+    pause,
+    resumed,
+    roll_back,
+    router_deadline,
+    router_failed,
+)
 
 log = logging.getLogger(__name__)
 
@@ -285,7 +292,7 @@ class RolloutDriver:
         router, candidate = self.fleet.routers[rollout.model], target(canary)
         # A paused rollout promoted by hand resumes nothing: its pause is over.
         rollout.paused_from = None
-        rollout.phase_deadline = None
+        rollout.phase_deadline = router_deadline(self.fleet, rollout)
         rollout.reason = reason
         return Step(
             Phase.PROMOTING,

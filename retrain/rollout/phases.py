@@ -43,6 +43,7 @@ transaction of its own, as it does for an action's.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -156,7 +157,7 @@ def _judge(
         return begin_step(fleet, session, rollout, rollout.step + 1)
     _, canary = versions(session, rollout)
     router, candidate = fleet.routers[rollout.model], target(canary)
-    rollout.phase_deadline = None
+    rollout.phase_deadline = router_deadline(fleet, rollout)
     return Step(
         Phase.PROMOTING,
         f"all {len(settings.steps)} steps passed; promoting {canary.version}",
@@ -189,6 +190,22 @@ def _wait(fleet: Fleet, rollout: RolloutRow, why: str, hold: Step) -> Step:
     return hold
 
 
+def router_deadline(fleet: Fleet, rollout: RolloutRow) -> datetime:
+    """When a promotion or a rollback the router has not finished pauses the rollout:
+    ``step_deadline`` after it was asked (a router stuck there must not hold the
+    model's one active rollout, unseen, for ever)."""
+    return fleet.clock() + fleet.models[rollout.model].step_deadline
+
+
+def _router_wait(fleet: Fleet, rollout: RolloutRow, doing: str, note: str | None) -> Step:
+    """Wait for the router to finish ``doing``, or pause once its deadline has passed."""
+    why = note or f"waiting for the router to {doing}"
+    deadline = rollout.phase_deadline
+    if deadline is not None and fleet.clock() >= deadline:
+        return pause(rollout, f"the router did not {doing} by its deadline: {why}")
+    return Step(note=why)
+
+
 def pause(rollout: RolloutRow, reason: str) -> Step:
     """Pause where the rollout is: traffic stays as it is until an operator resumes or
     aborts it."""
@@ -201,7 +218,7 @@ def roll_back(fleet: Fleet, session: Session, rollout: RolloutRow, reason: str) 
     stable, _ = versions(session, rollout)
     router, to = fleet.routers[rollout.model], target(stable)
     rollout.reason = reason
-    rollout.phase_deadline = None
+    rollout.phase_deadline = router_deadline(fleet, rollout)
     return Step(Phase.ROLLING_BACK, reason, lambda: router.rollback(to))
 
 
@@ -210,7 +227,7 @@ def promoting(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
     stable, canary = versions(session, rollout)
     progress = fleet.routers[rollout.model].promote(target(canary))
     if not progress.done:
-        return Step(note=progress.note or "waiting for the router to promote")
+        return _router_wait(fleet, rollout, "promote", progress.note)
     now = fleet.clock()
     registry = RegistryRepository(session)
     # The production version now, whichever it is (an operator may have changed it).
@@ -231,7 +248,7 @@ def rolling_back(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
     stable, canary = versions(session, rollout)
     progress = fleet.routers[rollout.model].rollback(target(stable))
     if not progress.done:
-        return Step(note=progress.note or "waiting for the router to roll back")
+        return _router_wait(fleet, rollout, "roll back", progress.note)
     RegistryRepository(session).set_stage(canary, Stage.REJECTED, fleet.clock())
     return Step(
         Phase.ROLLED_BACK,
@@ -251,15 +268,21 @@ def resumed(fleet: Fleet, session: Session, rollout: RolloutRow) -> Step:
     if was in (Phase.PENDING, Phase.PROGRESSING):
         return begin_step(fleet, session, rollout, rollout.step if was is Phase.PROGRESSING else 0)
     rollout.paused_from = None
+    if was in (Phase.PROMOTING, Phase.ROLLING_BACK):
+        rollout.phase_deadline = router_deadline(fleet, rollout)
     return Step(was, "resumed")
 
 
 def router_failed(fleet: Fleet, rollout: RolloutRow, exc: RouterError) -> Step:
-    """A router call failed: retried on the next tick if it may succeed then, else the
-    rollout pauses with the error as its reason."""
+    """A router call failed: retried on the next tick if it may succeed then, until the
+    phase's deadline; else, or past it, the rollout pauses with the error as its reason."""
     if exc.retriable:
         rollout.router_errors += 1
-        return Step(note=f"router error {rollout.router_errors}, retrying: {exc}")
+        deadline = rollout.phase_deadline
+        if deadline is None or fleet.clock() < deadline:
+            return Step(note=f"router error {rollout.router_errors}, retrying: {exc}")
+        tries = rollout.router_errors
+        return pause(rollout, f"router error past the deadline, after {tries} tries: {exc}")
     return pause(rollout, f"router error: {exc}")
 
 

@@ -167,7 +167,12 @@ class ModelRolloutConfig(Strict):
     kserve: KServeConfig | None = _SECTION
     steps: list[StepConfig] = Field(default_factory=_default_steps, min_length=1)
     step_deadline: Duration = Field(
-        default=3600.0, gt=0, description="how long past min_duration a step waits for a verdict"
+        default=3600.0,
+        gt=0,
+        description=(
+            "how long past min_duration a step waits for a verdict, and the router for a "
+            "promotion or rollback it was asked for; then the rollout pauses"
+        ),
     )
     max_failed_checks: int = Field(default=1, ge=1)
     analysis: AnalysisConfig = AnalysisConfig()

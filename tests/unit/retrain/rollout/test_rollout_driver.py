@@ -385,3 +385,39 @@ def test_a_rollout_whose_step_keeps_failing_holds_back_no_other_models(rig: Rig)
             failed += 1  # still raised, for the scheduler to count and log
     assert failed == 3  # every tick that judged aml's step
     assert (rig.rollout(broken)["step"], rig.rollout(fine)["step"]) == (0, 3)
+
+
+def test_a_router_that_never_finishes_promoting_pauses_at_the_deadline(rig: Rig) -> None:
+    # The router takes the promotion and never reports it done: the rollout, the model's
+    # only active one, pauses with an alert after step_deadline (1 h) instead of waiting
+    # unseen for ever; resumed, it gets a new deadline, and is promoted once done.
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    rig.walk(driver, rollout_id, 4)
+    router(rig).hold(1000)
+    assert rig.walk(driver, rollout_id, 7) == ["promoting"] * 6 + ["paused"]
+    state = rig.rollout(rollout_id)
+    assert state["paused_from"] == "promoting" and state["active"]
+    assert state["reason"].startswith("the router did not promote by its deadline")
+    assert [k for k, _ in rig.alerts()] == ["rollout_started", "rollout_paused"]
+    assert driver.resume(rollout_id) == "promoting"
+    assert rig.walk(driver, rollout_id, 1) == ["promoting"]  # a new deadline
+    router(rig).hold(0)
+    assert rig.walk(driver, rollout_id, 1) == ["promoted"]
+
+
+def test_retriable_router_errors_pause_a_rolling_back_rollout_at_the_deadline(rig: Rig) -> None:
+    rig.analysis.script = outcomes({5: [check("prediction_divergence", Outcome.FAIL)]})
+    driver = rig.driver()
+    rollout_id = driver.start("fraud", rig.run_id)
+    assert rig.walk(driver, rollout_id, 2) == ["progressing", "rolling_back"]
+    phases = []
+    for _ in range(6):  # ten minutes apart: the sixth comes an hour after the rollback
+        router(rig).fail_next(retriable=True)
+        phases += rig.walk(driver, rollout_id, 1)
+    assert phases == ["rolling_back"] * 5 + ["paused"]
+    state = rig.rollout(rollout_id)
+    assert state["paused_from"] == "rolling_back" and "after 6 tries" in state["reason"]
+    assert "router error past the deadline" in state["reason"]
+    assert driver.resume(rollout_id) == "rolling_back"
+    assert rig.walk(driver, rollout_id, 1) == ["rolled_back"]
