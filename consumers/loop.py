@@ -83,7 +83,9 @@ class IngestLoop:
         self.clock = clock
         self.book = OffsetBook()
         self.archive = archive or NoArchive()
-        self.acc = WindowAccumulator(decoder.codecs, settings.caps.categories)
+        self.acc = WindowAccumulator(
+            decoder.codecs, settings.caps.categories, settings.late_horizon
+        )
         self.versions = versions or VersionGate(settings.caps.max_versions)
         self.labels = LabelIntake(
             settings.labels_topic,
@@ -128,7 +130,9 @@ class IngestLoop:
             return
         self._flush_with_retry(deadline=None)
         self.decoder = EventDecoder(specs)
-        self.acc = WindowAccumulator(self.decoder.codecs, self.settings.caps.categories)
+        self.acc = WindowAccumulator(
+            self.decoder.codecs, self.settings.caps.categories, self.settings.late_horizon
+        )
         log.info("model specs replaced: %s", ", ".join(sorted(specs)))
 
     # -- main loop ---------------------------------------------------------

@@ -25,3 +25,6 @@ class IngestSettings:
     # Messages waiting in a partition before the other topic's may be held back for
     # them: far more than arrive between two polls in a steady state (LabelIntake.hold).
     hold_backlog: int = 1_000
+    # Late events of windows older than this behind the watermark get no window row
+    # (consumers.window.WindowAccumulator); the service passes evaluation.backfill.
+    late_horizon: float | None = 86_400.0

@@ -21,9 +21,19 @@ class _Group:
 class WindowAccumulator:
     """Buffered deltas since the last flush, keyed by window and partition."""
 
-    def __init__(self, codecs: Mapping[str, ModelCodec], caps: CategoryCaps | None = None) -> None:
+    def __init__(
+        self,
+        codecs: Mapping[str, ModelCodec],
+        caps: CategoryCaps | None = None,
+        late_horizon: float | None = None,
+    ) -> None:
         self._codecs = codecs
         self._caps = caps  # bounds every window's categorical columns
+        # Late events of a window that started more than this before the watermark are
+        # counted (metrics, archive) but give their window no row: a stream of events
+        # with random old timestamps made a window delta each (a sketch of tens of KB)
+        # and a row no evaluation would ever read or retention delete. None: every one.
+        self._late_horizon = late_horizon
         # The hot loops inline ModelSpec.window_start and ModelSpec.is_late from these.
         self._timing = {
             name: (c.spec.window_seconds, c.spec.closes_after_seconds) for name, c in codecs.items()
@@ -49,7 +59,9 @@ class WindowAccumulator:
 
         An event whose window closed (window end + allowed lateness at or before
         the watermark, the latest event time seen before it) is counted as late
-        and not aggregated. ``times`` are the events' times when already known.
+        and not aggregated (nor kept in a window row when the window started more
+        than the late horizon before the watermark). ``times`` are the events'
+        times when already known.
         ``on_accepted(model, version, window_start, events)`` sees the aggregated
         events of each window (the label join registers them). ``columns`` are
         the feature columns of all of ``events`` when already extracted (the
@@ -62,7 +74,14 @@ class WindowAccumulator:
         groups = self._one_group(events, times, wm) or self._group(events, times, wm)
         if times:
             wm = max(wm, *times)
+        stale = -math.inf if self._late_horizon is None else wm - self._late_horizon
         for (model, version, start), group in groups.items():
+            if group.late:
+                on_late(model, len(group.late))
+                if on_late_events is not None:
+                    on_late_events(group.late)
+                if not group.events and start < stale:
+                    continue
             codec = self._codecs[model]
             key = WindowKey(
                 model, version, start, codec.spec.window_seconds, partition, codec.spec.layout
@@ -93,11 +112,7 @@ class WindowAccumulator:
                     on_consumed(model, len(group.events))
                 if on_accepted is not None:
                     on_accepted(model, version, start, group.events)
-            if group.late:
-                delta.late += len(group.late)
-                on_late(model, len(group.late))
-                if on_late_events is not None:
-                    on_late_events(group.late)
+            delta.late += len(group.late)
         return None if wm == -math.inf else wm
 
     def _one_group(

@@ -173,6 +173,7 @@ def build_ingest_loop(
         start_from_earliest=cfg.ingest.start_from == "earliest",
         caps=cfg.ingest.caps(),
         hold_backlog=cfg.ingest.hold_backlog,
+        late_horizon=cfg.evaluation.backfill,
     )
     sessions = make_session_factory(engine)
     return IngestLoop(

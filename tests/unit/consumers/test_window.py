@@ -285,3 +285,23 @@ def test_latencies_are_sketched_per_window_and_version_and_missing_ones_skipped(
         ].sketch.events
         == 2
     )
+
+
+def test_late_events_of_windows_past_the_horizon_are_counted_but_keep_no_row() -> None:
+    # Events stamped at random old times (a broken producer's, or an attacker's) would
+    # each make a window delta and a row no evaluation reads: past the horizon behind
+    # the watermark they are only counted (metrics, and the archive's late mark).
+    acc, late = WindowAccumulator(DECODER.codecs, late_horizon=3600.0), LateLog()
+    marked: list[PredictionEvent] = []
+    now = T + 86_400
+    old = [ev(T + 60 * i) for i in range(0, 1380, 7)]  # over an hour old, each its own window
+    recent = ev(now - 1800)  # late too, but within the horizon
+    acc.add_partition_batch(0, [ev(now), *old, recent], None, late, on_late_events=marked.extend)
+    assert set(acc.deltas) == {key(now), key(now - 1800 - 1800 % 60)}
+    assert acc.deltas[key(now - 1800 - 1800 % 60)].late == 1
+    assert sum(n for _, n in late.calls) == len(old) + 1
+    assert len(marked) == len(old) + 1
+    # Without a horizon every window keeps its count, as before.
+    acc, late = accumulator(), LateLog()
+    acc.add_partition_batch(0, [ev(now), *old, recent], None, late)
+    assert len(acc.deltas) == len(old) + 2
