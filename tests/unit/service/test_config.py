@@ -453,12 +453,17 @@ def test_directory_instead_of_file(tmp_path: Path) -> None:
     assert info.value.problems == [f"config: cannot read {tmp_path}: Is a directory"]
 
 
-def test_invalid_yaml(tmp_path: Path) -> None:
-    path = tmp_path / "bad.yaml"
-    path.write_text("kafka: [\n  bootstrap_servers: x\n", encoding="utf-8")
+def yaml_problem_of(path: Path, text: str) -> str:
+    path.write_text(text, encoding="utf-8")
     with pytest.raises(ConfigError) as info:
         load_config(path, {})
     (line,) = info.value.problems
+    return line
+
+
+def test_invalid_yaml(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    line = yaml_problem_of(path, "kafka: [\n  bootstrap_servers: x\n")
     assert line.startswith(f"config: {path} is not valid YAML: ")
     assert "\n" not in line
 
@@ -466,10 +471,7 @@ def test_invalid_yaml(tmp_path: Path) -> None:
 def test_a_yaml_error_names_its_place_and_never_quotes_the_line(tmp_path: Path) -> None:
     # The line a parser stops at may carry a secret (an alert channel's key).
     path = tmp_path / "bad.yaml"
-    path.write_text("alerts:\n  routing_key: R0UTINGKEY123: x\n", encoding="utf-8")
-    with pytest.raises(ConfigError) as info:
-        load_config(path, {})
-    (line,) = info.value.problems
+    line = yaml_problem_of(path, "alerts:\n  routing_key: R0UTINGKEY123: x\n")
     assert "R0UTINGKEY123" not in line
     assert line == (
         f"config: {path} is not valid YAML: "
