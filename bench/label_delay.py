@@ -20,12 +20,14 @@ what a one-day TTL would hold), flush latency p50/p99 (bucket upper bounds of
 second, when late labels arrive and are joined, and the counts. Last line:
 ``label_delay: pending_max=<n> (horizon ~<n>, 1-day TTL ~<n>) flush_ms early
 mean/p50/p99=<a>/<b>/<c> late mean/p50/p99=<d>/<e>/<f> late_joined=<n>/<n>
-lost=<n> duplicated=<n> kills=1``. ``--quick`` runs 6,000 events (the smoke test).
+lost=<n> duplicated=<n> kills=1`` (``-/-/-`` for a phase in which no flush fell: a
+short ``--quick`` run on a loaded host). ``--quick`` runs 6,000 events (the smoke test).
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import random
 import socket
 import tempfile
@@ -104,13 +106,17 @@ def scrape(port: int) -> Counter[float]:
     return out
 
 
+def _ms(stats: tuple[float, float, float]) -> str:
+    return "/".join("-" if math.isnan(v) else f"{v:.0f}" for v in stats)
+
+
 def quantiles(before: Counter[float], after: Counter[float]) -> tuple[float, float, float]:
     """Mean, p50 and p99 (the last two bucket upper bounds), in ms, of the flushes
     between two scrapes."""
     bounds = sorted(b for b in after if b != SUM)
     counts = [after[b] - before.get(b, 0) for b in bounds]
     total = counts[-1] if counts else 0
-    if total <= 0:
+    if total <= 0:  # no flush between the two scrapes (a short --quick run, a loaded host)
         return float("nan"), float("nan"), float("nan")
     mean = (after[SUM] - before.get(SUM, 0)) / total * 1000
     picked = [
@@ -275,9 +281,8 @@ def report(
     print(f"unlabelled counts off by {unlabeled_off}; {revised} reports revised")
     print(
         f"label_delay: pending_max={most} (horizon ~{per_second * HORIZON:.0f}, "
-        f"1-day TTL ~{per_second * DAY:.0f}) flush_ms early mean/p50/p99="
-        f"{early[0]:.0f}/{early[1]:.0f}/{early[2]:.0f} late mean/p50/p99="
-        f"{late[0]:.0f}/{late[1]:.0f}/{late[2]:.0f} late_joined={late_joined}/"
+        f"1-day TTL ~{per_second * DAY:.0f}) flush_ms early mean/p50/p99={_ms(early)} "
+        f"late mean/p50/p99={_ms(late)} late_joined={late_joined}/"
         f"{sum(sent.late.values())} lost={lost} duplicated={duplicated} kills=1"
     )
 

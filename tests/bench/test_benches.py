@@ -159,7 +159,9 @@ def test_label_delay(kafka: TestKafka) -> None:
         "label_delay.py",
         kafka,
         r"label_delay: pending_max=(\d+) \(horizon ~(\d+), 1-day TTL ~\d+\) "
-        r"flush_ms early mean/p50/p99=\d+/\d+/\d+ late mean/p50/p99=\d+/\d+/\d+ "
+        # A quick run's phase may see no flush on a loaded host: its figures are "-".
+        r"flush_ms early mean/p50/p99=[\d-]+/[\d-]+/[\d-]+ "
+        r"late mean/p50/p99=[\d-]+/[\d-]+/[\d-]+ "
         r"late_joined=(\d+)/(\d+) lost=(\d+) duplicated=(\d+) kills=1",
     )
     assert found.group(3) == found.group(4), "every late label joined, once"

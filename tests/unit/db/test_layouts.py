@@ -42,8 +42,8 @@ def delta(spec: ModelSpec, seed: int, n: int = 50) -> WindowDelta:
     sketch = WindowSketch.empty(spec)
     columns: dict[str, object] = {f"x{i}": rng.normal(size=n) * 10 for i in range(20)}
     columns["country"] = [str(c) for c in rng.choice(["de", "fr", "it"], size=n)]
-    keys = [int(k) for k in rng.integers(0, 2**63, size=n)]
-    sketch.update(WindowBatch(n, columns, rng.normal(size=n).tolist(), keys))  # type: ignore[arg-type]
+    ids = [f"event-{k}" for k in rng.integers(0, 2**63, size=n)]
+    sketch.update(WindowBatch(n, columns, rng.normal(size=n).tolist(), ids))  # type: ignore[arg-type]
     return WindowDelta(sketch)
 
 
