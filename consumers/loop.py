@@ -107,7 +107,12 @@ class IngestLoop:
             clock=clock,
         )
         self._stop = threading.Event()
-        self._budget = ShutdownBudget(settings.shutdown_budget, clock.monotonic, self._stop)
+        # Asks whichever stop event run() was given.
+        self._budget = ShutdownBudget(
+            settings.shutdown_budget,
+            clock.monotonic,
+            lambda: self._stop.is_set(),  # noqa: PLW0108 -- late-bound: run() replaces _stop
+        )
         self._last_flush = clock.monotonic()
         self._flush_took = 0.0  # the last flush's duration, which spaces the next
         self._last_lag = -1.0
@@ -139,9 +144,6 @@ class IngestLoop:
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set, then flush what is buffered and close."""
         self._stop = stop or threading.Event()
-        self._budget = ShutdownBudget(
-            self.settings.shutdown_budget, self.clock.monotonic, self._stop
-        )
         topics = [self.settings.topic]
         if self.labels.topic is not None:
             topics.append(self.labels.topic)

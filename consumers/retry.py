@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from enum import StrEnum
-from threading import Event
 
 from tenacity import RetryCallState, Retrying, retry_if_exception, wait_exponential
 
@@ -60,15 +59,17 @@ class Health:
 
 class ShutdownBudget:
     """Deadlines of the flushes that must end soon: a rebalance's, a budget from now
-    each time; once ``stop`` is set, the stopping loop's, one budget from when the stop
+    each time; once ``stopping()``, the stopping loop's, one budget from when the stop
     was first met, however many flushes it spans."""
 
-    def __init__(self, budget: float, monotonic: Callable[[], float], stop: Event) -> None:
-        self._budget, self._monotonic, self._stop = budget, monotonic, stop
+    def __init__(
+        self, budget: float, monotonic: Callable[[], float], stopping: Callable[[], bool]
+    ) -> None:
+        self._budget, self._monotonic, self._stopping = budget, monotonic, stopping
         self._stop_by: float | None = None
 
     def deadline(self) -> float:
-        if not self._stop.is_set():
+        if not self._stopping():
             return self._monotonic() + self._budget
         if self._stop_by is None:
             self._stop_by = self._monotonic() + self._budget
@@ -80,7 +81,7 @@ class ShutdownBudget:
         a stopping process retrying until it is killed)."""
 
         def by() -> float | None:
-            if deadline is None and self._stop.is_set():
+            if deadline is None and self._stopping():
                 return self.deadline()
             return deadline
 

@@ -181,11 +181,13 @@ def _holds(check: Check, deciding: bool, full: bool) -> bool:
     return not full and check.n_canary > 0 and check.n_stable > 0
 
 
-def _wait(fleet: Fleet, rollout: RolloutRow, why: str, hold: Step) -> Step:
-    """Hold the step, or pause once its deadline has passed."""
+def _wait(fleet: Fleet, rollout: RolloutRow, why: str, hold: Step, late: str = "") -> Step:
+    """Hold the phase (``hold``, noted ``why``), or pause once its deadline has passed,
+    for ``late`` (default: the step's verdict)."""
     deadline = rollout.phase_deadline
     if deadline is not None and fleet.clock() >= deadline:
-        return pause(rollout, f"step {rollout.step + 1} without a verdict by its deadline: {why}")
+        late = late or f"step {rollout.step + 1} without a verdict"
+        return pause(rollout, f"{late} by its deadline: {why}")
     hold.note = why
     return hold
 
@@ -200,10 +202,7 @@ def router_deadline(fleet: Fleet, rollout: RolloutRow) -> datetime:
 def _router_wait(fleet: Fleet, rollout: RolloutRow, doing: str, note: str | None) -> Step:
     """Wait for the router to finish ``doing``, or pause once its deadline has passed."""
     why = note or f"waiting for the router to {doing}"
-    deadline = rollout.phase_deadline
-    if deadline is not None and fleet.clock() >= deadline:
-        return pause(rollout, f"the router did not {doing} by its deadline: {why}")
-    return Step(note=why)
+    return _wait(fleet, rollout, why, Step(), f"the router did not {doing}")
 
 
 def pause(rollout: RolloutRow, reason: str) -> Step:

@@ -32,7 +32,7 @@ Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 
 
-def _in_utc(value: datetime) -> datetime:
+def in_utc(value: datetime) -> datetime:
     # 0001-01-01T00:00+14:00 is a valid time whose UTC is before year 1: Python cannot
     # hold it, and the database would fail on it (a 500) instead of the request (422).
     try:
@@ -41,7 +41,7 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("out of range once converted to UTC") from None
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
 From = Annotated[UtcDatetime | None, Query(alias="from", description="window start >= this")]
 To = Annotated[UtcDatetime | None, Query(alias="to", description="window start < this")]
 

@@ -22,7 +22,7 @@ hour before ``until`` (or a duration such as ``30m`` before it, or a time);
 from __future__ import annotations
 
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -40,7 +40,7 @@ from retrain.rollout.verdict import Verdict, of_rollout, of_span
 from service.api.auth import authorize, client_address
 from service.api.deps import ApiDeps, Credentials, Deps, verdict_scope
 from service.api.errors import ApiError, Conflict, NotFound
-from service.api.routes_read import ERRORS, Id, ModelName, UtcDatetime
+from service.api.routes_read import ERRORS, Id, ModelName, UtcDatetime, in_utc
 from service.api.schemas import ErrorBody
 from service.api.schemas_rollouts import FlaggerPayload, VerdictBody, VerdictCheck
 from service.config.api import Scope
@@ -159,9 +159,9 @@ def _since(text: str, until: datetime, location: str) -> datetime:
     if since.tzinfo is None:
         raise Invalid(location, "a time needs its UTC offset")
     try:
-        return since.astimezone(UTC)
-    except OverflowError:
-        raise Invalid(location, f"{text} is out of range once converted to UTC") from None
+        return in_utc(since)
+    except ValueError as exc:
+        raise Invalid(location, f"{text} is {exc}") from None
 
 
 def _defaults(session: Session, model: str) -> tuple[str | None, str | None]:
