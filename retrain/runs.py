@@ -14,7 +14,9 @@ returns, a second transaction records it on the run (``train_launched_at`` /
 the row lock too (so ``runs cancel`` never waits for it): the pending phase
 asks for it and commits, the export writes a partial file and renames it, and
 a later tick finds the renamed file and starts training; a failed export is
-recorded in a transaction of its own, on the run as it is by then. Every
+recorded in a transaction of its own, on the run as it is by then. In the
+service the export runs beside the tick (:mod:`retrain.exports`), so other
+runs' steps do not wait for it. Every
 action is idempotent, and a job is known by its deterministic name, so a crash
 at any point resumes: an export cut short is redone, a job launched before
 the crash is adopted, a finished one is read again, one ``missing`` with no
@@ -39,6 +41,7 @@ from db.registry import RegistryRepository, Stage
 from db.runs import RetrainRunRow, RunRepository
 from db.session import transaction
 from retrain.executors.base import JobSpec
+from retrain.exports import Exports, InlineExports
 from retrain.isolation import step_each
 from retrain.lifecycle import Handler, Loop, Phase, Step
 from retrain.phases import HANDLERS, export, export_failed
@@ -93,8 +96,10 @@ class RunDriver:
         handlers: Mapping[Phase, Handler] | None = None,
         observer: RunObserver | None = None,
         on_accepted: OnAccepted | None = None,
+        exports: Exports | None = None,
     ) -> None:
         self.sessions = sessions
+        self.exports: Exports = exports or InlineExports()
         self.loop = loop
         self.handlers = dict(handlers or HANDLERS)
         self.observer: RunObserver = observer or NoRunObserver()
@@ -107,6 +112,7 @@ class RunDriver:
             runs = [(r.id, r.model) for r in RunRepository(session).active()]
         ids = [(run_id, model) for run_id, model in runs if model in self.loop.models]
         phases, error = step_each([run_id for run_id, _ in ids], self.step, "run")
+        self.exports.keep_only({run_id for run_id, _ in ids})
         active = dict.fromkeys(self.loop.models, 0)
         for run_id, model in ids:
             if run_id not in phases or not phases[run_id].final:
@@ -126,7 +132,11 @@ class RunDriver:
         if step.act is not None:
             step.act()
         if step.export is not None:
-            failure = export(self.loop, step.export)
+            due = step.export
+            ended = self.exports.run(run_id, lambda: export(self.loop, due))
+            if ended is None:
+                return phase  # under way: a later tick collects it
+            failure = ended.failure
             # On the run as it is now (a cancel may have ended it meanwhile): a failure is
             # recorded; a finished export waits for the next tick, which finds its file.
             phase, _ = self._decide(

@@ -80,12 +80,14 @@ def retraining_for(
     """The trigger policy and run driver; a retrain setting that cannot be built stops the
     start-up. The scheduler ticks it, the API makes its manual requests through it; an
     accepted run starts its rollout through ``rollouts``."""
+    from retrain.exports import BackgroundExports
     from service.metric_feeds import RetrainMetrics
 
     try:
         return build_retraining(
             cfg,
             sessions,
+            exports=BackgroundExports(),
             observer=RetrainMetrics(metrics),
             on_watch_error=lambda _reason: metrics.kubernetes_watch_errors.inc(),
             on_accepted=rollouts.on_accepted if rollouts is not None else None,

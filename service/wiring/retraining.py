@@ -18,6 +18,7 @@ from drift.schema import FeatureKind
 from retrain.executors import make_executor
 from retrain.executors.base import Executor
 from retrain.executors.workdir import sweep
+from retrain.exports import Exports
 from retrain.gates import GateSettings, MetricGate
 from retrain.isolation import step_each
 from retrain.lifecycle import Loop
@@ -164,10 +165,12 @@ def build_retraining(
     observer: RunObserver | None = None,
     on_watch_error: Callable[[str], None] | None = None,
     on_accepted: OnAccepted | None = None,
+    exports: Exports | None = None,
 ) -> Retraining:
     """The policy and the run driver; ``observer`` hears of runs the driver finishes,
     ``on_watch_error`` of the Kubernetes executor's failed watches, ``on_accepted`` (the
-    rollout driver's) of each run accepted, in the transaction of its verdict."""
+    rollout driver's) of each run accepted, in the transaction of its verdict. Exports
+    run on the tick's thread unless ``exports`` says otherwise (:mod:`retrain.exports`)."""
     models = model_settings(cfg)
     # Jobs run in a directory of their own: relative paths are made absolute here.
     data_uri = cfg.retrain.data_uri
@@ -183,7 +186,7 @@ def build_retraining(
         exporter or archive_exporter(cfg),
         clock,
     )
-    driver = RunDriver(sessions, loop, observer=observer, on_accepted=on_accepted)
+    driver = RunDriver(sessions, loop, observer=observer, on_accepted=on_accepted, exports=exports)
     return Retraining(
         TriggerPolicy(sessions, models, clock), driver, workdir_sweeper(cfg, sessions, clock)
     )

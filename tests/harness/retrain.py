@@ -55,13 +55,18 @@ class CopyExporter:
 
 def loop(config: str, source: str, directory: str) -> None:
     from db.session import make_engine, make_session_factory
+    from retrain.exports import BackgroundExports
     from service.config import load_config
     from service.wiring.retraining import build_retraining
 
     cfg = load_config(config, env={})
     sessions = make_session_factory(make_engine(cfg.database.url))
+    # As the service runs them: each export on a thread beside the tick.
     retraining = build_retraining(
-        cfg, sessions, exporter=CopyExporter(Path(source), Path(directory))
+        cfg,
+        sessions,
+        exporter=CopyExporter(Path(source), Path(directory)),
+        exports=BackgroundExports(),
     )
     while True:
         retraining.tick()
