@@ -9,7 +9,8 @@ everywhere).
 
 What is never deleted, whatever its age:
 
-- a window's sketches before the window has a report (it is still to be judged);
+- a window's sketches before the window has a report (it is still to be judged),
+  unless the drift evaluation can no longer reach it (see :meth:`unjudged_sketches`);
 - a model's newest drift or performance report (the API, the overview page and
   the trigger policy read it), and any report behind a trigger decision that
   started a retrain run (its ``drift_report_id``/``performance_report_id`` and
@@ -30,7 +31,7 @@ What is never deleted, whatever its age:
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, tuple_
@@ -69,6 +70,31 @@ class RetentionRepository:
         """Window sketches of windows that ended before ``ended_before`` and have a drift
         report (any profile): they will not be judged again."""
         return self._reported(WindowAggregate, DriftReportRow, ended_before, limit)
+
+    def unjudged_sketches(self, ended_before: datetime, limit: int, reach: timedelta) -> int:
+        """Window sketches no drift evaluation will judge: of windows that ended before
+        ``ended_before`` and started more than ``reach`` (``evaluation.backfill``) before
+        their model's newest window, the furthest back the evaluator looks. Without this
+        a model that never had a reference profile, or a window the evaluator skipped as
+        unjudgeable, kept its rows for ever: nothing reports them."""
+        w = WindowAggregate
+        newest = self.session.execute(select(w.model, func.max(w.window_start)).group_by(w.model))
+        ids: list[int] = []
+        for model, start in newest.all():
+            if len(ids) >= limit:
+                break
+            chosen = (
+                select(w.id)
+                .where(
+                    w.model == model, w.window_end < ended_before, w.window_start < start - reach
+                )
+                .order_by(w.id)
+                .limit(limit - len(ids))
+            )
+            ids.extend(self.session.scalars(chosen))
+        if ids:
+            self.session.execute(delete(w).where(w.id.in_(ids)))
+        return len(ids)
 
     def performance_sketches(self, ended_before: datetime, limit: int) -> int:
         """The joined pairs' sketches of windows that have a performance report."""

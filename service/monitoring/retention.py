@@ -53,18 +53,30 @@ class Retention:
         self,
         sessions: sessionmaker[Session],
         cfg: RetentionConfig,
+        backfill: float,
         clock: Callable[[], float] = time.time,
     ) -> None:
+        """``backfill`` is ``evaluation.backfill``: sketches of windows further back than
+        that from their model's newest are never judged, so they go unreported."""
         self._sessions = sessions
         self._cfg = cfg
         self._clock = clock
+        reach = timedelta(seconds=backfill)
+        self._rules = (
+            *RULES,
+            Rule(
+                "unjudged_sketches",
+                lambda c: c.sketches,
+                lambda repo, cutoff, limit: repo.unjudged_sketches(cutoff, limit, reach),
+            ),
+        )
 
     def tick(self) -> dict[str, int]:
         """Apply every rule once; rows deleted per rule."""
         now = datetime.fromtimestamp(self._clock(), UTC)
         deleted = {
             rule.name: self._apply(rule, now - timedelta(seconds=rule.age(self._cfg)))
-            for rule in RULES
+            for rule in self._rules
         }
         if any(deleted.values()):
             log.info(

@@ -141,7 +141,11 @@ def maintenance_jobs(
         from service.monitoring.retention import Retention
 
         jobs.append(
-            job("retention", Retention(sessions, cfg.retention).tick, cfg.retention.interval)
+            job(
+                "retention",
+                Retention(sessions, cfg.retention, cfg.evaluation.backfill).tick,
+                cfg.retention.interval,
+            )
         )
     if cfg.alerts.enabled and cfg.alerts.channels:
         deliver = alerts_tick(cfg, sessions, metrics, closers, is_leader)

@@ -35,8 +35,10 @@ def ago(days: float) -> datetime:
     return NOW - timedelta(days=days)
 
 
-def retention(sessions: sessionmaker[Session], **settings: Any) -> Retention:
-    return Retention(sessions, RetentionConfig(**settings), clock=NOW.timestamp)
+def retention(
+    sessions: sessionmaker[Session], backfill: float = 86400.0, **settings: Any
+) -> Retention:
+    return Retention(sessions, RetentionConfig(**settings), backfill, clock=NOW.timestamp)
 
 
 def ids(session: Session, table: Any) -> set[int]:
@@ -213,6 +215,7 @@ def test_reports_go_with_their_feature_results_except_the_newest_and_what_runs_c
             "alert_events",
             "idempotency_keys",
             "detector_states",
+            "unjudged_sketches",
         ),
         0,
     )
@@ -248,13 +251,38 @@ def test_sketches_go_once_their_window_is_reported_and_old_enough(
         rows.performance("fraud", 10)
         pairs_reported = rows.pairs("fraud", 10)
         pairs_unreported = rows.pairs("fraud", 12)
-    done = retention(sessions, sketches="7d").tick()
+    # The unreported window is still within the evaluation's reach (30 days back from
+    # the model's newest window).
+    done = retention(sessions, backfill=30 * 86400.0, sketches="7d").tick()
     assert (done["sketches"], done["performance_sketches"]) == (3, 1)
+    assert done["unjudged_sketches"] == 0
     with sessions() as s:
         assert ids(s, WindowAggregate) == {unreported, recent}
         assert not set(reported) & ids(s, WindowAggregate)
         assert ids(s, PerformanceAggregate) == {pairs_unreported}
         assert pairs_reported not in ids(s, PerformanceAggregate)
+
+
+def test_sketches_no_evaluation_can_reach_go_reported_or_not(
+    sessions: sessionmaker[Session],
+) -> None:
+    """A model without a reference profile never has a report; its windows go once they
+    are older than retention.sketches and further back than evaluation.backfill from the
+    model's own newest window, the furthest back its evaluation looks."""
+    with sessions.begin() as s:
+        rows = Rows(s)
+        beyond = [rows.sketch("fraud", 12), rows.sketch("fraud", 10, partition=1)]
+        young = rows.sketch("fraud", 6)  # out of reach, but younger than retention.sketches
+        newest = rows.sketch("fraud", 1)
+        # Another model's reach is from its own newest window: it stopped 20 days ago.
+        churn_old, churn_reachable = rows.sketch("churn", 25), rows.sketch("churn", 22)
+        churn_newest = rows.sketch("churn", 20)
+    job = retention(sessions, backfill=4 * 86400.0, sketches="7d", batch_size=2)
+    assert job.tick()["unjudged_sketches"] == 3  # two batches: two, then one
+    with sessions() as s:
+        assert ids(s, WindowAggregate) == {young, newest, churn_reachable, churn_newest}
+        assert not {*beyond, churn_old} & ids(s, WindowAggregate)
+    assert job.tick()["unjudged_sketches"] == 0
 
 
 def test_finished_alert_events_go_but_never_pending_ones_or_what_dedup_reads(

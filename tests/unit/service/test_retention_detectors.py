@@ -56,6 +56,7 @@ def test_states_of_versions_that_stopped_sending_go_in_bounded_batches(
     job = Retention(
         sessions,
         RetentionConfig(detector_states="30d", batch_size=4, max_batches=1),
+        backfill=86400.0,
         clock=NOW.timestamp,
     )
     assert job.tick()["detector_states"] == 4  # one batch of four, the rest waits
