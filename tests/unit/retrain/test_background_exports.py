@@ -70,6 +70,9 @@ class Rig:
                     m, "v1", f"file:///{m}.skops", "a" * 64, Stage.PRODUCTION, T0
                 )
 
+    def driver(self, limit: int = 2) -> RunDriver:
+        return RunDriver(self.sessions, self.loop, exports=BackgroundExports(limit))
+
     def start(self, model: str) -> int:
         decision = self.policy.request(model, "operator asked")
         assert decision.run_id is not None
@@ -103,7 +106,7 @@ def test_a_held_export_holds_back_no_other_models_run(
     exporter = PerModelExporter(held="fraud")
     rig = Rig(sessions, tmp_path, exporter)
     fraud, churn = rig.start("fraud"), rig.start("churn")
-    driver = RunDriver(sessions, rig.loop, exports=BackgroundExports())
+    driver = rig.driver()
     try:
         # Each tick returns while fraud's export is held; churn's run goes on through them.
         assert driver.tick() == {fraud: Phase.PENDING, churn: Phase.PENDING}
@@ -126,7 +129,7 @@ def test_beyond_the_limit_an_export_waits_for_a_free_thread(
     exporter = PerModelExporter(held="fraud")
     rig = Rig(sessions, tmp_path, exporter)
     fraud, churn = rig.start("fraud"), rig.start("churn")
-    driver = RunDriver(sessions, rig.loop, exports=BackgroundExports(limit=1))
+    driver = rig.driver(limit=1)
     try:
         assert driver.tick() == {fraud: Phase.PENDING, churn: Phase.PENDING}
         assert exporter.started.wait(DEADLINE)
@@ -143,27 +146,29 @@ def test_beyond_the_limit_an_export_waits_for_a_free_thread(
     assert exporter.calls == {"fraud": 1, "churn": 1}
 
 
+def failing(
+    sessions: sessionmaker[Session], tmp_path: Path, error: Exception
+) -> tuple[Rig, PerModelExporter, int, RunDriver]:
+    """A rig whose exports raise ``error``, a started run of fraud, a driver."""
+    exporter = PerModelExporter()
+    exporter.error = error
+    rig = Rig(sessions, tmp_path, exporter)
+    return rig, exporter, rig.start("fraud"), rig.driver()
+
+
 def test_a_failed_background_export_fails_its_run_with_the_reason(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    exporter = PerModelExporter()
-    exporter.error = ArchiveNotFound("no archive at /data/archive")
-    rig = Rig(sessions, tmp_path, exporter)
-    fraud = rig.start("fraud")
-    driver = RunDriver(sessions, rig.loop, exports=BackgroundExports())
+    rig, exporter, fraud, driver = failing(sessions, tmp_path, ArchiveNotFound("no archive"))
     tick_until(driver, lambda: rig.phase(fraud) == "failed", "the run to fail")
-    assert rig.reason(fraud) == "exporting the training data failed: no archive at /data/archive"
+    assert rig.reason(fraud) == "exporting the training data failed: no archive"
     assert exporter.calls["fraud"] == 1 and not rig.executor.starts
 
 
 def test_an_export_that_raised_is_raised_by_the_tick_and_started_again(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    exporter = PerModelExporter()
-    exporter.error = KeyError("a bug")
-    rig = Rig(sessions, tmp_path, exporter)
-    fraud = rig.start("fraud")
-    driver = RunDriver(sessions, rig.loop, exports=BackgroundExports())
+    rig, exporter, fraud, driver = failing(sessions, tmp_path, KeyError("a bug"))
     deadline = time.monotonic() + DEADLINE
     with pytest.raises(KeyError, match="a bug"):
         while time.monotonic() < deadline:
