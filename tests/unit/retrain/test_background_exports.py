@@ -100,13 +100,20 @@ def tick_until(driver: RunDriver, check: Callable[[], bool], what: str) -> None:
         time.sleep(0.02)
 
 
+def held_fraud(
+    sessions: sessionmaker[Session], tmp_path: Path, limit: int = 2
+) -> tuple[Rig, PerModelExporter, RunDriver]:
+    """A rig whose fraud exports wait for the test's release, and its driver."""
+    exporter = PerModelExporter(held="fraud")
+    rig = Rig(sessions, tmp_path, exporter)
+    return rig, exporter, rig.driver(limit)
+
+
 def test_a_held_export_holds_back_no_other_models_run(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    exporter = PerModelExporter(held="fraud")
-    rig = Rig(sessions, tmp_path, exporter)
+    rig, exporter, driver = held_fraud(sessions, tmp_path)
     fraud, churn = rig.start("fraud"), rig.start("churn")
-    driver = rig.driver()
     try:
         # Each tick returns while fraud's export is held; churn's run goes on through them.
         assert driver.tick() == {fraud: Phase.PENDING, churn: Phase.PENDING}
@@ -126,10 +133,8 @@ def test_a_held_export_holds_back_no_other_models_run(
 def test_beyond_the_limit_an_export_waits_for_a_free_thread(
     sessions: sessionmaker[Session], tmp_path: Path
 ) -> None:
-    exporter = PerModelExporter(held="fraud")
-    rig = Rig(sessions, tmp_path, exporter)
+    rig, exporter, driver = held_fraud(sessions, tmp_path, limit=1)
     fraud, churn = rig.start("fraud"), rig.start("churn")
-    driver = rig.driver(limit=1)
     try:
         assert driver.tick() == {fraud: Phase.PENDING, churn: Phase.PENDING}
         assert exporter.started.wait(DEADLINE)
