@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query
-from pydantic import AfterValidator, AwareDatetime
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator
 
 from db.registry import RegistryRepository
 from db.runs import RunRepository
@@ -27,7 +28,18 @@ ERRORS: dict[int | str, dict[str, object]] = {
     s: {"model": ErrorBody} for s in (401, 403, 404, 422, 429)
 }
 ModelName = Annotated[str, Path(min_length=1, max_length=200)]
-Id = Annotated[int, Path(ge=1, le=2**62)]
+
+
+def decimal_id(value: object) -> object:
+    # Lax integer parsing reads "1.0", "+1", " 1" and "1_0" (rollout 10) as ids: each
+    # resource gets one spelling, its decimal digits.
+    if isinstance(value, str) and not _DECIMAL_ID.fullmatch(value):
+        raise ValueError("an id is written in decimal digits, without sign or leading zero")
+    return value
+
+
+_DECIMAL_ID = re.compile(r"[1-9][0-9]{0,18}")
+Id = Annotated[int, BeforeValidator(decimal_id), Path(ge=1, le=2**62)]
 Limit = Annotated[int, Query(ge=1, le=500)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 
@@ -41,7 +53,16 @@ def in_utc(value: datetime) -> datetime:
         raise ValueError("out of range once converted to UTC") from None
 
 
-UtcDatetime = Annotated[AwareDatetime, AfterValidator(in_utc)]
+def iso_text(value: object) -> object:
+    # Lax parsing takes a bare number ("0.5") as Unix seconds: a client that meant
+    # something else would get 1970 silently.
+    if isinstance(value, str) and not _ISO_DATE.match(value):
+        raise ValueError("a time is written as ISO 8601 with its offset, e.g. 2026-11-27T10:00Z")
+    return value
+
+
+_ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+UtcDatetime = Annotated[AwareDatetime, BeforeValidator(iso_text), AfterValidator(in_utc)]
 From = Annotated[UtcDatetime | None, Query(alias="from", description="window start >= this")]
 To = Annotated[UtcDatetime | None, Query(alias="to", description="window start < this")]
 

@@ -104,6 +104,21 @@ def test_invalid_input_and_oversized_bodies_get_json_errors(api: Api) -> None:
                 assert r.json()["message"] == (
                     f"query.{param}: Value error, out of range once converted to UTC"
                 )
+        # A bare number is not taken for Unix seconds.
+        r = c.get("/v1/models/fraud/drift", params={"to": "0.5"})
+        assert r.status_code == 422, r.text
+        assert r.json()["message"] == (
+            "query.to: Value error, a time is written as ISO 8601 with its offset, "
+            "e.g. 2026-11-27T10:00Z"
+        )
+        # An id has one spelling: "1_0" is not run 10, nor "1.0" or "+1" run 1.
+        for spelled in ("1.0", "+1", "1_0", "01", "%201", "1e1"):
+            r = c.get(f"/v1/runs/{spelled}")
+            assert r.status_code == 422, (spelled, r.text)
+            assert r.json()["message"] == (
+                "path.run_id: Value error, an id is written in decimal digits, "
+                "without sign or leading zero"
+            )
         r = c.post("/v1/models/fraud/retrain", json={"reason": ""})
         assert r.status_code == 422 and r.json()["message"].startswith("body.reason: ")
         r = c.post("/v1/models/fraud/retrain", json={"reason": "x" * 2000})
