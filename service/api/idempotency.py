@@ -16,7 +16,7 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any
 
-from fastapi import Header
+from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
 
 from db.idempotency import IdempotencyRepository, StoredResponse
@@ -26,7 +26,7 @@ from service.api.errors import ApiError
 
 HEADER = "Idempotency-Key"
 
-IdempotencyKey = Annotated[
+KeyHeader = Annotated[
     str | None,
     Header(
         alias=HEADER,
@@ -38,15 +38,27 @@ IdempotencyKey = Annotated[
 ]
 
 
-class KeyReused(ApiError):
+class KeyProblem(ApiError):
+    """422 naming the header, as request validation does."""
+
     status = 422
 
-    def __init__(self) -> None:
-        problem = "was used before for a different request"
+    def __init__(self, problem: str) -> None:
         super().__init__(
             f"{HEADER} {problem}",
             problems=[{"location": f"header.{HEADER}", "problem": problem}],
         )
+
+
+def one_key(request: Request, key: KeyHeader = None) -> str | None:
+    """The request's key. Given twice, which one counts is up to each proxy and
+    framework on the way, so the request is refused rather than stored under one."""
+    if key is not None and len(request.headers.getlist(HEADER)) > 1:
+        raise KeyProblem("was given more than once")
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(one_key)]
 
 
 def fingerprint(*parts: Any) -> str:
@@ -79,5 +91,5 @@ def answered(
 
 def replay(stored: StoredResponse, request: str) -> JSONResponse:
     if stored.fingerprint and stored.fingerprint != request:
-        raise KeyReused()
+        raise KeyProblem("was used before for a different request")
     return JSONResponse(json.loads(stored.body), status_code=stored.status)

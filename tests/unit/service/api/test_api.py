@@ -48,6 +48,20 @@ def test_retrain_twice_with_one_key_starts_one_run_and_replays_the_answer(api: A
         assert [r.id for r in RunRepository(s).runs()] == [1]
 
 
+def test_a_key_given_twice_is_refused_and_starts_nothing(api: Api) -> None:
+    twice = [("Idempotency-Key", "a"), ("Idempotency-Key", "b")]
+    with api.client(WRITE) as writer:
+        r = writer.post("/v1/models/fraud/retrain", json={"reason": "x"}, headers=twice)
+    assert r.status_code == 422, r.text
+    problem = "was given more than once"
+    assert r.json() == {
+        "message": f"Idempotency-Key {problem}",
+        "problems": [{"location": "header.Idempotency-Key", "problem": problem}],
+    }
+    with transaction(api.sessions) as s:
+        assert RunRepository(s).runs() == []
+
+
 def test_concurrent_repeats_of_one_key_start_one_run(api: Api) -> None:
     answers: list[httpx.Response] = []
 
