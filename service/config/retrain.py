@@ -182,6 +182,13 @@ class RetrainConfig(Strict):
         "(uploaded from workdir); unset: the export in workdir itself",
     )
     tick: Duration = Field(default=5.0, gt=0)
+    exports: int = Field(
+        default=2,
+        ge=1,
+        le=32,
+        description="runs' training-data exports at once; each holds a share of its "
+        "model's archive in memory, and runs beyond it wait for a free one",
+    )
     command: list[str] = Field(
         default_factory=lambda: ["python", "-m", "retrain.trainer"], min_length=1
     )

@@ -87,7 +87,7 @@ def retraining_for(
         return build_retraining(
             cfg,
             sessions,
-            exports=BackgroundExports(),
+            exports=BackgroundExports(cfg.retrain.exports),
             observer=RetrainMetrics(metrics),
             on_watch_error=lambda _reason: metrics.kubernetes_watch_errors.inc(),
             on_accepted=rollouts.on_accepted if rollouts is not None else None,
