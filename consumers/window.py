@@ -11,6 +11,14 @@ from consumers.events import ModelCodec, PredictionEvent
 from db.repositories import WindowDelta, WindowKey
 from drift.sketch import CategoryCaps, WindowBatch, WindowSketch
 
+# A window row's events are folded into its sketch this many at a time. A sketch update
+# costs about the same for 1 event as for 100 (a call per feature column, the sample, the
+# latency): when many models share a stream, a poll brings each model version's window a
+# few events, at 200 models often one, and folding them as they came cost ten times the
+# CPU per event of 20 models (bench/scale_models.py). Events are held per row until this
+# many are there or the flush comes; the flush threshold counts them, which bounds them.
+FOLD_EVENTS = 256
+
 
 @dataclass(slots=True)
 class _Group:
@@ -38,7 +46,9 @@ class WindowAccumulator:
         self._timing = {
             name: (c.spec.window_seconds, c.spec.closes_after_seconds) for name, c in codecs.items()
         }
-        self.deltas: dict[WindowKey, WindowDelta] = {}
+        self._deltas: dict[WindowKey, WindowDelta] = {}
+        # Accepted events not yet folded into their row's sketch (see FOLD_EVENTS).
+        self._held: dict[WindowKey, list[PredictionEvent]] = {}
         self.events = 0
         # Per window row: the row-sample threshold reached before the last flush.
         self._ceilings: dict[WindowKey, int] = {}
@@ -86,27 +96,22 @@ class WindowAccumulator:
             key = WindowKey(
                 model, version, start, codec.spec.window_seconds, partition, codec.spec.layout
             )
-            delta = self.deltas.get(key)
+            delta = self._deltas.get(key)
             if delta is None:
-                delta = self.deltas[key] = WindowDelta(WindowSketch.empty(codec.spec, self._caps))
+                delta = self._deltas[key] = WindowDelta(WindowSketch.empty(codec.spec, self._caps))
                 delta.sketch.sample.ceiling = self._ceilings.get(key)
             if group.events:
-                sampled = codec.spec.sample_size > 0
-                cols = (
-                    columns
-                    if columns is not None and group.events is events
-                    else codec.columns([e.features for e in group.events])
-                )
-                delta.sketch.update(
-                    WindowBatch(
-                        len(group.events),
-                        cols,
-                        codec.predictions(group.events),
-                        [e.event_id for e in group.events] if sampled else None,
-                    )
-                )
-                # None (no latency_ms) becomes NaN here, which the sketch skips.
-                delta.latency.update([e.latency_ms for e in group.events])
+                held = self._held.get(key)
+                if held is None and len(group.events) >= FOLD_EVENTS:
+                    whole = columns is not None and group.events is events
+                    self._fold(codec, delta, group.events, columns if whole else None)
+                elif held is None:
+                    self._held[key] = list(group.events)
+                else:
+                    held.extend(group.events)
+                    if len(held) >= FOLD_EVENTS:
+                        del self._held[key]
+                        self._fold(codec, delta, held, None)
                 self.events += len(group.events)
                 if on_consumed is not None:
                     on_consumed(model, len(group.events))
@@ -114,6 +119,35 @@ class WindowAccumulator:
                     on_accepted(model, version, start, group.events)
             delta.late += len(group.late)
         return None if wm == -math.inf else wm
+
+    @property
+    def deltas(self) -> dict[WindowKey, WindowDelta]:
+        """Every buffered window row, each with all its accepted events folded in."""
+        for key, events in self._held.items():
+            self._fold(self._codecs[key.model], self._deltas[key], events, None)
+        self._held = {}
+        return self._deltas
+
+    @staticmethod
+    def _fold(
+        codec: ModelCodec,
+        delta: WindowDelta,
+        events: list[PredictionEvent],
+        columns: dict[str, Any] | None,
+    ) -> None:
+        """Aggregate ``events`` into ``delta``; ``columns`` are their feature columns when
+        already extracted."""
+        sampled = codec.spec.sample_size > 0
+        delta.sketch.update(
+            WindowBatch(
+                len(events),
+                columns if columns is not None else codec.columns([e.features for e in events]),
+                codec.predictions(events),
+                [e.event_id for e in events] if sampled else None,
+            )
+        )
+        # None (no latency_ms) becomes NaN here, which the sketch skips.
+        delta.latency.update([e.latency_ms for e in events])
 
     def _one_group(
         self, events: list[PredictionEvent], times: list[float], wm: float
@@ -157,7 +191,7 @@ class WindowAccumulator:
         return groups
 
     def take(self) -> dict[WindowKey, WindowDelta]:
-        deltas, self.deltas, self.events = self.deltas, {}, 0
+        deltas, self._deltas, self.events = self.deltas, {}, 0
         # The stored row's sample is the bottom-k of these and earlier events, so
         # later events with keys above this flush's threshold can never enter it.
         # Only windows active in this flush are remembered, which bounds the map.
@@ -173,4 +207,4 @@ class WindowAccumulator:
         kept = {k: d for k, d in self.deltas.items() if k.partition not in partitions}
         self._ceilings = {k: v for k, v in self._ceilings.items() if k.partition not in partitions}
         self.events = sum(d.sketch.events for d in kept.values())
-        self.deltas = kept
+        self._deltas = kept

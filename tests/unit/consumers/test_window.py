@@ -7,7 +7,7 @@ from collections import Counter
 from datetime import UTC, datetime
 
 from consumers.events import EventDecoder, PredictionEvent
-from consumers.window import WindowAccumulator
+from consumers.window import FOLD_EVENTS, WindowAccumulator
 from db.repositories import WindowKey
 from drift.latency_sketch import LatencySketch
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
@@ -203,6 +203,37 @@ def test_later_batches_merge_into_the_same_delta() -> None:
     expected.merge(fraud_sketch(b))
     assert acc.deltas[key(T)].sketch == expected
     assert acc.events == 2
+
+
+def test_events_a_few_at_a_time_make_the_sketch_of_one_batch() -> None:
+    """Each row's events are held and folded FOLD_EVENTS at a time, the rest at the
+    flush: events arriving one per poll (many models on one stream), crossing the fold
+    twice, make the sketch their single batch makes, and the flush threshold counts
+    every one before any is folded."""
+    sampled = ModelSpec(
+        "fraud", FRAUD.features, FRAUD.prediction, window_seconds=60, sample_size=40
+    )
+    decoder = EventDecoder({"fraud": sampled})
+    events = [
+        decoder.decode_prediction(json.dumps({
+            "event_id": f"e{i}", "model": "fraud", "model_version": "v1",
+            "timestamp": datetime.fromtimestamp(T + i / 100, UTC).isoformat(),
+            "features": {"amount": float(i % 150), "country": ["de", "fr", None][i % 3]},
+            "prediction": (i % 4) / 4,
+        }).encode())
+        for i in range(2 * FOLD_EVENTS + 3)
+    ]  # fmt: skip
+    acc, late = WindowAccumulator(decoder.codecs), LateLog()
+    wm = None
+    for i, event in enumerate(events):
+        wm = acc.add_partition_batch(0, [event], wm, late)
+        assert acc.events == i + 1
+    whole = WindowAccumulator(decoder.codecs)
+    whole.add_partition_batch(0, events, None, late)
+    assert len(whole.deltas[key(T)].sketch.sample.rows) == 40
+    assert acc.deltas[key(T)].sketch == whole.deltas[key(T)].sketch
+    assert acc.take()[key(T)].sketch.events == 2 * FOLD_EVENTS + 3
+    assert (acc.events, acc.deltas, late.calls) == (0, {}, [])
 
 
 def test_models_and_versions_get_separate_keys() -> None:
