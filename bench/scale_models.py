@@ -35,12 +35,19 @@ tick wrote: reports, feature results, alerts); and the child's peak RSS, whose g
 is that of the part above the RSS the child started with (its imports, the same at
 every size).
 
+Each of ``--rounds`` rounds (default 3) runs both sizes, the few models first, each in
+its fresh child process. A single figure of a single run swings by tens of percent on
+this kind of host while the work is exactly ten times (the same function calls per
+window), so the bench reports medians: each size's figures are the medians over the
+rounds, each growth ratio the median of the rounds' ratios (a round's two sizes run
+back to back, so their ratio shares the machine's state of the moment).
+
 Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms (<n> rows/flush),
 ingest <us> us CPU/event, tick <s> s, rows/window <n>, RSS <mb> MB; 200 models:
 ...; growth (linear = 10.0): flush p99 <x>, tick <x>, rows <x>, RSS <x>``.
 ``--quick`` runs 4 and 8 models of 8 features with a few events each and one
-flush per window, for the smoke test. ``--db`` runs on a PostgreSQL database instead of SQLite (its
-tables are dropped and re-created for every size).
+flush per window, once, for the smoke test. ``--db`` runs on a PostgreSQL database
+instead of SQLite (its tables are dropped and re-created for every size).
 """
 
 from __future__ import annotations
@@ -49,6 +56,7 @@ import argparse
 import cProfile
 import json
 import math
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -56,7 +64,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -529,6 +537,27 @@ def describe(f: Figures) -> str:
     )
 
 
+def growth(few: Figures, many: Figures) -> dict[str, float]:
+    """How each criterion's figure grew from ``few`` to ``many`` models."""
+    return {
+        "flush p99": many.flush_p99 / few.flush_p99,
+        "tick": many.tick / few.tick,
+        "rows": many.rows_per_window / few.rows_per_window,
+        "RSS": (many.rss - many.rss_start) / (few.rss - few.rss_start),
+    }
+
+
+def medians(runs: list[Figures]) -> Figures:
+    """One size's figures over its rounds: the median of each measured figure (the counts,
+    which are the same in every round by construction, from the first)."""
+    measured = {
+        f.name: statistics.median(getattr(r, f.name) for r in runs)
+        for f in fields(Figures)
+        if f.type == "float"
+    }
+    return replace(runs[0], **measured)
+
+
 def run_size(
     kafka: TestKafka,
     size: Size,
@@ -539,7 +568,7 @@ def run_size(
 ) -> Figures:
     topic = f"bench-scale-{size.models}-{time.time_ns()}"
     here = workdir / f"{size.models}-{attempt}"
-    here.mkdir()
+    here.mkdir(parents=True)
     if db is not None:
         reset_database(db)
     url = db or f"sqlite:///{here / 'scale.db'}"
@@ -580,6 +609,9 @@ def main() -> None:
     parser.add_argument(
         "--flushes-per-window", type=int, default=2, help="flushes per window of the stream"
     )
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="runs of both sizes; medians are reported"
+    )
     parser.add_argument("--db", help="a PostgreSQL URL to run on instead of SQLite (emptied)")
     parser.add_argument(
         "--quick", action="store_true", help="4 and 8 models of 8 features, few events"
@@ -603,6 +635,7 @@ def main() -> None:
             1,
             1,
         )
+        args.rounds = 1
         features = {"numerical": 6, "categorical": 2}
     sizes = [
         Size(n, VERSIONS, args.events_per_window, args.windows, args.flushes_per_window, **features)
@@ -610,14 +643,24 @@ def main() -> None:
     ]
     for size in sizes:
         size.check()
+    rounds: list[tuple[Figures, Figures]] = []
     with broker() as kafka, tempfile.TemporaryDirectory() as tmp:
-        few, many = (run_size(kafka, s, args.db, Path(tmp), args.profile) for s in sizes)
+        for r in range(args.rounds):
+            few, many = (
+                run_size(kafka, s, args.db, Path(tmp) / str(r), args.profile) for s in sizes
+            )
+            rounds.append((few, many))
+            print(f"round {r + 1}: {describe(few)}; {describe(many)}; {ratios(few, many)}")
+    few, many = medians([f for f, _ in rounds]), medians([m for _, m in rounds])
+    grown = {k: statistics.median(growth(f, m)[k] for f, m in rounds) for k in growth(few, many)}
+    print(f"scale: {describe(few)}; {describe(many)}; {ratios(few, many, grown)}")
+
+
+def ratios(few: Figures, many: Figures, grown: dict[str, float] | None = None) -> str:
     bound = many.models / few.models
-    print(
-        f"scale: {describe(few)}; {describe(many)}; growth (linear = {bound:.1f}): "
-        f"flush p99 {many.flush_p99 / few.flush_p99:.1f}, tick {many.tick / few.tick:.1f}, "
-        f"rows {many.rows_per_window / few.rows_per_window:.1f}, "
-        f"RSS {(many.rss - many.rss_start) / (few.rss - few.rss_start):.1f}"
+    figures = growth(few, many) if grown is None else grown
+    return f"growth (linear = {bound:.1f}): " + ", ".join(
+        f"{name} {x:.1f}" for name, x in figures.items()
     )
 
 
