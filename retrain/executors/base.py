@@ -20,7 +20,7 @@ import json
 import os
 import posixpath
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from enum import StrEnum
@@ -192,6 +192,31 @@ def with_message(reason: str, log: str | None) -> str:
     """``reason: <the log's last line, shortened>``, or ``reason`` when the log is empty."""
     line = last_line(log)
     return reason if line is None else f"{reason}: {shorten(line)}"
+
+
+def last_bytes(
+    chunks: Iterable[bytes],
+    keep: int,
+    limit: int,
+    deadline: float,
+    clock: Callable[[], float],
+) -> tuple[bytes, bool] | None:
+    """The last ``keep`` bytes of a stream and whether earlier bytes were dropped; None
+    once more than ``limit`` bytes came or the ``clock`` passed ``deadline``. A job's
+    log is a peer's output: a line has no length limit (a progress bar redrawn with a
+    carriage return for hours is one line), so what is held stays ``keep`` bytes however
+    much is read, and the read itself ends."""
+    kept = bytearray()
+    read, cut = 0, False
+    for chunk in chunks:
+        read += len(chunk)
+        if read > limit or clock() > deadline:
+            return None
+        kept += chunk
+        if len(kept) > keep:
+            del kept[: len(kept) - keep]
+            cut = True
+    return bytes(kept), cut
 
 
 def result_status(data: bytes | None, log_tail: str | None, size: int | None = None) -> JobStatus:

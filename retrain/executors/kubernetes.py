@@ -22,11 +22,12 @@ that names the verb, resource or field, reported by ``observe``.
 from __future__ import annotations
 
 import copy
+import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import urllib3
 from kubernetes import client
@@ -37,6 +38,7 @@ from retrain.executors.base import (
     JobPhase,
     JobSpec,
     JobStatus,
+    last_bytes,
     result_status,
     with_message,
 )
@@ -47,7 +49,14 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 TERMINATION_LOG = "/dev/termination-log"
 TAIL_LINES = 50
 TAIL_CHARS = 4096
+# A Pod's log tail is read a chunk at a time and only its last LOG_KEEP_BYTES are held
+# (the local executor's bound for the job's last line); past LOG_READ_BYTES, or the
+# request timeout, the Job is judged without its log.
+LOG_CHUNK_BYTES = 64 << 10
+LOG_KEEP_BYTES = 1 << 20
+LOG_READ_BYTES = 64 << 20
 T = TypeVar("T")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -300,18 +309,49 @@ class KubernetesExecutor:
 
     def _log_tail(self, pod: Any) -> str | None:
         name = pod.metadata.name
+        what = f"read the log of pod {name} in namespace {self.namespace}"
         try:
-            text = self._call(
-                f"read the log of pod {name} in namespace {self.namespace}",
-                lambda: self._core.read_namespaced_pod_log(
-                    name, self.namespace, tail_lines=TAIL_LINES, _request_timeout=self._timeout
+            # Unread (no _preload_content), the client's answer is urllib3's response.
+            response = cast(
+                urllib3.HTTPResponse,
+                self._call(
+                    what,
+                    lambda: self._core.read_namespaced_pod_log(
+                        name,
+                        self.namespace,
+                        tail_lines=TAIL_LINES,
+                        _preload_content=False,
+                        _request_timeout=self._timeout,
+                    ),
                 ),
             )
         except ExecutorError as exc:
             if exc.retriable:
                 raise
             return None  # the Pod went with its Job: the reason still stands
-        return str(text) if text else None
+        deadline = time.monotonic() + self._timeout
+        try:
+            chunks = response.stream(LOG_CHUNK_BYTES)
+            tail = last_bytes(chunks, LOG_KEEP_BYTES, LOG_READ_BYTES, deadline, time.monotonic)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise translate(exc, what) from exc
+        finally:
+            response.close()  # a tail given up on leaves its answer unread
+            response.release_conn()
+        if tail is None:
+            logger.warning(
+                "the log tail of pod %s is over %d bytes or took over %.0f s to read; "
+                "the job is judged without it",
+                name,
+                LOG_READ_BYTES,
+                self._timeout,
+            )
+            return None
+        data, cut = tail
+        text = data.decode("utf-8", errors="replace")
+        if cut and "\n" in text.rstrip("\n"):
+            text = text.split("\n", 1)[1]  # the line the byte bound cut
+        return text or None
 
     def cancel(self, spec: JobSpec) -> None:
         options = client.V1DeleteOptions(propagation_policy="Background")

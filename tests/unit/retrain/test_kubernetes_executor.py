@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 
 from retrain.errors import ExecutorError
-from retrain.executors import JobPhase, JobSpec, JobStatus, Mode
+from retrain.executors import JobPhase, JobSpec, JobStatus, Mode, kubernetes
+from retrain.executors.base import last_bytes
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, render
 from retrain.executors.kubernetes_watch import JobCache
 from tests.harness.k8s.cluster import NAMESPACE, api_client, cluster, python_job, until
@@ -185,6 +186,45 @@ def test_a_failed_job_keeps_its_long_message_shortened_in_the_middle(
     assert status.reason.endswith(f": {message[:240]} … {message[-240:]}")
     assert len(status.reason) < 600
     assert status.log_tail == f"loading rows\n{message}\n"[-4096:]
+
+
+def test_a_last_line_after_megabytes_of_log_is_read_from_a_bounded_tail(
+    emu: tuple[Emulator, Kubelet],
+) -> None:
+    """A log line has no length limit (a progress bar redrawn with a carriage return is
+    one line): the tail is read a chunk at a time, only its last LOG_KEEP_BYTES held, and
+    the job's last line still gives the reason."""
+    emulator, _ = emu
+    size = 3 * kubernetes.LOG_KEEP_BYTES
+    script = (
+        "import sys\n"
+        f"sys.stderr.write('x' * {size} + '\\n')\n"
+        "sys.stderr.write('no rows in the window\\n')\n"
+        "sys.exit(1)\n"
+    )
+    ex = executor(emulator, python_job(script))
+    ex.launch(spec())
+    status = finished(ex, spec())
+    assert status.phase is JobPhase.FAILED and status.reason is not None
+    assert status.reason.endswith("(exit code 1): no rows in the window")
+    assert status.log_tail == "no rows in the window\n"
+
+
+def test_a_log_tail_over_the_read_bound_is_left_and_the_job_judged_without_it(
+    emu: tuple[Emulator, Kubelet], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    emulator, _ = emu
+    monkeypatch.setattr(kubernetes, "LOG_READ_BYTES", 256 * 1024)
+    script = "import sys; sys.stderr.write('y' * 1048576 + '\\nno rows\\n'); sys.exit(1)"
+    ex = executor(emulator, python_job(script))
+    ex.launch(spec())
+    with caplog.at_level(logging.WARNING, "retrain.executors.kubernetes"):
+        status = finished(ex, spec())
+    assert status.phase is JobPhase.FAILED and status.reason is not None
+    assert status.reason.startswith("BackoffLimitExceeded")
+    assert status.reason.endswith("(exit code 1)")
+    assert status.log_tail is None
+    assert "is over 262144 bytes or took over 2 s to read" in caplog.text
 
 
 def test_a_job_past_its_deadline_fails_with_that_reason(emu: tuple[Emulator, Kubelet]) -> None:
@@ -397,3 +437,20 @@ def test_closing_the_executor_ends_its_watch_without_waiting_for_the_server(
         assert [r.getMessage() for r in caplog.records if r.name.startswith("retrain")] == []
     finally:
         emulator.store.close_watches()
+
+
+def test_last_bytes_holds_the_end_and_gives_up_past_its_bounds() -> None:
+    chunks = [b"ab", b"cd", b"ef"]
+    never = 1e18
+
+    def clock() -> float:
+        return 0.0
+
+    assert last_bytes(chunks, 10, 100, never, clock) == (b"abcdef", False)
+    assert last_bytes(chunks, 6, 100, never, clock) == (b"abcdef", False)
+    assert last_bytes(chunks, 3, 100, never, clock) == (b"def", True)
+    assert last_bytes(chunks, 3, 6, never, clock) == (b"def", True)
+    assert last_bytes(chunks, 3, 5, never, clock) is None
+    assert last_bytes([], 3, 5, never, clock) == (b"", False)
+    ticks = iter([1.0, 2.0, 3.0])
+    assert last_bytes(chunks, 10, 100, 2.5, lambda: next(ticks)) is None
