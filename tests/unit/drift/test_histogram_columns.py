@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drift.histogram import SMALL_BATCH, NumericSketch, update_columns
+from drift.histogram import SMALL_BATCH, NumericSketch, bracketed, update_columns
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import WindowBatch, WindowSketch
 
@@ -90,3 +90,21 @@ def test_a_window_sketches_array_columns_as_it_does_lists() -> None:
         assert summary(arrays.features[name]) == summary(lists.features[name])
         assert arrays.features[name].total == pytest.approx(lists.features[name].total)
     assert arrays.features["x2"].nulls == 1
+
+
+def test_the_sketches_of_one_edges_tuple_share_its_binning_array() -> None:
+    """A window row's numerical sketches share their layout's edges, and so does every
+    row of the layout: the array binning needs is made once per tuple, read-only, and
+    an equal tuple of its own gets an equal array of its own."""
+    edges = tuple(float(x) for x in range(590))
+    first, second = NumericSketch(edges), NumericSketch(edges)
+    first.update(np.arange(100.0))
+    second.update(np.arange(100.0) + 0.5)
+    assert first._bracketed_edges() is second._bracketed_edges() is bracketed(edges)
+    with pytest.raises(ValueError, match="read-only"):
+        bracketed(edges)[1] = 7.0
+    twin = tuple(float(x) for x in range(590))
+    assert bracketed(twin) is not bracketed(edges)
+    assert np.array_equal(bracketed(twin), bracketed(edges))
+    assert bracketed(edges)[[0, 1, -2, -1]].tolist() == [-math.inf, 0.0, 589.0, math.inf]
+    assert first.hist[1:101].tolist() == [1] * 100 and second.hist[1:101].tolist() == [1] * 100
