@@ -63,6 +63,15 @@ def finished(ex: KubernetesExecutor, s: JobSpec) -> JobStatus:
     return result
 
 
+def failed(emulator: Emulator, script: str) -> tuple[JobStatus, str]:
+    """Run ``script`` as a Job to its end, which must be a failure with a reason."""
+    ex = executor(emulator, python_job(script))
+    ex.launch(spec())
+    status = finished(ex, spec())
+    assert status.phase is JobPhase.FAILED and status.reason is not None
+    return status, status.reason
+
+
 @pytest.fixture
 def emu(tmp_path: Path) -> Iterator[tuple[Emulator, Kubelet]]:
     with cluster(tmp_path) as (emulator, node):
@@ -175,16 +184,13 @@ def test_a_failed_job_keeps_its_long_message_shortened_in_the_middle(
         "print('driftwatch-trainer: START ' + body + ' END', file=sys.stderr)\n"
         "sys.exit(1)\n"
     )
-    ex = executor(emulator, python_job(script))
-    ex.launch(spec())
-    status = finished(ex, spec())
+    status, reason = failed(emulator, script)
     body = "".join(chr(ord("a") + i % 26) for i in range(size))
     message = f"driftwatch-trainer: START {body} END"
-    assert status.phase is JobPhase.FAILED and status.reason is not None
-    assert status.reason.startswith("BackoffLimitExceeded")
-    assert "(exit code 1): " in status.reason
-    assert status.reason.endswith(f": {message[:240]} … {message[-240:]}")
-    assert len(status.reason) < 600
+    assert reason.startswith("BackoffLimitExceeded")
+    assert "(exit code 1): " in reason
+    assert reason.endswith(f": {message[:240]} … {message[-240:]}")
+    assert len(reason) < 600
     assert status.log_tail == f"loading rows\n{message}\n"[-4096:]
 
 
@@ -202,11 +208,8 @@ def test_a_last_line_after_megabytes_of_log_is_read_from_a_bounded_tail(
         "sys.stderr.write('no rows in the window\\n')\n"
         "sys.exit(1)\n"
     )
-    ex = executor(emulator, python_job(script))
-    ex.launch(spec())
-    status = finished(ex, spec())
-    assert status.phase is JobPhase.FAILED and status.reason is not None
-    assert status.reason.endswith("(exit code 1): no rows in the window")
+    status, reason = failed(emulator, script)
+    assert reason.endswith("(exit code 1): no rows in the window")
     assert status.log_tail == "no rows in the window\n"
 
 
@@ -216,13 +219,10 @@ def test_a_log_tail_over_the_read_bound_is_left_and_the_job_judged_without_it(
     emulator, _ = emu
     monkeypatch.setattr(kubernetes, "LOG_READ_BYTES", 256 * 1024)
     script = "import sys; sys.stderr.write('y' * 1048576 + '\\nno rows\\n'); sys.exit(1)"
-    ex = executor(emulator, python_job(script))
-    ex.launch(spec())
     with caplog.at_level(logging.WARNING, "retrain.executors.kubernetes"):
-        status = finished(ex, spec())
-    assert status.phase is JobPhase.FAILED and status.reason is not None
-    assert status.reason.startswith("BackoffLimitExceeded")
-    assert status.reason.endswith("(exit code 1)")
+        status, reason = failed(emulator, script)
+    assert reason.startswith("BackoffLimitExceeded")
+    assert reason.endswith("(exit code 1)")
     assert status.log_tail is None
     assert "is over 262144 bytes or took over 2 s to read" in caplog.text
 
