@@ -123,9 +123,10 @@ class WindowAccumulator:
     @property
     def deltas(self) -> dict[WindowKey, WindowDelta]:
         """Every buffered window row, each with all its accepted events folded in."""
-        for key, events in self._held.items():
+        # Taken before folding: a second read (a retried flush) never folds them twice.
+        held, self._held = self._held, {}
+        for key, events in held.items():
             self._fold(self._codecs[key.model], self._deltas[key], events, None)
-        self._held = {}
         return self._deltas
 
     @staticmethod
