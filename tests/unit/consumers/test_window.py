@@ -236,6 +236,18 @@ def test_events_a_few_at_a_time_make_the_sketch_of_one_batch() -> None:
     assert (acc.events, acc.deltas, late.calls) == (0, {}, [])
 
 
+def test_reading_the_deltas_again_folds_the_held_events_once() -> None:
+    """A retried flush reads the deltas a second time: the held events are in them once."""
+    acc, late = accumulator(), LateLog()
+    wm = acc.add_partition_batch(0, [ev(T + 1, 2.0), ev(T + 2, 20.0)], None, late)
+    acc.add_partition_batch(0, [ev(T + 3, 200.0)], wm, late)
+    first = acc.deltas[key(T)].sketch.events
+    assert (first, acc.deltas[key(T)].sketch.events, acc.events) == (3, 3, 3)
+    assert acc.take()[key(T)].sketch == fraud_sketch(
+        ev(T + 1, 2.0), ev(T + 2, 20.0), ev(T + 3, 200.0)
+    )
+
+
 def test_models_and_versions_get_separate_keys() -> None:
     acc, late = accumulator(), LateLog()
     events = [ev(T + 1, version="v1"), ev(T + 2, version="v2"), churn(T + 3, 6.0, "stay")]
