@@ -652,7 +652,8 @@ def main() -> None:
             rounds.append((few, many))
             print(f"round {r + 1}: {describe(few)}; {describe(many)}; {ratios(few, many)}")
     few, many = medians([f for f, _ in rounds]), medians([m for _, m in rounds])
-    grown = {k: statistics.median(growth(f, m)[k] for f, m in rounds) for k in growth(few, many)}
+    each = [growth(f, m) for f, m in rounds]
+    grown = {name: statistics.median(g[name] for g in each) for name in each[0]}
     print(f"scale: {describe(few)}; {describe(many)}; {ratios(few, many, grown)}")
 
 

@@ -194,6 +194,11 @@ def with_message(reason: str, log: str | None) -> str:
     return reason if line is None else f"{reason}: {shorten(line)}"
 
 
+# How far back from a job's log end its last line is looked for (both executors): far
+# enough for any message a trainer means a person to read, bounded whatever it printed.
+LAST_LINE_BYTES = 1 << 20
+
+
 def last_bytes(
     chunks: Iterable[bytes],
     keep: int,

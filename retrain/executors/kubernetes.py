@@ -35,6 +35,7 @@ from kubernetes.client.exceptions import ApiException
 
 from retrain.errors import ExecutorError
 from retrain.executors.base import (
+    LAST_LINE_BYTES,
     JobPhase,
     JobSpec,
     JobStatus,
@@ -49,11 +50,9 @@ MANAGED_BY = "app.kubernetes.io/managed-by"
 TERMINATION_LOG = "/dev/termination-log"
 TAIL_LINES = 50
 TAIL_CHARS = 4096
-# A Pod's log tail is read a chunk at a time and only its last LOG_KEEP_BYTES are held
-# (the local executor's bound for the job's last line); past LOG_READ_BYTES, or the
-# request timeout, the Job is judged without its log.
+# A Pod's log tail is read a chunk at a time and only its last LAST_LINE_BYTES are held;
+# past LOG_READ_BYTES, or the request timeout, the Job is judged without its log.
 LOG_CHUNK_BYTES = 64 << 10
-LOG_KEEP_BYTES = 1 << 20
 LOG_READ_BYTES = 64 << 20
 T = TypeVar("T")
 logger = logging.getLogger(__name__)
@@ -332,7 +331,7 @@ class KubernetesExecutor:
         deadline = time.monotonic() + self._timeout
         try:
             chunks = response.stream(LOG_CHUNK_BYTES)
-            tail = last_bytes(chunks, LOG_KEEP_BYTES, LOG_READ_BYTES, deadline, time.monotonic)
+            tail = last_bytes(chunks, LAST_LINE_BYTES, LOG_READ_BYTES, deadline, time.monotonic)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise translate(exc, what) from exc
         finally:

@@ -32,6 +32,7 @@ from typing import Any
 
 from retrain.errors import ExecutorError
 from retrain.executors.base import (
+    LAST_LINE_BYTES,
     RESULT_LIMIT_BYTES,
     JobPhase,
     JobSpec,
@@ -47,9 +48,6 @@ RESULT = "result.json"
 WRAPPER_LOG = "wrapper.log"
 TAIL_LINES = 50
 TAIL_BYTES = 4096
-# How far back the failure reason looks for the job's last line: far enough for any
-# message a trainer means a person to read, bounded whatever the job printed.
-LAST_LINE_BYTES = 1 << 20
 
 
 def log_tail(path: Path, lines: int = TAIL_LINES, limit: int = TAIL_BYTES) -> str | None:

@@ -14,7 +14,7 @@ import pytest
 
 from retrain.errors import ExecutorError
 from retrain.executors import JobPhase, JobSpec, JobStatus, Mode, kubernetes
-from retrain.executors.base import last_bytes
+from retrain.executors.base import LAST_LINE_BYTES, last_bytes
 from retrain.executors.kubernetes import KubernetesExecutor, KubernetesSettings, render
 from retrain.executors.kubernetes_watch import JobCache
 from tests.harness.k8s.cluster import NAMESPACE, api_client, cluster, python_job, until
@@ -198,10 +198,10 @@ def test_a_last_line_after_megabytes_of_log_is_read_from_a_bounded_tail(
     emu: tuple[Emulator, Kubelet],
 ) -> None:
     """A log line has no length limit (a progress bar redrawn with a carriage return is
-    one line): the tail is read a chunk at a time, only its last LOG_KEEP_BYTES held, and
+    one line): the tail is read a chunk at a time, only its last LAST_LINE_BYTES held, and
     the job's last line still gives the reason."""
     emulator, _ = emu
-    size = 3 * kubernetes.LOG_KEEP_BYTES
+    size = 3 * LAST_LINE_BYTES
     script = (
         "import sys\n"
         f"sys.stderr.write('x' * {size} + '\\n')\n"
