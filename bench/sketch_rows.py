@@ -9,15 +9,16 @@ prediction), the baseline and the candidate in alternating rounds:
 - ``update``: a window takes one batch of N events, through numpy's histogram
   path for every column (the baseline, as before issue 22's small-batch path)
   against the current path (Python below ``drift.histogram.SMALL_BATCH``
-  values);
+  values for one column, below ``SMALL_BLOCK`` for a model's dense columns
+  together);
 - ``to_bytes`` and ``from_bytes``: the window row, once with the events of 30
   such batches, in format 3 (8-byte counts, as written before) against format 4
   (counts as narrow as they fit), and the stored bytes of each.
 
 Each figure is the median over the rounds of the mean time of a round's repeats.
-Last line: ``sketch_rows: 8 events/batch: update <r> of numpy, to_bytes <r> of
-format 3, from_bytes <r>, bytes <r>; 2000 events/batch: ...`` (candidate over
-baseline: below 1 is faster or smaller). ``--quick`` runs few repeats, for the
+Last line: ``sketch_rows: 3 events/batch: update <r> of numpy, to_bytes <r> of
+format 3, from_bytes <r>, bytes <r>; 8 events/batch: ...; 2000 events/batch:
+...`` (candidate over baseline: below 1 is faster or smaller). ``--quick`` runs few repeats, for the
 smoke test (its ratios mean nothing).
 """
 
@@ -43,7 +44,7 @@ from drift.sketch import ColumnSketch, WindowBatch, WindowSketch
 from service.config import ModelConfig
 from tests.harness.scenario import wide_model
 
-SIZES = (8, 2000)
+SIZES = (3, 8, 2000)
 BATCHES_PER_ROW = 30
 
 
@@ -97,13 +98,15 @@ def timed(work: Callable[[], object], repeats: int) -> float:
     return (time.perf_counter() - started) / repeats
 
 
-def update_time(spec: ModelSpec, b: WindowBatch, repeats: int, small: int) -> float:
-    saved, histogram.SMALL_BATCH = histogram.SMALL_BATCH, small
+def update_time(spec: ModelSpec, b: WindowBatch, repeats: int, small: tuple[int, int]) -> float:
+    """One update's time with ``SMALL_BATCH`` and ``SMALL_BLOCK`` set to ``small``."""
+    saved = histogram.SMALL_BATCH, histogram.SMALL_BLOCK
+    histogram.SMALL_BATCH, histogram.SMALL_BLOCK = small
     try:
         w = WindowSketch.empty(spec)
         return timed(lambda: w.update(b), repeats)
     finally:
-        histogram.SMALL_BATCH = saved
+        histogram.SMALL_BATCH, histogram.SMALL_BLOCK = saved
 
 
 def measure(spec: ModelSpec, n: int, rounds: int, repeats: int) -> dict[str, float]:
@@ -119,8 +122,10 @@ def measure(spec: ModelSpec, n: int, rounds: int, repeats: int) -> dict[str, flo
     )
     samples: dict[str, list[float]] = {k: [] for k in ("u0", "u1", "e0", "e1", "d0", "d1")}
     for _ in range(rounds):
-        samples["u0"].append(update_time(spec, b, repeats, 0))
-        samples["u1"].append(update_time(spec, b, repeats, histogram.SMALL_BATCH))
+        samples["u0"].append(update_time(spec, b, repeats, (0, 0)))
+        samples["u1"].append(
+            update_time(spec, b, repeats, (histogram.SMALL_BATCH, histogram.SMALL_BLOCK))
+        )
         samples["e0"].append(timed(lambda: format3_bytes(row), repeats))
         samples["e1"].append(timed(lambda: row.to_bytes(edges=False), repeats))
         samples["d0"].append(timed(lambda: WindowSketch.from_bytes(old, lambda _: edges), repeats))

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from drift.histogram import SMALL_BATCH, NumericSketch, bracketed, update_columns
+from drift.histogram import SMALL_BATCH, SMALL_BLOCK, NumericSketch, bracketed, update_columns
 from drift.schema import FeatureKind, FeatureSpec, ModelSpec, PredictionKind, PredictionSpec
 from drift.sketch import WindowBatch, WindowSketch
 
@@ -35,7 +35,8 @@ def summary(s: NumericSketch) -> tuple[object, ...]:
 @settings(deadline=None, max_examples=150)
 @given(data=st.data())
 def test_columns_updated_together_equal_each_updated_alone(data: st.DataObject) -> None:
-    n = data.draw(st.integers(SMALL_BATCH - 2, 140), label="n")
+    # Each side of both thresholds: the block's (numpy from SMALL_BLOCK + 1) and a column's.
+    n = data.draw(st.integers(SMALL_BLOCK - 2, 140), label="n")
     columns = data.draw(st.integers(1, 5), label="columns")
     all_edges = [data.draw(edges_st, label=f"edges {j}") for j in range(columns)]
     block = np.array(
