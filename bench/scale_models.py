@@ -46,8 +46,9 @@ Last line: ``scale: 20 models: flush p50 <ms> ms p99 <ms> ms (<n> rows/flush),
 ingest <us> us CPU/event, tick <s> s, rows/window <n>, RSS <mb> MB; 200 models:
 ...; growth (linear = 10.0): flush p99 <x>, tick <x>, rows <x>, RSS <x>``.
 ``--quick`` runs 4 and 8 models of 8 features with a few events each and one
-flush per window, once, for the smoke test. ``--db`` runs on a PostgreSQL database
-instead of SQLite (its tables are dropped and re-created for every size).
+flush per window, once, for the smoke test. ``--db URL`` runs on PostgreSQL instead
+of SQLite: each size in a scratch database created on the URL's server and dropped
+after (the database the URL names is only connected to).
 """
 
 from __future__ import annotations
@@ -62,15 +63,17 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from _common import Progress, broker, broker_env, create_topic, rss_mb
-from sqlalchemy import func, inspect, select, table, text
+from sqlalchemy import create_engine, func, inspect, select, table, text
+from sqlalchemy.engine import make_url
 
 from consumers.checkpoint import CheckpointStore
 from consumers.synthetic import SyntheticPlan, SyntheticStream, write_reference_csv
@@ -517,13 +520,26 @@ def in_child(
     return Figures(**json.loads(lines[-1]))
 
 
-def reset_database(url: str) -> None:
-    """Drop every table of an external database, so each size starts from an empty one."""
-    engine = make_engine(url)
-    with engine.begin() as conn:
-        for name in inspect(conn).get_table_names():
-            conn.execute(text(f'DROP TABLE IF EXISTS "{name}" CASCADE'))
-    engine.dispose()
+@contextmanager
+def scratch_database(server: str) -> Iterator[str]:
+    """A database of its own on the PostgreSQL server of ``server``, dropped afterwards.
+
+    The bench never runs in the database the URL names: its tables are left alone
+    (until 2026-12-07 ``--db`` emptied that database, a trap for anyone who pointed
+    it at a real one).
+    """
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    name = f"driftwatch_bench_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+        try:
+            yield make_url(server).set(database=name).render_as_string(hide_password=False)
+        finally:
+            with admin.connect() as conn:
+                conn.execute(text(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+    finally:
+        admin.dispose()
 
 
 def describe(f: Figures) -> str:
@@ -558,6 +574,17 @@ def medians(runs: list[Figures]) -> Figures:
     return replace(runs[0], **measured)
 
 
+def _measured(
+    kafka: TestKafka, size: Size, url: str, here: Path, profile: Path | None
+) -> tuple[Figures, Feed]:
+    topic = f"bench-scale-{size.models}-{time.time_ns()}"
+    config = config_for(size, kafka, url, topic, here)
+    feed = Feed(kafka, load_config(config), size, topic)
+    # The first slice once the child's consumer holds every partition, the rest one
+    # after each flush.
+    return in_child(kafka, config, size, feed, profile), feed
+
+
 def run_size(
     kafka: TestKafka,
     size: Size,
@@ -566,17 +593,13 @@ def run_size(
     profile: Path | None,
     attempt: int = 1,
 ) -> Figures:
-    topic = f"bench-scale-{size.models}-{time.time_ns()}"
     here = workdir / f"{size.models}-{attempt}"
     here.mkdir(parents=True)
-    if db is not None:
-        reset_database(db)
-    url = db or f"sqlite:///{here / 'scale.db'}"
-    config = config_for(size, kafka, url, topic, here)
-    feed = Feed(kafka, load_config(config), size, topic)
-    # The first slice once the child's consumer holds every partition, the rest one
-    # after each flush.
-    figures = in_child(kafka, config, size, feed, profile)
+    with ExitStack() as stack:
+        url = f"sqlite:///{here / 'scale.db'}"
+        if db is not None:
+            url = stack.enter_context(scratch_database(db))
+        figures, feed = _measured(kafka, size, url, here, profile)
     if figures.partial_flushes:
         # A rebalance (a 0.9 broker on a loaded host) flushed part of a slice, and the
         # flush that announced sent the next slice early: the figures are not of one
@@ -612,7 +635,11 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="runs of both sizes; medians are reported"
     )
-    parser.add_argument("--db", help="a PostgreSQL URL to run on instead of SQLite (emptied)")
+    parser.add_argument(
+        "--db",
+        help="a PostgreSQL server's URL: each size runs in a database of its own created "
+        "there and dropped after, instead of SQLite (the URL's own database is not touched)",
+    )
     parser.add_argument(
         "--quick", action="store_true", help="4 and 8 models of 8 features, few events"
     )

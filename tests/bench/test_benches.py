@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy import func, inspect, select, table
 
+from db.session import make_engine
 from tests.harness.kafka import TestKafka
 
 # Each one a subprocess of seconds to minutes: scheduled first (tests/conftest.py).
@@ -169,7 +171,15 @@ def test_label_delay(kafka: TestKafka) -> None:
 
 
 @pytest.mark.kafka
-def test_scale_models(kafka: TestKafka) -> None:
+@pytest.mark.parametrize("database", ["sqlite", "postgresql"])
+def test_scale_models(kafka: TestKafka, database: str, request: pytest.FixtureRequest) -> None:
+    # On PostgreSQL each size runs in a scratch database of the URL's server; the
+    # database the URL names (here a migrated one) keeps its tables and rows.
+    options: list[str] = []
+    if database == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        options = ["--db", url]
+        before = _tables(url)
     num = r"\d+(?:\.\d+)?"
     size = (
         rf"(\d+) models: flush p50 {num} ms p99 {num} ms \((\d+) rows/flush\), "
@@ -181,7 +191,10 @@ def test_scale_models(kafka: TestKafka) -> None:
         kafka,
         rf"scale: {size}; {size}; growth \(linear = 2\.0\): "
         rf"flush p99 {num}, tick {num}, rows ({num}), RSS {num}",
+        *options,
     )
+    if database == "postgresql":
+        assert _tables(url) == before, "the database --db names is left as it was"
     few, few_flush, few_rows, many, many_flush, many_rows, rows_growth = found.groups()
     assert (few, many) == ("4", "8")
     # Each flush holds one window of every model version in every partition, at both sizes.
@@ -190,6 +203,20 @@ def test_scale_models(kafka: TestKafka) -> None:
     # the rows, exactly (the bench checks each size's report count itself).
     assert int(many_rows) == 2 * int(few_rows)
     assert rows_growth == "2.0"
+
+
+def _tables(url: str) -> dict[str, int]:
+    """Each table of ``url``'s database with its row count."""
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            names = inspect(conn).get_table_names()
+            return {
+                n: int(conn.execute(select(func.count()).select_from(table(n))).scalar_one())
+                for n in names
+            }
+    finally:
+        engine.dispose()
 
 
 @pytest.mark.kafka
