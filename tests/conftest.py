@@ -6,6 +6,7 @@ machine, and fails them under CI=true or `make test`.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -20,12 +21,17 @@ from db.session import make_engine
 from tests.harness.kafka import TestKafka
 from tests.harness.postgres import Databases, reachable
 from tests.harness.s3 import LocalS3, local_s3, server_python
+from tests.harness.scenario import CLIENT_LOG_LEVELS
 
 _sessions: list[pytest.Session] = []
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
     _sessions.append(session)
+    # As in the services the tests start (write_config): a loop run in-process that stops
+    # making progress shows the client's group and metadata events in its failure report.
+    for name, level in CLIENT_LOG_LEVELS.items():
+        logging.getLogger(name).setLevel(level)
 
 
 @pytest.hookimpl(trylast=True)

@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -56,7 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     cfg = load(args)
     path = config_path(args)
-    configure_logging(cfg.log_level)
+    configure_logging(cfg.log_level, cfg.log_levels)
     log.info(
         "database %s, Kafka brokers %s, config %s",
         cfg.database.masked_url,
@@ -202,7 +202,9 @@ def _write_reference(
     print(f"reference rows of {plan.model.name}: {path}")
 
 
-def configure_logging(level: str) -> None:
+def configure_logging(level: str, levels: Mapping[str, str] | None = None) -> None:
+    """The root level, quieter defaults for chatty libraries, then ``levels`` (the
+    config's ``log_levels``) over both."""
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -212,6 +214,8 @@ def configure_logging(level: str) -> None:
     # APScheduler logs two lines per run of every job (evaluation runs every few
     # seconds); they are kept for DEBUG only.
     logging.getLogger("apscheduler").setLevel(logging.DEBUG if level == "DEBUG" else quiet)
+    for name, chosen in (levels or {}).items():
+        logging.getLogger(name).setLevel(chosen)
 
 
 def parser() -> argparse.ArgumentParser:

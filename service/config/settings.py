@@ -27,6 +27,8 @@ from service.config.scheduler import LateLabelsConfig, LeaderConfig, RetentionCo
 # ``driftwatch/model`` label of its Jobs: Kubernetes' label-value syntax, ASCII only, fits
 # both as it is (no '/', never '.' or '..', no lossy mapping that could merge two models).
 MODEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
+LOGGER_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 _PG_FORM = "postgresql+psycopg://user:password@host:5432/dbname"
 # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed; psycopg 3 is.
 _PG_ALIASES = ("postgresql://", "postgres://")
@@ -149,8 +151,25 @@ class Config(Strict):
     leader: LeaderConfig = LeaderConfig()
     retention: RetentionConfig = RetentionConfig()
     late_labels: LateLabelsConfig = LateLabelsConfig()
-    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_level: LogLevel = "INFO"
+    log_levels: dict[str, LogLevel] = Field(
+        default_factory=dict,
+        description="a mapping of logger name to level, over log_level and its defaults "
+        "(e.g. kafka: INFO shows kafka-python's group and connection events, which are "
+        "kept at WARNING otherwise)",
+    )
     models: dict[str, ModelConfig] = Field(min_length=1, description="a mapping of models")
+
+    @field_validator("log_levels")
+    @classmethod
+    def _logger_names(cls, v: dict[str, LogLevel]) -> dict[str, LogLevel]:
+        for name in v:
+            if not LOGGER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"{name!r}: a logger name is dotted identifiers, such as kafka or "
+                    "kafka.coordinator"
+                )
+        return v
 
     @field_validator("models")
     @classmethod

@@ -55,6 +55,9 @@ def wide_model(
     return model
 
 
+CLIENT_LOG_LEVELS = {"kafka.coordinator": "INFO", "kafka.cluster": "INFO"}
+
+
 def write_config(
     path: Path,
     *,
@@ -87,6 +90,9 @@ def write_config(
         "ingest": {"flush_events": flush_events, "flush_interval": flush_interval},
         "metrics": {"port": 0},
         "log_level": "INFO",
+        # The client's group and metadata events, so that a consumer that stops making
+        # progress in a test leaves its state in the service's log.
+        "log_levels": dict(CLIENT_LOG_LEVELS),
         "models": models or {"wide": wide_model()},
     }
     cfg.update(extra or {})

@@ -297,7 +297,7 @@ def test_run_logs_its_database_without_the_password_and_its_brokers(
 
 @pytest.fixture
 def _restore_log_levels() -> Iterator[None]:
-    names = ["", "apscheduler", "kafka"]
+    names = ["", "apscheduler", "kafka", "kafka.producer"]
     levels = {name: logging.getLogger(name).level for name in names}
     yield
     for name, level in levels.items():
@@ -325,3 +325,15 @@ def test_the_schedulers_per_run_lines_stay_out_of_an_info_log(
     assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.WARNING)
     configure_logging("DEBUG")
     assert logging.getLogger("apscheduler.executors.default").isEnabledFor(logging.INFO)
+
+
+@pytest.mark.usefixtures("_restore_log_levels")
+def test_log_levels_set_single_loggers_over_the_defaults() -> None:
+    # kafka.producer: a logger the suite's conftest leaves at its default.
+    configure_logging("INFO")
+    assert not logging.getLogger("kafka.producer").isEnabledFor(logging.INFO)
+    configure_logging("INFO", {"kafka.producer": "INFO"})
+    assert logging.getLogger("kafka.producer").isEnabledFor(logging.INFO)
+    assert not logging.getLogger("kafka.conn").isEnabledFor(logging.INFO)
+    configure_logging("INFO", {"kafka": "ERROR"})
+    assert not logging.getLogger("kafka").isEnabledFor(logging.WARNING)

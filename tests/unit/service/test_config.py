@@ -198,7 +198,7 @@ def test_a_variable_naming_no_key_at_all_lists_the_keys(tmp_path: Path) -> None:
     assert problems(tmp_path, BASE, {"DRIFTWATCH_UNKNOWN__X": "1"}) == [
         "config: DRIFTWATCH_UNKNOWN__X: 'unknown' is not a configuration key; expected one of "
         "alerts, api, archive, database, evaluation, ingest, kafka, late_labels, leader, "
-        "log_level, metrics, models, retention, retrain",
+        "log_level, log_levels, metrics, models, retention, retrain",
     ]
 
 
@@ -667,3 +667,12 @@ def test_a_stream_cap_that_is_not_a_positive_number_names_its_key(
 ) -> None:
     (line,) = problems(tmp_path, mutated(f"ingest.{key}", value))
     assert line.startswith(f"config: ingest.{key}: ")
+
+
+def test_log_levels_name_loggers_and_levels(tmp_path: Path) -> None:
+    cfg = load(tmp_path, env={"DRIFTWATCH_LOG_LEVELS__KAFKA": "INFO"})
+    assert cfg.log_levels == {"kafka": "INFO"}
+    [bad_name] = problems(tmp_path, {**BASE, "log_levels": {"kafka coordinator": "INFO"}})
+    assert bad_name.startswith("config: log_levels:") and "'kafka coordinator'" in bad_name
+    [bad_level] = problems(tmp_path, {**BASE, "log_levels": {"kafka": "LOUD"}})
+    assert bad_level.startswith("config: log_levels.kafka:") and "'DEBUG'" in bad_level
