@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -29,6 +30,15 @@ from service.config.scheduler import LateLabelsConfig, LeaderConfig, RetentionCo
 MODEL_NAME = re.compile(r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?", re.ASCII)
 LOGGER_NAME = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*", re.ASCII)
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def _names_match(names: Iterable[str], pattern: re.Pattern[str], rule: str) -> None:
+    """Raise ValueError naming the first of ``names`` that ``pattern`` does not match."""
+    for name in names:
+        if not pattern.fullmatch(name):
+            raise ValueError(f"{name!r}: {rule}")
+
+
 _PG_FORM = "postgresql+psycopg://user:password@host:5432/dbname"
 # SQLAlchemy reads a bare postgresql:// as psycopg2, which is not installed; psycopg 3 is.
 _PG_ALIASES = ("postgresql://", "postgres://")
@@ -163,24 +173,20 @@ class Config(Strict):
     @field_validator("log_levels")
     @classmethod
     def _logger_names(cls, v: dict[str, LogLevel]) -> dict[str, LogLevel]:
-        for name in v:
-            if not LOGGER_NAME.fullmatch(name):
-                raise ValueError(
-                    f"{name!r}: a logger name is dotted identifiers, such as kafka or "
-                    "kafka.coordinator"
-                )
+        rule = "a logger name is dotted identifiers, such as kafka or kafka.coordinator"
+        _names_match(v, LOGGER_NAME, rule)
         return v
 
     @field_validator("models")
     @classmethod
     def _not_the_service(cls, v: dict[str, ModelConfig]) -> dict[str, ModelConfig]:
-        for name in v:
-            if not MODEL_NAME.fullmatch(name):
-                raise ValueError(
-                    f"{name!r}: a model name must be 1 to 63 characters of letters, digits, "
-                    "'-', '_' or '.', starting and ending with a letter or digit (it becomes "
-                    "a directory name and a Kubernetes label value)"
-                )
+        _names_match(
+            v,
+            MODEL_NAME,
+            "a model name must be 1 to 63 characters of letters, digits, '-', '_' or '.', "
+            "starting and ending with a letter or digit (it becomes a directory name and a "
+            "Kubernetes label value)",
+        )
         if SERVICE_MODEL in v:
             raise ValueError(
                 f"{SERVICE_MODEL} is the model name of the service's own alerts "
