@@ -67,6 +67,7 @@ class FakeConsumer:
         self.paused_at_poll: list[frozenset[TopicPartition]] = []
         self.errors: list[Exception] = []  # raised by the next polls, one each
         self.closed: bool | None = None  # close()'s autocommit argument
+        self.fetching = True  # False: polls return nothing, as a client that stopped fetching
         self._next: set[TopicPartition] | None = None  # assignment due in the next poll
 
     def append(self, partition: TopicPartition, *values: bytes | None) -> None:
@@ -95,7 +96,7 @@ class FakeConsumer:
             self._rebalance(self._next)
         self.paused_at_poll.append(frozenset(self.paused))
         batch: dict[TopicPartition, list[Any]] = {}
-        for part in sorted(self.assigned - self.paused):
+        for part in sorted(self.assigned - self.paused) if self.fetching else ():
             pos = self.position.setdefault(part, 0)
             records = self.log[part][pos : pos + self.max_records]
             if records:

@@ -7,11 +7,11 @@ committed offsets are written afterwards, only for lag tooling. Whatever the
 moment of a crash, the state in SQL is that of some prefix of every partition,
 and processing resumes exactly after it.
 
-While the database is unreachable the loop pauses its partitions, keeps its
-group membership by polling, and retries the same flush with backoff; so it
-does while the dead-letter topic cannot take what a flush must publish first.
-Where partitions start and how a conflict is reconciled with SQL is
-:class:`consumers.positions.Positions`.
+While the database or the dead-letter topic is unreachable the loop pauses its
+partitions, keeps its group membership by polling, and retries the same flush
+with backoff. Where partitions start and how a conflict is reconciled with SQL
+is :class:`consumers.positions.Positions`; polling through broker outages and
+replacing a client that stopped fetching, :mod:`consumers.upkeep`.
 
 With labels, the loop subscribes to the labels topic too, in the same group and
 with the range assignor, so partition p of both topics (keyed by event_id, same
@@ -31,13 +31,12 @@ from dataclasses import replace
 from typing import Any
 
 from kafka import TopicPartition
-from kafka.errors import CommitFailedError, KafkaConnectionError, KafkaError
 
 from consumers.archive import ArchiveIntake, NoArchive, valid_offsets
 from consumers.checkpoint import CheckpointStore
 from consumers.clients import SYSTEM_CLOCK, Clock, ConsumerClient, Record
 from consumers.dlq import DeadLetterPublisher, envelope
-from consumers.errors import ConsumerError, DeadLetterError, InvalidEvent, from_the_future
+from consumers.errors import DeadLetterError, InvalidEvent, from_the_future
 from consumers.events import EventDecoder
 from consumers.intake import LabelIntake, report_join
 from consumers.join import PartitionObserver
@@ -45,9 +44,10 @@ from consumers.labels import LabelSpec
 from consumers.offsets import OffsetBook
 from consumers.positions import Positions, Rebalance, Stopping
 from consumers.progress import ConsumerProgress, OwnedPartition, survey
-from consumers.retry import Backoff, Dependency, Health, ShutdownBudget, retrying_until
+from consumers.retry import Dependency, Health, ShutdownBudget, retrying_until
 from consumers.settings import IngestSettings
 from consumers.stats import IngestStats
+from consumers.upkeep import ConsumerFactory, Polls, Recycler, close_quietly
 from consumers.versions import VersionGate
 from consumers.window import WindowAccumulator
 from db.errors import OffsetConflict
@@ -55,7 +55,6 @@ from drift.schema import ModelSpec
 
 __all__ = ["ConsumerProgress", "IngestLoop", "IngestSettings"]
 log = logging.getLogger(__name__)
-_TRANSIENT_KAFKA_ERRORS = (CommitFailedError, KafkaConnectionError)
 CHUNK_RECORDS = 512  # the most records of one partition read together (see _process)
 
 
@@ -73,6 +72,7 @@ class IngestLoop:
         join_observer: PartitionObserver | None = None,
         archive: ArchiveIntake | None = None,
         versions: VersionGate | None = None,  # default: the cap of settings, nothing protected
+        new_consumer: ConsumerFactory | None = None,  # for recycle(); None refuses it
     ) -> None:
         self.consumer = consumer
         self.decoder = decoder
@@ -96,6 +96,7 @@ class IngestLoop:
             join_observer,
         )
         self.health = Health(stats)
+        self.recycler = Recycler(new_consumer, self.health)
         self.positions = Positions(
             consumer,
             store,
@@ -116,17 +117,15 @@ class IngestLoop:
         self._last_flush = clock.monotonic()
         self._flush_took = 0.0  # the last flush's duration, which spaces the next
         self._last_lag = -1.0
-        self._kafka_backoff = Backoff(settings.max_backoff)
+        self._polls = Polls(self.health, clock, settings.max_backoff)
         self._new_specs: Mapping[str, ModelSpec] | None = None
         # Replaced whole (never mutated), so other threads may read it without a lock.
         self.progress = ConsumerProgress()
 
     def replace_models(self, specs: Mapping[str, ModelSpec]) -> None:
         """Switch to new model specs (e.g. a new profile's bins) at the next iteration.
-
-        Safe from another thread: the loop flushes what it holds under the old
-        specs first. Windows then get rows of the new layout beside the old.
-        """
+        Safe from another thread: the loop flushes what it holds under the old specs
+        first. Windows then get rows of the new layout beside the old."""
         self._new_specs = dict(specs)
 
     def _apply_new_specs(self) -> None:
@@ -140,18 +139,40 @@ class IngestLoop:
         )
         log.info("model specs replaced: %s", ", ".join(sorted(specs)))
 
+    def recycle(self, reason: str) -> bool:
+        """Replace the Kafka consumer soon (any thread); see :class:`consumers.upkeep.Recycler`."""
+        return self.recycler.request(reason)
+
+    def _recycle_consumer(self) -> None:
+        reason = self.recycler.take()
+        self._flush_with_retry(deadline=None)
+        fresh = self.recycler.build()
+        if fresh is None:
+            return
+        # close() calls the revocation callback only while the membership holds: revoke here.
+        self.on_revoked([TopicPartition(t, p) for t, p in self.book.owned()])
+        self.labels.held = frozenset()
+        close_quietly(self.consumer)
+        self.consumer = self.positions.consumer = fresh
+        self._subscribe()
+        self.stats.recycled()
+        log.warning("replaced the Kafka consumer: %s", reason)
+
     # -- main loop ---------------------------------------------------------
+    def _subscribe(self) -> None:
+        topics = [t for t in (self.settings.topic, self.labels.topic) if t is not None]
+        self.consumer.subscribe(topics, listener=Rebalance(self))
+
     def run(self, stop: threading.Event | None = None) -> None:
         """Consume until ``stop`` is set, then flush what is buffered and close."""
         self._stop = stop or threading.Event()
-        topics = [self.settings.topic]
-        if self.labels.topic is not None:
-            topics.append(self.labels.topic)
-        self.consumer.subscribe(topics, listener=Rebalance(self))
+        self._subscribe()
         try:
             while not self._stop.is_set():
                 if self._new_specs is not None:
                     self._apply_new_specs()
+                if self.recycler.due:
+                    self._recycle_consumer()
                 batch = self._poll(int(self.settings.poll_timeout * 1000))
                 if batch:
                     self._process(batch)
@@ -165,31 +186,10 @@ class IngestLoop:
         except Stopping as exc:
             log.warning("%s; nothing was lost, unflushed events will be read again", exc)
         finally:
-            try:
-                self.consumer.close(autocommit=False)
-            except KafkaError as exc:
-                log.warning("kafka consumer did not close cleanly: %s", exc)
+            close_quietly(self.consumer)
 
     def _poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[Any]]:
-        """Poll, riding out broker outages: the client reconnects on the next call."""
-        try:
-            batch = self.consumer.poll(timeout_ms=timeout_ms)
-        except KafkaError as exc:
-            if isinstance(exc.__cause__, Stopping):
-                # Shutdown reached a rebalance callback, which kafka-python re-raised.
-                raise exc.__cause__ from None
-            if not (exc.retriable or isinstance(exc, _TRANSIENT_KAFKA_ERRORS)):
-                raise ConsumerError(f"kafka consumer failed: {exc}") from exc
-            if self.health.is_up(Dependency.KAFKA):
-                log.warning("kafka unreachable, retrying: %s", exc)
-            self.health.down(Dependency.KAFKA)
-            self.clock.wait(self._stop, self._kafka_backoff.next())
-            return {}
-        if not self.health.is_up(Dependency.KAFKA):
-            log.info("kafka reachable again")
-        self._kafka_backoff.reset()
-        self.health.up(Dependency.KAFKA)
-        return batch
+        return self._polls.poll(self.consumer, timeout_ms, self._stop)
 
     def _process(self, batch: Mapping[TopicPartition, list[Any]]) -> None:
         limit = self.clock.time() + self.settings.max_clock_skew

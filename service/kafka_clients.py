@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import socket
+import threading
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
-from kafka import KafkaConsumer, KafkaProducer
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.coordinator.assignors.range import RangePartitionAssignor
 from kafka.errors import KafkaError
 
 from consumers.clients import ConsumerClient
 from service.config import KafkaConfig
 from service.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 
 def _common(cfg: KafkaConfig) -> dict[str, Any]:
@@ -107,6 +112,54 @@ def restore_parked_records(consumer: KafkaConsumer) -> None:
         return original(*args, **kwargs)
 
     fetcher.fetched_records = fetched_records
+
+
+class BrokerEnds:
+    """Partitions' end offsets as the broker has them, asked by a client of its own.
+
+    For the stall watch: a consumer that stopped fetching keeps the high watermark
+    of its last fetch, so by its own account nothing waits and no stall shows. This
+    client is in no group and only lists offsets (a few milliseconds per call); it
+    is built at the first call, and a call that fails or outlasts ``timeout``
+    returns nothing (the watch then judges by the consumer's own account).
+    """
+
+    def __init__(self, cfg: KafkaConfig, timeout: float = 5.0) -> None:
+        self._cfg, self._timeout_ms = cfg, int(timeout * 1000)
+        self._client: KafkaConsumer | None = None
+        self._failing = False
+        # A watch tick in flight at shutdown finishes (within timeout) before the close.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def __call__(self, partitions: Sequence[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
+        with self._lock:
+            if not partitions or self._closed:
+                return {}
+            return self._read(partitions)
+
+    def _read(self, partitions: Sequence[tuple[str, int]]) -> Mapping[tuple[str, int], int]:
+        try:
+            if self._client is None:
+                self._client = KafkaConsumer(**_common(self._cfg), enable_auto_commit=False)
+            wanted = [TopicPartition(t, p) for t, p in partitions]
+            ends = self._client.end_offsets(wanted, timeout_ms=self._timeout_ms)
+        except KafkaError as exc:
+            if not self._failing:
+                log.warning("cannot read the partitions' end offsets from Kafka: %s", exc)
+            self._failing = True
+            return {}
+        if self._failing:
+            log.info("reading the partitions' end offsets from Kafka again")
+        self._failing = False
+        return {(tp.topic, tp.partition): int(end) for tp, end in ends.items()}
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self._client is not None:
+                self._client.close(autocommit=False)
+                self._client = None
 
 
 def producer_options(cfg: KafkaConfig) -> dict[str, Any]:

@@ -53,6 +53,9 @@ class IngestMetrics:
     def offset_conflicts(self, n: int) -> None:
         self.m.offset_conflicts.inc(n)
 
+    def recycled(self) -> None:
+        self.m.consumer_recycles.inc()
+
     def lag(self, topic: str, partition: int, lag: int) -> None:
         self.m.consumer_lag.labels(topic, str(partition)).set(lag)
 

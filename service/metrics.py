@@ -92,6 +92,8 @@ SERVICE: tuple[Spec, ...] = (
          "Archive compactions that failed (appends slow down until one succeeds)"),
     Spec("offset_conflicts", Counter, "driftwatch_offset_conflicts_total",
          "Partitions whose stored offset moved under this consumer"),
+    Spec("consumer_recycles", Counter, "driftwatch_consumer_recycles_total",
+         "Kafka consumers replaced after a stall while the database and dead letters answered"),
     Spec("consumer_lag", Gauge, "driftwatch_consumer_lag_messages",
          "Messages behind the partition's high watermark", ("topic", "partition")),
     Spec("labels", Counter, "driftwatch_labels_total",
@@ -237,6 +239,7 @@ class Metrics:
     archive_compaction_failures: Counter
     kubernetes_watch_errors: Counter
     offset_conflicts: Counter
+    consumer_recycles: Counter
     consumer_lag: Gauge
     labels: Counter
     late_labels: Counter

@@ -116,6 +116,12 @@ class IngestConfig(Strict):
         description="messages waiting in a labels (predictions) partition before a "
         "predictions (labels) partition that runs a join_ttl ahead is paused for them",
     )
+    recycle_stalled_consumer: bool = Field(
+        default=True,
+        description="replace the Kafka consumer of a replica stalled for "
+        "alerts.stalled_after while the database and the dead-letter topic answer (the "
+        "client stopped fetching); false leaves that to a restart",
+    )
 
     def caps(self) -> StreamCaps:
         return StreamCaps(

@@ -13,12 +13,24 @@ the dead-letter topic unreachable) or whose loop hangs does.
 alert's trigger or resolve (:class:`service.alerts.replica.ReplicaCondition`),
 and answers ``/readyz`` from the same observation. Every replica runs its own,
 since each has its own consumer.
+
+A stall may also be the Kafka client itself having stopped fetching with no error
+(:mod:`consumers.upkeep`). Such a client keeps the high watermark of its last
+fetch, by which nothing waits, so the watch reads the partitions' ends from the
+broker with a client of its own (``ends``) and judges by the higher. On a stall it
+asks the loop for a new consumer (``recycle``), which the loop refuses while the
+database or the dead-letter topic is down (those explain the stall, and a new
+client would not help); it asks again after each further ``stalled_after`` the
+stall lasts. The alert stays open across
+the swap: between the old client's revocation and the new one's assignment
+nothing is owned, and the last verdict is kept rather than read as a recovery.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 
 from consumers.progress import ConsumerProgress, OwnedPartition
 from db.errors import StoreError
@@ -28,6 +40,24 @@ from service.alerts.replica import (
     ReplicaCondition,
     describe,
 )
+
+log = logging.getLogger(__name__)
+Recycle = Callable[[str], bool]
+# The broker's end offsets of some partitions (service.kafka_clients.BrokerEnds).
+Ends = Callable[[Sequence[PartitionKey]], Mapping[PartitionKey, int]]
+
+
+def with_ends(progress: ConsumerProgress, ends: Mapping[PartitionKey, int]) -> ConsumerProgress:
+    """``progress`` with each owned partition's high watermark raised to the broker's end."""
+    if not ends:
+        return progress
+    owned = tuple(
+        replace(p, high=max(p.high or 0, ends[(p.topic, p.partition)]))
+        if (p.topic, p.partition) in ends
+        else p
+        for p in progress.owned
+    )
+    return replace(progress, owned=owned)
 
 
 @dataclass(frozen=True)
@@ -80,6 +110,8 @@ class StallDetector:
         return self._healthy
 
     def observe(self, progress: ConsumerProgress) -> Stall | None:
+        if not progress.assigned and not progress.owned and self._stall is not None:
+            return self._stall  # between a revocation and the next assignment
         now = self._clock()
         since: dict[PartitionKey, tuple[int | None, float]] = {}
         healthy: set[PartitionKey] = set()
@@ -121,11 +153,16 @@ class StallWatch:
         progress: Callable[[], ConsumerProgress],
         detector: StallDetector,
         condition: ReplicaCondition,
+        recycle: Recycle | None = None,
+        ends: Ends | None = None,
     ) -> None:
         self._progress = progress
         self.detector = detector
         self._condition = condition
         self._missed: Finding | None = None
+        self._recycle = recycle
+        self._ends = ends
+        self._asked_at: float | None = None  # the stall's length when a recycle was taken
 
     def tick(self) -> list[str]:
         """One observation; the keys of the alert events it queued.
@@ -135,7 +172,12 @@ class StallWatch:
         before the outbox is reachable again, queued then as a trigger and its
         resolve, so that it is told after the fact rather than never.
         """
-        stall = self.detector.observe(self._progress())
+        progress = self._progress()
+        if self._ends is not None and progress.owned:
+            ends = self._ends([(p.topic, p.partition) for p in progress.owned])
+            progress = with_ends(progress, ends)
+        stall = self.detector.observe(progress)
+        self._maybe_recycle(stall)
         finding = self._finding(stall)
         queued: list[str] = []
         try:
@@ -149,6 +191,20 @@ class StallWatch:
                 self._missed = finding
             raise
         return queued
+
+    def _maybe_recycle(self, stall: Stall | None) -> None:
+        """Ask for a new consumer once per ``stalled_after`` of a stall; a refused ask is
+        repeated at the next tick."""
+        if stall is None or self._recycle is None:
+            self._asked_at = None
+            return
+        if self._asked_at is not None and self._asked_at <= stall.seconds < (
+            self._asked_at + stall.stalled_after
+        ):
+            return
+        if self._recycle(stall.describe()):
+            self._asked_at = stall.seconds
+            log.warning("asked for a new Kafka consumer: %s", stall.describe())
 
     @staticmethod
     def _finding(stall: Stall | None) -> Finding | None:

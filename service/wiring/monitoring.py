@@ -14,8 +14,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from consumers.archive import ArchiveIntake, NoArchive
 from consumers.checkpoint import CheckpointStore
+from consumers.clients import ConsumerClient
 from consumers.detectors import ALARM_RULE, DetectorObserver
 from consumers.dlq import DeadLetterPublisher
+from consumers.errors import ConsumerError
 from consumers.events import EventDecoder
 from consumers.late import LateJoinSpec, LateOutcome
 from consumers.loop import IngestLoop, IngestSettings
@@ -176,6 +178,13 @@ def build_ingest_loop(
         late_horizon=cfg.evaluation.backfill,
     )
     sessions = make_session_factory(engine)
+
+    def new_consumer() -> ConsumerClient:
+        try:
+            return make_consumer(cfg.kafka, cfg.ingest.start_from)
+        except ServiceError as exc:
+            raise ConsumerError(str(exc)) from exc
+
     return IngestLoop(
         consumer=consumer,
         decoder=EventDecoder(specs or cfg.model_specs()),
@@ -191,6 +200,7 @@ def build_ingest_loop(
             registry_versions(sessions),
             stored=stored_versions(sessions),
         ),
+        new_consumer=new_consumer if cfg.ingest.recycle_stalled_consumer else None,
     )
 
 

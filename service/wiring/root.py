@@ -22,6 +22,7 @@ from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from service.api.deps import ApiDeps
 from service.config import Config
+from service.kafka_clients import BrokerEnds
 from service.leader import Elector, make_elector
 from service.metric_feeds import ReportMetrics
 from service.metrics import Metrics
@@ -69,9 +70,10 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     tally = build_tally(cfg)
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)
-    watches = build_watches(cfg, sessions, lambda: loop.progress, tally)
+    ends = BrokerEnds(cfg.kafka)
+    watches = build_watches(cfg, sessions, lambda: loop.progress, tally, loop.recycle, ends)
     elector = make_elector(cfg)
-    closers: list[Callable[[], object]] = []
+    closers: list[Callable[[], object]] = [ends.close]
     try:
         rollouts = rollouts_for(cfg, sessions, metrics)
         retraining = retraining_for(cfg, sessions, metrics, rollouts)

@@ -17,7 +17,7 @@ from consumers.progress import ConsumerProgress
 from service.alerts.replica import CONSUMER_STALLED, DEAD_LETTER_RATE, ReplicaCondition
 from service.config import Config
 from service.monitoring.deadletters import DeadLetterRate, EventTally
-from service.monitoring.stalls import StallDetector, StallWatch
+from service.monitoring.stalls import Ends, Recycle, StallDetector, StallWatch
 
 # Often enough that a stall is seen within a tenth of its limit, and never busier than 1/s.
 _MIN_INTERVAL, _MAX_INTERVAL = 1.0, 15.0
@@ -40,15 +40,18 @@ def build_watches(
     sessions: sessionmaker[Session],
     progress: Callable[[], ConsumerProgress],
     tally: EventTally,
+    recycle: Recycle | None = None,
+    ends: Ends | None = None,
 ) -> Watches:
+    """``recycle`` asks the ingest loop for a new consumer on a stall (None: never);
+    ``ends`` reads the broker's end offsets (None: the consumer's own account only)."""
     a = cfg.alerts
 
     def condition(kind: str) -> ReplicaCondition:
         return ReplicaCondition(sessions, kind, cfg.kafka.group_id, lambda: datetime.now(UTC))
 
-    stalls = StallWatch(
-        progress, StallDetector(a.stalled_after, time.monotonic), condition(CONSUMER_STALLED)
-    )
+    detector = StallDetector(a.stalled_after, time.monotonic)
+    stalls = StallWatch(progress, detector, condition(CONSUMER_STALLED), recycle, ends)
     rate = DeadLetterRate(
         tally, a.dead_letter_ratio, a.dead_letter_min_events, progress, condition(DEAD_LETTER_RATE)
     )

@@ -327,6 +327,7 @@ PINNED = {
     "driftwatch_archive_compaction_failures_total": (),
     "driftwatch_concept_drift_alarms_total": ("detector", "model", "model_version"),
     "driftwatch_consumer_lag_messages": ("partition", "topic"),
+    "driftwatch_consumer_recycles_total": (),
     "driftwatch_dataset_drift": ("model", "model_version"),
     "driftwatch_drift_reports_total": ("dataset_drift", "model"),
     "driftwatch_drifted_feature_share_ratio": ("model", "model_version"),

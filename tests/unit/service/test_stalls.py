@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,23 @@ class Rig:
         self.sessions = sessions
         self.seconds = 0.0
         self.progress = ConsumerProgress()
+        self.asks: list[tuple[float, str]] = []  # (when, why) the loop was asked to recycle
+        self.accept = True  # what the loop answers
+        self.ends: dict[tuple[str, int], int] = {}  # the broker's, where it answers
         self.watch = self.new_watch()
 
     def new_watch(self) -> StallWatch:
         """A watch as a (re)started replica builds it."""
         condition = ReplicaCondition(self.sessions, CONSUMER_STALLED, "dw", self.now)
         detector = StallDetector(LIMIT, lambda: self.seconds)
-        return StallWatch(lambda: self.progress, detector, condition)
+        return StallWatch(lambda: self.progress, detector, condition, self.recycle, self.end_of)
+
+    def end_of(self, partitions: Sequence[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        return {key: end for key, end in self.ends.items() if key in partitions}
+
+    def recycle(self, reason: str) -> bool:
+        self.asks.append((self.seconds, reason))
+        return self.accept
 
     def now(self) -> datetime:
         return T0 + timedelta(seconds=self.seconds)
@@ -218,3 +229,84 @@ def test_a_stall_that_ends_while_the_outbox_is_unreachable_is_told_after_the_fac
     actions = [(p["action"], p.get("stalled_seconds")) for _, _, p in rig.events()]
     assert actions == [("trigger", LIMIT), ("resolve", None)]
     assert rig.at(LIMIT + 20) == []
+
+
+def test_a_stall_asks_for_a_new_consumer_once_per_limit_and_again_after_a_refusal(
+    sessions: sessionmaker[Session],
+) -> None:
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 1, 2, 3))
+    rig.at(0)
+    rig.at(LIMIT - 1)
+    assert rig.asks == []
+    rig.accept = False  # the database is down: refused, so asked at every tick
+    rig.at(LIMIT)
+    rig.at(LIMIT + 10)
+    rig.accept = True
+    rig.at(LIMIT + 20)
+    rig.at(LIMIT + 30)
+    rig.at(2 * LIMIT + 19)
+    assert [when for when, _ in rig.asks] == [LIMIT, LIMIT + 10, LIMIT + 20]
+    assert "predictions:0 made no progress for 320 s" in rig.asks[-1][1]
+    rig.at(2 * LIMIT + 20)  # stalled a limit longer since the taken ask: once more
+    assert [when for when, _ in rig.asks][-1] == 2 * LIMIT + 20
+    rig.owns(("predictions", 0, 3, 3, 3))
+    rig.at(2 * LIMIT + 30)
+    rig.owns(("predictions", 0, 3, 4, 5))  # a new stall starts from nothing
+    rig.at(2 * LIMIT + 40)
+    rig.at(3 * LIMIT + 40)
+    assert [when for when, _ in rig.asks][-2:] == [2 * LIMIT + 20, 3 * LIMIT + 40]
+
+
+def test_the_stall_stays_open_across_the_consumer_swap_until_the_partition_moves(
+    sessions: sessionmaker[Session],
+) -> None:
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 1, 2, 3))
+    rig.at(0)
+    assert len(rig.at(LIMIT)) == 1 and len(rig.asks) == 1
+    # The old client is revoked and closed; the new one is not assigned yet.
+    rig.progress = ConsumerProgress(frozenset({0}), assigned=False)
+    assert rig.at(LIMIT + 10) == [] and rig.watch.problem() is not None
+    # Assigned again, the partition has not moved yet: the same stall, its clock running.
+    rig.progress = ConsumerProgress(
+        owned=(OwnedPartition("predictions", 0, 1, 1, 3),), assigned=True
+    )
+    assert rig.at(LIMIT + 20) == []
+    stall = rig.watch.detector.stall
+    assert stall is not None and stall.seconds == LIMIT + 20
+    rig.owns(("predictions", 0, 3, 3, 3))
+    assert len(rig.at(LIMIT + 30)) == 1
+    assert [p["action"] for _, _, p in rig.events()] == ["trigger", "resolve"]
+    assert len(rig.asks) == 1
+
+
+def test_a_replica_assigned_nothing_after_a_rebalance_resolves_its_stall(
+    sessions: sessionmaker[Session],
+) -> None:
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 1, 2, 3))
+    rig.at(0)
+    rig.at(LIMIT)
+    rig.progress = ConsumerProgress(frozenset({0}), assigned=True)  # another replica has it
+    assert len(rig.at(LIMIT + 10)) == 1
+    assert [p["action"] for _, _, p in rig.events()] == ["trigger", "resolve"]
+
+
+def test_a_consumer_that_stopped_fetching_stalls_by_the_brokers_end_offsets(
+    sessions: sessionmaker[Session],
+) -> None:
+    rig = Rig(sessions)
+    # By its own account caught up: the high watermark of its last fetch is 40.
+    rig.owns(("predictions", 0, 40, 40, 40), ("predictions", 1, 7, 7, 7))
+    rig.ends = {("predictions", 0): 90}  # the broker has 50 more; partition 1 not told
+    rig.at(0)
+    assert len(rig.at(LIMIT)) == 1
+    [(_, _, payload)] = rig.events()
+    assert payload["lag"] == {"predictions:0": 50}
+    assert len(rig.asks) == 1
+    rig.ends = {}  # the broker does not answer: the consumer's own account
+    assert len(rig.at(LIMIT + 10)) == 1  # caught up by that: resolved
+    # The broker's end below the consumer's (a lagging replica answered) changes nothing.
+    rig.ends = {("predictions", 0): 10}
+    assert rig.at(2 * LIMIT + 20) == []
