@@ -93,6 +93,10 @@ def write_config(
         # The client's group and metadata events, so that a consumer that stops making
         # progress in a test leaves its state in the service's log.
         "log_levels": dict(CLIENT_LOG_LEVELS),
+        # A client that stops fetching (seen twice in the suite, after a broker restart
+        # and a fresh broker's first group) is replaced after this, within a test's wait
+        # rather than the production default's 5 minutes; the log says so.
+        "alerts": {"stalled_after": "30s"},
         "models": models or {"wide": wide_model()},
     }
     cfg.update(extra or {})
