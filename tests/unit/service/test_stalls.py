@@ -62,6 +62,15 @@ class Rig:
             return [(e.model, e.kind, json.loads(e.payload)) for e in AlertOutbox(s).events()]
 
 
+def stalled(sessions: sessionmaker[Session]) -> Rig:
+    """A rig whose one partition, predictions:0, has stood behind for the limit."""
+    rig = Rig(sessions)
+    rig.owns(("predictions", 0, 1, 2, 3))
+    rig.at(0)
+    rig.at(LIMIT)
+    return rig
+
+
 def test_a_caught_up_consumer_never_stalls() -> None:
     t = [0.0]
     d = StallDetector(LIMIT, lambda: t[0])
@@ -181,10 +190,7 @@ def test_a_second_partition_stalling_is_the_same_page(sessions: sessionmaker[Ses
 def test_a_restarted_replica_resolves_the_stall_its_predecessor_left_firing(
     sessions: sessionmaker[Session],
 ) -> None:
-    rig = Rig(sessions)
-    rig.owns(("predictions", 0, 1, 2, 3))
-    rig.at(0)
-    rig.at(LIMIT)
+    rig = stalled(sessions)
     rig.watch = rig.new_watch()  # SIGKILL and restart: the firing state is gone
     rig.progress = ConsumerProgress()
     assert rig.at(LIMIT + 10) == []  # not assigned yet: nothing known
@@ -197,10 +203,7 @@ def test_a_restarted_replica_resolves_the_stall_its_predecessor_left_firing(
 
 
 def test_another_replicas_stall_is_left_alone(sessions: sessionmaker[Session]) -> None:
-    rig = Rig(sessions)
-    rig.owns(("predictions", 0, 1, 2, 3))
-    rig.at(0)
-    rig.at(LIMIT)
+    rig = stalled(sessions)
     other = rig.new_watch()
     rig.watch, mine = other, rig.watch
     rig.owns(("predictions", 1, 5, 5, 5))  # the other replica holds partition 1, healthy
@@ -261,10 +264,8 @@ def test_a_stall_asks_for_a_new_consumer_once_per_limit_and_again_after_a_refusa
 def test_the_stall_stays_open_across_the_consumer_swap_until_the_partition_moves(
     sessions: sessionmaker[Session],
 ) -> None:
-    rig = Rig(sessions)
-    rig.owns(("predictions", 0, 1, 2, 3))
-    rig.at(0)
-    assert len(rig.at(LIMIT)) == 1 and len(rig.asks) == 1
+    rig = stalled(sessions)
+    assert len(rig.events()) == 1 and len(rig.asks) == 1
     # The old client is revoked and closed; the new one is not assigned yet.
     rig.progress = ConsumerProgress(frozenset({0}), assigned=False)
     assert rig.at(LIMIT + 10) == [] and rig.watch.problem() is not None
@@ -284,10 +285,7 @@ def test_the_stall_stays_open_across_the_consumer_swap_until_the_partition_moves
 def test_a_replica_assigned_nothing_after_a_rebalance_resolves_its_stall(
     sessions: sessionmaker[Session],
 ) -> None:
-    rig = Rig(sessions)
-    rig.owns(("predictions", 0, 1, 2, 3))
-    rig.at(0)
-    rig.at(LIMIT)
+    rig = stalled(sessions)
     rig.progress = ConsumerProgress(frozenset({0}), assigned=True)  # another replica has it
     assert len(rig.at(LIMIT + 10)) == 1
     assert [p["action"] for _, _, p in rig.events()] == ["trigger", "resolve"]
