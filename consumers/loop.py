@@ -145,9 +145,9 @@ class IngestLoop:
 
     def _recycle_consumer(self) -> None:
         reason = self.recycler.take()
-        self._flush_with_retry(deadline=None)
-        fresh = self.recycler.build()
-        if fresh is None:
+        if not self._flush_with_retry(deadline=None) or self._stop.is_set():
+            return  # stopping: the close comes anyway
+        if (fresh := self.recycler.build()) is None:
             return
         # close() calls the revocation callback only while the membership holds: revoke here.
         self.on_revoked([TopicPartition(t, p) for t, p in self.book.owned()])

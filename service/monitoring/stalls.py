@@ -21,9 +21,9 @@ broker with a client of its own (``ends``) and judges by the higher. On a stall 
 asks the loop for a new consumer (``recycle``), which the loop refuses while the
 database or the dead-letter topic is down (those explain the stall, and a new
 client would not help); it asks again after each further ``stalled_after`` the
-stall lasts. The alert stays open across
-the swap: between the old client's revocation and the new one's assignment
-nothing is owned, and the last verdict is kept rather than read as a recovery.
+stall lasts. The alert stays open across the swap: between the old client's
+revocation and the new one's assignment nothing is owned, and the last verdict
+is kept rather than read as a recovery.
 """
 
 from __future__ import annotations
