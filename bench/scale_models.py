@@ -649,6 +649,9 @@ def main() -> None:
     parser.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--size", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.db is not None and not args.db.startswith(("postgresql://", "postgresql+")):
+        # Not echoed: a URL may hold a password.
+        parser.error("--db takes a PostgreSQL server's URL: postgresql://USER@HOST/DB")
     if args.measure is not None:
         size = Size(**json.loads(args.size))
         figures = measure(args.measure, size, args.measure.parent, args.profile)

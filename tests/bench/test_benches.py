@@ -278,6 +278,17 @@ def test_sketch_rows() -> None:
     assert all(float(r) < 1.0 for r in found.groups())
 
 
+def test_scale_models_refuses_a_database_that_is_not_postgresql_without_echoing_it() -> None:
+    argv = [sys.executable, str(REPO / "bench" / "scale_models.py"), "--quick", "--db"]
+    argv.append("sqlite:///tmp/secret-x.db")
+    done = subprocess.run(
+        argv, check=False, env=bench_env(None), capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 2, done.stderr
+    assert "--db takes a PostgreSQL server's URL" in done.stderr
+    assert "secret" not in done.stderr + done.stdout
+
+
 def test_a_crash_fails_the_smoke_test() -> None:
     argv = [sys.executable, "-c", "print('ingest: 5 events/s (0.50 of bare consumer)'); 1 / 0"]
     with pytest.raises(BenchFailed, match="ZeroDivisionError"):
