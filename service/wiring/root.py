@@ -33,7 +33,7 @@ from service.wiring.jobs import retraining_for, scheduled_jobs
 from service.wiring.monitoring import build_evaluator, build_ingest_loop
 from service.wiring.retraining import Retraining
 from service.wiring.rollouts import rollouts_for
-from service.wiring.watches import Watches, build_tally, build_watches
+from service.wiring.watches import Watches, build_tally, build_watches, watch_interval
 
 
 @dataclass
@@ -70,7 +70,8 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     tally = build_tally(cfg)
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)
-    ends = BrokerEnds(cfg.kafka)
+    # A look at the broker's ends must not outlast the watch's interval (a broker down).
+    ends = BrokerEnds(cfg.kafka, timeout=min(5.0, watch_interval(cfg) / 2))
     watches = build_watches(cfg, sessions, lambda: loop.progress, tally, loop.recycle, ends)
     elector = make_elector(cfg)
     closers: list[Callable[[], object]] = [ends.close]

@@ -55,6 +55,10 @@ def build_watches(
     rate = DeadLetterRate(
         tally, a.dead_letter_ratio, a.dead_letter_min_events, progress, condition(DEAD_LETTER_RATE)
     )
-    shortest = min(a.stalled_after, a.dead_letter_window)
-    interval = min(_MAX_INTERVAL, max(_MIN_INTERVAL, shortest / 10))
-    return Watches(stalls, rate, interval)
+    return Watches(stalls, rate, watch_interval(cfg))
+
+
+def watch_interval(cfg: Config) -> float:
+    """Seconds between two looks of each watch."""
+    shortest = min(cfg.alerts.stalled_after, cfg.alerts.dead_letter_window)
+    return min(_MAX_INTERVAL, max(_MIN_INTERVAL, shortest / 10))
