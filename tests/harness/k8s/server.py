@@ -296,11 +296,17 @@ class Emulator:
         bookmarks = query.get("allowWatchBookmarks") == "true"
         group, version, kind = RESOURCES[res]
         api_version = f"{group}/{version}" if group else version
+        # Taken when the watch is accepted, not when its stream starts: a close_watches()
+        # in between ends it, as on an API server. The role is checked again after, so a
+        # role change followed by close_watches() cannot leave a watch of the old role open.
+        with store.changed:
+            generation = store.generation
+        if not self.allowed(group, res, "watch"):
+            raise ApiError(403, "Forbidden", f'{res} is forbidden: User cannot watch "{res}"')
 
         def events() -> Any:
             with store.changed:
                 rv = int(query.get("resourceVersion") or store.rv)
-                generation = store.generation
                 if rv < store.compacted:
                     gone = ApiError(410, "Expired", f"too old resource version: {rv}")
                     yield {"type": "ERROR", "object": gone.status()}
