@@ -22,7 +22,6 @@ from db.migrate import require_current
 from db.session import make_engine, make_session_factory
 from service.api.deps import ApiDeps
 from service.config import Config
-from service.kafka_clients import BrokerEnds
 from service.leader import Elector, make_elector
 from service.metric_feeds import ReportMetrics
 from service.metrics import Metrics
@@ -33,7 +32,7 @@ from service.wiring.jobs import retraining_for, scheduled_jobs
 from service.wiring.monitoring import build_evaluator, build_ingest_loop
 from service.wiring.retraining import Retraining
 from service.wiring.rollouts import rollouts_for
-from service.wiring.watches import Watches, build_tally, build_watches, watch_interval
+from service.wiring.watches import Watches, broker_ends, build_tally, build_watches
 
 
 @dataclass
@@ -70,8 +69,7 @@ def build_service(cfg: Config, metrics: Metrics, config_path: str | None = None)
     tally = build_tally(cfg)
     loop = build_ingest_loop(cfg, metrics, config_path, evaluator.specs(), tally)
     evaluator.follow(lambda: loop.progress)
-    # A look at the broker's ends must not outlast the watch's interval (a broker down).
-    ends = BrokerEnds(cfg.kafka, timeout=min(5.0, watch_interval(cfg) / 2))
+    ends = broker_ends(cfg)
     watches = build_watches(cfg, sessions, lambda: loop.progress, tally, loop.recycle, ends)
     elector = make_elector(cfg)
     closers: list[Callable[[], object]] = [ends.close]

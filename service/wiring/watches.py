@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from consumers.progress import ConsumerProgress
 from service.alerts.replica import CONSUMER_STALLED, DEAD_LETTER_RATE, ReplicaCondition
 from service.config import Config
+from service.kafka_clients import BrokerEnds
 from service.monitoring.deadletters import DeadLetterRate, EventTally
 from service.monitoring.stalls import Ends, Recycle, StallDetector, StallWatch
 
@@ -56,6 +57,12 @@ def build_watches(
         tally, a.dead_letter_ratio, a.dead_letter_min_events, progress, condition(DEAD_LETTER_RATE)
     )
     return Watches(stalls, rate, watch_interval(cfg))
+
+
+def broker_ends(cfg: Config) -> BrokerEnds:
+    """The stall watch's reader of the broker's end offsets. A look lasts at most half
+    the watch's interval (5 s at most), so a broker that is down never holds up the next."""
+    return BrokerEnds(cfg.kafka, timeout=min(5.0, watch_interval(cfg) / 2))
 
 
 def watch_interval(cfg: Config) -> float:

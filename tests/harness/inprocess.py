@@ -13,11 +13,10 @@ from pathlib import Path
 from consumers.loop import IngestLoop
 from db.session import make_engine, make_session_factory
 from service.config import load_config
-from service.kafka_clients import BrokerEnds
 from service.metrics import Metrics
 from service.monitoring.deadletters import Tally
 from service.wiring.monitoring import build_ingest_loop
-from service.wiring.watches import build_tally, build_watches, watch_interval
+from service.wiring.watches import broker_ends, build_tally, build_watches
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +27,7 @@ class InProcessService:
         self.metrics = Metrics()
         self.loop: IngestLoop = build_ingest_loop(cfg, self.metrics, tally=tally)
         self._engine = make_engine(cfg.database.url)
-        self._ends = BrokerEnds(cfg.kafka, timeout=min(5.0, watch_interval(cfg) / 2))
+        self._ends = broker_ends(cfg)
         self._watches = build_watches(
             cfg,
             make_session_factory(self._engine),
