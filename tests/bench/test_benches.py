@@ -19,6 +19,7 @@ from sqlalchemy import func, inspect, select, table
 
 from db.session import make_engine
 from tests.harness.kafka import TestKafka
+from tests.harness.s3 import LocalS3
 
 # Each one a subprocess of seconds to minutes: scheduled first (tests/conftest.py).
 pytestmark = pytest.mark.slow
@@ -246,6 +247,23 @@ def test_archive_log() -> None:
     # leaves driftwatch's table only what its last checkpoint does not cover.
     assert defaults > 300
     assert driftwatch < 100
+
+
+def test_archive_requests(s3_server: LocalS3) -> None:
+    # The benchmark starts a server of its own; the fixture fails (or skips) the test as
+    # every S3 test is when `make s3-server` has not installed one.
+    found = run_bench(
+        "archive_requests.py",
+        None,
+        r"archive_requests: 12 appends of 20 rows; per append: (\d+\.\d\d) requests "
+        r"\(LIST \d+\.\d\d, PUT (\d+\.\d\d), GET \d+\.\d\d, other \d+\.\d\d\); "
+        r"with compaction every \d+: (\d+\.\d\d) requests",
+    )
+    total, puts, compacted = (float(n) for n in found.groups())
+    # Every append writes a data file and a log entry; the quick run never compacts.
+    assert puts >= 2.0
+    assert total > puts
+    assert compacted == total
 
 
 def test_drift_vs_evidently() -> None:
