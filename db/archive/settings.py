@@ -41,8 +41,9 @@ class ArchiveSettings:
     def table_properties(self) -> dict[str, str]:
         """The Delta table properties every archive table carries.
 
-        Expired log entries are deleted at each checkpoint (every 100 commits)
-        and by the maintenance job; removed files are forgotten by checkpoints
+        Log entries expire after ``log_retention_seconds``; those before the last
+        checkpoint (one every 100 commits) are deleted by each writer's compactions
+        and by the maintenance job (db.archive.writer); removed files are forgotten by checkpoints
         once vacuum may delete them, so checkpoints do not grow with every
         compaction of the last week (Delta's default).
         """

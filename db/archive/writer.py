@@ -35,6 +35,8 @@ does it.
 from __future__ import annotations
 
 import logging
+import math
+import time
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -44,6 +46,7 @@ from deltalake import (
     ColumnProperties,
     CommitProperties,
     DeltaTable,
+    PostCommitHookProperties,
     Transaction,
     WriterProperties,
     write_deltalake,
@@ -54,6 +57,12 @@ from db.archive.errors import ArchiveConflict, translate
 from db.archive.settings import ArchiveSettings, Kind
 
 log = logging.getLogger(__name__)
+# deltalake looks for expired log entries after every commit, listing the whole log: a
+# LIST request per append on object storage, for entries that only a checkpoint (every
+# 100 commits) makes deletable. Appends skip it; the writer's compactions (every
+# compact_every appends) and the maintenance job delete them.
+_APPEND_HOOKS = PostCommitHookProperties(cleanup_expired_logs=False)
+_COMPACTION_HOOKS = PostCommitHookProperties(cleanup_expired_logs=True)
 # Conflicts are races between replicas over a rebalance; each retry sees the winner.
 _ATTEMPTS = 5
 
@@ -75,8 +84,10 @@ class ArchiveWriter:
         settings: ArchiveSettings,
         group: str,
         compaction_failed: Callable[[], None] = _unobserved,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        self._clock = clock
         self.group = group
         self.compaction_failed = compaction_failed
         self._tables: dict[str, DeltaTable] = {}
@@ -86,6 +97,9 @@ class ArchiveWriter:
         # 1.6), three partitions a flush, every table: most of what an append spends
         # outside Delta's own commit. Valid while the table holds no commit but ours.
         self._txns: dict[str, tuple[int, dict[str, int | None]]] = {}
+        # Per table: when its snapshot was last the table's latest version (loaded,
+        # refreshed, or left so by this writer's own commit); see _load.
+        self._synced: dict[str, float] = {}
 
     def app_id(self, topic: str, partition: int) -> str:
         return f"driftwatch:{self.group}:{topic}:{partition}"
@@ -137,7 +151,7 @@ class ArchiveWriter:
         if table is None:
             return 0
         try:
-            done = table.optimize.compact()
+            done = table.optimize.compact(post_commithook_properties=_COMPACTION_HOOKS)
         except (DeltaError, OSError) as exc:
             log.warning("compacting %s failed: %s", uri, exc)
             self.compaction_failed()
@@ -150,7 +164,7 @@ class ArchiveWriter:
     def _append_once(
         self, uri: str, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
     ) -> int:
-        table = self._load(uri)
+        table = self._load(uri, reuse=True)
         rows = _once_per_source(rows)
         keep = rows if table is None else self._unarchived(uri, table, rows)
         if keep.num_rows == 0:
@@ -168,12 +182,16 @@ class ArchiveWriter:
                 configuration=self.settings.table_properties() if table is None else None,
                 storage_options=dict(self.settings.storage_options) or None,
                 commit_properties=CommitProperties(app_transactions=txns),
+                post_commithook_properties=_APPEND_HOOKS,
                 writer_properties=_writer_properties(keep.schema),
             )
         except Exception as exc:
             raise translate(exc, f"appending to {uri}") from exc
         if table is None:
             self._tables.pop(uri, None)
+        else:
+            # deltalake moved the snapshot to our commit, which followed every earlier one.
+            self._synced[uri] = self._clock()
         self._committed(uri, table, read_at, txns)
         return int(keep.num_rows)
 
@@ -215,9 +233,22 @@ class ArchiveWriter:
                 mask = ~archived if mask is None else mask & ~archived
         return rows if mask is None else rows.filter(pa.array(mask))
 
-    def _load(self, uri: str) -> DeltaTable | None:
-        """The table at its latest version, or None when it does not exist yet."""
+    def _load(self, uri: str, reuse: bool = False) -> DeltaTable | None:
+        """The table at its latest version, or None when it does not exist yet.
+
+        ``reuse`` (appends): the snapshot held, without refreshing it, while it was the
+        latest version less than half the log retention ago. Refreshing costs a LIST
+        and a GET on object storage, two of the ten requests of an append
+        (bench/archive_requests.py). A stale snapshot is safe to commit from: Delta
+        checks each commit made since it, refuses ours if one carries an app id of ours
+        (ArchiveConflict: the retry reloads and drops what that writer archived), and
+        rebases it over the others. Those commits are younger than the snapshot, so
+        within half the retention no checkpoint has deleted their log entries yet.
+        """
         table = self._tables.get(uri)
+        now = self._clock()
+        if table is not None and reuse and now - self._synced.get(uri, -math.inf) < self._reuse_for:
+            return table
         try:
             if table is None:
                 table = DeltaTable(uri, storage_options=dict(self.settings.storage_options) or None)
@@ -228,7 +259,12 @@ class ArchiveWriter:
             return None
         except Exception as exc:
             raise translate(exc, f"reading {uri}") from exc
+        self._synced[uri] = now
         return table
+
+    @property
+    def _reuse_for(self) -> float:
+        return self.settings.log_retention_seconds / 2
 
 
 def _once_per_source(rows: pa.Table) -> pa.Table:

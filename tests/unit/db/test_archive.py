@@ -84,13 +84,13 @@ class _Stale(ArchiveWriter):
         self._snapshot: DeltaTable | None = snapshot
         self.loads = 0
 
-    def _load(self, uri: str) -> DeltaTable | None:
+    def _load(self, uri: str, reuse: bool = False) -> DeltaTable | None:
         self.loads += 1
         if self._snapshot is not None:
             snapshot, self._snapshot = self._snapshot, None
             self._tables[uri] = snapshot
             return snapshot
-        return super()._load(uri)
+        return super()._load(uri, reuse)
 
 
 def test_two_replicas_racing_on_a_partition_archive_each_event_once(settings):
@@ -138,8 +138,8 @@ class _CountingReads:
         counter = cls()
         load = writer._load
 
-        def counted(uri: str) -> DeltaTable | None:
-            table = load(uri)
+        def counted(uri: str, reuse: bool = False) -> DeltaTable | None:
+            table = load(uri, reuse)
             if table is not None and not hasattr(table, "_counted"):
                 read = table.transaction_version
 
@@ -220,3 +220,84 @@ def test_a_writer_whose_snapshot_predates_the_kept_log_still_archives_each_event
     assert not (log / f"{1:020d}.json").exists()
     assert rare.append("m", Kind.LABELS, labels([0, 1, 2, 3]), {("l", 0): 4}) == 2
     assert archived(settings, "m") == [(0, o) for o in range(4)] + [(1, o) for o in range(110)]
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _refreshes(writer: ArchiveWriter, uri: str) -> list[None]:
+    """Records each refresh of the snapshot the writer holds of ``uri``."""
+    table = writer._tables[uri]
+    calls: list[None] = []
+    refresh = table.update_incremental
+
+    def counting() -> None:
+        calls.append(None)
+        refresh()
+
+    table.update_incremental = counting  # type: ignore[method-assign]
+    return calls
+
+
+def test_a_writer_appends_from_its_own_snapshot_until_half_the_log_retention_passed(settings):
+    clock = _Clock()
+    writer = ArchiveWriter(settings, "g", clock=clock)
+    writer.append("m", Kind.LABELS, labels([0]), {("l", 0): 1})  # creates the table
+    writer.append("m", Kind.LABELS, labels([1]), {("l", 0): 2})
+    calls = _refreshes(writer, settings.table_uri("m", Kind.LABELS))
+    clock.now += settings.log_retention_seconds / 2 - 1
+    assert writer.append("m", Kind.LABELS, labels([2, 3]), {("l", 0): 4}) == 2
+    assert calls == []
+    # The last commit left the snapshot current; half the retention after it, it is read again.
+    clock.now += settings.log_retention_seconds / 2
+    assert writer.append("m", Kind.LABELS, labels([4]), {("l", 0): 5}) == 1
+    assert len(calls) == 1
+    assert archived(settings, "m") == [(0, o) for o in range(5)]
+
+
+def test_a_snapshot_behind_other_writers_commits_still_archives_each_event_once(settings):
+    uri = settings.table_uri("m", Kind.LABELS)
+    mine, other = ArchiveWriter(settings, "g", clock=_Clock()), ArchiveWriter(settings, "g")
+    mine.append("m", Kind.LABELS, labels([0]), {("l", 0): 1})  # creates the table
+    mine.append("m", Kind.LABELS, labels([1]), {("l", 0): 2})
+    calls = _refreshes(mine, uri)
+    # The partition moved and came back: its other owner archived 2..5 meanwhile, after a
+    # commit of another partition. Delta checks each commit since the snapshot and refuses
+    # ours (the second carries our app id); the retry reloads the table and appends only
+    # what the other writer had not.
+    other.append("m", Kind.LABELS, labels([0, 1, 2], partition=1), {("l", 1): 3})
+    other.append("m", Kind.LABELS, labels([2, 3, 4, 5]), {("l", 0): 6})
+    assert mine.append("m", Kind.LABELS, labels([2, 3, 4, 5, 6, 7]), {("l", 0): 8}) == 2
+    assert calls == []
+    # Another partition's commit since: Delta rebases ours over it, no reload needed.
+    held = mine._tables[uri]
+    other.append("m", Kind.LABELS, labels([3], partition=1), {("l", 1): 4})
+    assert mine.append("m", Kind.LABELS, labels([0, 1], partition=2), {("l", 2): 2}) == 2
+    assert mine._tables[uri] is held
+    expected = [(0, o) for o in range(8)] + [(1, o) for o in range(4)] + [(2, 0), (2, 1)]
+    assert archived(settings, "m") == expected
+    table = DeltaTable(uri)
+    assert table.version() == 6
+    assert table.transaction_version("driftwatch:g:l:0") == 8
+
+
+def test_appends_leave_expired_log_entries_to_the_writers_compactions(tmp_path: Path):
+    """deltalake would list the whole log after every commit to find expired entries;
+    appends skip that, and a compaction deletes those a checkpoint covers."""
+    settings = ArchiveSettings(
+        uri=str(tmp_path / "archive"), log_retention_seconds=0, compact_every=1000
+    )
+    writer = ArchiveWriter(settings, "g")
+    for offset in range(105):  # a checkpoint at version 100
+        writer.append("m", Kind.LABELS, labels([offset]), {("l", 0): offset + 1})
+    log = Path(settings.table_uri("m", Kind.LABELS), "_delta_log")
+    assert (log / f"{1:020d}.json").exists()
+    writer.compact(settings.table_uri("m", Kind.LABELS))
+    assert not (log / f"{1:020d}.json").exists()
+    assert (log / f"{104:020d}.json").exists()
+    assert archived(settings, "m") == [(0, o) for o in range(105)]
