@@ -151,7 +151,10 @@ class ArchiveWriter:
         if table is None:
             return 0
         try:
-            done = table.optimize.compact(post_commithook_properties=_COMPACTION_HOOKS)
+            done = table.optimize.compact(
+                target_size=self.settings.compact_target_bytes,
+                post_commithook_properties=_COMPACTION_HOOKS,
+            )
         except (DeltaError, OSError) as exc:
             log.warning("compacting %s failed: %s", uri, exc)
             self.compaction_failed()

@@ -266,6 +266,17 @@ def test_archive_requests(s3_server: LocalS3) -> None:
     assert compacted == total
 
 
+def test_archive_compaction() -> None:
+    found = run_bench(
+        "archive_compaction.py",
+        None,
+        r"archive_compaction: 100 appends of 50 events; compacting append \d+ ms first, "
+        r"\d+ ms last, \d+ ms max at Delta's default; \d+, \d+, \d+ ms at (\d+) MiB; "
+        r"Parquet written \d+ MB vs \d+ MB",
+    )
+    assert int(found.group(1)) == 16
+
+
 def test_drift_vs_evidently() -> None:
     run_bench(
         "drift_vs_evidently.py",

@@ -301,3 +301,22 @@ def test_appends_leave_expired_log_entries_to_the_writers_compactions(tmp_path: 
     assert not (log / f"{1:020d}.json").exists()
     assert (log / f"{104:020d}.json").exists()
     assert archived(settings, "m") == [(0, o) for o in range(105)]
+
+
+def test_a_writers_compactions_pack_files_only_up_to_its_target_size(tmp_path: Path):
+    """Each compaction inside a flush rewrites at most about the target's worth of files:
+    with Delta's default (100 MB) every one rewrote the day's whole growing file."""
+    target = 48 * 1024
+    settings = ArchiveSettings(
+        uri=str(tmp_path / "archive"), compact_every=10, compact_target_bytes=target
+    )
+    writer = ArchiveWriter(settings, "g")
+    for flush in range(60):
+        offsets = list(range(flush * 500, (flush + 1) * 500))
+        writer.append("m", Kind.LABELS, labels(offsets), {("l", 0): offsets[-1] + 1})
+    table = DeltaTable(settings.table_uri("m", Kind.LABELS))
+    sizes = pa.table(table.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
+    assert sum(sizes) > 4 * target, "enough data for several target-sized files"
+    assert max(sizes) < 2 * target
+    assert len(sizes) < 60, "the appends' files were compacted"
+    assert archived(settings, "m") == [(0, o) for o in range(60 * 500)]
