@@ -52,9 +52,9 @@ class ArchiveSettings:
 
         Log entries expire after ``log_retention_seconds``; those before the last
         checkpoint (one every 100 commits) are deleted by each writer's compactions
-        and by the maintenance job (db.archive.writer); removed files are forgotten by checkpoints
-        once vacuum may delete them, so checkpoints do not grow with every
-        compaction of the last week (Delta's default).
+        and by the maintenance job (db.archive.writer). Removed files are forgotten
+        by checkpoints once vacuum may delete them, so checkpoints do not grow with
+        every compaction of the last week (Delta's default).
         """
         return {
             "delta.logRetentionDuration": f"interval {int(self.log_retention_seconds)} seconds",
