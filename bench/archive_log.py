@@ -94,6 +94,7 @@ def main() -> None:
                     ),
                     flush=True,
                 )
+        writer.compactions.wait()  # the log entries counted below are after the last one
         # Whole compaction cycles, so that both means see files of every count alike;
         # the first cycle also creates the tables.
         cycle = settings.compact_every

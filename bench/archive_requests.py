@@ -3,15 +3,20 @@
 Every flush appends once to each archived model's table and kind (a Delta commit
 each), and an object store that bills per request bills each of them. The
 benchmark appends ``--appends`` flushes of ``--rows`` labels with driftwatch's
-own writer to two tables on the tests' local S3 server (moto, from ``make
-s3-server``), one without the writer's compaction and one with it every
+own writer to three tables on the tests' local S3 server (moto, from ``make
+s3-server``), one without the writer's compactions and two with one every
 ``archive.compact_every`` appends (50, the default), and counts the requests the
-server logged for each table after the first append (which creates it).
+server logged for each table after the first append (which creates it). The
+compactions run on the writer's compaction thread, beside the appends: for one
+table each ends before the next append starts, as when flushes are seconds apart;
+for the other the appends follow each other at once, so they run into the
+compaction under way (the next append loads the table itself).
 
 Last line: ``archive_requests: <n> appends of <rows> rows; per append: <x>
 requests (LIST <x>, PUT <x>, GET <x>, other <x>); with compaction every <k>: <x>
-requests``. A deployment's requests per second are about that figure times the
-tables a flush appends to, divided by the seconds between flushes
+requests (...) when each ends before the next flush, <x> (...) when flushes come
+back to back``. A deployment's requests per second are about that figure times
+the tables a flush appends to, divided by the seconds between flushes
 (docs/concepts/archive.md).
 """
 
@@ -74,7 +79,8 @@ def main() -> None:
         s3.create_bucket(BUCKET)
         log = Path(tmp) / "moto.log"
         per_append: dict[str, tuple[Counter[str], int]] = {}
-        for name, every in (("plain", NO_COMPACTION), ("compacted", compact_every)):
+        sides = (("plain", NO_COMPACTION), ("spaced", compact_every), ("busy", compact_every))
+        for name, every in sides:
             cfg = ArchiveConfig(uri=f"s3://{BUCKET}/{name}", compact_every=every)
             settings = cfg.settings()
             writer = ArchiveWriter(settings, "bench")
@@ -85,17 +91,26 @@ def main() -> None:
                 first = i * args.rows
                 rows = flush_rows(first, args.rows)
                 writer.append("m", Kind.LABELS, rows, {(TOPIC, 0): first + args.rows})
+                if name == "spaced":
+                    writer.compactions.wait()
+            writer.compactions.wait()  # theirs count too
             per_append[name] = (requests_by_kind(log, table) - before, args.appends)
     plain, n = per_append["plain"]
-    compacted, _ = per_append["compacted"]
+    spaced, _ = per_append["spaced"]
+    busy, _ = per_append["busy"]
     if plain["PUT"] < 2 * n:
         sys.exit(f"the server logged {plain['PUT']} PUTs for {n} appends: its log is not read")
-    kinds = ", ".join(f"{k} {plain[k] / n:.2f}" for k in ("LIST", "PUT", "GET", "other"))
     print(
         f"archive_requests: {n} appends of {args.rows} rows; per append: "
-        f"{plain.total() / n:.2f} requests ({kinds}); with compaction every "
-        f"{compact_every}: {compacted.total() / n:.2f} requests"
+        f"{plain.total() / n:.2f} requests ({_kinds(plain, n)}); with compaction every "
+        f"{compact_every}: {spaced.total() / n:.2f} requests ({_kinds(spaced, n)}) when each "
+        f"ends before the next flush, {busy.total() / n:.2f} ({_kinds(busy, n)}) when flushes "
+        "come back to back"
     )
+
+
+def _kinds(requests: Counter[str], appends: int) -> str:
+    return ", ".join(f"{k} {requests[k] / appends:.2f}" for k in ("LIST", "PUT", "GET", "other"))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import itertools
+import logging
 import threading
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,12 +33,17 @@ from db.archive import Kind, label_table, prediction_table
 from db.repositories import OffsetAdvance
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class ArchiveSink(Protocol):
     def append(
         self, model: str, kind: Kind, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
     ) -> int: ...
+
+    def close(self, timeout: float) -> bool:
+        """Done appending: wait up to ``timeout`` for work the appends left running."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,6 +308,13 @@ class ArchiveIntake:
         # Each worker removes only its own table's entry: no two touch one key.
         (self._predictions if kind is Kind.PREDICTIONS else self._labels).pop(model)
 
+    def close(self, timeout: float) -> None:
+        """The loop has stopped: let the sink finish what it runs in the background
+        (a compaction under way) for at most ``timeout`` seconds, what the stop's
+        budget has left."""
+        if not self.sink.close(timeout):
+            log.warning("an archive compaction was still running at shutdown; left unfinished")
+
     def drop(self, topic: str, partitions: set[int]) -> None:
         """Forget what was buffered from ``topic``'s ``partitions``; it will be read again."""
         for model, p in list(self._predictions.items()):
@@ -335,6 +348,9 @@ class _NoSink:
         self, model: str, kind: Kind, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
     ) -> int:
         return 0
+
+    def close(self, timeout: float) -> bool:
+        return True
 
 
 def _each(jobs: Sequence[T], work: Callable[[T], None], workers: int) -> list[BaseException]:

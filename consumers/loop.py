@@ -1,11 +1,10 @@
 """The ingestion loop: poll, decode, aggregate, and flush exactly once.
 
-Exactly-once effect without Kafka transactions: the aggregates and the next
-offsets of every owned partition are written in one SQL transaction, and on
-every assignment the consumer seeks to the offsets stored in SQL. Kafka's own
-committed offsets are written afterwards, only for lag tooling. Whatever the
-moment of a crash, the state in SQL is that of some prefix of every partition,
-and processing resumes exactly after it.
+Exactly-once effect without Kafka transactions: the aggregates and the next offsets of
+every owned partition are written in one SQL transaction, and on every assignment the
+consumer seeks to the offsets stored in SQL. Kafka's own committed offsets are written
+afterwards, only for lag tooling. Whatever the moment of a crash, the state in SQL is
+that of some prefix of every partition, and processing resumes exactly after it.
 
 While the database or the dead-letter topic is unreachable the loop pauses its
 partitions, keeps its group membership by polling, and retries the same flush
@@ -187,6 +186,7 @@ class IngestLoop:
             log.warning("%s; nothing was lost, unflushed events will be read again", exc)
         finally:
             close_quietly(self.consumer)
+            self.archive.close(max(0.0, self._shutdown_deadline() - self.clock.monotonic()))
 
     def _poll(self, timeout_ms: int) -> Mapping[TopicPartition, list[Any]]:
         return self._polls.poll(self.consumer, timeout_ms, self._stop)

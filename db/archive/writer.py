@@ -27,14 +27,14 @@ otherwise slow ingestion down within minutes. Every 50 appends cost least of
 20 features: 16.5 ms an append of 25 rows against 21.6 at 100; 21.8 ms of 500
 rows against 23.9). The log's entries cost an append time too, so a table is
 created with a short log retention (``ArchiveSettings.table_properties``).
-Compaction rewrites files without changing data or the application transactions; if it loses a race
-with another writer it is skipped, and the next one or the maintenance job
+Compaction rewrites files without changing data or the application
+transactions, on a thread of its own beside the appends
+(:mod:`db.archive.compactor`); if it fails, the next one or the maintenance job
 does it.
 """
 
 from __future__ import annotations
 
-import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -51,18 +51,17 @@ from deltalake import (
     WriterProperties,
     write_deltalake,
 )
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import TableNotFoundError
 
+from db.archive.compactor import Compactor
 from db.archive.errors import ArchiveConflict, translate
 from db.archive.settings import ArchiveSettings, Kind
 
-log = logging.getLogger(__name__)
 # deltalake looks for expired log entries after every commit, listing the whole log: a
 # LIST request per append on object storage, for entries that only a checkpoint (every
 # 100 commits) makes deletable. Appends skip it; the writer's compactions (every
 # compact_every appends) and the maintenance job delete them.
 _APPEND_HOOKS = PostCommitHookProperties(cleanup_expired_logs=False)
-_COMPACTION_HOOKS = PostCommitHookProperties(cleanup_expired_logs=True)
 # Conflicts are races between replicas over a rebalance; each retry sees the winner.
 _ATTEMPTS = 5
 
@@ -76,7 +75,7 @@ class ArchiveWriter:
 
     ``compaction_failed`` is called for each compaction that failed (the service
     counts them): the table keeps its small files, and appends slow down, until a
-    later compaction succeeds.
+    later compaction succeeds. :meth:`close` when done appending.
     """
 
     def __init__(
@@ -89,7 +88,7 @@ class ArchiveWriter:
         self.settings = settings
         self._clock = clock
         self.group = group
-        self.compaction_failed = compaction_failed
+        self.compactions = Compactor(settings, compaction_failed)
         self._tables: dict[str, DeltaTable] = {}
         self._appends: dict[str, int] = {}
         # Per table: the version its app transactions were read at, and what was read.
@@ -137,32 +136,28 @@ class ArchiveWriter:
                     raise
         if written:
             appends = self._appends.get(uri, 0) + 1
-            if appends >= self.settings.compact_every:
-                self.compact(uri)
+            # While one is under way the count goes on: the next append asks again.
+            if appends >= self.settings.compact_every and self.compactions.idle(uri):
+                self.compactions.request(uri, self._tables.pop(uri, None))
+                self._txns.pop(uri, None)
                 appends = 0
             self._appends[uri] = appends
         return written
 
     def compact(self, uri: str) -> int:
-        """Compact the table's small files; returns how many it replaced (0 when the
-        compaction lost a race or failed: it is maintenance, never a flush's failure,
-        but a failure is logged and counted, since appends slow down until one works)."""
-        table = self._load(uri)
-        if table is None:
-            return 0
-        try:
-            done = table.optimize.compact(
-                target_size=self.settings.compact_target_bytes,
-                post_commithook_properties=_COMPACTION_HOOKS,
-            )
-        except (DeltaError, OSError) as exc:
-            log.warning("compacting %s failed: %s", uri, exc)
-            self.compaction_failed()
-            return 0
-        finally:
-            self._tables.pop(uri, None)
-            self._txns.pop(uri, None)
-        return int(done.get("numFilesRemoved", 0) or 0)
+        """Compact the table's small files now, on this thread; returns how many it
+        replaced (0 when it failed: maintenance, never a flush's failure, but logged and
+        counted, since appends slow down until one works)."""
+        removed, table = self.compactions.compact(uri, self._tables.pop(uri, None))
+        self._txns.pop(uri, None)
+        if table is not None:
+            self._tables[uri] = table
+        return removed
+
+    def close(self, timeout: float = 10.0) -> bool:
+        """Stop compacting: wait up to ``timeout`` seconds for the compaction under way,
+        drop those queued. False if one was still running then."""
+        return self.compactions.close(timeout)
 
     def _append_once(
         self, uri: str, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]
@@ -252,6 +247,10 @@ class ArchiveWriter:
         now = self._clock()
         if table is not None and reuse and now - self._synced.get(uri, -math.inf) < self._reuse_for:
             return table
+        if table is None and (table := self.compactions.take(uri)) is not None:
+            # Back from its compaction, which ran beside our appends: not known to be
+            # the latest version, so refreshed (reading only the log's new entries).
+            self._tables[uri] = table
         try:
             if table is None:
                 table = DeltaTable(uri, storage_options=dict(self.settings.storage_options) or None)

@@ -175,6 +175,7 @@ def test_a_writer_compacts_a_table_every_compact_every_appends_and_loses_nothing
     for flush in range(12):
         offsets = list(range(flush * 3, flush * 3 + 3))
         assert writer.append("m", Kind.LABELS, labels(offsets), {("l", 0): offsets[-1] + 1}) == 3
+        writer.compactions.wait()  # each at once, to count the files below
     table = DeltaTable(settings.table_uri("m", Kind.LABELS))
     # Compacted after appends 5 and 10 (one file each time), then two more appends.
     assert len(table.file_uris()) == 3
@@ -196,8 +197,9 @@ def test_a_failed_compaction_is_logged_as_a_warning_counted_and_fails_no_flush(
     uri = settings.table_uri("m", Kind.LABELS)
     # A data file gone from under the table: the compaction cannot read it.
     Path(DeltaTable(uri).file_uris()[0]).unlink()
-    with caplog.at_level("WARNING", logger="db.archive.writer"):
+    with caplog.at_level("WARNING", logger="db.archive.compactor"):
         assert writer.append("m", Kind.LABELS, labels([2]), {("l", 0): 3}) == 1
+        assert writer.compactions.wait(timeout=60)
     assert failures == [None]
     assert [(r.levelname, r.getMessage().split(":")[0]) for r in caplog.records] == [
         ("WARNING", f"compacting {uri} failed")
@@ -304,7 +306,7 @@ def test_appends_leave_expired_log_entries_to_the_writers_compactions(tmp_path: 
 
 
 def test_a_writers_compactions_pack_files_only_up_to_its_target_size(tmp_path: Path):
-    """Each compaction inside a flush rewrites at most about the target's worth of files:
+    """Each of a writer's compactions rewrites at most about the target's worth of files:
     with Delta's default (100 MB) every one rewrote the day's whole growing file."""
     target = 48 * 1024
     settings = ArchiveSettings(
@@ -314,6 +316,7 @@ def test_a_writers_compactions_pack_files_only_up_to_its_target_size(tmp_path: P
     for flush in range(60):
         offsets = list(range(flush * 500, (flush + 1) * 500))
         writer.append("m", Kind.LABELS, labels(offsets), {("l", 0): offsets[-1] + 1})
+    writer.compactions.wait()
     table = DeltaTable(settings.table_uri("m", Kind.LABELS))
     sizes = pa.table(table.get_add_actions(flatten=True)).column("size_bytes").to_pylist()
     assert sum(sizes) > 4 * target, "enough data for several target-sized files"

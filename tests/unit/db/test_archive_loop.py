@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -129,4 +130,31 @@ def test_a_failed_archive_append_rolls_the_sql_transaction_back_and_the_retry_st
     assert {p: o.next_offset for p, o in store.load(TOPIC, PARTS).items()} == {0: 4, 1: 1}
     frame = DeltaTable(settings.table_uri("fraud", Kind.PREDICTIONS)).to_pandas()
     assert sorted(frame["event_id"]) == sorted(f"e{T + i}" for i in (1, 2, 3, 4))
+    engine.dispose()
+
+
+class ClosingWriter(ArchiveWriter):
+    closed: list[float] = []
+
+    def close(self, timeout: float = 10.0) -> bool:
+        self.closed.append(timeout)
+        return super().close(timeout)
+
+
+def test_a_stopping_loop_flushes_then_gives_the_compaction_under_way_what_its_budget_left(
+    sqlite_url: str, tmp_path: Path
+) -> None:
+    engine = make_engine(sqlite_url)
+    clock = FakeClock(T + 100.0)
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"))
+    writer = ClosingWriter(settings, GROUP)
+    writer.closed = []
+    loop, store = start(make_session_factory(engine), clock, settings, writer)
+    stop = threading.Event()
+    stop.set()
+    loop.run(stop)
+    assert {p: o.next_offset for p, o in store.load(TOPIC, PARTS).items()} == {0: 4, 1: 1}
+    assert writer.closed == [loop.settings.shutdown_budget]  # the fake clock stood still
+    writer.compactions.request(settings.table_uri("fraud", Kind.PREDICTIONS), None)
+    assert writer.compactions.idle(settings.table_uri("fraud", Kind.PREDICTIONS))
     engine.dispose()
