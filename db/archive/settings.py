@@ -30,12 +30,12 @@ class ArchiveSettings:
     and kind) are appended to at once.
 
     ``compact_target_bytes`` is the file size a writer's own compactions (every
-    ``compact_every`` appends, inside a flush) bin-pack small files up to. Delta's
-    default, 100 MB, made each of them rewrite the day's growing file with the new
-    small ones: at 2,000 twenty-feature events a flush, up to 1.37 s on a local
-    disk, a flush held that long every 50; at 16 MiB at most 0.37 s, and half as
-    many Parquet bytes written (bench/archive_compaction.py). The maintenance job
-    compacts with Delta's default, off the flush path.
+    ``compact_every`` appends, on its compaction thread) bin-pack small files up to.
+    Delta's default, 100 MB, made each of them rewrite the day's growing file with
+    the new small ones: at 2,000 twenty-feature events a flush, up to 1.37 s on a
+    local disk, when they still ran inside the flush, against at most 0.37 s at 16
+    MiB, and twice the Parquet bytes written (bench/archive_compaction.py). The
+    maintenance job compacts with Delta's default.
     """
 
     uri: str = "./driftwatch-archive"
