@@ -8,15 +8,18 @@ new small ones, so the work grows with that file until it reaches the target. Ru
 inside the append that asked for it, the compaction held up that flush; on the
 compaction thread (:mod:`db.archive.compactor`) it runs beside the next appends.
 The benchmark appends ``--appends`` flushes of ``--rows`` twenty-feature prediction
-events (random values, one day) to three local tables, one side after the other in
+events (random values, one day) to four local tables, one side after the other in
 this process: compacting inside the append at Delta's default target (100 MB), inside
-it at driftwatch's, and in the background at driftwatch's. It prints each side's
-append times and the Parquet bytes each table wrote.
+it at driftwatch's, and beside it at driftwatch's, on the writer's compaction
+thread, with the appends back to back (each the next runs into the compaction under
+way, and loads the table itself) and with them started ``--interval`` seconds apart,
+as flushes are (every 2 seconds by default; 2,000 events a flush is 1,000 events/s).
+It prints each side's append times and the Parquet bytes each table wrote.
 
 Last line: ``archive_compaction: <n> appends of <rows> events; append p50/p99/max
 <ms>/<ms>/<ms> ms compacting inside it at Delta's default, <ms>/<ms>/<ms> at <MiB>
-MiB, <ms>/<ms>/<ms> in the background (p99 <ratio>, max <ratio> of inside);
-Parquet written <MB>, <MB>, <MB> MB``.
+MiB; beside it <ms>/<ms>/<ms> back to back, <ms>/<ms>/<ms> <s> s apart (p99 <ratio>
+and <ratio> of inside); Parquet written <MB>, <MB>, <MB>, <MB> MB``.
 """
 
 from __future__ import annotations
@@ -64,51 +67,67 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--appends", type=int, default=400, help="appends to each table")
     parser.add_argument("--rows", type=int, default=2000, help="events per append")
+    parser.add_argument(
+        "--interval", type=float, default=0.5, help="seconds between spaced flushes' starts"
+    )
     parser.add_argument("--quick", action="store_true", help="two compactions of small flushes")
     args = parser.parse_args()
     if args.quick:
-        args.appends, args.rows = 100, 50
+        args.appends, args.rows, args.interval = 100, 50, 0.02
     spec = ModelConfig.model_validate(wide_model()).spec("wide")
-    every = ArchiveSettings().compact_every
     with tempfile.TemporaryDirectory(prefix="driftwatch-archive-compaction-") as tmp:
-        ours = ArchiveSettings(uri=str(Path(tmp) / "background"))
+        ours = ArchiveSettings(uri=str(Path(tmp) / "busy"))
         # The inline sides' writers never ask for a compaction: the bench runs each itself.
         inline = replace(ours, uri=str(Path(tmp) / "inline"), compact_every=args.appends + 1)
         default = replace(
             inline, uri=str(Path(tmp) / "default"), compact_target_bytes=DELTA_DEFAULT
         )
-        sides = {"default": (default, True), "inline": (inline, True), "background": (ours, False)}
-        times: dict[str, list[float]] = {}
-        for name, (settings, inside) in sides.items():
-            rng = np.random.default_rng(7)  # the same flushes for each side
-            writer = ArchiveWriter(settings, "bench")
-            uri = settings.table_uri("wide", Kind.PREDICTIONS)
-            times[name] = []
-            for i in range(args.appends):
-                rows = flush_rows(spec, i * args.rows, args.rows, rng)
-                began = time.perf_counter()
-                writer.append(
-                    "wide", Kind.PREDICTIONS, rows, {("predictions", 0): (i + 1) * args.rows}
-                )
-                if inside and (i + 1) % every == 0:
-                    writer.compact(uri)
-                times[name].append((time.perf_counter() - began) * 1000)
-            writer.compactions.wait()
-            writer.close()
+        spaced = replace(ours, uri=str(Path(tmp) / "spaced"))
+        sides = {"default": default, "inline": inline, "busy": ours, "spaced": spaced}
+        times = {
+            name: _appends(s, spec, args, name in ("default", "inline"))
+            for name, s in sides.items()
+        }
         written = {
             name: sum(f.stat().st_size for f in Path(s.uri).rglob("*.parquet")) / 1e6
-            for name, (s, _) in sides.items()
+            for name, s in sides.items()
         }
-    d, i, b = (_summary(times[name]) for name in sides)
+    d, i, b, p = (_summary(times[name]) for name in sides)
     print(
         f"archive_compaction: {args.appends} appends of {args.rows} events; append "
         f"p50/p99/max {d} ms compacting inside it at Delta's default, {i} at "
-        f"{ours.compact_target_bytes / 2**20:.0f} MiB, {b} in the background "
-        f"(p99 {_p99(times['background']) / _p99(times['inline']):.2f}, max "
-        f"{max(times['background']) / max(times['inline']):.2f} of inside); "
-        f"Parquet written {written['default']:.0f}, {written['inline']:.0f}, "
-        f"{written['background']:.0f} MB"
+        f"{ours.compact_target_bytes / 2**20:.0f} MiB; beside it {b} back to back, {p} "
+        f"{args.interval:g} s apart (p99 {_p99(times['busy']) / _p99(times['inline']):.2f} and "
+        f"{_p99(times['spaced']) / _p99(times['inline']):.2f} of inside); Parquet written "
+        + ", ".join(f"{written[name]:.0f}" for name in sides)
+        + " MB"
     )
+
+
+def _appends(
+    settings: ArchiveSettings, spec: ModelSpec, args: argparse.Namespace, inside: bool
+) -> list[float]:
+    """Each append's milliseconds; ``inside``: the bench compacts in the append itself
+    (the writer asks for none), else the writer's compaction thread does, and the
+    "spaced" side's appends start ``args.interval`` apart, as flushes do."""
+    rng = np.random.default_rng(7)  # the same flushes for each side
+    writer = ArchiveWriter(settings, "bench")
+    uri = settings.table_uri("wide", Kind.PREDICTIONS)
+    every = ArchiveSettings().compact_every
+    spaced = settings.uri.endswith("spaced")
+    times: list[float] = []
+    for i in range(args.appends):
+        rows = flush_rows(spec, i * args.rows, args.rows, rng)
+        began = time.perf_counter()
+        writer.append("wide", Kind.PREDICTIONS, rows, {("predictions", 0): (i + 1) * args.rows})
+        if inside and (i + 1) % every == 0:
+            writer.compact(uri)
+        times.append((time.perf_counter() - began) * 1000)
+        if spaced:
+            time.sleep(max(0.0, began + args.interval - time.perf_counter()))
+    writer.compactions.wait()
+    writer.close()
+    return times
 
 
 def _p99(ms: list[float]) -> float:

@@ -14,11 +14,12 @@ One daemon thread serves every table in the order asked, each table at most once
 a time (an append that comes due while its table's compaction is queued or under way
 asks again at the next one). deltalake releases the GIL while it rewrites files, so
 the loop keeps reading meanwhile. The writer's own snapshot of the table goes to the
-compaction and comes back after it: neither thread touches a ``DeltaTable`` the other
-holds, and nothing is loaded twice. On object storage (bench/archive_requests.py) that
+compaction when it starts (a request in the queue holds none) and comes back when it
+ends: neither thread touches a ``DeltaTable`` the other holds (the writer's lock per
+table), and nothing is loaded twice. On object storage (bench/archive_requests.py) that
 is 8.90 requests an append with a compaction every 50, against 10.04 when the flush
 compacted and the next append loaded the table afresh. An append that runs into its
-table's compaction under way loads the table itself instead of waiting (12.69 requests
+table's compaction under way loads the table itself instead of waiting (13.27 requests
 an append with flushes back to back): that takes compactions longer than the time
 between two flushes, so large flushes, whose requests are few per event. A compaction
 that fails is logged and counted, the table keeps its small files, and the next one,
@@ -47,16 +48,16 @@ _HOOKS = PostCommitHookProperties(cleanup_expired_logs=True)
 class Compactor:
     """Compacts archive tables on a thread of its own, each table at most once at a time.
 
-    The writer hands over its snapshot of a table with the request (its latest
-    version: the compaction reads nothing to find the files) and takes it back with
-    :meth:`take` once the compaction has ended. ``failed`` is called for each
-    compaction that failed.
+    A compaction starting takes the writer's snapshot of its table (the latest
+    version: the compaction reads nothing to find the files), and the writer takes it
+    back with :meth:`take` once the compaction has ended; a request waiting in the
+    queue holds nothing. ``failed`` is called for each compaction that failed.
     """
 
     def __init__(self, settings: ArchiveSettings, failed: Callable[[], None]) -> None:
         self.settings = settings
         self._failed = failed
-        self._queue: deque[tuple[str, DeltaTable | None]] = deque()
+        self._queue: deque[tuple[str, Callable[[], DeltaTable | None]]] = deque()
         self._busy: set[str] = set()  # queued or running
         self._done: dict[str, DeltaTable] = {}  # snapshots to hand back, by table
         self._closed = False
@@ -68,15 +69,16 @@ class Compactor:
         with self._changed:
             return uri not in self._busy
 
-    def request(self, uri: str, table: DeltaTable | None) -> None:
-        """Compact ``uri`` soon, from ``table`` (the caller's snapshot, which it no longer
-        uses; None to load one), on the compaction thread, started at the first request.
-        Only when :meth:`idle`; ignored once closed."""
+    def request(self, uri: str, snapshot: Callable[[], DeltaTable | None]) -> None:
+        """Compact ``uri`` soon, on the compaction thread (started at the first request),
+        from what ``snapshot()`` hands over when it starts: the caller's snapshot, which
+        the caller then no longer uses, or None to load one. Only when :meth:`idle`;
+        ignored once closed."""
         with self._changed:
             if self._closed or uri in self._busy:
                 return
             self._done.pop(uri, None)
-            self._queue.append((uri, table))
+            self._queue.append((uri, snapshot))
             self._busy.add(uri)
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -132,10 +134,10 @@ class Compactor:
                 self._changed.wait_for(lambda: self._queue or self._closed)
                 if not self._queue:
                     return
-                uri, table = self._queue.popleft()
+                uri, snapshot = self._queue.popleft()
             back = None
             try:
-                _, back = self.compact(uri, table)
+                _, back = self.compact(uri, snapshot())
             finally:
                 with self._changed:
                     if back is not None:

@@ -35,7 +35,9 @@ does it.
 
 from __future__ import annotations
 
+import functools
 import math
+import threading
 import time
 from collections.abc import Callable, Mapping
 
@@ -89,6 +91,7 @@ class ArchiveWriter:
         self._clock = clock
         self.group = group
         self.compactions = Compactor(settings, compaction_failed)
+        self._locks: dict[str, threading.Lock] = {}
         self._tables: dict[str, DeltaTable] = {}
         self._appends: dict[str, int] = {}
         # Per table: the version its app transactions were read at, and what was read.
@@ -106,10 +109,11 @@ class ArchiveWriter:
     def versions(self, model: str, kind: Kind, topic: str, partitions: list[int]) -> dict[int, int]:
         """The stored next offset of each partition that the table has events of."""
         uri = self.settings.table_uri(model, kind)
-        table = self._load(uri)
-        if table is None:
-            return {}
-        found = {p: self._txn_version(uri, table, self.app_id(topic, p)) for p in partitions}
+        with self._lock(uri):
+            table = self._load(uri)
+            if table is None:
+                return {}
+            found = {p: self._txn_version(uri, table, self.app_id(topic, p)) for p in partitions}
         return {p: v for p, v in found.items() if v is not None}
 
     def append(
@@ -125,39 +129,51 @@ class ArchiveWriter:
         version to record for each (topic, partition) among them.
         """
         uri = self.settings.table_uri(model, kind)
-        for attempt in range(_ATTEMPTS):
-            try:
-                written = self._append_once(uri, rows, next_offsets)
-                break
-            except ArchiveConflict:
-                self._tables.pop(uri, None)
-                self._txns.pop(uri, None)
-                if attempt == _ATTEMPTS - 1:
-                    raise
-        if written:
-            appends = self._appends.get(uri, 0) + 1
-            # While one is under way the count goes on: the next append asks again.
-            if appends >= self.settings.compact_every and self.compactions.idle(uri):
-                self.compactions.request(uri, self._tables.pop(uri, None))
-                self._txns.pop(uri, None)
-                appends = 0
-            self._appends[uri] = appends
+        with self._lock(uri):
+            for attempt in range(_ATTEMPTS):
+                try:
+                    written = self._append_once(uri, rows, next_offsets)
+                    break
+                except ArchiveConflict:
+                    self._tables.pop(uri, None)
+                    self._txns.pop(uri, None)
+                    if attempt == _ATTEMPTS - 1:
+                        raise
+            if written:
+                appends = self._appends.get(uri, 0) + 1
+                # While one is queued or under way the count goes on: the next append asks.
+                if appends >= self.settings.compact_every and self.compactions.idle(uri):
+                    self.compactions.request(uri, functools.partial(self._checkout, uri))
+                    appends = 0
+                self._appends[uri] = appends
         return written
 
     def compact(self, uri: str) -> int:
         """Compact the table's small files now, on this thread; returns how many it
         replaced (0 when it failed: maintenance, never a flush's failure, but logged and
         counted, since appends slow down until one works)."""
-        removed, table = self.compactions.compact(uri, self._tables.pop(uri, None))
-        self._txns.pop(uri, None)
+        removed, table = self.compactions.compact(uri, self._checkout(uri))
         if table is not None:
-            self._tables[uri] = table
+            with self._lock(uri):
+                self._tables.setdefault(uri, table)
         return removed
 
     def close(self, timeout: float = 10.0) -> bool:
         """Stop compacting: wait up to ``timeout`` seconds for the compaction under way,
         drop those queued. False if one was still running then."""
         return self.compactions.close(timeout)
+
+    def _checkout(self, uri: str) -> DeltaTable | None:
+        """Our snapshot of ``uri``, for a compaction starting now: the next append takes it
+        back from the compactor once the compaction ended, or loads one meanwhile."""
+        with self._lock(uri):
+            self._txns.pop(uri, None)
+            return self._tables.pop(uri, None)
+
+    def _lock(self, uri: str) -> threading.Lock:
+        """What keeps a table's snapshot to one thread at a time: an append, or the
+        compaction taking it (in CPython setdefault is atomic)."""
+        return self._locks.setdefault(uri, threading.Lock())
 
     def _append_once(
         self, uri: str, rows: pa.Table, next_offsets: Mapping[tuple[str, int], int]

@@ -273,9 +273,9 @@ def test_archive_compaction() -> None:
         "archive_compaction.py",
         None,
         r"archive_compaction: 100 appends of 50 events; append p50/p99/max \d+/\d+/\d+ ms "
-        r"compacting inside it at Delta's default, \d+/\d+/\d+ at (\d+) MiB, \d+/\d+/\d+ in "
-        r"the background \(p99 \d+\.\d\d, max \d+\.\d\d of inside\); "
-        r"Parquet written \d+, \d+, \d+ MB",
+        r"compacting inside it at Delta's default, \d+/\d+/\d+ at (\d+) MiB; beside it "
+        r"\d+/\d+/\d+ back to back, \d+/\d+/\d+ 0.02 s apart \(p99 \d+\.\d\d and \d+\.\d\d of "
+        r"inside\); Parquet written \d+, \d+, \d+, \d+ MB",
     )
     assert int(found.group(1)) == 16
 

@@ -76,20 +76,40 @@ def test_appends_commit_while_a_compaction_of_their_table_is_under_way(tmp_path:
 
 
 def test_the_writers_snapshot_goes_to_the_compaction_and_back(tmp_path: Path):
-    settings = ArchiveSettings(uri=str(tmp_path / "archive"), compact_every=2)
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"), compact_every=3)
     writer, gate = gated(settings)
     uri = settings.table_uri("m", Kind.LABELS)
-    append(writer, [0])
+    append(writer, [0])  # creates the table
     append(writer, [1])
-    held = writer._tables.get(uri)
-    assert held is None, "handed over with the request"
+    mine = writer._tables[uri]
+    append(writer, [2])  # asks for a compaction
     assert gate.loaded.acquire(timeout=WAIT)
+    assert gate.tables == [mine], "the compaction started from the writer's snapshot"
+    assert uri not in writer._tables
     gate.go.set()
     assert writer.compactions.wait(WAIT)
-    (compacted,) = gate.tables
-    append(writer, [2])  # from the compaction's snapshot: no load of its own
-    assert writer._tables[uri] is compacted
-    assert archived(settings, "m") == [(0, 0), (0, 1), (0, 2)]
+    append(writer, [3])  # from the compaction's snapshot: no load of its own
+    assert writer._tables[uri] is mine
+    assert archived(settings, "m") == [(0, o) for o in range(4)]
+
+
+def test_a_request_waiting_in_the_queue_holds_no_snapshot(tmp_path: Path):
+    settings = ArchiveSettings(uri=str(tmp_path / "archive"), compact_every=3)
+    writer, gate = gated(settings)
+    for offset in range(3):
+        append(writer, [offset])  # m's compaction starts, and is held
+    assert gate.loaded.acquire(timeout=WAIT)
+    n = settings.table_uri("n", Kind.LABELS)
+    for offset in range(3):
+        append(writer, [offset], model="n")  # n's waits behind it
+    held = writer._tables[n]
+    append(writer, [3], model="n")
+    assert writer._tables[n] is held, "n's appends go on from their own snapshot"
+    gate.go.set()
+    assert writer.compactions.wait(WAIT)
+    assert gate.tables[1] is held, "n's compaction took n's snapshot when it started"
+    assert files(settings, "n") == 1  # compacted when its turn came: all four appends
+    assert archived(settings, "n") == [(0, o) for o in range(4)]
 
 
 def test_while_a_compaction_is_under_way_its_table_asks_for_none_until_it_ended(
