@@ -23,9 +23,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
+
+from tests.harness.httpd import QuietHTTPServer
 
 Checked = tuple[int, Any]  # status, JSON (or text) answer
 
@@ -294,8 +296,7 @@ def _handler(rx: Receiver) -> type[BaseHTTPRequestHandler]:
 def receiver(kind: str, secret: str = "") -> Iterator[Receiver]:
     """A receiver of ``kind`` on a free loopback port, shut down on leaving."""
     rx = Receiver(kind, CHECKS[kind], secret)
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(rx))
-    server.daemon_threads = True
+    server = QuietHTTPServer(("127.0.0.1", 0), _handler(rx))
     rx.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(
         target=server.serve_forever, args=(0.05,), name=f"rx-{kind}", daemon=True

@@ -24,10 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from tests.harness.httpd import QuietHTTPServer
 from tests.harness.k8s import custom, deployments
 from tests.harness.k8s.custom import merge_patch
 from tests.harness.k8s.store import Conflict, NotFound, Obj, Stale, Store, matches
@@ -128,8 +129,7 @@ class Emulator:
         self._lock = threading.Lock()
         self.watches_open = threading.Event()  # cleared: new watch requests wait
         self.watches_open.set()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
+        self._server = QuietHTTPServer(("127.0.0.1", 0), _handler(self))
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
