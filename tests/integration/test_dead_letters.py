@@ -189,23 +189,50 @@ def _read_dead_letters(kafka: TestKafka, topic: str, expected: int) -> list[dict
     return letters
 
 
+def _send_to_every_partition(running: dict[str, Any], bad: bool = False) -> None:
+    """A valid event in each partition (after a malformed one, if ``bad``), stored before
+    this returns: each test makes its own premise, whichever tests ran before it."""
+    producer = running["producer"]
+    futures = []
+    for partition in range(3):
+        if bad:
+            payload = b"{not json"
+            sent = producer.send(running["topic"], key=b"bad", value=payload, partition=partition)
+            futures.append((payload, sent))
+        valid = _valid_event(running)
+        key, value = valid["event_id"].encode(), json.dumps(valid).encode()
+        producer.send(running["topic"], key=key, value=value, partition=partition)
+        running["sent_valid"] += 1
+    producer.flush()
+    for payload, fut in futures:
+        meta = fut.get(timeout=10)
+        running["invalid"].append((meta.partition, meta.offset, payload))
+    assert wait_for_total(running["db"], running["sent_valid"], timeout=60) == running["sent_valid"]
+
+
 def test_dead_letter_reasons_are_counted(running: dict[str, Any]) -> None:
+    _send_to_every_partition(running, bad=True)
     registry = running["service"].metrics.registry
-    total = sum(
-        s.value
-        for m in registry.collect()
-        if m.name == "driftwatch_events_invalid"
-        for s in m.samples
-        if s.name.endswith("_total")
-    )
-    assert total >= len(running["invalid"]) > 0
+
+    def counted() -> float:
+        return sum(
+            s.value
+            for m in registry.collect()
+            if m.name == "driftwatch_events_invalid"
+            for s in m.samples
+            if s.name.endswith("_total")
+        )
+
+    # Counted as they were read, before the valid events after them were stored.
+    assert counted() >= len(running["invalid"]) >= 3
 
 
 def test_consumer_lag_is_reported_per_partition(running: dict[str, Any]) -> None:
+    _send_to_every_partition(running)
     registry = running["service"].metrics.registry
     deadline = time.monotonic() + 20
     lags: dict[str, float] = {}
-    while time.monotonic() < deadline and len(lags) < 3:
+    while time.monotonic() < deadline and (len(lags) < 3 or any(lags.values())):
         lags = {
             s.labels["partition"]: s.value
             for m in registry.collect()
