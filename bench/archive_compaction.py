@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument(
         "--interval", type=float, default=0.5, help="seconds between spaced flushes' starts"
     )
-    parser.add_argument("--quick", action="store_true", help="two compactions of small flushes")
+    parser.add_argument("--quick", action="store_true", help="a compaction of small flushes")
     args = parser.parse_args()
     if args.quick:
-        args.appends, args.rows, args.interval = 100, 50, 0.02
+        args.appends, args.rows, args.interval = 60, 50, 0.02
     spec = ModelConfig.model_validate(wide_model()).spec("wide")
     with tempfile.TemporaryDirectory(prefix="driftwatch-archive-compaction-") as tmp:
         ours = ArchiveSettings(uri=str(Path(tmp) / "busy"))

@@ -272,7 +272,7 @@ def test_archive_compaction() -> None:
     found = run_bench(
         "archive_compaction.py",
         None,
-        r"archive_compaction: 100 appends of 50 events; append p50/p99/max \d+/\d+/\d+ ms "
+        r"archive_compaction: 60 appends of 50 events; append p50/p99/max \d+/\d+/\d+ ms "
         r"compacting inside it at Delta's default, \d+/\d+/\d+ at (\d+) MiB; beside it "
         r"\d+/\d+/\d+ back to back, \d+/\d+/\d+ 0.02 s apart \(p99 \d+\.\d\d and \d+\.\d\d of "
         r"inside\); Parquet written \d+, \d+, \d+, \d+ MB",
