@@ -85,7 +85,13 @@ def main() -> None:
         spaced = replace(ours, uri=str(Path(tmp) / "spaced"))
         sides = {"default": default, "inline": inline, "busy": ours, "spaced": spaced}
         times = {
-            name: _appends(s, spec, args, name in ("default", "inline"))
+            name: _appends(
+                s,
+                spec,
+                args,
+                inside=name in ("default", "inline"),
+                interval=args.interval if name == "spaced" else 0.0,
+            )
             for name, s in sides.items()
         }
         written = {
@@ -105,16 +111,19 @@ def main() -> None:
 
 
 def _appends(
-    settings: ArchiveSettings, spec: ModelSpec, args: argparse.Namespace, inside: bool
+    settings: ArchiveSettings,
+    spec: ModelSpec,
+    args: argparse.Namespace,
+    inside: bool,
+    interval: float,
 ) -> list[float]:
     """Each append's milliseconds; ``inside``: the bench compacts in the append itself
-    (the writer asks for none), else the writer's compaction thread does, and the
-    "spaced" side's appends start ``args.interval`` apart, as flushes do."""
+    (the writer asks for none), else the writer's compaction thread does. The appends
+    start ``interval`` seconds apart, as flushes do (0: back to back)."""
     rng = np.random.default_rng(7)  # the same flushes for each side
     writer = ArchiveWriter(settings, "bench")
     uri = settings.table_uri("wide", Kind.PREDICTIONS)
     every = ArchiveSettings().compact_every
-    spaced = settings.uri.endswith("spaced")
     times: list[float] = []
     for i in range(args.appends):
         rows = flush_rows(spec, i * args.rows, args.rows, rng)
@@ -123,8 +132,7 @@ def _appends(
         if inside and (i + 1) % every == 0:
             writer.compact(uri)
         times.append((time.perf_counter() - began) * 1000)
-        if spaced:
-            time.sleep(max(0.0, began + args.interval - time.perf_counter()))
+        time.sleep(max(0.0, began + interval - time.perf_counter()))
     writer.compactions.wait()
     writer.close()
     return times

@@ -36,8 +36,9 @@ from collections import deque
 from collections.abc import Callable
 
 from deltalake import DeltaTable, PostCommitHookProperties
-from deltalake.exceptions import DeltaError, TableNotFoundError
+from deltalake.exceptions import DeltaError
 
+from db.archive.errors import ArchiveError
 from db.archive.settings import ArchiveSettings
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ class Compactor:
     def request(self, uri: str, snapshot: Callable[[], DeltaTable | None]) -> None:
         """Compact ``uri`` soon, on the compaction thread (started at the first request),
         from what ``snapshot()`` hands over when it starts: the caller's snapshot, which
-        the caller then no longer uses, or None to load one. Only when :meth:`idle`;
+        the caller then no longer uses (None: no such table). Only when :meth:`idle`;
         ignored once closed."""
         with self._changed:
             if self._closed or uri in self._busy:
@@ -93,19 +94,20 @@ class Compactor:
         with self._changed:
             return self._done.pop(uri, None)
 
-    def compact(self, uri: str, table: DeltaTable | None = None) -> tuple[int, DeltaTable | None]:
-        """Compact ``uri`` now, on this thread, from ``table`` (None to load one): how many
-        files it replaced, and the snapshot, at the compaction's commit (0 and None when
-        it failed, which is logged and counted)."""
+    def compact(
+        self, uri: str, snapshot: Callable[[], DeltaTable | None]
+    ) -> tuple[int, DeltaTable | None]:
+        """Compact ``uri`` now, on this thread, from what ``snapshot()`` hands over (None:
+        no such table): how many files it replaced, and the snapshot at the compaction's
+        commit (0 and None when it failed, which is logged and counted)."""
         try:
+            table = snapshot()
             if table is None:
-                table = DeltaTable(uri, storage_options=dict(self.settings.storage_options) or None)
+                return 0, None
             done = self._optimize(table)
-        except TableNotFoundError:
-            return 0, None
         # Anything: on the compaction thread an escaped error would end every later one.
         except Exception as exc:
-            known = isinstance(exc, (DeltaError, OSError))
+            known = isinstance(exc, (DeltaError, OSError, ArchiveError))
             log.warning("compacting %s failed: %s", uri, exc if known else repr(exc))
             self._failed()
             return 0, None
@@ -137,7 +139,7 @@ class Compactor:
                 uri, snapshot = self._queue.popleft()
             back = None
             try:
-                _, back = self.compact(uri, snapshot())
+                _, back = self.compact(uri, snapshot)
             finally:
                 with self._changed:
                     if back is not None:

@@ -152,7 +152,7 @@ class ArchiveWriter:
         """Compact the table's small files now, on this thread; returns how many it
         replaced (0 when it failed: maintenance, never a flush's failure, but logged and
         counted, since appends slow down until one works)."""
-        removed, table = self.compactions.compact(uri, self._checkout(uri))
+        removed, table = self.compactions.compact(uri, functools.partial(self._checkout, uri))
         if table is not None:
             with self._lock(uri):
                 self._tables.setdefault(uri, table)
@@ -164,11 +164,14 @@ class ArchiveWriter:
         return self.compactions.close(timeout)
 
     def _checkout(self, uri: str) -> DeltaTable | None:
-        """Our snapshot of ``uri``, for a compaction starting now: the next append takes it
-        back from the compactor once the compaction ended, or loads one meanwhile."""
+        """Our snapshot of ``uri`` (loaded if we hold none), for a compaction starting now:
+        the next append takes it back from the compactor once the compaction ended, or
+        loads one meanwhile. None when the table does not exist."""
         with self._lock(uri):
+            table = self._load(uri, reuse=True)
+            self._tables.pop(uri, None)
             self._txns.pop(uri, None)
-            return self._tables.pop(uri, None)
+            return table
 
     def _lock(self, uri: str) -> threading.Lock:
         """What keeps a table's snapshot to one thread at a time: an append, or the

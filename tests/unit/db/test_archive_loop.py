@@ -134,7 +134,7 @@ def test_a_failed_archive_append_rolls_the_sql_transaction_back_and_the_retry_st
 
 
 class ClosingWriter(ArchiveWriter):
-    closed: list[float] = []
+    closed: list[float]
 
     def close(self, timeout: float = 10.0) -> bool:
         self.closed.append(timeout)
